@@ -1,0 +1,145 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { CairnError } from '../errors.ts';
+
+/**
+ * The whole environment of SPEC §13, parsed and validated once at start. Every bad variable is
+ * reported in one message. Defaults are local ones so that `npm start` works on a fresh machine.
+ */
+const bool = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no'].includes(v), 'must be true or false')
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `must be between ${min} and ${max}`);
+
+/** Byte sizes: `4194304`, `4MiB`, `1m`, `512k`. */
+const bytes = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+\s*([kmg]i?b?)?$/i, 'must be a byte size such as 4MiB or 1048576')
+    .transform((v) => {
+      const m = /^(\d+)\s*([kmg])?/i.exec(v)!;
+      const unit = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as 'k'] ?? 1;
+      return Number(m[1]) * unit;
+    })
+    .refine((n) => n >= min && n <= max, `must be between ${min} and ${max} bytes`);
+
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL (${protocols.join(' or ')})`);
+
+const list = z
+  .string()
+  .transform((v) =>
+    v
+      .split(/[,:]/)
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+
+const schema = z.object({
+  DATABASE_URL: url(['postgresql:', 'postgres:']).default('postgresql://postgres@127.0.0.1:5432/cairn'),
+  REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: z.string().trim().min(1).default('{cairn}'),
+  S3_ENDPOINT: z.union([z.literal(''), url(['http:', 'https:'])]).default(''),
+  S3_REGION: z.string().trim().min(1).default('us-east-1'),
+  S3_BUCKET: z
+    .string()
+    .trim()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name')
+    .default('cairn'),
+  S3_PREFIX: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9!_.*'()\/-]*$/, 'may only contain letters, digits and !_.*\'()/-')
+    .transform((v) => v.replace(/^\/+|\/+$/g, ''))
+    .default(''),
+  S3_ACCESS_KEY_ID: z.string().default('S3RVER'),
+  S3_SECRET_ACCESS_KEY: z.string().default('S3RVER'),
+  S3_FORCE_PATH_STYLE: bool.default(true),
+  S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
+  S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(16 * 1024 ** 2),
+  NODE_ID: z
+    .string()
+    .trim()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, _ . - (no ":")')
+    .default(os.hostname().replace(/[^A-Za-z0-9_.-]/g, '-')),
+  VOLUME_ROOTS: list
+    .refine((roots) => roots.every((r) => path.isAbsolute(r)), 'every root must be an absolute path')
+    .transform((roots) => roots.map((r) => path.resolve(r)))
+    .default([path.resolve('.cairn/volumes')]),
+  CAIRN_DATA_DIR: z.string().trim().min(1).default('.cairn'),
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().trim().min(1).default('127.0.0.1'),
+  CAIRN_ADMIN_TOKEN: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || v.length >= 24, 'must be at least 24 characters')
+    .default(''),
+  CAIRN_MASTER_KEY: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || /^[A-Za-z0-9+/]{43}=$/.test(v), 'must be 32 bytes in base64')
+    .default(''),
+  WORKER_CONCURRENCY: int(1, 64).default(2),
+  ARCHIVE_BLOCK_SIZE: bytes(64 * 1024, 64 * 1024 ** 2).default(4 * 1024 ** 2),
+  COMPRESSION: z.enum(['zstd', 'gzip', 'none']).default('zstd'),
+  COMPRESSION_LEVEL: int(1, 19).default(3),
+  MANUAL_BACKUP_LIMIT: int(1, 100_000).default(20),
+  BODY_LIMIT: bytes(1024, 64 * 1024 ** 2).default(1024 ** 2),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = z.output<typeof schema>;
+export type Env = Record<string, string | undefined>;
+
+/** Parses the environment; throws one CairnError('config') listing every bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  // Empty strings mean "unset" for optional variables, as in most twelve-factor setups.
+  const input = Object.fromEntries(Object.keys(schema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]));
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  throw new CairnError('config', `invalid configuration:\n  ${problems.join('\n  ')}`, { details: problems });
+}
+
+/** A copy of the config safe to log: secrets and credentials in URLs are masked. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const mask = (v: string) => (v ? '***' : '');
+  const maskUrl = (v: string) => {
+    try {
+      const u = new URL(v);
+      if (u.password) u.password = '***';
+      return u.toString();
+    } catch {
+      return v;
+    }
+  };
+  return {
+    ...config,
+    DATABASE_URL: maskUrl(config.DATABASE_URL),
+    REDIS_URL: maskUrl(config.REDIS_URL),
+    S3_SECRET_ACCESS_KEY: mask(config.S3_SECRET_ACCESS_KEY),
+    CAIRN_ADMIN_TOKEN: mask(config.CAIRN_ADMIN_TOKEN),
+    CAIRN_MASTER_KEY: mask(config.CAIRN_MASTER_KEY),
+  };
+}
