@@ -1,0 +1,160 @@
+import { z } from 'zod';
+import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf } from './common.schemas.ts';
+import { JobView } from './jobs.schemas.ts';
+import { named } from './registry.ts';
+
+export const BACKUP_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'deleting', 'deleted'] as const;
+export const BACKUP_TRIGGERS = ['manual', 'schedule', 'migrate'] as const;
+
+export const BackupStatusName = z.enum(BACKUP_STATUSES);
+export type BackupStatusName = z.infer<typeof BackupStatusName>;
+export const BackupTriggerName = z.enum(BACKUP_TRIGGERS);
+export type BackupTriggerName = z.infer<typeof BackupTriggerName>;
+
+const uniqueNames = (what: string) => (names: string[], ctx: z.RefinementCtx) => {
+  names.forEach((n, i) => {
+    if (names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `duplicate ${what} ${n}` });
+  });
+};
+
+export const StartBackupBody = named(
+  'StartBackupRequest',
+  z
+    .object({
+      volumes: z.array(VolumeName).min(1).max(64).superRefine(uniqueNames('volume')).optional().describe('a subset of the instance volumes; all when absent'),
+    })
+    .strict(),
+);
+export type StartBackupBody = z.infer<typeof StartBackupBody>;
+
+export const BackupView = named(
+  'Backup',
+  z.object({
+    id: z.string(),
+    instanceId: z.string(),
+    status: BackupStatusName,
+    trigger: BackupTriggerName,
+    scheduleId: z.string().nullable(),
+    kind: z.enum(['full', 'incremental']),
+    parentId: z.string().nullable(),
+    volumes: z.array(z.string()),
+    storageKey: z.string(),
+    indexKey: z.string(),
+    format: z.number().int(),
+    compression: z.string(),
+    encryption: z.object({ mode: z.string(), keyId: z.string().optional() }),
+    sizeBytes: z.number().nullable().describe('bytes stored (compressed)'),
+    logicalBytes: z.number().nullable(),
+    fileCount: z.number().int().nullable(),
+    sha256: z.string().nullable(),
+    warnings: z.array(z.unknown()),
+    expiresAt: NullableTimestamp,
+    createdAt: Timestamp,
+    startedAt: NullableTimestamp,
+    completedAt: NullableTimestamp,
+    deletedAt: NullableTimestamp,
+    error: z.string().nullable(),
+    requestedBy: z.string(),
+  }),
+  'A backup is a restore point only when `completed`.',
+);
+export type BackupView = z.infer<typeof BackupView>;
+
+export const BackupStarted = named('BackupStarted', z.object({ backup: BackupView, job: JobView }));
+export type BackupStarted = z.infer<typeof BackupStarted>;
+
+export const BackupList = pageOf('BackupList', BackupView);
+export type BackupList = z.infer<typeof BackupList>;
+
+export const ListBackupsQuery = z
+  .object({
+    status: csvOf(BACKUP_STATUSES).optional().describe('comma-separated; by default every status except deleted'),
+    trigger: csvOf(BACKUP_TRIGGERS).optional(),
+    cursor: Cursor.optional(),
+    limit: Limit,
+  })
+  .strict();
+export type ListBackupsQuery = z.infer<typeof ListBackupsQuery>;
+
+export const DeleteBackupResult = named(
+  'DeleteBackupResult',
+  z.object({ backup: BackupView, job: JobView.nullable().describe('the cleanup job removing the objects') }),
+);
+export type DeleteBackupResult = z.infer<typeof DeleteBackupResult>;
+
+export const BatchDeleteBody = named(
+  'BatchDeleteRequest',
+  z.object({ ids: z.array(Id).min(1).max(100).superRefine(uniqueNames('id')) }).strict(),
+);
+export type BatchDeleteBody = z.infer<typeof BatchDeleteBody>;
+
+export const BatchDeleteResult = named(
+  'BatchDeleteResult',
+  z.object({
+    results: z.array(
+      z.object({
+        id: z.string(),
+        ok: z.boolean(),
+        status: BackupStatusName.optional(),
+        jobId: z.string().nullable().optional(),
+        error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }).optional(),
+      }),
+    ),
+  }),
+  'One result per requested id, in request order.',
+);
+export type BatchDeleteResult = z.infer<typeof BatchDeleteResult>;
+
+export const FILE_TYPES = ['file', 'directory', 'symlink', 'hardlink'] as const;
+
+export const FileEntry = named(
+  'FileEntry',
+  z.object({
+    path: z.string().describe("'<volume>/<relative path>'"),
+    type: z.string(),
+    size: z.number(),
+    mode: z.number().int(),
+    mtime: z.string().describe('ISO 8601'),
+    linkTarget: z.string().optional(),
+    sha256: z.string().optional(),
+  }),
+);
+export type FileEntry = z.infer<typeof FileEntry>;
+
+export const FileList = named(
+  'FileList',
+  z.object({ backupId: z.string(), prefix: z.string(), items: z.array(FileEntry), nextCursor: z.string().nullable() }),
+);
+export type FileList = z.infer<typeof FileList>;
+
+export const ListFilesQuery = z
+  .object({
+    prefix: z
+      .string()
+      .max(4096)
+      .default('')
+      .describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
+    recursive: z.stringbool().default(true).describe('false: only the direct children of prefix'),
+    cursor: Cursor.optional().describe('the last path of the previous page'),
+    limit: z.coerce.number().int().min(1).max(1000).default(200),
+  })
+  .strict();
+export type ListFilesQuery = z.infer<typeof ListFilesQuery>;
+
+export const DownloadQuery = z
+  .object({ path: BackupPath.optional().describe('one file or directory, answered as a plain tar') })
+  .strict();
+export type DownloadQuery = z.infer<typeof DownloadQuery>;
+
+export const RestoreBody = named(
+  'RestoreRequest',
+  z
+    .object({
+      targetInstanceId: Id.optional().describe('default: the instance the backup was taken from'),
+      volumes: z.array(VolumeName).min(1).max(64).superRefine(uniqueNames('volume')).optional().describe('default: every volume of the backup (or those named by paths)'),
+      paths: z.array(BackupPath).min(1).max(1000).superRefine(uniqueNames('path')).optional().describe("'<volume>/<relative path>' files or directories"),
+      mode: z.enum(['replace', 'merge']).optional().describe('replace (default): the volume (or each path) becomes exactly the backup; merge: write over what is there'),
+    })
+    .strict(),
+);
+export type RestoreBody = z.infer<typeof RestoreBody>;

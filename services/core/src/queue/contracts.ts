@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/**
+ * Queue contracts shared by the gateway and the workers (SPEC §4). Payloads carry ids only; the
+ * state lives in Postgres. BullMQ refuses ':' in queue names, hence `node.<id>`.
+ */
+export const CONTROL_QUEUE = 'control';
+export const nodeQueueName = (nodeId: string): string => `node.${nodeId}`;
+
+/** Redis pub/sub channel on which cancellation requests reach whichever worker holds the job. */
+export const cancelChannel = (prefix: string): string => `${prefix}:cancel`;
+
+export const nodeJobPayload = z.object({ jobId: z.string().min(1) }).strict();
+export type NodeJobPayload = z.infer<typeof nodeJobPayload>;
+
+export const controlJobPayload = z
+  .object({ jobId: z.string().min(1).optional(), backupId: z.string().optional(), scheduleId: z.string().optional(), fireTime: z.number().optional() })
+  .strict();
+export type ControlJobPayload = z.infer<typeof controlJobPayload>;
+
+export const NODE_JOB_NAMES = ['backup', 'restore'] as const;
+export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
+export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate', 'verify'] as const;
+export type ControlJobName = (typeof CONTROL_JOB_NAMES)[number];
+
+/** Retry policy for transient failures (S3 5xx, connection loss); permanent ones are UnrecoverableError. */
+export const DEFAULT_JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 2000 },
+  removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 30 * 24 * 3600 },
+} as const;

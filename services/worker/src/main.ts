@@ -1,0 +1,35 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '@cairn/core';
+import { createRuntime } from '@cairn/core/runtime.ts';
+import { startControlWorker } from './control/control-worker.ts';
+import { startNodeWorker } from './node/node-worker.ts';
+
+/**
+ * Worker entry point: `--node <id>` runs a node worker (volume roots from VOLUME_ROOTS),
+ * `--control` a control worker. Both may be given.
+ */
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { node: { type: 'string' }, control: { type: 'boolean', default: false } } });
+  if (!values.node && !values.control) {
+    console.error('usage: worker --node <nodeId> [--control] | --control');
+    process.exit(2);
+  }
+  const config = loadConfig();
+  const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
+  const stops: Array<() => Promise<void>> = [];
+  if (values.node) stops.push((await startNodeWorker({ ...runtime, nodeId: values.node })).close);
+  if (values.control) stops.push((await startControlWorker(runtime)).close);
+  const shutdown = async (signal: string) => {
+    runtime.logger.info({ signal }, 'shutting down');
+    for (const stop of stops) await stop().catch(() => {});
+    await runtime.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});

@@ -1,0 +1,33 @@
+import fs from 'node:fs/promises';
+import type { Logger, PrismaClient } from '@cairn/core';
+
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+
+/** Free and total bytes of each volume root: the capacity the API reports for the node. */
+async function capacity(roots: string[]): Promise<Record<string, { freeBytes: number; totalBytes: number }>> {
+  const out: Record<string, { freeBytes: number; totalBytes: number }> = {};
+  for (const root of roots) {
+    const st = await fs.statfs(root).catch(() => null);
+    if (st) out[root] = { freeBytes: st.bavail * st.bsize, totalBytes: st.blocks * st.bsize };
+  }
+  return out;
+}
+
+/** Registers the node (self-registration) and keeps `lastHeartbeatAt` fresh until stopped. */
+export async function startHeartbeat(opts: { prisma: PrismaClient; nodeId: string; volumeRoots: string[]; version: string; concurrency: number; logger: Logger; intervalMs?: number }): Promise<() => void> {
+  const beat = async () => {
+    const data = {
+      volumeRoots: opts.volumeRoots,
+      version: opts.version,
+      lastHeartbeatAt: new Date(),
+      capacity: { roots: await capacity(opts.volumeRoots), concurrency: opts.concurrency },
+    };
+    await opts.prisma.node.upsert({ where: { id: opts.nodeId }, create: { id: opts.nodeId, ...data }, update: data });
+  };
+  await beat();
+  const timer = setInterval(() => {
+    beat().catch((err: Error) => opts.logger.warn({ err: err.message }, 'heartbeat failed'));
+  }, opts.intervalMs ?? HEARTBEAT_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}

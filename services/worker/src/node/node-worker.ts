@@ -1,0 +1,139 @@
+import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
+import { CairnError, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import { listenForCancels } from '../cancel-listener.ts';
+import { runBackup } from './backup.pipeline.ts';
+import { startHeartbeat } from './heartbeat.ts';
+import type { JobRun, NodeContext } from './node-context.ts';
+import { runRestore } from './restore.pipeline.ts';
+import { recoverLeftovers } from './staging.ts';
+
+export const WORKER_VERSION = '0.1.0';
+
+export interface NodeWorkerOptions {
+  config: Config;
+  prisma: PrismaClient;
+  store: ObjectStore;
+  logger: Logger;
+  nodeId?: string;
+  volumeRoots?: string[];
+  /** BullMQ lock/stall timings; shorter in tests so a killed worker's job is picked up fast. */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+}
+
+export interface RunningWorker {
+  nodeId: string;
+  close(): Promise<void>;
+}
+
+const HANDLERS = { backup: runBackup, restore: runRestore } as const;
+
+/**
+ * A node worker (SPEC §2): consumes only `node.<id>`, heartbeats, cleans its own leftovers at
+ * start and marks its jobs that BullMQ no longer knows `interrupted`.
+ */
+export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningWorker> {
+  const { config, prisma, store } = opts;
+  const nodeId = opts.nodeId ?? config.NODE_ID;
+  const volumeRoots = opts.volumeRoots ?? config.VOLUME_ROOTS;
+  const logger = opts.logger.child({ nodeId });
+  const ctx: NodeContext = { nodeId, volumeRoots, prisma, store, logger, config };
+  const queueName = nodeQueueName(nodeId);
+
+  const stopHeartbeat = await startHeartbeat({ prisma, nodeId, volumeRoots, version: WORKER_VERSION, concurrency: config.WORKER_CONCURRENCY, logger });
+  const connection = createRedis(config.REDIS_URL);
+  await reconcileAtStart(ctx, connection, config.QUEUE_PREFIX, queueName);
+
+  const worker = new Worker(queueName, (job: Job, token: string | undefined, signal?: AbortSignal) => processJob(ctx, job, signal ?? new AbortController().signal), {
+    connection,
+    prefix: config.QUEUE_PREFIX,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDuration: opts.lockDurationMs ?? 30_000,
+    stalledInterval: opts.stalledIntervalMs ?? 30_000,
+    maxStalledCount: 3,
+    autorun: false,
+  });
+  worker.on('error', (err) => logger.warn({ err: err.message }, 'worker error'));
+  worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'job failed'));
+  const stopCancels = await listenForCancels(config.REDIS_URL, config.QUEUE_PREFIX, [worker], logger);
+  void worker.run();
+  logger.info({ queue: queueName, volumeRoots }, 'node worker started');
+
+  return {
+    nodeId,
+    async close() {
+      stopHeartbeat();
+      await stopCancels();
+      await worker.close();
+      connection.disconnect();
+    },
+  };
+}
+
+/** The BullMQ processor: validates the payload, runs one pipeline, maps errors (thin by design). */
+async function processJob(ctx: NodeContext, job: Job, signal: AbortSignal): Promise<unknown> {
+  const handler = HANDLERS[job.name as keyof typeof HANDLERS];
+  if (!handler) throw new UnrecoverableError(`no handler for job ${job.name}`);
+  const payload = nodeJobPayload.safeParse(job.data);
+  if (!payload.success) throw new UnrecoverableError(`invalid ${job.name} payload: ${payload.error.message}`);
+  const jobId = payload.data.jobId;
+  const log = ctx.logger.child({ jobId, job: job.name });
+  const throttle = new ProgressThrottle(async (p) => {
+    await job.updateProgress(p as unknown as object);
+    await ctx.prisma.job.update({ where: { id: jobId }, data: { progress: p as unknown as object } });
+  });
+  const attempts = job.opts.attempts ?? 1;
+  const run: JobRun = {
+    jobId,
+    signal,
+    attempt: job.attemptsMade + 1,
+    lastAttempt: job.attemptsMade + 1 >= attempts,
+    log,
+    progress: (stage, counters) => (counters ? throttle.update(stage, counters) : throttle.stage(stage)),
+  };
+  log.info({ attempt: run.attempt }, 'job started');
+  try {
+    const result = await handler(ctx, run);
+    log.info({ result }, 'job finished');
+    return result;
+  } catch (err) {
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'job ended with an error');
+    if (err instanceof CairnError && err.permanent) throw new UnrecoverableError(`${err.code}: ${err.message}`);
+    throw err;
+  } finally {
+    throttle.flush();
+  }
+}
+
+/**
+ * At start: restores or removes what interrupted restores left beside this node's volumes, and
+ * marks this node's running/queued Jobs whose BullMQ job is gone `interrupted` (their Backups
+ * `failed`), so nothing stays "running" forever.
+ */
+async function reconcileAtStart(ctx: NodeContext, connection: ReturnType<typeof createRedis>, prefix: string, queueName: string): Promise<void> {
+  const { prisma, nodeId, logger } = ctx;
+  const volumes = await prisma.volume.findMany({ where: { instance: { nodeId } }, select: { hostPath: true } });
+  const leftovers = await recoverLeftovers(
+    volumes.map((v) => v.hostPath),
+    async (jobId) => (await prisma.job.findUnique({ where: { id: jobId }, select: { status: true } }))?.status === 'succeeded',
+  );
+  if (leftovers.removed.length || leftovers.restored.length || leftovers.kept.length) logger.info(leftovers, 'cleaned restore leftovers');
+
+  const { Queue } = await import('bullmq');
+  const queue = new Queue(queueName, { connection, prefix });
+  try {
+    const jobs = await prisma.job.findMany({ where: { status: { in: ['queued', 'running'] }, OR: [{ nodeId }, { queue: queueName }] } });
+    for (const job of jobs) {
+      if (await queue.getJob(job.id)) continue;
+      const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: 'the job was lost from the queue (worker or Redis restarted)' });
+      if (changed && job.type === 'backup' && job.backupId) {
+        await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', { error: 'interrupted: the job was lost from the queue', completedAt: new Date() });
+      }
+      if (changed) logger.warn({ jobId: job.id }, 'marked a lost job interrupted');
+    }
+  } finally {
+    await queue.close();
+  }
+}
