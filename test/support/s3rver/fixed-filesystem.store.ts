@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -221,11 +221,11 @@ export class FixedFilesystemStore extends FilesystemStore {
       md5 = await fsp.readFile(`${objectPath}.md5`, 'utf8');
     } catch (err) {
       ignoreMissing(err);
+      // Objects written by other tools have no md5 file yet; s3rver computes it lazily too.
       const hash = createHash('md5');
-      await pipeline((await fsp.open(objectPath)).createReadStream({ highWaterMark: READ_CHUNK }), async (source: AsyncIterable<Buffer>) => {
-        for await (const chunk of source) hash.update(chunk);
-      });
+      for await (const chunk of createReadStream(objectPath, { highWaterMark: READ_CHUNK })) hash.update(chunk as Buffer);
       md5 = hash.digest('hex');
+      await fsp.writeFile(`${objectPath}.md5`, md5).catch(() => undefined);
     }
     return { ...stored, etag: JSON.stringify(md5), 'last-modified': stat.mtime.toUTCString(), 'content-length': String(stat.size) };
   }
@@ -248,12 +248,13 @@ export class FixedFilesystemStore extends FilesystemStore {
       }
       const metadata = await this.readMetadata(bucket, key, objectPath, stat);
       const wantsRange = options !== undefined && (options.start !== undefined || options.end !== undefined);
-      if (wantsRange && stat.size > 0) {
+      if (wantsRange) {
         const start = options.start ?? 0;
         // The original treats `end: 0` as "no end" and returns the whole object for bytes=0-0.
         const end = Math.min(options.end ?? Infinity, stat.size - 1);
         const object = new S3Object(bucket, key, null, metadata);
         object.range = { start, end };
+        // Unsatisfiable (including any range of an empty object): no content means InvalidRange.
         if (!(start >= 0) || !(start <= end)) {
           await handle.close();
           return object;

@@ -1,0 +1,493 @@
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type BucketLocationConstraint,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Readable, Transform } from 'node:stream';
+import { abortError, CairnError } from '../errors.ts';
+import {
+  assertValidKey,
+  assertValidPrefix,
+  assertValidRange,
+  bindSignal,
+  listLimit,
+  rangeHeader,
+  rangeNotSatisfiable,
+  type GetObjectOptions,
+  type IncompleteUpload,
+  type ListObjectsOptions,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutObjectOptions,
+} from './object-store.ts';
+
+export interface S3ObjectStoreOptions {
+  /** Omit for AWS; set for S3-compatible stores (MinIO, the test s3rver...). */
+  endpoint?: string;
+  region: string;
+  bucket: string;
+  /** Prepended to every key (a trailing `/` is implied). */
+  prefix?: string;
+  /** Both or neither; neither uses the SDK's default credential chain. */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle?: boolean;
+  /** 'WHEN_REQUIRED' for stores without flexible checksums. Default 'WHEN_SUPPORTED'. */
+  checksumMode?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
+  /** Multipart part size in bytes, at least 5 MiB. Default 8 MiB. */
+  partSize?: number;
+  /** Parts uploaded concurrently. Default 4. Memory use is about partSize × (queueSize + 1). */
+  queueSize?: number;
+  /** SDK attempts per request (retries of transient errors). Default 3. */
+  maxAttempts?: number;
+}
+
+const MIB = 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * MIB;
+const DEFAULT_QUEUE_SIZE = 4;
+const DELETE_BATCH = 1000;
+
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'RequestThrottled']);
+const TRANSIENT = new Set(['RequestTimeout', 'RequestTimeoutException', 'TimeoutError', 'InternalError', 'ServiceUnavailable', 'NetworkingError']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+const ACCESS = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'AllAccessDisabled']);
+
+interface SdkError {
+  name?: string;
+  message?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+  cause?: unknown;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as SdkError | null)?.$metadata?.httpStatusCode;
+}
+
+function nameOf(err: unknown): string {
+  return (err as SdkError | null)?.name ?? '';
+}
+
+function networkCode(err: unknown): string | undefined {
+  for (let e = err as SdkError | undefined, depth = 0; e && depth < 4; e = e.cause as SdkError | undefined, depth++) {
+    if (e.code && NETWORK_CODES.has(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+function stripQuotes(etag: string | undefined): string | undefined {
+  return etag?.replace(/^"|"$/g, '');
+}
+
+/** The S3 client for these options (also usable by callers that need raw S3 access). */
+export function createS3Client(options: S3ObjectStoreOptions): S3Client {
+  if (Boolean(options.accessKeyId) !== Boolean(options.secretAccessKey)) {
+    throw new CairnError('config', 'S3 access key id and secret access key must be given together');
+  }
+  const config: S3ClientConfig = {
+    region: options.region,
+    forcePathStyle: options.forcePathStyle ?? false,
+    requestChecksumCalculation: options.checksumMode ?? 'WHEN_SUPPORTED',
+    responseChecksumValidation: options.checksumMode ?? 'WHEN_SUPPORTED',
+    maxAttempts: options.maxAttempts ?? 3,
+    // Fail fast when nothing answers (readiness); no request timeout, parts can be large.
+    requestHandler: { connectionTimeout: 5000 },
+  };
+  if (options.endpoint) config.endpoint = options.endpoint;
+  if (options.accessKeyId && options.secretAccessKey) {
+    config.credentials = { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey };
+  }
+  return new S3Client(config);
+}
+
+/**
+ * Wraps the client given to lib-storage's Upload for one put: part uploads can be aborted, every
+ * request is tracked until it settles, and the ids of multipart uploads it creates are kept so
+ * they can be aborted even when Upload gave up (its abort() rejects at once while parts and its
+ * own cleanup are still running).
+ */
+class TrackedClient {
+  readonly uploadIds: string[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly parts = new AbortController();
+
+  constructor(private readonly client: S3Client) {}
+
+  get asClient(): S3Client {
+    const send = (command: Parameters<S3Client['send']>[0], options?: { abortSignal?: AbortSignal }) => {
+      // CreateMultipartUpload is never cut short: its upload id must come back to be aborted.
+      const abortable = command instanceof UploadPartCommand || command instanceof PutObjectCommand;
+      const promise = this.client.send(command, abortable ? { ...options, abortSignal: this.parts.signal } : options);
+      const tracked = promise.then(
+        (out: unknown) => {
+          const id = command instanceof CreateMultipartUploadCommand ? (out as { UploadId?: string }).UploadId : undefined;
+          if (id) this.uploadIds.push(id);
+        },
+        () => undefined,
+      );
+      this.inFlight.add(tracked);
+      void tracked.finally(() => this.inFlight.delete(tracked));
+      return promise;
+    };
+    return { config: this.client.config, send } as unknown as S3Client;
+  }
+
+  abortParts(): void {
+    this.parts.abort();
+  }
+
+  /** Resolves once no request of this upload is running and Upload has stopped issuing new ones. */
+  async settle(): Promise<void> {
+    for (let quiet = 0; quiet < 3; ) {
+      if (this.inFlight.size) {
+        quiet = 0;
+        await Promise.allSettled([...this.inFlight]);
+      } else {
+        quiet++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+}
+
+export class S3ObjectStore implements ObjectStore {
+  readonly bucket: string;
+  readonly prefix: string;
+  /** e.g. `s3://backups/cairn/ (http://127.0.0.1:4568)`, used in error messages. */
+  readonly name: string;
+  private readonly client: S3Client;
+  private readonly ownsClient: boolean;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  /** Builds its own client from `options` unless one is given (tests, shared clients). */
+  constructor(options: S3ObjectStoreOptions, client?: S3Client) {
+    if (!options.bucket) throw new CairnError('config', 'S3 bucket is required');
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    if (!Number.isInteger(this.partSize) || this.partSize < 5 * MIB) throw new CairnError('config', `S3 part size must be at least 5 MiB, got ${this.partSize}`);
+    if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new CairnError('config', `S3 queue size must be at least 1, got ${this.queueSize}`);
+    this.bucket = options.bucket;
+    const trimmed = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    this.prefix = trimmed ? `${trimmed}/` : '';
+    this.name = `s3://${this.bucket}/${this.prefix}${options.endpoint ? ` (${options.endpoint})` : ''}`;
+    this.client = client ?? createS3Client(options);
+    this.ownsClient = !client;
+  }
+
+  /** A store over an existing client (not closed by close()). */
+  static withClient(client: S3Client, options: Omit<S3ObjectStoreOptions, 'region' | 'accessKeyId' | 'secretAccessKey' | 'forcePathStyle' | 'checksumMode' | 'maxAttempts'>): S3ObjectStore {
+    return new S3ObjectStore({ region: 'unused', ...options }, client);
+  }
+
+  private fullKey(key: string): string {
+    assertValidKey(key);
+    return this.prefix + key;
+  }
+
+  private relativeKey(fullKey: string): string {
+    return fullKey.startsWith(this.prefix) ? fullKey.slice(this.prefix.length) : fullKey;
+  }
+
+  /** Maps an SDK error to a CairnError; 5xx, throttling and network problems are transient. */
+  private toCairnError(err: unknown, what: string, signal?: AbortSignal): CairnError {
+    if (err instanceof CairnError) return err;
+    if (signal?.aborted) return abortError(signal);
+    const status = statusOf(err);
+    const name = nameOf(err);
+    const message = `${what} at ${this.name} failed: ${name && name !== 'Error' ? `${name}: ` : ''}${(err as SdkError | null)?.message ?? String(err)}`;
+    const details = { status, s3Code: name && name !== 'Error' ? name : undefined };
+    if (name === 'NoSuchBucket') return new CairnError('unavailable', `${what}: bucket "${this.bucket}" does not exist at ${this.name}`, { cause: err, details, permanent: false });
+    if (name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchUpload' || status === 404) return new CairnError('not-found', message, { cause: err, details });
+    if (name === 'InvalidRange' || status === 416) return new CairnError('validation', message, { cause: err, details: { ...details, reason: 'range-not-satisfiable' } });
+    const code = networkCode(err);
+    if ((status !== undefined && status >= 500) || status === 429 || status === 408 || THROTTLING.has(name) || TRANSIENT.has(name) || code || name === 'AbortError') {
+      return new CairnError('unavailable', message, { cause: err, details: { ...details, networkCode: code }, permanent: false });
+    }
+    // Wrong or expired credentials can be fixed by an operator while jobs wait to retry.
+    if (status === 403 || ACCESS.has(name)) return new CairnError('unavailable', message, { cause: err, details, permanent: false });
+    return new CairnError('internal', message, { cause: err, details });
+  }
+
+  async put(key: string, body: Readable | Buffer, opts: PutObjectOptions = {}): Promise<{ size: number; etag?: string }> {
+    const { signal } = opts;
+    let fullKey: string;
+    try {
+      fullKey = this.fullKey(key);
+      if (signal?.aborted) throw abortError(signal);
+    } catch (err) {
+      if (!Buffer.isBuffer(body)) body.destroy();
+      throw err;
+    }
+
+    let size = 0;
+    let sourceError: unknown;
+    let uploadBody: Readable | Buffer = body;
+    let counter: Transform | undefined;
+    if (Buffer.isBuffer(body)) {
+      size = body.length;
+    } else {
+      counter = new Transform({
+        transform(chunk: Buffer, _enc, callback) {
+          size += chunk.length;
+          callback(null, chunk);
+        },
+      });
+      const sink = counter;
+      body.on('error', (err) => {
+        sourceError ??= err;
+        sink.destroy(err);
+      });
+      // Like stream.pipeline: when the upload stops early, the body is destroyed too.
+      body.pipe(sink);
+      sink.once('close', () => {
+        if (!body.readableEnded) body.destroy();
+      });
+      uploadBody = counter;
+    }
+
+    const tracked = new TrackedClient(this.client);
+    const upload = new Upload({
+      client: tracked.asClient,
+      params: { Bucket: this.bucket, Key: fullKey, Body: uploadBody, ...(opts.contentType ? { ContentType: opts.contentType } : {}) },
+      partSize: this.partSize,
+      queueSize: this.queueSize,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => {
+      tracked.abortParts();
+      void upload.abort();
+      counter?.destroy(abortError(signal!));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const result = await upload.done();
+      return { size, etag: stripQuotes(result.ETag) };
+    } catch (err) {
+      counter?.destroy();
+      // Upload's own cleanup may still be running (after abort() it rejects at once): wait for
+      // it, then abort whatever multipart upload it created so nothing incomplete is left.
+      await tracked.settle();
+      await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
+      if (signal?.aborted) throw abortError(signal);
+      if (sourceError !== undefined) throw sourceError;
+      throw this.toCairnError(err, `put of "${key}"`);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async get(key: string, opts: GetObjectOptions = {}): Promise<Readable> {
+    const fullKey = this.fullKey(key);
+    const { range, signal } = opts;
+    if (range) assertValidRange(range);
+    if (signal?.aborted) throw abortError(signal);
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: fullKey, ...(range ? { Range: rangeHeader(range) } : {}) }),
+        signal ? { abortSignal: signal } : {},
+      );
+      const body = out.Body;
+      if (!(body instanceof Readable)) throw new CairnError('internal', `get of "${key}" at ${this.name}: the response has no stream body`);
+      return bindSignal(body, signal);
+    } catch (err) {
+      const mapped = this.toCairnError(err, `get of "${key}"`, signal);
+      if (range && mapped.code === 'validation') throw rangeNotSatisfiable(range);
+      throw mapped;
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const fullKey = this.fullKey(key);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+      return { key, size: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0), ...(out.ETag ? { etag: stripQuotes(out.ETag)! } : {}) };
+    } catch (err) {
+      const mapped = this.toCairnError(err, `head of "${key}"`);
+      if (mapped.code === 'not-found') return null;
+      throw mapped;
+    }
+  }
+
+  async list(prefix: string, opts: ListObjectsOptions = {}): Promise<{ items: ObjectInfo[]; nextCursor: string | null }> {
+    assertValidPrefix(prefix);
+    const limit = listLimit(opts.limit);
+    try {
+      const out = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, MaxKeys: limit, ...(opts.cursor ? { ContinuationToken: opts.cursor } : {}) }),
+      );
+      const items = (out.Contents ?? []).map(
+        (o): ObjectInfo => ({
+          key: this.relativeKey(o.Key ?? ''),
+          size: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+          ...(o.ETag ? { etag: stripQuotes(o.ETag)! } : {}),
+        }),
+      );
+      return { items, nextCursor: out.IsTruncated && out.NextContinuationToken ? out.NextContinuationToken : null };
+    } catch (err) {
+      if (opts.cursor && statusOf(err) === 400) throw new CairnError('validation', `invalid list cursor for ${this.name}`, { cause: err });
+      throw this.toCairnError(err, `list of "${prefix}"`);
+    }
+  }
+
+  async *listAll(prefix: string): AsyncIterable<ObjectInfo> {
+    let cursor: string | null = null;
+    do {
+      const page: { items: ObjectInfo[]; nextCursor: string | null } = await this.list(prefix, cursor ? { cursor } : {});
+      yield* page.items;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  async delete(key: string): Promise<void> {
+    const fullKey = this.fullKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+    } catch (err) {
+      const mapped = this.toCairnError(err, `delete of "${key}"`);
+      if (mapped.code !== 'not-found' || nameOf(err) === 'NoSuchBucket') throw mapped;
+    }
+  }
+
+  async deleteMany(keys: string[]): Promise<{ deleted: string[]; failed: { key: string; message: string }[] }> {
+    const deleted: string[] = [];
+    const failed: { key: string; message: string }[] = [];
+    const valid: string[] = [];
+    for (const key of keys) {
+      try {
+        assertValidKey(key);
+        valid.push(key);
+      } catch (err) {
+        failed.push({ key, message: (err as Error).message });
+      }
+    }
+    for (let i = 0; i < valid.length; i += DELETE_BATCH) {
+      const batch = valid.slice(i, i + DELETE_BATCH);
+      try {
+        const out = await this.client.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((key) => ({ Key: this.prefix + key })), Quiet: true } }),
+        );
+        const errors = new Map((out.Errors ?? []).map((e) => [this.relativeKey(e.Key ?? ''), `${e.Code ?? 'Error'}: ${e.Message ?? ''}`]));
+        for (const key of batch) {
+          const message = errors.get(key);
+          if (message === undefined) deleted.push(key);
+          else failed.push({ key, message });
+        }
+      } catch (err) {
+        // A batch that failed as a whole is reported per key; the other batches still run.
+        const message = this.toCairnError(err, 'batch delete').message;
+        for (const key of batch) failed.push({ key, message });
+      }
+    }
+    return { deleted, failed };
+  }
+
+  async listIncompleteUploads(prefix: string): Promise<IncompleteUpload[]> {
+    assertValidPrefix(prefix);
+    const uploads: IncompleteUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      for (;;) {
+        const out = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ...(keyMarker ? { KeyMarker: keyMarker } : {}),
+            ...(uploadIdMarker ? { UploadIdMarker: uploadIdMarker } : {}),
+          }),
+        );
+        for (const u of out.Uploads ?? []) {
+          if (u.Key && u.UploadId) uploads.push({ key: this.relativeKey(u.Key), uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+        }
+        if (!out.IsTruncated || (!out.NextKeyMarker && !out.NextUploadIdMarker)) break;
+        keyMarker = out.NextKeyMarker;
+        uploadIdMarker = out.NextUploadIdMarker;
+      }
+    } catch (err) {
+      throw this.toCairnError(err, `listing incomplete uploads under "${prefix}"`);
+    }
+    return uploads;
+  }
+
+  async abortIncompleteUpload(key: string, uploadId: string): Promise<void> {
+    const fullKey = this.fullKey(key);
+    if (!uploadId) throw new CairnError('validation', 'upload id is required');
+    await this.abortIncompleteFullKey(fullKey, uploadId);
+  }
+
+  private async abortIncompleteFullKey(fullKey: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId }));
+    } catch (err) {
+      if (nameOf(err) === 'NoSuchUpload' || (statusOf(err) === 404 && nameOf(err) !== 'NoSuchBucket')) return;
+      throw this.toCairnError(err, `abort of upload ${uploadId} of "${this.relativeKey(fullKey)}"`);
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      const status = statusOf(err);
+      const reason =
+        status === 404 || nameOf(err) === 'NotFound' || nameOf(err) === 'NoSuchBucket'
+          ? `bucket "${this.bucket}" does not exist`
+          : (networkCode(err) ?? (nameOf(err) && nameOf(err) !== 'Error' ? nameOf(err) : ((err as Error).message ?? String(err))));
+      throw new CairnError('unavailable', `object store ${this.name} is not reachable: ${reason}`, { cause: err, permanent: false });
+    }
+  }
+
+  /** Creates the bucket unless it exists (local stacks and tests). */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return;
+    } catch (err) {
+      if (statusOf(err) !== 404 && nameOf(err) !== 'NotFound' && nameOf(err) !== 'NoSuchBucket') throw this.toCairnError(err, 'bucket check');
+    }
+    // Outside us-east-1, S3 wants the region stated when a bucket is created.
+    const region = await this.client.config.region();
+    try {
+      await this.client.send(
+        new CreateBucketCommand({ Bucket: this.bucket, ...(region && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}) }),
+      );
+    } catch (err) {
+      // Someone else created it meanwhile.
+      if (nameOf(err) === 'BucketAlreadyOwnedByYou' || nameOf(err) === 'BucketAlreadyExists') return;
+      throw this.toCairnError(err, `creation of bucket "${this.bucket}"`);
+    }
+  }
+
+  /** Releases the client's sockets when this store created the client. */
+  async close(): Promise<void> {
+    if (this.ownsClient) this.client.destroy();
+  }
+}

@@ -1,0 +1,156 @@
+/** The ObjectStore contract against S3ObjectStore on the fixed s3rver, plus S3-only behaviour. */
+import { CreateMultipartUploadCommand, ListObjectsV2Command, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CairnError } from '../../services/core/src/errors.ts';
+import { S3ObjectStore, type S3ObjectStoreOptions } from '../../services/core/src/storage/s3.object-store.ts';
+import { S3_SERVER_CREDENTIALS, startS3Server, type S3Server } from '../support/s3rver/index.ts';
+import { objectStoreContract } from './object-store.contract.ts';
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Stack {
+  server: S3Server;
+  directory: string;
+  options: S3ObjectStoreOptions;
+  client: S3Client;
+  close(): Promise<void>;
+}
+
+/** A fixed s3rver in its own temp dir and a fresh bucket for this test file. */
+async function startStack(): Promise<Stack> {
+  const directory = await fsp.mkdtemp(path.join(os.tmpdir(), 'cairn-s3-contract-'));
+  const server = await startS3Server({ directory });
+  const options: S3ObjectStoreOptions = {
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    bucket: `contract-${randomBytes(4).toString('hex')}`,
+    prefix: 'cairn-test',
+    ...S3_SERVER_CREDENTIALS,
+    forcePathStyle: true,
+  };
+  const client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_SERVER_CREDENTIALS });
+  return {
+    server,
+    directory,
+    options,
+    client,
+    async close() {
+      client.destroy();
+      await server.close();
+      await fsp.rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+objectStoreContract('S3ObjectStore on the fixed s3rver', async () => {
+  const stack = await startStack();
+  const store = new S3ObjectStore(stack.options);
+  await store.ensureBucket();
+  const unusable = new S3ObjectStore({ ...stack.options, endpoint: `http://127.0.0.1:${await freePort()}`, bucket: 'unreachable-bucket', maxAttempts: 1 });
+  return {
+    store,
+    unusableStore: unusable,
+    unusableStoreName: 'unreachable-bucket',
+    async leaveIncompleteUpload(key) {
+      // What a crashed writer leaves: an upload created and a part sent, never completed.
+      const fullKey = `cairn-test/${key}`;
+      const { UploadId } = await stack.client.send(new CreateMultipartUploadCommand({ Bucket: stack.options.bucket, Key: fullKey }));
+      await stack.client.send(new UploadPartCommand({ Bucket: stack.options.bucket, Key: fullKey, UploadId, PartNumber: 1, Body: randomBytes(5 * 1024 * 1024) }));
+      return UploadId!;
+    },
+    async close() {
+      await store.close();
+      await unusable.close();
+      await stack.close();
+    },
+  };
+});
+
+describe('S3ObjectStore specifics', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('creates its bucket once and keeps stores with different prefixes apart', async () => {
+    const a = new S3ObjectStore({ ...stack.options, prefix: '/tenant-a/' });
+    const b = S3ObjectStore.withClient(stack.client, { bucket: stack.options.bucket, prefix: 'tenant-b' });
+    await a.ensureBucket();
+    await a.ensureBucket();
+    await a.put('same/key', Buffer.from('from a'));
+    await b.put('same/key', Buffer.from('from b'));
+    expect((await a.list('')).items.map((i) => i.key)).toEqual(['same/key']);
+    expect((await b.head('same/key'))?.size).toBe(6);
+    const raw = await stack.client.send(new ListObjectsV2Command({ Bucket: stack.options.bucket }));
+    expect(raw.Contents?.map((o) => o.Key).sort()).toEqual(['tenant-a/same/key', 'tenant-b/same/key']);
+    await a.close();
+  });
+
+  it('uploads streams larger than a part as multipart uploads of the configured part size', async () => {
+    const store = new S3ObjectStore({ ...stack.options, prefix: 'parts', partSize: 5 * 1024 * 1024, queueSize: 2 });
+    await store.ensureBucket();
+    const data = randomBytes(12 * 1024 * 1024);
+    const result = await store.put('three-parts', Readable.from([data.subarray(0, 1000), data.subarray(1000)]));
+    // S3's multipart ETag ends with the part count.
+    expect(result).toEqual({ size: data.length, etag: expect.stringMatching(/-3$/) });
+    expect((await store.head('three-parts'))?.etag).toBe(result.etag);
+    expect((await store.put('one-part', data.subarray(0, 1024))).etag).toMatch(/^[0-9a-f]{32}$/);
+    await store.close();
+  });
+
+  it('uses flexible checksums or only required ones, as configured', async () => {
+    for (const checksumMode of ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const) {
+      const store = new S3ObjectStore({ ...stack.options, prefix: `mode-${checksumMode}`, checksumMode });
+      await store.ensureBucket();
+      const data = randomBytes(6 * 1024 * 1024);
+      await store.put('obj', data);
+      const chunks: Buffer[] = [];
+      for await (const c of await store.get('obj')) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+      expect((await store.deleteMany(['obj'])).deleted).toEqual(['obj']);
+      await store.close();
+    }
+  });
+
+  it('reports a missing bucket as unavailable, naming it', async () => {
+    const store = new S3ObjectStore({ ...stack.options, bucket: 'no-such-bucket-here' });
+    const err = await store.ping().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CairnError);
+    expect((err as CairnError).code).toBe('unavailable');
+    expect((err as CairnError).message).toContain('no-such-bucket-here');
+    const putErr = await store.put('k', Buffer.from('x')).catch((e: unknown) => e);
+    expect((putErr as CairnError).code).toBe('unavailable');
+    await store.close();
+  });
+
+  it('classifies an unreachable endpoint as transient', async () => {
+    const store = new S3ObjectStore({ ...stack.options, endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 });
+    for (const attempt of [() => store.get('k'), () => store.head('k'), () => store.list(''), () => store.put('k', Buffer.from('x'))]) {
+      const err = await attempt().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CairnError);
+      expect((err as CairnError).code).toBe('unavailable');
+      expect((err as CairnError).permanent).toBe(false);
+    }
+    await store.close();
+  });
+
+  it('rejects unusable options', () => {
+    expect(() => new S3ObjectStore({ ...stack.options, partSize: 1024 })).toThrow(/at least 5 MiB/);
+    expect(() => new S3ObjectStore({ ...stack.options, accessKeyId: 'only-one', secretAccessKey: undefined })).toThrow(/together/);
+  });
+});
