@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { CairnError, backupPrefix, transitionBackup, transitionJob } from '@cairn/core';
-import { encodeIndex, packArchive, type ArchiveWarning } from '@cairn/core/archive/index.ts';
+import { encodeIndex, packArchive } from '@cairn/core/archive/index.ts';
 import { classify, recordFailure } from './job-outcome.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
 import { isEmptyDir, resolveVolumeDir } from './volume-dirs.ts';
@@ -40,11 +40,12 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     run.progress('preparing');
     const chosen = backup.volumes.length ? backup.instance.volumes.filter((v) => backup.volumes.includes(v.name)) : backup.instance.volumes;
     const resolved = await Promise.all(chosen.map((v) => resolveVolumeDir(v, ctx.volumeRoots)));
-    const warnings: ArchiveWarning[] = [];
+    // Volume-level notes join the archive's per-entry warnings on the Backup row.
+    const warnings: Array<{ path: string; code: string; message: string }> = [];
     const sources = [];
     for (const v of resolved) {
-      if (v.status === 'skipped') warnings.push({ path: v.name, kind: 'volume-skipped', message: v.reason } as ArchiveWarning);
-      else if (await isEmptyDir(v.dir)) warnings.push({ path: v.name, kind: 'volume-empty', message: `volume ${v.name} has no data` } as ArchiveWarning);
+      if (v.status === 'skipped') warnings.push({ path: v.name, code: 'volume-skipped', message: v.reason });
+      else if (await isEmptyDir(v.dir)) warnings.push({ path: v.name, code: 'volume-empty', message: `volume ${v.name} has no data` });
       else sources.push({ name: v.name, dir: v.dir, excludes: v.excludes });
     }
     if (sources.length === 0) {

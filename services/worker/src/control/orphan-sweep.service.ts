@@ -1,0 +1,308 @@
+import {
+  newId,
+  parseBackupKey,
+  softDeleteBackups,
+  transitionBackup,
+  transitionJob,
+  type BackupStatus,
+  type DeletionQueues,
+  type JobQueues,
+  type Logger,
+  type PrismaClient,
+} from '@cairn/core';
+import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+
+/**
+ * The periodic orphan sweep (SPEC §10). In this order, each step feeding the next:
+ * 1. Jobs `queued`/`running` whose BullMQ job is gone (or finished without the record being
+ *    updated), or whose node has sent no heartbeat for `nodeOfflineMs` → `interrupted`; the backup
+ *    they were producing → `failed`.
+ * 2. Backups stuck `deleting` with no cleanup job alive → a new cleanup job.
+ * 3. `completed` backups (completed over `missingGraceMs` ago) whose archive (or index) object is
+ *    missing → `failed` ("archive missing").
+ * 4. Incomplete multipart uploads older than `uploadGraceMs`, except those of a backup being produced.
+ * 5. Objects under the prefix whose backup has no row or is `deleted`/`failed`/`cancelled`, older
+ *    than `orphanGraceMs` → deleted.
+ * Grace periods keep the sweep off work in flight: a row is written before its job is enqueued and
+ * before its objects are uploaded, so young things are left for the next sweep.
+ */
+
+export interface SweepOptions {
+  /** Objects without a live backup younger than this are kept. Default 1 h. */
+  orphanGraceMs: number;
+  /** Incomplete multipart uploads younger than this are kept. Default 24 h. */
+  uploadGraceMs: number;
+  /** A node silent for this long is offline: its jobs are interrupted. Default 10 min. */
+  nodeOfflineMs: number;
+  /** Jobs created less than this ago are not judged lost (the enqueue may be under way). Default 10 min. */
+  lostJobGraceMs: number;
+  /** Backups `deleting` for longer than this with no cleanup job alive get a new one. Default 10 min. */
+  deletingGraceMs: number;
+  /** Completed backups are checked for missing objects once completed this long ago. Default 1 h. */
+  missingGraceMs: number;
+}
+
+export const DEFAULT_SWEEP_OPTIONS: Readonly<SweepOptions> = {
+  orphanGraceMs: 3600_000,
+  uploadGraceMs: 24 * 3600_000,
+  nodeOfflineMs: 10 * 60_000,
+  lostJobGraceMs: 10 * 60_000,
+  deletingGraceMs: 10 * 60_000,
+  missingGraceMs: 3600_000,
+};
+
+export interface SweepDeps {
+  prisma: PrismaClient;
+  store: ObjectStore;
+  queues: Pick<JobQueues, 'queue'> & DeletionQueues;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/** At most this many ids/keys per list in the recorded result; the counts are always complete. */
+const LIST_CAP = 200;
+
+export interface SweepReport {
+  interruptedJobs: { jobId: string; backupId: string | null; reason: string }[];
+  failedBackups: string[];
+  cleanupsRestarted: string[];
+  archiveMissing: { backupId: string; missing: 'archive' | 'index' }[];
+  abortedUploads: { key: string; uploadId: string }[];
+  deletedObjects: { count: number; bytes: number; keys: string[] };
+  /** Orphan objects still inside their grace period. */
+  youngOrphans: number;
+  /** Keys under the prefix outside the backup layout: reported, never deleted. */
+  foreignKeys: number;
+  /** Per-item problems (a delete that failed...); the sweep goes on. */
+  problems: string[];
+}
+
+const DEAD_BACKUP: BackupStatus[] = ['deleted', 'failed', 'cancelled'];
+const BATCH = 500;
+/** A sweep record still `running` after this long belongs to a sweep whose process died. */
+const SWEEP_RECORD_STALE_MS = 6 * 3600_000;
+
+function push<T>(list: T[], item: T): void {
+  if (list.length < LIST_CAP) list.push(item);
+}
+
+export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOptions> = {}): Promise<SweepReport> {
+  const opts: SweepOptions = { ...DEFAULT_SWEEP_OPTIONS, ...options };
+  const clock = deps.clock ?? (() => new Date());
+  const report: SweepReport = {
+    interruptedJobs: [],
+    failedBackups: [],
+    cleanupsRestarted: [],
+    archiveMissing: [],
+    abortedUploads: [],
+    deletedObjects: { count: 0, bytes: 0, keys: [] },
+    youngOrphans: 0,
+    foreignKeys: 0,
+    problems: [],
+  };
+  await sweepLostJobs(deps, opts, clock(), report);
+  await restartStuckDeletes(deps, opts, clock(), report);
+  await sweepStorage(deps, opts, clock, report);
+  return report;
+}
+
+async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, report: SweepReport): Promise<void> {
+  const { prisma } = deps;
+  const nodes = new Map((await prisma.node.findMany({ select: { id: true, lastHeartbeatAt: true, createdAt: true } })).map((n) => [n.id, n]));
+  const createdBefore = new Date(now.getTime() - opts.lostJobGraceMs);
+  let cursor: string | undefined;
+  for (;;) {
+    const jobs = await prisma.job.findMany({
+      where: { status: { in: ['queued', 'running'] }, createdAt: { lt: createdBefore }, ...(cursor ? { id: { gt: cursor } } : {}) },
+      orderBy: { id: 'asc' },
+      take: BATCH,
+    });
+    for (const job of jobs) {
+      let reason: string | null = null;
+      let removeQueued = false;
+      if (job.nodeId && job.queue?.startsWith('node.')) {
+        const node = nodes.get(job.nodeId);
+        const lastSeen = node ? (node.lastHeartbeatAt ?? node.createdAt) : null;
+        if (!lastSeen || now.getTime() - lastSeen.getTime() > opts.nodeOfflineMs) {
+          reason = `node ${job.nodeId} is offline (${lastSeen ? `no heartbeat since ${lastSeen.toISOString()}` : 'never registered'})`;
+          removeQueued = true;
+        }
+      }
+      if (!reason && !job.queue && job.type === 'sweep' && now.getTime() - job.createdAt.getTime() > SWEEP_RECORD_STALE_MS) {
+        reason = 'the sweep never finished (its worker stopped)';
+      }
+      if (!reason && job.queue) {
+        const queued = await deps.queues.queue(job.queue).getJob(job.id);
+        if (!queued) reason = 'the job was lost from the queue (worker or Redis restarted)';
+        else {
+          const state = await queued.getState();
+          if (state === 'completed' || state === 'failed' || state === 'unknown') reason = `the queue holds the job as ${state} but its record was never finished`;
+        }
+      }
+      if (!reason) continue;
+      const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: `interrupted: ${reason}`, errorCode: 'interrupted' });
+      if (!changed) continue;
+      push(report.interruptedJobs, { jobId: job.id, backupId: job.backupId, reason });
+      if (job.type === 'backup' && job.backupId) {
+        const failed = await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', { error: `interrupted: ${reason}`, completedAt: now });
+        if (failed) push(report.failedBackups, job.backupId);
+      }
+      // A job still waiting for a dead node would run when it comes back; its record says otherwise.
+      if (removeQueued && job.queue) await deps.queues.cancel(job.queue, job.id, `interrupted: ${reason}`).catch(() => {});
+      deps.logger.warn({ jobId: job.id, type: job.type, reason }, 'sweep: job interrupted');
+    }
+    if (jobs.length < BATCH) break;
+    cursor = jobs[jobs.length - 1]!.id;
+  }
+}
+
+async function restartStuckDeletes(deps: SweepDeps, opts: SweepOptions, now: Date, report: SweepReport): Promise<void> {
+  const stuck = await deps.prisma.backup.findMany({
+    where: {
+      status: 'deleting',
+      deletedAt: { lt: new Date(now.getTime() - opts.deletingGraceMs) },
+      jobs: { none: { type: 'cleanup', status: { in: ['queued', 'running'] } } },
+    },
+    select: { id: true },
+    take: 1000,
+  });
+  if (!stuck.length) return;
+  const results = await softDeleteBackups(
+    deps.prisma,
+    deps.queues,
+    stuck.map((b) => b.id),
+    'system',
+    { reason: 'sweep: cleanup restarted' },
+  );
+  for (const r of results) {
+    if (r.ok && r.cleanupJob) push(report.cleanupsRestarted, r.id);
+    else if (!r.ok) push(report.problems, `restarting the cleanup of ${r.id}: ${r.error.message}`);
+  }
+}
+
+async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Date, report: SweepReport): Promise<void> {
+  const { prisma, store } = deps;
+  // One listing serves both the missing-object check and the orphan search.
+  const listedAt = new Date();
+  const objects = new Map<string, { size: number; lastModified: Date }>();
+  for await (const o of store.listAll('')) objects.set(o.key, { size: o.size, lastModified: o.lastModified });
+
+  // 3. completed backups without their objects: completed before the listing began and longer ago
+  // than the grace period, and re-checked by HEAD before anything changes.
+  const completedBefore = new Date(Math.min(listedAt.getTime(), clock().getTime() - opts.missingGraceMs));
+  let cursor: string | undefined;
+  for (;;) {
+    const rows = await prisma.backup.findMany({
+      where: { status: 'completed', completedAt: { lt: completedBefore }, ...(cursor ? { id: { gt: cursor } } : {}) },
+      select: { id: true, storageKey: true, indexKey: true },
+      orderBy: { id: 'asc' },
+      take: BATCH,
+    });
+    for (const b of rows) {
+      const missing = !objects.has(b.storageKey) ? 'archive' : !objects.has(b.indexKey) ? 'index' : null;
+      if (!missing) continue;
+      if (await store.head(missing === 'archive' ? b.storageKey : b.indexKey)) continue;
+      const changed = await transitionBackup(prisma, b.id, ['completed'], 'failed', { error: `${missing} missing` });
+      if (changed) {
+        push(report.archiveMissing, { backupId: b.id, missing });
+        deps.logger.warn({ backupId: b.id, missing }, `sweep: completed backup has no ${missing}; marked failed`);
+      }
+    }
+    if (rows.length < BATCH) break;
+    cursor = rows[rows.length - 1]!.id;
+  }
+
+  // Status of every backup that owns a listed object or upload.
+  const uploads = await store.listIncompleteUploads('');
+  const backupIds = new Set<string>();
+  for (const key of [...objects.keys(), ...uploads.map((u) => u.key)]) {
+    const owner = parseBackupKey(key);
+    if (owner) backupIds.add(owner.backupId);
+  }
+  const status = new Map<string, BackupStatus>();
+  const idList = [...backupIds];
+  for (let i = 0; i < idList.length; i += BATCH) {
+    const rows = await prisma.backup.findMany({ where: { id: { in: idList.slice(i, i + BATCH) } }, select: { id: true, status: true } });
+    for (const r of rows) status.set(r.id, r.status);
+  }
+
+  // 4. incomplete uploads: none of a backup being produced is touched, whatever its age.
+  const now = clock();
+  for (const u of uploads) {
+    const owner = parseBackupKey(u.key);
+    const state = owner ? status.get(owner.backupId) : undefined;
+    if (state === 'pending' || state === 'running') continue;
+    if (now.getTime() - u.initiated.getTime() < opts.uploadGraceMs) continue;
+    try {
+      await store.abortIncompleteUpload(u.key, u.uploadId);
+      push(report.abortedUploads, { key: u.key, uploadId: u.uploadId });
+    } catch (err) {
+      push(report.problems, `aborting upload ${u.uploadId} of ${u.key}: ${(err as Error).message}`);
+    }
+  }
+
+  // 5. orphan objects.
+  const doomed: string[] = [];
+  let doomedBytes = 0;
+  for (const [key, info] of objects) {
+    const owner = parseBackupKey(key);
+    if (!owner) {
+      report.foreignKeys++;
+      continue;
+    }
+    const state = status.get(owner.backupId);
+    if (state !== undefined && !DEAD_BACKUP.includes(state)) continue;
+    if (now.getTime() - info.lastModified.getTime() < opts.orphanGraceMs) {
+      report.youngOrphans++;
+      continue;
+    }
+    doomed.push(key);
+    doomedBytes += info.size;
+  }
+  if (doomed.length) {
+    const { deleted, failed } = await store.deleteMany(doomed);
+    report.deletedObjects.count = deleted.length;
+    report.deletedObjects.bytes = doomedBytes;
+    for (const key of deleted) push(report.deletedObjects.keys, key);
+    for (const f of failed) push(report.problems, `deleting ${f.key}: ${f.message}`);
+    deps.logger.info({ deleted: deleted.length, failed: failed.length }, 'sweep: orphan objects deleted');
+  }
+}
+
+/** Counts of a report, for logs and the Job's result summary. */
+export function summarise(report: SweepReport) {
+  return {
+    interruptedJobs: report.interruptedJobs.length,
+    failedBackups: report.failedBackups.length,
+    cleanupsRestarted: report.cleanupsRestarted.length,
+    archiveMissing: report.archiveMissing.length,
+    abortedUploads: report.abortedUploads.length,
+    deletedObjects: report.deletedObjects.count,
+    youngOrphans: report.youngOrphans,
+    foreignKeys: report.foreignKeys,
+    problems: report.problems.length,
+  };
+}
+
+/**
+ * Records a sweep as a Job (type `sweep`, SPEC §10: each sweep records what it did). Used by the
+ * control sweep and meant for the node worker's start-up sweep too (`nodeId` set).
+ */
+export async function recordSweep<T>(
+  prisma: PrismaClient,
+  run: () => Promise<T>,
+  options: { nodeId?: string; kind: string; result?: (value: T) => object },
+): Promise<{ jobId: string; value: T }> {
+  const jobId = newId();
+  await prisma.job.create({
+    data: { id: jobId, type: 'sweep', status: 'running', nodeId: options.nodeId ?? null, params: { kind: options.kind }, requestedBy: 'system', startedAt: new Date() },
+  });
+  try {
+    const value = await run();
+    await transitionJob(prisma, jobId, ['running'], 'succeeded', { result: (options.result ? options.result(value) : value) as object });
+    return { jobId, value };
+  } catch (err) {
+    await transitionJob(prisma, jobId, ['running'], 'failed', { error: (err as Error).message }).catch(() => {});
+    throw err;
+  }
+}
