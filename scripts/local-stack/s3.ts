@@ -1,7 +1,42 @@
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { startS3Server } from '../../test/support/s3rver/index.ts';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { isLoopback, tcpAnswers, type Log, type Started } from './process.ts';
+
+/**
+ * Runs the fixed s3rver (test/support/s3rver) as a process of its own, so its disk work never
+ * competes with Cairn's event loop and a client killed mid-upload cannot keep it from exiting.
+ */
+async function spawnS3rver(directory: string, port: number): Promise<{ endpoint: string; started: Started }> {
+  // `node --import tsx` rather than the tsx binary: one process, so signals reach the server itself.
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('test/support/s3rver/main.ts'), '--directory', directory, '--port', String(port), '--host', '127.0.0.1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', (line) => resolve(line.trim()));
+    child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code} before it was ready: ${stderr.trim()}`)));
+  });
+  child.stdout!.resume();
+  const started: Started = {
+    name: 's3rver',
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+  return { endpoint, started };
+}
 
 export interface S3Settings {
   endpoint: string;
@@ -26,9 +61,7 @@ export async function ensureS3(settings: S3Settings, directory: string, log: Log
   } else {
     if (u && !isLoopback(u.hostname)) throw new Error(`s3: nothing answers at ${u.host} and it is not a loopback address, so no local one can stand in`);
     fs.mkdirSync(directory, { recursive: true });
-    const server = await startS3Server({ directory, port, host: '127.0.0.1' });
-    endpoint = server.endpoint;
-    started = { name: 's3rver', stop: () => server.close() };
+    ({ endpoint, started } = await spawnS3rver(directory, port));
     log(`s3: started the fixed s3rver at ${endpoint} (data ${directory})`);
   }
   const client = new S3Client({

@@ -95,7 +95,8 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
       throw new Error(`job ${jobId} did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
     },
     spawnNodeWorker() {
-      const child = spawn(path.resolve('node_modules/.bin/tsx'), ['test/support/node-worker-process.ts'], {
+      // `node --import tsx`, not the tsx wrapper: SIGKILL must hit the worker itself.
+      const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('test/support/node-worker-process.ts')], {
         env: { ...env, CAIRN_TEST_LOCK_MS: '5000' },
         stdio: ['ignore', 'inherit', 'inherit'],
       });
