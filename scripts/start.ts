@@ -2,6 +2,7 @@
  * `npm start`: the all-in-one Cairn (SPEC §2) — gateway + control worker + one node worker
  * (node id = hostname, volume root from VOLUME_ROOTS) — on a local stack that it finds or starts.
  */
+import './quiet-sdk.ts';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

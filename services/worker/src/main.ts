@@ -9,6 +9,8 @@ import { startNodeWorker } from './node/node-worker.ts';
  * `--control` a control worker. Both may be given.
  */
 async function main(): Promise<void> {
+  // Node 20 is Cairn's fixed runtime: the AWS SDK's notice about a future Node 22 floor is noise.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const { values } = parseArgs({ options: { node: { type: 'string' }, control: { type: 'boolean', default: false } } });
   if (!values.node && !values.control) {
     console.error('usage: worker --node <nodeId> [--control] | --control');
