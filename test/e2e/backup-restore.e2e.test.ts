@@ -44,7 +44,7 @@ describe('backup and restore end to end', () => {
     app1 = path.join(cairn.volumeRoot, 'app1');
     populate(app1);
     original = snap(app1);
-    const res = await cairn.api('POST', '/v1/instances', { name: 'app1', nodeId: cairn.nodeId, tenant: 'acme', volumes: volumesOf(app1) });
+    const res = await cairn.api('POST', '/v1/instances', { name: 'app1', nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: volumesOf(app1) });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     instanceId = res.body.id;
   });
@@ -104,7 +104,7 @@ describe('backup and restore end to end', () => {
 
   it('restores into a second instance', async () => {
     const app2 = path.join(cairn.volumeRoot, 'app2');
-    const created = await cairn.api('POST', '/v1/instances', { name: 'app2', nodeId: cairn.nodeId, tenant: 'acme', volumes: volumesOf(app2) });
+    const created = await cairn.api('POST', '/v1/instances', { name: 'app2', nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: volumesOf(app2) });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     const res = await cairn.api('POST', `/v1/backups/${backupId}/restore`, { targetInstanceId: created.body.id });
     expect(res.status, JSON.stringify(res.body)).toBe(202);

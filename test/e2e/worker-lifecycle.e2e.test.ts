@@ -16,7 +16,7 @@ describe('node worker lifecycle and rules', () => {
     const dir = path.join(cairn.volumeRoot, name, 'data');
     fs.mkdirSync(dir, { recursive: true });
     fill(dir);
-    const res = await cairn.api('POST', '/v1/instances', { name, nodeId: cairn.nodeId, tenant: 'acme', volumes: [{ name: 'data', hostPath: dir }] });
+    const res = await cairn.api('POST', '/v1/instances', { name, nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: [{ name: 'data', hostPath: dir }] });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     return { id: res.body.id, dir };
   }

@@ -17,6 +17,8 @@ export interface Cairn {
   config: Config;
   runtime: Runtime;
   nodeId: string;
+  /** A tenant name of this harness's own: test files share the run's database. */
+  tenant: string;
   volumeRoot: string;
   /** Authenticated JSON request as admin (or with the given token). */
   api<T = any>(method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
@@ -55,7 +57,8 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'e2e' });
   const runtime = createRuntime(config, { logger });
   const gateway = await startGateway({ config, logger });
-  const control = await startControlWorker(runtime);
+  // Periodic sweeps would act on other test files' rows in the shared run database.
+  const control = await startControlWorker({ ...runtime, sweepEveryMs: null, retentionEveryMs: null });
   let node: { close(): Promise<void> } | null = null;
   const children: ChildProcess[] = [];
 
@@ -81,6 +84,7 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
     config,
     runtime,
     nodeId,
+    tenant: `tenant-${tag}`,
     volumeRoot,
     api,
     async waitForJob(jobId, until = (j) => ['succeeded', 'failed', 'cancelled', 'interrupted'].includes(j.status), timeoutMs = 60_000) {

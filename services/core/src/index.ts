@@ -23,3 +23,4 @@ export * from './schedule/schedule.service.ts';
 export * from './storage/object-store.ts';
 export * from './storage/s3.object-store.ts';
 export * from './storage/fs.object-store.ts';
+export * from './archive/index.ts';

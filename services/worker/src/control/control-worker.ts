@@ -57,9 +57,6 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     clock: opts.clock,
   };
 
-  const maintenance = new Maintenance(ctx, opts);
-  await maintenance.setUp();
-
   const worker = new Worker(
     CONTROL_QUEUE,
     async (job: Job) => {
@@ -84,6 +81,9 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
   );
   worker.on('error', (err) => logger.warn({ err: err.message }, 'control worker error'));
   worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, name: job?.name, err: err.message }, 'control job failed'));
+  // After the worker: firings are idempotent, and a large table should not delay the other jobs.
+  const maintenance = new Maintenance(ctx, opts);
+  await maintenance.setUp();
   logger.info('control worker started');
   return {
     async close() {

@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { CairnError, backupPrefix, transitionBackup, transitionJob } from '@cairn/core';
+import { CairnError, backupPrefix, enqueueRetention, transitionBackup, transitionJob } from '@cairn/core';
 import { encodeIndex, packArchive } from '@cairn/core/archive/index.ts';
 import { classify, recordFailure } from './job-outcome.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
@@ -112,6 +112,10 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     await transitionJob(ctx.prisma, job.id, ['running'], 'succeeded', {
       result: { backupId: backup.id, storedBytes: result.storedBytes, logicalBytes: result.logicalBytes, fileCount: result.fileCount, warnings: allWarnings.length },
     });
+    if (backup.trigger === 'schedule' && backup.scheduleId) {
+      // Best effort: the periodic retention run catches up if this enqueue fails.
+      await enqueueRetention(ctx.queues, backup.scheduleId).catch((err: Error) => run.log.warn({ err: err.message }, 'could not enqueue retention'));
+    }
     return { status: 'completed', backupId: backup.id, warnings: allWarnings.length };
   } catch (err) {
     const failure = classify(err, run);

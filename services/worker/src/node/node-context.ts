@@ -8,6 +8,8 @@ export interface NodeContext {
   volumeRoots: string[];
   prisma: PrismaClient;
   store: ObjectStore;
+  /** Producer side of the queues (retention after a scheduled backup). */
+  queues: Pick<JobQueues, 'enqueueControl'>;
   logger: Logger;
   config: Pick<Config, 'COMPRESSION' | 'COMPRESSION_LEVEL' | 'ARCHIVE_BLOCK_SIZE'>;
 }

@@ -1,6 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import { CairnError, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import { CairnError, JobQueues, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { listenForCancels } from '../cancel-listener.ts';
 import { runBackup } from './backup.pipeline.ts';
@@ -39,11 +39,12 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningW
   const nodeId = opts.nodeId ?? config.NODE_ID;
   const volumeRoots = opts.volumeRoots ?? config.VOLUME_ROOTS;
   const logger = opts.logger.child({ nodeId });
-  const ctx: NodeContext = { nodeId, volumeRoots, prisma, store, logger, config };
   const queueName = nodeQueueName(nodeId);
-
   const stopHeartbeat = await startHeartbeat({ prisma, nodeId, volumeRoots, version: WORKER_VERSION, concurrency: config.WORKER_CONCURRENCY, logger });
   const connection = createRedis(config.REDIS_URL);
+  const producer = createRedis(config.REDIS_URL);
+  const queues = new JobQueues(producer, config.QUEUE_PREFIX);
+  const ctx: NodeContext = { nodeId, volumeRoots, prisma, store, logger, config, queues };
   await reconcileAtStart(ctx, connection, config.QUEUE_PREFIX, queueName);
 
   const worker = new Worker(queueName, (job: Job, token: string | undefined, signal?: AbortSignal) => processJob(ctx, job, signal ?? new AbortController().signal), {
@@ -67,7 +68,9 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningW
       stopHeartbeat();
       await stopCancels();
       await worker.close();
+      await queues.close();
       connection.disconnect();
+      producer.disconnect();
     },
   };
 }

@@ -1,0 +1,136 @@
+import type { PrismaClient } from '../db/prisma.ts';
+import { CairnError } from '../errors.ts';
+import type { Backup, BackupStatus, Job, Prisma } from '../generated/prisma/client.ts';
+import { newId } from '../ids.ts';
+import { CONTROL_QUEUE, type ControlJobName, type ControlJobPayload } from '../queue/contracts.ts';
+import { transitionJob } from './state-transitions.ts';
+
+/**
+ * The one soft delete of backups (SPEC §10), shared by `DELETE /backups/:id`, the batch delete
+ * and retention: the backup turns `deleting` at once (conditional update), a `cleanup` Job row is
+ * written and a `cleanup` control job enqueued to remove its objects and mark it `deleted`.
+ */
+
+/** What deletion needs from the queues: JobQueues and the gateway's QueuePort both fit. */
+export interface DeletionQueues {
+  enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string): Promise<void>;
+  cancel(queueName: string, jobId: string, reason: string): Promise<'removed' | 'signalled' | 'gone'>;
+}
+
+export interface SoftDeleteOptions {
+  /**
+   * States a backup may be deleted from. Default: every state but deleting/deleted. Retention
+   * passes `['completed']`, so a backup that is running (or anything else) is never expired.
+   */
+  from?: BackupStatus[];
+  /** Only backups of instances of this tenant (members); absent for admins and the system. */
+  tenantId?: string;
+  /** Recorded in the cleanup Job's params (`retention`, `user`...). */
+  reason?: string;
+  /** Extra params for the cleanup Job (e.g. the schedule whose retention deleted it). */
+  params?: Record<string, string | number | boolean | null>;
+  now?: () => Date;
+}
+
+export type SoftDeleteResult =
+  | { id: string; ok: true; backup: Backup; cleanupJob: Job | null; cancelledJobs: string[] }
+  | { id: string; ok: false; error: CairnError };
+
+/** Job types that read a backup's objects: the backup cannot be deleted under them. */
+const READERS = ['restore', 'verify', 'migrate'] as const;
+const LIVE: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+
+/**
+ * Transaction-scoped Postgres advisory lock on one record (`cairn:<kind>:<id>`), the same key the
+ * gateway takes, so check-then-write rules hold across every replica of every service.
+ */
+export async function lockRecord(tx: Prisma.TransactionClient, kind: 'instance' | 'backup' | 'schedule', id: string): Promise<void> {
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
+}
+
+/**
+ * Soft-deletes each backup on its own, in order; one result per id. Repeating it is safe: an
+ * active cleanup job is reused, a failed or lost one replaced, a `deleted` backup left alone.
+ */
+export async function softDeleteBackups(
+  prisma: PrismaClient,
+  queues: DeletionQueues,
+  ids: readonly string[],
+  requestedBy: string,
+  options: SoftDeleteOptions = {},
+): Promise<SoftDeleteResult[]> {
+  const results: SoftDeleteResult[] = [];
+  for (const id of ids) {
+    try {
+      results.push(await softDeleteOne(prisma, queues, id, requestedBy, options));
+    } catch (err) {
+      const error = err instanceof CairnError ? err : new CairnError('unavailable', `could not delete backup ${id}: ${(err as Error).message}`, { cause: err });
+      results.push({ id, ok: false, error });
+    }
+  }
+  return results;
+}
+
+async function softDeleteOne(prisma: PrismaClient, queues: DeletionQueues, id: string, requestedBy: string, options: SoftDeleteOptions): Promise<SoftDeleteResult> {
+  const now = options.now ?? (() => new Date());
+  const from = (options.from ?? LIVE).filter((s) => s !== 'deleting' && s !== 'deleted');
+  const { backup, cleanup } = await prisma.$transaction(async (tx) => {
+    await lockRecord(tx, 'backup', id);
+    const found = await tx.backup.findFirst({ where: { id, ...(options.tenantId ? { instance: { tenantId: options.tenantId } } : {}) } });
+    if (!found) throw new CairnError('not-found', `backup ${id} not found`);
+    if (found.status === 'deleted') return { backup: found, cleanup: null };
+    const reader = await tx.job.findFirst({ where: { backupId: id, type: { in: [...READERS] }, status: { in: ['queued', 'running'] } } });
+    if (reader) throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });
+    if (found.status !== 'deleting') {
+      const { count } = await tx.backup.updateMany({ where: { id, status: { in: from } }, data: { status: 'deleting', deletedAt: now() } });
+      if (count === 0) throw new CairnError('conflict', `backup ${id} is ${found.status}; it can be deleted only when ${from.join(', ')}`, { details: { status: found.status } });
+    }
+    const backup = (await tx.backup.findUnique({ where: { id } }))!;
+    const active = await tx.job.findFirst({ where: { backupId: id, type: 'cleanup', status: { in: ['queued', 'running'] } } });
+    const cleanup =
+      active ??
+      (await tx.job.create({
+        data: {
+          id: newId(),
+          type: 'cleanup',
+          status: 'queued',
+          instanceId: backup.instanceId,
+          backupId: id,
+          queue: CONTROL_QUEUE,
+          params: { reason: options.reason ?? 'deleted', ...(options.params ?? {}) },
+          requestedBy,
+        },
+      }));
+    return { backup, cleanup };
+  });
+  if (!cleanup) return { id, ok: true, backup, cleanupJob: null, cancelledJobs: [] };
+
+  // The backup being produced right now: stop it (its worker removes what it uploaded).
+  const cancelledJobs: string[] = [];
+  const producers = await prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
+  for (const job of producers) {
+    if (await cancelProducer(prisma, queues, job, `backup ${id} deleted`)) cancelledJobs.push(job.id);
+  }
+
+  if (cleanup.status === 'queued') {
+    try {
+      // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
+      await queues.enqueueControl('cleanup', { backupId: id, jobId: cleanup.id }, cleanup.id);
+    } catch (err) {
+      const reason = `could not enqueue the cleanup: ${(err as Error).message}`;
+      await transitionJob(prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+      throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details: { backupId: id, jobId: cleanup.id } });
+    }
+  }
+  const cleanupJob = (await prisma.job.findUnique({ where: { id: cleanup.id } })) ?? cleanup;
+  return { id, ok: true, backup, cleanupJob, cancelledJobs };
+}
+
+/** A waiting producer is removed and marked cancelled; a running one is signalled and ends itself. */
+async function cancelProducer(prisma: PrismaClient, queues: DeletionQueues, job: Job, reason: string): Promise<boolean> {
+  const outcome = job.queue ? await queues.cancel(job.queue, job.id, reason) : 'gone';
+  if (outcome === 'signalled') return true;
+  const from = outcome === 'removed' ? (['queued', 'running'] as const) : (['queued'] as const);
+  // The backup itself is already `deleting`; only its job record changes.
+  return transitionJob(prisma, job.id, [...from], 'cancelled', { error: reason, errorCode: 'cancelled' });
+}

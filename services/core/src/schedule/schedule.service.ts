@@ -1,0 +1,285 @@
+import type { CreateScheduleBody, DeletedSchedule, RetentionPreview, ScheduleList, ScheduleView, UpdateScheduleBody } from '../api/schedules.schemas.ts';
+import type { Config } from '../config/config.ts';
+import type { PrismaClient } from '../db/prisma.ts';
+import { lockRecord } from '../domain/backup-deletion.ts';
+import { transitionBackup, transitionJob } from '../domain/state-transitions.ts';
+import type { Compression } from '../domain/object-layout.ts';
+import { CairnError } from '../errors.ts';
+import type { Backup, Job, Prisma, Schedule } from '../generated/prisma/client.ts';
+import { newId } from '../ids.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { JobQueues } from '../queue/job-queues.ts';
+import { assertCron, assertTimeZone } from './cron.ts';
+import { enqueueRetention, policyOf, previewRetention } from './retention.service.ts';
+import { retentionPolicyProblems, type RetentionPolicy } from './retention.ts';
+import { firingIds } from './firing-ids.ts';
+import { fireSchedule, isEnqueueFailure } from './schedule-firing.ts';
+import { SchedulerSync } from './scheduler-sync.ts';
+
+/**
+ * Schedules of an instance (SPEC §9, §11): create, list, show, change, delete, run now, and a
+ * retention dry run. The HTTP routes call this; every change keeps the BullMQ job scheduler in
+ * sync inside the same transaction (see SchedulerSync).
+ */
+
+/** The queues: JobQueues, or the gateway's QueuePort (which bounds calls with a timeout). */
+export type ScheduleQueues = Pick<JobQueues, 'queue' | 'enqueueNode' | 'enqueueControl'>;
+
+export interface ScheduleServiceOptions {
+  prisma: PrismaClient;
+  queues: ScheduleQueues;
+  config: Pick<Config, 'COMPRESSION'>;
+  logger: Logger;
+  now?: () => Date;
+  /** Accept 6-field (seconds) expressions: internal use and tests only; the API allows 5 fields. */
+  allowSeconds?: boolean;
+  /** Bound on each Redis call (→ 503), default 5 s. */
+  redisTimeoutMs?: number;
+}
+
+/** Tenant confinement: members pass their tenant id, admins and the system nothing. */
+export interface ScheduleScope {
+  tenantId?: string;
+}
+
+/** Input of create: the API body (timezone may be left out by internal callers: UTC). */
+export type CreateScheduleInput = Omit<CreateScheduleBody, 'timezone'> & { timezone?: string };
+export type UpdateScheduleInput = UpdateScheduleBody;
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+export function scheduleView(s: Schedule): ScheduleView {
+  return {
+    id: s.id,
+    instanceId: s.instanceId,
+    cron: s.cron,
+    timezone: s.timezone,
+    volumes: s.volumes.length ? s.volumes : null,
+    retention: policyOf(s),
+    enabled: s.enabled,
+    lastFiredAt: iso(s.lastFiredAt),
+    lastBackupId: s.lastBackupId,
+    lastSkippedAt: iso(s.lastSkippedAt),
+    lastSkipReason: s.lastSkipReason,
+    nextRunAt: iso(s.nextRunAt),
+    createdAt: s.createdAt.toISOString(),
+    updatedAt: s.updatedAt.toISOString(),
+  };
+}
+
+function validation(details: { path: string; message: string }[]): CairnError {
+  const shown = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
+  return new CairnError('validation', `invalid schedule: ${shown}`, { details });
+}
+
+export class ScheduleService {
+  private readonly prisma: PrismaClient;
+  private readonly queues: ScheduleQueues;
+  private readonly compression: Compression;
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+  private readonly allowSeconds: boolean;
+  private readonly redisTimeoutMs: number;
+  readonly schedulers: SchedulerSync;
+
+  constructor(options: ScheduleServiceOptions) {
+    this.prisma = options.prisma;
+    this.queues = options.queues;
+    this.compression = options.config.COMPRESSION as Compression;
+    this.logger = options.logger;
+    this.now = options.now ?? (() => new Date());
+    this.allowSeconds = options.allowSeconds ?? false;
+    this.redisTimeoutMs = options.redisTimeoutMs ?? 5000;
+    this.schedulers = new SchedulerSync(this.prisma, this.queues, { redisTimeoutMs: this.redisTimeoutMs, logger: this.logger, now: this.now });
+  }
+
+  private async findInstance(instanceId: string, scope: ScheduleScope) {
+    const instance = await this.prisma.instance.findFirst({ where: { id: instanceId, ...(scope.tenantId ? { tenantId: scope.tenantId } : {}) }, include: { volumes: true } });
+    if (!instance) throw new CairnError('not-found', `instance ${instanceId} not found`);
+    return instance;
+  }
+
+  private async findSchedule(id: string, scope: ScheduleScope, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<Schedule> {
+    const row = await db.schedule.findFirst({ where: { id, ...(scope.tenantId ? { instance: { tenantId: scope.tenantId } } : {}) } });
+    if (!row) throw new CairnError('not-found', `schedule ${id} not found`);
+    return row;
+  }
+
+  /** Checks cron, timezone, retention and volumes; returns the values to store. */
+  private checkFields(
+    input: { cron?: string; timezone?: string; retention?: RetentionPolicy; volumes?: string[] | null },
+    instanceVolumes: string[],
+  ): { cron?: string; timezone?: string; retention?: RetentionPolicy; volumes?: string[] } {
+    const problems: { path: string; message: string }[] = [];
+    const out: { cron?: string; timezone?: string; retention?: RetentionPolicy; volumes?: string[] } = {};
+    if (input.cron !== undefined) {
+      try {
+        out.cron = assertCron(input.cron, { allowSeconds: this.allowSeconds }).source;
+      } catch (err) {
+        problems.push(...((err as CairnError).details as { path: string; message: string }[]).map(({ path, message }) => ({ path, message })));
+      }
+    }
+    if (input.timezone !== undefined) {
+      try {
+        out.timezone = assertTimeZone(input.timezone);
+      } catch (err) {
+        problems.push(...((err as CairnError).details as { path: string; message: string }[]));
+      }
+    }
+    if (input.retention !== undefined) {
+      for (const p of retentionPolicyProblems(input.retention)) problems.push({ path: p.path ? `retention.${p.path}` : 'retention', message: p.message });
+      out.retention = Object.fromEntries(Object.entries(input.retention).filter(([, v]) => v !== undefined)) as RetentionPolicy;
+    }
+    if (input.volumes !== undefined) {
+      const names = input.volumes ?? [];
+      names.forEach((n, i) => {
+        if (!instanceVolumes.includes(n)) problems.push({ path: `volumes.${i}`, message: `the instance has no volume ${n} (it has ${instanceVolumes.join(', ') || 'none'})` });
+        else if (names.indexOf(n) !== i) problems.push({ path: `volumes.${i}`, message: `duplicate volume ${n}` });
+      });
+      out.volumes = [...names].sort();
+    }
+    if (problems.length) throw validation(problems);
+    return out;
+  }
+
+  async create(instanceId: string, input: CreateScheduleInput, scope: ScheduleScope = {}): Promise<ScheduleView> {
+    const instance = await this.findInstance(instanceId, scope);
+    const fields = this.checkFields({ cron: input.cron, timezone: input.timezone ?? 'UTC', retention: input.retention, volumes: input.volumes }, instance.volumes.map((v) => v.name));
+    const id = newId();
+    const row = await this.prisma.$transaction(
+      async (tx) => {
+        await lockRecord(tx, 'schedule', id);
+        const created = await tx.schedule.create({
+          data: {
+            id,
+            instanceId: instance.id,
+            cron: fields.cron!,
+            timezone: fields.timezone!,
+            volumes: fields.volumes ?? [],
+            retention: fields.retention as Prisma.InputJsonObject,
+            enabled: input.enabled ?? true,
+          },
+        });
+        const nextRunAt = await this.schedulers.apply(created);
+        return tx.schedule.update({ where: { id }, data: { nextRunAt } });
+      },
+      { timeout: this.redisTimeoutMs * 3 },
+    );
+    this.logger.info({ scheduleId: id, instanceId: instance.id, cron: row.cron, timezone: row.timezone, enabled: row.enabled }, 'schedule created');
+    return scheduleView(row);
+  }
+
+  async list(instanceId: string, query: { cursor?: string; limit?: number } = {}, scope: ScheduleScope = {}): Promise<ScheduleList> {
+    await this.findInstance(instanceId, scope);
+    const limit = query.limit ?? 50;
+    const rows = await this.prisma.schedule.findMany({
+      where: { instanceId, ...(query.cursor ? { id: { gt: query.cursor } } : {}) },
+      orderBy: { id: 'asc' },
+      take: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    return { items: page.map(scheduleView), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+  }
+
+  async get(id: string, scope: ScheduleScope = {}): Promise<ScheduleView> {
+    return scheduleView(await this.findSchedule(id, scope));
+  }
+
+  /**
+   * Changes a schedule; its scheduler follows (re-created for a new cron/timezone, removed while
+   * disabled). A new retention policy is applied right away by a retention job.
+   */
+  async update(id: string, input: UpdateScheduleInput, scope: ScheduleScope = {}): Promise<ScheduleView> {
+    const existing = await this.findSchedule(id, scope);
+    const instance = await this.findInstance(existing.instanceId, {});
+    const fields = this.checkFields(input, instance.volumes.map((v) => v.name));
+    const row = await this.prisma.$transaction(
+      async (tx) => {
+        await lockRecord(tx, 'schedule', id);
+        await this.findSchedule(id, scope, tx);
+        const updated = await tx.schedule.update({
+          where: { id },
+          data: {
+            ...(fields.cron !== undefined ? { cron: fields.cron } : {}),
+            ...(fields.timezone !== undefined ? { timezone: fields.timezone } : {}),
+            ...(fields.retention !== undefined ? { retention: fields.retention as Prisma.InputJsonObject } : {}),
+            ...(fields.volumes !== undefined ? { volumes: fields.volumes } : {}),
+            ...(input.enabled !== undefined ? { enabled: input.enabled } : {}),
+          },
+        });
+        const nextRunAt = await this.schedulers.apply(updated);
+        return tx.schedule.update({ where: { id }, data: { nextRunAt } });
+      },
+      { timeout: this.redisTimeoutMs * 3 },
+    );
+    if (fields.retention !== undefined) await enqueueRetention(this.queues, id);
+    this.logger.info({ scheduleId: id, changed: Object.keys(input) }, 'schedule updated');
+    return scheduleView(row);
+  }
+
+  /** Deletes the schedule and its scheduler; its backups stay (no longer expired by anything). */
+  async remove(id: string, scope: ScheduleScope = {}): Promise<DeletedSchedule> {
+    await this.findSchedule(id, scope);
+    const keptBackups = await this.prisma.$transaction(
+      async (tx) => {
+        await lockRecord(tx, 'schedule', id);
+        await this.findSchedule(id, scope, tx);
+        // Nothing applies this schedule's retention any more: expiresAt would be a false promise.
+        await tx.backup.updateMany({ where: { scheduleId: id, expiresAt: { not: null } }, data: { expiresAt: null } });
+        const kept = await tx.backup.count({ where: { scheduleId: id, status: { not: 'deleted' } } });
+        await tx.schedule.delete({ where: { id } }); // backups keep their rows (scheduleId set null)
+        await this.schedulers.removeScheduler(id);
+        return kept;
+      },
+      { timeout: this.redisTimeoutMs * 3 },
+    );
+    this.logger.info({ scheduleId: id, keptBackups }, 'schedule deleted');
+    return { id, keptBackups };
+  }
+
+  /**
+   * Runs the schedule now (`POST /schedules/:id/run`): a scheduled backup like a firing, but a
+   * busy instance answers 409 instead of recording a skip. If it cannot be enqueued the records
+   * are marked failed and the caller gets 503, as for a manual backup.
+   */
+  async runNow(id: string, requestedBy: string, scope: ScheduleScope = {}): Promise<{ backup: Backup; job: Job }> {
+    await this.findSchedule(id, scope);
+    const fireTime = this.now().getTime();
+    let outcome;
+    try {
+      outcome = await fireSchedule({ prisma: this.prisma, queues: this.queues, compression: this.compression, logger: this.logger, now: this.now }, id, fireTime, { manual: true, requestedBy });
+    } catch (err) {
+      if (!isEnqueueFailure(err)) throw err;
+      // The rows were committed but nothing will ever run them: fail them, the caller gets 503.
+      const { backupId, jobId } = firingIds(id, fireTime);
+      await transitionJob(this.prisma, jobId, ['queued'], 'failed', { error: err.message, errorCode: 'unavailable' }).catch(() => {});
+      await transitionBackup(this.prisma, backupId, ['pending'], 'failed', { error: err.message }).catch(() => {});
+      throw err;
+    }
+    if (outcome.status === 'created' || outcome.status === 'duplicate') {
+      const job = outcome.job ?? (await this.prisma.job.findFirst({ where: { backupId: outcome.backup.id, type: 'backup' } }));
+      if (!job) throw new CairnError('internal', `backup ${outcome.backup.id} has no job`);
+      return { backup: outcome.backup, job };
+    }
+    // A manual run never records a skip (fireSchedule throws instead); this is a schedule that vanished.
+    throw new CairnError('not-found', `schedule ${id} not found`);
+  }
+
+  /** Dry run of retention: what `policy` (default: the schedule's own) would keep and drop now. */
+  async previewRetention(id: string, policy?: RetentionPolicy, scope: ScheduleScope = {}): Promise<RetentionPreview> {
+    const schedule = await this.findSchedule(id, scope);
+    if (policy) {
+      const problems = retentionPolicyProblems(policy);
+      if (problems.length) throw validation(problems.map((p) => ({ path: p.path ? `retention.${p.path}` : 'retention', message: p.message })));
+    }
+    const r = await previewRetention(this.prisma, schedule, policy, this.now);
+    return {
+      scheduleId: r.scheduleId,
+      timezone: r.timezone,
+      at: r.at.toISOString(),
+      keep: r.plan.keep.map((k) => ({ backupId: k.id, createdAt: k.createdAt.toISOString(), reasons: k.reasons, expiresAt: iso(k.expiresAt) })),
+      drop: r.plan.drop.map((d) => ({ backupId: d.id, createdAt: d.createdAt.toISOString(), reason: d.reason })),
+      untouched: r.untouched,
+    };
+  }
+}
