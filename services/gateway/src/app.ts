@@ -1,22 +1,89 @@
 import Koa from 'koa';
-import type { Check, Logger } from '@cairn/core';
+import type { Check, Config, Logger, PrismaClient } from '@cairn/core';
+import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import { bullBoard } from './admin/bull-board.ts';
+import { ApiRegistry } from './http/api-routes.ts';
+import { buildOpenApi } from './http/openapi.ts';
+import { bearerAuthenticator } from './middleware/authenticate.ts';
 import { errorHandler } from './middleware/error-handler.ts';
 import { requestContext } from './middleware/request-context.ts';
-import { healthRoutes } from './routes/health.routes.ts';
+import type { QueuePort } from './queue/queue-client.ts';
+import { backupRoutes } from './routes/backups.routes.ts';
+import { instanceRoutes } from './routes/instances.routes.ts';
+import { jobRoutes } from './routes/jobs.routes.ts';
+import { nodeRoutes } from './routes/nodes.routes.ts';
+import { opsRoutes } from './routes/ops.routes.ts';
+import { tokenRoutes } from './routes/tokens.routes.ts';
+import { BackupFilesService } from './services/backup-files.service.ts';
+import { BackupObjects } from './services/backup-objects.ts';
+import { BackupService } from './services/backup.service.ts';
+import { InstanceService } from './services/instance.service.ts';
+import { JobService } from './services/job.service.ts';
+import { MetricsService } from './services/metrics.service.ts';
+import { NodeService } from './services/node.service.ts';
+import { RestoreService } from './services/restore.service.ts';
+import { TokenService } from './services/token.service.ts';
+
+export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
+  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'>;
   logger: Logger;
+  prisma: PrismaClient;
+  queues: QueuePort;
+  store: ObjectStore;
   readinessChecks: Record<string, Check>;
+  /** Event streams re-read their job this often (ms). */
+  jobPollIntervalMs?: number;
 }
 
-/** Builds the Koa application; all I/O arrives through `deps` (composition in main.ts). */
-export function createGatewayApp(deps: GatewayDeps): Koa {
+export interface Gateway {
+  app: Koa;
+  registry: ApiRegistry;
+  tokens: TokenService;
+}
+
+/** Builds the Koa application and its services; all I/O arrives through `deps` (composition in main.ts). */
+export function createGateway(deps: GatewayDeps): Gateway {
+  const { prisma, queues, logger, store, config } = deps;
+  const tokens = new TokenService({ prisma, logger });
+  const instances = new InstanceService({ prisma, queues, objects: new BackupObjects(store), logger });
+  const backups = new BackupService({ prisma, queues, instances, config, logger });
+  const files = new BackupFilesService({ store, backups, logger });
+  const restores = new RestoreService({ prisma, queues, instances, backups, files, logger });
+  const jobs = new JobService({ prisma, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
+  const nodes = new NodeService({ prisma });
+  const metrics = new MetricsService({ prisma, queues, logger });
+
+  const registry = new ApiRegistry();
+  tokenRoutes(registry, tokens);
+  instanceRoutes(registry, instances, backups);
+  backupRoutes(registry, backups, files, restores);
+  jobRoutes(registry, jobs);
+  nodeRoutes(registry, nodes);
+  let openapi: unknown;
+  const ops = opsRoutes(registry, deps.readinessChecks, metrics, () =>
+    (openapi ??= buildOpenApi(registry.operations(), {
+      title: 'Cairn',
+      version: GATEWAY_VERSION,
+      description: 'Backup, restore and cleanup of application instance volumes. Errors are `{"error": {"code", "message", "details?"}}`.',
+    })),
+  );
+  const api = registry.mount({ authenticate: bearerAuthenticator(tokens), bodyLimit: config.BODY_LIMIT });
+
   const app = new Koa();
   app.proxy = true;
   app.silent = true; // errors are logged by errorHandler, once
-  app.use(requestContext(deps.logger));
-  app.use(errorHandler(deps.logger));
-  const health = healthRoutes(deps.readinessChecks);
-  app.use(health.routes()).use(health.allowedMethods());
-  return app;
+  app.use(requestContext(logger));
+  app.use(metrics.middleware());
+  app.use(errorHandler(logger));
+  app.use(bullBoard({ basePath: '/admin/queues', tokens, queues, nodes }));
+  app.use(ops.routes());
+  app.use(api.routes());
+  return { app, registry, tokens };
+}
+
+/** The Koa application alone (tests and embedding). */
+export function createGatewayApp(deps: GatewayDeps): Koa {
+  return createGateway(deps).app;
 }

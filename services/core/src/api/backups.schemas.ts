@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf } from './common.schemas.ts';
+import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
 import { JobView } from './jobs.schemas.ts';
 import { named } from './registry.ts';
 
@@ -105,18 +105,18 @@ export const BatchDeleteResult = named(
 );
 export type BatchDeleteResult = z.infer<typeof BatchDeleteResult>;
 
-export const FILE_TYPES = ['file', 'directory', 'symlink', 'hardlink'] as const;
-
 export const FileEntry = named(
   'FileEntry',
   z.object({
     path: z.string().describe("'<volume>/<relative path>'"),
-    type: z.string(),
+    type: z.enum(['file', 'dir', 'symlink', 'hardlink']),
     size: z.number(),
-    mode: z.number().int(),
-    mtime: z.string().describe('ISO 8601'),
-    linkTarget: z.string().optional(),
-    sha256: z.string().optional(),
+    mode: z.number().int().describe('permission bits'),
+    uid: z.number().int(),
+    gid: z.number().int(),
+    mtime: z.string().describe('ISO 8601 (millisecond precision; the index keeps nanoseconds)'),
+    linkTarget: z.string().optional().describe('symlink target, or for a hard link the archive path it links to'),
+    sha256: z.string().optional().describe('content hash of a file'),
   }),
 );
 export type FileEntry = z.infer<typeof FileEntry>;
@@ -134,7 +134,7 @@ export const ListFilesQuery = z
       .max(4096)
       .default('')
       .describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
-    recursive: z.stringbool().default(true).describe('false: only the direct children of prefix'),
+    recursive: queryFlag(true).describe('false: only the direct children of prefix'),
     cursor: Cursor.optional().describe('the last path of the previous page'),
     limit: z.coerce.number().int().min(1).max(1000).default(200),
   })

@@ -53,6 +53,13 @@ export const BackupPath = z
 
 export const GlobPattern = z.string().min(1).max(1024).refine((p) => !p.includes('\0'), 'must not contain NUL');
 
+/** A boolean query parameter: `true`/`false` (or `1`/`0`), documented as such. */
+export const queryFlag = (defaultValue: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'])
+    .default(defaultValue ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1');
+
 /** Cursor pagination: `cursor` is the last id of the previous page (ids sort by creation time). */
 export const Limit = z.coerce.number().int().min(1).max(500).default(50);
 export const Cursor = z.string().min(1).max(4096);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, GlobPattern, HostPath, InstanceName, Limit, NodeId, NullableTimestamp, TenantName, Timestamp, VolumeName, pageOf } from './common.schemas.ts';
+import { Cursor, GlobPattern, HostPath, InstanceName, Limit, NodeId, NullableTimestamp, TenantName, Timestamp, VolumeName, pageOf, queryFlag } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 export const VolumeSpec = named(
@@ -93,7 +93,7 @@ export const ListInstancesQuery = z
 export type ListInstancesQuery = z.infer<typeof ListInstancesQuery>;
 
 export const DeleteInstanceQuery = z
-  .object({ force: z.stringbool().default(false).describe('also delete every backup of the instance (their objects are removed)') })
+  .object({ force: queryFlag(false).describe('also delete every backup of the instance (their objects are removed)') })
   .strict();
 export type DeleteInstanceQuery = z.infer<typeof DeleteInstanceQuery>;
 

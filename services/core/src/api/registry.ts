@@ -13,6 +13,6 @@ export const apiSchemas = z.registry<ApiSchemaMeta>();
 
 /** Registers `schema` under `id` (the OpenAPI component name) and returns it unchanged. */
 export function named<T extends z.ZodType>(id: string, schema: T, description?: string): T {
-  schema.register(apiSchemas, description ? { id, description } : { id });
+  apiSchemas.add(schema, description ? { id, description } : { id });
   return schema;
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, Limit, NullableTimestamp, TenantName, Timestamp, pageOf } from './common.schemas.ts';
+import { Cursor, Limit, NullableTimestamp, TenantName, Timestamp, pageOf, queryFlag } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 export const TokenRoleName = z.enum(['admin', 'member']);
@@ -44,6 +44,6 @@ export const TokenList = pageOf('TokenList', TokenView);
 export type TokenList = z.infer<typeof TokenList>;
 
 export const ListTokensQuery = z
-  .object({ cursor: Cursor.optional(), limit: Limit, includeRevoked: z.stringbool().default(false) })
+  .object({ cursor: Cursor.optional(), limit: Limit, includeRevoked: queryFlag(false).describe('also list revoked tokens') })
   .strict();
 export type ListTokensQuery = z.infer<typeof ListTokensQuery>;

@@ -3,8 +3,9 @@ import { CairnError } from '@cairn/core';
 
 /**
  * Reads a JSON request body of at most `limit` bytes. No body (or an empty one) gives
- * undefined. Past the limit the read stops at once (413); Node discards the rest of the upload
- * after the response, so a client is never left hanging mid-send.
+ * undefined. A declared length over the limit is refused without reading (Node then discards
+ * the upload itself); a chunked body is read until it passes the limit, and the rest is drained
+ * rather than destroyed, so the client receives the 413 instead of a connection reset.
  */
 export async function readJsonBody(ctx: Context, limit: number): Promise<unknown> {
   const req = ctx.req;
@@ -16,14 +17,38 @@ export async function readJsonBody(ctx: Context, limit: number): Promise<unknown
   }
   if (declared !== undefined && declared > limit) throw tooLarge(limit);
 
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks, size).toString('utf8');
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        done();
+        req.resume(); // drain and discard what is still coming
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(new CairnError('validation', `could not read the request body: ${err.message}`));
+    };
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+
+  const text = raw.toString('utf8');
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;

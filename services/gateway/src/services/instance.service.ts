@@ -1,0 +1,285 @@
+import { CairnError, backupPrefix, containingRoot, newId, type Logger, type Node, type Prisma, type PrismaClient } from '@cairn/core';
+import type {
+  Coverage,
+  CreateInstanceBody,
+  DeletedInstance,
+  InstanceList,
+  InstanceView,
+  ListInstancesQuery,
+  UpdateInstanceBody,
+  VolumeCoverage,
+  VolumeSpec,
+} from '@cairn/core/api/index.ts';
+import type { QueuePort } from '../queue/queue-client.ts';
+import { fieldError, validationError } from '../http/validation.ts';
+import { tenantScope, type Actor } from './actor.ts';
+import { activeJobOf, cancelJobs } from './job-rules.ts';
+import { lockFor } from './locks.ts';
+import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from './presenters.ts';
+import type { BackupObjects } from './backup-objects.ts';
+
+export interface InstanceServiceOptions {
+  prisma: PrismaClient;
+  queues: QueuePort;
+  objects: BackupObjects;
+  logger: Logger;
+  now?: () => Date;
+}
+
+const withTenantAndVolumes = { tenant: true, volumes: true } as const;
+
+/** Instances and their volumes (SPEC §3, §11): registration rules, tenancy, coverage. */
+export class InstanceService {
+  private readonly prisma: PrismaClient;
+  private readonly queues: QueuePort;
+  private readonly objects: BackupObjects;
+  private readonly logger: Logger;
+  private readonly now: () => Date;
+
+  constructor(options: InstanceServiceOptions) {
+    this.prisma = options.prisma;
+    this.queues = options.queues;
+    this.objects = options.objects;
+    this.logger = options.logger;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** The instance if the actor may see it; another tenant's instance is "not found". */
+  async findVisible(actor: Actor, id: string, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<InstanceRow> {
+    const tenantId = tenantScope(actor);
+    const row = await db.instance.findFirst({ where: { id, ...(tenantId ? { tenantId } : {}) }, include: withTenantAndVolumes });
+    if (!row) throw new CairnError('not-found', `instance ${id} not found`);
+    return row;
+  }
+
+  async register(actor: Actor, body: CreateInstanceBody): Promise<InstanceView> {
+    const node = await this.requireNode(body.nodeId);
+    checkVolumesOnNode(body.volumes, node);
+    const id = newId();
+    try {
+      const row = await this.prisma.$transaction(async (tx) => {
+        const tenantId = await this.resolveTenant(tx, actor, body.tenant);
+        const existing = await tx.instance.findUnique({ where: { tenantId_name: { tenantId, name: body.name } } });
+        if (existing) throw duplicateName(body.name, existing.id);
+        return tx.instance.create({
+          data: {
+            id,
+            tenantId,
+            name: body.name,
+            nodeId: node.id,
+            volumes: { create: body.volumes.map((v) => ({ id: newId(), name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })) },
+          },
+          include: withTenantAndVolumes,
+        });
+      });
+      this.logger.info({ instanceId: row.id, nodeId: row.nodeId, tenant: row.tenant.name, by: actor.tokenId }, 'instance registered');
+      return instanceView(row);
+    } catch (err) {
+      throw uniqueToConflict(err, body.name);
+    }
+  }
+
+  async list(actor: Actor, query: ListInstancesQuery): Promise<InstanceList> {
+    const tenantId = tenantScope(actor);
+    const rows = await this.prisma.instance.findMany({
+      where: {
+        ...(tenantId ? { tenantId } : {}),
+        ...(query.tenant ? { tenant: { name: query.tenant } } : {}),
+        ...(query.node ? { nodeId: query.node } : {}),
+        ...(query.cursor ? { id: { lt: query.cursor } } : {}),
+      },
+      orderBy: { id: 'desc' },
+      take: query.limit + 1,
+      include: withTenantAndVolumes,
+    });
+    const page = rows.slice(0, query.limit);
+    return { items: page.map(instanceView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
+  }
+
+  async get(actor: Actor, id: string): Promise<InstanceView> {
+    return instanceView(await this.findVisible(actor, id));
+  }
+
+  /**
+   * Renames, moves to another node, or replaces the volume set. Moving or changing volumes is
+   * refused while a backup or restore of the instance is queued or running (it would run
+   * against the old layout).
+   */
+  async update(actor: Actor, id: string, body: UpdateInstanceBody): Promise<InstanceView> {
+    await this.findVisible(actor, id);
+    const layoutChange = body.nodeId !== undefined || body.volumes !== undefined;
+    try {
+      const row = await this.prisma.$transaction(async (tx) => {
+        await lockFor(tx, 'instance', id);
+        const current = await this.findVisible(actor, id, tx);
+        if (layoutChange) {
+          const active = await activeJobOf(tx, id);
+          if (active) throw new CairnError('conflict', `instance ${current.name} has a ${active.type} job ${active.status}; change its node or volumes when it ends`, { details: { jobId: active.id } });
+          const node = body.nodeId !== undefined && body.nodeId !== current.nodeId ? await this.requireNode(body.nodeId, tx) : await tx.node.findUnique({ where: { id: current.nodeId } });
+          const volumes: VolumeSpec[] = body.volumes ?? current.volumes.map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes }));
+          if (!node) throw fieldError('nodeId', `node ${current.nodeId} no longer exists; give a nodeId`);
+          checkVolumesOnNode(volumes, node);
+        }
+        if (body.name !== undefined && body.name !== current.name) {
+          const clash = await tx.instance.findUnique({ where: { tenantId_name: { tenantId: current.tenantId, name: body.name } } });
+          if (clash) throw duplicateName(body.name, clash.id);
+        }
+        if (body.volumes) {
+          await tx.volume.deleteMany({ where: { instanceId: id } });
+          await tx.volume.createMany({ data: body.volumes.map((v) => ({ id: newId(), instanceId: id, name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })) });
+        }
+        return tx.instance.update({
+          where: { id },
+          data: { ...(body.name !== undefined ? { name: body.name } : {}), ...(body.nodeId !== undefined ? { nodeId: body.nodeId } : {}), updatedAt: this.now() },
+          include: withTenantAndVolumes,
+        });
+      });
+      this.logger.info({ instanceId: id, by: actor.tokenId, changed: Object.keys(body) }, 'instance updated');
+      return instanceView(row);
+    } catch (err) {
+      throw uniqueToConflict(err, body.name ?? '');
+    }
+  }
+
+  /**
+   * Removes an instance. Refused while it has backups that are not deleted (or jobs in flight)
+   * unless `force`: then its jobs are cancelled, its backup records removed with it and their
+   * objects deleted (the orphan sweep catches whatever that misses).
+   */
+  async remove(actor: Actor, id: string, force: boolean): Promise<DeletedInstance> {
+    const instance = await this.findVisible(actor, id);
+    const live = await this.prisma.backup.count({ where: { instanceId: id, status: { not: 'deleted' } } });
+    const active = await this.prisma.job.findMany({
+      where: { status: { in: ['queued', 'running'] }, OR: [{ instanceId: id }, { targetInstanceId: id }] },
+      orderBy: { id: 'asc' },
+    });
+    if (!force && live > 0) {
+      throw new CairnError('conflict', `instance ${instance.name} has ${live} backup(s); delete them first or use ?force=true`, { details: { backups: live } });
+    }
+    if (!force && active.length > 0) {
+      throw new CairnError('conflict', `instance ${instance.name} has a ${active[0]!.type} job ${active[0]!.status}; cancel it or use ?force=true`, { details: { jobId: active[0]!.id } });
+    }
+    // Stop the work first: if Redis is down this fails (503) before anything is deleted.
+    const cancelled = await cancelJobs(this.prisma, this.queues, active, `instance ${id} deleted`);
+    const prefixes = await this.prisma.$transaction(async (tx) => {
+      await lockFor(tx, 'instance', id);
+      const backups = await tx.backup.findMany({ where: { instanceId: id }, select: { id: true } });
+      await tx.backup.deleteMany({ where: { instanceId: id } });
+      await tx.instance.delete({ where: { id } });
+      return backups.map((b) => backupPrefix(id, b.id));
+    });
+    this.logger.info({ instanceId: id, backups: prefixes.length, force, by: actor.tokenId }, 'instance deleted');
+    // Objects of deleted (or never completed) backups may linger; removing them is best effort.
+    for (const prefix of prefixes) {
+      await this.objects.deletePrefix(prefix).catch((err: Error) => this.logger.warn({ instanceId: id, prefix, err: err.message }, 'could not delete backup objects; the orphan sweep will'));
+    }
+    return { id, deletedBackups: prefixes.length, cancelledJobs: cancelled };
+  }
+
+  /** Which volumes a backup would include now, and why the others would be skipped. */
+  async coverage(actor: Actor, id: string): Promise<Coverage> {
+    const instance = await this.findVisible(actor, id);
+    const [node, lastBackup] = await Promise.all([
+      this.prisma.node.findUnique({ where: { id: instance.nodeId } }),
+      this.prisma.backup.findFirst({ where: { instanceId: id, status: { not: 'deleted' } }, orderBy: { id: 'desc' } }),
+    ]);
+    const now = this.now();
+    const roots = capacityRoots(node?.capacity);
+    const volumes: VolumeCoverage[] = [...instance.volumes]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((v) => {
+        const root = node ? (containingRoot(v.hostPath, node.volumeRoots) ?? null) : null;
+        const cap = root ? roots.get(root) : undefined;
+        let reason: string | null = null;
+        if (!node) reason = `node ${instance.nodeId} is not registered`;
+        else if (node.volumeRoots.length === 0) reason = `node ${node.id} has no volume roots`;
+        else if (!root) reason = `${v.hostPath} is outside the volume roots of node ${node.id} (${node.volumeRoots.join(', ')})`;
+        else if (cap?.error) reason = `volume root ${root} is not usable on the node: ${cap.error}`;
+        return { name: v.name, hostPath: v.hostPath, covered: reason === null, root, freeBytes: cap?.freeBytes ?? null, totalBytes: cap?.totalBytes ?? null, reason };
+      });
+    const online = node ? isOnline(node, now) : false;
+    const warnings: string[] = [];
+    if (node && !online) {
+      const age = heartbeatAgeSeconds(node, now);
+      warnings.push(age === null ? `node ${node.id} has never sent a heartbeat: backups wait in its queue until its worker starts` : `node ${node.id} is offline (last heartbeat ${Math.round(age)} s ago): backups wait in its queue`);
+    }
+    if (instance.volumes.length === 0) warnings.push('the instance has no volumes');
+    const lastWarnings = lastBackup && Array.isArray(lastBackup.warnings) ? (lastBackup.warnings as unknown[]) : [];
+    return {
+      instanceId: instance.id,
+      nodeId: instance.nodeId,
+      node: { known: node !== null, online, lastHeartbeatAt: node?.lastHeartbeatAt?.toISOString() ?? null, heartbeatAgeSeconds: node ? heartbeatAgeSeconds(node, now) : null },
+      covered: volumes.filter((v) => v.covered).map((v) => v.name),
+      skipped: volumes.filter((v) => !v.covered).map((v) => ({ name: v.name, reason: v.reason! })),
+      volumes,
+      warnings,
+      lastBackup: lastBackup
+        ? { id: lastBackup.id, status: lastBackup.status, createdAt: lastBackup.createdAt.toISOString(), completedAt: lastBackup.completedAt?.toISOString() ?? null, warnings: lastWarnings }
+        : null,
+    };
+  }
+
+  private async requireNode(nodeId: string, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<Node> {
+    const node = await db.node.findUnique({ where: { id: nodeId } });
+    if (!node) throw fieldError('nodeId', `unknown node ${nodeId}: register the node (or start its worker) first`);
+    return node;
+  }
+
+  private async resolveTenant(tx: Prisma.TransactionClient, actor: Actor, tenantName: string | undefined): Promise<string> {
+    if (actor.role === 'member') {
+      const own = tenantScope(actor)!;
+      if (tenantName !== undefined) {
+        const tenant = await tx.tenant.findUnique({ where: { id: own } });
+        if (tenant?.name !== tenantName) throw new CairnError('forbidden', 'members create instances in their own tenant only; omit tenant');
+      }
+      return own;
+    }
+    if (tenantName !== undefined) {
+      const tenant = await tx.tenant.upsert({ where: { name: tenantName }, create: { id: newId(), name: tenantName }, update: {} });
+      return tenant.id;
+    }
+    if (actor.tenantId) return actor.tenantId;
+    throw fieldError('tenant', 'required: this admin token has no tenant of its own');
+  }
+}
+
+/** Every hostPath must lie inside one of the node's volume roots (on a component boundary). */
+function checkVolumesOnNode(volumes: VolumeSpec[], node: Node): void {
+  const details = volumes.flatMap((v, i) =>
+    containingRoot(v.hostPath, node.volumeRoots)
+      ? []
+      : [
+          {
+            path: `volumes.${i}.hostPath`,
+            message: node.volumeRoots.length
+              ? `${v.hostPath} is not inside a volume root of node ${node.id} (${node.volumeRoots.join(', ')})`
+              : `node ${node.id} has no volume roots`,
+          },
+        ],
+  );
+  if (details.length) throw validationError('request', details);
+}
+
+function capacityRoots(capacity: unknown): Map<string, { freeBytes: number | null; totalBytes: number | null; error?: string }> {
+  const out = new Map<string, { freeBytes: number | null; totalBytes: number | null; error?: string }>();
+  const roots = (capacity as { roots?: unknown } | null)?.roots;
+  if (!roots || typeof roots !== 'object') return out;
+  for (const [root, value] of Object.entries(roots as Record<string, unknown>)) {
+    const v = (value ?? {}) as { freeBytes?: unknown; totalBytes?: unknown; error?: unknown };
+    out.set(root, {
+      freeBytes: typeof v.freeBytes === 'number' ? v.freeBytes : null,
+      totalBytes: typeof v.totalBytes === 'number' ? v.totalBytes : null,
+      ...(typeof v.error === 'string' ? { error: v.error } : {}),
+    });
+  }
+  return out;
+}
+
+function duplicateName(name: string, existingId: string): CairnError {
+  return new CairnError('conflict', `an instance named ${name} already exists in this tenant`, { details: { instanceId: existingId } });
+}
+
+function uniqueToConflict(err: unknown, name: string): unknown {
+  if ((err as { code?: unknown })?.code === 'P2002') return new CairnError('conflict', `an instance named ${name} already exists in this tenant`);
+  return err;
+}

@@ -1,0 +1,47 @@
+import { transitionBackup, transitionJob, type Job, type Prisma, type PrismaClient } from '@cairn/core';
+import type { QueuePort } from '../queue/queue-client.ts';
+
+/**
+ * The queued or running backup/restore acting on an instance, if any (SPEC §4: at most one per
+ * instance). A restore acts on its target; a backup on its own instance.
+ */
+export async function activeJobOf(db: Prisma.TransactionClient | PrismaClient, instanceId: string): Promise<Job | null> {
+  return db.job.findFirst({
+    where: {
+      status: { in: ['queued', 'running'] },
+      OR: [
+        { type: 'backup', instanceId },
+        { type: 'restore', targetInstanceId: instanceId },
+      ],
+    },
+    orderBy: { id: 'asc' },
+  });
+}
+
+export type CancelResult = 'cancelled' | 'signalled' | 'unchanged';
+
+/**
+ * Cancels one job (SPEC §4): a job still waiting in BullMQ is removed and marked cancelled (and
+ * its pending backup with it); a running one is signalled and ends `cancelled` by its worker.
+ * All row changes are conditional, so a worker finishing at the same moment wins.
+ */
+export async function cancelJob(prisma: PrismaClient, queues: QueuePort, job: Job, reason: string): Promise<CancelResult> {
+  const outcome = job.queue ? await queues.cancel(job.queue, job.id, reason) : 'gone';
+  if (outcome === 'signalled') return 'signalled';
+  // Removed from its queue, or no BullMQ job left that could run it: nothing will pick it up.
+  const from = outcome === 'removed' ? (['queued', 'running'] as const) : (['queued'] as const);
+  const changed = await transitionJob(prisma, job.id, [...from], 'cancelled', { error: reason, errorCode: 'cancelled' });
+  if (changed && job.type === 'backup' && job.backupId) {
+    await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'cancelled', { error: reason });
+  }
+  return changed ? 'cancelled' : 'unchanged';
+}
+
+/** Cancels several jobs; returns the ids that were cancelled or signalled. */
+export async function cancelJobs(prisma: PrismaClient, queues: QueuePort, jobs: Job[], reason: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const job of jobs) {
+    if ((await cancelJob(prisma, queues, job, reason)) !== 'unchanged') out.push(job.id);
+  }
+  return out;
+}

@@ -1,0 +1,115 @@
+import { CairnError, type Job, type Logger, type Prisma, type PrismaClient } from '@cairn/core';
+import { TERMINAL_JOB_STATES, type JobList, type JobView, type ListJobsQuery } from '@cairn/core/api/index.ts';
+import type { QueuePort } from '../queue/queue-client.ts';
+import { tenantScope, type Actor } from './actor.ts';
+import { cancelJob } from './job-rules.ts';
+import { jobView } from './presenters.ts';
+
+export interface JobServiceOptions {
+  prisma: PrismaClient;
+  queues: QueuePort;
+  logger: Logger;
+  /** How often an event stream re-reads the job row. */
+  pollIntervalMs?: number;
+}
+
+export type JobEvent = { event: 'state' | 'progress'; job: JobView };
+
+const isTerminal = (status: string) => (TERMINAL_JOB_STATES as readonly string[]).includes(status);
+
+/** Job history, progress streams and cancellation (SPEC §4, §11). */
+export class JobService {
+  private readonly prisma: PrismaClient;
+  private readonly queues: QueuePort;
+  private readonly logger: Logger;
+  private readonly pollIntervalMs: number;
+
+  constructor(options: JobServiceOptions) {
+    this.prisma = options.prisma;
+    this.queues = options.queues;
+    this.logger = options.logger;
+    this.pollIntervalMs = options.pollIntervalMs ?? 500;
+  }
+
+  /**
+   * A member sees the jobs that act on its tenant's instances (as source or restore target);
+   * jobs of no instance (sweeps) are admin-only.
+   */
+  private async visibility(actor: Actor): Promise<Prisma.JobWhereInput> {
+    const tenantId = tenantScope(actor);
+    if (!tenantId) return {};
+    const ids = (await this.prisma.instance.findMany({ where: { tenantId }, select: { id: true } })).map((i) => i.id);
+    return { OR: [{ instanceId: { in: ids } }, { targetInstanceId: { in: ids } }] };
+  }
+
+  async findVisible(actor: Actor, id: string): Promise<Job> {
+    const row = await this.prisma.job.findFirst({ where: { AND: [{ id }, await this.visibility(actor)] } });
+    if (!row) throw new CairnError('not-found', `job ${id} not found`);
+    return row;
+  }
+
+  async list(actor: Actor, query: ListJobsQuery): Promise<JobList> {
+    const filters: Prisma.JobWhereInput[] = [await this.visibility(actor)];
+    if (query.instance) filters.push({ OR: [{ instanceId: query.instance }, { targetInstanceId: query.instance }] });
+    if (query.type) filters.push({ type: { in: query.type } });
+    if (query.status) filters.push({ status: { in: query.status } });
+    if (query.node) filters.push({ nodeId: query.node });
+    if (query.cursor) filters.push({ id: { lt: query.cursor } });
+    const rows = await this.prisma.job.findMany({ where: { AND: filters }, orderBy: { id: 'desc' }, take: query.limit + 1 });
+    const page = rows.slice(0, query.limit);
+    return { items: page.map(jobView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
+  }
+
+  async get(actor: Actor, id: string): Promise<JobView> {
+    return jobView(await this.findVisible(actor, id));
+  }
+
+  /**
+   * Cancels a job: a queued one is removed from BullMQ and ends `cancelled` at once ('done'); a
+   * running one is signalled and ends `cancelled` when its worker stops ('signalled'). A job
+   * that already ended is a 409.
+   */
+  async cancel(actor: Actor, id: string): Promise<{ outcome: 'done' | 'signalled'; job: JobView }> {
+    const job = await this.findVisible(actor, id);
+    if (isTerminal(job.status)) throw new CairnError('conflict', `job ${id} already ended (${job.status})`, { details: { status: job.status } });
+    const result = await cancelJob(this.prisma, this.queues, job, `cancelled by token ${actor.tokenId}`);
+    const now = (await this.prisma.job.findUnique({ where: { id } })) ?? job;
+    this.logger.info({ jobId: id, result, by: actor.tokenId }, 'job cancel requested');
+    if (result === 'unchanged' && isTerminal(now.status) && now.status !== 'cancelled') {
+      throw new CairnError('conflict', `job ${id} ended (${now.status}) before it could be cancelled`, { details: { status: now.status } });
+    }
+    return { outcome: isTerminal(now.status) ? 'done' : 'signalled', job: jobView(now) };
+  }
+
+  /**
+   * The job's current state at once, then every change (state or progress) until it ends. The
+   * row is polled: it is where workers persist progress, and polling needs no extra connection.
+   */
+  async *watch(actor: Actor, id: string, signal: AbortSignal): AsyncGenerator<JobEvent> {
+    let last = jobView(await this.findVisible(actor, id));
+    yield { event: 'state', job: last };
+    while (!isTerminal(last.status) && !signal.aborted) {
+      await sleep(this.pollIntervalMs, signal);
+      if (signal.aborted) return;
+      const row = await this.prisma.job.findUnique({ where: { id } });
+      if (!row) return;
+      const next = jobView(row);
+      if (JSON.stringify(next) === JSON.stringify(last)) continue;
+      const event = next.status !== last.status || next.error !== last.error ? 'state' : 'progress';
+      last = next;
+      yield { event, job: next };
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,181 @@
+import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Middleware } from 'koa';
+import { CONTROL_QUEUE, nodeQueueName, type Logger, type PrismaClient } from '@cairn/core';
+import type { QueuePort } from '../queue/queue-client.ts';
+import { heartbeatAgeSeconds, isOnline } from './presenters.ts';
+
+export interface MetricsServiceOptions {
+  prisma: PrismaClient;
+  queues: QueuePort;
+  logger: Logger;
+  now?: () => Date;
+}
+
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed'] as const;
+
+/** Everything read from Postgres and Redis for one scrape. */
+interface FleetSnapshot {
+  sources: { postgres: boolean; redis: boolean };
+  jobs: { type: string; status: string; count: number }[];
+  backups: { status: string; count: number }[];
+  storedBytes: number;
+  nodes: { id: string; ageSeconds: number | null; online: boolean }[];
+  queues: { queue: string; counts: Record<string, number> }[];
+}
+
+/**
+ * Prometheus metrics (SPEC §12). Job, backup and node figures are read from Postgres and queue
+ * depths from Redis at scrape time, so every gateway replica reports the same fleet-wide truth;
+ * a source that cannot be read shows as `cairn_metrics_source_up 0`, not as a failed scrape.
+ */
+export class MetricsService {
+  readonly registry = new Registry();
+  private readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  private readonly options: MetricsServiceOptions;
+  private snapshot: { at: number; value: Promise<FleetSnapshot> } | null = null;
+
+  constructor(options: MetricsServiceOptions) {
+    this.options = options;
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+
+    this.httpDuration = new Histogram({
+      name: 'cairn_http_request_duration_seconds',
+      help: 'HTTP request durations by route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+
+    // prom-client collects every metric concurrently; each gauge awaits the one shared snapshot.
+    const fleet = () => this.fleet();
+    new Gauge({
+      name: 'cairn_metrics_source_up',
+      help: 'Whether the last scrape could read a source (postgres, redis)',
+      labelNames: ['source'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.set({ source: 'postgres' }, s.sources.postgres ? 1 : 0);
+        this.set({ source: 'redis' }, s.sources.redis ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'cairn_jobs',
+      help: 'Jobs by type and status (from Postgres)',
+      labelNames: ['type', 'status'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const j of s.jobs) this.set({ type: j.type, status: j.status }, j.count);
+      },
+    });
+    new Gauge({
+      name: 'cairn_backups',
+      help: 'Backups by status (from Postgres)',
+      labelNames: ['status'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const b of s.backups) this.set({ status: b.status }, b.count);
+      },
+    });
+    new Gauge({
+      name: 'cairn_backup_stored_bytes',
+      help: 'Bytes stored by completed backups',
+      registers,
+      async collect() {
+        this.set((await fleet()).storedBytes);
+      },
+    });
+    new Gauge({
+      name: 'cairn_node_heartbeat_age_seconds',
+      help: 'Seconds since each node last heartbeated',
+      labelNames: ['node'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const n of s.nodes) if (n.ageSeconds !== null) this.set({ node: n.id }, n.ageSeconds);
+      },
+    });
+    new Gauge({
+      name: 'cairn_node_online',
+      help: 'Whether each node heartbeated within the last minute',
+      labelNames: ['node'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const n of s.nodes) this.set({ node: n.id }, n.online ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'cairn_queue_jobs',
+      help: 'BullMQ jobs per queue and state',
+      labelNames: ['queue', 'state'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const q of s.queues) for (const state of QUEUE_STATES) this.set({ queue: q.queue, state }, q.counts[state] ?? 0);
+      },
+    });
+  }
+
+  /** Times every request, labelled by the matched route template (bounded cardinality). */
+  middleware(): Middleware {
+    return async (ctx, next) => {
+      const end = this.httpDuration.startTimer();
+      try {
+        await next();
+      } finally {
+        const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched');
+        end({ method: ctx.method, route: String(route), status: String(ctx.status) });
+      }
+    };
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** One read per scrape: concurrent collectors (and scrapes within a second) share it. */
+  private fleet(): Promise<FleetSnapshot> {
+    if (this.snapshot && Date.now() - this.snapshot.at < 1000) return this.snapshot.value;
+    this.snapshot = { at: Date.now(), value: this.readFleet() };
+    return this.snapshot.value;
+  }
+
+  private async readFleet(): Promise<FleetSnapshot> {
+    const { prisma, queues, logger } = this.options;
+    const at = (this.options.now ?? (() => new Date()))();
+    const s: FleetSnapshot = { sources: { postgres: false, redis: false }, jobs: [], backups: [], storedBytes: 0, nodes: [], queues: [] };
+    try {
+      const [byJob, byBackup, stored, nodes] = await Promise.all([
+        prisma.job.groupBy({ by: ['type', 'status'], _count: { _all: true } }),
+        prisma.backup.groupBy({ by: ['status'], _count: { _all: true } }),
+        prisma.backup.aggregate({ where: { status: 'completed' }, _sum: { sizeBytes: true } }),
+        prisma.node.findMany({ select: { id: true, lastHeartbeatAt: true } }),
+      ]);
+      s.jobs = byJob.map((g) => ({ type: g.type, status: g.status, count: g._count._all }));
+      s.backups = byBackup.map((g) => ({ status: g.status, count: g._count._all }));
+      s.storedBytes = Number(stored._sum.sizeBytes ?? 0);
+      s.nodes = nodes.map((n) => ({ id: n.id, ageSeconds: heartbeatAgeSeconds(n, at), online: isOnline(n, at) }));
+      s.sources.postgres = true;
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'metrics: postgres unavailable');
+    }
+    try {
+      const names = [CONTROL_QUEUE, ...s.nodes.map((n) => nodeQueueName(n.id))];
+      const counts = await Promise.all(names.map((q) => queues.counts(q)));
+      s.queues = names.map((queue, i) => ({ queue, counts: counts[i]! }));
+      s.sources.redis = true;
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'metrics: redis unavailable');
+    }
+    return s;
+  }
+}
