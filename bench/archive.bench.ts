@@ -1,0 +1,222 @@
+/**
+ * `npm run bench`: the archive engine against GNU tar + zstd/pigz on the same data, same run
+ * (SPEC §15). Not a test: it prints a table and the ratios against the reference commands.
+ *
+ * Data sets (generated once, cached under CAIRN_BENCH_DIR, default /var/tmp/cairn-bench):
+ * large half-compressible files, and 100k small files of 1–16 KiB in ~1000 directories.
+ * Reference and Cairn runs alternate; the data is read right before every run (this VM
+ * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
+ *
+ * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
+ * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_ONLY (comma list of scenario names),
+ * CAIRN_BENCH_KEEP=1 keeps the extraction directories.
+ */
+import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
+import { packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
+import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
+import { ensureCommand, loadAverage, median, peakRssMiB, resetPeakRss, runShell, warm, type Sample } from './measure.ts';
+
+const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
+const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
+const ONLY = process.env.CAIRN_BENCH_ONLY?.split(',').map((s) => s.trim());
+const SCRATCH = join(ROOT, 'scratch');
+
+interface Scenario {
+  name: string;
+  set: DataSet;
+  reference: { label: string; run: () => Sample };
+  cairn: { label: string; run: () => Promise<Sample> };
+}
+
+interface Result {
+  scenario: Scenario;
+  ref: Sample[];
+  cairn: Sample[];
+}
+
+let seq = 0;
+const fresh = (what: string): string => join(SCRATCH, `${what}-${process.pid}-${++seq}`);
+
+async function measureCairn(fn: () => Promise<void>): Promise<Sample> {
+  resetPeakRss();
+  const c0 = process.cpuUsage();
+  const t = performance.now();
+  await fn();
+  const seconds = (performance.now() - t) / 1000;
+  const cu = process.cpuUsage(c0);
+  return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
+}
+
+const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
+
+async function cairnPack(set: DataSet, codec: Codec, out?: string): Promise<ArchiveIndex> {
+  const sink = out ? createWriteStream(out) : nullSink();
+  const r = await packArchive({ volumes: [{ name: 'data', dir: set.dir }], codec }, sink);
+  return r.index;
+}
+
+function scenarios(large: DataSet, small: DataSet): Scenario[] {
+  const list: Scenario[] = [];
+  for (const set of [large, small]) {
+    const tag = set === large ? 'large' : 'small';
+    const parent = dirname(set.dir);
+    const tarOf = `tar -cf - -C '${parent}' data`;
+    list.push({
+      name: `${tag}-pack-zstd-null`,
+      set,
+      reference: { label: 'tar | zstd -3 -T2 > /dev/null', run: () => runShell(`${tarOf} | zstd -3 -T2 -q > /dev/null`) },
+      cairn: { label: 'pack zstd -> null sink', run: () => measureCairn(async () => void (await cairnPack(set, 'zstd'))) },
+    });
+    list.push({
+      name: `${tag}-pack-zstd-file`,
+      set,
+      reference: {
+        label: 'tar | zstd -3 -T2 > file',
+        run: () => {
+          const f = fresh('ref.tar.zst');
+          const s = runShell(`${tarOf} | zstd -3 -T2 -q > '${f}'`);
+          rmSync(f, { force: true });
+          return s;
+        },
+      },
+      cairn: {
+        label: 'pack zstd -> file',
+        run: async () => {
+          const f = fresh('cairn.tar.zst');
+          const s = await measureCairn(async () => void (await cairnPack(set, 'zstd', f)));
+          rmSync(f, { force: true });
+          return s;
+        },
+      },
+    });
+    list.push({
+      name: `${tag}-pack-gzip-null`,
+      set,
+      reference: { label: 'tar | pigz -p 2 > /dev/null', run: () => runShell(`${tarOf} | pigz -p 2 > /dev/null`) },
+      cairn: { label: 'pack gzip -> null sink', run: () => measureCairn(async () => void (await cairnPack(set, 'gzip'))) },
+    });
+    // Restore: GNU tar extracting a plain tar vs Cairn extracting its zstd archive.
+    let plainTar = '';
+    let archive = '';
+    let index: ArchiveIndex | undefined;
+    list.push({
+      name: `${tag}-unpack`,
+      set,
+      reference: {
+        label: 'tar -xf plain.tar',
+        run: () => {
+          if (!plainTar) {
+            plainTar = fresh('plain.tar');
+            runShell(`${tarOf} > '${plainTar}'`);
+          }
+          runShell(`cat '${plainTar}' > /dev/null`);
+          const to = fresh('ref-x');
+          mkdirSync(to, { recursive: true });
+          return runShell(`tar -xf '${plainTar}' -C '${to}'`);
+        },
+      },
+      cairn: {
+        label: 'unpack zstd archive',
+        run: async () => {
+          if (!index) {
+            archive = fresh('restore-src.tar.zst');
+            index = await cairnPack(set, 'zstd', archive);
+          }
+          runShell(`cat '${archive}' > /dev/null`);
+          const to = fresh('cairn-x');
+          const ix = index;
+          return measureCairn(async () => void (await unpackArchive({ target: to, index: ix, source: { stream: createReadStream(archive, { highWaterMark: 1 << 20 }) } })));
+        },
+      },
+    });
+  }
+  return list.filter((s) => !ONLY || ONLY.includes(s.name));
+}
+
+function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+function report(results: Result[]): void {
+  const rows: string[][] = [['scenario', 'run', 'median s', 'MB/s', 'files/s', 'cpu s', 'peak RSS MiB', 'ratio (ref s / cairn s)']];
+  for (const r of results) {
+    const { set } = r.scenario;
+    const ratios = r.ref.map((x, i) => x.seconds / r.cairn[i]!.seconds);
+    for (const [who, samples, label] of [
+      ['ref', r.ref, r.scenario.reference.label],
+      ['cairn', r.cairn, r.scenario.cairn.label],
+    ] as const) {
+      const s = median(samples.map((x) => x.seconds));
+      rows.push([
+        who === 'ref' ? r.scenario.name : '',
+        label,
+        fmt(s),
+        fmt(set.bytes / s / 1e6, 0),
+        fmt(set.files / s, 0),
+        fmt(median(samples.map((x) => x.cpu))),
+        who === 'cairn' ? fmt(Math.max(...samples.map((x) => x.rssMiB ?? Number.NaN)), 0) : '',
+        who === 'cairn' ? `${fmt(median(ratios))}  (runs: ${ratios.map((x) => fmt(x)).join(', ')})` : '',
+      ]);
+    }
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const [i, r] of rows.entries()) {
+    console.log(r.map((cell, c) => cell.padEnd(widths[c]!)).join('  '));
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+  const ratio = (name: string): number => {
+    const r = results.find((x) => x.scenario.name === name);
+    return r ? median(r.ref.map((x, i) => x.seconds / r.cairn[i]!.seconds)) : Number.NaN;
+  };
+  const rss = Math.max(...results.flatMap((r) => r.cairn.map((x) => x.rssMiB ?? 0)));
+  console.log('\nSPEC §15 targets (median ratios of alternating runs):');
+  console.log(`  large files, zstd: throughput >= tar | zstd -3 -T2      ratio ${fmt(ratio('large-pack-zstd-null'))} (null sink), ${fmt(ratio('large-pack-zstd-file'))} (file)  -> ${ratio('large-pack-zstd-null') >= 1 ? 'met' : 'NOT met'}`);
+  console.log(`  small files, zstd: files/s >= 0.8 x tar | zstd -3 -T2   ratio ${fmt(ratio('small-pack-zstd-null'))} (null sink), ${fmt(ratio('small-pack-zstd-file'))} (file)  -> ${ratio('small-pack-zstd-null') >= 0.8 ? 'met' : 'NOT met'}`);
+  console.log(`  gzip codec: >= tar | pigz -p 2                            ratio ${fmt(ratio('large-pack-gzip-null'))} (large), ${fmt(ratio('small-pack-gzip-null'))} (small)`);
+  console.log(`  restore vs tar -xf                                        ratio ${fmt(ratio('large-unpack'))} (large), ${fmt(ratio('small-unpack'))} (small)`);
+  console.log(`  peak RSS of this process during Cairn runs: ${fmt(rss, 0)} MiB (target < 256)`);
+}
+
+async function main(): Promise<void> {
+  if (!ensureCommand('zstd', 'zstd') || !ensureCommand('pigz', 'pigz')) throw new Error('zstd and pigz are needed (apt-get install zstd pigz)');
+  mkdirSync(SCRATCH, { recursive: true });
+  console.log(`cairn archive bench: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${REPS} alternating runs per scenario, load average ${loadAverage()}`);
+  console.log('preparing data sets (cached after the first run)...');
+  const large = largeDataSet(ROOT, Number(process.env.CAIRN_BENCH_LARGE_FILES ?? 8), Number(process.env.CAIRN_BENCH_LARGE_MIB ?? 256));
+  const small = smallDataSet(ROOT, Number(process.env.CAIRN_BENCH_SMALL_FILES ?? 100_000), 1000);
+  console.log(`  ${large.name}: ${(large.bytes / 1e9).toFixed(2)} GB in ${large.dir}`);
+  console.log(`  ${small.name}: ${(small.bytes / 1e9).toFixed(2)} GB in ${small.dir}`);
+
+  // Warm-up: start the worker threads and JIT once, outside the measurements.
+  await cairnPack(small, 'zstd').catch(() => undefined);
+
+  const results: Result[] = [];
+  for (const sc of scenarios(large, small)) {
+    const res: Result = { scenario: sc, ref: [], cairn: [] };
+    for (let i = 0; i < REPS; i++) {
+      // Alternate which goes first, so neither always gets the warmer machine.
+      const order = i % 2 === 0 ? (['ref', 'cairn'] as const) : (['cairn', 'ref'] as const);
+      for (const who of order) {
+        warm(sc.set.dir);
+        if (who === 'ref') res.ref.push(sc.reference.run());
+        else res.cairn.push(await sc.cairn.run());
+      }
+      const last = res.cairn.at(-1)!;
+      const ref = res.ref.at(-1)!;
+      console.log(`  ${sc.name} #${i + 1}: ref ${fmt(ref.seconds)} s (cpu ${fmt(ref.cpu)}), cairn ${fmt(last.seconds)} s (cpu ${fmt(last.cpu)}, peak RSS ${fmt(last.rssMiB ?? Number.NaN, 0)} MiB), load ${loadAverage()}`);
+    }
+    results.push(res);
+  }
+  console.log('');
+  report(results);
+  await sharedWorkerHost().close();
+  if (process.env.CAIRN_BENCH_KEEP !== '1') {
+    console.log(`\nremoving ${SCRATCH} ...`);
+    rmSync(SCRATCH, { recursive: true, force: true });
+  }
+}
+
+await main();

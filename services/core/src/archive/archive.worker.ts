@@ -1,0 +1,78 @@
+/**
+ * The one worker-thread module: block compression/decompression requests, and the long jobs
+ * (reading volumes for pack, writing files for unpack) that run synchronously off the main thread.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import type { Codec } from './archive-types.ts';
+import { compressBlock, decompressBlock } from './block-codec.ts';
+import { transferView } from './buffers.ts';
+import { runExtractJob } from './extract-job.ts';
+import { runPackReader } from './pack-reader.ts';
+import { serializeError } from './worker-errors.ts';
+
+interface CodecRequest {
+  id: number;
+  kind: 'codec';
+  op: 'compress' | 'decompress';
+  codec: Codec;
+  level: number;
+  buf: ArrayBuffer;
+  offset: number;
+  length: number;
+  expectedLength: number;
+  hashInput: boolean;
+  hashOutput: boolean;
+  /** Hand the input buffer back (for reuse) when the output lives elsewhere. */
+  returnInput: boolean;
+  /** Where to decode to, when the caller recycles buffers. */
+  output?: ArrayBuffer;
+}
+
+interface JobRequest {
+  id: number;
+  kind: 'pack-reader' | 'extract';
+  data: unknown;
+}
+
+const port = parentPort!;
+
+function reply(id: number, result: unknown, transfer: ArrayBuffer[] = []): void {
+  port.postMessage({ id, ok: true, result }, transfer);
+}
+
+function fail(id: number, err: unknown): void {
+  port.postMessage({ id, ok: false, error: serializeError(err) });
+}
+
+function runCodec(m: CodecRequest): void {
+  const input = Buffer.from(m.buf, m.offset, m.length);
+  const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
+  const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
+  const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
+  if (out.buffer === m.buf) {
+    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha }, [m.buf]);
+    return;
+  }
+  const view = transferView(out);
+  const back = m.returnInput ? m.buf : undefined;
+  reply(m.id, { ...view, inputSha, outputSha, input: back }, back ? [view.buf, back] : [view.buf]);
+}
+
+port.on('message', (m: CodecRequest | JobRequest) => {
+  if (m.kind === 'codec') {
+    try {
+      runCodec(m);
+    } catch (err) {
+      fail(m.id, err);
+    }
+    return;
+  }
+  const run = async (): Promise<unknown> => (m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never));
+  run().then(
+    (result) => reply(m.id, result),
+    (err: unknown) => fail(m.id, err),
+  );
+});
+
+port.postMessage({ ready: true });

@@ -1,0 +1,215 @@
+/**
+ * packArchive: volumes -> block-compressed tar stream + index (SPEC §5, §6 steps 3–4).
+ *
+ * Threads: a reader worker walks and reads the volumes and fills tar blocks; a pool of codec
+ * workers compresses blocks in parallel; this thread keeps block order, hashes the stored
+ * bytes and writes them to the sink. Memory is bounded by the block credits handed to the
+ * reader (a few blocks in flight), whatever the volume size.
+ */
+import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { MessageChannel } from 'node:worker_threads';
+import { abortError, CairnError } from '../errors.ts';
+import {
+  ARCHIVE_FORMAT,
+  ARCHIVE_FORMAT_VERSION,
+  type ArchiveBlock,
+  type ArchiveEntry,
+  type ArchiveIndex,
+  type ArchiveWarning,
+  type Codec,
+  type PackOptions,
+  type PackResult,
+  type PackSink,
+  type ArchiveProgress,
+} from './archive-types.ts';
+import { AsyncQueue } from './async-queue.ts';
+import { DEFAULT_LEVEL } from './block-codec.ts';
+import { CodecPool, type CodecResult } from './codec-pool.ts';
+import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult, PackReaderScan } from './pack-reader.ts';
+import { SinkWriter } from './sink-writer.ts';
+import { sharedWorkerHost, type PooledWorker } from './worker-host.ts';
+
+export const DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024;
+const MIN_BLOCK_SIZE = 4096;
+const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
+const PROGRESS_INTERVAL_MS = 250;
+
+interface Slot {
+  result: Promise<CodecResult>;
+  length: number;
+}
+
+export function defaultConcurrency(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+function checkOptions(o: PackOptions): { codec: Codec; level: number; blockSize: number } {
+  const codec = o.codec ?? 'zstd';
+  if (codec !== 'zstd' && codec !== 'gzip' && codec !== 'none') throw new CairnError('validation', `unknown codec ${String(codec)}`);
+  if (!o.volumes.length) throw new CairnError('validation', 'nothing to pack: no volumes');
+  const names = new Set<string>();
+  for (const v of o.volumes) {
+    if (!v.name || v.name === '.' || v.name === '..' || v.name.includes('/') || v.name.includes('\0')) {
+      throw new CairnError('validation', `bad volume name ${JSON.stringify(v.name)}`);
+    }
+    if (names.has(v.name)) throw new CairnError('validation', `volume ${v.name} given twice`);
+    names.add(v.name);
+  }
+  const level = o.level ?? DEFAULT_LEVEL[codec];
+  if (codec === 'gzip' && (level < 0 || level > 9)) throw new CairnError('validation', `gzip level ${level} is outside 0..9`);
+  if (codec === 'zstd' && (level < -7 || level > 22)) throw new CairnError('validation', `zstd level ${level} is outside -7..22`);
+  const bs = o.blockSize ?? DEFAULT_BLOCK_SIZE;
+  if (!Number.isInteger(bs) || bs < MIN_BLOCK_SIZE || bs > MAX_BLOCK_SIZE) {
+    throw new CairnError('validation', `block size ${bs} is outside ${MIN_BLOCK_SIZE}..${MAX_BLOCK_SIZE}`);
+  }
+  return { codec, level: codec === 'none' ? 0 : level, blockSize: Math.ceil(bs / 512) * 512 };
+}
+
+export async function packArchive(options: PackOptions, sink: PackSink): Promise<PackResult> {
+  const { codec, level, blockSize } = checkOptions(options);
+  const signal = options.signal;
+  if (signal?.aborted) throw abortError(signal);
+  const host = sharedWorkerHost();
+  const concurrency = options.concurrency ?? defaultConcurrency();
+  const [reader, pool] = await Promise.all([host.acquire(), CodecPool.open(host, concurrency)]);
+
+  const ctrl = new Int32Array(new SharedArrayBuffer(8));
+  Atomics.store(ctrl, 0, concurrency * 2 + 2);
+  const { port1, port2 } = new MessageChannel();
+  const recycle = new MessageChannel();
+  const queue = new AsyncQueue<Slot>();
+  const writer = new SinkWriter(sink);
+  const outHash = createHash('sha256');
+  const blocks: ArchiveBlock[] = [];
+  const entries: ArchiveEntry[] = [];
+  const warnings: ArchiveWarning[] = [];
+  const hashBlocks = codec === 'none';
+  const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
+  let lastProgress = 0;
+  let failed: unknown;
+  const report = (force: boolean): void => {
+    if (!options.onProgress) return;
+    const now = performance.now();
+    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return;
+    lastProgress = now;
+    options.onProgress({ ...progress });
+  };
+
+  const fail = (err: unknown): void => {
+    if (failed !== undefined) return;
+    failed = err;
+    Atomics.store(ctrl, 1, 1);
+    Atomics.notify(ctrl, 0);
+    queue.fail(err);
+  };
+  const onAbort = (): void => fail(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  let readerResult: PackReaderResult | undefined;
+  port1.on('message', (m: PackReaderScan | PackReaderBlock | PackReaderEnd) => {
+    if (failed !== undefined) return;
+    if (m.t === 'end') {
+      readerResult = m.result;
+      queue.end();
+      return;
+    }
+    if (m.t === 'scan') {
+      progress.bytesTotal = m.bytesTotal;
+      progress.filesTotal = m.filesTotal;
+      report(true);
+      return;
+    }
+    for (const e of m.entries) entries.push(e);
+    for (const w of m.warnings) warnings.push(w);
+    progress.bytesDone = m.bytesDone;
+    progress.filesDone = m.filesDone;
+    if (m.length === 0) return;
+    const result = pool.run({ op: 'compress', codec, level, data: Buffer.from(m.buf, 0, m.length), hashOutput: hashBlocks, returnInput: true });
+    result.catch(fail);
+    queue.push({ result, length: m.length });
+  });
+
+  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes: options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] })), blockSize, control: ctrl.buffer as SharedArrayBuffer, port: port2, recycle: recycle.port2 } satisfies PackReaderData }, [port2, recycle.port2]);
+  job.catch(fail);
+
+  let storedBytes = 0;
+  let tarOffset = 0;
+  try {
+    for (;;) {
+      const next = await queue.next();
+      if (next.done) break;
+      const out = await next.value.result;
+      outHash.update(out.data);
+      const block: ArchiveBlock = { compressedOffset: storedBytes, compressedLength: out.data.length, uncompressedOffset: tarOffset, uncompressedLength: next.value.length };
+      if (out.outputSha) block.sha256 = out.outputSha;
+      blocks.push(block);
+      storedBytes += out.data.length;
+      tarOffset += next.value.length;
+      await writer.write(out.data, signal);
+      // The raw block goes back to the reader once its frame is written: a few blocks circulate.
+      if (out.input) recycle.port1.postMessage(out.input, [out.input]);
+      Atomics.add(ctrl, 0, 1);
+      Atomics.notify(ctrl, 0);
+      report(false);
+    }
+    if (failed !== undefined) throw failed;
+    // The reader's reply arrives on another port; its end message is the last on ours.
+    await job;
+    await writer.end(signal);
+    if (failed !== undefined) throw failed;
+  } catch (err) {
+    fail(err);
+    throw signal?.aborted ? abortError(signal) : err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    port1.close();
+    recycle.port1.close();
+    finishWorkers(failed !== undefined, reader, pool);
+  }
+
+  const r = readerResult!;
+  if (r.tarBytes !== tarOffset) throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
+  report(true);
+  const sha256 = outHash.digest('hex');
+  const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
+  const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
+  const index: ArchiveIndex = {
+    format: ARCHIVE_FORMAT,
+    version: ARCHIVE_FORMAT_VERSION,
+    createdAt: new Date().toISOString(),
+    meta: { ...(options.meta ?? {}) },
+    codec,
+    level,
+    blockSize,
+    sha256,
+    volumes: r.volumes,
+    totals: {
+      entries: entries.length,
+      files: count('file'),
+      dirs: count('dir'),
+      symlinks: count('symlink'),
+      hardlinks: count('hardlink'),
+      logicalBytes,
+      tarBytes: tarOffset,
+      storedBytes,
+      blocks: blocks.length,
+      warnings: warnings.length,
+    },
+    blocks,
+    entries,
+    warnings,
+  };
+  return { index, sha256, storedBytes, logicalBytes, fileCount: index.totals.files, warnings };
+}
+
+function finishWorkers(failed: boolean, reader: PooledWorker, pool: CodecPool): void {
+  const host = sharedWorkerHost();
+  if (failed) {
+    host.discard(reader);
+    pool.destroy();
+  } else {
+    host.release(reader);
+    pool.release();
+  }
+}

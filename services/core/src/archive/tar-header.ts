@@ -1,0 +1,308 @@
+/**
+ * POSIX tar (ustar + PAX extended headers) encoding and decoding. Written by hand rather than
+ * through tar-stream: headers are simple, and the packer writes them straight into its blocks.
+ */
+import type { EntryType } from './archive-types.ts';
+
+export const RECORD = 512;
+
+export interface TarHeaderInput {
+  /** Archive path bytes, without a trailing slash. */
+  path: Buffer;
+  type: EntryType;
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtimeNs: bigint;
+  linkTarget?: Buffer | undefined;
+}
+
+const TYPEFLAG: Record<EntryType, number> = { file: 0x30, hardlink: 0x31, symlink: 0x32, dir: 0x35 };
+const MAX_OCTAL_11 = 0o77777777777;
+const MAX_OCTAL_7 = 0o7777777;
+const NS = 1_000_000_000n;
+
+export function padTo512(n: number): number {
+  return Math.ceil(n / RECORD) * RECORD;
+}
+
+function isAscii(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80 || b[i] === 0) return false;
+  return true;
+}
+
+function writeOctal(buf: Buffer, off: number, width: number, value: number): void {
+  // width includes the terminating NUL; digits written right to left, zero-padded.
+  let v = Math.max(0, Math.trunc(value));
+  buf[off + width - 1] = 0;
+  for (let i = off + width - 2; i >= off; i--) {
+    buf[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+}
+
+/** GNU base-256 for values that do not fit in octal (size > 8 GiB, big ids). */
+function writeBase256(buf: Buffer, off: number, width: number, value: number): void {
+  let v = BigInt(Math.trunc(value));
+  for (let i = width - 1; i > 0; i--) {
+    buf[off + i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  buf[off] = 0x80;
+}
+
+function writeNumber(buf: Buffer, off: number, width: number, value: number, maxOctal: number): void {
+  if (value >= 0 && value <= maxOctal) writeOctal(buf, off, width, value);
+  else if (value > maxOctal) writeBase256(buf, off, width, value);
+  else writeOctal(buf, off, width, 0);
+}
+
+export function formatPaxTime(ns: bigint): string {
+  const neg = ns < 0n;
+  const abs = neg ? -ns : ns;
+  const sec = abs / NS;
+  const frac = abs % NS;
+  let s = (neg ? '-' : '') + sec.toString();
+  if (frac !== 0n) s += '.' + frac.toString().padStart(9, '0').replace(/0+$/, '');
+  return s;
+}
+
+export function parsePaxTime(value: string): bigint | undefined {
+  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(value.trim());
+  if (!m) return undefined;
+  const frac = (m[3] ?? '').slice(0, 9).padEnd(9, '0');
+  const abs = BigInt(m[2]!) * NS + BigInt(frac);
+  return m[1] === '-' ? -abs : abs;
+}
+
+/** Splits a path into ustar prefix (≤155) and name (≤100) at a slash, if possible. */
+function splitUstar(path: Buffer): { prefix: Buffer; name: Buffer } | undefined {
+  if (path.length <= 100) return { prefix: EMPTY, name: path };
+  if (path.length > 256) return undefined;
+  for (let i = Math.min(155, path.length - 2); i > 0; i--) {
+    if (path[i] === 0x2f && path.length - i - 1 <= 100) return { prefix: path.subarray(0, i), name: path.subarray(i + 1) };
+  }
+  return undefined;
+}
+
+function sumBytes(buf: Buffer, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += buf[i]!;
+  return sum;
+}
+
+const MAGIC = Buffer.from('ustar\x0000', 'latin1');
+const MAGIC_SUM = sumBytes(MAGIC, 0, MAGIC.length);
+
+function writeUstar(
+  out: Buffer,
+  off: number,
+  h: { name: Buffer; prefix: Buffer; mode: number; uid: number; gid: number; size: number; mtimeSec: number; typeflag: number; linkname: Buffer },
+): void {
+  out.fill(0, off, off + RECORD);
+  const nameLen = h.name.copy(out, off, 0, Math.min(100, h.name.length));
+  writeOctal(out, off + 100, 8, h.mode & 0o7777);
+  writeNumber(out, off + 108, 8, h.uid, MAX_OCTAL_7);
+  writeNumber(out, off + 116, 8, h.gid, MAX_OCTAL_7);
+  writeNumber(out, off + 124, 12, h.size, MAX_OCTAL_11);
+  writeNumber(out, off + 136, 12, h.mtimeSec, MAX_OCTAL_11);
+  out.fill(0x20, off + 148, off + 156);
+  out[off + 156] = h.typeflag;
+  const linkLen = h.linkname.copy(out, off + 157, 0, Math.min(100, h.linkname.length));
+  MAGIC.copy(out, off + 257);
+  const prefixLen = h.prefix.copy(out, off + 345, 0, Math.min(155, h.prefix.length));
+  // Only these ranges can be non-zero: the checksum need not walk all 512 bytes.
+  const sum =
+    sumBytes(out, off, off + nameLen) +
+    sumBytes(out, off + 100, off + 157) +
+    sumBytes(out, off + 157, off + 157 + linkLen) +
+    MAGIC_SUM +
+    sumBytes(out, off + 345, off + 345 + prefixLen);
+  writeOctal(out, off + 148, 7, sum);
+  out[off + 155] = 0x20;
+}
+
+let scratch = Buffer.alloc(8192);
+const EMPTY = Buffer.alloc(0);
+const PAX_PREFIX = Buffer.from('PaxHeaders/');
+
+function ensureScratch(n: number): void {
+  if (scratch.length >= n) return;
+  const next = Buffer.alloc(Math.ceil(n / 8192) * 8192);
+  scratch.copy(next);
+  scratch = next;
+}
+
+/** Appends "<len> <key>=<value>\n" at `off`; returns the new offset. */
+function putRecord(off: number, key: string, value: Buffer | string): number {
+  const vlen = typeof value === 'string' ? value.length : value.length;
+  const base = key.length + vlen + 3;
+  let len = base + String(base).length;
+  if (String(len).length + base !== len) len = base + String(len).length;
+  ensureScratch(off + len + RECORD * 2);
+  let o = off + scratch.write(`${len} ${key}=`, off, 'latin1');
+  o += typeof value === 'string' ? scratch.write(value, o, 'latin1') : value.copy(scratch, o);
+  scratch[o++] = 0x0a;
+  return o;
+}
+
+/**
+ * Encodes the headers of one entry (a PAX 'x' header when needed, then the ustar header).
+ * Returns a view of a shared scratch buffer: copy it before the next call.
+ */
+export function encodeTarHeaders(h: TarHeaderInput): Buffer {
+  const isDir = h.type === 'dir';
+  const path = isDir ? Buffer.concat([h.path, Buffer.from('/')]) : h.path;
+  const link = h.linkTarget ?? EMPTY;
+  const size = h.type === 'file' ? h.size : 0;
+  const mtimeSec = Number(h.mtimeNs >= 0n ? h.mtimeNs / NS : (h.mtimeNs - NS + 1n) / NS);
+
+  // PAX records are written after room for their own header, which needs their length.
+  let off = RECORD;
+  let split = isAscii(path) ? splitUstar(path) : undefined;
+  if (!split) {
+    off = putRecord(off, 'path', path);
+    split = { prefix: EMPTY, name: path.subarray(0, 100) };
+  }
+  if (link.length > 100 || !isAscii(link)) off = putRecord(off, 'linkpath', link);
+  if (size > MAX_OCTAL_11) off = putRecord(off, 'size', String(size));
+  if (h.uid > MAX_OCTAL_7) off = putRecord(off, 'uid', String(h.uid));
+  if (h.gid > MAX_OCTAL_7) off = putRecord(off, 'gid', String(h.gid));
+  if (h.mtimeNs % NS !== 0n || mtimeSec < 0 || mtimeSec > MAX_OCTAL_11) off = putRecord(off, 'mtime', formatPaxTime(h.mtimeNs));
+
+  let start = RECORD;
+  if (off > RECORD) {
+    const paxLen = off - RECORD;
+    const end = RECORD + padTo512(paxLen);
+    ensureScratch(end + RECORD);
+    scratch.fill(0, off, end);
+    // The 'x' header's own name is informative only; keep it printable ASCII.
+    const name = Buffer.concat([PAX_PREFIX, split.name.subarray(0, 80)]);
+    for (let i = PAX_PREFIX.length; i < name.length; i++) if (name[i]! < 0x20 || name[i]! > 0x7e) name[i] = 0x5f;
+    writeUstar(scratch, 0, {
+      name,
+      prefix: EMPTY,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: paxLen,
+      mtimeSec: Math.max(0, Math.min(mtimeSec, MAX_OCTAL_11)),
+      typeflag: 0x78,
+      linkname: EMPTY,
+    });
+    start = 0;
+    off = end;
+  }
+  writeUstar(scratch, off, {
+    name: split.name,
+    prefix: split.prefix,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size,
+    mtimeSec,
+    typeflag: TYPEFLAG[h.type],
+    linkname: link.subarray(0, 100),
+  });
+  return scratch.subarray(start, off + RECORD);
+}
+
+/** The ustar header fields, before PAX overrides. */
+export interface RawTarHeader {
+  name: Buffer;
+  typeflag: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  linkname: Buffer;
+}
+
+function cstr(buf: Buffer, off: number, len: number): Buffer {
+  const end = buf.indexOf(0, off);
+  return buf.subarray(off, end < 0 || end > off + len ? off + len : end);
+}
+
+function parseNumber(buf: Buffer, off: number, len: number): number {
+  if (buf[off]! & 0x80) {
+    // Base-256 (GNU); a set 0x40 bit means negative.
+    let v = BigInt(buf[off]! & 0x7f);
+    for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(buf[off + i]!);
+    if (buf[off]! & 0x40) v -= 1n << BigInt(8 * len - 1);
+    return Number(v);
+  }
+  // Octal digits, possibly led by spaces and ended by NUL or space.
+  let i = off;
+  const end = off + len;
+  while (i < end && buf[i] === 0x20) i++;
+  let v = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = buf[i]!;
+    if (c === 0 || c === 0x20) break;
+    if (c < 0x30 || c > 0x37) return Number.NaN;
+    v = v * 8 + (c - 0x30);
+    digits++;
+  }
+  return digits ? v : 0;
+}
+
+export function isZeroRecord(buf: Buffer, off: number): boolean {
+  for (let i = off; i < off + RECORD; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Parses one 512-byte header; returns undefined when its checksum does not match. */
+export function parseUstar(buf: Buffer, off: number): RawTarHeader | undefined {
+  let unsigned = 8 * 0x20;
+  for (let i = off; i < off + 148; i++) unsigned += buf[i]!;
+  for (let i = off + 156; i < off + RECORD; i++) unsigned += buf[i]!;
+  const stored = parseNumber(buf, off + 148, 8);
+  if (stored !== unsigned) {
+    // Some old writers summed signed bytes.
+    let signed = 8 * 0x20;
+    for (let i = 0; i < RECORD; i++) {
+      if (i >= 148 && i < 156) continue;
+      const b = buf[off + i]!;
+      signed += b >= 0x80 ? b - 256 : b;
+    }
+    if (stored !== signed) return undefined;
+  }
+  let name = cstr(buf, off, 100);
+  const magic = buf.toString('latin1', off + 257, off + 263);
+  if (magic === 'ustar\0') {
+    const prefix = cstr(buf, off + 345, 155);
+    if (prefix.length) name = Buffer.concat([prefix, Buffer.from('/'), name]);
+  }
+  const typeflag = buf[off + 156] === 0 ? '0' : String.fromCharCode(buf[off + 156]!);
+  return {
+    name: Buffer.from(name),
+    typeflag,
+    mode: parseNumber(buf, off + 100, 8),
+    uid: parseNumber(buf, off + 108, 8),
+    gid: parseNumber(buf, off + 116, 8),
+    size: parseNumber(buf, off + 124, 12),
+    mtimeSec: parseNumber(buf, off + 136, 12),
+    linkname: Buffer.from(cstr(buf, off + 157, 100)),
+  };
+}
+
+/** Parses PAX records ("<len> <key>=<value>\n"); values stay bytes (names need not be UTF-8). */
+export function parsePaxRecords(data: Buffer): Map<string, Buffer> | undefined {
+  const out = new Map<string, Buffer>();
+  let pos = 0;
+  while (pos < data.length) {
+    if (data[pos] === 0) break;
+    const sp = data.indexOf(0x20, pos);
+    if (sp < 0) return undefined;
+    const len = Number(data.toString('latin1', pos, sp));
+    if (!Number.isInteger(len) || len <= 0 || pos + len > data.length || data[pos + len - 1] !== 0x0a) return undefined;
+    const eq = data.indexOf(0x3d, sp);
+    if (eq < 0 || eq >= pos + len) return undefined;
+    out.set(data.toString('utf8', sp + 1, eq), Buffer.from(data.subarray(eq + 1, pos + len - 1)));
+    pos += len;
+  }
+  return out;
+}

@@ -1,0 +1,274 @@
+/**
+ * unpackArchive: stored archive -> directories (SPEC §7). The whole archive from a stream, or
+ * chosen paths from only the blocks that hold them through a range reader.
+ *
+ * Threads: this one reads and hashes the stored bytes and cuts frames; codec workers decode
+ * and verify blocks in parallel; an extract worker writes files with synchronous calls. Every
+ * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
+ * reach the extractor; each file's sha256 is checked as it is written.
+ */
+import { createHash } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
+import type { Readable } from 'node:stream';
+import { MessageChannel } from 'node:worker_threads';
+import { abortError, CairnError } from '../errors.ts';
+import { checkIndex, planRuns, selectEntries, type BlockRun } from './archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveProgress, UnpackOptions, UnpackResult } from './archive-types.ts';
+import { cutFrames, type Frame } from './block-source.ts';
+import { CodecPool, type CodecResult } from './codec-pool.ts';
+import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
+import type { PlanItem } from './extractor.ts';
+import { defaultConcurrency } from './pack.ts';
+import { checkEntries } from './path-safety.ts';
+import { sharedWorkerHost } from './worker-host.ts';
+
+const MAX_UNACKED = 4;
+const PROGRESS_INTERVAL_MS = 250;
+
+interface Plan {
+  roots: Record<string, string>;
+  /** Entries to extract, in archive order (the index's own objects, not copies). */
+  entries: ArchiveEntry[];
+  /** Hard-link redirections by header offset (see PlannedEntry.outputs / covered). */
+  extras: Map<number, { outputs?: string[]; covered?: boolean }>;
+  runs: BlockRun[];
+  /** Every entry of the restored volumes is extracted. */
+  strict: boolean;
+  /** All volumes of the archive (entries of the others are corruption). */
+  known: string[];
+  bytesTotal: number;
+  filesTotal: number;
+}
+
+export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 'paths'>, index: ArchiveIndex): Plan {
+  const roots: Record<string, string> = {};
+  if (o.volumeDirs) {
+    for (const [name, dir] of Object.entries(o.volumeDirs)) {
+      if (!index.volumes.some((v) => v.name === name)) throw new CairnError('validation', `volume ${name} is not in this backup`);
+      roots[name] = resolvePath(dir);
+    }
+  } else {
+    for (const v of index.volumes) roots[v.name] = resolvePath(o.target, v.name);
+  }
+  const volumes = new Set(Object.keys(roots));
+  const known = new Set(index.volumes.map((v) => v.name));
+  for (const name of known) if (!name || name.includes('/') || name === '.' || name === '..') throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
+  const { selected, sources } = selectEntries(index, o.paths, volumes);
+  checkEntries(index.entries, [...selected, ...sources], known);
+
+  // A hard link whose file is not selected: that file's content is written under the link's path.
+  const extras = new Map<number, { outputs?: string[]; covered?: boolean }>();
+  const bySource = new Map<string, string[]>();
+  for (const src of sources) {
+    const outputs: string[] = [];
+    bySource.set(src.path, outputs);
+    extras.set(src.headerOffset, { outputs });
+  }
+  let bytesTotal = 0;
+  let filesTotal = 0;
+  for (const e of selected) {
+    const outputs = e.type === 'hardlink' && e.linkTarget ? bySource.get(e.linkTarget) : undefined;
+    if (outputs) {
+      outputs.push(e.path);
+      extras.set(e.headerOffset, { covered: true });
+    }
+    if (e.type === 'file') bytesTotal += e.size;
+    if (e.type === 'file' || e.type === 'hardlink') filesTotal++;
+  }
+  for (const src of sources) bytesTotal += src.size;
+
+  const whole = !o.paths && volumes.size === index.volumes.length;
+  const last = index.blocks.length - 1;
+  const entries = sources.length ? [...selected, ...sources].sort((a, b) => a.headerOffset - b.headerOffset) : selected;
+  const runs: BlockRun[] = whole ? (last >= 0 ? [{ firstBlock: 0, lastBlock: last, start: 0, limit: Number.POSITIVE_INFINITY }] : []) : planRuns(index, entries);
+  return { roots, entries, extras, runs, strict: !o.paths, known: [...known], bytesTotal, filesTotal };
+}
+
+function planItem(e: ArchiveEntry, extra: { outputs?: string[]; covered?: boolean } | undefined): PlanItem {
+  const p: PlanItem = { headerOffset: e.headerOffset, path: e.path, type: e.type, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+  if (e.linkTarget !== undefined) p.linkTarget = e.linkTarget;
+  if (e.sha256 !== undefined) p.sha256 = e.sha256;
+  if (extra?.outputs) p.outputs = extra.outputs;
+  if (extra?.covered) p.covered = true;
+  return p;
+}
+
+export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
+  const index = checkIndex(o.index);
+  const signal = o.signal;
+  if (signal?.aborted) throw abortError(signal);
+  const plan = planExtraction(o, index);
+  const restoreOwnership = o.restoreOwnership ?? process.getuid?.() === 0;
+  const host = sharedWorkerHost();
+  const [extractor, pool] = await Promise.all([host.acquire(), CodecPool.open(host, o.concurrency ?? defaultConcurrency())]);
+
+  const { port1, port2 } = new MessageChannel();
+  const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: plan.bytesTotal, filesDone: 0, filesTotal: plan.filesTotal };
+  let lastProgress = 0;
+  const report = (force: boolean): void => {
+    if (!o.onProgress) return;
+    const now = performance.now();
+    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return;
+    lastProgress = now;
+    o.onProgress({ ...progress });
+  };
+
+  let failed: unknown;
+  let wake: (() => void) | undefined;
+  let unacked = 0;
+  let reading: Readable | undefined;
+  const fail = (err: unknown): void => {
+    failed ??= err;
+    wake?.();
+    // A stalled source must not delay a cancel: destroying it ends the read loop.
+    reading?.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+  const onAbort = (): void => fail(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  // Buffers come back from the extractor (decoded blocks) and the codec workers (frames) for reuse.
+  const spareOut: ArrayBuffer[] = [];
+  const spareIn: ArrayBuffer[] = [];
+  const frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
+  const allocFrame = (len: number): Buffer => {
+    const ab = spareIn.pop();
+    return ab && ab.byteLength >= len ? Buffer.from(ab, 0, len) : Buffer.from(new ArrayBuffer(frameSize), 0, len);
+  };
+  port1.on('message', (m: ExtractAck) => {
+    unacked--;
+    if (index.codec === 'zstd' && spareOut.length < 8) spareOut.push(m.buf);
+    progress.bytesDone = m.bytesWritten;
+    progress.filesDone = m.filesWritten;
+    report(false);
+    wake?.();
+  });
+  const waitUntil = (ok: () => boolean): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (failed !== undefined) {
+          wake = undefined;
+          reject(failed);
+        } else if (ok()) {
+          wake = undefined;
+          resolve();
+        }
+      };
+      wake = check;
+      check();
+    });
+  const post = (m: ExtractMessage, transfer: ArrayBuffer[] = []): void => port1.postMessage(m, transfer);
+
+  const job = extractor.request<ExtractJobResult>(
+    'extract',
+    { data: { roots: plan.roots, strict: plan.strict, knownVolumes: plan.known, restoreOwnership, port: port2 } satisfies ExtractJobData },
+    [port2],
+  );
+  job.catch(fail);
+
+  // Decoded blocks in archive order; each is sent to the extractor once it has room.
+  const inflight: { result: Promise<CodecResult>; block: number }[] = [];
+  const runStarts = new Map<number, BlockRun>();
+  const needed = new Set<number>();
+  for (const r of plan.runs) {
+    runStarts.set(r.firstBlock, r);
+    for (let b = r.firstBlock; b <= r.lastBlock; b++) needed.add(b);
+  }
+  const maxInflight = pool.size * 2;
+  const drainOne = async (): Promise<void> => {
+    const x = inflight.shift()!;
+    const out = await x.result;
+    if (failed !== undefined) throw failed;
+    const b = index.blocks[x.block]!;
+    if (b.sha256 && out.inputSha !== b.sha256) throw new CairnError('checksum-mismatch', `block ${x.block} does not match its sha256`);
+    await waitUntil(() => unacked < MAX_UNACKED);
+    const run = runStarts.get(x.block);
+    if (run) post({ t: 'run', start: run.start, limit: run.limit });
+    unacked++;
+    if (out.input && spareIn.length < 8) spareIn.push(out.input);
+    const ab = out.data.buffer as ArrayBuffer;
+    const end = b.uncompressedOffset + b.uncompressedLength;
+    const items: PlanItem[] = [];
+    while (next < plan.entries.length && plan.entries[next]!.headerOffset < end) {
+      const e = plan.entries[next++]!;
+      items.push(planItem(e, plan.extras.get(e.headerOffset)));
+    }
+    post({ t: 'block', buf: ab, offset: out.data.byteOffset, length: out.data.length, at: b.uncompressedOffset, plan: items }, [ab]);
+  };
+  let next = 0;
+  const take = async (frames: AsyncGenerator<Frame>): Promise<void> => {
+    for await (const f of frames) {
+      if (failed !== undefined) throw failed;
+      if (!f.data) continue;
+      const b = index.blocks[f.block]!;
+      const out = spareOut.pop();
+      const result = pool.run({
+        op: 'decompress',
+        codec: index.codec,
+        level: 0,
+        data: f.data,
+        expectedLength: b.uncompressedLength,
+        hashInput: b.sha256 !== undefined,
+        returnInput: index.codec !== 'none',
+        ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+      });
+      result.catch(fail);
+      inflight.push({ result, block: f.block });
+      if (inflight.length >= maxInflight) await drainOne();
+    }
+  };
+
+  let archiveVerified = false;
+  let result: ExtractJobResult;
+  try {
+    const expected = o.expectedSha256 ?? index.sha256;
+    const last = index.blocks.length - 1;
+    if ('stream' in o.source) {
+      const hash = createHash('sha256');
+      reading = o.source.stream;
+      await take(cutFrames(reading, index.blocks, 0, last, (b) => needed.has(b), hash, allocFrame));
+      verifyWhole(hash.digest('hex'), expected);
+      archiveVerified = true;
+    } else {
+      const reader = o.source.rangeReader;
+      const whole = plan.runs.length === 1 && plan.runs[0]!.firstBlock === 0 && plan.runs[0]!.lastBlock === last;
+      const hash = whole ? createHash('sha256') : undefined;
+      for (const r of plan.runs) {
+        const b0 = index.blocks[r.firstBlock]!;
+        const b1 = index.blocks[r.lastBlock]!;
+        reading = await reader(b0.compressedOffset, b1.compressedOffset + b1.compressedLength - 1);
+        if (failed !== undefined) throw failed;
+        await take(cutFrames(reading, index.blocks, r.firstBlock, r.lastBlock, () => true, hash, allocFrame));
+      }
+      if (hash) {
+        verifyWhole(hash.digest('hex'), expected);
+        archiveVerified = true;
+      }
+    }
+    while (inflight.length) await drainOne();
+    post({ t: 'end' });
+    result = await job;
+    if (failed !== undefined) throw failed;
+  } catch (err) {
+    fail(err);
+    throw signal?.aborted ? abortError(signal) : failed;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    port1.close();
+    if (failed !== undefined) {
+      host.discard(extractor);
+      pool.destroy();
+    } else {
+      host.release(extractor);
+      pool.release();
+    }
+  }
+  progress.bytesDone = result.bytesWritten;
+  progress.filesDone = result.filesWritten;
+  report(true);
+  return { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, archiveVerified, warnings: result.warnings };
+}
+
+function verifyWhole(actual: string, expected: string | undefined): void {
+  if (expected && actual !== expected) {
+    throw new CairnError('checksum-mismatch', `archive sha256 ${actual} does not match the expected ${expected}`);
+  }
+}

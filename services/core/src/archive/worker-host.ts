@@ -1,0 +1,141 @@
+/**
+ * A process-wide set of reusable worker threads running `archive.worker.ts` (see
+ * worker-bundle.ts for how they load it). Idle workers are kept for the next pack/unpack,
+ * unref'd so they never hold the process open.
+ */
+import { Worker, type Transferable } from 'node:worker_threads';
+import { CairnError } from '../errors.ts';
+import { workerSpec } from './worker-bundle.ts';
+import { deserializeError, type SerializedError } from './worker-errors.ts';
+
+interface WorkerReply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: SerializedError;
+}
+
+export class PooledWorker {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private failure: Error | undefined;
+  /** Requests sent and not yet answered (used to spread codec tasks). */
+  get load(): number {
+    return this.pending.size;
+  }
+  get dead(): boolean {
+    return this.failure !== undefined;
+  }
+
+  constructor(readonly worker: Worker) {
+    worker.on('message', (m: WorkerReply) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.result);
+      else p.reject(deserializeError(m.error ?? { name: 'Error', message: 'worker failed' }));
+    });
+    const fail = (err: Error): void => {
+      this.failure ??= err;
+      for (const p of this.pending.values()) p.reject(this.failure);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new CairnError('internal', `archive worker exited (code ${code})`)));
+  }
+
+  request<T>(kind: string, payload: Record<string, unknown>, transfer: Transferable[] = []): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, kind, ...payload }, transfer);
+    });
+  }
+}
+
+export class WorkerHost {
+  private readonly idle: PooledWorker[] = [];
+
+  constructor(private readonly maxIdle = 6) {}
+
+  async acquire(): Promise<PooledWorker> {
+    for (;;) {
+      const w = this.idle.pop();
+      if (!w) break;
+      if (w.dead) continue;
+      w.worker.ref();
+      return w;
+    }
+    const spec = await workerSpec();
+    const worker =
+      spec.kind === 'eval'
+        ? new Worker(spec.code, { eval: true, execArgv: profileArgs() })
+        : // The entry registers tsx itself; inherited loader flags would register it twice.
+          new Worker(spec.url, { workerData: spec.workerData, execArgv: [] });
+    const pooled = new PooledWorker(worker);
+    await new Promise<void>((resolve, reject) => {
+      const onMsg = (m: { ready?: boolean }): void => {
+        if (m.ready) {
+          cleanup();
+          resolve();
+        }
+      };
+      const onErr = (err: Error): void => {
+        cleanup();
+        reject(err);
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        reject(new CairnError('internal', `archive worker exited while starting (code ${code})`));
+      };
+      const cleanup = (): void => {
+        worker.off('message', onMsg);
+        worker.off('error', onErr);
+        worker.off('exit', onExit);
+      };
+      worker.on('message', onMsg);
+      worker.on('error', onErr);
+      worker.on('exit', onExit);
+    });
+    return pooled;
+  }
+
+  acquireMany(n: number): Promise<PooledWorker[]> {
+    return Promise.all(Array.from({ length: n }, () => this.acquire()));
+  }
+
+  /** Returns a worker whose work finished normally. */
+  release(w: PooledWorker): void {
+    if (w.dead || w.load > 0 || this.idle.length >= this.maxIdle) {
+      void w.worker.terminate();
+      return;
+    }
+    w.worker.unref();
+    this.idle.push(w);
+  }
+
+  /** Stops a worker that may still be busy (abort, failure). */
+  discard(w: PooledWorker): void {
+    void w.worker.terminate();
+  }
+
+  /** Stops the idle workers (tests, shutdown). */
+  async close(): Promise<void> {
+    const all = this.idle.splice(0);
+    await Promise.all(all.map((w) => w.worker.terminate()));
+  }
+}
+
+/** CAIRN_ARCHIVE_CPU_PROF=<dir> writes a CPU profile per worker thread (performance work). */
+function profileArgs(): string[] {
+  const dir = process.env.CAIRN_ARCHIVE_CPU_PROF;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
+let shared: WorkerHost | undefined;
+
+export function sharedWorkerHost(): WorkerHost {
+  shared ??= new WorkerHost();
+  return shared;
+}

@@ -1,0 +1,198 @@
+/**
+ * packArchive's behaviour around the data: progress, cancellation, bounded memory under
+ * backpressure, files that change, vanish or cannot be read, excludes, empty and missing volumes.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
+import { isCairnError } from '@cairn/core/errors.ts';
+import { IS_ROOT } from './helpers/tree.ts';
+
+const MiB = 1024 * 1024;
+let work: string;
+
+beforeAll(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-packb-'));
+  fs.chmodSync(work, 0o755);
+});
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
+
+/** A sink that holds every write until released: the packer must stop reading meanwhile. */
+function gatedSink(): { sink: Writable; release: () => void; written: () => number } {
+  let open = false;
+  let waiting: (() => void)[] = [];
+  let written = 0;
+  const sink = new Writable({
+    highWaterMark: 1024,
+    write(c: Buffer, _e, cb) {
+      written += c.length;
+      if (open) cb();
+      else waiting.push(cb);
+    },
+  });
+  return {
+    sink,
+    release: () => {
+      open = true;
+      for (const cb of waiting) cb();
+      waiting = [];
+    },
+    written: () => written,
+  };
+}
+
+function makeVolume(name: string, files: Record<string, string | Buffer>): string {
+  const dir = path.join(work, name);
+  for (const [rel, data] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), data);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+describe('packArchive', () => {
+  it('reports progress against the pre-scan totals', async () => {
+    const dir = makeVolume('progress', { 'a.bin': randomBytes(3 * MiB), 'b/c.txt': 'x'.repeat(1000), 'b/d.txt': '' });
+    const seen: ArchiveProgress[] = [];
+    const r = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 256 * 1024, onProgress: (p) => seen.push(p) }, nullSink());
+    expect(seen[0]).toEqual({ bytesDone: 0, bytesTotal: 3 * MiB + 1000, filesDone: 0, filesTotal: 3 });
+    expect(seen.at(-1)).toEqual({ bytesDone: 3 * MiB + 1000, bytesTotal: 3 * MiB + 1000, filesDone: 3, filesTotal: 3 });
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone);
+    expect(r.fileCount).toBe(3);
+    expect(r.logicalBytes).toBe(3 * MiB + 1000);
+  });
+
+  it('copies meta into the index and marks empty volumes', async () => {
+    const dir = makeVolume('meta', { 'f.txt': 'x' });
+    const empty = path.join(work, 'empty-volume');
+    fs.mkdirSync(empty);
+    const r = await packArchive({ volumes: [{ name: 'data', dir }, { name: 'empty', dir: empty }], meta: { backupId: 'b1', instanceId: 'i1', nodeId: 'n1' } }, nullSink());
+    expect(r.index.meta).toEqual({ backupId: 'b1', instanceId: 'i1', nodeId: 'n1' });
+    expect(r.index.volumes.map((v) => ({ name: v.name, empty: v.empty, files: v.files, logicalBytes: v.logicalBytes }))).toEqual([
+      { name: 'data', empty: false, files: 1, logicalBytes: 1 },
+      { name: 'empty', empty: true, files: 0, logicalBytes: 0 },
+    ]);
+    expect(r.index.entries.map((e) => e.path)).toEqual(['data', 'data/f.txt', 'empty']);
+  });
+
+  it('applies excludes: basenames anywhere, anchored paths, whole subtrees', async () => {
+    const dir = makeVolume('excl', {
+      'keep.txt': 'k',
+      'x.log': 'l',
+      'sub/y.log': 'l',
+      'sub/keep.txt': 'k',
+      'cache/a/b.txt': 'c',
+      'top-only.txt': 't',
+      'sub/top-only.txt': 't',
+      '.hidden/h.txt': 'h',
+    });
+    const r = await packArchive({ volumes: [{ name: 'v', dir, excludes: ['*.log', 'cache/', '/top-only.txt', '.hidden'] }] }, nullSink());
+    expect(r.index.entries.map((e) => e.path).sort()).toEqual(['v', 'v/keep.txt', 'v/sub', 'v/sub/keep.txt', 'v/sub/top-only.txt']);
+  });
+
+  it('fails clearly on a missing volume and on bad options', async () => {
+    const err = await packArchive({ volumes: [{ name: 'v', dir: path.join(work, 'does-not-exist') }] }, nullSink()).catch((e: unknown) => e);
+    expect(isCairnError(err, 'volume-missing')).toBe(true);
+    for (const volumes of [[], [{ name: '../x', dir: work }], [{ name: 'a', dir: work }, { name: 'a', dir: work }]]) {
+      const e = await packArchive({ volumes }, nullSink()).catch((x: unknown) => x);
+      expect(isCairnError(e, 'validation'), JSON.stringify(volumes)).toBe(true);
+    }
+    const e = await packArchive({ volumes: [{ name: 'v', dir: work }], blockSize: 100 }, nullSink()).catch((x: unknown) => x);
+    expect(isCairnError(e, 'validation')).toBe(true);
+  });
+
+  it('stops reading while the sink is full: memory stays a few blocks', async () => {
+    const dir = makeVolume('backpressure', { 'big.bin': randomBytes(48 * MiB) });
+    const gate = gatedSink();
+    let done = 0;
+    const ac = new AbortController();
+    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, signal: ac.signal, onProgress: (x) => (done = x.bytesDone) }, gate.sink);
+    await new Promise((r) => setTimeout(r, 1500));
+    // Nothing drains: the reader may only be a handful of blocks ahead.
+    expect(done).toBeLessThanOrEqual(16 * MiB);
+    gate.release();
+    const r = await p;
+    expect(r.logicalBytes).toBe(48 * MiB);
+    expect(gate.written()).toBe(r.storedBytes);
+  });
+
+  it('is cancelled promptly by its AbortSignal', async () => {
+    const dir = makeVolume('abort', { 'big.bin': randomBytes(64 * MiB) });
+    const ac = new AbortController();
+    const gate = gatedSink();
+    const p = packArchive({ volumes: [{ name: 'v', dir }], signal: ac.signal }, gate.sink);
+    await new Promise((r) => setTimeout(r, 300));
+    const t = performance.now();
+    ac.abort(new Error('user cancelled'));
+    const err = await p.catch((e: unknown) => e);
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(isCairnError(err, 'cancelled')).toBe(true);
+    expect((err as Error).message).toMatch(/user cancelled/);
+    // The engine is usable right after.
+    const r = await packArchive({ volumes: [{ name: 'v', dir: makeVolume('after-abort', { 'f': 'x' }) }] }, nullSink());
+    expect(r.fileCount).toBe(1);
+    const already = await packArchive({ volumes: [{ name: 'v', dir }], signal: AbortSignal.abort() }, nullSink()).catch((e: unknown) => e);
+    expect(isCairnError(already, 'cancelled')).toBe(true);
+  });
+
+  it('fails when the sink fails', async () => {
+    const dir = makeVolume('sinkfail', { 'big.bin': randomBytes(8 * MiB) });
+    let n = 0;
+    const sink = new Writable({
+      write(_c, _e, cb) {
+        cb(++n === 3 ? new Error('disk full') : null);
+      },
+    });
+    const err = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: MiB }, sink).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/disk full/);
+  });
+
+  it('warns about files that change or vanish while the volume is read', async () => {
+    // Files before the victims keep the reader busy until the gated sink is released, so the
+    // changes land after the pre-scan and before the victims are read.
+    const dir = makeVolume('changing', { 'a-big.bin': randomBytes(24 * MiB), 'z-grows.txt': 'short\n', 'z-shrinks.txt': 'a longer content\n', 'z-touched.txt': 'same size\n', 'z-vanishes.txt': 'bye\n' });
+    const gate = gatedSink();
+    let scanned!: () => void;
+    const scan = new Promise<void>((r) => (scanned = r));
+    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, onProgress: () => scanned() }, gate.sink);
+    await scan;
+    fs.appendFileSync(path.join(dir, 'z-grows.txt'), 'more data\n');
+    fs.writeFileSync(path.join(dir, 'z-shrinks.txt'), 'short\n');
+    fs.writeFileSync(path.join(dir, 'z-touched.txt'), 'SAME SIZE\n');
+    fs.unlinkSync(path.join(dir, 'z-vanishes.txt'));
+    gate.release();
+    const r: PackResult = await p;
+    const byPath = Object.fromEntries(r.warnings.map((w) => [w.path, w.code]));
+    expect(byPath).toEqual({ 'v/z-grows.txt': 'changed', 'v/z-shrinks.txt': 'changed', 'v/z-touched.txt': 'changed', 'v/z-vanishes.txt': 'vanished' });
+    // Sizes stay those of the headers written: a shrunk file is padded, a grown one cut.
+    expect(r.index.entries.find((e) => e.path === 'v/z-shrinks.txt')?.size).toBe(17);
+    expect(r.index.entries.some((e) => e.path === 'v/z-vanishes.txt')).toBe(false);
+  });
+
+  it('skips unreadable files and directories with a warning instead of failing', async () => {
+    const dir = makeVolume('unreadable', { 'ok.txt': 'fine', 'secret.txt': 'no', 'locked/inner.txt': 'no' });
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(path.join(dir, 'secret.txt'), 0o000);
+    fs.chmodSync(path.join(dir, 'locked'), 0o000);
+    let out: { warnings: { path: string; code: string }[]; paths: string[] };
+    const child = new URL('./helpers/pack-child.ts', import.meta.url).pathname;
+    const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
+    // Root reads everything: run the packer as an unprivileged user instead.
+    const opts = IS_ROOT ? { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '' } } : {};
+    out = JSON.parse(execFileSync(tsx, [child, dir], { ...opts, encoding: 'utf8', cwd: process.cwd() })) as typeof out;
+    expect(out.warnings.map((w) => [w.path, w.code]).sort()).toEqual([
+      ['v/locked', 'unreadable'],
+      ['v/secret.txt', 'unreadable'],
+    ]);
+    expect(out.paths).toEqual(['v', 'v/ok.txt', 'v/locked']);
+    fs.chmodSync(path.join(dir, 'locked'), 0o755);
+  });
+});
