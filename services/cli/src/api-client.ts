@@ -1,0 +1,87 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+
+/** An error answered by the API, carrying its code and message (SPEC §11 error body). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+export interface JobEvent {
+  event: string;
+  data: any;
+}
+
+/** A thin client of the `/v1` API: JSON in and out, errors as ApiError, SSE as an async iterator. */
+export class CairnClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  private async fetch(method: string, route: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(route, this.baseUrl), {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, accept, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      throw new ApiError(0, 'unreachable', `cannot reach Cairn at ${this.baseUrl}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    }
+    if (!res.ok) {
+      const text = await res.text();
+      let parsed: { error?: { code?: string; message?: string; details?: unknown } } = {};
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* not JSON */
+      }
+      throw new ApiError(res.status, parsed.error?.code ?? String(res.status), parsed.error?.message ?? (text || res.statusText), parsed.error?.details);
+    }
+    return res;
+  }
+
+  async request<T = any>(method: string, route: string, body?: unknown): Promise<T> {
+    const res = await this.fetch(method, route, body);
+    const text = await res.text();
+    return (text ? JSON.parse(text) : null) as T;
+  }
+
+  /** A binary response (downloads) as a Node stream. */
+  async download(route: string): Promise<{ stream: Readable; filename?: string }> {
+    const res = await this.fetch('GET', route, undefined, '*/*');
+    const disposition = res.headers.get('content-disposition') ?? '';
+    const filename = /filename="?([^";]+)"?/.exec(disposition)?.[1];
+    return { stream: Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), filename };
+  }
+
+  /** The job's Server-Sent Events (`state`, `progress`, `end`) until the stream ends. */
+  async *jobEvents(jobId: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const res = await this.fetch('GET', `/v1/jobs/${encodeURIComponent(jobId)}/events`, undefined, 'text/event-stream');
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>, { signal })) {
+      buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+      let split: number;
+      while ((split = buffered.indexOf('\n\n')) >= 0) {
+        const block = buffered.slice(0, split);
+        buffered = buffered.slice(split + 2);
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+        }
+        if (data.length) yield { event, data: JSON.parse(data.join('\n')) };
+      }
+    }
+  }
+}

@@ -1,0 +1,221 @@
+#!/usr/bin/env -S node --import tsx
+/**
+ * `cairn`: the command line of Cairn. Wraps the /v1 API, waits for jobs with a progress bar.
+ * URL from --url or CAIRN_URL (default http://127.0.0.1:8080); token from --token, CAIRN_TOKEN,
+ * or the all-in-one's .cairn/admin-token.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { ApiError, CairnClient } from './api-client.ts';
+import { followJob } from './job-progress.ts';
+import { printTable } from './output.ts';
+
+const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
+
+  nodes                                          list nodes and their heartbeat
+  instances                                      list instances
+  register --name N --node ID --volume name=/path [--volume ...] [--tenant T]
+  coverage <instanceId>                          which volumes can be backed up
+  backup <instanceId> [--volume V]... [--no-wait]
+  backups <instanceId> [--status S]              list backups
+  files <backupId> [--prefix P]                  browse a backup
+  download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
+  restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
+  delete <backupId>...                           soft delete (objects removed by cleanup)
+  jobs [--instance ID] [--status S] [--type T]   job history
+  job <jobId> [--follow]                         show (and follow) a job
+  cancel <jobId>                                 cancel a queued or running job
+  schedules <instanceId>                         list schedules
+  schedule <instanceId> --cron C [--tz Z] [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--max-age-days N]`;
+
+const options = {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  name: { type: 'string' },
+  node: { type: 'string' },
+  tenant: { type: 'string' },
+  volume: { type: 'string', multiple: true },
+  path: { type: 'string', multiple: true },
+  prefix: { type: 'string' },
+  target: { type: 'string' },
+  mode: { type: 'string' },
+  status: { type: 'string' },
+  type: { type: 'string' },
+  instance: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  cron: { type: 'string' },
+  tz: { type: 'string' },
+  'keep-last': { type: 'string' },
+  'keep-hourly': { type: 'string' },
+  'keep-daily': { type: 'string' },
+  'keep-weekly': { type: 'string' },
+  'keep-monthly': { type: 'string' },
+  'keep-yearly': { type: 'string' },
+  'max-age-days': { type: 'string' },
+  'no-wait': { type: 'boolean', default: false },
+  follow: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+class UsageError extends Error {}
+
+function token(explicit?: string): string {
+  if (explicit) return explicit;
+  if (process.env.CAIRN_TOKEN) return process.env.CAIRN_TOKEN;
+  const file = path.resolve(process.env.CAIRN_DATA_DIR ?? '.cairn', 'admin-token');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  throw new UsageError('no token: pass --token, set CAIRN_TOKEN, or run from the all-in-one directory (.cairn/admin-token)');
+}
+
+const need = (v: string | undefined, what: string): string => {
+  if (!v) throw new UsageError(`missing ${what}`);
+  return v;
+};
+const enc = encodeURIComponent;
+const query = (q: Record<string, string | undefined>) => {
+  const s = new URLSearchParams(Object.entries(q).filter((e): e is [string, string] => e[1] !== undefined)).toString();
+  return s ? `?${s}` : '';
+};
+const int = (v: string | undefined, flag: string) => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${flag} must be a whole number`);
+  return Number(v);
+};
+
+async function finish(client: CairnClient, job: { id: string }, wait: boolean): Promise<number> {
+  if (!wait) {
+    console.log(job.id);
+    return 0;
+  }
+  const done = await followJob(client, job.id);
+  console.log(`job ${done.id} ${done.status}${done.error ? `: ${done.error}` : ''}`);
+  return done.status === 'succeeded' ? 0 : 1;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values: o, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const [command, ...args] = positionals;
+  if (o.help || !command) {
+    console.log(USAGE);
+    return command || o.help ? 0 : 2;
+  }
+  const client = new CairnClient(o.url ?? process.env.CAIRN_URL ?? 'http://127.0.0.1:8080', token(o.token));
+  const wait = !o['no-wait'];
+  switch (command) {
+    case 'nodes': {
+      const { items } = await client.request('GET', '/v1/nodes');
+      printTable(items, ['id', 'status', 'heartbeatAgeSeconds', 'runningJobs', 'version']);
+      return 0;
+    }
+    case 'instances': {
+      const { items } = await client.request('GET', '/v1/instances');
+      printTable(items, ['id', 'name', 'tenant', 'nodeId']);
+      return 0;
+    }
+    case 'register': {
+      const volumes = (o.volume ?? []).map((spec) => {
+        const m = /^([^=]+)=(\/.*)$/.exec(spec);
+        if (!m) throw new UsageError(`--volume must be name=/absolute/path, got ${spec}`);
+        return { name: m[1]!, hostPath: m[2]! };
+      });
+      if (!volumes.length) throw new UsageError('at least one --volume name=/path');
+      const body = { name: need(o.name, '--name'), nodeId: need(o.node, '--node'), volumes, ...(o.tenant ? { tenant: o.tenant } : {}) };
+      console.log(JSON.stringify(await client.request('POST', '/v1/instances', body), null, 2));
+      return 0;
+    }
+    case 'coverage':
+      console.log(JSON.stringify(await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/coverage`), null, 2));
+      return 0;
+    case 'backup': {
+      const res = await client.request('POST', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups`, o.volume ? { volumes: o.volume } : {});
+      console.error(`backup ${res.backup.id} queued (job ${res.job.id})`);
+      return finish(client, res.job, wait);
+    }
+    case 'backups': {
+      const { items } = await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups${query({ status: o.status })}`);
+      printTable(items, ['id', 'status', 'trigger', 'createdAt', 'sizeBytes', 'fileCount']);
+      return 0;
+    }
+    case 'files': {
+      const { items } = await client.request('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}/files${query({ prefix: o.prefix })}`);
+      printTable(
+        items.map((e: { mode?: number }) => ({ ...e, mode: typeof e.mode === 'number' ? e.mode.toString(8).padStart(4, '0') : e.mode })),
+        ['path', 'type', 'size', 'mode', 'mtime'],
+      );
+      return 0;
+    }
+    case 'download': {
+      const id = need(args[0], 'backup id');
+      const { stream, filename } = await client.download(`/v1/backups/${enc(id)}/download${query({ path: o.path?.[0] })}`);
+      const file = o.output ?? filename ?? `${id}.tar`;
+      await pipeline(stream, file === '-' ? process.stdout : fs.createWriteStream(file));
+      if (file !== '-') console.error(`wrote ${file}`);
+      return 0;
+    }
+    case 'restore': {
+      if (o.mode && o.mode !== 'replace' && o.mode !== 'merge') throw new UsageError('--mode must be replace or merge');
+      const body = { ...(o.target ? { targetInstanceId: o.target } : {}), ...(o.volume ? { volumes: o.volume } : {}), ...(o.path ? { paths: o.path } : {}), ...(o.mode ? { mode: o.mode } : {}) };
+      const res = await client.request('POST', `/v1/backups/${enc(need(args[0], 'backup id'))}/restore`, body);
+      console.error(`restore queued (job ${res.job.id})`);
+      return finish(client, res.job, wait);
+    }
+    case 'delete': {
+      if (!args.length) throw new UsageError('missing backup id');
+      const res = await client.request('POST', '/v1/backups/delete', { ids: args });
+      console.log(JSON.stringify(res, null, 2));
+      return 0;
+    }
+    case 'jobs': {
+      const { items } = await client.request('GET', `/v1/jobs${query({ instance: o.instance, status: o.status, type: o.type })}`);
+      printTable(items, ['id', 'type', 'status', 'instanceId', 'nodeId', 'createdAt', 'error']);
+      return 0;
+    }
+    case 'job': {
+      const id = need(args[0], 'job id');
+      if (o.follow) return finish(client, { id }, true);
+      console.log(JSON.stringify(await client.request('GET', `/v1/jobs/${enc(id)}`), null, 2));
+      return 0;
+    }
+    case 'cancel': {
+      const res = await client.request('POST', `/v1/jobs/${enc(need(args[0], 'job id'))}/cancel`);
+      console.log(`job ${res.id ?? res.job?.id ?? args[0]}: ${res.status ?? res.job?.status ?? 'cancel requested'}`);
+      return 0;
+    }
+    case 'schedules': {
+      const { items } = await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/schedules`);
+      printTable(items, ['id', 'cron', 'timezone', 'enabled', 'nextRunAt', 'lastFiredAt']);
+      return 0;
+    }
+    case 'schedule': {
+      const retention = Object.fromEntries(
+        (['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly', 'max-age-days'] as const)
+          .map((flag) => [flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()), int(o[flag], flag)] as const)
+          .filter(([, v]) => v !== undefined),
+      );
+      const body = { cron: need(o.cron, '--cron'), timezone: o.tz ?? 'UTC', retention };
+      console.log(JSON.stringify(await client.request('POST', `/v1/instances/${enc(need(args[0], 'instance id'))}/schedules`, body), null, 2));
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      console.error(`cairn: ${(err as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    if (err instanceof ApiError) {
+      const details = Array.isArray(err.details) ? err.details.map((d: { path?: string; message?: string }) => `\n  ${d.path ?? ''}: ${d.message ?? ''}`).join('') : '';
+      console.error(`cairn: ${err.message}${details}`);
+      process.exit(1);
+    }
+    console.error(`cairn: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,70 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCairn, type Cairn } from '../support/cairn-harness.ts';
+
+const exec = promisify(execFile);
+
+describe('cairn CLI', () => {
+  let cairn: Cairn;
+  let dir: string;
+
+  /** Runs the CLI as a user would; resolves with exit code and output instead of throwing. */
+  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
+        env: { ...process.env, CAIRN_URL: cairn.url, CAIRN_TOKEN: cairn.adminToken },
+      });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  }
+
+  beforeAll(async () => {
+    cairn = await startCairn();
+    dir = path.join(cairn.volumeRoot, 'cli-app/data');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello\n');
+  });
+  afterAll(async () => {
+    await cairn?.close();
+  });
+
+  it('registers, backs up (waiting for the job), browses and restores', async () => {
+    const reg = await cli('register', '--name', 'cli-app', '--node', cairn.nodeId, '--tenant', cairn.tenant, '--volume', `data=${dir}`);
+    expect(reg.code, reg.stderr).toBe(0);
+    const instanceId = JSON.parse(reg.stdout).id as string;
+
+    const backup = await cli('backup', instanceId);
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(backup.stdout).toMatch(/^job \S+ succeeded$/m);
+
+    const list = await cli('backups', instanceId);
+    const backupId = list.stdout.split('\n')[1]!.split(/\s+/)[0]!;
+    expect(list.stdout).toContain('completed');
+
+    const files = await cli('files', backupId);
+    expect(files.stdout).toMatch(/data\/hello\.txt\s+file\s+6\s+0644/);
+
+    fs.writeFileSync(path.join(dir, 'hello.txt'), 'changed\n');
+    const restore = await cli('restore', backupId);
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('hello\n');
+  });
+
+  it('reports API errors with their message and exit code 1, usage errors with 2', async () => {
+    const missing = await cli('backup', 'no-such-instance');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/not found/);
+    const usage = await cli('restore');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/missing backup id/);
+    const bad = await cli('register', '--name', 'x', '--node', cairn.nodeId, '--volume', 'data=relative/path');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--volume must be name=\/absolute\/path/);
+  });
+});
