@@ -36,7 +36,11 @@ export interface PackReaderBlock {
   t: 'block';
   buf: ArrayBuffer;
   length: number;
-  entries: ArchiveEntry[];
+  /**
+   * Index entries completed with this block, as a JSON array: a few large strings stay cheap
+   * for the main thread's garbage collector where 100k live objects would not.
+   */
+  entries: string;
   warnings: ArchiveWarning[];
   bytesDone: number;
   filesDone: number;
@@ -135,7 +139,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       t: 'block',
       buf: block.buffer as ArrayBuffer,
       length: bpos,
-      entries,
+      entries: JSON.stringify(entries),
       warnings: warnings.slice(sentWarnings),
       bytesDone,
       filesDone,
@@ -184,7 +188,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   putZeros(2 * RECORD);
   const tarBytes = tarPos();
   flush();
-  if (sentWarnings < warnings.length) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, entries: [], warnings: warnings.slice(sentWarnings), bytesDone, filesDone } satisfies PackReaderBlock);
+  if (sentWarnings < warnings.length) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, entries: '[]', warnings: warnings.slice(sentWarnings), bytesDone, filesDone } satisfies PackReaderBlock);
   for (const s of summaries) s.empty = s.entries <= 1;
   const result: PackReaderResult = { tarBytes, volumes: summaries };
   d.port.postMessage({ t: 'end', result } satisfies PackReaderEnd);

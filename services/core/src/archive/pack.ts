@@ -82,7 +82,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
   const blocks: ArchiveBlock[] = [];
-  const entries: ArchiveEntry[] = [];
+  const entryChunks: string[] = [];
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -120,7 +120,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       report(true);
       return;
     }
-    for (const e of m.entries) entries.push(e);
+    if (m.entries !== '[]') entryChunks.push(m.entries);
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
@@ -172,6 +172,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   if (r.tarBytes !== tarOffset) throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
   report(true);
   const sha256 = outHash.digest('hex');
+  const entries: ArchiveEntry[] = [];
+  for (const chunk of entryChunks.splice(0)) for (const e of JSON.parse(chunk) as ArchiveEntry[]) entries.push(e);
   const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
   const index: ArchiveIndex = {
