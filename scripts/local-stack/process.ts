@@ -84,15 +84,18 @@ export function spawnService(name: string, command: string, args: string[], logF
   const out = fs.openSync(logFile, 'a');
   const child = spawn(command, args, { stdio: ['ignore', out, out] });
   fs.closeSync(out);
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.kill('SIGTERM');
+  return { child, started: { name, stop: () => stopChild(child, 10_000) } };
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited. */
+export function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
     });
-  return { child, started: { name, stop } };
+    child.kill('SIGTERM');
+  });
 }

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { isLoopback, tcpAnswers, type Log, type Started } from './process.ts';
+import { isLoopback, stopChild, tcpAnswers, type Log, type Started } from './process.ts';
 
 /**
  * Runs the fixed s3rver (test/support/s3rver) as a process of its own, so its disk work never
@@ -22,20 +22,7 @@ async function spawnS3rver(directory: string, port: number): Promise<{ endpoint:
     child.once('exit', (code) => reject(new Error(`s3rver exited with code ${code} before it was ready: ${stderr.trim()}`)));
   });
   child.stdout!.resume();
-  const started: Started = {
-    name: 's3rver',
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
-  };
-  return { endpoint, started };
+  return { endpoint, started: { name: 's3rver', stop: () => stopChild(child, 5000) } };
 }
 
 export interface S3Settings {

@@ -6,6 +6,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortError, CairnError } from '../errors.ts';
 import {
+  listAllPages,
   assertValidKey,
   assertValidPrefix,
   assertValidRange,
@@ -286,13 +287,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async *listAll(prefix: string): AsyncIterable<ObjectInfo> {
-    let cursor: string | null = null;
-    do {
-      const page: { items: ObjectInfo[]; nextCursor: string | null } = await this.list(prefix, cursor ? { cursor } : {});
-      yield* page.items;
-      cursor = page.nextCursor;
-    } while (cursor);
+  listAll(prefix: string): AsyncIterable<ObjectInfo> {
+    return listAllPages(this, prefix);
   }
 
   async delete(key: string): Promise<void> {

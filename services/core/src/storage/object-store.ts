@@ -149,3 +149,13 @@ export function bindSignal<T extends Readable>(stream: T, signal: AbortSignal | 
   stream.once('close', () => signal.removeEventListener('abort', onAbort));
   return stream;
 }
+
+/** Every object under `prefix`, walking `list` page by page (the one listAll of every store). */
+export async function* listAllPages(store: Pick<ObjectStore, 'list'>, prefix: string): AsyncIterable<ObjectInfo> {
+  let cursor: string | null = null;
+  do {
+    const page: { items: ObjectInfo[]; nextCursor: string | null } = await store.list(prefix, cursor ? { cursor } : {});
+    yield* page.items;
+    cursor = page.nextCursor;
+  } while (cursor);
+}

@@ -19,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, Transform } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import {
+  listAllPages,
   assertValidKey,
   assertValidPrefix,
   assertValidRange,
@@ -357,13 +358,8 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async *listAll(prefix: string): AsyncIterable<ObjectInfo> {
-    let cursor: string | null = null;
-    do {
-      const page: { items: ObjectInfo[]; nextCursor: string | null } = await this.list(prefix, cursor ? { cursor } : {});
-      yield* page.items;
-      cursor = page.nextCursor;
-    } while (cursor);
+  listAll(prefix: string): AsyncIterable<ObjectInfo> {
+    return listAllPages(this, prefix);
   }
 
   async delete(key: string): Promise<void> {
