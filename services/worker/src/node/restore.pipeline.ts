@@ -62,7 +62,7 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
     }
 
     const needed = bytesNeeded(index, volumeNames, params.paths);
-    await checkFreeSpace(plans, needed);
+    if (plans[0]) await checkFreeSpace(path.dirname(plans[0].staging), needed);
 
     for (const plan of plans) await fs.mkdir(plan.staging, { mode: 0o700 });
     run.progress('restoring', { bytesDone: 0, bytesTotal: needed, filesDone: 0, filesTotal: 0 });
@@ -136,9 +136,8 @@ function bytesNeeded(index: ArchiveIndex, volumes: string[], paths?: string[]): 
   return total;
 }
 
-async function checkFreeSpace(plans: VolumePlan[], needed: number): Promise<void> {
-  const home = plans[0] ? path.dirname(plans[0].staging) : null;
-  if (!home) return;
+/** Fails early, before anything is written, when `home` cannot hold `needed` bytes plus a margin. */
+export async function checkFreeSpace(home: string, needed: number): Promise<void> {
   const st = await fs.statfs(home);
   const available = st.bavail * st.bsize;
   const want = needed + SPACE_MARGIN;
