@@ -223,4 +223,50 @@ describe('enqueue failures', () => {
       server.close();
     }
   });
+
+  it('deletes nothing while Redis is down; a lost cleanup enqueue fails its job (503) and a repeat retries', async () => {
+    const config = loadConfig({ ...process.env, PORT: '0', LOG_LEVEL: 'silent' });
+    const down = () => Promise.reject(new CairnError('unavailable', 'redis unavailable: connection lost'));
+    const serve = async (queues: QueuePort) => {
+      const { app } = createGateway({ config, logger: createLogger({ level: 'silent' }), prisma: gw.prisma, queues, store: gw.store, readinessChecks: {} });
+      const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
+      await new Promise((r) => server.once('listening', r));
+      return server;
+    };
+    const notReady = await serve({ ...failingQueues(), ready: down });
+    const lost = await serve(failingQueues());
+    try {
+      const secret = `cairn_cleanup_${newId()}`;
+      await gw.prisma.apiToken.create({ data: { id: newId(), role: 'admin', name: 'cleanup-test', tokenHash: hashToken(secret) } });
+      const inst = (await gw.api('POST', '/v1/instances', { body: { name: 'cl', nodeId, tenant: `cl-${gw.tag}`, volumes: [{ name: 'd', hostPath: '/srv/http/cl' }] } })).body;
+      const { backup, job } = (await gw.api('POST', `/v1/instances/${inst.id}/backups`)).body;
+      await gw.prisma.backup.update({ where: { id: backup.id }, data: { status: 'completed', completedAt: new Date() } });
+      await gw.prisma.job.update({ where: { id: job.id }, data: { status: 'succeeded' } });
+      const del = (server: http.Server) =>
+        fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/backups/${backup.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${secret}` } });
+
+      const refused = await del(notReady);
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+      expect((await gw.prisma.backup.findUnique({ where: { id: backup.id } }))!.status).toBe('completed');
+      expect(await gw.prisma.job.count({ where: { backupId: backup.id, type: 'cleanup' } })).toBe(0);
+
+      const res = await del(lost);
+      const body = (await res.json()) as { error: { code: string; message: string; details: { backupId: string; jobId: string } } };
+      expect(res.status, JSON.stringify(body)).toBe(503);
+      expect(body.error).toMatchObject({ code: 'unavailable', message: expect.stringContaining('could not enqueue the cleanup'), details: { backupId: backup.id } });
+      expect((await gw.prisma.backup.findUnique({ where: { id: backup.id } }))!.status).toBe('deleting');
+      expect(await gw.prisma.job.findUnique({ where: { id: body.error.details.jobId } })).toMatchObject({ type: 'cleanup', status: 'failed', errorCode: 'unavailable' });
+
+      // The repeat (Redis back) starts a new cleanup job, enqueued.
+      const again = await gw.api('DELETE', `/v1/backups/${backup.id}`);
+      expect(again.status).toBe(202);
+      expect(again.body.job).toMatchObject({ type: 'cleanup', status: 'queued' });
+      expect(again.body.job.id).not.toBe(body.error.details.jobId);
+      expect(await gw.jobQueues.queue('control').getJob(again.body.job.id)).toMatchObject({ name: 'cleanup' });
+    } finally {
+      notReady.close();
+      lost.close();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONTROL_QUEUE, CairnError, ScheduleService, archiveKey, indexKey, newId, schedulerIdOf, softDeleteBackups, type BackupStatus } from '@cairn/core';
+import { CONTROL_QUEUE, CairnError, ScheduleService, archiveKey, indexKey, newId, schedulerIdOf, softDeleteBackup, softDeleteBackups, type BackupStatus, type DeletionQueues } from '@cairn/core';
 import { startScheduleStack, type ScheduleStack } from './support/schedule-stack.ts';
 
 /** The service layer the schedule routes call, against real Postgres and BullMQ (no control worker). */
@@ -169,5 +169,55 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const hidden = await backupRow(other.instanceId, 'completed');
     const [scoped] = await softDeleteBackups(stack.prisma, stack.queues, [hidden.id], 'token', { tenantId: (await stack.prisma.instance.findUnique({ where: { id: instanceId } }))!.tenantId });
     expect(scoped!.ok ? '' : scoped!.error.code).toBe('not-found');
+  });
+
+  it('refuses a backup read by a restore (conflict with its job id), changing nothing', async () => {
+    const { instanceId, nodeId } = await stack.seedInstance();
+    const b = await backupRow(instanceId, 'completed');
+    const restore = newId();
+    await stack.prisma.job.create({ data: { id: restore, type: 'restore', status: 'running', instanceId, backupId: b.id, targetInstanceId: instanceId, nodeId, requestedBy: 'test' } });
+    const e = await softDeleteBackup(stack.prisma, stack.queues, b.id, 'token').then(
+      () => null,
+      (err: CairnError) => err,
+    );
+    expect(e).toMatchObject({ code: 'conflict', details: { jobId: restore } });
+    expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('completed');
+    expect(await stack.prisma.job.count({ where: { backupId: b.id, type: 'cleanup' } })).toBe(0);
+  });
+
+  it('changes nothing while Redis is down; a failed enqueue fails the cleanup job, and a repeat replaces it', async () => {
+    const { instanceId } = await stack.seedInstance();
+    const b = await backupRow(instanceId, 'completed');
+    const down = () => Promise.reject(new CairnError('unavailable', 'redis unavailable: connection lost'));
+    const live: DeletionQueues = { enqueueControl: (...a) => stack.queues.enqueueControl(...a), cancel: (...a) => stack.queues.cancel(...a) };
+
+    const [refused] = await softDeleteBackups(stack.prisma, { ...live, ready: down }, [b.id], 'token');
+    expect(refused).toMatchObject({ id: b.id, ok: false, error: { code: 'unavailable' } });
+    expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('completed');
+    expect(await stack.prisma.job.count({ where: { backupId: b.id, type: 'cleanup' } })).toBe(0);
+
+    const [lost] = await softDeleteBackups(stack.prisma, { ...live, enqueueControl: down, ready: async () => {} }, [b.id], 'token');
+    expect(lost!.ok).toBe(false);
+    const error = lost!.ok ? null : lost!.error;
+    expect(error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/could not enqueue the cleanup: .*repeat the delete to retry/), details: { backupId: b.id } });
+    const failedId = (error!.details as { jobId: string }).jobId;
+    expect(await stack.prisma.job.findUnique({ where: { id: failedId } })).toMatchObject({ type: 'cleanup', status: 'failed', errorCode: 'unavailable' });
+    expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('deleting');
+
+    const again = await softDeleteBackup(stack.prisma, live, b.id, 'token');
+    expect(again.cleanupJob).toMatchObject({ type: 'cleanup', status: 'queued' });
+    expect(again.cleanupJob!.id).not.toBe(failedId);
+    expect(await stack.queues.queue(CONTROL_QUEUE).getJob(again.cleanupJob!.id)).toMatchObject({ name: 'cleanup' });
+  });
+
+  it('turns unexpected errors into per-id errors: unavailable by default, or as classifyError says', async () => {
+    const { instanceId } = await stack.seedInstance();
+    const b = await backupRow(instanceId, 'completed');
+    const broken: DeletionQueues = { enqueueControl: async () => {}, cancel: async () => 'gone', ready: () => Promise.reject(new Error('boom')) };
+    const [byDefault] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token');
+    expect(byDefault).toMatchObject({ ok: false, error: { code: 'unavailable', message: `could not delete backup ${b.id}: boom` } });
+    const [classified] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token', { classifyError: (err, id) => new CairnError('internal', `${id}: ${(err as Error).message}`) });
+    expect(classified).toMatchObject({ ok: false, error: { code: 'internal', message: `${b.id}: boom` } });
+    await expect(softDeleteBackup(stack.prisma, broken, b.id, 'token')).rejects.toThrow('boom');
   });
 });

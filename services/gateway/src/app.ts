@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import type { Check, Config, Logger, PrismaClient } from '@cairn/core';
+import { ScheduleService, type Check, type Config, type Logger, type PrismaClient } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { bullBoard } from './admin/bull-board.ts';
 import { ApiRegistry } from './http/api-routes.ts';
@@ -13,6 +13,7 @@ import { instanceRoutes } from './routes/instances.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
 import { nodeRoutes } from './routes/nodes.routes.ts';
 import { opsRoutes } from './routes/ops.routes.ts';
+import { scheduleRoutes } from './routes/schedules.routes.ts';
 import { tokenRoutes } from './routes/tokens.routes.ts';
 import { BackupFilesService } from './services/backup-files.service.ts';
 import { BackupObjects } from './services/backup-objects.ts';
@@ -47,7 +48,8 @@ export interface Gateway {
 export function createGateway(deps: GatewayDeps): Gateway {
   const { prisma, queues, logger, store, config } = deps;
   const tokens = new TokenService({ prisma, logger });
-  const instances = new InstanceService({ prisma, queues, objects: new BackupObjects(store), logger });
+  const schedules = new ScheduleService({ prisma, queues, config, logger });
+  const instances = new InstanceService({ prisma, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
   const backups = new BackupService({ prisma, queues, instances, config, logger });
   const files = new BackupFilesService({ store, backups, logger });
   const restores = new RestoreService({ prisma, queues, instances, backups, files, logger });
@@ -59,6 +61,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   tokenRoutes(registry, tokens);
   instanceRoutes(registry, instances, backups);
   backupRoutes(registry, backups, files, restores);
+  scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
   let openapi: unknown;

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { CairnError, JobQueues, createLogger, createPrisma, createRedis, loadConfig, redactConfig, type Config, type Logger } from '@cairn/core';
+import { CairnError, JobQueues, createLogger, createPrisma, createRedis, loadConfig, reconcileSchedulers, redactConfig, type Config, type Logger } from '@cairn/core';
 import { createObjectStore } from '@cairn/core/runtime.ts';
 import { createGateway } from './app.ts';
 import { QueueClient } from './queue/queue-client.ts';
@@ -69,6 +69,14 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
     logger.info({ url }, 'gateway listening');
+    // The schedule table is the truth: rebuild the BullMQ job schedulers from it (a flushed or new
+    // Redis loses none). In the background: a slow or absent Redis must not hold up serving.
+    const reconciling = reconcileSchedulers(prisma, queues, { logger }).then(
+      (report) => {
+        if (report.failed.length) logger.warn({ failed: report.failed.slice(0, 20), count: report.failed.length }, 'some schedulers could not be reconciled; the next start or control worker retries');
+      },
+      (err: unknown) => logger.error({ err }, 'could not reconcile the schedulers with the schedule table'),
+    );
 
     let closing: Promise<void> | undefined;
     return {
@@ -81,6 +89,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
           const timer = setTimeout(() => server.closeAllConnections(), 2000);
           await closed;
           clearTimeout(timer);
+          // A reconcile still running would fail on closed connections: give it a moment first.
+          await Promise.race([reconciling, delay(2000)]);
           await releaseAll();
           logger.info('gateway stopped');
         })()),

@@ -5,3 +5,4 @@ export * from './tokens.schemas.ts';
 export * from './instances.schemas.ts';
 export * from './backups.schemas.ts';
 export * from './nodes.schemas.ts';
+export * from './schedules.schemas.ts';

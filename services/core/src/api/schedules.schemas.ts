@@ -21,7 +21,7 @@ export const TimeZoneName = z
   .refine((v) => canonicalTimeZone(v) !== null, 'must be an IANA time zone such as Europe/Berlin or UTC')
   .describe('IANA time zone the cron expression and the retention calendar are read in');
 
-const keepCount = (what: string) => z.int().min(0).max(100_000).optional().describe(what);
+const keepCount = (what: string) => z.int('must be a whole number ≥ 0').min(0, 'must be a whole number ≥ 0').max(100_000).optional().describe(what);
 
 export const RetentionPolicySchema = named(
   'RetentionPolicy',
@@ -33,11 +33,12 @@ export const RetentionPolicySchema = named(
       keepWeekly: keepCount('the newest backup of each of the n latest ISO weeks'),
       keepMonthly: keepCount('the newest backup of each of the n latest months'),
       keepYearly: keepCount('the newest backup of each of the n latest years'),
-      maxAgeDays: z.int().min(1).max(36_500).optional().describe('hard limit: older backups are deleted even when a keep rule would keep them; sets expiresAt'),
+      maxAgeDays: z.int('must be a whole number ≥ 1').min(1, 'must be a whole number ≥ 1').max(36_500).optional().describe('hard limit: older backups are deleted even when a keep rule would keep them; sets expiresAt'),
     })
     .strict()
     .superRefine((policy, ctx) => {
-      for (const p of retentionPolicyProblems(policy)) ctx.addIssue({ code: 'custom', path: p.path ? [p.path] : [], message: p.message });
+      // The fields' own checks above already name a bad value: only the policy-wide rule is added here.
+      for (const p of retentionPolicyProblems(policy)) if (!p.path) ctx.addIssue({ code: 'custom', path: [], message: p.message });
     }),
   'restic-style keep rules over the schedule’s completed backups; at least one rule.',
 );

@@ -40,6 +40,18 @@ export class CodecPool {
     return new CodecPool(host, await host.acquireMany(Math.max(1, size)));
   }
 
+  /** One worker for a job plus a pool, or nothing (what was started is stopped) on failure. */
+  static async openWith(host: WorkerHost, size: number): Promise<{ worker: PooledWorker; pool: CodecPool }> {
+    const all = await Promise.allSettled(Array.from({ length: Math.max(1, size) + 1 }, () => host.acquire()));
+    const ok = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const bad = all.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (bad) {
+      for (const w of ok) host.discard(w);
+      throw bad.reason;
+    }
+    return { worker: ok[0]!, pool: new CodecPool(host, ok.slice(1)) };
+  }
+
   get size(): number {
     return this.workers.length;
   }

@@ -177,8 +177,11 @@ export class Extractor implements TarHandler {
       this.skipping = true;
       return;
     }
-    if (plan.path !== name || (e.type !== plan.type && e.type !== 'other')) {
-      throw new CairnError('archive-corrupt', `entry at offset ${e.headerOffset} is ${name} (${e.type}), the index says ${plan.path} (${plan.type})`);
+    if (plan.path !== name || (e.type !== plan.type && e.type !== 'other') || (e.type === 'file' && e.size !== plan.size)) {
+      throw new CairnError('archive-corrupt', `entry at offset ${e.headerOffset} is ${name} (${e.type}, ${e.size} bytes), the index says ${plan.path} (${plan.type}, ${plan.size} bytes)`);
+    }
+    if (e.type === 'symlink' && bytesToPath(e.linkTarget) !== plan.linkTarget) {
+      throw new CairnError('archive-corrupt', `symlink ${name} points at another target than the index says`);
     }
     this.pending.delete(e.headerOffset);
     this.skipping = false;

@@ -72,7 +72,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   if (signal?.aborted) throw abortError(signal);
   const host = sharedWorkerHost();
   const concurrency = options.concurrency ?? defaultConcurrency();
-  const [reader, pool] = await Promise.all([host.acquire(), CodecPool.open(host, concurrency)]);
+  const { worker: reader, pool } = await CodecPool.openWith(host, concurrency);
 
   const ctrl = new Int32Array(new SharedArrayBuffer(8));
   Atomics.store(ctrl, 0, concurrency * 2 + 2);

@@ -100,7 +100,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   const plan = planExtraction(o, index);
   const restoreOwnership = o.restoreOwnership ?? process.getuid?.() === 0;
   const host = sharedWorkerHost();
-  const [extractor, pool] = await Promise.all([host.acquire(), CodecPool.open(host, o.concurrency ?? defaultConcurrency())]);
+  const { worker: extractor, pool } = await CodecPool.openWith(host, o.concurrency ?? defaultConcurrency());
 
   const { port1, port2 } = new MessageChannel();
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: plan.bytesTotal, filesDone: 0, filesTotal: plan.filesTotal };

@@ -15,6 +15,11 @@ import { transitionJob } from './state-transitions.ts';
 export interface DeletionQueues {
   enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string): Promise<void>;
   cancel(queueName: string, jobId: string, reason: string): Promise<'removed' | 'signalled' | 'gone'>;
+  /**
+   * Resolves when Redis answers, throws CairnError('unavailable') otherwise (the gateway's
+   * QueuePort). Checked before anything changes, so a delete while Redis is down changes nothing.
+   */
+  ready?(): Promise<void>;
 }
 
 export interface SoftDeleteOptions {
@@ -32,17 +37,35 @@ export interface SoftDeleteOptions {
   now?: () => Date;
 }
 
-export type SoftDeleteResult =
-  | { id: string; ok: true; backup: Backup; cleanupJob: Job | null; cancelledJobs: string[] }
-  | { id: string; ok: false; error: CairnError };
+export interface BatchSoftDeleteOptions extends SoftDeleteOptions {
+  /**
+   * Turns an error that is not a CairnError (a database error, a bug) into the per-id error.
+   * Default: `unavailable` with its message. The gateway passes its HTTP error mapping.
+   */
+  classifyError?: (err: unknown, backupId: string) => CairnError;
+}
+
+export interface SoftDeleted {
+  id: string;
+  /** The backup as it is now: `deleting`, or `deleted` when it already was. */
+  backup: Backup;
+  /** The cleanup job (reused when one was active); null for an already deleted backup. */
+  cleanupJob: Job | null;
+  /** Producer jobs of the backup that were cancelled or signalled. */
+  cancelledJobs: string[];
+}
+
+export type SoftDeleteResult = ({ ok: true } & SoftDeleted) | { id: string; ok: false; error: CairnError };
 
 /** Job types that read a backup's objects: the backup cannot be deleted under them. */
 const READERS = ['restore', 'verify', 'migrate'] as const;
 const LIVE: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 
 /**
- * Transaction-scoped Postgres advisory lock on one record (`cairn:<kind>:<id>`), the same key the
- * gateway takes, so check-then-write rules hold across every replica of every service.
+ * Transaction-scoped Postgres advisory lock on one record (`cairn:<kind>:<id>`), released at commit
+ * or rollback. The one lock of every service (gateway, control worker), so check-then-write rules
+ * that a unique index cannot express ("one backup or restore per instance", "no restore of a
+ * backup being deleted") hold across every replica. Lock order: schedule, backup, instance.
  */
 export async function lockRecord(tx: Prisma.TransactionClient, kind: 'instance' | 'backup' | 'schedule', id: string): Promise<void> {
   await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
@@ -57,26 +80,39 @@ export async function softDeleteBackups(
   queues: DeletionQueues,
   ids: readonly string[],
   requestedBy: string,
-  options: SoftDeleteOptions = {},
+  options: BatchSoftDeleteOptions = {},
 ): Promise<SoftDeleteResult[]> {
+  const classify = options.classifyError ?? ((err: unknown, id: string) => new CairnError('unavailable', `could not delete backup ${id}: ${(err as Error).message}`, { cause: err }));
   const results: SoftDeleteResult[] = [];
   for (const id of ids) {
     try {
-      results.push(await softDeleteOne(prisma, queues, id, requestedBy, options));
+      results.push({ ok: true, ...(await softDeleteBackup(prisma, queues, id, requestedBy, options)) });
     } catch (err) {
-      const error = err instanceof CairnError ? err : new CairnError('unavailable', `could not delete backup ${id}: ${(err as Error).message}`, { cause: err });
-      results.push({ id, ok: false, error });
+      results.push({ id, ok: false, error: err instanceof CairnError ? err : classify(err, id) });
     }
   }
   return results;
 }
 
-async function softDeleteOne(prisma: PrismaClient, queues: DeletionQueues, id: string, requestedBy: string, options: SoftDeleteOptions): Promise<SoftDeleteResult> {
+/**
+ * Soft-deletes one backup (`DELETE /backups/:id`) and throws what stops it: not-found (or another
+ * tenant's), conflict (a restore, verify or migrate reads it; a state outside `from`), unavailable
+ * (Redis down before anything changed, or the cleanup could not be enqueued: that cleanup job is
+ * marked failed, the backup stays `deleting` and repeating the call retries).
+ */
+export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQueues, id: string, requestedBy: string, options: SoftDeleteOptions = {}): Promise<SoftDeleted> {
   const now = options.now ?? (() => new Date());
   const from = (options.from ?? LIVE).filter((s) => s !== 'deleting' && s !== 'deleted');
+  const scope = options.tenantId ? { instance: { tenantId: options.tenantId } } : {};
+  // Answer what needs no queue first (unknown, already deleted), then refuse early if Redis is down.
+  const seen = await prisma.backup.findFirst({ where: { id, ...scope } });
+  if (!seen) throw new CairnError('not-found', `backup ${id} not found`);
+  if (seen.status === 'deleted') return { id, backup: seen, cleanupJob: null, cancelledJobs: [] };
+  await queues.ready?.();
+
   const { backup, cleanup } = await prisma.$transaction(async (tx) => {
     await lockRecord(tx, 'backup', id);
-    const found = await tx.backup.findFirst({ where: { id, ...(options.tenantId ? { instance: { tenantId: options.tenantId } } : {}) } });
+    const found = await tx.backup.findFirst({ where: { id, ...scope } });
     if (!found) throw new CairnError('not-found', `backup ${id} not found`);
     if (found.status === 'deleted') return { backup: found, cleanup: null };
     const reader = await tx.job.findFirst({ where: { backupId: id, type: { in: [...READERS] }, status: { in: ['queued', 'running'] } } });
@@ -103,27 +139,28 @@ async function softDeleteOne(prisma: PrismaClient, queues: DeletionQueues, id: s
       }));
     return { backup, cleanup };
   });
-  if (!cleanup) return { id, ok: true, backup, cleanupJob: null, cancelledJobs: [] };
+  if (!cleanup) return { id, backup, cleanupJob: null, cancelledJobs: [] };
 
-  // The backup being produced right now: stop it (its worker removes what it uploaded).
   const cancelledJobs: string[] = [];
-  const producers = await prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
-  for (const job of producers) {
-    if (await cancelProducer(prisma, queues, job, `backup ${id} deleted`)) cancelledJobs.push(job.id);
-  }
-
-  if (cleanup.status === 'queued') {
-    try {
-      // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
-      await queues.enqueueControl('cleanup', { backupId: id, jobId: cleanup.id }, cleanup.id);
-    } catch (err) {
-      const reason = `could not enqueue the cleanup: ${(err as Error).message}`;
-      await transitionJob(prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-      throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details: { backupId: id, jobId: cleanup.id } });
+  let step = 'enqueue the cleanup';
+  try {
+    // The backup being produced right now: stop it (its worker removes what it uploaded).
+    const producers = await prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
+    for (const job of producers) {
+      step = `cancel backup job ${job.id}`;
+      if (await cancelProducer(prisma, queues, job, `backup ${id} deleted`)) cancelledJobs.push(job.id);
     }
+    step = 'enqueue the cleanup';
+    // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
+    if (cleanup.status === 'queued') await queues.enqueueControl('cleanup', { backupId: id, jobId: cleanup.id }, cleanup.id);
+  } catch (err) {
+    // A queued cleanup nobody enqueued would block every retry (it counts as active): fail it.
+    const reason = `could not ${step}: ${(err as Error).message}`;
+    await transitionJob(prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+    throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details: { backupId: id, jobId: cleanup.id } });
   }
   const cleanupJob = (await prisma.job.findUnique({ where: { id: cleanup.id } })) ?? cleanup;
-  return { id, ok: true, backup, cleanupJob, cancelledJobs };
+  return { id, backup, cleanupJob, cancelledJobs };
 }
 
 /** A waiting producer is removed and marked cancelled; a running one is signalled and ends itself. */

@@ -1,4 +1,4 @@
-import type { Queue } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CONTROL_QUEUE, CairnError, nodeQueueName, type ControlJobName, type ControlJobPayload, type JobQueues, type NodeJobName, type NodeJobPayload } from '@cairn/core';
 
@@ -6,8 +6,9 @@ export type CancelOutcome = 'removed' | 'signalled' | 'gone';
 
 /** What the gateway's services need from the queues; a fake implements it in unit tests. */
 export interface QueuePort {
-  enqueueNode(nodeId: string, name: NodeJobName, payload: NodeJobPayload): Promise<void>;
-  enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string): Promise<void>;
+  enqueueNode(nodeId: string, name: NodeJobName, payload: NodeJobPayload, opts?: JobsOptions): Promise<void>;
+  /** `opts` passes BullMQ options through (retention requests use deduplication). */
+  enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string, opts?: JobsOptions): Promise<void>;
   cancel(queueName: string, jobId: string, reason: string): Promise<CancelOutcome>;
   /** Waiting/active/delayed/failed... counts of one queue. */
   counts(queueName: string): Promise<Record<string, number>>;
@@ -42,12 +43,12 @@ export class QueueClient implements QueuePort {
     this.connectWaitMs = options.connectWaitMs ?? 1000;
   }
 
-  enqueueNode(nodeId: string, name: NodeJobName, payload: NodeJobPayload): Promise<void> {
-    return this.guard(`enqueue ${name} on ${nodeQueueName(nodeId)}`, () => this.jobQueues.enqueueNode(nodeId, name, payload));
+  enqueueNode(nodeId: string, name: NodeJobName, payload: NodeJobPayload, opts?: JobsOptions): Promise<void> {
+    return this.guard(`enqueue ${name} on ${nodeQueueName(nodeId)}`, () => this.jobQueues.enqueueNode(nodeId, name, payload, opts));
   }
 
-  enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string): Promise<void> {
-    return this.guard(`enqueue ${name} on ${CONTROL_QUEUE}`, () => this.jobQueues.enqueueControl(name, payload, jobId));
+  enqueueControl(name: ControlJobName, payload: ControlJobPayload, jobId: string, opts?: JobsOptions): Promise<void> {
+    return this.guard(`enqueue ${name} on ${CONTROL_QUEUE}`, () => this.jobQueues.enqueueControl(name, payload, jobId, opts));
   }
 
   cancel(queueName: string, jobId: string, reason: string): Promise<CancelOutcome> {

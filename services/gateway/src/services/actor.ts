@@ -20,6 +20,12 @@ export function tenantScope(actor: Actor): string | undefined {
   return actor.tenantId;
 }
 
+/** `tenantScope` in the form core's services take (`{}` for admins). */
+export function scopeOf(actor: Actor): { tenantId?: string } {
+  const tenantId = tenantScope(actor);
+  return tenantId ? { tenantId } : {};
+}
+
 export function requireAdmin(actor: Actor, what = 'this operation'): void {
   if (actor.role !== 'admin') throw new CairnError('forbidden', `${what} needs an admin token`);
 }

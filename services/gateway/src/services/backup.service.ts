@@ -1,11 +1,14 @@
 import {
-  CONTROL_QUEUE,
   CairnError,
+  activeInstanceJob,
   archiveKey,
   containingRoot,
   indexKey,
+  lockRecord,
   newId,
   nodeQueueName,
+  softDeleteBackup,
+  softDeleteBackups,
   transitionBackup,
   transitionJob,
   type Backup,
@@ -15,6 +18,8 @@ import {
   type Logger,
   type Prisma,
   type PrismaClient,
+  type SoftDeleteOptions,
+  type SoftDeleted,
 } from '@cairn/core';
 import type { BackupList, BackupStarted, BatchDeleteResult, DeleteBackupResult, ListBackupsQuery, StartBackupBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
@@ -22,8 +27,6 @@ import { toCairnError } from '../middleware/error-handler.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import type { InstanceService } from './instance.service.ts';
-import { activeJobOf, cancelJob } from './job-rules.ts';
-import { lockFor } from './locks.ts';
 import { backupView, jobView } from './presenters.ts';
 
 export interface BackupServiceOptions {
@@ -34,9 +37,6 @@ export interface BackupServiceOptions {
   logger: Logger;
   now?: () => Date;
 }
-
-/** Job types that read a backup's objects: the backup cannot be deleted under them. */
-const READERS = ['restore', 'verify', 'migrate'] as const;
 
 /** Starting, listing and deleting backups (SPEC §4, §9, §10, §11). */
 export class BackupService {
@@ -85,8 +85,8 @@ export class BackupService {
     const backupId = newId();
     const jobId = newId();
     const { backup, job } = await this.prisma.$transaction(async (tx) => {
-      await lockFor(tx, 'instance', instance.id);
-      const active = await activeJobOf(tx, instance.id);
+      await lockRecord(tx, 'instance', instance.id);
+      const active = await activeInstanceJob(tx, instance.id);
       if (active) throw busy(instance.name, active);
       const manual = await tx.backup.count({ where: { instanceId: instance.id, trigger: 'manual', status: { notIn: ['deleting', 'deleted'] } } });
       if (manual >= this.config.MANUAL_BACKUP_LIMIT) {
@@ -157,64 +157,48 @@ export class BackupService {
   }
 
   /**
-   * Soft delete (SPEC §10): the backup turns `deleting` at once (conditionally, from any live
-   * state), a cleanup job removes its objects later. A backup still being produced has its job
-   * cancelled; a backup being read by a restore is refused (409). Repeating the call is safe:
-   * it reuses the active cleanup job, or starts a new one if the last one failed.
+   * Soft delete (SPEC §10) through core's one implementation: the backup turns `deleting` at once,
+   * a cleanup job removes its objects later; a backup still being produced has its job cancelled,
+   * one being read by a restore is refused (409), Redis down is a 503 before anything changes.
+   * Repeating the call is safe: it reuses the active cleanup job, or starts a new one if the last
+   * one failed.
    */
   async remove(actor: Actor, id: string): Promise<DeleteBackupResult> {
-    const visible = await this.findVisible(actor, id);
-    if (visible.status === 'deleted') return { backup: backupView(visible), job: null };
-    await this.queues.ready();
-    const { backup, cleanup } = await this.prisma.$transaction(async (tx) => {
-      await lockFor(tx, 'backup', id);
-      const reader = await tx.job.findFirst({ where: { backupId: id, type: { in: [...READERS] }, status: { in: ['queued', 'running'] } } });
-      if (reader) throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });
-      await tx.backup.updateMany({ where: { id, status: { notIn: ['deleting', 'deleted'] } }, data: { status: 'deleting', deletedAt: this.now() } });
-      const backup = (await tx.backup.findUnique({ where: { id } }))!;
-      if (backup.status === 'deleted') return { backup, cleanup: null };
-      const active = await tx.job.findFirst({ where: { backupId: id, type: 'cleanup', status: { in: ['queued', 'running'] } } });
-      const cleanup =
-        active ??
-        (await tx.job.create({
-          data: { id: newId(), type: 'cleanup', status: 'queued', instanceId: backup.instanceId, backupId: id, queue: CONTROL_QUEUE, params: {}, requestedBy: actor.tokenId },
-        }));
-      return { backup, cleanup };
-    });
-    if (!cleanup) return { backup: backupView(backup), job: null };
-
-    // The backup being produced right now: stop it (its worker cleans up what it uploaded).
-    const producers = await this.prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
-    for (const job of producers) await cancelJob(this.prisma, this.queues, job, `backup ${id} deleted`);
-
-    if (cleanup.status === 'queued') {
-      try {
-        // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
-        await this.queues.enqueueControl('cleanup', { backupId: id, jobId: cleanup.id }, cleanup.id);
-      } catch (err) {
-        const reason = `could not enqueue the cleanup: ${toCairnError(err).message}`;
-        await transitionJob(this.prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-        throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details: { backupId: id, jobId: cleanup.id } });
-      }
-    }
-    this.logger.info({ backupId: id, jobId: cleanup.id, cancelled: producers.map((j) => j.id), by: actor.tokenId }, 'backup deleting');
-    return { backup: backupView(backup), job: jobView((await this.prisma.job.findUnique({ where: { id: cleanup.id } })) ?? cleanup) };
+    const deleted = await softDeleteBackup(this.prisma, this.queues, id, actor.tokenId, this.deleteOptions(actor));
+    this.logDeleted(actor, deleted);
+    return { backup: backupView(deleted.backup), job: deleted.cleanupJob ? jobView(deleted.cleanupJob) : null };
   }
 
   /** Batch delete: each id on its own, one result per id in request order. */
   async removeMany(actor: Actor, ids: string[]): Promise<BatchDeleteResult> {
-    const results: BatchDeleteResult['results'] = [];
-    for (const id of ids) {
-      try {
-        const { backup, job } = await this.remove(actor, id);
-        results.push({ id, ok: true, status: backup.status, jobId: job?.id ?? null });
-      } catch (err) {
+    const results = await softDeleteBackups(this.prisma, this.queues, ids, actor.tokenId, {
+      ...this.deleteOptions(actor),
+      // The HTTP mapping (database down → unavailable...); anything unexpected is logged here, once.
+      classifyError: (err, backupId) => {
         const e = toCairnError(err);
-        if (e.code === 'internal') this.logger.error({ err, backupId: id }, 'batch delete failed');
-        results.push({ id, ok: false, error: { code: e.code, message: e.code === 'internal' ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) } });
-      }
-    }
-    return { results };
+        if (e.code === 'internal') this.logger.error({ err, backupId }, 'batch delete failed');
+        return e;
+      },
+    });
+    return {
+      results: results.map((r) => {
+        if (r.ok) {
+          this.logDeleted(actor, r);
+          return { id: r.id, ok: true, status: r.backup.status, jobId: r.cleanupJob?.id ?? null };
+        }
+        const e = r.error;
+        return { id: r.id, ok: false, error: { code: e.code, message: e.code === 'internal' ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
+      }),
+    };
+  }
+
+  private deleteOptions(actor: Actor): SoftDeleteOptions {
+    return { tenantId: tenantScope(actor), reason: 'user', now: this.now };
+  }
+
+  private logDeleted(actor: Actor, deleted: SoftDeleted): void {
+    if (!deleted.cleanupJob) return;
+    this.logger.info({ backupId: deleted.id, jobId: deleted.cleanupJob.id, cancelled: deleted.cancelledJobs, by: actor.tokenId }, 'backup deleting');
   }
 
   /** 422 when none of the chosen volumes can be backed up on the instance's node (SPEC §11). */

@@ -1,4 +1,4 @@
-import { CairnError, backupPrefix, containingRoot, newId, type Logger, type Node, type Prisma, type PrismaClient } from '@cairn/core';
+import { CairnError, activeInstanceJob, backupPrefix, containingRoot, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
 import type {
   Coverage,
   CreateInstanceBody,
@@ -13,8 +13,7 @@ import type {
 import type { QueuePort } from '../queue/queue-client.ts';
 import { fieldError, validationError } from '../http/validation.ts';
 import { tenantScope, type Actor } from './actor.ts';
-import { activeJobOf, cancelJobs } from './job-rules.ts';
-import { lockFor } from './locks.ts';
+import { cancelJobs } from './job-rules.ts';
 import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from './presenters.ts';
 import type { BackupObjects } from './backup-objects.ts';
 
@@ -22,6 +21,8 @@ export interface InstanceServiceOptions {
   prisma: PrismaClient;
   queues: QueuePort;
   objects: BackupObjects;
+  /** Removes the BullMQ job schedulers of the schedules that a force delete takes with it. */
+  schedulers: Pick<SchedulerSync, 'removeScheduler'>;
   logger: Logger;
   now?: () => Date;
 }
@@ -33,6 +34,7 @@ export class InstanceService {
   private readonly prisma: PrismaClient;
   private readonly queues: QueuePort;
   private readonly objects: BackupObjects;
+  private readonly schedulers: Pick<SchedulerSync, 'removeScheduler'>;
   private readonly logger: Logger;
   private readonly now: () => Date;
 
@@ -40,6 +42,7 @@ export class InstanceService {
     this.prisma = options.prisma;
     this.queues = options.queues;
     this.objects = options.objects;
+    this.schedulers = options.schedulers;
     this.logger = options.logger;
     this.now = options.now ?? (() => new Date());
   }
@@ -110,10 +113,10 @@ export class InstanceService {
     const layoutChange = body.nodeId !== undefined || body.volumes !== undefined;
     try {
       const row = await this.prisma.$transaction(async (tx) => {
-        await lockFor(tx, 'instance', id);
+        await lockRecord(tx, 'instance', id);
         const current = await this.findVisible(actor, id, tx);
         if (layoutChange) {
-          const active = await activeJobOf(tx, id);
+          const active = await activeInstanceJob(tx, id);
           if (active) throw new CairnError('conflict', `instance ${current.name} has a ${active.type} job ${active.status}; change its node or volumes when it ends`, { details: { jobId: active.id } });
           const node = body.nodeId !== undefined && body.nodeId !== current.nodeId ? await this.requireNode(body.nodeId, tx) : await tx.node.findUnique({ where: { id: current.nodeId } });
           const volumes: VolumeSpec[] = body.volumes ?? current.volumes.map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes }));
@@ -144,7 +147,8 @@ export class InstanceService {
   /**
    * Removes an instance. Refused while it has backups that are not deleted (or jobs in flight)
    * unless `force`: then its jobs are cancelled, its backup records removed with it and their
-   * objects deleted (the orphan sweep catches whatever that misses).
+   * objects deleted (the orphan sweep catches whatever that misses). Its schedules go with it
+   * (cascade), their BullMQ job schedulers first, in the same transaction.
    */
   async remove(actor: Actor, id: string, force: boolean): Promise<DeletedInstance> {
     const instance = await this.findVisible(actor, id);
@@ -161,14 +165,23 @@ export class InstanceService {
     }
     // Stop the work first: if Redis is down this fails (503) before anything is deleted.
     const cancelled = await cancelJobs(this.prisma, this.queues, active, `instance ${id} deleted`);
-    const prefixes = await this.prisma.$transaction(async (tx) => {
-      await lockFor(tx, 'instance', id);
-      const backups = await tx.backup.findMany({ where: { instanceId: id }, select: { id: true } });
-      await tx.backup.deleteMany({ where: { instanceId: id } });
-      await tx.instance.delete({ where: { id } });
-      return backups.map((b) => backupPrefix(id, b.id));
-    });
-    this.logger.info({ instanceId: id, backups: prefixes.length, force, by: actor.tokenId }, 'instance deleted');
+    const { prefixes, schedules } = await this.prisma.$transaction(
+      async (tx) => {
+        // Lock order schedule → instance (as a firing takes them), so a firing or a schedule change
+        // in flight finishes first and cannot put a scheduler back for a row about to vanish.
+        const schedules = (await tx.schedule.findMany({ where: { instanceId: id }, select: { id: true }, orderBy: { id: 'asc' } })).map((s) => s.id);
+        for (const scheduleId of schedules) await lockRecord(tx, 'schedule', scheduleId);
+        await lockRecord(tx, 'instance', id);
+        // Redis first: if it fails (503) the transaction rolls back and nothing is deleted.
+        for (const scheduleId of schedules) await this.schedulers.removeScheduler(scheduleId);
+        const backups = await tx.backup.findMany({ where: { instanceId: id }, select: { id: true } });
+        await tx.backup.deleteMany({ where: { instanceId: id } });
+        await tx.instance.delete({ where: { id } }); // schedules cascade
+        return { prefixes: backups.map((b) => backupPrefix(id, b.id)), schedules };
+      },
+      { timeout: 30_000 },
+    );
+    this.logger.info({ instanceId: id, backups: prefixes.length, schedules: schedules.length, force, by: actor.tokenId }, 'instance deleted');
     // Objects of deleted (or never completed) backups may linger; removing them is best effort.
     for (const prefix of prefixes) {
       await this.objects.deletePrefix(prefix).catch((err: Error) => this.logger.warn({ instanceId: id, prefix, err: err.message }, 'could not delete backup objects; the orphan sweep will'));

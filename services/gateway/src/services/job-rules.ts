@@ -1,22 +1,5 @@
-import { transitionBackup, transitionJob, type Job, type Prisma, type PrismaClient } from '@cairn/core';
+import { transitionBackup, transitionJob, type Job, type PrismaClient } from '@cairn/core';
 import type { QueuePort } from '../queue/queue-client.ts';
-
-/**
- * The queued or running backup/restore acting on an instance, if any (SPEC §4: at most one per
- * instance). A restore acts on its target; a backup on its own instance.
- */
-export async function activeJobOf(db: Prisma.TransactionClient | PrismaClient, instanceId: string): Promise<Job | null> {
-  return db.job.findFirst({
-    where: {
-      status: { in: ['queued', 'running'] },
-      OR: [
-        { type: 'backup', instanceId },
-        { type: 'restore', targetInstanceId: instanceId },
-      ],
-    },
-    orderBy: { id: 'asc' },
-  });
-}
 
 export type CancelResult = 'cancelled' | 'signalled' | 'unchanged';
 

@@ -1,4 +1,4 @@
-import { CairnError, newId, nodeQueueName, transitionJob, type Logger, type PrismaClient } from '@cairn/core';
+import { CairnError, activeInstanceJob, lockRecord, newId, nodeQueueName, transitionJob, type Logger, type PrismaClient } from '@cairn/core';
 import type { JobView, RestoreBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
@@ -7,8 +7,6 @@ import type { Actor } from './actor.ts';
 import type { BackupFilesService } from './backup-files.service.ts';
 import { busyInstanceError, type BackupService } from './backup.service.ts';
 import type { InstanceService } from './instance.service.ts';
-import { activeJobOf } from './job-rules.ts';
-import { lockFor } from './locks.ts';
 import { jobView } from './presenters.ts';
 
 export interface RestoreServiceOptions {
@@ -78,13 +76,13 @@ export class RestoreService {
     const jobId = newId();
     const job = await this.prisma.$transaction(async (tx) => {
       // Lock order backup → instance everywhere, so a concurrent delete or backup cannot interleave.
-      await lockFor(tx, 'backup', backup.id);
+      await lockRecord(tx, 'backup', backup.id);
       const current = await tx.backup.findUnique({ where: { id: backup.id } });
       if (current?.status !== 'completed') {
         throw new CairnError('conflict', `backup ${backup.id} is ${current?.status ?? 'gone'}: only completed backups can be restored`, { details: { status: current?.status } });
       }
-      await lockFor(tx, 'instance', target.id);
-      const active = await activeJobOf(tx, target.id);
+      await lockRecord(tx, 'instance', target.id);
+      const active = await activeInstanceJob(tx, target.id);
       if (active) throw busyInstanceError(target.name, active);
       return tx.job.create({
         data: {
