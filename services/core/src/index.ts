@@ -13,6 +13,8 @@ export * from './domain/state-transitions.ts';
 export * from './domain/paths.ts';
 export * as api from './api/index.ts';
 export * from './domain/backup-deletion.ts';
+export * from './domain/job-cancel.ts';
+export * from './domain/locks.ts';
 export * from './schedule/cron.ts';
 export * from './schedule/retention.ts';
 export * from './schedule/firing-ids.ts';

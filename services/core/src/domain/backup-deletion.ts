@@ -3,6 +3,8 @@ import { CairnError } from '../errors.ts';
 import type { Backup, BackupStatus, Job, Prisma } from '../generated/prisma/client.ts';
 import { newId } from '../ids.ts';
 import { CONTROL_QUEUE, type ControlJobName, type ControlJobPayload } from '../queue/contracts.ts';
+import { cancelJob } from './job-cancel.ts';
+import { lockRecord } from './locks.ts';
 import { transitionJob } from './state-transitions.ts';
 
 /**
@@ -61,15 +63,6 @@ export type SoftDeleteResult = ({ ok: true } & SoftDeleted) | { id: string; ok: 
 const READERS = ['restore', 'verify', 'migrate'] as const;
 const LIVE: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 
-/**
- * Transaction-scoped Postgres advisory lock on one record (`cairn:<kind>:<id>`), released at commit
- * or rollback. The one lock of every service (gateway, control worker), so check-then-write rules
- * that a unique index cannot express ("one backup or restore per instance", "no restore of a
- * backup being deleted") hold across every replica. Lock order: schedule, backup, instance.
- */
-export async function lockRecord(tx: Prisma.TransactionClient, kind: 'instance' | 'backup' | 'schedule', id: string): Promise<void> {
-  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
-}
 
 /**
  * Soft-deletes each backup on its own, in order; one result per id. Repeating it is safe: an
@@ -148,7 +141,7 @@ export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQue
     const producers = await prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
     for (const job of producers) {
       step = `cancel backup job ${job.id}`;
-      if (await cancelProducer(prisma, queues, job, `backup ${id} deleted`)) cancelledJobs.push(job.id);
+      if ((await cancelJob(prisma, queues, job, `backup ${id} deleted`)) !== 'unchanged') cancelledJobs.push(job.id);
     }
     step = 'enqueue the cleanup';
     // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
@@ -163,11 +156,3 @@ export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQue
   return { id, backup, cleanupJob, cancelledJobs };
 }
 
-/** A waiting producer is removed and marked cancelled; a running one is signalled and ends itself. */
-async function cancelProducer(prisma: PrismaClient, queues: DeletionQueues, job: Job, reason: string): Promise<boolean> {
-  const outcome = job.queue ? await queues.cancel(job.queue, job.id, reason) : 'gone';
-  if (outcome === 'signalled') return true;
-  const from = outcome === 'removed' ? (['queued', 'running'] as const) : (['queued'] as const);
-  // The backup itself is already `deleting`; only its job record changes.
-  return transitionJob(prisma, job.id, [...from], 'cancelled', { error: reason, errorCode: 'cancelled' });
-}

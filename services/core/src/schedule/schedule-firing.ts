@@ -1,5 +1,5 @@
 import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/backup-deletion.ts';
+import { lockRecord } from '../domain/locks.ts';
 import { archiveKey, indexKey, type Compression } from '../domain/object-layout.ts';
 import { CairnError } from '../errors.ts';
 import type { Backup, Job, Prisma } from '../generated/prisma/client.ts';

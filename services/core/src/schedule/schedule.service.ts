@@ -1,7 +1,7 @@
 import type { CreateScheduleBody, DeletedSchedule, RetentionPreview, ScheduleList, ScheduleView, UpdateScheduleBody } from '../api/schedules.schemas.ts';
 import type { Config } from '../config/config.ts';
 import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/backup-deletion.ts';
+import { lockRecord } from '../domain/locks.ts';
 import { transitionBackup, transitionJob } from '../domain/state-transitions.ts';
 import type { Compression } from '../domain/object-layout.ts';
 import { CairnError } from '../errors.ts';

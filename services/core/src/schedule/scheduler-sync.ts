@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/backup-deletion.ts';
+import { lockRecord } from '../domain/locks.ts';
 import { CairnError } from '../errors.ts';
 import type { Schedule } from '../generated/prisma/client.ts';
 import type { Logger } from '../logging/logger.ts';

@@ -1,4 +1,4 @@
-import { CairnError, activeInstanceJob, backupPrefix, containingRoot, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
+import { CairnError, activeInstanceJob, backupPrefix, cancelJobs, containingRoot, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
 import type {
   Coverage,
   CreateInstanceBody,
@@ -13,7 +13,6 @@ import type {
 import type { QueuePort } from '../queue/queue-client.ts';
 import { fieldError, validationError } from '../http/validation.ts';
 import { tenantScope, type Actor } from './actor.ts';
-import { cancelJobs } from './job-rules.ts';
 import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from './presenters.ts';
 import type { BackupObjects } from './backup-objects.ts';
 

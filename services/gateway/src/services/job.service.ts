@@ -1,8 +1,7 @@
-import { CairnError, type Job, type Logger, type Prisma, type PrismaClient } from '@cairn/core';
+import { CairnError, cancelJob, type Job, type Logger, type Prisma, type PrismaClient } from '@cairn/core';
 import { TERMINAL_JOB_STATES, type JobList, type JobView, type ListJobsQuery } from '@cairn/core/api/index.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
-import { cancelJob } from './job-rules.ts';
 import { jobView } from './presenters.ts';
 
 export interface JobServiceOptions {

@@ -1,5 +1,8 @@
-import { transitionBackup, transitionJob, type Job, type PrismaClient } from '@cairn/core';
-import type { QueuePort } from '../queue/queue-client.ts';
+import type { Job, PrismaClient } from '../db/prisma.ts';
+import type { JobQueues } from '../queue/job-queues.ts';
+import { transitionBackup, transitionJob } from './state-transitions.ts';
+
+type CancelQueues = Pick<JobQueues, 'cancel'>;
 
 export type CancelResult = 'cancelled' | 'signalled' | 'unchanged';
 
@@ -8,7 +11,7 @@ export type CancelResult = 'cancelled' | 'signalled' | 'unchanged';
  * its pending backup with it); a running one is signalled and ends `cancelled` by its worker.
  * All row changes are conditional, so a worker finishing at the same moment wins.
  */
-export async function cancelJob(prisma: PrismaClient, queues: QueuePort, job: Job, reason: string): Promise<CancelResult> {
+export async function cancelJob(prisma: PrismaClient, queues: CancelQueues, job: Job, reason: string): Promise<CancelResult> {
   const outcome = job.queue ? await queues.cancel(job.queue, job.id, reason) : 'gone';
   if (outcome === 'signalled') return 'signalled';
   // Removed from its queue, or no BullMQ job left that could run it: nothing will pick it up.
@@ -21,7 +24,7 @@ export async function cancelJob(prisma: PrismaClient, queues: QueuePort, job: Jo
 }
 
 /** Cancels several jobs; returns the ids that were cancelled or signalled. */
-export async function cancelJobs(prisma: PrismaClient, queues: QueuePort, jobs: Job[], reason: string): Promise<string[]> {
+export async function cancelJobs(prisma: PrismaClient, queues: CancelQueues, jobs: Job[], reason: string): Promise<string[]> {
   const out: string[] = [];
   for (const job of jobs) {
     if ((await cancelJob(prisma, queues, job, reason)) !== 'unchanged') out.push(job.id);
