@@ -1,6 +1,6 @@
 import type { PrismaClient } from '../db/prisma.ts';
 import { CairnError } from '../errors.ts';
-import type { Backup, BackupStatus, Job, Prisma } from '../generated/prisma/client.ts';
+import type { Backup, BackupStatus, Job } from '../generated/prisma/client.ts';
 import { newId } from '../ids.ts';
 import { CONTROL_QUEUE, type ControlJobName, type ControlJobPayload } from '../queue/contracts.ts';
 import { cancelJob } from './job-cancel.ts';
