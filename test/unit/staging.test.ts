@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyStaged, recoverLeftovers, rollbackStaged, stagingNames } from '@cairn/worker/node/staging.ts';
+import { Journal, applyStaged, recoverLeftovers, stagingNames } from '@cairn/worker/node/staging.ts';
 import { snapshotTree } from '../support/tree.ts';
 
 function write(root: string, files: Record<string, string>): void {
@@ -45,8 +45,9 @@ describe('applying a staged restore by renames', () => {
   });
 
   it('rollback puts back every displaced entry', async () => {
-    await applyStaged({ staging, live, oldDir, mode: 'merge' });
-    expect(await rollbackStaged(live, oldDir)).toBe(true);
+    const journal = new Journal();
+    await applyStaged({ staging, live, oldDir, mode: 'merge', journal });
+    expect(await journal.undo()).toBe(true);
     expect(read(live)).toMatchObject({ x: 'old x', 'd/y': 'old y', keep: 'k' });
   });
 });

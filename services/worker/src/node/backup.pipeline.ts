@@ -13,11 +13,15 @@ export interface BackupOutcome {
   warnings?: number;
 }
 
+/** At most this many warnings are written to the Backup row; the index keeps all of them. */
+export const ROW_WARNINGS_MAX = 1000;
+
 /**
  * The backup pipeline of SPEC §6 for one Job: resolve volumes, pack them into a block-compressed
  * archive streamed straight into a multipart upload, upload the index, then conditionally mark
  * the Backup completed. Safe to run again after a crash: the Backup row is reused and a previous
- * attempt's incomplete upload is aborted first.
+ * attempt's incomplete upload is aborted first. Once the Backup is `completed` its objects are
+ * never removed by this pipeline, whatever fails afterwards.
  */
 export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOutcome> {
   const job = await ctx.prisma.job.findUnique({
@@ -27,15 +31,29 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
   if (!job?.backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
   const backup = job.backup;
   if (job.status !== 'queued' && job.status !== 'running') return { status: 'skipped', backupId: backup.id };
+  if (backup.status === 'completed') {
+    // An earlier run completed the backup and stopped before recording it on the Job.
+    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', { result: resultOf(backup) });
+    return { status: 'completed', backupId: backup.id };
+  }
   if (backup.status !== 'pending' && backup.status !== 'running') {
     await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'cancelled', { error: `backup is ${backup.status}` });
     return { status: 'cancelled', backupId: backup.id };
   }
   const now = new Date();
-  await transitionBackup(ctx.prisma, backup.id, ['pending', 'running'], 'running', { startedAt: backup.startedAt ?? now, error: null });
-  await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? now, attempts: run.attempt, nodeId: ctx.nodeId, error: null });
+  if (!(await transitionBackup(ctx.prisma, backup.id, ['pending', 'running'], 'running', { startedAt: backup.startedAt ?? now, error: null }))) {
+    // Deleted, cancelled or completed between the two reads: start again from the current state.
+    const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id }, select: { status: true } });
+    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'cancelled', { error: `backup is ${current?.status ?? 'missing'}` });
+    return { status: 'cancelled', backupId: backup.id };
+  }
+  if (!(await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? now, attempts: run.attempt, nodeId: ctx.nodeId, error: null }))) {
+    // The Job was cancelled or interrupted meanwhile; whoever did it also settled the Backup.
+    return { status: 'skipped', backupId: backup.id };
+  }
 
   let indexUploaded = false;
+  let committed = false;
   try {
     run.progress('preparing');
     const chosen = backup.volumes.length ? backup.instance.volumes.filter((v) => backup.volumes.includes(v.name)) : backup.instance.volumes;
@@ -54,7 +72,8 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
 
     await abortLeftoverUploads(ctx, backupPrefix(backup.instanceId, backup.id));
 
-    // The pack and the upload run together; either failing stops the other.
+    // The pack and the upload run together; either failing stops the other, and both have
+    // settled before anything else happens.
     const stop = new AbortController();
     const signal = AbortSignal.any([run.signal, stop.signal]);
     const body = new PassThrough({ highWaterMark: 1 << 20 });
@@ -82,34 +101,48 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
         throw err;
       },
     );
-    const [result, stored] = await Promise.all([packed, upload]);
+    const [packOutcome, uploadOutcome] = await Promise.allSettled([packed, upload]);
+    if (packOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') throw rootCause(packOutcome, uploadOutcome);
+    const result = packOutcome.value;
+    const stored = uploadOutcome.value;
     if (stored.size !== result.storedBytes) {
       throw new CairnError('archive-corrupt', `stored object is ${stored.size} bytes, the archive was ${result.storedBytes}`, { permanent: false });
     }
 
     run.progress('uploading-index');
+    indexUploaded = true; // from here on an index of this attempt may exist
     await ctx.store.put(backup.indexKey, encodeIndex(result.index), { signal: run.signal, contentType: 'application/gzip' });
-    indexUploaded = true;
 
     const allWarnings = [...warnings, ...result.warnings];
+    const rowWarnings =
+      allWarnings.length > ROW_WARNINGS_MAX
+        ? [...allWarnings.slice(0, ROW_WARNINGS_MAX), { path: '', code: 'warnings-truncated', message: `${allWarnings.length - ROW_WARNINGS_MAX} more warnings are listed in the backup's index` }]
+        : allWarnings;
     const completed = await transitionBackup(ctx.prisma, backup.id, ['running'], 'completed', {
       completedAt: new Date(),
       sizeBytes: BigInt(result.storedBytes),
       logicalBytes: BigInt(result.logicalBytes),
       fileCount: result.fileCount,
       sha256: result.sha256,
-      warnings: allWarnings as object[],
+      warnings: rowWarnings as object[],
       error: null,
     });
     if (!completed) {
+      const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id } });
+      if (current?.status === 'completed') {
+        // Another run of this job (a stalled copy) completed it: the row describes its objects.
+        committed = true;
+        await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', { result: resultOf(current) });
+        return { status: 'completed', backupId: backup.id };
+      }
       // Deleted or cancelled while running: never flip it back; remove what was uploaded.
       await ctx.store.deleteMany([backup.storageKey, backup.indexKey]);
-      const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id }, select: { status: true } });
       await transitionJob(ctx.prisma, job.id, ['running'], 'cancelled', { error: `backup became ${current?.status ?? 'missing'} while running; its objects were removed` });
       return { status: 'cancelled', backupId: backup.id };
     }
+    committed = true;
     run.progress('done');
-    await transitionJob(ctx.prisma, job.id, ['running'], 'succeeded', {
+    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', {
       result: { backupId: backup.id, storedBytes: result.storedBytes, logicalBytes: result.logicalBytes, fileCount: result.fileCount, warnings: allWarnings.length },
     });
     if (backup.trigger === 'schedule' && backup.scheduleId) {
@@ -118,9 +151,18 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     }
     return { status: 'completed', backupId: backup.id, warnings: allWarnings.length };
   } catch (err) {
+    if (committed) {
+      // The Backup is completed and its objects are in place: they stay, whatever failed after
+      // (a cancel that came too late included). Only the Job row is behind: a retry of this job
+      // finds the Backup completed and records the success.
+      run.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'backup completed but its job could not be recorded');
+      throw new CairnError('unavailable', `backup ${backup.id} completed, recording it on the job failed: ${err instanceof Error ? err.message : String(err)}`, { permanent: false, cause: err });
+    }
     const failure = classify(err, run);
+    // A lost run leaves the objects and the records to the run that owns the job now.
+    if (failure.kind === 'lost') throw await recordFailure(ctx.prisma, run, failure);
     // The multipart upload was aborted by put(); an index from this attempt must not outlive it.
-    if (indexUploaded || failure.kind !== 'retry') await ctx.store.deleteMany([backup.storageKey, backup.indexKey]).catch(() => {});
+    if (indexUploaded || failure.kind !== 'retry') await removeObjectsUnlessCompleted(ctx, backup);
     if (failure.kind === 'retry') {
       await transitionBackup(ctx.prisma, backup.id, ['running'], 'pending', { error: failure.error.message }).catch(() => {});
     } else {
@@ -131,6 +173,36 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     }
     throw await recordFailure(ctx.prisma, run, failure);
   }
+}
+
+function resultOf(b: { id: string; sizeBytes: bigint | null; logicalBytes: bigint | null; fileCount: number | null; warnings: unknown }) {
+  return {
+    backupId: b.id,
+    storedBytes: b.sizeBytes === null ? null : Number(b.sizeBytes),
+    logicalBytes: b.logicalBytes === null ? null : Number(b.logicalBytes),
+    fileCount: b.fileCount,
+    warnings: Array.isArray(b.warnings) ? b.warnings.length : 0,
+  };
+}
+
+/**
+ * The error that explains a failed pack-and-upload. A failing upload makes the packer fail too
+ * (its output closes), and a failing packer makes put() fail with a cancel or with the packer's
+ * own error: so an upload error other than a cancel is the cause, otherwise the packer's.
+ */
+function rootCause(pack: PromiseSettledResult<unknown>, upload: PromiseSettledResult<unknown>): unknown {
+  if (upload.status === 'rejected' && !(upload.reason instanceof CairnError && upload.reason.code === 'cancelled')) return upload.reason;
+  return pack.status === 'rejected' ? pack.reason : (upload as PromiseRejectedResult).reason;
+}
+
+/**
+ * Removes this backup's objects after a failure, unless the Backup is (by now) completed: then
+ * they are what its row describes. When its state cannot be read, they stay for the orphan sweep.
+ */
+async function removeObjectsUnlessCompleted(ctx: NodeContext, backup: { id: string; storageKey: string; indexKey: string }): Promise<void> {
+  const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id }, select: { status: true } }).catch(() => null);
+  if (!current || current.status === 'completed') return;
+  await ctx.store.deleteMany([backup.storageKey, backup.indexKey]).catch(() => {});
 }
 
 /** Aborts incomplete multipart uploads under a backup's prefix left by an earlier attempt. */

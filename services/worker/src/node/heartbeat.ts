@@ -25,8 +25,20 @@ export async function startHeartbeat(opts: { prisma: PrismaClient; nodeId: strin
     await opts.prisma.node.upsert({ where: { id: opts.nodeId }, create: { id: opts.nodeId, ...data }, update: data });
   };
   await beat();
+  // One beat at a time: a volume root whose statfs hangs (a dead NFS server) must cost one
+  // thread-pool thread, not a new one every interval until every fs call of the worker waits.
+  let inFlight = false;
   const timer = setInterval(() => {
-    beat().catch((err: Error) => opts.logger.warn({ err: err.message }, 'heartbeat failed'));
+    if (inFlight) {
+      opts.logger.warn('previous heartbeat still running; skipped one');
+      return;
+    }
+    inFlight = true;
+    beat()
+      .catch((err: Error) => opts.logger.warn({ err: err.message }, 'heartbeat failed'))
+      .finally(() => {
+        inFlight = false;
+      });
   }, opts.intervalMs ?? HEARTBEAT_INTERVAL_MS);
   timer.unref();
   return () => clearInterval(timer);

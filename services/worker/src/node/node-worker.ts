@@ -2,7 +2,8 @@ import { Worker, type Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
 import { CairnError, JobQueues, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
-import { listenForCancels } from '../cancel-listener.ts';
+import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
+import { LockLostError } from './job-outcome.ts';
 import { runBackup } from './backup.pipeline.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
@@ -10,6 +11,9 @@ import { runRestore } from './restore.pipeline.ts';
 import { recoverLeftovers } from './staging.ts';
 
 export const WORKER_VERSION = '0.1.0';
+
+/** A queued Job row is judged lost from the queue only once it is older than this. */
+const LOST_JOB_GRACE_MS = 60_000;
 
 export interface NodeWorkerOptions {
   config: Config;
@@ -45,33 +49,56 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningW
   const producer = createRedis(config.REDIS_URL);
   const queues = new JobQueues(producer, config.QUEUE_PREFIX);
   const ctx: NodeContext = { nodeId, volumeRoots, prisma, store, logger, config, queues };
-  await reconcileAtStart(ctx, connection, config.QUEUE_PREFIX, queueName);
-
-  const worker = new Worker(queueName, (job: Job, token: string | undefined, signal?: AbortSignal) => processJob(ctx, job, signal ?? new AbortController().signal), {
-    connection,
-    prefix: config.QUEUE_PREFIX,
-    concurrency: config.WORKER_CONCURRENCY,
-    lockDuration: opts.lockDurationMs ?? 30_000,
-    stalledInterval: opts.stalledIntervalMs ?? 30_000,
-    maxStalledCount: 3,
-    autorun: false,
-  });
-  worker.on('error', (err) => logger.warn({ err: err.message }, 'worker error'));
-  worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'job failed'));
-  const stopCancels = await listenForCancels(config.REDIS_URL, config.QUEUE_PREFIX, [worker], logger);
-  void worker.run();
+  let worker: Worker | undefined;
+  let cancels: CancelListener | undefined;
+  const release = async () => {
+    stopHeartbeat();
+    // The worker first: jobs still running while it drains can still be cancelled.
+    await worker?.close();
+    await cancels?.close();
+    await queues.close();
+    connection.disconnect();
+    producer.disconnect();
+  };
+  try {
+    await reconcileAtStart(ctx, connection, config.QUEUE_PREFIX, queueName);
+    const w = new Worker(
+      queueName,
+      (job: Job, token: string | undefined, signal?: AbortSignal) => {
+        const aborted = signal ?? new AbortController().signal;
+        // A cancel that came before this processor was registered is applied now.
+        const early = cancels?.takeEarly(job.id ?? '');
+        if (early !== undefined && !aborted.aborted) w.cancelJob(job.id!, early);
+        return processJob(ctx, job, aborted);
+      },
+      {
+        connection,
+        prefix: config.QUEUE_PREFIX,
+        concurrency: config.WORKER_CONCURRENCY,
+        lockDuration: opts.lockDurationMs ?? 30_000,
+        stalledInterval: opts.stalledIntervalMs ?? 30_000,
+        maxStalledCount: 3,
+        autorun: false,
+      },
+    );
+    worker = w;
+    w.on('error', (err) => logger.warn({ err: err.message }, 'worker error'));
+    w.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'job failed'));
+    // Another worker may be handed a job whose lock we lost: stop our run of it.
+    w.on('lockRenewalFailed', (jobIds: string[]) => {
+      for (const id of jobIds) if (w.cancelJob(id, new LockLostError(id) as unknown as string)) logger.warn({ jobId: id }, 'lost the job lock; stopping this run');
+    });
+    cancels = await listenForCancels(config.REDIS_URL, config.QUEUE_PREFIX, [w], logger);
+    void w.run();
+  } catch (err) {
+    await release().catch(() => {});
+    throw err;
+  }
   logger.info({ queue: queueName, volumeRoots }, 'node worker started');
 
   return {
     nodeId,
-    async close() {
-      stopHeartbeat();
-      await stopCancels();
-      await worker.close();
-      await queues.close();
-      connection.disconnect();
-      producer.disconnect();
-    },
+    close: release,
   };
 }
 
@@ -127,7 +154,11 @@ async function reconcileAtStart(ctx: NodeContext, connection: ReturnType<typeof 
   const { Queue } = await import('bullmq');
   const queue = new Queue(queueName, { connection, prefix });
   try {
-    const jobs = await prisma.job.findMany({ where: { status: { in: ['queued', 'running'] }, OR: [{ nodeId }, { queue: queueName }] } });
+    // A queued row younger than the grace may not be enqueued yet (the gateway writes it first).
+    const enqueuedBefore = new Date(Date.now() - LOST_JOB_GRACE_MS);
+    const jobs = await prisma.job.findMany({
+      where: { OR: [{ nodeId }, { queue: queueName }], AND: [{ OR: [{ status: 'running' }, { status: 'queued', createdAt: { lt: enqueuedBefore } }] }] },
+    });
     for (const job of jobs) {
       if (await queue.getJob(job.id)) continue;
       const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: 'the job was lost from the queue (worker or Redis restarted)' });

@@ -2,11 +2,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { z } from 'zod';
-import { CairnError, containingRoot, transitionJob } from '@cairn/core';
+import { CairnError, containingRoot, isInside, transitionJob } from '@cairn/core';
 import { decodeIndex, unpackArchive, type ArchiveIndex } from '@cairn/core/archive/index.ts';
 import { classify, recordFailure } from './job-outcome.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
-import { applyStaged, exists, isMountPoint, rollbackStaged, stagingNames } from './staging.ts';
+import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
 
 const restoreParams = z.object({
   volumes: z.array(z.string()).optional(),
@@ -22,25 +22,36 @@ interface VolumePlan {
   live: string;
   staging: string;
   oldDir: string;
+  /** Where the displaced data goes when a failed restore cannot be undone. */
+  keptDir: string;
   inPlace: boolean;
   paths?: string[];
-  /** Set when a failed swap could not be fully undone: the displaced data stays in oldDir. */
-  keepOld?: boolean;
+  /** This run created `staging` (so it may remove it). */
+  ownsStaging?: boolean;
+  /** This run may have displaced live data into `oldDir`. */
+  touched?: boolean;
 }
 
 /**
  * The restore pipeline of SPEC §7: download and verify into a staging directory on the target's
- * filesystem, then swap it in. On failure or cancel the target is exactly as before.
+ * filesystem, then swap it in. On failure or cancel the target is exactly as before: every change
+ * made to live directories is journaled and undone, across all volumes; data that could not be
+ * put back is kept (never removed) and named in the job's error.
  */
 export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ status: 'succeeded' | 'skipped'; filesWritten?: number }> {
   const job = await ctx.prisma.job.findUnique({ where: { id: run.jobId }, include: { backup: true } });
-  if (!job?.backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
+  if (!job) throw new CairnError('not-found', `job ${run.jobId} does not exist`);
   if (job.status !== 'queued' && job.status !== 'running') return { status: 'skipped' };
-  await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? new Date(), attempts: run.attempt, nodeId: ctx.nodeId, error: null });
+  const started = await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? new Date(), attempts: run.attempt, nodeId: ctx.nodeId, error: null });
+  // Cancelled or interrupted between the two reads: whoever changed it owns the record now.
+  if (!started) return { status: 'skipped' };
 
   const plans: VolumePlan[] = [];
+  const journal = new Journal();
+  let committed = false;
   try {
     const backup = job.backup;
+    if (!backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
     if (backup.status !== 'completed') throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}, only completed backups can be restored`);
     const params = restoreParams.parse(job.params ?? {});
     const target = await ctx.prisma.instance.findUnique({ where: { id: job.targetInstanceId ?? backup.instanceId }, include: { volumes: true } });
@@ -50,22 +61,40 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
     const index = decodeIndex(await buffer(await ctx.store.get(backup.indexKey, { signal: run.signal })));
     const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
     const byVolume = groupPaths(params.paths, volumeNames);
+    // With paths, only the volumes they name are touched (a volume with none selected would
+    // otherwise be "replaced" by an empty staging directory).
+    const restored = params.paths?.length ? volumeNames.filter((n) => byVolume.has(n)) : volumeNames;
 
-    for (const name of volumeNames) {
+    const realRoots = await Promise.all(ctx.volumeRoots.map((r) => fs.realpath(r).catch(() => path.resolve(r))));
+    const others = await otherVolumes(ctx);
+    for (const name of restored) {
       const volume = target.volumes.find((v) => v.name === name);
       if (!volume) throw new CairnError('validation', `target instance ${target.name} has no volume named ${name}`);
-      const live = await liveDir(volume.hostPath, ctx.volumeRoots);
-      const inPlace = await isMountPoint(live);
+      const live = await liveDir(volume.hostPath, realRoots);
+      await assertNothingInside(live, volume.id, others);
+      // A volume root cannot be renamed away (its parent is outside the roots): apply in place.
+      const inPlace = realRoots.includes(live) || (await isMountPoint(live));
       const names = stagingNames(job.id, live);
       const home = inPlace ? live : path.dirname(live);
-      plans.push({ name, live, staging: path.join(home, names.staging), oldDir: path.join(home, names.old), inPlace, paths: byVolume.get(name) });
+      plans.push({ name, live, staging: path.join(home, names.staging), oldDir: path.join(home, names.old), keptDir: path.join(home, names.kept), inPlace, paths: byVolume.get(name) });
     }
 
-    const needed = bytesNeeded(index, volumeNames, params.paths);
-    if (plans[0]) await checkFreeSpace(path.dirname(plans[0].staging), needed);
+    const needed = new Map<string, number>();
+    for (const plan of plans) needed.set(plan.name, bytesNeeded(index, plan.name, plan.paths));
+    await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
+    const total = [...needed.values()].reduce((a, b) => a + b, 0);
 
-    for (const plan of plans) await fs.mkdir(plan.staging, { mode: 0o700 });
-    run.progress('restoring', { bytesDone: 0, bytesTotal: needed, filesDone: 0, filesTotal: 0 });
+    for (const plan of plans) {
+      try {
+        await fs.mkdir(plan.staging, { mode: 0o700 });
+      } catch (err) {
+        // Another run of this job (a stalled copy) owns it; never touch it.
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CairnError('unavailable', `staging directory ${plan.staging} already exists (another run of this restore?)`, { permanent: false });
+        throw err;
+      }
+      plan.ownsStaging = true;
+    }
+    run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
     const volumeDirs = Object.fromEntries(plans.map((p) => [p.name, p.staging]));
     const common = {
       target: plans[0]!.staging,
@@ -88,28 +117,69 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
     run.progress('swapping');
     const notes: string[] = [];
     for (const plan of plans) {
-      await swapIn(plan, params.mode);
-      if (plan.inPlace) notes.push(`${plan.name}: ${plan.live} is a mount point, entries were moved into place instead of swapping the directory`);
+      plan.touched = true;
+      await swapIn(plan, params.mode, journal);
+      if (plan.inPlace) notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
     }
-    await cleanup(plans);
+    // Every volume is in place: from here on nothing is undone.
+    committed = true;
+    notes.push(...(await removeReplaced(plans)));
     await transitionJob(ctx.prisma, job.id, ['running'], 'succeeded', {
       result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes },
     });
     run.progress('done');
     return { status: 'succeeded', filesWritten: result.filesWritten };
   } catch (err) {
-    await cleanup(plans).catch(() => {});
-    throw await recordFailure(ctx.prisma, run, classify(err, run));
+    const failure = classify(err, run);
+    const amend = (message: string) => {
+      failure.error = new CairnError(failure.error.code, message, { permanent: failure.error.permanent, details: failure.error.details, cause: failure.error });
+    };
+    if (committed) {
+      // Only recording the outcome failed; a retry restores the same data again.
+      amend(`the restore was applied to every volume, but recording it failed: ${failure.error.message}`);
+    } else {
+      const kept = await undo(plans, journal);
+      if (kept.length) amend(`${failure.error.message}; the restore could not be fully undone: the previous content is kept at ${kept.join(', ')}`);
+    }
+    throw await recordFailure(ctx.prisma, run, failure);
   }
 }
 
-/** Resolves (and creates when missing) a target volume directory, contained in the node's roots. */
-async function liveDir(hostPath: string, roots: readonly string[]): Promise<string> {
-  await fs.mkdir(hostPath, { recursive: true, mode: 0o755 });
+/**
+ * Resolves (and creates when missing) a target volume directory, contained in the node's roots.
+ * Containment is checked on where the path really leads before anything is created, and again after.
+ */
+async function liveDir(hostPath: string, realRoots: readonly string[]): Promise<string> {
+  const planned = await resolveReal(hostPath);
+  if (!containingRoot(planned, realRoots)) throw new CairnError('unsafe-path', `${hostPath} resolves to ${planned}, outside the node's volume roots`);
+  await fs.mkdir(planned, { recursive: true, mode: 0o755 });
   const real = await fs.realpath(hostPath);
-  const realRoots = await Promise.all(roots.map((r) => fs.realpath(r).catch(() => r)));
   if (!containingRoot(real, realRoots)) throw new CairnError('unsafe-path', `${hostPath} resolves to ${real}, outside the node's volume roots`);
+  if (!(await fs.stat(real)).isDirectory()) throw new CairnError('validation', `${hostPath} is not a directory`);
   return real;
+}
+
+interface OtherVolume {
+  id: string;
+  label: string;
+  real: string;
+}
+
+/** Every volume registered on this node, resolved (symlinks followed). */
+async function otherVolumes(ctx: NodeContext): Promise<OtherVolume[]> {
+  const rows = await ctx.prisma.volume.findMany({ where: { instance: { nodeId: ctx.nodeId } }, select: { id: true, name: true, hostPath: true, instance: { select: { name: true } } } });
+  return Promise.all(rows.map(async (v) => ({ id: v.id, label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })));
+}
+
+/**
+ * Refuses to restore into a directory that holds (or is) another registered volume: replacing it
+ * would replace, and then delete, that volume's data too.
+ */
+async function assertNothingInside(live: string, volumeId: string, others: OtherVolume[]): Promise<void> {
+  for (const o of others) {
+    if (o.id === volumeId || !isInside(o.real, live)) continue;
+    throw new CairnError('unsafe-path', `cannot restore into ${live}: ${o.label} (${o.real}) lies inside it`);
+  }
 }
 
 /** Splits '<volume>/<rel>' paths by volume; a path naming the whole volume means all of it. */
@@ -128,9 +198,10 @@ function groupPaths(paths: string[] | undefined, volumes: string[]): Map<string,
   return out;
 }
 
-function bytesNeeded(index: ArchiveIndex, volumes: string[], paths?: string[]): number {
-  const wanted = (p: string) =>
-    paths?.length ? paths.some((sel) => p === sel || p.startsWith(`${sel.replace(/\/+$/, '')}/`)) : volumes.some((v) => p === v || p.startsWith(`${v}/`));
+/** Bytes of the regular files restored into one volume (all of it, or the given relative paths). */
+function bytesNeeded(index: ArchiveIndex, volume: string, paths?: string[]): number {
+  const roots = paths?.length ? paths.map((rel) => `${volume}/${rel.replace(/\/+$/, '')}`) : [volume];
+  const wanted = (p: string) => roots.some((sel) => p === sel || p.startsWith(`${sel}/`));
   let total = 0;
   for (const e of index.entries) if (e.type === 'file' && wanted(e.path)) total += Number(e.size);
   return total;
@@ -146,6 +217,18 @@ export async function checkFreeSpace(home: string, needed: number): Promise<void
   }
 }
 
+/** checkFreeSpace for several staging homes: the bytes of all volumes on one filesystem add up. */
+export async function checkFreeSpaceOf(homes: Array<{ home: string; bytes: number }>): Promise<void> {
+  const byDevice = new Map<number | bigint, { home: string; bytes: number }>();
+  for (const { home, bytes } of homes) {
+    const dev = (await fs.stat(home)).dev;
+    const seen = byDevice.get(dev);
+    if (seen) seen.bytes += bytes;
+    else byDevice.set(dev, { home, bytes });
+  }
+  for (const { home, bytes } of byDevice.values()) await checkFreeSpace(home, bytes);
+}
+
 function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
@@ -156,31 +239,50 @@ function formatBytes(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-async function swapIn(plan: VolumePlan, mode: 'replace' | 'merge'): Promise<void> {
+async function swapIn(plan: VolumePlan, mode: 'replace' | 'merge', journal: Journal): Promise<void> {
   if (mode === 'replace' && !plan.paths && !plan.inPlace) {
     // Whole-directory swap: two renames; the live directory is never half-written.
-    await fs.rename(plan.live, plan.oldDir);
-    try {
-      await fs.rename(plan.staging, plan.live);
-    } catch (err) {
-      await fs.rename(plan.oldDir, plan.live);
-      throw err;
-    }
+    await journal.move(plan.live, plan.oldDir);
+    await journal.move(plan.staging, plan.live);
     return;
   }
-  const skip = new Set([path.basename(plan.staging), path.basename(plan.oldDir)]);
-  try {
-    await applyStaged({ staging: plan.staging, live: plan.live, oldDir: plan.oldDir, mode, paths: plan.paths, skip });
-  } catch (err) {
-    // Put back what was displaced; if that fails too, keep the old copy for the operator.
-    if (!(await rollbackStaged(plan.live, plan.oldDir))) plan.keepOld = true;
-    throw err;
-  }
+  await applyStaged({ staging: plan.staging, live: plan.live, oldDir: plan.oldDir, mode, paths: plan.paths, journal });
 }
 
-async function cleanup(plans: VolumePlan[]): Promise<void> {
+/**
+ * After a successful swap: removes the staging leftovers and the replaced data. A failure here
+ * does not fail the restore (the volumes are already restored); it is reported in the notes.
+ */
+async function removeReplaced(plans: VolumePlan[]): Promise<string[]> {
+  const notes: string[] = [];
   for (const plan of plans) {
-    await fs.rm(plan.staging, { recursive: true, force: true });
-    if (!plan.keepOld && (await exists(plan.live))) await fs.rm(plan.oldDir, { recursive: true, force: true });
+    for (const dir of [plan.staging, plan.oldDir]) {
+      await fs.rm(dir, { recursive: true, force: true }).catch((err: Error) => notes.push(`${plan.name}: could not remove ${dir}: ${err.message}`));
+    }
   }
+  return notes;
+}
+
+/**
+ * Undoes a failed restore: every change to live directories is reversed (newest first), then this
+ * run's staging copies are removed. Displaced data that could not be put back is never removed:
+ * it is renamed to the kept name and returned, so the job's error can name it.
+ */
+async function undo(plans: VolumePlan[], journal: Journal): Promise<string[]> {
+  const clean = await journal.undo();
+  const kept: string[] = [];
+  for (const plan of plans) {
+    if (plan.ownsStaging) await fs.rm(plan.staging, { recursive: true, force: true }).catch(() => {});
+    if (!plan.touched || !(await exists(plan.oldDir))) continue;
+    if (clean) {
+      // Only empty scaffolding should be left; anything else is kept below.
+      if (await removeEmptyTree(plan.oldDir).then(() => true, () => false)) continue;
+    }
+    const where = await fs.rename(plan.oldDir, plan.keptDir).then(
+      () => plan.keptDir,
+      () => plan.oldDir,
+    );
+    kept.push(where);
+  }
+  return kept;
 }
