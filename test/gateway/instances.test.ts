@@ -93,6 +93,21 @@ describe('instance registration', () => {
     expect((await register({ name: 'twice', nodeId, volumes: [{ name: 'data', hostPath: `${root}/t3` }] }, other)).status).toBe(201);
   });
 
+  it('refuses volumes that share or nest inside another instance\'s volumes on the node (409), without naming other tenants\' instances', async () => {
+    const first = await register({ name: 'owner', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared/data` }] });
+    expect(first.status).toBe(201);
+    const nested = await register({ name: 'nested', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared/data/inner` }] });
+    expect(nested.status).toBe(409);
+    expect(nested.body.error.details).toEqual([{ path: 'volumes.0.hostPath', message: `${root}/shared/data/inner overlaps volume data of instance owner (${root}/shared/data)` }]);
+    const other = (await gw.token('member', `other-${gw.tag}`)).token;
+    const outer = await register({ name: 'outer', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared` }] }, other);
+    expect(outer.status).toBe(409);
+    expect(outer.body.error.message).toContain('a volume of another instance on this node');
+    expect(outer.body.error.message).not.toContain('owner');
+    const sibling = await register({ name: 'sibling', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared/data-2` }] });
+    expect(sibling.status).toBe(201);
+  });
+
   it('lets an admin register into a named tenant and requires one when its token has none', async () => {
     const tenant = `adm-${gw.tag}`;
     const res = await register({ name: 'adm', nodeId, tenant, volumes: [{ name: 'data', hostPath: `${root}/adm` }] }, gw.adminToken);

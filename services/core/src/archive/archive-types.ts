@@ -31,7 +31,7 @@ export interface PackOptions {
   codec?: Codec;
   /** Compression level (zstd default 3, gzip default 6). */
   level?: number;
-  /** Uncompressed tar bytes per independently compressed block; rounded up to 512 (default 2 MiB). */
+  /** Uncompressed tar bytes per independently compressed block; rounded up to 512 (default 1 MiB). */
   blockSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: ArchiveProgress) => void;

@@ -3,6 +3,7 @@
  * (reading volumes for pack, writing files for unpack) that run synchronously off the main thread.
  */
 import { createHash } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
@@ -31,7 +32,7 @@ interface CodecRequest {
 
 interface JobRequest {
   id: number;
-  kind: 'pack-reader' | 'extract';
+  kind: 'pack-reader' | 'extract' | 'heap-stats';
   data: unknown;
 }
 
@@ -68,7 +69,10 @@ port.on('message', (m: CodecRequest | JobRequest) => {
     }
     return;
   }
-  const run = async (): Promise<unknown> => (m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never));
+  const run = async (): Promise<unknown> => {
+    if (m.kind === 'heap-stats') return getHeapStatistics();
+    return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
+  };
   run().then(
     (result) => reply(m.id, result),
     (err: unknown) => fail(m.id, err),

@@ -69,6 +69,8 @@ export interface ExtractStats {
 }
 
 const SLASH = Buffer.from('/');
+// Copying a fresh context is cheaper than createHash() per file.
+const SHA256 = createHash('sha256');
 const ZERO_CHUNK = 64 * 1024;
 const ZEROS = Buffer.alloc(ZERO_CHUNK);
 const SPARSE_MIN = 1024 * 1024;
@@ -130,6 +132,7 @@ export class Extractor implements TarHandler {
 
   push(chunk: Buffer, offset: number): void {
     this.parser.push(chunk, offset);
+    this.times.flush();
   }
 
   async finish(): Promise<ExtractStats & { warnings: ArchiveWarning[] }> {
@@ -242,7 +245,7 @@ export class Extractor implements TarHandler {
     try {
       if (f.skipped) ftruncateSync(f.fd, f.plan.size);
       const sha = f.hash.digest('hex');
-      if (f.plan.sha256 && sha !== f.plan.sha256) {
+      if (f.plan.sha256 !== undefined && sha !== f.plan.sha256) {
         closeSync(f.fd);
         f.fd = -1;
         for (const p of f.outPaths) unlinkQuiet(p);
@@ -342,7 +345,7 @@ export class Extractor implements TarHandler {
     this.replace(out, plan.outputs?.[0] ?? plan.path, () => {
       fd = openSync(out, CREATE, plan.mode & 0o777);
     });
-    this.file = { plan, outPaths, fd, hash: createHash('sha256'), pos: 0, skipped: false };
+    this.file = { plan, outPaths, fd, hash: SHA256.copy(), pos: 0, skipped: false };
     void e;
   }
 

@@ -11,6 +11,7 @@ import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, readSyn
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
 import type { ArchiveEntry, ArchiveWarning, EntryType, VolumeSummary, WarningCode } from './archive-types.ts';
+import { compressBlock } from './block-codec.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { encodeTarHeaders, RECORD } from './tar-header.ts';
 import { errCode, Kind, msOf, scanVolumes, type ScanItem } from './tree-scan.ts';
@@ -37,10 +38,12 @@ export interface PackReaderBlock {
   buf: ArrayBuffer;
   length: number;
   /**
-   * Index entries completed with this block, as a JSON array: a few large strings stay cheap
-   * for the main thread's garbage collector where 100k live objects would not.
+   * Index entries completed with this block: a JSON array, zstd-compressed. The main thread
+   * keeps these until the end — a few small buffers instead of 100k live objects (garbage
+   * collector time) or their text (memory: JSON compresses ~5×).
    */
-  entries: string;
+  entries: ArrayBuffer | undefined;
+  entriesLength: number;
   warnings: ArchiveWarning[];
   bytesDone: number;
   filesDone: number;
@@ -62,6 +65,13 @@ const SHA256 = createHash('sha256');
 const ZEROS = Buffer.alloc(64 * 1024);
 // O_NONBLOCK: a file swapped for a FIFO after the scan must not hang the open.
 const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+
+function packEntries(entries: ArchiveEntry[]): { buf: ArrayBuffer; length: number } | undefined {
+  if (!entries.length) return undefined;
+  const json = Buffer.from(JSON.stringify(entries));
+  const z = compressBlock('zstd', 1, json);
+  return { buf: z.buffer as ArrayBuffer, length: json.length };
+}
 
 /** Builds "<dir>/<name>" paths in one reused buffer; consecutive items share their directory. */
 class PathBuilder {
@@ -108,7 +118,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
 
   // ---- pre-scan -------------------------------------------------------------------------
   const scan = scanVolumes(d.volumes, (w) => warn(w.path, w.code, w.message, w.vol), checkAbort);
-  d.port.postMessage({ t: 'scan', filesTotal: scan.filesTotal, bytesTotal: scan.bytesTotal, entriesTotal: scan.items.length } satisfies PackReaderScan);
+  d.port.postMessage({ t: 'scan', filesTotal: scan.filesTotal, bytesTotal: scan.bytesTotal, entriesTotal: scan.list.length } satisfies PackReaderScan);
 
   // ---- tar stream into blocks -----------------------------------------------------------
   const blockSize = d.blockSize;
@@ -135,17 +145,19 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const flush = (): void => {
     if (bpos === 0) return;
     acquireCredit();
+    const packed = packEntries(entries);
     const msg: PackReaderBlock = {
       t: 'block',
       buf: block.buffer as ArrayBuffer,
       length: bpos,
-      entries: JSON.stringify(entries),
+      entries: packed?.buf,
+      entriesLength: packed?.length ?? 0,
       warnings: warnings.slice(sentWarnings),
       bytesDone,
       filesDone,
     };
     sentWarnings = warnings.length;
-    d.port.postMessage(msg, [msg.buf]);
+    d.port.postMessage(msg, packed ? [msg.buf, packed.buf] : [msg.buf]);
     offset += bpos;
     entries = [];
     const reused = receiveMessageOnPort(d.recycle)?.message as ArrayBuffer | undefined;
@@ -178,17 +190,15 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
 
   const fsPaths = new PathBuilder();
   const arcPaths = new PathBuilder();
-  const items = scan.items;
-  for (let i = 0; i < items.length; i++) {
+  const list = scan.list;
+  for (let i = 0; i < list.length; i++) {
     checkAbort();
-    emit(items[i]!);
-    // The list is walked once: let emitted items go (a hard link holds its own reference).
-    items[i] = undefined as unknown as ScanItem;
+    emit(list.item(i));
   }
   putZeros(2 * RECORD);
   const tarBytes = tarPos();
   flush();
-  if (sentWarnings < warnings.length) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, entries: '[]', warnings: warnings.slice(sentWarnings), bytesDone, filesDone } satisfies PackReaderBlock);
+  if (sentWarnings < warnings.length) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, entries: undefined, entriesLength: 0, warnings: warnings.slice(sentWarnings), bytesDone, filesDone } satisfies PackReaderBlock);
   for (const s of summaries) s.empty = s.entries <= 1;
   const result: PackReaderResult = { tarBytes, volumes: summaries };
   d.port.postMessage({ t: 'end', result } satisfies PackReaderEnd);
@@ -202,13 +212,13 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     let link: Buffer | undefined;
     let fd = -1;
     if (item.kind === Kind.Hardlink) {
-      let to = item.linkTo!;
-      while (!to.emitted && to.replacement) to = to.replacement;
-      if (to.emitted) {
-        link = Buffer.concat([to.parent!.arc, SLASH, Buffer.from(to.name!, 'latin1')]);
+      let to = list.linkTo[item.index]!;
+      while (!list.emitted[to] && list.replacement[to]! >= 0) to = list.replacement[to]!;
+      if (list.emitted[to]) {
+        link = Buffer.concat([list.dirs[list.parent[to]!]!.arc, SLASH, Buffer.from(list.names[to]!, 'latin1')]);
       } else {
         // The first name of this inode could not be stored: store the content under this one.
-        to.replacement = item;
+        list.replacement[to] = item.index;
         item.kind = Kind.File;
       }
     }
@@ -261,7 +271,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       dataOffset: tarPos(),
     };
     if (link) entry.linkTarget = bytesToPath(link);
-    item.emitted = true;
+    list.emitted[item.index] = 1;
     sum.entries++;
     if (type === 'file') {
       entry.sha256 = readContent(fd, size, entry.path, item);

@@ -24,13 +24,13 @@ import {
   type ArchiveProgress,
 } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
-import { DEFAULT_LEVEL } from './block-codec.ts';
+import { DEFAULT_LEVEL, decompressBlock } from './block-codec.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult, PackReaderScan } from './pack-reader.ts';
 import { SinkWriter } from './sink-writer.ts';
 import { sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
-export const DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024;
+export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 const MIN_BLOCK_SIZE = 4096;
 const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 const PROGRESS_INTERVAL_MS = 250;
@@ -82,7 +82,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
   const blocks: ArchiveBlock[] = [];
-  const entryChunks: string[] = [];
+  const entryChunks: { z: Buffer; length: number }[] = [];
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -120,7 +120,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       report(true);
       return;
     }
-    if (m.entries !== '[]') entryChunks.push(m.entries);
+    if (m.entries) entryChunks.push({ z: Buffer.from(m.entries), length: m.entriesLength });
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
@@ -173,7 +173,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   report(true);
   const sha256 = outHash.digest('hex');
   const entries: ArchiveEntry[] = [];
-  for (const chunk of entryChunks.splice(0)) for (const e of JSON.parse(chunk) as ArchiveEntry[]) entries.push(e);
+  for (const c of entryChunks.splice(0)) for (const e of JSON.parse(decompressBlock('zstd', c.z, c.length).toString('utf8')) as ArchiveEntry[]) entries.push(e);
   const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
   const index: ArchiveIndex = {
@@ -206,12 +206,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
 }
 
 function finishWorkers(failed: boolean, reader: PooledWorker, pool: CodecPool): void {
-  const host = sharedWorkerHost();
-  if (failed) {
-    host.discard(reader);
-    pool.destroy();
-  } else {
-    host.release(reader);
-    pool.release();
-  }
+  // The reader's heap grew with the pre-scan; a fresh thread (~30 ms) is cheaper than keeping it.
+  sharedWorkerHost().discard(reader);
+  if (failed) pool.destroy();
+  else pool.release();
 }

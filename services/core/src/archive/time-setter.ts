@@ -10,6 +10,7 @@ import type { Readable, Writable } from 'node:stream';
 
 const SYS_UTIMENSAT: Partial<Record<NodeJS.Architecture, number>> = { x64: 280, arm64: 88 };
 const NS = 1_000_000_000n;
+const NUL = Buffer.from([0]);
 
 // Records are "<sec>\0<nsec>\0<path>\0"; failures come back as "<errno text>\0<path>\0".
 // atime is left alone (UTIME_OMIT); AT_SYMLINK_NOFOLLOW (0x100) sets a symlink's own time.
@@ -28,6 +29,8 @@ while (defined(my $s = <STDIN>)) {
 export interface TimeSetter {
   readonly exact: boolean;
   set(path: Buffer, mtimeNs: bigint): void;
+  /** Hands queued records to the helper (call once per block: one pipe write, not one per file). */
+  flush(): void;
   /** Waits until every time is applied; returns the paths that failed with the reason. */
   finish(): Promise<{ path: Buffer; reason: string }[]>;
   /** Stops at once (abort). */
@@ -76,12 +79,25 @@ class PerlTimeSetter implements TimeSetter {
     });
   }
 
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+
   set(path: Buffer, mtimeNs: bigint): void {
     const { sec, nsec } = split(mtimeNs);
-    this.child.stdin.write(Buffer.concat([Buffer.from(`${sec}\0${nsec}\0`, 'latin1'), path, Buffer.from([0])]));
+    this.queued.push(Buffer.from(`${sec}\0${nsec}\0`, 'latin1'), path, NUL);
+    this.queuedBytes += path.length + 24;
+    if (this.queuedBytes >= 256 * 1024) this.flush();
+  }
+
+  flush(): void {
+    if (!this.queued.length) return;
+    this.child.stdin.write(Buffer.concat(this.queued));
+    this.queued = [];
+    this.queuedBytes = 0;
   }
 
   async finish(): Promise<{ path: Buffer; reason: string }[]> {
+    this.flush();
     this.child.stdin.end();
     const code = await this.done;
     if (this.spawnError || code !== 0) {
@@ -119,6 +135,8 @@ class NodeTimeSetter implements TimeSetter {
       this.fails.push({ path, reason: (err as Error).message });
     }
   }
+
+  flush(): void {}
 
   async finish(): Promise<{ path: Buffer; reason: string }[]> {
     return this.fails;

@@ -2,9 +2,6 @@
  * The pre-scan: walks a volume with synchronous readdir + lstat (no symlink is ever followed)
  * and lists what will be archived, in archive order. It gives the progress totals, and the
  * lstat results double as the "before" half of GNU tar's changed-while-read check.
- *
- * Items keep only the fields the packer needs (a BigIntStats object per file would cost
- * hundreds of bytes and most of the garbage collector's time on 100k files).
  */
 import { lstatSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.ts';
@@ -28,10 +25,12 @@ export const enum Kind {
   Hardlink,
 }
 
+/** One scanned entry, materialised on demand from the ScanList (short-lived). */
 export interface ScanItem {
+  index: number;
   /** Directory holding the item; undefined for a volume root. */
   parent: DirNode | undefined;
-  /** Name bytes as a latin1 string (a third of a Buffer's memory; 100k items add up). */
+  /** Name bytes as a latin1 string. */
   name: string | undefined;
   /** For directories: the node their children hang from. */
   node: DirNode | undefined;
@@ -45,12 +44,103 @@ export interface ScanItem {
   /** ctime and inode as Node's plain Stats has them, for comparing with a later fstat. */
   ctimeMs: number;
   ino: number;
-  /** For a hard link: the first name of the inode. */
-  linkTo: ScanItem | undefined;
+}
+
+/**
+ * The scan result, column-wise: ~100 bytes per entry instead of ~300 for an object per entry
+ * (and far less garbage-collector work), which matters at 100k+ files.
+ */
+export class ScanList {
+  length = 0;
+  private cap = 0;
+  kind = new Uint8Array(0);
+  vol = new Uint16Array(0);
+  mode = new Uint16Array(0);
+  uid = new Uint32Array(0);
+  gid = new Uint32Array(0);
+  size = new Float64Array(0);
+  mtimeSec = new Float64Array(0);
+  mtimeNsec = new Uint32Array(0);
+  ctimeMs = new Float64Array(0);
+  ino = new Float64Array(0);
+  /** Index into `dirs` of the parent (-1 for a volume root) and, for directories, of their own node. */
+  parent = new Int32Array(0);
+  node = new Int32Array(0);
+  /** Hard links: the item holding the first name of the inode (-1 otherwise). */
+  linkTo = new Int32Array(0);
   /** Set once the item's headers are in the stream. */
-  emitted?: boolean;
-  /** A later name of the inode stored as the file because this one could not be read. */
-  replacement?: ScanItem;
+  emitted = new Uint8Array(0);
+  /** A later name of the inode stored as the file because this one could not be read (-1 none). */
+  replacement = new Int32Array(0);
+  names: (string | undefined)[] = [];
+  readonly dirs: DirNode[] = [];
+
+  private grow(): void {
+    const cap = Math.max(1024, this.cap * 2);
+    const g = <T extends { length: number; set(a: ArrayLike<number>): void }>(a: T, make: new (n: number) => T): T => {
+      const b = new make(cap);
+      b.set(a as unknown as ArrayLike<number>);
+      return b;
+    };
+    this.kind = g(this.kind, Uint8Array);
+    this.vol = g(this.vol, Uint16Array);
+    this.mode = g(this.mode, Uint16Array);
+    this.uid = g(this.uid, Uint32Array);
+    this.gid = g(this.gid, Uint32Array);
+    this.size = g(this.size, Float64Array);
+    this.mtimeSec = g(this.mtimeSec, Float64Array);
+    this.mtimeNsec = g(this.mtimeNsec, Uint32Array);
+    this.ctimeMs = g(this.ctimeMs, Float64Array);
+    this.ino = g(this.ino, Float64Array);
+    this.parent = g(this.parent, Int32Array);
+    this.node = g(this.node, Int32Array);
+    this.linkTo = g(this.linkTo, Int32Array);
+    this.emitted = g(this.emitted, Uint8Array);
+    this.replacement = g(this.replacement, Int32Array);
+    this.cap = cap;
+  }
+
+  push(parent: number, name: Buffer | undefined, kind: Kind, vol: number, st: BigIntStats, node = -1): number {
+    if (this.length === this.cap) this.grow();
+    const i = this.length++;
+    const { sec, nsec } = splitNs(st.mtimeNs);
+    this.kind[i] = kind;
+    this.vol[i] = vol;
+    this.mode[i] = Number(st.mode & 0o7777n);
+    this.uid[i] = Number(st.uid);
+    this.gid[i] = Number(st.gid);
+    this.size[i] = kind === Kind.File || kind === Kind.Hardlink ? Number(st.size) : 0;
+    this.mtimeSec[i] = sec;
+    this.mtimeNsec[i] = nsec;
+    this.ctimeMs[i] = msOf(st.ctimeNs);
+    this.ino[i] = Number(st.ino);
+    this.parent[i] = parent;
+    this.node[i] = node;
+    this.linkTo[i] = -1;
+    this.replacement[i] = -1;
+    this.names[i] = name?.toString('latin1');
+    return i;
+  }
+
+  item(i: number): ScanItem {
+    const p = this.parent[i]!;
+    const n = this.node[i]!;
+    return {
+      index: i,
+      parent: p >= 0 ? this.dirs[p] : undefined,
+      name: this.names[i],
+      node: n >= 0 ? this.dirs[n] : undefined,
+      kind: this.kind[i] as Kind,
+      vol: this.vol[i]!,
+      mode: this.mode[i]!,
+      uid: this.uid[i]!,
+      gid: this.gid[i]!,
+      size: this.size[i]!,
+      mtimeNs: BigInt(this.mtimeSec[i]!) * 1_000_000_000n + BigInt(this.mtimeNsec[i]!),
+      ctimeMs: this.ctimeMs[i]!,
+      ino: this.ino[i]!,
+    };
+  }
 }
 
 export interface ScanWarning {
@@ -61,9 +151,19 @@ export interface ScanWarning {
 }
 
 export interface ScanResult {
-  items: ScanItem[];
+  list: ScanList;
   filesTotal: number;
   bytesTotal: number;
+}
+
+function splitNs(ns: bigint): { sec: number; nsec: number } {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += 1_000_000_000n;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
 }
 
 const SLASH = Buffer.from('/');
@@ -83,30 +183,12 @@ export function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'EIO';
 }
 
-function item(parent: DirNode | undefined, name: Buffer | undefined, kind: Kind, vol: number, st: BigIntStats): ScanItem {
-  return {
-    parent,
-    name: name?.toString('latin1'),
-    node: undefined,
-    kind,
-    vol,
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: kind === Kind.File ? Number(st.size) : 0,
-    mtimeNs: st.mtimeNs,
-    ctimeMs: msOf(st.ctimeNs),
-    ino: Number(st.ino),
-    linkTo: undefined,
-  };
-}
-
 export function scanVolumes(
   volumes: readonly { name: string; dir: string; excludes: string[] }[],
   warn: (w: ScanWarning) => void,
   checkAbort: () => void,
 ): ScanResult {
-  const out: ScanResult = { items: [], filesTotal: 0, bytesTotal: 0 };
+  const out: ScanResult = { list: new ScanList(), filesTotal: 0, bytesTotal: 0 };
   volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort));
   return out;
 }
@@ -122,17 +204,18 @@ function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: n
     throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not readable (${errCode(err)})`);
   }
   if (!st.isDirectory()) throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not a directory`);
-  const root = item(undefined, undefined, Kind.Dir, vol, st);
-  root.node = { fs: rootFs, arc: Buffer.from(v.name), rel: '' };
+  const list = out.list;
+  list.dirs.push({ fs: rootFs, arc: Buffer.from(v.name), rel: '' });
   // Hard links are only detected within a volume: volumes may be restored on their own.
-  const seen = new Map<string, ScanItem>();
-  const stack: ScanItem[] = [root];
+  const seen = new Map<string, number>();
+  // Directories to visit: [item index pushed later, stats, node index].
+  const stack: { parent: number; name: Buffer | undefined; st: BigIntStats; node: number }[] = [{ parent: -1, name: undefined, st, node: list.dirs.length - 1 }];
   let pathBuf = Buffer.alloc(4096);
   while (stack.length) {
     checkAbort();
-    const dirItem = stack.pop()!;
-    out.items.push(dirItem);
-    const dir = dirItem.node!;
+    const d = stack.pop()!;
+    list.push(d.parent, d.name, Kind.Dir, vol, d.st, d.node);
+    const dir = list.dirs[d.node]!;
     let names: Buffer[];
     try {
       names = readdirSync(dir.fs, { encoding: 'buffer' });
@@ -148,7 +231,7 @@ function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: n
     if (pathBuf.length < prefix + longest) pathBuf = Buffer.alloc((prefix + longest) * 2);
     dir.fs.copy(pathBuf, 0);
     pathBuf[dir.fs.length] = 0x2f;
-    const subdirs: ScanItem[] = [];
+    const subdirs: (typeof stack)[number][] = [];
     for (const name of names) {
       name.copy(pathBuf, prefix);
       const fsPath = pathBuf.subarray(0, prefix + name.length);
@@ -169,30 +252,25 @@ function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: n
         continue;
       }
       if (cst.isDirectory()) {
-        const d = item(dir, name, Kind.Dir, vol, cst);
-        d.node = { fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel };
-        subdirs.push(d);
+        list.dirs.push({ fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel });
+        subdirs.push({ parent: d.node, name, st: cst, node: list.dirs.length - 1 });
       } else if (cst.isFile()) {
         if (cst.nlink > 1n) {
           const key = `${cst.dev}:${cst.ino}`;
           const first = seen.get(key);
-          if (first) {
-            const h = item(dir, name, Kind.Hardlink, vol, cst);
-            h.size = Number(cst.size);
-            h.linkTo = first;
-            out.items.push(h);
+          if (first !== undefined) {
+            const h = list.push(d.node, name, Kind.Hardlink, vol, cst);
+            list.linkTo[h] = first;
             continue;
           }
-          const f = item(dir, name, Kind.File, vol, cst);
-          seen.set(key, f);
-          out.items.push(f);
+          seen.set(key, list.push(d.node, name, Kind.File, vol, cst));
         } else {
-          out.items.push(item(dir, name, Kind.File, vol, cst));
+          list.push(d.node, name, Kind.File, vol, cst);
         }
         out.filesTotal++;
         out.bytesTotal += Number(cst.size);
       } else if (cst.isSymbolicLink()) {
-        out.items.push(item(dir, name, Kind.Symlink, vol, cst));
+        list.push(d.node, name, Kind.Symlink, vol, cst);
       } else {
         const what = cst.isSocket() ? 'socket' : cst.isFIFO() ? 'FIFO' : cst.isBlockDevice() ? 'block device' : cst.isCharacterDevice() ? 'character device' : 'special file';
         warn({ vol, path: arcPath(dir, name), code: 'skipped-type', message: `${what} skipped` });

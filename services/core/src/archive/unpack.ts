@@ -253,13 +253,10 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   } finally {
     signal?.removeEventListener('abort', onAbort);
     port1.close();
-    if (failed !== undefined) {
-      host.discard(extractor);
-      pool.destroy();
-    } else {
-      host.release(extractor);
-      pool.release();
-    }
+    // The extractor's heap held the plan and directory list: let it go with its thread.
+    host.discard(extractor);
+    if (failed !== undefined) pool.destroy();
+    else pool.release();
   }
   progress.bytesDone = result.bytesWritten;
   progress.filesDone = result.filesWritten;

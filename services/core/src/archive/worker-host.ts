@@ -120,6 +120,17 @@ export class WorkerHost {
     void w.worker.terminate();
   }
 
+  /** V8 heap statistics of the idle workers (diagnostics). */
+  async heapStats(): Promise<{ used_heap_size: number; total_heap_size: number; external_memory: number }[]> {
+    const idle = [...this.idle];
+    for (const w of idle) w.worker.ref();
+    try {
+      return await Promise.all(idle.map((w) => w.request<{ used_heap_size: number; total_heap_size: number; external_memory: number }>('heap-stats', {})));
+    } finally {
+      for (const w of idle) w.worker.unref();
+    }
+  }
+
   /** Stops the idle workers (tests, shutdown). */
   async close(): Promise<void> {
     const all = this.idle.splice(0);
@@ -127,10 +138,15 @@ export class WorkerHost {
   }
 }
 
-/** CAIRN_ARCHIVE_CPU_PROF=<dir> writes a CPU profile per worker thread (performance work). */
+let extraExecArgv: string[] = [];
+
+/** Node options for workers started from now on, e.g. ['--cpu-prof'] when profiling. */
+export function setWorkerExecArgv(args: string[]): void {
+  extraExecArgv = [...args];
+}
+
 function profileArgs(): string[] {
-  const dir = process.env.CAIRN_ARCHIVE_CPU_PROF;
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+  return extraExecArgv;
 }
 
 let shared: WorkerHost | undefined;

@@ -1,4 +1,4 @@
-import { CairnError, activeInstanceJob, backupPrefix, cancelJobs, containingRoot, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
+import { CairnError, activeInstanceJob, backupPrefix, cancelJobs, containingRoot, isInside, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
 import type {
   Coverage,
   CreateInstanceBody,
@@ -61,6 +61,7 @@ export class InstanceService {
     try {
       const row = await this.prisma.$transaction(async (tx) => {
         const tenantId = await this.resolveTenant(tx, actor, body.tenant);
+        await checkNoOverlapOnNode(tx, node.id, body.volumes, null, tenantId);
         const existing = await tx.instance.findUnique({ where: { tenantId_name: { tenantId, name: body.name } } });
         if (existing) throw duplicateName(body.name, existing.id);
         return tx.instance.create({
@@ -121,6 +122,7 @@ export class InstanceService {
           const volumes: VolumeSpec[] = body.volumes ?? current.volumes.map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes }));
           if (!node) throw fieldError('nodeId', `node ${current.nodeId} no longer exists; give a nodeId`);
           checkVolumesOnNode(volumes, node);
+          await checkNoOverlapOnNode(tx, node.id, volumes, id, current.tenantId);
         }
         if (body.name !== undefined && body.name !== current.name) {
           const clash = await tx.instance.findUnique({ where: { tenantId_name: { tenantId: current.tenantId, name: body.name } } });
@@ -270,6 +272,27 @@ function checkVolumesOnNode(volumes: VolumeSpec[], node: Node): void {
         ],
   );
   if (details.length) throw validationError('request', details);
+}
+
+/**
+ * No two instances on a node may share or nest volume directories: a backup of the outer one
+ * would carry the inner one's data (perhaps another tenant's) and a restore would replace it.
+ * Checked under the node's lock so two registrations cannot race past each other. Another
+ * tenant's instance is not named.
+ */
+async function checkNoOverlapOnNode(tx: Prisma.TransactionClient, nodeId: string, volumes: VolumeSpec[], self: string | null, tenantId: string): Promise<void> {
+  await lockRecord(tx, 'node', nodeId);
+  const others = await tx.volume.findMany({
+    where: { instance: { nodeId, ...(self ? { id: { not: self } } : {}) } },
+    select: { name: true, hostPath: true, instance: { select: { name: true, tenantId: true } } },
+  });
+  const details = volumes.flatMap((v, i) => {
+    const clash = others.find((o) => isInside(v.hostPath, o.hostPath) || isInside(o.hostPath, v.hostPath));
+    if (!clash) return [];
+    const owner = clash.instance.tenantId === tenantId ? `volume ${clash.name} of instance ${clash.instance.name} (${clash.hostPath})` : 'a volume of another instance on this node';
+    return [{ path: `volumes.${i}.hostPath`, message: `${v.hostPath} overlaps ${owner}` }];
+  });
+  if (details.length) throw new CairnError('conflict', `volume paths overlap another instance: ${details.map((d) => d.message).join('; ')}`, { details });
 }
 
 function capacityRoots(capacity: unknown): Map<string, { freeBytes: number | null; totalBytes: number | null; error?: string }> {
