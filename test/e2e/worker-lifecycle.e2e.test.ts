@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
 import { backupPrefix, newId } from '@cairn/core';
+import { createS3Client, type S3ObjectStore } from '@cairn/core/storage/s3.object-store.ts';
 import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 
 describe('node worker lifecycle and rules', () => {
@@ -117,7 +119,19 @@ describe('node worker lifecycle and rules', () => {
       data: { id: jobId, type: 'backup', status: 'running', instanceId: id, backupId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' },
     });
 
+    // ...and the multipart upload its dead worker left half-written.
+    const store = cairn.runtime.store as S3ObjectStore;
+    const s3 = createS3Client({ endpoint: cairn.config.S3_ENDPOINT, region: cairn.config.S3_REGION, bucket: store.bucket, accessKeyId: cairn.config.S3_ACCESS_KEY_ID, secretAccessKey: cairn.config.S3_SECRET_ACCESS_KEY, forcePathStyle: true });
+    const key = `${backupPrefix(id, backupId)}archive.tar.zst`;
+    await s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: store.prefix + key }));
+    expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toHaveLength(1);
+
     await cairn.startInProcessNodeWorker();
+    expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toEqual([]);
+    const sweep = await cairn.runtime.prisma.job.findFirstOrThrow({ where: { type: 'sweep', nodeId: cairn.nodeId }, orderBy: { id: 'desc' } });
+    expect(sweep.status).toBe('succeeded');
+    expect(sweep.result).toMatchObject({ interrupted: [jobId], abortedUploads: [key] });
+    s3.destroy();
     expect(fs.existsSync(staging)).toBe(false);
     expect(fs.readFileSync(path.join(dir2, 'precious'), 'utf8')).toBe('keep me');
     expect(fs.readdirSync(path.dirname(dir2))).toEqual(['data']);

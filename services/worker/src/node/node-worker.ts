@@ -1,8 +1,8 @@
-import { Worker, type Job } from 'bullmq';
-import { UnrecoverableError } from 'bullmq';
-import { CairnError, JobQueues, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { CairnError, JobQueues, backupPrefix, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
+import { recordSweep } from '../control/orphan-sweep.service.ts';
 import { LockLostError } from './job-outcome.ts';
 import { runBackup } from './backup.pipeline.ts';
 import { startHeartbeat } from './heartbeat.ts';
@@ -144,30 +144,50 @@ async function processJob(ctx: NodeContext, job: Job, signal: AbortSignal): Prom
  */
 async function reconcileAtStart(ctx: NodeContext, connection: ReturnType<typeof createRedis>, prefix: string, queueName: string): Promise<void> {
   const { prisma, nodeId, logger } = ctx;
+  // Recorded as a sweep Job so operators see what a worker start cleaned up (SPEC §10).
+  const { value } = await recordSweep(prisma, () => startUpSweep(ctx, connection, prefix, queueName), { nodeId, kind: 'node-start' });
+  if (value.interrupted.length || value.leftovers.removed.length || value.leftovers.restored.length || value.leftovers.kept.length) {
+    logger.info(value, 'start-up sweep');
+  }
+}
+
+async function startUpSweep(ctx: NodeContext, connection: ReturnType<typeof createRedis>, prefix: string, queueName: string) {
+  const { prisma, nodeId, logger, store } = ctx;
   const volumes = await prisma.volume.findMany({ where: { instance: { nodeId } }, select: { hostPath: true } });
   const leftovers = await recoverLeftovers(
     volumes.map((v) => v.hostPath),
     async (jobId) => (await prisma.job.findUnique({ where: { id: jobId }, select: { status: true } }))?.status === 'succeeded',
   );
-  if (leftovers.removed.length || leftovers.restored.length || leftovers.kept.length) logger.info(leftovers, 'cleaned restore leftovers');
 
+  const interrupted: string[] = [];
+  const abortedUploads: string[] = [];
   const { Queue } = await import('bullmq');
   const queue = new Queue(queueName, { connection, prefix });
   try {
     // A queued row younger than the grace may not be enqueued yet (the gateway writes it first).
     const enqueuedBefore = new Date(Date.now() - LOST_JOB_GRACE_MS);
     const jobs = await prisma.job.findMany({
-      where: { OR: [{ nodeId }, { queue: queueName }], AND: [{ OR: [{ status: 'running' }, { status: 'queued', createdAt: { lt: enqueuedBefore } }] }] },
+      // Only what runs on this node's queue: sweeps (this one included) are not queue jobs.
+      where: { type: { in: ['backup', 'restore'] }, OR: [{ nodeId }, { queue: queueName }], AND: [{ OR: [{ status: 'running' }, { status: 'queued', createdAt: { lt: enqueuedBefore } }] }] },
+      include: { backup: { select: { instanceId: true } } },
     });
     for (const job of jobs) {
       if (await queue.getJob(job.id)) continue;
       const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: 'the job was lost from the queue (worker or Redis restarted)' });
-      if (changed && job.type === 'backup' && job.backupId) {
+      if (!changed) continue;
+      interrupted.push(job.id);
+      logger.warn({ jobId: job.id }, 'marked a lost job interrupted');
+      if (job.type === 'backup' && job.backupId && job.backup) {
         await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', { error: 'interrupted: the job was lost from the queue', completedAt: new Date() });
+        // Its half-written multipart upload would otherwise wait for the control sweep's grace period.
+        for (const upload of await store.listIncompleteUploads(backupPrefix(job.backup.instanceId, job.backupId))) {
+          await store.abortIncompleteUpload(upload.key, upload.uploadId);
+          abortedUploads.push(upload.key);
+        }
       }
-      if (changed) logger.warn({ jobId: job.id }, 'marked a lost job interrupted');
     }
   } finally {
     await queue.close();
   }
+  return { leftovers, interrupted, abortedUploads };
 }
