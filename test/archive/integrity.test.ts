@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeIndex, encodeIndex, unpackArchive, type ArchiveIndex, type Codec, type PackResult } from '@cairn/core/archive/index.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
@@ -90,6 +91,18 @@ describe('integrity', () => {
     index.entries.find((e) => e.path === 'vol/c.txt')!.path = 'vol/renamed.txt';
     const err = await restoreFrom(fs.readFileSync(file), index, path.join(work, 'renamed'));
     expect(isCairnError(err, 'archive-corrupt')).toBe(true);
+  });
+
+  it('the index is gzipped JSON lines, and plain (gzipped) JSON decodes too', () => {
+    const ix = packed.get('zstd')!.r.index;
+    const text = gunzipSync(encodeIndex(ix)).toString('utf8');
+    const lines = text.trimEnd().split('\n');
+    expect(lines).toHaveLength(ix.entries.length + 1);
+    expect(JSON.parse(lines[1]!)).toEqual(ix.entries[0]);
+    expect(decodeIndex(gzipSync(JSON.stringify(ix)))).toEqual(ix);
+    expect(decodeIndex(Buffer.from(JSON.stringify(ix)))).toEqual(ix);
+    // A truncated entry list is caught.
+    expect(() => decodeIndex(gzipSync(lines.slice(0, -1).join('\n')))).toThrow(/entries/);
   });
 
   it('decodeIndex refuses garbage and inconsistent block tables', () => {

@@ -110,8 +110,13 @@ describe('selective restore', () => {
   it('the whole archive through a range reader is read once and verified', async () => {
     const range = countingRangeReader(archive);
     const target = path.join(work, 'all');
-    const r = await unpackArchive({ target, index: packed.index, source: { rangeReader: range.reader } });
+    const seen: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }[] = [];
+    const r = await unpackArchive({ target, index: packed.index, source: { rangeReader: range.reader }, onProgress: (p) => seen.push(p) });
     expect(r.archiveVerified).toBe(true);
+    const last = seen.at(-1)!;
+    expect(last.bytesTotal).toBe(packed.logicalBytes);
+    expect([last.bytesDone, last.filesDone]).toEqual([last.bytesTotal, last.filesTotal]);
+    expect(last.filesTotal).toBe(packed.index.entries.filter((e) => e.type === 'file' || e.type === 'hardlink').length);
     expect(range.calls).toEqual([[0, packed.storedBytes - 1]]);
     const got = snapshot(path.join(target, 'vol'), { hashLimit: 64 * MiB });
     expect(diffSnapshots(source, got)).toEqual([]);

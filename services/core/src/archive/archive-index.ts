@@ -7,15 +7,45 @@ import { CairnError } from '../errors.ts';
 import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex } from './archive-types.ts';
 import { padTo512 } from './tar-header.ts';
 
+/**
+ * Gzipped JSON lines: a header line (the index without its entries), then one line per entry.
+ * Neither side ever holds the whole index as one string (~300 bytes per entry, so 30 MB at
+ * 100k files), and it is written as a series of gzip members (one stream to any gunzip).
+ */
 export function encodeIndex(index: ArchiveIndex): Buffer {
-  return gzipSync(Buffer.from(JSON.stringify(index), 'utf8'), { level: 6 });
+  const { entries, ...head } = index;
+  const members: Buffer[] = [gzipSync(Buffer.from(`${JSON.stringify({ ...head, layout: 'jsonl', entryCount: entries.length })}\n`), { level: 6 })];
+  const CHUNK = 2000;
+  for (let i = 0; i < entries.length; i += CHUNK) {
+    let text = '';
+    for (const e of entries.slice(i, i + CHUNK)) text += `${JSON.stringify(e)}\n`;
+    members.push(gzipSync(Buffer.from(text), { level: 6 }));
+  }
+  return Buffer.concat(members);
 }
 
+/** Reads an index written by encodeIndex (or a plain gzipped JSON document). */
 export function decodeIndex(buf: Buffer): ArchiveIndex {
   let parsed: unknown;
   try {
     const raw = buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b ? gunzipSync(buf) : buf;
-    parsed = JSON.parse(raw.toString('utf8'));
+    const nl = raw.indexOf(0x0a);
+    if (nl < 0) {
+      parsed = JSON.parse(raw.toString('utf8'));
+    } else {
+      const head = JSON.parse(raw.toString('utf8', 0, nl)) as Record<string, unknown>;
+      const entries: unknown[] = [];
+      for (let start = nl + 1; start < raw.length; ) {
+        let end = raw.indexOf(0x0a, start);
+        if (end < 0) end = raw.length;
+        if (end > start) entries.push(JSON.parse(raw.toString('utf8', start, end)));
+        start = end + 1;
+      }
+      if (head.entryCount !== entries.length) throw new Error(`index lists ${String(head.entryCount)} entries, holds ${entries.length}`);
+      delete head.layout;
+      delete head.entryCount;
+      parsed = { ...head, entries };
+    }
   } catch (err) {
     throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
   }
