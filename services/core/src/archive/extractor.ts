@@ -23,7 +23,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { CairnError } from '../errors.ts';
-import type { ArchiveWarning, EntryType } from './archive-types.ts';
+import type { ArchiveEntry, ArchiveWarning } from './archive-types.ts';
 import { bytesToPath, pathToBytes } from './path-bytes.ts';
 import { splitArchivePath, unsafe } from './path-safety.ts';
 import type { ParsedEntry, TarHandler } from './tar-parser.ts';
@@ -31,16 +31,7 @@ import { TarParser } from './tar-parser.ts';
 import { createTimeSetter, type TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
-export interface PlannedEntry {
-  path: string;
-  type: EntryType;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: string;
-  linkTarget?: string;
-  sha256?: string;
+export interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
   /**
    * Where to write it, when not at its own path: a file brought along only as the content of
    * selected hard links is written under the first link's path and linked to the others.
