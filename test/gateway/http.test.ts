@@ -163,6 +163,19 @@ describe('health', () => {
     }
   });
 
+  it('answers /readyz 503 naming s3 when the object store is unreachable', async () => {
+    const broken = await startTestGateway({ S3_ENDPOINT: 'http://127.0.0.1:1' });
+    try {
+      const ready = await broken.api('GET', '/readyz', { token: null });
+      expect(ready.status).toBe(503);
+      expect(ready.body.error.details).toEqual({ failing: ['s3'] });
+      expect(ready.body.checks.postgres.ok).toBe(true);
+      expect(ready.body.checks.redis.ok).toBe(true);
+    } finally {
+      await broken.close();
+    }
+  });
+
   it('answers 503 (not 500) when Postgres is unreachable', async () => {
     const url = new URL(gw.config.DATABASE_URL);
     url.port = '1';
