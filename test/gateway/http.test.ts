@@ -176,6 +176,20 @@ describe('health', () => {
     }
   });
 
+  it('starts with Postgres down and answers /readyz 503 naming postgres', async () => {
+    const url = new URL(process.env.DATABASE_URL!);
+    url.port = '1';
+    const broken = await startTestGateway({ DATABASE_URL: url.toString() });
+    try {
+      const ready = await broken.api('GET', '/readyz', { token: null });
+      expect(ready.status).toBe(503);
+      expect(ready.body.error.details).toEqual({ failing: ['postgres'] });
+      expect(ready.body.checks.redis.ok).toBe(true);
+    } finally {
+      await broken.close();
+    }
+  });
+
   it('answers 503 (not 500) when Postgres is unreachable', async () => {
     const url = new URL(gw.config.DATABASE_URL);
     url.port = '1';

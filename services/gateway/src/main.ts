@@ -54,7 +54,20 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
         s3: () => store.ping(),
       },
     });
-    if (config.CAIRN_ADMIN_TOKEN) await gateway.tokens.ensureBootstrapAdmin(config.CAIRN_ADMIN_TOKEN);
+    // A gateway whose Postgres is down still starts and answers /readyz 503 (an orchestrator
+    // then waits instead of crash-looping); the bootstrap admin row is written once it is back.
+    let bootstrapTimer: NodeJS.Timeout | undefined;
+    const bootstrap = async (): Promise<void> => {
+      if (!config.CAIRN_ADMIN_TOKEN) return;
+      try {
+        await gateway.tokens.ensureBootstrapAdmin(config.CAIRN_ADMIN_TOKEN);
+      } catch (err) {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not record the bootstrap admin token yet; retrying in 5 s');
+        bootstrapTimer = setTimeout(() => void bootstrap(), 5000);
+        bootstrapTimer.unref();
+      }
+    };
+    await bootstrap();
 
     const server = http.createServer(gateway.app.callback());
     server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
@@ -83,6 +96,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       url,
       close: () =>
         (closing ??= (async () => {
+          clearTimeout(bootstrapTimer);
           const closed = new Promise<void>((resolve) => server.close(() => resolve()));
           server.closeIdleConnections();
           // Event streams and downloads in flight get a moment, then are cut.
