@@ -3,6 +3,7 @@ import { createPrisma, createRedis, JobQueues, loadConfig, type Config, type Pri
 import { createObjectStore } from '@cairn/core/runtime.ts';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
+import { deleteKeysUnder } from '../support/redis-keys.ts';
 
 let counter = 0;
 
@@ -98,12 +99,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     async close() {
       await gateway.close();
       await jobQueues.close();
-      // Leave no queue keys of this gateway behind in a shared Redis.
-      if (redis.status === 'ready') {
-        for await (const keys of redis.scanStream({ match: `${config.QUEUE_PREFIX}:*`, count: 500 }) as AsyncIterable<string[]>) {
-          if (keys.length) await redis.unlink(...keys);
-        }
-      }
+      await deleteKeysUnder(redis, config.QUEUE_PREFIX);
       redis.disconnect();
       await prisma.$disconnect();
       await (store as { close?: () => Promise<void> }).close?.();

@@ -166,7 +166,7 @@ describe('health', () => {
   it('answers /readyz 503 naming s3 when the object store is unreachable', async () => {
     const broken = await startTestGateway({ S3_ENDPOINT: 'http://127.0.0.1:1' });
     try {
-      const ready = await broken.api('GET', '/readyz', { token: null });
+      const ready = await readyzOnceRedisIsUp(broken);
       expect(ready.status).toBe(503);
       expect(ready.body.error.details).toEqual({ failing: ['s3'] });
       expect(ready.body.checks.postgres.ok).toBe(true);
@@ -181,7 +181,7 @@ describe('health', () => {
     url.port = '1';
     const broken = await startTestGateway({ DATABASE_URL: url.toString() });
     try {
-      const ready = await broken.api('GET', '/readyz', { token: null });
+      const ready = await readyzOnceRedisIsUp(broken);
       expect(ready.status).toBe(503);
       expect(ready.body.error.details).toEqual({ failing: ['postgres'] });
       expect(ready.body.checks.redis.ok).toBe(true);
@@ -208,6 +208,16 @@ describe('health', () => {
     }
   });
 });
+
+/** /readyz once the gateway's Redis connection is up: a probe right after start can precede it. */
+async function readyzOnceRedisIsUp(gateway: TestGateway) {
+  let ready = await gateway.api('GET', '/readyz', { token: null });
+  for (let i = 0; i < 50 && !ready.body.checks.redis.ok; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    ready = await gateway.api('GET', '/readyz', { token: null });
+  }
+  return ready;
+}
 
 /** A queue whose Redis answers the readiness probe but loses every enqueue. */
 function failingQueues(): QueuePort {

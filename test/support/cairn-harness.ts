@@ -3,11 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger, loadConfig, type Config } from '@cairn/core';
+import { createLogger, createRedis, loadConfig, type Config } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
 import { startNodeWorker } from '@cairn/worker/node/node-worker.ts';
+import { deleteKeysUnder } from './redis-keys.ts';
 
 let counter = 0;
 
@@ -119,6 +120,10 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
       await node?.close();
       await control.close();
       await gateway.close();
+      const redis = createRedis(config.REDIS_URL, { lazyConnect: true });
+      await redis.connect().catch(() => {});
+      await deleteKeysUnder(redis, config.QUEUE_PREFIX);
+      redis.disconnect();
       await runtime.close();
       fs.rmSync(volumeRoot, { recursive: true, force: true });
     },
