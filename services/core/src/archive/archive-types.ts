@@ -92,20 +92,8 @@ export interface ArchiveEntry {
   sha256?: string;
 }
 
-export interface VolumeSummary {
-  name: string;
-  entries: number;
-  files: number;
-  dirs: number;
-  symlinks: number;
-  hardlinks: number;
-  logicalBytes: number;
-  /** The volume holds nothing but its own root directory. */
-  empty: boolean;
-  warnings: number;
-}
-
-export interface ArchiveTotals {
+/** Entry counts shared by a volume's summary and the archive's totals. */
+export interface EntryCounts {
   entries: number;
   files: number;
   dirs: number;
@@ -113,6 +101,16 @@ export interface ArchiveTotals {
   hardlinks: number;
   /** Sum of file sizes (a hard-linked file counted once). */
   logicalBytes: number;
+}
+
+export interface VolumeSummary extends EntryCounts {
+  name: string;
+  /** The volume holds nothing but its own root directory. */
+  empty: boolean;
+  warnings: number;
+}
+
+export interface ArchiveTotals extends EntryCounts {
   /** Length of the uncompressed tar stream. */
   tarBytes: number;
   /** Length of the stored (compressed) archive. */

@@ -6,6 +6,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortError, CairnError } from '../errors.ts';
 import {
+  beforePut,
   listAllPages,
   assertValidKey,
   assertValidPrefix,
@@ -116,14 +117,7 @@ export class FsObjectStore implements ObjectStore {
 
   async put(key: string, body: Readable | Buffer, opts: PutObjectOptions = {}): Promise<{ size: number }> {
     const { signal } = opts;
-    let finalPath: string;
-    try {
-      finalPath = this.pathOf(key);
-      if (signal?.aborted) throw abortError(signal);
-    } catch (err) {
-      if (!Buffer.isBuffer(body)) body.destroy();
-      throw err;
-    }
+    const finalPath = beforePut(body, signal, () => this.pathOf(key));
     const uploadId = randomUUID();
     const metaPath = path.join(this.uploads, `${uploadId}.json`);
     const partPath = path.join(this.uploads, `${uploadId}.part`);

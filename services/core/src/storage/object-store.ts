@@ -159,3 +159,18 @@ export async function* listAllPages(store: Pick<ObjectStore, 'list'>, prefix: st
     cursor = page.nextCursor;
   } while (cursor);
 }
+
+/**
+ * The check every put starts with: resolve the key and honour an already-aborted signal; on
+ * failure the body stream is released before the error is thrown, so no reader is left hanging.
+ */
+export function beforePut<T>(body: Readable | Buffer, signal: AbortSignal | undefined, resolveKey: () => T): T {
+  try {
+    const resolved = resolveKey();
+    if (signal?.aborted) throw abortError(signal);
+    return resolved;
+  } catch (err) {
+    if (!Buffer.isBuffer(body)) body.destroy();
+    throw err;
+  }
+}

@@ -19,6 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, Transform } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import {
+  beforePut,
   listAllPages,
   assertValidKey,
   assertValidPrefix,
@@ -238,14 +239,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(key: string, body: Readable | Buffer, opts: PutObjectOptions = {}): Promise<{ size: number; etag?: string }> {
     const { signal } = opts;
-    let fullKey: string;
-    try {
-      fullKey = this.fullKey(key);
-      if (signal?.aborted) throw abortError(signal);
-    } catch (err) {
-      if (!Buffer.isBuffer(body)) body.destroy();
-      throw err;
-    }
+    const fullKey = beforePut(body, signal, () => this.fullKey(key));
 
     let size = 0;
     let sourceError: unknown;
