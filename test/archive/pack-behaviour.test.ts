@@ -3,13 +3,14 @@
  * backpressure, files that change, vanish or cannot be read, excludes, empty and missing volumes.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
+import { nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
 
@@ -155,44 +156,89 @@ describe('packArchive', () => {
     expect((err as Error).message).toMatch(/disk full/);
   });
 
-  it('warns about files that change or vanish while the volume is read', async () => {
-    // Files before the victims keep the reader busy until the gated sink is released, so the
-    // changes land after the pre-scan and before the victims are read.
-    const dir = makeVolume('changing', { 'a-big.bin': randomBytes(24 * MiB), 'z-grows.txt': 'short\n', 'z-shrinks.txt': 'a longer content\n', 'z-touched.txt': 'same size\n', 'z-vanishes.txt': 'bye\n' });
-    const gate = gatedSink();
-    let scanned!: () => void;
-    const scan = new Promise<void>((r) => (scanned = r));
-    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, onProgress: () => scanned() }, gate.sink);
-    await scan;
-    fs.appendFileSync(path.join(dir, 'z-grows.txt'), 'more data\n');
-    fs.writeFileSync(path.join(dir, 'z-shrinks.txt'), 'short\n');
-    fs.writeFileSync(path.join(dir, 'z-touched.txt'), 'SAME SIZE\n');
-    fs.unlinkSync(path.join(dir, 'z-vanishes.txt'));
-    gate.release();
-    const r: PackResult = await p;
-    const byPath = Object.fromEntries(r.warnings.map((w) => [w.path, w.code]));
-    expect(byPath).toEqual({ 'v/z-grows.txt': 'changed', 'v/z-shrinks.txt': 'changed', 'v/z-touched.txt': 'changed', 'v/z-vanishes.txt': 'vanished' });
-    // Sizes stay those of the headers written: a shrunk file is padded, a grown one cut.
-    expect(r.index.entries.find((e) => e.path === 'v/z-shrinks.txt')?.size).toBe(17);
-    expect(r.index.entries.some((e) => e.path === 'v/z-vanishes.txt')).toBe(false);
+});
+
+// Small files go through the native helper when it is built, everything else (and every file
+// when it is not) through Node's fs calls: both must see the same troubles.
+describe.each([
+  ['native', '1'],
+  ['plain-node', '0'],
+])('files in trouble, %s reader', (label, flag) => {
+  const before = process.env.CAIRN_NATIVE_READS;
+  beforeAll(() => {
+    process.env.CAIRN_NATIVE_READS = flag;
+  });
+  afterAll(() => {
+    if (before === undefined) delete process.env.CAIRN_NATIVE_READS;
+    else process.env.CAIRN_NATIVE_READS = before;
   });
 
-  it('skips unreadable files and directories with a warning instead of failing', async () => {
-    const dir = makeVolume('unreadable', { 'ok.txt': 'fine', 'secret.txt': 'no', 'locked/inner.txt': 'no' });
-    fs.chmodSync(dir, 0o755);
-    fs.chmodSync(path.join(dir, 'secret.txt'), 0o000);
-    fs.chmodSync(path.join(dir, 'locked'), 0o000);
-    let out: { warnings: { path: string; code: string }[]; paths: string[] };
-    const child = new URL('./helpers/pack-child.ts', import.meta.url).pathname;
-    const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
-    // Root reads everything: run the packer as an unprivileged user instead.
-    const opts = IS_ROOT ? { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '' } } : {};
-    out = JSON.parse(execFileSync(tsx, [child, dir], { ...opts, encoding: 'utf8', cwd: process.cwd() })) as typeof out;
-    expect(out.warnings.map((w) => [w.path, w.code]).sort()).toEqual([
-      ['v/locked', 'unreadable'],
-      ['v/secret.txt', 'unreadable'],
-    ]);
-    expect(out.paths).toEqual(['v', 'v/ok.txt', 'v/locked']);
-    fs.chmodSync(path.join(dir, 'locked'), 0o755);
+    it('warns about files that change or vanish while the volume is read', async () => {
+      // Files before the victims keep the reader busy until the gated sink is released, so the
+      // changes land after the pre-scan and before the victims are read.
+      const dir = makeVolume(`changing-${label}`, { 'a-big.bin': randomBytes(24 * MiB), 'z-grows.txt': 'short\n', 'z-shrinks.txt': 'a longer content\n', 'z-touched.txt': 'same size\n', 'z-vanishes.txt': 'bye\n' });
+      const gate = gatedSink();
+      let scanned!: () => void;
+      const scan = new Promise<void>((r) => (scanned = r));
+      const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, onProgress: () => scanned() }, gate.sink);
+      await scan;
+      fs.appendFileSync(path.join(dir, 'z-grows.txt'), 'more data\n');
+      fs.writeFileSync(path.join(dir, 'z-shrinks.txt'), 'short\n');
+      fs.writeFileSync(path.join(dir, 'z-touched.txt'), 'SAME SIZE\n');
+      fs.unlinkSync(path.join(dir, 'z-vanishes.txt'));
+      gate.release();
+      const r: PackResult = await p;
+      const byPath = Object.fromEntries(r.warnings.map((w) => [w.path, w.code]));
+      expect(byPath).toEqual({ 'v/z-grows.txt': 'changed', 'v/z-shrinks.txt': 'changed', 'v/z-touched.txt': 'changed', 'v/z-vanishes.txt': 'vanished' });
+      // Sizes stay those of the headers written: a shrunk file is padded, a grown one cut.
+      expect(r.index.entries.find((e) => e.path === 'v/z-shrinks.txt')?.size).toBe(17);
+      expect(r.index.entries.some((e) => e.path === 'v/z-vanishes.txt')).toBe(false);
+    });
+
+    it('skips unreadable files and directories with a warning instead of failing', async () => {
+      const dir = makeVolume(`unreadable-${label}`, { 'ok.txt': 'fine', 'secret.txt': 'no', 'locked/inner.txt': 'no' });
+      fs.chmodSync(dir, 0o755);
+      fs.chmodSync(path.join(dir, 'secret.txt'), 0o000);
+      fs.chmodSync(path.join(dir, 'locked'), 0o000);
+      let out: { warnings: { path: string; code: string }[]; paths: string[] };
+      const child = new URL('./helpers/pack-child.ts', import.meta.url).pathname;
+      const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
+      // Root reads everything: run the packer as an unprivileged user instead.
+      const opts = IS_ROOT ? { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '', CAIRN_NATIVE_READS: flag } } : {};
+      out = JSON.parse(execFileSync(tsx, [child, dir], { ...opts, encoding: 'utf8', cwd: process.cwd() })) as typeof out;
+      expect(out.warnings.map((w) => [w.path, w.code]).sort()).toEqual([
+        ['v/locked', 'unreadable'],
+        ['v/secret.txt', 'unreadable'],
+      ]);
+      expect(out.paths).toEqual(['v', 'v/ok.txt', 'v/locked']);
+      fs.chmodSync(path.join(dir, 'locked'), 0o755);
+    });
+});
+
+describe('native helper', () => {
+  it('is built here and writes byte-identical archives to the plain-Node reader', async () => {
+    expect(nativeAddonPath(), 'services/core/native was not built by npm install (see scripts/build-native.mjs)').toBeDefined();
+    const files: Record<string, Buffer> = {};
+    // Sizes around the record and block edges, so some files fit their block and some do not.
+    for (let i = 0; i < 300; i++) files[`d${i % 7}/f${i}.bin`] = randomBytes([0, 1, 511, 512, 513, 4096, 70_000, 130_000][i % 8]!);
+    files['big.bin'] = randomBytes(3 * MiB);
+    const dir = makeVolume('native-same', files);
+    const pack = async (flag: string): Promise<PackResult> => {
+      const before = process.env.CAIRN_NATIVE_READS;
+      process.env.CAIRN_NATIVE_READS = flag;
+      try {
+        return await packArchive({ volumes: [{ name: 'v', dir }], codec: 'zstd', blockSize: 256 * 1024 }, nullSink());
+      } finally {
+        if (before === undefined) delete process.env.CAIRN_NATIVE_READS;
+        else process.env.CAIRN_NATIVE_READS = before;
+      }
+    };
+    const nat = await pack('1');
+    const js = await pack('0');
+    expect(nat.index.totals.files).toBe(301);
+    expect(nat.sha256).toBe(js.sha256);
+    expect(nat.index.entries).toEqual(js.index.entries);
+    const want = createHash('sha256').update(files['d3/f3.bin']!).digest('hex');
+    expect(nat.index.entries.find((e) => e.path === 'v/d3/f3.bin')?.sha256).toBe(want);
   });
 });

@@ -10,6 +10,7 @@ import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
 import { runExtractJob } from './extract-job.ts';
 import { runPackReader } from './pack-reader.ts';
+import { runPackScanner } from './pack-scanner.ts';
 import { serializeError } from './worker-errors.ts';
 
 interface CodecRequest {
@@ -32,7 +33,7 @@ interface CodecRequest {
 
 interface JobRequest {
   id: number;
-  kind: 'pack-reader' | 'extract' | 'heap-stats';
+  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'heap-stats';
   data: unknown;
 }
 
@@ -71,6 +72,7 @@ port.on('message', (m: CodecRequest | JobRequest) => {
   }
   const run = async (): Promise<unknown> => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
+    if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
     return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
   };
   run().then(

@@ -40,16 +40,16 @@ export class CodecPool {
     return new CodecPool(host, await host.acquireMany(Math.max(1, size)));
   }
 
-  /** One worker for a job plus a pool, or nothing (what was started is stopped) on failure. */
-  static async openWith(host: WorkerHost, size: number): Promise<{ worker: PooledWorker; pool: CodecPool }> {
-    const all = await Promise.allSettled(Array.from({ length: Math.max(1, size) + 1 }, () => host.acquire()));
+  /** `jobs` workers for long jobs plus a pool, or nothing (what was started is stopped) on failure. */
+  static async openWith(host: WorkerHost, size: number, jobs = 1): Promise<{ jobs: PooledWorker[]; pool: CodecPool }> {
+    const all = await Promise.allSettled(Array.from({ length: Math.max(1, size) + jobs }, () => host.acquire()));
     const ok = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const bad = all.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bad) {
       for (const w of ok) host.discard(w);
       throw bad.reason;
     }
-    return { worker: ok[0]!, pool: new CodecPool(host, ok.slice(1)) };
+    return { jobs: ok.slice(0, jobs), pool: new CodecPool(host, ok.slice(jobs)) };
   }
 
   get size(): number {

@@ -1,10 +1,12 @@
 /**
  * packArchive: volumes -> block-compressed tar stream + index (SPEC §5, §6 steps 3–4).
  *
- * Threads: a reader worker walks and reads the volumes and fills tar blocks; a pool of codec
- * workers compresses blocks in parallel; this thread keeps block order, hashes the stored
- * bytes and writes them to the sink. Memory is bounded by the block credits handed to the
- * reader (a few blocks in flight), whatever the volume size.
+ * Threads: a scanner worker walks the volumes and feeds what it finds to a reader worker, which
+ * reads the files and fills tar blocks (the two overlap: reading starts with the first
+ * directory, not after the whole walk); a pool of codec workers compresses blocks in parallel;
+ * this thread keeps block order, hashes the stored bytes and writes them to the sink. Memory is
+ * bounded by the block credits handed to the reader (a few blocks in flight), whatever the
+ * volume size.
  */
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
@@ -26,7 +28,9 @@ import {
 import { AsyncQueue } from './async-queue.ts';
 import { DEFAULT_LEVEL, decompressBlock } from './block-codec.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
-import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult, PackReaderScan } from './pack-reader.ts';
+import { nativeAddonPath } from './native-reads.ts';
+import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
+import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
 import { SinkWriter } from './sink-writer.ts';
 import { sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
@@ -72,12 +76,16 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   if (signal?.aborted) throw abortError(signal);
   const host = sharedWorkerHost();
   const concurrency = options.concurrency ?? defaultConcurrency();
-  const { worker: reader, pool } = await CodecPool.openWith(host, concurrency);
+  const { jobs, pool } = await CodecPool.openWith(host, concurrency, 2);
+  const scanner = jobs[0]!;
+  const reader = jobs[1]!;
 
-  const ctrl = new Int32Array(new SharedArrayBuffer(8));
-  Atomics.store(ctrl, 0, concurrency * 2 + 2);
+  const ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_SLOTS));
+  Atomics.store(ctrl, CTRL_CREDITS, concurrency * 2 + 2);
   const { port1, port2 } = new MessageChannel();
   const recycle = new MessageChannel();
+  const feed = new MessageChannel();
+  const totals = new MessageChannel();
   const queue = new AsyncQueue<Slot>();
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
@@ -99,25 +107,26 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const fail = (err: unknown): void => {
     if (failed !== undefined) return;
     failed = err;
-    Atomics.store(ctrl, 1, 1);
-    Atomics.notify(ctrl, 0);
+    Atomics.store(ctrl, CTRL_ABORT, 1);
+    Atomics.notify(ctrl, CTRL_CREDITS);
+    Atomics.notify(ctrl, CTRL_CHUNKS);
     queue.fail(err);
   };
   const onAbort = (): void => fail(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
 
+  totals.port1.on('message', (m: PackScanTotals) => {
+    progress.bytesTotal = m.bytesTotal;
+    progress.filesTotal = m.filesTotal;
+    report(true);
+  });
+
   let readerResult: PackReaderResult | undefined;
-  port1.on('message', (m: PackReaderScan | PackReaderBlock | PackReaderEnd) => {
+  port1.on('message', (m: PackReaderBlock | PackReaderEnd) => {
     if (failed !== undefined) return;
     if (m.t === 'end') {
       readerResult = m.result;
       queue.end();
-      return;
-    }
-    if (m.t === 'scan') {
-      progress.bytesTotal = m.bytesTotal;
-      progress.filesTotal = m.filesTotal;
-      report(true);
       return;
     }
     if (m.entries) entryChunks.push({ z: Buffer.from(m.entries), length: m.entriesLength });
@@ -130,7 +139,11 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     queue.push({ result, length: m.length });
   });
 
-  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes: options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] })), blockSize, control: ctrl.buffer as SharedArrayBuffer, port: port2, recycle: recycle.port2 } satisfies PackReaderData }, [port2, recycle.port2]);
+  const volumes = options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] }));
+  const control = ctrl.buffer as SharedArrayBuffer;
+  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2 } satisfies PackScannerData }, [feed.port1, totals.port2]);
+  scanJob.catch(fail);
+  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native: nativeAddonPath() } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
   job.catch(fail);
 
   let storedBytes = 0;
@@ -156,6 +169,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     if (failed !== undefined) throw failed;
     // The reader's reply arrives on another port; its end message is the last on ours.
     await job;
+    await scanJob;
     await writer.end(signal);
     if (failed !== undefined) throw failed;
   } catch (err) {
@@ -165,7 +179,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     signal?.removeEventListener('abort', onAbort);
     port1.close();
     recycle.port1.close();
-    finishWorkers(failed !== undefined, reader, pool);
+    totals.port1.close();
+    finishWorkers(failed !== undefined, scanner, reader, pool);
   }
 
   const r = readerResult!;
@@ -205,9 +220,12 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   return { index, sha256, storedBytes, logicalBytes, fileCount: index.totals.files, warnings };
 }
 
-function finishWorkers(failed: boolean, reader: PooledWorker, pool: CodecPool): void {
-  // The reader's heap grew with the pre-scan; a fresh thread (~30 ms) is cheaper than keeping it.
-  sharedWorkerHost().discard(reader);
+function finishWorkers(failed: boolean, scanner: PooledWorker, reader: PooledWorker, pool: CodecPool): void {
+  // The reader's heap grew with the scan list: a fresh thread is cheaper than keeping it.
+  if (failed) sharedWorkerHost().discard(reader);
+  else sharedWorkerHost().replace(reader);
+  if (failed) sharedWorkerHost().discard(scanner);
+  else sharedWorkerHost().release(scanner);
   if (failed) pool.destroy();
   else pool.release();
 }

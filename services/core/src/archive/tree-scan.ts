@@ -46,12 +46,28 @@ export interface ScanItem {
   ino: number;
 }
 
+/** A run of scanned items (and the directories they added), sent from the scanner thread. */
+export interface ScanChunk {
+  cols: Record<(typeof COLUMNS)[number], ArrayBufferView>;
+  names: (string | undefined)[];
+  /** Path bytes as latin1 strings (compact to send; Buffers would drag their pool slabs along). */
+  dirs: { fs: string; arc: string; rel: string }[];
+}
+
+const COLUMNS = ['kind', 'vol', 'mode', 'uid', 'gid', 'size', 'mtimeSec', 'mtimeNsec', 'ctimeMs', 'ino', 'parent', 'node', 'linkTo'] as const;
+
 /**
  * The scan result, column-wise: ~100 bytes per entry instead of ~300 for an object per entry
  * (and far less garbage-collector work), which matters at 100k+ files.
+ *
+ * The scanner thread hands its items over in chunks (takeChunk) and keeps only what is still
+ * to come; indexes (items, directories) are global, counted from `base` / `dirBase`.
  */
 export class ScanList {
   length = 0;
+  /** Global index of item 0 and of dirs[0] (non-zero on the scanner side after takeChunk). */
+  private base = 0;
+  private dirBase = 0;
   private cap = 0;
   kind = new Uint8Array(0);
   vol = new Uint16Array(0);
@@ -73,7 +89,7 @@ export class ScanList {
   /** A later name of the inode stored as the file because this one could not be read (-1 none). */
   replacement = new Int32Array(0);
   names: (string | undefined)[] = [];
-  readonly dirs: DirNode[] = [];
+  dirs: DirNode[] = [];
 
   private grow(): void {
     const cap = Math.max(1024, this.cap * 2);
@@ -100,6 +116,52 @@ export class ScanList {
     this.cap = cap;
   }
 
+  /** Adds a directory node; returns its global index. */
+  addDir(d: DirNode): number {
+    this.dirs.push(d);
+    return this.dirBase + this.dirs.length - 1;
+  }
+
+  /** Global item count so far (items handed over included). */
+  get total(): number {
+    return this.base + this.length;
+  }
+
+  /** Takes the items and directories gathered since the last call (scanner side). */
+  takeChunk(): ScanChunk {
+    const n = this.length;
+    const cols = {} as ScanChunk['cols'];
+    for (const c of COLUMNS) cols[c] = (this[c] as Uint8Array).slice(0, n);
+    const chunk: ScanChunk = {
+      cols,
+      names: this.names.slice(0, n),
+      dirs: this.dirs.map((d) => ({ fs: d.fs.toString('latin1'), arc: d.arc.toString('latin1'), rel: d.rel })),
+    };
+    this.base += n;
+    this.length = 0;
+    this.names = [];
+    this.dirBase += this.dirs.length;
+    this.dirs = [];
+    return chunk;
+  }
+
+  /** Appends a chunk from the scanner (reader side, where the list starts at 0 and stays whole). */
+  appendChunk(c: ScanChunk): void {
+    const n = c.names.length;
+    while (this.cap < this.length + n) this.grow();
+    for (const k of COLUMNS) (this[k] as Uint8Array).set(c.cols[k] as Uint8Array, this.length);
+    this.emitted.fill(0, this.length, this.length + n);
+    this.replacement.fill(-1, this.length, this.length + n);
+    for (let i = 0; i < n; i++) this.names.push(c.names[i]);
+    for (const d of c.dirs) this.dirs.push({ fs: Buffer.from(d.fs, 'latin1'), arc: Buffer.from(d.arc, 'latin1'), rel: d.rel });
+    this.length += n;
+  }
+
+  /** Transferables of a chunk (its columns are fresh copies). */
+  static transferList(c: ScanChunk): ArrayBuffer[] {
+    return COLUMNS.map((k) => c.cols[k].buffer as ArrayBuffer);
+  }
+
   push(parent: number, name: Buffer | undefined, kind: Kind, vol: number, st: BigIntStats, node = -1): number {
     if (this.length === this.cap) this.grow();
     const i = this.length++;
@@ -119,7 +181,7 @@ export class ScanList {
     this.linkTo[i] = -1;
     this.replacement[i] = -1;
     this.names[i] = name?.toString('latin1');
-    return i;
+    return this.base + i;
   }
 
   item(i: number): ScanItem {
@@ -183,17 +245,34 @@ export function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'EIO';
 }
 
+/** Items per chunk handed to `onChunk` (at directory boundaries, so chunks may be larger). */
+const CHUNK_ITEMS = 2048;
+
+/**
+ * Scans the volumes. With `onChunk`, items are handed over as the walk goes (the list keeps
+ * nothing handed over; the last chunk is handed over before returning).
+ */
 export function scanVolumes(
   volumes: readonly { name: string; dir: string; excludes: string[] }[],
   warn: (w: ScanWarning) => void,
   checkAbort: () => void,
+  onChunk?: (c: ScanChunk) => void,
 ): ScanResult {
   const out: ScanResult = { list: new ScanList(), filesTotal: 0, bytesTotal: 0 };
-  volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort));
+  const flush = onChunk ? (force: boolean) => (force || out.list.length >= CHUNK_ITEMS) && out.list.length > 0 && onChunk(out.list.takeChunk()) : undefined;
+  volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort, flush));
+  flush?.(true);
   return out;
 }
 
-function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: number, out: ScanResult, warn: (w: ScanWarning) => void, checkAbort: () => void): void {
+function scanVolume(
+  v: { name: string; dir: string; excludes: string[] },
+  vol: number,
+  out: ScanResult,
+  warn: (w: ScanWarning) => void,
+  checkAbort: () => void,
+  flush: ((force: boolean) => unknown) | undefined,
+): void {
   const exclude = compileExcludes(v.excludes);
   const rootFs = Buffer.from(v.dir);
   let st: BigIntStats;
@@ -205,17 +284,18 @@ function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: n
   }
   if (!st.isDirectory()) throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not a directory`);
   const list = out.list;
-  list.dirs.push({ fs: rootFs, arc: Buffer.from(v.name), rel: '' });
+  const rootDir: DirNode = { fs: rootFs, arc: Buffer.from(v.name), rel: '' };
   // Hard links are only detected within a volume: volumes may be restored on their own.
   const seen = new Map<string, number>();
-  // Directories to visit: [item index pushed later, stats, node index].
-  const stack: { parent: number; name: Buffer | undefined; st: BigIntStats; node: number }[] = [{ parent: -1, name: undefined, st, node: list.dirs.length - 1 }];
+  // Directories to visit: parent's node index, name, stats, own node (and its index).
+  const stack: { parent: number; name: Buffer | undefined; st: BigIntStats; dir: DirNode; node: number }[] = [{ parent: -1, name: undefined, st, dir: rootDir, node: list.addDir(rootDir) }];
   let pathBuf = Buffer.alloc(4096);
   while (stack.length) {
     checkAbort();
+    flush?.(false);
     const d = stack.pop()!;
     list.push(d.parent, d.name, Kind.Dir, vol, d.st, d.node);
-    const dir = list.dirs[d.node]!;
+    const dir = d.dir;
     let names: Buffer[];
     try {
       names = readdirSync(dir.fs, { encoding: 'buffer' });
@@ -252,8 +332,8 @@ function scanVolume(v: { name: string; dir: string; excludes: string[] }, vol: n
         continue;
       }
       if (cst.isDirectory()) {
-        list.dirs.push({ fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel });
-        subdirs.push({ parent: d.node, name, st: cst, node: list.dirs.length - 1 });
+        const sub: DirNode = { fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel };
+        subdirs.push({ parent: d.node, name, st: cst, dir: sub, node: list.addDir(sub) });
       } else if (cst.isFile()) {
         if (cst.nlink > 1n) {
           const key = `${cst.dev}:${cst.ino}`;

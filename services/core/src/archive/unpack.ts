@@ -100,7 +100,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   const plan = planExtraction(o, index);
   const restoreOwnership = o.restoreOwnership ?? process.getuid?.() === 0;
   const host = sharedWorkerHost();
-  const { worker: extractor, pool } = await CodecPool.openWith(host, o.concurrency ?? defaultConcurrency());
+  const { jobs, pool } = await CodecPool.openWith(host, o.concurrency ?? defaultConcurrency());
+  const extractor = jobs[0]!;
 
   const { port1, port2 } = new MessageChannel();
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: plan.bytesTotal, filesDone: 0, filesTotal: plan.filesTotal };
@@ -254,7 +255,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     signal?.removeEventListener('abort', onAbort);
     port1.close();
     // The extractor's heap held the plan and directory list: let it go with its thread.
-    host.discard(extractor);
+    host.replace(extractor);
     if (failed !== undefined) pool.destroy();
     else pool.release();
   }

@@ -1,0 +1,56 @@
+/**
+ * The optional native helper (services/core/native, built by `npm install` through
+ * scripts/build-native.mjs): one call opens, reads, fstats and hashes a small file. When it is
+ * missing (no compiler on the machine) or CAIRN_NATIVE_READS=0, the pack reader does the same
+ * with Node's fs calls; the archive is identical either way.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeReads {
+  /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..]. */
+  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, out: Float64Array, digest: Uint8Array): void;
+  outSlots: number;
+}
+
+/** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */
+export const enum Out {
+  Read,
+  OpenErrno,
+  ReadErrno,
+  StatOk,
+  Size,
+  MtimeSec,
+  MtimeNsec,
+  CtimeSec,
+  CtimeNsec,
+  Ino,
+  DigestOk,
+  Slots,
+}
+
+/** Main thread: where the built addon is, unless it is missing or switched off. */
+export function nativeAddonPath(): string | undefined {
+  if (process.env.CAIRN_NATIVE_READS === '0') return undefined;
+  const path = fileURLToPath(new URL('../../native/build/Release/cairn_native.node', import.meta.url));
+  return existsSync(path) ? path : undefined;
+}
+
+/** Worker side: loads the addon by absolute path (the worker bundle has no import.meta.url). */
+export function loadNativeReads(path: string | undefined): NativeReads | undefined {
+  if (!path) return undefined;
+  try {
+    const mod = createRequire(path)(path) as NativeReads;
+    return mod.outSlots === Out.Slots ? mod : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+export function errnoName(n: number): string {
+  return ERRNO_NAMES.get(n) ?? `errno ${n}`;
+}

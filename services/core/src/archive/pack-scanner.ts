@@ -1,0 +1,65 @@
+/**
+ * The pack scanner job, run in a worker thread of its own: walks the volumes (readdir + lstat)
+ * and hands the items to the reader thread in chunks as it goes, so reading and compression
+ * start at once instead of after the whole walk; when the walk ends it sends the progress
+ * totals to the main thread.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import { CairnError } from '../errors.ts';
+import { scanVolumes, ScanList, type ScanChunk, type ScanWarning } from './tree-scan.ts';
+
+/** Slots of the Int32Array shared by the pack threads. */
+export const CTRL_CREDITS = 0;
+export const CTRL_ABORT = 1;
+/** Chunks the scanner has posted to the reader (the reader waits on it). */
+export const CTRL_CHUNKS = 2;
+export const CTRL_SLOTS = 3;
+
+export interface PackScannerData {
+  volumes: { name: string; dir: string; excludes: string[] }[];
+  control: SharedArrayBuffer;
+  /** To the reader thread: ScanFeed messages. */
+  reader: MessagePort;
+  /** To the main thread: one PackScanTotals message when the walk is done. */
+  main: MessagePort;
+}
+
+export interface ScanFeed {
+  chunk: ScanChunk | undefined;
+  warnings: ScanWarning[];
+  /** Set on the last message. */
+  done: boolean;
+}
+
+export interface PackScanTotals {
+  t: 'scan';
+  filesTotal: number;
+  bytesTotal: number;
+  entriesTotal: number;
+}
+
+export function isAborted(ctrl: Int32Array): boolean {
+  return Atomics.load(ctrl, CTRL_ABORT) !== 0;
+}
+
+export function runPackScanner(d: PackScannerData): PackScanTotals {
+  const ctrl = new Int32Array(d.control);
+  let warnings: ScanWarning[] = [];
+  const post = (chunk: ScanChunk | undefined, done: boolean): void => {
+    const msg: ScanFeed = { chunk, warnings, done };
+    d.reader.postMessage(msg, chunk ? ScanList.transferList(chunk) : []);
+    warnings = [];
+    Atomics.add(ctrl, CTRL_CHUNKS, 1);
+    Atomics.notify(ctrl, CTRL_CHUNKS);
+  };
+  const checkAbort = (): void => {
+    if (isAborted(ctrl)) throw new CairnError('cancelled', 'cancelled');
+  };
+  const scan = scanVolumes(d.volumes, (w) => warnings.push(w), checkAbort, (c) => post(c, false));
+  post(undefined, true);
+  const totals: PackScanTotals = { t: 'scan', filesTotal: scan.filesTotal, bytesTotal: scan.bytesTotal, entriesTotal: scan.list.total };
+  d.main.postMessage(totals);
+  d.reader.close();
+  d.main.close();
+  return totals;
+}
