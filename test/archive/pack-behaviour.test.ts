@@ -223,6 +223,12 @@ describe('native helper', () => {
     for (let i = 0; i < 300; i++) files[`d${i % 7}/f${i}.bin`] = randomBytes([0, 1, 511, 512, 513, 4096, 70_000, 130_000][i % 8]!);
     files['big.bin'] = randomBytes(3 * MiB);
     const dir = makeVolume('native-same', files);
+    // What the scan tells apart: links, an empty directory, a FIFO (skipped with a warning).
+    fs.symlinkSync('d1/f1.bin', path.join(dir, 'link'));
+    fs.symlinkSync('nowhere', path.join(dir, 'dangling'));
+    fs.linkSync(path.join(dir, 'd2/f2.bin'), path.join(dir, 'd5/hard.bin'));
+    fs.mkdirSync(path.join(dir, 'empty'));
+    execFileSync('mkfifo', [path.join(dir, 'd4/pipe')]);
     const pack = async (flag: string): Promise<PackResult> => {
       const before = process.env.CAIRN_NATIVE_READS;
       process.env.CAIRN_NATIVE_READS = flag;
@@ -235,9 +241,11 @@ describe('native helper', () => {
     };
     const nat = await pack('1');
     const js = await pack('0');
-    expect(nat.index.totals.files).toBe(301);
+    expect(nat.index.totals).toMatchObject({ files: 301, symlinks: 2, hardlinks: 1 });
+    expect(nat.warnings.map((w) => [w.path, w.code])).toEqual([['v/d4/pipe', 'skipped-type']]);
     expect(nat.sha256).toBe(js.sha256);
     expect(nat.index.entries).toEqual(js.index.entries);
+    expect(nat.warnings).toEqual(js.warnings);
     const want = createHash('sha256').update(files['d3/f3.bin']!).digest('hex');
     expect(nat.index.entries.find((e) => e.path === 'v/d3/f3.bin')?.sha256).toBe(want);
   });

@@ -6,9 +6,15 @@
  * caller's block buffer, fstat it afterwards (GNU tar's changed-while-read check) and sha256
  * the bytes. At 100k small files Node's per-call overhead, not the kernel, was the reader's
  * largest cost. Everything else (tar headers, the index, warnings) stays in TypeScript.
+ *
+ * scanDir does the pre-scan's readdir + sort + lstat of every entry in one call, for the same
+ * reason (and without one BigIntStats object per entry).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <node_api.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -110,10 +116,156 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+/* Per entry of scanDir's meta array. */
+enum {
+  M_NAME_OFF = 0,
+  M_NAME_LEN,
+  M_ERRNO, /* errno of lstat, 0 when the stats are valid */
+  M_MODE,  /* st_mode, file type bits included */
+  M_UID,
+  M_GID,
+  M_SIZE,
+  M_MTIME_SEC,
+  M_MTIME_NSEC,
+  M_CTIME_SEC,
+  M_CTIME_NSEC,
+  M_INO,
+  M_NLINK,
+  M_DEV,
+  M_INO_HI, /* st_ino exactly, as two 32-bit halves (a double loses bits above 2^53) */
+  M_INO_LO,
+  M_SLOTS
+};
+
+struct name_ref {
+  char *name;
+  size_t len;
+};
+
+static int cmp_names(const void *a, const void *b) {
+  const struct name_ref *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->name, y->name, n);
+  if (c) return c;
+  return x->len < y->len ? -1 : x->len > y->len ? 1 : 0;
+}
+
+/* scanDir(path: Uint8Array (NUL-terminated)): [names: Buffer, meta: Float64Array] sorted by name
+ * bytes (as Buffer.compare), or a number: the errno of opening/reading the directory. */
+static napi_value scan_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) return fail(env, "scanDir: 1 argument");
+  void *path_p;
+  size_t path_len;
+  if (!typed(env, argv[0], &path_p, &path_len) || path_len == 0 || ((char *)path_p)[path_len - 1] != 0) return fail(env, "scanDir: path must end with NUL");
+  int dfd;
+  do dfd = open(path_p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  while (dfd < 0 && errno == EINTR);
+  if (dfd < 0) {
+    napi_create_int32(env, errno, &result);
+    return result;
+  }
+  DIR *dir = fdopendir(dfd);
+  if (!dir) {
+    int e = errno;
+    close(dfd);
+    napi_create_int32(env, e, &result);
+    return result;
+  }
+  size_t cap = 64, count = 0, bytes = 0;
+  struct name_ref *refs = malloc(cap * sizeof *refs);
+  int err = refs ? 0 : ENOMEM;
+  for (;;) {
+    if (err) break;
+    errno = 0;
+    struct dirent *de = readdir(dir);
+    if (!de) {
+      err = errno;
+      break;
+    }
+    if (de->d_name[0] == '.' && (de->d_name[1] == 0 || (de->d_name[1] == '.' && de->d_name[2] == 0))) continue;
+    if (count == cap) {
+      struct name_ref *more = realloc(refs, cap * 2 * sizeof *refs);
+      if (!more) {
+        err = ENOMEM;
+        break;
+      }
+      refs = more;
+      cap *= 2;
+    }
+    size_t len = strlen(de->d_name);
+    char *copy = malloc(len + 1);
+    if (!copy) {
+      err = ENOMEM;
+      break;
+    }
+    memcpy(copy, de->d_name, len + 1);
+    refs[count].name = copy;
+    refs[count].len = len;
+    count++;
+    bytes += len;
+  }
+  napi_value names = NULL, meta = NULL, meta_ab;
+  void *names_data = NULL, *meta_data = NULL;
+  if (!err) {
+    qsort(refs, count, sizeof *refs, cmp_names);
+    if (napi_create_buffer(env, bytes ? bytes : 1, &names_data, &names) != napi_ok ||
+        napi_create_arraybuffer(env, (count ? count : 1) * M_SLOTS * sizeof(double), &meta_data, &meta_ab) != napi_ok ||
+        napi_create_typedarray(env, napi_float64_array, count * M_SLOTS, meta_ab, 0, &meta) != napi_ok)
+      err = ENOMEM;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (!err) {
+      double *m = (double *)meta_data + i * M_SLOTS;
+      memcpy((char *)names_data + off, refs[i].name, refs[i].len);
+      m[M_NAME_OFF] = (double)off;
+      m[M_NAME_LEN] = (double)refs[i].len;
+      off += refs[i].len;
+      struct stat st;
+      if (fstatat(dfd, refs[i].name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        m[M_ERRNO] = errno;
+      } else {
+        m[M_ERRNO] = 0;
+        m[M_MODE] = st.st_mode;
+        m[M_UID] = st.st_uid;
+        m[M_GID] = st.st_gid;
+        m[M_SIZE] = (double)st.st_size;
+        m[M_MTIME_SEC] = (double)st.st_mtim.tv_sec;
+        m[M_MTIME_NSEC] = (double)st.st_mtim.tv_nsec;
+        m[M_CTIME_SEC] = (double)st.st_ctim.tv_sec;
+        m[M_CTIME_NSEC] = (double)st.st_ctim.tv_nsec;
+        m[M_INO] = (double)st.st_ino;
+        m[M_NLINK] = (double)st.st_nlink;
+        m[M_DEV] = (double)st.st_dev;
+        m[M_INO_HI] = (double)((unsigned long long)st.st_ino >> 32);
+        m[M_INO_LO] = (double)((unsigned long long)st.st_ino & 0xffffffffULL);
+      }
+    }
+    free(refs[i].name);
+  }
+  free(refs);
+  closedir(dir); /* closes dfd */
+  if (err) {
+    napi_create_int32(env, err, &result);
+    return result;
+  }
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, names);
+  napi_set_element(env, result, 1, meta);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "readSmallFile", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "scanDir", NAPI_AUTO_LENGTH, scan_dir, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "scanDir", fn) != napi_ok) return NULL;
+  if (napi_create_int32(env, M_SLOTS, &slots) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "metaSlots", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, OUT_SLOTS, &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "outSlots", slots) != napi_ok) return NULL;
   return exports;

@@ -13,6 +13,9 @@ export interface NativeReads {
   /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..]. */
   readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, out: Float64Array, digest: Uint8Array): void;
   outSlots: number;
+  /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
+  scanDir(path: Uint8Array): [Buffer, Float64Array] | number;
+  metaSlots: number;
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */
@@ -31,6 +34,27 @@ export const enum Out {
   Slots,
 }
 
+/** Per entry of scanDir's meta array (the M_* enum in cairn_native.c). */
+export const enum Meta {
+  NameOff,
+  NameLen,
+  Errno,
+  Mode,
+  Uid,
+  Gid,
+  Size,
+  MtimeSec,
+  MtimeNsec,
+  CtimeSec,
+  CtimeNsec,
+  Ino,
+  Nlink,
+  Dev,
+  InoHi,
+  InoLo,
+  Slots,
+}
+
 /** Main thread: where the built addon is, unless it is missing or switched off. */
 export function nativeAddonPath(): string | undefined {
   if (process.env.CAIRN_NATIVE_READS === '0') return undefined;
@@ -43,7 +67,7 @@ export function loadNativeReads(path: string | undefined): NativeReads | undefin
   if (!path) return undefined;
   try {
     const mod = createRequire(path)(path) as NativeReads;
-    return mod.outSlots === Out.Slots ? mod : undefined;
+    return mod.outSlots === Out.Slots && mod.metaSlots === Meta.Slots ? mod : undefined;
   } catch {
     return undefined;
   }

@@ -6,6 +6,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
+import { loadNativeReads } from './native-reads.ts';
 import { scanVolumes, ScanList, type ScanChunk, type ScanWarning } from './tree-scan.ts';
 
 /** Slots of the Int32Array shared by the pack threads. */
@@ -22,6 +23,8 @@ export interface PackScannerData {
   reader: MessagePort;
   /** To the main thread: one PackScanTotals message when the walk is done. */
   main: MessagePort;
+  /** The native helper's path (native-reads.ts), when built and enabled. */
+  native: string | undefined;
 }
 
 export interface ScanFeed {
@@ -55,7 +58,7 @@ export function runPackScanner(d: PackScannerData): PackScanTotals {
   const checkAbort = (): void => {
     if (isAborted(ctrl)) throw new CairnError('cancelled', 'cancelled');
   };
-  const scan = scanVolumes(d.volumes, (w) => warnings.push(w), checkAbort, (c) => post(c, false));
+  const scan = scanVolumes(d.volumes, (w) => warnings.push(w), checkAbort, (c) => post(c, false), loadNativeReads(d.native));
   post(undefined, true);
   const totals: PackScanTotals = { t: 'scan', filesTotal: scan.filesTotal, bytesTotal: scan.bytesTotal, entriesTotal: scan.list.total };
   d.main.postMessage(totals);

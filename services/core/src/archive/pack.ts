@@ -90,7 +90,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
   const blocks: ArchiveBlock[] = [];
-  const entryChunks: { z: Buffer; length: number }[] = [];
+  const entries: ArchiveEntry[] = [];
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -129,7 +129,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       queue.end();
       return;
     }
-    if (m.entries) entryChunks.push({ z: Buffer.from(m.entries), length: m.entriesLength });
+    // Decoded as they come: this thread has time during the pack, none to spare at its end.
+    if (m.entries) for (const e of JSON.parse(decompressBlock('zstd', Buffer.from(m.entries), m.entriesLength).toString('utf8')) as ArchiveEntry[]) entries.push(e);
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
@@ -141,9 +142,10 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
 
   const volumes = options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] }));
   const control = ctrl.buffer as SharedArrayBuffer;
-  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2 } satisfies PackScannerData }, [feed.port1, totals.port2]);
+  const native = nativeAddonPath();
+  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2, native } satisfies PackScannerData }, [feed.port1, totals.port2]);
   scanJob.catch(fail);
-  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native: nativeAddonPath() } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
+  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
   job.catch(fail);
 
   let storedBytes = 0;
@@ -187,8 +189,6 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   if (r.tarBytes !== tarOffset) throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
   report(true);
   const sha256 = outHash.digest('hex');
-  const entries: ArchiveEntry[] = [];
-  for (const c of entryChunks.splice(0)) for (const e of JSON.parse(decompressBlock('zstd', c.z, c.length).toString('utf8')) as ArchiveEntry[]) entries.push(e);
   const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
   const index: ArchiveIndex = {

@@ -7,6 +7,7 @@ import { lstatSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.ts';
 import type { WarningCode } from './archive-types.ts';
 import { compileExcludes } from './exclude-matcher.ts';
+import { errnoName, Meta as Meta_, type NativeReads } from './native-reads.ts';
 import { bytesToPath } from './path-bytes.ts';
 
 export interface DirNode {
@@ -162,20 +163,19 @@ export class ScanList {
     return COLUMNS.map((k) => c.cols[k].buffer as ArrayBuffer);
   }
 
-  push(parent: number, name: Buffer | undefined, kind: Kind, vol: number, st: BigIntStats, node = -1): number {
+  push(parent: number, name: Buffer | undefined, kind: Kind, vol: number, st: Meta, node = -1): number {
     if (this.length === this.cap) this.grow();
     const i = this.length++;
-    const { sec, nsec } = splitNs(st.mtimeNs);
     this.kind[i] = kind;
     this.vol[i] = vol;
-    this.mode[i] = Number(st.mode & 0o7777n);
-    this.uid[i] = Number(st.uid);
-    this.gid[i] = Number(st.gid);
-    this.size[i] = kind === Kind.File || kind === Kind.Hardlink ? Number(st.size) : 0;
-    this.mtimeSec[i] = sec;
-    this.mtimeNsec[i] = nsec;
-    this.ctimeMs[i] = msOf(st.ctimeNs);
-    this.ino[i] = Number(st.ino);
+    this.mode[i] = st.mode & 0o7777;
+    this.uid[i] = st.uid;
+    this.gid[i] = st.gid;
+    this.size[i] = kind === Kind.File || kind === Kind.Hardlink ? st.size : 0;
+    this.mtimeSec[i] = st.mtimeSec;
+    this.mtimeNsec[i] = st.mtimeNsec;
+    this.ctimeMs[i] = st.ctimeMs;
+    this.ino[i] = st.ino;
     this.parent[i] = parent;
     this.node[i] = node;
     this.linkTo[i] = -1;
@@ -205,6 +205,106 @@ export class ScanList {
   }
 }
 
+/** What the scan keeps of an lstat (from Node's BigIntStats or from the native helper). */
+export interface Meta {
+  /** st_mode with the file type bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  /** As Node's plain Stats has it, for comparing with a later fstat. */
+  ctimeMs: number;
+  ino: number;
+  nlink: number;
+  /** Exact "dev:ino", the key that finds hard links. */
+  inode: string;
+}
+
+function metaOf(st: BigIntStats): Meta {
+  const { sec, nsec } = splitNs(st.mtimeNs);
+  return {
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: Number(st.size),
+    mtimeSec: sec,
+    mtimeNsec: nsec,
+    ctimeMs: msOf(st.ctimeNs),
+    ino: Number(st.ino),
+    nlink: Number(st.nlink),
+    inode: `${st.dev}:${st.ino}`,
+  };
+}
+
+/** A directory's entries in name-byte order, each with its lstat (or the errno code). */
+interface Listing {
+  names: Buffer[];
+  stat(i: number, fsPath: Buffer): Meta | string;
+}
+
+/** Plain Node: readdir, then one lstat per entry. */
+function listWithNode(dirFs: Buffer): Listing | string {
+  let names: Buffer[];
+  try {
+    names = readdirSync(dirFs, { encoding: 'buffer' });
+  } catch (err) {
+    return errCode(err);
+  }
+  names.sort(Buffer.compare);
+  return {
+    names,
+    stat(_i, fsPath) {
+      try {
+        const st = lstatSync(fsPath, { bigint: true, throwIfNoEntry: false });
+        return st ? metaOf(st) : 'ENOENT';
+      } catch (err) {
+        return errCode(err);
+      }
+    },
+  };
+}
+
+/** The native helper: the same in one call per directory. */
+function listWithNative(native: NativeReads, dirFsZ: Buffer): Listing | string {
+  const r = native.scanDir(dirFsZ);
+  if (typeof r === 'number') return errnoName(r);
+  const [buf, m] = r;
+  const n = m.length / Meta_.Slots;
+  const names: Buffer[] = new Array<Buffer>(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * Meta_.Slots;
+    names[i] = buf.subarray(m[o + Meta_.NameOff]!, m[o + Meta_.NameOff]! + m[o + Meta_.NameLen]!);
+  }
+  return {
+    names,
+    stat(i) {
+      const o = i * Meta_.Slots;
+      if (m[o + Meta_.Errno]) return errnoName(m[o + Meta_.Errno]!);
+      return {
+        mode: m[o + Meta_.Mode]!,
+        uid: m[o + Meta_.Uid]!,
+        gid: m[o + Meta_.Gid]!,
+        size: m[o + Meta_.Size]!,
+        mtimeSec: m[o + Meta_.MtimeSec]!,
+        mtimeNsec: m[o + Meta_.MtimeNsec]!,
+        // Exactly Node's msFromTimeSpec, so it compares equal with a later fstat's ctimeMs.
+        ctimeMs: m[o + Meta_.CtimeSec]! * 1000 + m[o + Meta_.CtimeNsec]! / 1_000_000,
+        ino: m[o + Meta_.Ino]!,
+        nlink: m[o + Meta_.Nlink]!,
+        inode: `${m[o + Meta_.Dev]}:${m[o + Meta_.InoHi]}:${m[o + Meta_.InoLo]}`,
+      };
+    },
+  };
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const SPECIAL: Record<number, string> = { 0o140000: 'socket', 0o010000: 'FIFO', 0o060000: 'block device', 0o020000: 'character device' };
+
 export interface ScanWarning {
   vol: number;
   path: string;
@@ -229,6 +329,7 @@ function splitNs(ns: bigint): { sec: number; nsec: number } {
 }
 
 const SLASH = Buffer.from('/');
+const NUL = Buffer.from([0]);
 
 /** Milliseconds computed exactly as Node's Stats computes mtimeMs/ctimeMs from the timespec. */
 export function msOf(ns: bigint): number {
@@ -257,10 +358,11 @@ export function scanVolumes(
   warn: (w: ScanWarning) => void,
   checkAbort: () => void,
   onChunk?: (c: ScanChunk) => void,
+  native?: NativeReads,
 ): ScanResult {
   const out: ScanResult = { list: new ScanList(), filesTotal: 0, bytesTotal: 0 };
   const flush = onChunk ? (force: boolean) => (force || out.list.length >= CHUNK_ITEMS) && out.list.length > 0 && onChunk(out.list.takeChunk()) : undefined;
-  volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort, flush));
+  volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort, flush, native));
   flush?.(true);
   return out;
 }
@@ -272,6 +374,7 @@ function scanVolume(
   warn: (w: ScanWarning) => void,
   checkAbort: () => void,
   flush: ((force: boolean) => unknown) | undefined,
+  native: NativeReads | undefined,
 ): void {
   const exclude = compileExcludes(v.excludes);
   const rootFs = Buffer.from(v.dir);
@@ -288,7 +391,7 @@ function scanVolume(
   // Hard links are only detected within a volume: volumes may be restored on their own.
   const seen = new Map<string, number>();
   // Directories to visit: parent's node index, name, stats, own node (and its index).
-  const stack: { parent: number; name: Buffer | undefined; st: BigIntStats; dir: DirNode; node: number }[] = [{ parent: -1, name: undefined, st, dir: rootDir, node: list.addDir(rootDir) }];
+  const stack: { parent: number; name: Buffer | undefined; st: Meta; dir: DirNode; node: number }[] = [{ parent: -1, name: undefined, st: metaOf(st), dir: rootDir, node: list.addDir(rootDir) }];
   let pathBuf = Buffer.alloc(4096);
   while (stack.length) {
     checkAbort();
@@ -296,15 +399,12 @@ function scanVolume(
     const d = stack.pop()!;
     list.push(d.parent, d.name, Kind.Dir, vol, d.st, d.node);
     const dir = d.dir;
-    let names: Buffer[];
-    try {
-      names = readdirSync(dir.fs, { encoding: 'buffer' });
-    } catch (err) {
-      const code = errCode(err);
-      warn({ vol, path: bytesToPath(dir.arc), code: code === 'ENOENT' ? 'vanished' : 'unreadable', message: `cannot list directory (${code})` });
+    const listing = native ? listWithNative(native, Buffer.concat([dir.fs, NUL])) : listWithNode(dir.fs);
+    if (typeof listing === 'string') {
+      warn({ vol, path: bytesToPath(dir.arc), code: listing === 'ENOENT' ? 'vanished' : 'unreadable', message: `cannot list directory (${listing})` });
       continue;
     }
-    names.sort(Buffer.compare);
+    const names = listing.names;
     // One buffer holds "<dir>/" and each name in turn: no allocation per lstat.
     const prefix = dir.fs.length + 1;
     const longest = names.reduce((n, b) => Math.max(n, b.length), 0);
@@ -312,7 +412,8 @@ function scanVolume(
     dir.fs.copy(pathBuf, 0);
     pathBuf[dir.fs.length] = 0x2f;
     const subdirs: (typeof stack)[number][] = [];
-    for (const name of names) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
       name.copy(pathBuf, prefix);
       const fsPath = pathBuf.subarray(0, prefix + name.length);
       let rel = '';
@@ -320,40 +421,34 @@ function scanVolume(
         rel = dir.rel ? `${dir.rel}/${bytesToPath(name)}` : bytesToPath(name);
         if (exclude(rel)) continue;
       }
-      let cst: BigIntStats | undefined;
-      try {
-        cst = lstatSync(fsPath, { bigint: true, throwIfNoEntry: false });
-      } catch (err) {
-        warn({ vol, path: arcPath(dir, name), code: 'unreadable', message: `cannot stat (${errCode(err)})` });
+      const cst = listing.stat(i, fsPath);
+      if (typeof cst === 'string') {
+        if (cst === 'ENOENT') warn({ vol, path: arcPath(dir, name), code: 'vanished', message: 'file vanished before it was read' });
+        else warn({ vol, path: arcPath(dir, name), code: 'unreadable', message: `cannot stat (${cst})` });
         continue;
       }
-      if (!cst) {
-        warn({ vol, path: arcPath(dir, name), code: 'vanished', message: 'file vanished before it was read' });
-        continue;
-      }
-      if (cst.isDirectory()) {
+      const type = cst.mode & S_IFMT;
+      if (type === S_IFDIR) {
         const sub: DirNode = { fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel };
         subdirs.push({ parent: d.node, name, st: cst, dir: sub, node: list.addDir(sub) });
-      } else if (cst.isFile()) {
-        if (cst.nlink > 1n) {
-          const key = `${cst.dev}:${cst.ino}`;
-          const first = seen.get(key);
+      } else if (type === S_IFREG) {
+        if (cst.nlink > 1) {
+          const first = seen.get(cst.inode);
           if (first !== undefined) {
             const h = list.push(d.node, name, Kind.Hardlink, vol, cst);
             list.linkTo[h] = first;
             continue;
           }
-          seen.set(key, list.push(d.node, name, Kind.File, vol, cst));
+          seen.set(cst.inode, list.push(d.node, name, Kind.File, vol, cst));
         } else {
           list.push(d.node, name, Kind.File, vol, cst);
         }
         out.filesTotal++;
-        out.bytesTotal += Number(cst.size);
-      } else if (cst.isSymbolicLink()) {
+        out.bytesTotal += cst.size;
+      } else if (type === S_IFLNK) {
         list.push(d.node, name, Kind.Symlink, vol, cst);
       } else {
-        const what = cst.isSocket() ? 'socket' : cst.isFIFO() ? 'FIFO' : cst.isBlockDevice() ? 'block device' : cst.isCharacterDevice() ? 'character device' : 'special file';
-        warn({ vol, path: arcPath(dir, name), code: 'skipped-type', message: `${what} skipped` });
+        warn({ vol, path: arcPath(dir, name), code: 'skipped-type', message: `${SPECIAL[type] ?? 'special file'} skipped` });
       }
     }
     // Subdirectories come after the files of their parent, in name order.
