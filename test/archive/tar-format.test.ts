@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { bytesToPath, pathToBytes, planRuns, selectEntries, type ArchiveEntry, type ArchiveIndex } from '@cairn/core/archive/index.ts';
 import { compileExcludes } from '@cairn/core/archive/exclude-matcher.ts';
-import { encodeTarHeaders, formatPaxTime, parsePaxTime, type TarHeaderInput } from '@cairn/core/archive/tar-header.ts';
+import { encodeTarHeaders, formatPaxTime, formatPaxTimeParts, mtimeString, parsePaxTime, type TarHeaderInput } from '@cairn/core/archive/tar-header.ts';
 import { TarParser, type ParsedEntry } from '@cairn/core/archive/tar-parser.ts';
 
 function parseHeaders(buf: Buffer, chunk = buf.length): ParsedEntry[] {
@@ -105,5 +105,21 @@ describe('block runs', () => {
     expect(selectEntries(ix, ['v/d/']).selected.map((e) => e.path)).toEqual(['v/d', 'v/d/x']);
     expect(() => selectEntries(ix, ['v/nope'])).toThrow(expect.objectContaining({ code: 'not-found' }));
     expect(() => selectEntries(ix, ['v/../etc'])).toThrow(expect.objectContaining({ code: 'validation' }));
+  });
+});
+
+describe('mtime without BigInt (the packer path)', () => {
+  it('gives the same strings and headers as the nanosecond BigInt path', () => {
+    const NS = 1_000_000_000n;
+    for (const ns of [0n, 1n, 999_999_999n, 1_000_000_000n, 1_700_000_000_123_456_789n, 1_700_000_000_000_000_000n, -1n, -1_500_000_001n, 10_413_792_000_000_000_001n]) {
+      const sec = ns >= 0n ? ns / NS : (ns - NS + 1n) / NS;
+      const nsec = ns - sec * NS;
+      expect(mtimeString(Number(sec), Number(nsec))).toBe(ns.toString());
+      expect(formatPaxTimeParts(Number(sec), Number(nsec))).toBe(formatPaxTime(ns));
+      const base = { path: Buffer.from('v/t'), type: 'file' as const, size: 0, mode: 0o644, uid: 0, gid: 0 };
+      // Copies: both calls return views of one scratch buffer.
+      const parts = Buffer.from(encodeTarHeaders({ ...base, mtimeSec: Number(sec), mtimeNsec: Number(nsec) }));
+      expect(parts).toEqual(Buffer.from(encodeTarHeaders({ ...base, mtimeNs: ns })));
+    }
   });
 });

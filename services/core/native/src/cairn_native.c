@@ -58,26 +58,29 @@ static napi_value fail(napi_env env, const char *msg) {
 }
 
 /* readSmallFile(path: Uint8Array (NUL-terminated), dst: Uint8Array, offset: number,
- *               size: number, out: Float64Array(OUT_SLOTS), digest: Uint8Array(32)): void */
+ *               size: number, pad: number, out: Float64Array(OUT_SLOTS), digest: Uint8Array(32)):
+ * void. The `pad` bytes after the content (the tar record padding) are zeroed. */
 static napi_value read_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) return fail(env, "readSmallFile: 6 arguments");
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7) return fail(env, "readSmallFile: 7 arguments");
   void *path_p, *dst_p, *out_p, *digest_p;
   size_t path_len, dst_len, out_len, digest_len;
-  double off_d, size_d;
-  if (!typed(env, argv[0], &path_p, &path_len) || !typed(env, argv[1], &dst_p, &dst_len) || !typed(env, argv[4], &out_p, &out_len) ||
-      !typed(env, argv[5], &digest_p, &digest_len))
+  double off_d, size_d, pad_d;
+  if (!typed(env, argv[0], &path_p, &path_len) || !typed(env, argv[1], &dst_p, &dst_len) || !typed(env, argv[5], &out_p, &out_len) ||
+      !typed(env, argv[6], &digest_p, &digest_len))
     return fail(env, "readSmallFile: bad buffer argument");
-  if (napi_get_value_double(env, argv[2], &off_d) != napi_ok || napi_get_value_double(env, argv[3], &size_d) != napi_ok)
+  if (napi_get_value_double(env, argv[2], &off_d) != napi_ok || napi_get_value_double(env, argv[3], &size_d) != napi_ok ||
+      napi_get_value_double(env, argv[4], &pad_d) != napi_ok)
     return fail(env, "readSmallFile: bad number argument");
   const char *path = path_p;
   double *out = out_p;
   if (path_len == 0 || path[path_len - 1] != 0) return fail(env, "readSmallFile: path must end with NUL");
   if (out_len < OUT_SLOTS * sizeof(double) || digest_len < 32) return fail(env, "readSmallFile: out or digest too small");
-  if (off_d < 0 || size_d < 0 || off_d + size_d > (double)dst_len) return fail(env, "readSmallFile: range outside dst");
-  size_t off = (size_t)off_d, size = (size_t)size_d;
+  if (off_d < 0 || size_d < 0 || pad_d < 0 || off_d + size_d + pad_d > (double)dst_len) return fail(env, "readSmallFile: range outside dst");
+  size_t off = (size_t)off_d, size = (size_t)size_d, pad = (size_t)pad_d;
   unsigned char *dst = (unsigned char *)dst_p + off;
+  memset(dst + size, 0, pad);
 
   for (int i = 0; i < OUT_SLOTS; i++) out[i] = 0;
   int fd;

@@ -10,8 +10,8 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeReads {
-  /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..]. */
-  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, out: Float64Array, digest: Uint8Array): void;
+  /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes. */
+  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array): void;
   outSlots: number;
   /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
   scanDir(path: Uint8Array): [Buffer, Float64Array] | number;

@@ -13,10 +13,10 @@ import { CairnError } from '../errors.ts';
 import type { ArchiveEntry, ArchiveWarning, EntryType, VolumeSummary, WarningCode } from './archive-types.ts';
 import { compressBlock } from './block-codec.ts';
 import { bytesToPath } from './path-bytes.ts';
-import { encodeTarHeaders, RECORD } from './tar-header.ts';
+import { encodeTarHeaders, mtimeString, RECORD } from './tar-header.ts';
 import { errnoName, loadNativeReads, Out } from './native-reads.ts';
 import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CREDITS, type ScanFeed } from './pack-scanner.ts';
-import { errCode, Kind, msOf, ScanList, type ScanItem } from './tree-scan.ts';
+import { errCode, Kind, ScanList, type ScanItem } from './tree-scan.ts';
 
 export interface PackReaderData {
   volumes: { name: string; dir: string; excludes: string[] }[];
@@ -290,7 +290,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     }
     const size = type === 'file' ? item.size : 0;
     const headerOffset = tarPos();
-    put(encodeTarHeaders({ path: arc, type, size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeNs: item.mtimeNs, linkTarget: link }));
+    put(encodeTarHeaders({ path: arc, type, size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeSec: item.mtimeSec, mtimeNsec: item.mtimeNsec, linkTarget: link }));
     const entry: ArchiveEntry = {
       path: bytesToPath(arc),
       type,
@@ -298,7 +298,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       mode: item.mode,
       uid: item.uid,
       gid: item.gid,
-      mtime: item.mtimeNs.toString(),
+      mtime: mtimeString(item.mtimeSec, item.mtimeNsec),
       headerOffset,
       dataOffset: tarPos(),
     };
@@ -323,11 +323,11 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   function emitSmallFile(item: ScanItem): boolean {
     const size = item.size;
     const arc = arcPaths.get(item.parent!.arc, item.name!);
-    const header = encodeTarHeaders({ path: arc, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeNs: item.mtimeNs, linkTarget: undefined });
+    const header = encodeTarHeaders({ path: arc, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeSec: item.mtimeSec, mtimeNsec: item.mtimeNsec, linkTarget: undefined });
     const pad = (RECORD - (size % RECORD)) % RECORD;
     if (header.length + size + pad > blockSize - bpos) return false;
     const at = bpos + header.length;
-    native!.readSmallFile(fsPaths.get(item.parent!.fs, item.name!, true), block, at, size, nOut, nDigest);
+    native!.readSmallFile(fsPaths.get(item.parent!.fs, item.name!, true), block, at, size, pad, nOut, nDigest);
     const path = bytesToPath(arc);
     const openErr = nOut[Out.OpenErrno]!;
     if (openErr) {
@@ -361,17 +361,15 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       !problem &&
       (!nOut[Out.StatOk] ||
         nOut[Out.Size] !== size ||
-        nOut[Out.MtimeSec] !== list.mtimeSec[i] ||
-        nOut[Out.MtimeNsec] !== list.mtimeNsec[i] ||
+        nOut[Out.MtimeSec] !== item.mtimeSec ||
+        nOut[Out.MtimeNsec] !== item.mtimeNsec ||
         nOut[Out.CtimeSec]! * 1000 + nOut[Out.CtimeNsec]! / 1_000_000 !== item.ctimeMs ||
         nOut[Out.Ino] !== item.ino)
     ) {
       problem = 'file changed as we read it';
     }
     if (problem) warn(path, problem.startsWith('read error') ? 'read-error' : 'changed', problem, item.vol);
-    bpos = at + size;
-    block.fill(0, bpos, bpos + pad);
-    bpos += pad;
+    bpos = at + size + pad; // the helper zeroed the padding
     bytesDone += size;
     filesDone++;
     list.emitted[i] = 1;
@@ -379,7 +377,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     sum.entries++;
     sum.files++;
     sum.logicalBytes += size;
-    entries.push({ path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: item.mtimeNs.toString(), headerOffset, dataOffset: headerOffset + header.length, sha256: sha });
+    entries.push({ path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha });
     return true;
   }
 
@@ -420,7 +418,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       } catch {
         after = undefined;
       }
-      if (!problem && (!after || after.size !== size || after.mtimeMs !== msOf(item.mtimeNs) || after.ctimeMs !== item.ctimeMs || after.ino !== item.ino)) {
+      if (!problem && (!after || after.size !== size || after.mtimeMs !== item.mtimeSec * 1000 + item.mtimeNsec / 1_000_000 || after.ctimeMs !== item.ctimeMs || after.ino !== item.ino)) {
         problem = 'file changed as we read it';
       }
     } finally {

@@ -14,7 +14,11 @@ export interface TarHeaderInput {
   mode: number;
   uid: number;
   gid: number;
-  mtimeNs: bigint;
+  /** mtime in ns since the epoch, or (the packer's way, no BigInt per entry) as whole seconds
+   * (floor) plus nanoseconds 0..999999999. */
+  mtimeNs?: bigint;
+  mtimeSec?: number;
+  mtimeNsec?: number;
   linkTarget?: Buffer | undefined;
 }
 
@@ -56,6 +60,18 @@ function writeNumber(buf: Buffer, off: number, width: number, value: number, max
   if (value >= 0 && value <= maxOctal) writeOctal(buf, off, width, value);
   else if (value > maxOctal) writeBase256(buf, off, width, value);
   else writeOctal(buf, off, width, 0);
+}
+
+/** PAX time from whole seconds (floor) and nanoseconds; numbers, so no BigInt per entry. */
+export function formatPaxTimeParts(sec: number, nsec: number): string {
+  if (sec < 0) return formatPaxTime(BigInt(sec) * NS + BigInt(nsec));
+  return nsec === 0 ? String(sec) : `${sec}.${String(nsec).padStart(9, '0').replace(/0+$/, '')}`;
+}
+
+/** The index's mtime (nanoseconds since the epoch, decimal) from seconds and nanoseconds. */
+export function mtimeString(sec: number, nsec: number): string {
+  if (sec < 0 || sec > 9_000_000_000) return (BigInt(sec) * NS + BigInt(nsec)).toString();
+  return sec === 0 ? String(nsec) : `${sec}${String(nsec).padStart(9, '0')}`;
 }
 
 export function formatPaxTime(ns: bigint): string {
@@ -156,7 +172,12 @@ export function encodeTarHeaders(h: TarHeaderInput): Buffer {
   const path = isDir ? Buffer.concat([h.path, Buffer.from('/')]) : h.path;
   const link = h.linkTarget ?? EMPTY;
   const size = h.type === 'file' ? h.size : 0;
-  const mtimeSec = Number(h.mtimeNs >= 0n ? h.mtimeNs / NS : (h.mtimeNs - NS + 1n) / NS);
+  let mtimeSec = h.mtimeSec ?? 0;
+  let mtimeNsec = h.mtimeNsec ?? 0;
+  if (h.mtimeNs !== undefined) {
+    mtimeSec = Number(h.mtimeNs >= 0n ? h.mtimeNs / NS : (h.mtimeNs - NS + 1n) / NS);
+    mtimeNsec = Number(h.mtimeNs - BigInt(mtimeSec) * NS);
+  }
 
   // PAX records are written after room for their own header, which needs their length.
   let off = RECORD;
@@ -169,7 +190,7 @@ export function encodeTarHeaders(h: TarHeaderInput): Buffer {
   if (size > MAX_OCTAL_11) off = putRecord(off, 'size', String(size));
   if (h.uid > MAX_OCTAL_7) off = putRecord(off, 'uid', String(h.uid));
   if (h.gid > MAX_OCTAL_7) off = putRecord(off, 'gid', String(h.gid));
-  if (h.mtimeNs % NS !== 0n || mtimeSec < 0 || mtimeSec > MAX_OCTAL_11) off = putRecord(off, 'mtime', formatPaxTime(h.mtimeNs));
+  if (mtimeNsec !== 0 || mtimeSec < 0 || mtimeSec > MAX_OCTAL_11) off = putRecord(off, 'mtime', formatPaxTimeParts(mtimeSec, mtimeNsec));
 
   let start = RECORD;
   if (off > RECORD) {

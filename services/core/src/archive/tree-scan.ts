@@ -41,7 +41,9 @@ export interface ScanItem {
   uid: number;
   gid: number;
   size: number;
-  mtimeNs: bigint;
+  /** mtime as whole seconds (floor) and nanoseconds. */
+  mtimeSec: number;
+  mtimeNsec: number;
   /** ctime and inode as Node's plain Stats has them, for comparing with a later fstat. */
   ctimeMs: number;
   ino: number;
@@ -198,7 +200,8 @@ export class ScanList {
       uid: this.uid[i]!,
       gid: this.gid[i]!,
       size: this.size[i]!,
-      mtimeNs: BigInt(this.mtimeSec[i]!) * 1_000_000_000n + BigInt(this.mtimeNsec[i]!),
+      mtimeSec: this.mtimeSec[i]!,
+      mtimeNsec: this.mtimeNsec[i]!,
       ctimeMs: this.ctimeMs[i]!,
       ino: this.ino[i]!,
     };
