@@ -3,7 +3,8 @@
  *
  * Threads: a scanner worker walks the volumes and feeds what it finds to a reader worker, which
  * reads the files and fills tar blocks (the two overlap: reading starts with the first
- * directory, not after the whole walk); a pool of codec workers compresses blocks in parallel;
+ * directory, not after the whole walk; the scanner's thread goes as soon as the walk is done);
+ * a pool of codec workers compresses blocks in parallel;
  * this thread keeps block order, hashes the stored bytes and writes them to the sink. Memory is
  * bounded by the block credits handed to the reader (a few blocks in flight), whatever the
  * volume size.
@@ -77,8 +78,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const host = sharedWorkerHost();
   const concurrency = options.concurrency ?? defaultConcurrency();
   const { jobs, pool } = await CodecPool.openWith(host, concurrency, 2);
-  const scanner = jobs[0]!;
-  const reader = jobs[1]!;
+  const reader = jobs[0]!;
+  const scanner = jobs[1]!;
 
   const ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_SLOTS));
   Atomics.store(ctrl, CTRL_CREDITS, concurrency * 2 + 2);
@@ -90,7 +91,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
   const blocks: ArchiveBlock[] = [];
-  const entries: ArchiveEntry[] = [];
+  const entryChunks: { z: Buffer; length: number }[] = [];
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -129,8 +130,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       queue.end();
       return;
     }
-    // Decoded as they come: this thread has time during the pack, none to spare at its end.
-    if (m.entries) for (const e of JSON.parse(decompressBlock('zstd', Buffer.from(m.entries), m.entriesLength).toString('utf8')) as ArchiveEntry[]) entries.push(e);
+    if (m.entries) entryChunks.push({ z: Buffer.from(m.entries), length: m.entriesLength });
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
@@ -144,7 +144,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const control = ctrl.buffer as SharedArrayBuffer;
   const native = nativeAddonPath();
   const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2, native } satisfies PackScannerData }, [feed.port1, totals.port2]);
-  scanJob.catch(fail);
+  // The scan ends long before the pack: its thread (and memory) goes as soon as it is done.
+  scanJob.then(() => host.discard(scanner), fail);
   const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
   job.catch(fail);
 
@@ -182,13 +183,16 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     port1.close();
     recycle.port1.close();
     totals.port1.close();
-    finishWorkers(failed !== undefined, scanner, reader, pool);
+    host.discard(scanner);
+    finishWorkers(failed !== undefined, reader, pool);
   }
 
   const r = readerResult!;
   if (r.tarBytes !== tarOffset) throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
   report(true);
   const sha256 = outHash.digest('hex');
+  const entries: ArchiveEntry[] = [];
+  for (const c of entryChunks.splice(0)) for (const e of JSON.parse(decompressBlock('zstd', c.z, c.length).toString('utf8')) as ArchiveEntry[]) entries.push(e);
   const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
   const index: ArchiveIndex = {
@@ -220,12 +224,9 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   return { index, sha256, storedBytes, logicalBytes, fileCount: index.totals.files, warnings };
 }
 
-function finishWorkers(failed: boolean, scanner: PooledWorker, reader: PooledWorker, pool: CodecPool): void {
-  // The reader's heap grew with the scan list: a fresh thread is cheaper than keeping it.
-  if (failed) sharedWorkerHost().discard(reader);
-  else sharedWorkerHost().replace(reader);
-  if (failed) sharedWorkerHost().discard(scanner);
-  else sharedWorkerHost().release(scanner);
+function finishWorkers(failed: boolean, reader: PooledWorker, pool: CodecPool): void {
+  // The reader's heap grew with the scan list: a fresh thread (~30 ms) is cheaper than keeping it.
+  sharedWorkerHost().discard(reader);
   if (failed) pool.destroy();
   else pool.release();
 }

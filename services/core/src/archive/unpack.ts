@@ -255,7 +255,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     signal?.removeEventListener('abort', onAbort);
     port1.close();
     // The extractor's heap held the plan and directory list: let it go with its thread.
-    host.replace(extractor);
+    host.discard(extractor);
     if (failed !== undefined) pool.destroy();
     else pool.release();
   }

@@ -120,19 +120,6 @@ export class WorkerHost {
     void w.worker.terminate();
   }
 
-  /**
-   * Stops a worker whose heap should not be kept and starts an idle replacement in the
-   * background, so the next pack or unpack does not wait ~30 ms for a thread to start.
-   */
-  replace(w: PooledWorker): void {
-    void w.worker.terminate();
-    if (this.idle.length >= this.maxIdle) return;
-    this.acquire().then(
-      (fresh) => this.release(fresh),
-      () => undefined,
-    );
-  }
-
   /** V8 heap statistics of the idle workers (diagnostics). */
   async heapStats(): Promise<{ used_heap_size: number; total_heap_size: number; external_memory: number }[]> {
     const idle = [...this.idle];
