@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
-import { nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
+import { loadNativeReads, nativeAddonPath, Out } from '@cairn/core/archive/native-reads.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
 
@@ -216,6 +216,33 @@ describe.each([
 });
 
 describe('native helper', () => {
+  it('refuses paths with a NUL inside and ranges outside the buffer; reports errno and the right digest', () => {
+    const native = loadNativeReads(nativeAddonPath());
+    expect(native, 'services/core/native was not built by npm install').toBeDefined();
+    const dir = makeVolume('native-edges', { 'f.txt': 'hello' });
+    const out = new Float64Array(Out.Slots);
+    const digest = Buffer.alloc(32);
+    const dst = Buffer.alloc(64, 0xff);
+    const z = (p: string): Buffer => Buffer.from(`${p}\0`);
+    native!.readSmallFile(z(path.join(dir, 'f.txt')), dst, 8, 5, 3, out, digest);
+    expect(out[Out.OpenErrno]).toBe(0);
+    expect(out[Out.Read]).toBe(5);
+    expect(dst.subarray(8, 16)).toEqual(Buffer.from('hello\0\0\0'));
+    expect(dst[16]).toBe(0xff);
+    expect(digest.toString('hex')).toBe(createHash('sha256').update('hello').digest('hex'));
+    // A NUL inside would otherwise open the shorter path silently.
+    native!.readSmallFile(Buffer.from(`${path.join(dir, 'f.txt')}\0x\0`), dst, 0, 5, 0, out, digest);
+    expect(out[Out.OpenErrno]).toBe(os.constants.errno.EINVAL);
+    native!.readSmallFile(z(path.join(dir, 'gone.txt')), dst, 0, 5, 0, out, digest);
+    expect(out[Out.OpenErrno]).toBe(os.constants.errno.ENOENT);
+    expect(() => native!.readSmallFile(z(path.join(dir, 'f.txt')), dst, 60, 5, 0, out, digest)).toThrow(/range outside dst/);
+    expect(native!.scanDir(z(path.join(dir, 'nope')))).toBe(os.constants.errno.ENOENT);
+    expect(native!.scanDir(Buffer.from(`${dir}\0x\0`))).toBe(os.constants.errno.EINVAL);
+    const listing = native!.scanDir(z(dir));
+    expect(Array.isArray(listing) && listing[0].toString()).toBe('f.txt');
+  });
+
+
   it('is built here and writes byte-identical archives to the plain-Node reader', async () => {
     expect(nativeAddonPath(), 'services/core/native was not built by npm install (see scripts/build-native.mjs)').toBeDefined();
     const files: Record<string, Buffer> = {};

@@ -83,6 +83,11 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
   memset(dst + size, 0, pad);
 
   for (int i = 0; i < OUT_SLOTS; i++) out[i] = 0;
+  /* A NUL inside the path would silently open a shorter one: refuse it (Node's fs does too). */
+  if (strlen(path) != path_len - 1) {
+    out[OUT_OPEN_ERRNO] = EINVAL;
+    return NULL;
+  }
   int fd;
   do fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   while (fd < 0 && errno == EINTR);
@@ -163,6 +168,10 @@ static napi_value scan_dir(napi_env env, napi_callback_info info) {
   void *path_p;
   size_t path_len;
   if (!typed(env, argv[0], &path_p, &path_len) || path_len == 0 || ((char *)path_p)[path_len - 1] != 0) return fail(env, "scanDir: path must end with NUL");
+  if (strlen(path_p) != path_len - 1) {
+    napi_create_int32(env, EINVAL, &result);
+    return result;
+  }
   int dfd;
   do dfd = open(path_p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   while (dfd < 0 && errno == EINTR);
