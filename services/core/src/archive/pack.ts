@@ -10,7 +10,6 @@
  * volume size.
  */
 import { createHash } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import {
@@ -33,7 +32,7 @@ import { nativeAddonPath } from './native-reads.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
 import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
 import { SinkWriter } from './sink-writer.ts';
-import { sharedWorkerHost, type PooledWorker } from './worker-host.ts';
+import { defaultConcurrency, sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 const MIN_BLOCK_SIZE = 4096;
@@ -43,10 +42,6 @@ const PROGRESS_INTERVAL_MS = 250;
 interface Slot {
   result: Promise<CodecResult>;
   length: number;
-}
-
-export function defaultConcurrency(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 function checkOptions(o: PackOptions): { codec: Codec; level: number; blockSize: number } {

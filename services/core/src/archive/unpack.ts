@@ -18,9 +18,8 @@ import { cutFrames, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
-import { defaultConcurrency } from './pack.ts';
 import { checkEntries } from './path-safety.ts';
-import { sharedWorkerHost } from './worker-host.ts';
+import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
 const PROGRESS_INTERVAL_MS = 250;

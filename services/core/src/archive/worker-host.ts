@@ -3,6 +3,7 @@
  * worker-bundle.ts for how they load it). Idle workers are kept for the next pack/unpack,
  * unref'd so they never hold the process open.
  */
+import { availableParallelism } from 'node:os';
 import { Worker, type Transferable } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
 import { workerSpec } from './worker-bundle.ts';
@@ -54,10 +55,19 @@ export class PooledWorker {
   }
 }
 
+/** Codec workers per pack or unpack: one per core, at most 4. */
+export function defaultConcurrency(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
 export class WorkerHost {
   private readonly idle: PooledWorker[] = [];
 
-  constructor(private readonly maxIdle = 6) {}
+  /**
+   * Idle workers kept: one codec pool's worth. More would only hold ~10 MiB of RSS each in a
+   * long-running node worker after jobs that ran side by side (job threads are never kept).
+   */
+  constructor(private readonly maxIdle = defaultConcurrency()) {}
 
   async acquire(): Promise<PooledWorker> {
     for (;;) {
