@@ -130,4 +130,14 @@ describe('integrity', () => {
     expect(isCairnError(err, 'cancelled')).toBe(true);
     expect(performance.now() - t).toBeLessThan(1000);
   });
+
+  it('an unpack is cancelled by an abort that lands while its threads are being started', async () => {
+    const { r } = packed.get('zstd')!;
+    const ac = new AbortController();
+    const stalled = new Readable({ read() {} });
+    const p = unpackArchive({ target: path.join(work, 'abort-early'), index: r.index, source: { stream: stalled }, signal: ac.signal });
+    ac.abort(new Error('stop'));
+    const err = await p.catch((e: unknown) => e);
+    expect(isCairnError(err, 'cancelled')).toBe(true);
+  });
 });

@@ -144,6 +144,18 @@ describe('packArchive', () => {
     expect(isCairnError(already, 'cancelled')).toBe(true);
   });
 
+  it('is cancelled by an abort that lands while its threads are being started', async () => {
+    const dir = makeVolume('abort-early', { 'big.bin': randomBytes(8 * MiB) });
+    const ac = new AbortController();
+    const gate = gatedSink();
+    const p = packArchive({ volumes: [{ name: 'v', dir }], signal: ac.signal }, gate.sink);
+    ac.abort(new Error('early cancel'));
+    gate.release();
+    const err = await p.catch((e: unknown) => e);
+    expect(isCairnError(err, 'cancelled')).toBe(true);
+    expect((err as Error).message).toMatch(/early cancel/);
+  });
+
   it('fails when the sink fails', async () => {
     const dir = makeVolume('sinkfail', { 'big.bin': randomBytes(8 * MiB) });
     let n = 0;

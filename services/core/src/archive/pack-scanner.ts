@@ -41,8 +41,9 @@ export interface PackScanTotals {
   entriesTotal: number;
 }
 
-export function isAborted(ctrl: Int32Array): boolean {
-  return Atomics.load(ctrl, CTRL_ABORT) !== 0;
+/** Throws once the main thread has set the abort slot (cancel, failure). */
+export function throwIfAborted(ctrl: Int32Array): void {
+  if (Atomics.load(ctrl, CTRL_ABORT) !== 0) throw new CairnError('cancelled', 'cancelled');
 }
 
 export function runPackScanner(d: PackScannerData): PackScanTotals {
@@ -55,13 +56,17 @@ export function runPackScanner(d: PackScannerData): PackScanTotals {
     Atomics.add(ctrl, CTRL_CHUNKS, 1);
     Atomics.notify(ctrl, CTRL_CHUNKS);
   };
-  const checkAbort = (): void => {
-    if (isAborted(ctrl)) throw new CairnError('cancelled', 'cancelled');
-  };
-  const scan = scanVolumes(d.volumes, (w) => warnings.push(w), checkAbort, (c) => post(c, false), loadNativeReads(d.native));
-  post(undefined, true);
+  // The last chunk is held back until the totals are posted: a volume that fits one chunk then
+  // cannot have a block reach the main thread before its totals.
+  let last: ScanChunk | undefined;
+  const scan = scanVolumes(d.volumes, (w) => warnings.push(w), () => throwIfAborted(ctrl), (c) => {
+    if (last) post(last, false);
+    last = c;
+  }, loadNativeReads(d.native));
   const totals: PackScanTotals = { t: 'scan', filesTotal: scan.filesTotal, bytesTotal: scan.bytesTotal, entriesTotal: scan.list.total };
   d.main.postMessage(totals);
+  if (last) post(last, false);
+  post(undefined, true);
   d.reader.close();
   d.main.close();
   return totals;

@@ -78,10 +78,12 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
 
   const ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_SLOTS));
   Atomics.store(ctrl, CTRL_CREDITS, concurrency * 2 + 2);
+  // Created first: when the totals and a block are both waiting, Node delivers the older port's
+  // message first, so progress never reports bytes before the totals they count towards.
+  const totals = new MessageChannel();
   const { port1, port2 } = new MessageChannel();
   const recycle = new MessageChannel();
   const feed = new MessageChannel();
-  const totals = new MessageChannel();
   const queue = new AsyncQueue<Slot>();
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
@@ -92,8 +94,10 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
   let lastProgress = 0;
   let failed: unknown;
+  let totalsKnown = false;
   const report = (force: boolean): void => {
-    if (!options.onProgress) return;
+    // Nothing before the walk's totals: bytes done against a total of 0 would mean nothing.
+    if (!options.onProgress || (!force && !totalsKnown)) return;
     const now = performance.now();
     if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return;
     lastProgress = now;
@@ -110,10 +114,13 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   };
   const onAbort = (): void => fail(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
+  // An abort while the worker threads were being acquired fired no event for us.
+  if (signal?.aborted) onAbort();
 
   totals.port1.on('message', (m: PackScanTotals) => {
     progress.bytesTotal = m.bytesTotal;
     progress.filesTotal = m.filesTotal;
+    totalsKnown = true;
     report(true);
   });
 

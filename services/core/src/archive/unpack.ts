@@ -125,6 +125,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   };
   const onAbort = (): void => fail(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
+  // An abort while the worker threads were being acquired fired no event for us.
+  if (signal?.aborted) onAbort();
   // Buffers come back from the extractor (decoded blocks) and the codec workers (frames) for reuse.
   const spareOut: ArrayBuffer[] = [];
   const spareIn: ArrayBuffer[] = [];
@@ -219,6 +221,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   let archiveVerified = false;
   let result: ExtractJobResult;
   try {
+    // Failed already (an abort while the threads started): a source that never ends must not be read.
+    if (failed !== undefined) throw failed;
     const expected = o.expectedSha256 ?? index.sha256;
     const last = index.blocks.length - 1;
     if ('stream' in o.source) {
