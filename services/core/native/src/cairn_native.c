@@ -41,6 +41,17 @@ static EVP_MD *sha256_md;
 
 static void fetch_md(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
 
+/* Writes size, mtime (s, ns), ctime (s, ns) and inode at `at`: both out layouts (OUT_SIZE..OUT_INO
+ * and M_SIZE..M_INO) hold these six in this order. */
+static void put_stat(double *at, const struct stat *st) {
+  at[0] = (double)st->st_size;
+  at[1] = (double)st->st_mtim.tv_sec;
+  at[2] = (double)st->st_mtim.tv_nsec;
+  at[3] = (double)st->st_ctim.tv_sec;
+  at[4] = (double)st->st_ctim.tv_nsec;
+  at[5] = (double)st->st_ino;
+}
+
 static int typed(napi_env env, napi_value v, void **data, size_t *len) {
   napi_typedarray_type type;
   size_t length, offset;
@@ -110,12 +121,7 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
   struct stat st;
   if (fstat(fd, &st) == 0) {
     out[OUT_STAT_OK] = 1;
-    out[OUT_SIZE] = (double)st.st_size;
-    out[OUT_MTIME_SEC] = (double)st.st_mtim.tv_sec;
-    out[OUT_MTIME_NSEC] = (double)st.st_mtim.tv_nsec;
-    out[OUT_CTIME_SEC] = (double)st.st_ctim.tv_sec;
-    out[OUT_CTIME_NSEC] = (double)st.st_ctim.tv_nsec;
-    out[OUT_INO] = (double)st.st_ino;
+    put_stat(out + OUT_SIZE, &st);
   }
   close(fd);
   pthread_once(&md_once, fetch_md);
@@ -145,6 +151,9 @@ enum {
   M_INO_LO,
   M_SLOTS
 };
+
+_Static_assert(OUT_INO - OUT_SIZE == 5 && OUT_MTIME_SEC == OUT_SIZE + 1 && OUT_CTIME_NSEC == OUT_SIZE + 4, "put_stat layout (out)");
+_Static_assert(M_INO - M_SIZE == 5 && M_MTIME_SEC == M_SIZE + 1 && M_CTIME_NSEC == M_SIZE + 4, "put_stat layout (meta)");
 
 struct name_ref {
   char *name;
@@ -244,12 +253,7 @@ static napi_value scan_dir(napi_env env, napi_callback_info info) {
         m[M_MODE] = st.st_mode;
         m[M_UID] = st.st_uid;
         m[M_GID] = st.st_gid;
-        m[M_SIZE] = (double)st.st_size;
-        m[M_MTIME_SEC] = (double)st.st_mtim.tv_sec;
-        m[M_MTIME_NSEC] = (double)st.st_mtim.tv_nsec;
-        m[M_CTIME_SEC] = (double)st.st_ctim.tv_sec;
-        m[M_CTIME_NSEC] = (double)st.st_ctim.tv_nsec;
-        m[M_INO] = (double)st.st_ino;
+        put_stat(m + M_SIZE, &st);
         m[M_NLINK] = (double)st.st_nlink;
         m[M_DEV] = (double)st.st_dev;
         m[M_INO_HI] = (double)((unsigned long long)st.st_ino >> 32);

@@ -9,13 +9,12 @@
 import { createHash, hash as hashOnce } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { CairnError } from '../errors.ts';
 import type { ArchiveEntry, ArchiveWarning, EntryType, VolumeSummary, WarningCode } from './archive-types.ts';
 import { compressBlock } from './block-codec.ts';
 import { bytesToPath } from './path-bytes.ts';
-import { encodeTarHeaders, mtimeString, RECORD } from './tar-header.ts';
+import { encodeTarHeaders, msFromParts, mtimeString, RECORD } from './tar-header.ts';
 import { errnoName, loadNativeReads, Out } from './native-reads.ts';
-import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CREDITS, type ScanFeed } from './pack-scanner.ts';
+import { CTRL_CHUNKS, CTRL_CREDITS, throwIfAborted, type ScanFeed } from './pack-scanner.ts';
 import { errCode, Kind, ScanList, type ScanItem } from './tree-scan.ts';
 
 export interface PackReaderData {
@@ -116,9 +115,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     empty: true,
     warnings: 0,
   }));
-  const checkAbort = (): void => {
-    if (Atomics.load(ctrl, CTRL_ABORT) !== 0) throw new CairnError('cancelled', 'cancelled');
-  };
+  const checkAbort = (): void => throwIfAborted(ctrl);
 
   // ---- scanned items, as the scanner thread sends them ------------------------------------
   const list = new ScanList();
@@ -239,7 +236,6 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     if (native && item.kind === Kind.File && emitSmallFile(item)) return;
     const fsPath = item.node ? item.node.fs : fsPaths.get(item.parent!.fs, item.name!);
     const arc = item.node ? item.node.arc : arcPaths.get(item.parent!.arc, item.name!);
-    const sum = summaries[item.vol]!;
     let type: EntryType;
     let link: Buffer | undefined;
     let fd = -1;
@@ -276,15 +272,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
         try {
           fd = openSync(fsPath, OPEN_FLAGS);
         } catch (err) {
-          const code = errCode(err);
-          warn(
-            bytesToPath(arc),
-            code === 'ENOENT' ? 'vanished' : code === 'ELOOP' ? 'changed' : 'unreadable',
-            code === 'ENOENT' ? 'file vanished before it was read' : code === 'ELOOP' ? 'file was replaced by a symlink; skipped' : `cannot open (${code})`,
-            item.vol,
-          );
-          filesDone++;
-          bytesDone += item.size;
+          notOpened(bytesToPath(arc), errCode(err), item);
           return;
         }
     }
@@ -303,14 +291,32 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       dataOffset: tarPos(),
     };
     if (link) entry.linkTarget = bytesToPath(link);
+    if (type === 'file') entry.sha256 = readContent(fd, size, entry.path, item);
+    stored(item, entry);
+  }
+
+  /** A regular file that could not be opened: a warning, and it counts as done for progress. */
+  function notOpened(path: string, code: string, item: ScanItem): void {
+    warn(
+      path,
+      code === 'ENOENT' ? 'vanished' : code === 'ELOOP' ? 'changed' : 'unreadable',
+      code === 'ENOENT' ? 'file vanished before it was read' : code === 'ELOOP' ? 'file was replaced by a symlink; skipped' : `cannot open (${code})`,
+      item.vol,
+    );
+    filesDone++;
+    bytesDone += item.size;
+  }
+
+  /** An entry whose headers (and content) are in the stream: index, volume summary, links. */
+  function stored(item: ScanItem, entry: ArchiveEntry): void {
     list.emitted[item.index] = 1;
+    const sum = summaries[item.vol]!;
     sum.entries++;
-    if (type === 'file') {
-      entry.sha256 = readContent(fd, size, entry.path, item);
+    if (entry.type === 'file') {
       sum.files++;
-      sum.logicalBytes += size;
-    } else if (type === 'dir') sum.dirs++;
-    else if (type === 'symlink') sum.symlinks++;
+      sum.logicalBytes += entry.size;
+    } else if (entry.type === 'dir') sum.dirs++;
+    else if (entry.type === 'symlink') sum.symlinks++;
     else sum.hardlinks++;
     entries.push(entry);
   }
@@ -331,15 +337,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     const path = bytesToPath(arc);
     const openErr = nOut[Out.OpenErrno]!;
     if (openErr) {
-      const code = errnoName(openErr);
-      warn(
-        path,
-        code === 'ENOENT' ? 'vanished' : code === 'ELOOP' ? 'changed' : 'unreadable',
-        code === 'ENOENT' ? 'file vanished before it was read' : code === 'ELOOP' ? 'file was replaced by a symlink; skipped' : `cannot open (${code})`,
-        item.vol,
-      );
-      filesDone++;
-      bytesDone += size;
+      notOpened(path, errnoName(openErr), item);
       return true;
     }
     const headerOffset = tarPos();
@@ -356,14 +354,13 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     } else {
       sha = nOut[Out.DigestOk] ? nDigest.toString('hex') : hashOf(block.subarray(at, at + size));
     }
-    const i = item.index;
     if (
       !problem &&
       (!nOut[Out.StatOk] ||
         nOut[Out.Size] !== size ||
         nOut[Out.MtimeSec] !== item.mtimeSec ||
         nOut[Out.MtimeNsec] !== item.mtimeNsec ||
-        nOut[Out.CtimeSec]! * 1000 + nOut[Out.CtimeNsec]! / 1_000_000 !== item.ctimeMs ||
+        msFromParts(nOut[Out.CtimeSec]!, nOut[Out.CtimeNsec]!) !== item.ctimeMs ||
         nOut[Out.Ino] !== item.ino)
     ) {
       problem = 'file changed as we read it';
@@ -372,12 +369,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     bpos = at + size + pad; // the helper zeroed the padding
     bytesDone += size;
     filesDone++;
-    list.emitted[i] = 1;
-    const sum = summaries[item.vol]!;
-    sum.entries++;
-    sum.files++;
-    sum.logicalBytes += size;
-    entries.push({ path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha });
+    stored(item, { path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha });
     return true;
   }
 
@@ -418,7 +410,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       } catch {
         after = undefined;
       }
-      if (!problem && (!after || after.size !== size || after.mtimeMs !== item.mtimeSec * 1000 + item.mtimeNsec / 1_000_000 || after.ctimeMs !== item.ctimeMs || after.ino !== item.ino)) {
+      if (!problem && (!after || after.size !== size || after.mtimeMs !== msFromParts(item.mtimeSec, item.mtimeNsec) || after.ctimeMs !== item.ctimeMs || after.ino !== item.ino)) {
         problem = 'file changed as we read it';
       }
     } finally {

@@ -62,6 +62,22 @@ function writeNumber(buf: Buffer, off: number, width: number, value: number, max
   else writeOctal(buf, off, width, 0);
 }
 
+/** Nanoseconds since the epoch as whole seconds (floor) and nanoseconds 0..999999999. */
+export function splitNs(ns: bigint): { sec: number; nsec: number } {
+  let sec = ns / NS;
+  let nsec = ns % NS;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
+}
+
+/** Milliseconds exactly as Node's Stats computes mtimeMs/ctimeMs from the timespec. */
+export function msFromParts(sec: number, nsec: number): number {
+  return sec * 1000 + nsec / 1_000_000;
+}
+
 /** PAX time from whole seconds (floor) and nanoseconds; numbers, so no BigInt per entry. */
 export function formatPaxTimeParts(sec: number, nsec: number): string {
   if (sec < 0) return formatPaxTime(BigInt(sec) * NS + BigInt(nsec));
@@ -172,12 +188,7 @@ export function encodeTarHeaders(h: TarHeaderInput): Buffer {
   const path = isDir ? Buffer.concat([h.path, Buffer.from('/')]) : h.path;
   const link = h.linkTarget ?? EMPTY;
   const size = h.type === 'file' ? h.size : 0;
-  let mtimeSec = h.mtimeSec ?? 0;
-  let mtimeNsec = h.mtimeNsec ?? 0;
-  if (h.mtimeNs !== undefined) {
-    mtimeSec = Number(h.mtimeNs >= 0n ? h.mtimeNs / NS : (h.mtimeNs - NS + 1n) / NS);
-    mtimeNsec = Number(h.mtimeNs - BigInt(mtimeSec) * NS);
-  }
+  const { sec: mtimeSec, nsec: mtimeNsec } = h.mtimeNs !== undefined ? splitNs(h.mtimeNs) : { sec: h.mtimeSec ?? 0, nsec: h.mtimeNsec ?? 0 };
 
   // PAX records are written after room for their own header, which needs their length.
   let off = RECORD;

@@ -9,6 +9,7 @@ import type { WarningCode } from './archive-types.ts';
 import { compileExcludes } from './exclude-matcher.ts';
 import { errnoName, Meta as Meta_, type NativeReads } from './native-reads.ts';
 import { bytesToPath } from './path-bytes.ts';
+import { msFromParts, splitNs } from './tar-header.ts';
 
 export interface DirNode {
   /** Filesystem path bytes. */
@@ -225,6 +226,11 @@ export interface Meta {
   inode: string;
 }
 
+function msOfNs(ns: bigint): number {
+  const { sec, nsec } = splitNs(ns);
+  return msFromParts(sec, nsec);
+}
+
 function metaOf(st: BigIntStats): Meta {
   const { sec, nsec } = splitNs(st.mtimeNs);
   return {
@@ -234,7 +240,7 @@ function metaOf(st: BigIntStats): Meta {
     size: Number(st.size),
     mtimeSec: sec,
     mtimeNsec: nsec,
-    ctimeMs: msOf(st.ctimeNs),
+    ctimeMs: msOfNs(st.ctimeNs),
     ino: Number(st.ino),
     nlink: Number(st.nlink),
     inode: `${st.dev}:${st.ino}`,
@@ -292,8 +298,7 @@ function listWithNative(native: NativeReads, dirFsZ: Buffer): Listing | string {
         size: m[o + Meta_.Size]!,
         mtimeSec: m[o + Meta_.MtimeSec]!,
         mtimeNsec: m[o + Meta_.MtimeNsec]!,
-        // Exactly Node's msFromTimeSpec, so it compares equal with a later fstat's ctimeMs.
-        ctimeMs: m[o + Meta_.CtimeSec]! * 1000 + m[o + Meta_.CtimeNsec]! / 1_000_000,
+        ctimeMs: msFromParts(m[o + Meta_.CtimeSec]!, m[o + Meta_.CtimeNsec]!),
         ino: m[o + Meta_.Ino]!,
         nlink: m[o + Meta_.Nlink]!,
         inode: `${m[o + Meta_.Dev]}:${m[o + Meta_.InoHi]}:${m[o + Meta_.InoLo]}`,
@@ -321,29 +326,8 @@ export interface ScanResult {
   bytesTotal: number;
 }
 
-function splitNs(ns: bigint): { sec: number; nsec: number } {
-  let sec = ns / 1_000_000_000n;
-  let nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) {
-    sec -= 1n;
-    nsec += 1_000_000_000n;
-  }
-  return { sec: Number(sec), nsec: Number(nsec) };
-}
-
 const SLASH = Buffer.from('/');
 const NUL = Buffer.from([0]);
-
-/** Milliseconds computed exactly as Node's Stats computes mtimeMs/ctimeMs from the timespec. */
-export function msOf(ns: bigint): number {
-  let sec = ns / 1_000_000_000n;
-  let nsec = ns % 1_000_000_000n;
-  if (nsec < 0n) {
-    sec -= 1n;
-    nsec += 1_000_000_000n;
-  }
-  return Number(sec) * 1000 + Number(nsec) / 1_000_000;
-}
 
 export function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'EIO';
