@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
+import { decodeIndex, encodeIndex, packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath, Out } from '@cairn/core/archive/native-reads.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
@@ -287,5 +287,76 @@ describe('native helper', () => {
     expect(nat.warnings).toEqual(js.warnings);
     const want = createHash('sha256').update(files['d3/f3.bin']!).digest('hex');
     expect(nat.index.entries.find((e) => e.path === 'v/d3/f3.bin')?.sha256).toBe(want);
+  });
+});
+
+describe('large trees: memory does not grow with the number of files', () => {
+  /** 1200 files in 60 directories (the root's children span many small chunks), a deep subdirectory, hard links across chunks. */
+  function bigTree(name: string): { dir: string; bytes: number } {
+    const files: Record<string, string> = {};
+    let bytes = 0;
+    for (let i = 0; i < 1200; i++) {
+      const body = `file ${i}\n`.repeat(i % 5);
+      files[`d${String(i % 60).padStart(2, '0')}/f${String(i).padStart(4, '0')}.txt`] = body;
+      bytes += body.length;
+    }
+    files['d00/zz-sub/deep/x.txt'] = 'deep';
+    files['z/y.txt'] = 'why';
+    bytes += 7;
+    const dir = makeVolume(name, files);
+    // The first name is early in the walk; its other names come many chunks later.
+    fs.linkSync(path.join(dir, 'd03/f0003.txt'), path.join(dir, 'z/hard-1.txt'));
+    fs.linkSync(path.join(dir, 'd03/f0003.txt'), path.join(dir, 'd00/zz-sub/deep/hard-2.txt'));
+    return { dir, bytes };
+  }
+
+  it('walks in small self-contained chunks, counts ahead for the totals and waits for the reader: same archive as one big window', async () => {
+    const { dir, bytes } = bigTree('chunked');
+    const seen: ArchiveProgress[] = [];
+    const small = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 16, chunksAhead: 2 }, onProgress: (p) => seen.push(p) }, nullSink());
+    const wide = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 1 << 20, chunksAhead: 1 << 20 } }, nullSink());
+    // The walk ran ahead of the reader, so it counted the rest for the totals: the true ones, in every report.
+    expect(seen.length).toBeGreaterThan(0);
+    for (const p of seen) expect(p).toMatchObject({ bytesTotal: bytes, filesTotal: 1202 });
+    expect(seen.at(-1)).toEqual({ bytesDone: bytes, bytesTotal: bytes, filesDone: 1202, filesTotal: 1202 });
+    expect(small.index.entries).toEqual(wide.index.entries);
+    expect(small.sha256).toBe(wide.sha256);
+    const byPath = new Map(small.index.entries.map((e) => [e.path, e]));
+    expect(byPath.get('v/d00/zz-sub/deep')?.type).toBe('dir');
+    expect(byPath.get('v/d00/zz-sub/deep/x.txt')?.size).toBe(4);
+    expect(byPath.get('v/d59/f1199.txt')?.size).toBe(`file 1199\n`.length * 4);
+    // d03's first file is linked from a directory walked before it and from one walked long after.
+    expect(byPath.get('v/d00/zz-sub/deep/hard-2.txt')).toMatchObject({ type: 'file', size: 'file 3\n'.repeat(3).length });
+    expect(byPath.get('v/d03/f0003.txt')).toMatchObject({ type: 'hardlink', linkTarget: 'v/d00/zz-sub/deep/hard-2.txt' });
+    expect(byPath.get('v/z/hard-1.txt')).toMatchObject({ type: 'hardlink', linkTarget: 'v/d00/zz-sub/deep/hard-2.txt' });
+    expect(small.index.totals).toMatchObject({ entries: 1204 + 64, files: 1202, hardlinks: 2, dirs: 64 });
+    // GNU tar reads the chunked archive's entries the same way.
+    const file = path.join(work, 'chunked.tar.zst');
+    const out = fs.createWriteStream(file);
+    await packArchive({ volumes: [{ name: 'v', dir }], scanWindow: { chunkItems: 16, chunksAhead: 2 } }, out);
+    const listing = execFileSync('tar', ['--zstd', '-tvf', file], { encoding: 'utf8', maxBuffer: 16 << 20 });
+    expect(listing).toMatch(/^h.* v\/z\/hard-1\.txt link to v\/d00\/zz-sub\/deep\/hard-2\.txt$/m);
+    expect(listing.trim().split('\n')).toHaveLength(small.index.totals.entries);
+  });
+
+  it('keeps the entries in a temporary file: streamed index = encodeIndex of the whole index; released by close()', async () => {
+    const { dir } = bigTree('spill');
+    const r = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 16 * 1024 }, nullSink());
+    let batches = 0;
+    let count = 0;
+    for (const b of r.entries()) {
+      batches++;
+      count += b.length;
+    }
+    expect(batches).toBeGreaterThan(3);
+    expect(count).toBe(r.head.totals.entries);
+    expect(r.head).not.toHaveProperty('entries');
+    const streamed: Buffer[] = [];
+    for await (const c of r.indexStream()) streamed.push(c as Buffer);
+    const decoded = decodeIndex(Buffer.concat(streamed));
+    expect(decoded).toEqual(r.index);
+    expect(decoded).toEqual(decodeIndex(encodeIndex(r.index)));
+    r.close();
+    expect(() => [...r.entries()]).toThrow(/released/);
   });
 });

@@ -2,10 +2,14 @@
  * The index object (SPEC §5): gzipped JSON, plus the look-ups restore needs — which entries a
  * set of paths selects, and which runs of blocks hold them.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { CairnError } from '../errors.ts';
-import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex } from './archive-types.ts';
+import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex, type ArchiveIndexHead } from './archive-types.ts';
 import { padTo512 } from './tar-header.ts';
+
+const gzipAsync = promisify(gzip);
 
 /**
  * Gzipped JSON lines: a header line (the index without its entries), then one line per entry.
@@ -14,14 +18,41 @@ import { padTo512 } from './tar-header.ts';
  */
 export function encodeIndex(index: ArchiveIndex): Buffer {
   const { entries, ...head } = index;
-  const members: Buffer[] = [gzipSync(Buffer.from(`${JSON.stringify({ ...head, layout: 'jsonl', entryCount: entries.length })}\n`), { level: 6 })];
-  const CHUNK = 2000;
-  for (let i = 0; i < entries.length; i += CHUNK) {
-    let text = '';
-    for (const e of entries.slice(i, i + CHUNK)) text += `${JSON.stringify(e)}\n`;
-    members.push(gzipSync(Buffer.from(text), { level: 6 }));
-  }
+  const members: Buffer[] = [];
+  for (const text of indexText(head, entries.length, [entries])) members.push(gzipSync(text, { level: INDEX_GZIP_LEVEL }));
   return Buffer.concat(members);
+}
+
+/** encodeIndex's bytes as a stream, from entries that arrive in batches (a pack's spill file). */
+export function encodeIndexStream(head: ArchiveIndexHead, entryCount: number, batches: Iterable<ArchiveEntry[]>): Readable {
+  return Readable.from(
+    (async function* () {
+      for (const text of indexText(head, entryCount, batches)) yield await gzipAsync(text, { level: INDEX_GZIP_LEVEL });
+    })(),
+    { objectMode: false },
+  );
+}
+
+const INDEX_GZIP_LEVEL = 6;
+/** JSON text per gzip member. */
+const MEMBER_TEXT = 512 * 1024;
+
+function* indexText(head: ArchiveIndexHead, entryCount: number, batches: Iterable<ArchiveEntry[]>): Generator<Buffer> {
+  yield Buffer.from(`${JSON.stringify({ ...head, layout: 'jsonl', entryCount })}\n`);
+  let text = '';
+  let written = 0;
+  for (const batch of batches) {
+    for (const e of batch) {
+      text += `${JSON.stringify(e)}\n`;
+      written++;
+      if (text.length >= MEMBER_TEXT) {
+        yield Buffer.from(text);
+        text = '';
+      }
+    }
+  }
+  if (text) yield Buffer.from(text);
+  if (written !== entryCount) throw new CairnError('internal', `index header counts ${entryCount} entries, ${written} were written`);
 }
 
 /** Reads an index written by encodeIndex (or a plain gzipped JSON document). */

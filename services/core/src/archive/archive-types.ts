@@ -39,6 +39,10 @@ export interface PackOptions {
   meta?: Record<string, unknown>;
   /** Worker threads compressing blocks (default: available parallelism, at most 4). */
   concurrency?: number;
+  /** Where the index entries wait until the pack's result is released (default: the OS temp dir). */
+  tempDir?: string;
+  /** Internal (tests): how far the walk may run ahead of the reader (pack-scanner.ts). */
+  scanWindow?: { chunkItems: number; chunksAhead: number };
 }
 
 export type WarningCode =
@@ -136,8 +140,23 @@ export interface ArchiveIndex {
   warnings: ArchiveWarning[];
 }
 
+/** The index without its entries (which can be many: a pack keeps them out of memory). */
+export type ArchiveIndexHead = Omit<ArchiveIndex, 'entries'>;
+
 export interface PackResult {
-  index: ArchiveIndex;
+  /**
+   * The whole index, entries included, read back from the pack's temporary file on first use:
+   * for tests and small archives. A node worker uses `head` and `indexStream()`, so its memory
+   * does not grow with the number of files.
+   */
+  readonly index: ArchiveIndex;
+  head: ArchiveIndexHead;
+  /** The entries in archive order, a block's worth at a time. */
+  entries(): Generator<ArchiveEntry[]>;
+  /** The encoded index (encodeIndex's format), produced as it is read. */
+  indexStream(): Readable;
+  /** Releases the temporary file holding the entries (also released when this is collected). */
+  close(): void;
   /** sha256 of the stored (compressed) bytes. */
   sha256: string;
   storedBytes: number;

@@ -14,8 +14,8 @@ import { compressBlock } from './block-codec.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { encodeTarHeaders, msFromParts, mtimeString, RECORD } from './tar-header.ts';
 import { errnoName, loadNativeReads, Out } from './native-reads.ts';
-import { CTRL_CHUNKS, CTRL_CREDITS, throwIfAborted, type ScanFeed } from './pack-scanner.ts';
-import { errCode, Kind, ScanList, type ScanItem } from './tree-scan.ts';
+import { CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, throwIfAborted, type ScanFeed } from './pack-scanner.ts';
+import { errCode, Kind, LINK_TARGET, ScanList, type ScanItem } from './tree-scan.ts';
 
 export interface PackReaderData {
   volumes: { name: string; dir: string; excludes: string[] }[];
@@ -57,7 +57,6 @@ export interface PackReaderResult {
   volumes: VolumeSummary[];
 }
 
-const SLASH = Buffer.from('/');
 // Copying a fresh context is cheaper than createHash() per file.
 const SHA256 = createHash('sha256');
 const ZEROS = Buffer.alloc(64 * 1024);
@@ -117,23 +116,23 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   }));
   const checkAbort = (): void => throwIfAborted(ctrl);
 
-  // ---- scanned items, as the scanner thread sends them ------------------------------------
-  const list = new ScanList();
+  // ---- scanned items, one chunk at a time as the scanner thread sends them ---------------
   let scanDone = false;
   let feeds = 0;
-  /** Waits for the next chunk; false once the scan has ended. */
-  const moreItems = (): boolean => {
+  /** Waits for the next chunk; undefined once the scan has ended. */
+  const nextChunk = (): ScanList | undefined => {
     for (;;) {
       const m = receiveMessageOnPort(d.scan)?.message as ScanFeed | undefined;
       if (m) {
         feeds++;
-        if (m.chunk) list.appendChunk(m.chunk);
+        Atomics.store(ctrl, CTRL_CONSUMED, feeds);
+        Atomics.notify(ctrl, CTRL_CONSUMED);
         for (const w of m.warnings) warn(w.path, w.code, w.message, w.vol);
         if (m.done) scanDone = true;
-        if (m.chunk) return true;
+        if (m.chunk) return ScanList.fromChunk(m.chunk);
         continue;
       }
-      if (scanDone) return false;
+      if (scanDone) return undefined;
       checkAbort();
       // The scanner bumps the counter after each post: wait only while nothing new was posted.
       if (Atomics.load(ctrl, CTRL_CHUNKS) === feeds) Atomics.wait(ctrl, CTRL_CHUNKS, feeds, 250);
@@ -219,9 +218,17 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const native = loadNativeReads(d.native);
   const nOut = new Float64Array(Out.Slots);
   const nDigest = Buffer.alloc(32);
-  for (let i = 0; i < list.length || moreItems(); i++) {
-    checkAbort();
-    emit(list.item(i));
+  /**
+   * Hard-link targets (first names of inodes with more names, and names standing in for them),
+   * by global item index: the archive path once stored, or the later name storing the content
+   * when this one could not be read. The only per-item state kept across chunks.
+   */
+  const links = new Map<number, { arc: Buffer | undefined; replacement: number }>();
+  for (let list = nextChunk(); list; list = nextChunk()) {
+    for (let i = 0; i < list.length; i++) {
+      checkAbort();
+      emit(list.item(i));
+    }
   }
   putZeros(2 * RECORD);
   const tarBytes = tarPos();
@@ -233,6 +240,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   return result;
 
   function emit(item: ScanItem): void {
+    if (item.linkTo === LINK_TARGET) links.set(item.index, { arc: undefined, replacement: -1 });
     if (native && item.kind === Kind.File && emitSmallFile(item)) return;
     const fsPath = item.node ? item.node.fs : fsPaths.get(item.parent!.fs, item.name!);
     const arc = item.node ? item.node.arc : arcPaths.get(item.parent!.arc, item.name!);
@@ -240,13 +248,14 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     let link: Buffer | undefined;
     let fd = -1;
     if (item.kind === Kind.Hardlink) {
-      let to = list.linkTo[item.index]!;
-      while (!list.emitted[to] && list.replacement[to]! >= 0) to = list.replacement[to]!;
-      if (list.emitted[to]) {
-        link = Buffer.concat([list.dirs[list.parent[to]!]!.arc, SLASH, Buffer.from(list.names[to]!, 'latin1')]);
+      let target = links.get(item.linkTo)!;
+      while (!target.arc && target.replacement >= 0) target = links.get(target.replacement)!;
+      if (target.arc) {
+        link = target.arc;
       } else {
         // The first name of this inode could not be stored: store the content under this one.
-        list.replacement[to] = item.index;
+        target.replacement = item.index;
+        links.set(item.index, { arc: undefined, replacement: -1 });
         item.kind = Kind.File;
       }
     }
@@ -292,7 +301,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     };
     if (link) entry.linkTarget = bytesToPath(link);
     if (type === 'file') entry.sha256 = readContent(fd, size, entry.path, item);
-    stored(item, entry);
+    stored(item, entry, arc);
   }
 
   /** A regular file that could not be opened: a warning, and it counts as done for progress. */
@@ -308,8 +317,9 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   }
 
   /** An entry whose headers (and content) are in the stream: index, volume summary, links. */
-  function stored(item: ScanItem, entry: ArchiveEntry): void {
-    list.emitted[item.index] = 1;
+  function stored(item: ScanItem, entry: ArchiveEntry, arc: Buffer): void {
+    const target = links.get(item.index);
+    if (target) target.arc = Buffer.from(arc); // `arc` may be a reused buffer's view
     const sum = summaries[item.vol]!;
     sum.entries++;
     if (entry.type === 'file') {
@@ -369,7 +379,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     bpos = at + size + pad; // the helper zeroed the padding
     bytesDone += size;
     filesDone++;
-    stored(item, { path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha });
+    stored(item, { path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha }, arc);
     return true;
   }
 

@@ -10,6 +10,7 @@
  * volume size.
  */
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import {
@@ -18,6 +19,7 @@ import {
   type ArchiveBlock,
   type ArchiveEntry,
   type ArchiveIndex,
+  type ArchiveIndexHead,
   type ArchiveWarning,
   type Codec,
   type PackOptions,
@@ -26,11 +28,13 @@ import {
   type ArchiveProgress,
 } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
-import { DEFAULT_LEVEL, decompressBlock } from './block-codec.ts';
+import { DEFAULT_LEVEL } from './block-codec.ts';
+import { EntrySpill } from './entry-spill.ts';
+import { encodeIndexStream } from './archive-index.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
-import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
+import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
 import { SinkWriter } from './sink-writer.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
@@ -88,7 +92,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const writer = new SinkWriter(sink);
   const outHash = createHash('sha256');
   const blocks: ArchiveBlock[] = [];
-  const entryChunks: { z: Buffer; length: number }[] = [];
+  const spill = new EntrySpill(options.tempDir);
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
@@ -110,6 +114,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     Atomics.store(ctrl, CTRL_ABORT, 1);
     Atomics.notify(ctrl, CTRL_CREDITS);
     Atomics.notify(ctrl, CTRL_CHUNKS);
+    Atomics.notify(ctrl, CTRL_CONSUMED);
     queue.fail(err);
   };
   const onAbort = (): void => fail(abortError(signal!));
@@ -132,7 +137,14 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       queue.end();
       return;
     }
-    if (m.entries) entryChunks.push({ z: Buffer.from(m.entries), length: m.entriesLength });
+    if (m.entries) {
+      try {
+        spill.append(new Uint8Array(m.entries), m.entriesLength);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+    }
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
@@ -145,7 +157,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const volumes = options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] }));
   const control = ctrl.buffer as SharedArrayBuffer;
   const native = nativeAddonPath();
-  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2, native } satisfies PackScannerData }, [feed.port1, totals.port2]);
+  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2, native, window: options.scanWindow } satisfies PackScannerData }, [feed.port1, totals.port2]);
   // The scan ends long before the pack: its thread (and memory) goes as soon as it is done.
   scanJob.then(() => host.discard(scanner), fail);
   const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
@@ -179,6 +191,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     if (failed !== undefined) throw failed;
   } catch (err) {
     fail(err);
+    spill.close();
     throw signal?.aborted ? abortError(signal) : err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
@@ -190,14 +203,15 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   }
 
   const r = readerResult!;
-  if (r.tarBytes !== tarOffset) throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
+  if (r.tarBytes !== tarOffset) {
+    spill.close();
+    throw new CairnError('internal', `tar length mismatch: reader wrote ${r.tarBytes}, blocks hold ${tarOffset}`);
+  }
   report(true);
   const sha256 = outHash.digest('hex');
-  const entries: ArchiveEntry[] = [];
-  for (const c of entryChunks.splice(0)) for (const e of JSON.parse(decompressBlock('zstd', c.z, c.length).toString('utf8')) as ArchiveEntry[]) entries.push(e);
   const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
-  const index: ArchiveIndex = {
+  const head: ArchiveIndexHead = {
     format: ARCHIVE_FORMAT,
     version: ARCHIVE_FORMAT_VERSION,
     createdAt: new Date().toISOString(),
@@ -208,7 +222,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     sha256,
     volumes: r.volumes,
     totals: {
-      entries: entries.length,
+      entries: r.volumes.reduce((n, v) => n + v.entries, 0),
       files: count('file'),
       dirs: count('dir'),
       symlinks: count('symlink'),
@@ -220,10 +234,51 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       warnings: warnings.length,
     },
     blocks,
-    entries,
     warnings,
   };
-  return { index, sha256, storedBytes, logicalBytes, fileCount: index.totals.files, warnings };
+  return new PackedArchive(head, spill);
+}
+
+/** PackResult: the index head in memory, the entries in the spill file until close(). */
+class PackedArchive implements PackResult {
+  private whole: ArchiveIndex | undefined;
+  readonly sha256: string;
+  readonly storedBytes: number;
+  readonly logicalBytes: number;
+  readonly fileCount: number;
+  readonly warnings: ArchiveWarning[];
+
+  constructor(
+    readonly head: ArchiveIndexHead,
+    private readonly spill: EntrySpill,
+  ) {
+    this.sha256 = head.sha256;
+    this.storedBytes = head.totals.storedBytes;
+    this.logicalBytes = head.totals.logicalBytes;
+    this.fileCount = head.totals.files;
+    this.warnings = head.warnings;
+  }
+
+  get index(): ArchiveIndex {
+    if (!this.whole) {
+      const entries: ArchiveEntry[] = [];
+      for (const batch of this.entries()) for (const e of batch) entries.push(e);
+      this.whole = { ...this.head, entries };
+    }
+    return this.whole;
+  }
+
+  entries(): Generator<ArchiveEntry[]> {
+    return this.spill.batches();
+  }
+
+  indexStream(): Readable {
+    return encodeIndexStream(this.head, this.head.totals.entries, this.entries());
+  }
+
+  close(): void {
+    this.spill.close();
+  }
 }
 
 function finishWorkers(failed: boolean, reader: PooledWorker, pool: CodecPool): void {

@@ -18,6 +18,9 @@ export interface DirNode {
   arc: Buffer;
   /** Path relative to the volume (for excludes; '' for the root). */
   rel: string;
+  /** Scanner side: the chunk generation this node was last listed in, and its index there. */
+  gen?: number;
+  at?: number;
 }
 
 export const enum Kind {
@@ -27,8 +30,12 @@ export const enum Kind {
   Hardlink,
 }
 
+/** `linkTo` of a file that is the first name of an inode with more names (a hard-link target). */
+export const LINK_TARGET = -2;
+
 /** One scanned entry, materialised on demand from the ScanList (short-lived). */
 export interface ScanItem {
+  /** Global index of the item in the walk (the same on both sides of the thread boundary). */
   index: number;
   /** Directory holding the item; undefined for a volume root. */
   parent: DirNode | undefined;
@@ -48,10 +55,14 @@ export interface ScanItem {
   /** ctime and inode as Node's plain Stats has them, for comparing with a later fstat. */
   ctimeMs: number;
   ino: number;
+  /** Hard link: global index of the inode's first name; LINK_TARGET for that first name; else -1. */
+  linkTo: number;
 }
 
-/** A run of scanned items (and the directories they added), sent from the scanner thread. */
+/** A run of scanned items and the directories they refer to, sent from the scanner thread. */
 export interface ScanChunk {
+  /** Global index of the chunk's first item. */
+  base: number;
   cols: Record<(typeof COLUMNS)[number], ArrayBufferView>;
   names: (string | undefined)[];
   /** Path bytes as latin1 strings (compact to send; Buffers would drag their pool slabs along). */
@@ -61,17 +72,20 @@ export interface ScanChunk {
 const COLUMNS = ['kind', 'vol', 'mode', 'uid', 'gid', 'size', 'mtimeSec', 'mtimeNsec', 'ctimeMs', 'ino', 'parent', 'node', 'linkTo'] as const;
 
 /**
- * The scan result, column-wise: ~100 bytes per entry instead of ~300 for an object per entry
- * (and far less garbage-collector work), which matters at 100k+ files.
+ * Scanned items, column-wise: ~100 bytes per entry instead of ~300 for an object per entry
+ * (and far less garbage-collector work).
  *
- * The scanner thread hands its items over in chunks (takeChunk) and keeps only what is still
- * to come; indexes (items, directories) are global, counted from `base` / `dirBase`.
+ * Memory does not grow with the volume: the scanner hands its items over in chunks (takeChunk)
+ * and keeps nothing handed over, and the reader holds one chunk at a time (fromChunk). So a
+ * chunk is self-contained: `parent` / `node` index the chunk's own `dirs`, and a directory
+ * whose items span chunks is sent again with each. Item indexes are global (`base` + i).
  */
 export class ScanList {
   length = 0;
-  /** Global index of item 0 and of dirs[0] (non-zero on the scanner side after takeChunk). */
-  private base = 0;
-  private dirBase = 0;
+  /** Global index of item 0. */
+  base = 0;
+  /** Chunk generation (scanner side): which DirNodes are already in `dirs`. */
+  private gen = 0;
   private cap = 0;
   kind = new Uint8Array(0);
   vol = new Uint16Array(0);
@@ -86,44 +100,30 @@ export class ScanList {
   /** Index into `dirs` of the parent (-1 for a volume root) and, for directories, of their own node. */
   parent = new Int32Array(0);
   node = new Int32Array(0);
-  /** Hard links: the item holding the first name of the inode (-1 otherwise). */
+  /** See ScanItem.linkTo. */
   linkTo = new Int32Array(0);
-  /** Set once the item's headers are in the stream. */
-  emitted = new Uint8Array(0);
-  /** A later name of the inode stored as the file because this one could not be read (-1 none). */
-  replacement = new Int32Array(0);
   names: (string | undefined)[] = [];
   dirs: DirNode[] = [];
 
   private grow(): void {
     const cap = Math.max(1024, this.cap * 2);
-    const g = <T extends { length: number; set(a: ArrayLike<number>): void }>(a: T, make: new (n: number) => T): T => {
-      const b = new make(cap);
-      b.set(a as unknown as ArrayLike<number>);
-      return b;
-    };
-    this.kind = g(this.kind, Uint8Array);
-    this.vol = g(this.vol, Uint16Array);
-    this.mode = g(this.mode, Uint16Array);
-    this.uid = g(this.uid, Uint32Array);
-    this.gid = g(this.gid, Uint32Array);
-    this.size = g(this.size, Float64Array);
-    this.mtimeSec = g(this.mtimeSec, Float64Array);
-    this.mtimeNsec = g(this.mtimeNsec, Uint32Array);
-    this.ctimeMs = g(this.ctimeMs, Float64Array);
-    this.ino = g(this.ino, Float64Array);
-    this.parent = g(this.parent, Int32Array);
-    this.node = g(this.node, Int32Array);
-    this.linkTo = g(this.linkTo, Int32Array);
-    this.emitted = g(this.emitted, Uint8Array);
-    this.replacement = g(this.replacement, Int32Array);
+    for (const c of COLUMNS) {
+      const a = this[c];
+      const b = new (a.constructor as new (n: number) => typeof a)(cap);
+      b.set(a as never);
+      (this as unknown as Record<string, unknown>)[c] = b;
+    }
     this.cap = cap;
   }
 
-  /** Adds a directory node; returns its global index. */
-  addDir(d: DirNode): number {
-    this.dirs.push(d);
-    return this.dirBase + this.dirs.length - 1;
+  /** Index of `d` in this chunk's `dirs`, adding it when the chunk does not have it yet. */
+  private dirAt(d: DirNode | undefined): number {
+    if (!d) return -1;
+    if (d.gen !== this.gen) {
+      d.gen = this.gen;
+      d.at = this.dirs.push(d) - 1;
+    }
+    return d.at!;
   }
 
   /** Global item count so far (items handed over included). */
@@ -131,12 +131,13 @@ export class ScanList {
     return this.base + this.length;
   }
 
-  /** Takes the items and directories gathered since the last call (scanner side). */
+  /** Takes the items gathered since the last call, with the directories they refer to (scanner side). */
   takeChunk(): ScanChunk {
     const n = this.length;
     const cols = {} as ScanChunk['cols'];
     for (const c of COLUMNS) cols[c] = (this[c] as Uint8Array).slice(0, n);
     const chunk: ScanChunk = {
+      base: this.base,
       cols,
       names: this.names.slice(0, n),
       dirs: this.dirs.map((d) => ({ fs: d.fs.toString('latin1'), arc: d.arc.toString('latin1'), rel: d.rel })),
@@ -144,21 +145,20 @@ export class ScanList {
     this.base += n;
     this.length = 0;
     this.names = [];
-    this.dirBase += this.dirs.length;
     this.dirs = [];
+    this.gen++;
     return chunk;
   }
 
-  /** Appends a chunk from the scanner (reader side, where the list starts at 0 and stays whole). */
-  appendChunk(c: ScanChunk): void {
-    const n = c.names.length;
-    while (this.cap < this.length + n) this.grow();
-    for (const k of COLUMNS) (this[k] as Uint8Array).set(c.cols[k] as Uint8Array, this.length);
-    this.emitted.fill(0, this.length, this.length + n);
-    this.replacement.fill(-1, this.length, this.length + n);
-    for (let i = 0; i < n; i++) this.names.push(c.names[i]);
-    for (const d of c.dirs) this.dirs.push({ fs: Buffer.from(d.fs, 'latin1'), arc: Buffer.from(d.arc, 'latin1'), rel: d.rel });
-    this.length += n;
+  /** The reader's view of one chunk (its columns are used as they arrived). */
+  static fromChunk(c: ScanChunk): ScanList {
+    const l = new ScanList();
+    for (const k of COLUMNS) (l as unknown as Record<string, unknown>)[k] = c.cols[k];
+    l.names = c.names;
+    l.dirs = c.dirs.map((d) => ({ fs: Buffer.from(d.fs, 'latin1'), arc: Buffer.from(d.arc, 'latin1'), rel: d.rel }));
+    l.length = l.cap = c.names.length;
+    l.base = c.base;
+    return l;
   }
 
   /** Transferables of a chunk (its columns are fresh copies). */
@@ -166,7 +166,10 @@ export class ScanList {
     return COLUMNS.map((k) => c.cols[k].buffer as ArrayBuffer);
   }
 
-  push(parent: number, name: Buffer | undefined, kind: Kind, vol: number, st: Meta, node = -1): number {
+  /** Adds an item; returns its global index. */
+  push(parent: DirNode | undefined, name: Buffer | undefined, kind: Kind, vol: number, st: Meta, node?: DirNode, linkTo = -1): number {
+    const parentAt = this.dirAt(parent);
+    const nodeAt = this.dirAt(node);
     if (this.length === this.cap) this.grow();
     const i = this.length++;
     this.kind[i] = kind;
@@ -179,10 +182,9 @@ export class ScanList {
     this.mtimeNsec[i] = st.mtimeNsec;
     this.ctimeMs[i] = st.ctimeMs;
     this.ino[i] = st.ino;
-    this.parent[i] = parent;
-    this.node[i] = node;
-    this.linkTo[i] = -1;
-    this.replacement[i] = -1;
+    this.parent[i] = parentAt;
+    this.node[i] = nodeAt;
+    this.linkTo[i] = linkTo;
     this.names[i] = name?.toString('latin1');
     return this.base + i;
   }
@@ -191,7 +193,7 @@ export class ScanList {
     const p = this.parent[i]!;
     const n = this.node[i]!;
     return {
-      index: i,
+      index: this.base + i,
       parent: p >= 0 ? this.dirs[p] : undefined,
       name: this.names[i],
       node: n >= 0 ? this.dirs[n] : undefined,
@@ -205,6 +207,7 @@ export class ScanList {
       mtimeNsec: this.mtimeNsec[i]!,
       ctimeMs: this.ctimeMs[i]!,
       ino: this.ino[i]!,
+      linkTo: this.linkTo[i]!,
     };
   }
 }
@@ -320,12 +323,6 @@ export interface ScanWarning {
   message: string;
 }
 
-export interface ScanResult {
-  list: ScanList;
-  filesTotal: number;
-  bytesTotal: number;
-}
-
 const SLASH = Buffer.from('/');
 const NUL = Buffer.from([0]);
 
@@ -333,72 +330,108 @@ export function errCode(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? 'EIO';
 }
 
-/** Items per chunk handed to `onChunk` (at directory boundaries, so chunks may be larger). */
-const CHUNK_ITEMS = 2048;
+type VolumeSpec = { name: string; dir: string; excludes: string[] };
 
-/**
- * Scans the volumes. With `onChunk`, items are handed over as the walk goes (the list keeps
- * nothing handed over; the last chunk is handed over before returning).
- */
-export function scanVolumes(
-  volumes: readonly { name: string; dir: string; excludes: string[] }[],
-  warn: (w: ScanWarning) => void,
-  checkAbort: () => void,
-  onChunk?: (c: ScanChunk) => void,
-  native?: NativeReads,
-): ScanResult {
-  const out: ScanResult = { list: new ScanList(), filesTotal: 0, bytesTotal: 0 };
-  const flush = onChunk ? (force: boolean) => (force || out.list.length >= CHUNK_ITEMS) && out.list.length > 0 && onChunk(out.list.takeChunk()) : undefined;
-  volumes.forEach((v, vol) => scanVolume(v, vol, out, warn, checkAbort, flush, native));
-  flush?.(true);
-  return out;
+/** A directory still to visit: its parent's node, its name and stats, its own node. */
+interface Pending {
+  parent: DirNode | undefined;
+  name: Buffer | undefined;
+  st: Meta;
+  dir: DirNode;
 }
 
-function scanVolume(
-  v: { name: string; dir: string; excludes: string[] },
-  vol: number,
-  out: ScanResult,
-  warn: (w: ScanWarning) => void,
-  checkAbort: () => void,
-  flush: ((force: boolean) => unknown) | undefined,
-  native: NativeReads | undefined,
-): void {
-  const exclude = compileExcludes(v.excludes);
-  const rootFs = Buffer.from(v.dir);
-  let st: BigIntStats;
-  try {
-    // The volume path itself may be a symlink (the caller resolved and checked it).
-    st = statSync(rootFs, { bigint: true });
-  } catch (err) {
-    throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not readable (${errCode(err)})`);
-  }
-  if (!st.isDirectory()) throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not a directory`);
-  const list = out.list;
-  const rootDir: DirNode = { fs: rootFs, arc: Buffer.from(v.name), rel: '' };
+/**
+ * The pre-scan walk, one directory per step(): items go into `list`, from which the caller
+ * takes chunks as it likes. The walk is depth-first in name-byte order (a directory's files,
+ * then its subdirectories), which is the archive order. Only the directories still to visit
+ * (and the first names of hard-linked inodes) are kept, so the walk's own memory follows the
+ * tree's depth and breadth, not its size.
+ */
+export class TreeWalker {
+  readonly list = new ScanList();
+  /** Regular files (first names) and their bytes, walked so far. */
+  filesTotal = 0;
+  bytesTotal = 0;
+  private vol = -1;
+  private stack: Pending[] = [];
   // Hard links are only detected within a volume: volumes may be restored on their own.
-  const seen = new Map<string, number>();
-  // Directories to visit: parent's node index, name, stats, own node (and its index).
-  const stack: { parent: number; name: Buffer | undefined; st: Meta; dir: DirNode; node: number }[] = [{ parent: -1, name: undefined, st: metaOf(st), dir: rootDir, node: list.addDir(rootDir) }];
-  let pathBuf = Buffer.alloc(4096);
-  while (stack.length) {
-    checkAbort();
-    flush?.(false);
-    const d = stack.pop()!;
-    list.push(d.parent, d.name, Kind.Dir, vol, d.st, d.node);
+  private seen = new Map<string, number>();
+  private exclude: ((rel: string) => boolean) | undefined;
+  private pathBuf = Buffer.alloc(4096);
+
+  constructor(
+    private readonly volumes: readonly VolumeSpec[],
+    private readonly warn: (w: ScanWarning) => void,
+    private readonly native?: NativeReads,
+    /** Counting only (countRest): nothing goes into the list. */
+    private readonly counting = false,
+  ) {}
+
+  /** Visits the next directory; false when the walk is over. */
+  step(): boolean {
+    while (!this.stack.length) {
+      if (++this.vol >= this.volumes.length) return false;
+      this.startVolume();
+    }
+    this.visit(this.stack.pop()!);
+    return true;
+  }
+
+  /**
+   * Files and bytes in the rest of the walk, found by walking it without keeping anything;
+   * this walk then goes on where it was. For progress totals when the items cannot all be held
+   * ahead of the reader (very large volumes).
+   */
+  countRest(checkAbort: () => void): { files: number; bytes: number } {
+    const c = new TreeWalker(this.volumes, () => undefined, this.native, true);
+    c.vol = this.vol;
+    c.stack = [...this.stack];
+    c.seen = new Map(this.seen);
+    c.exclude = this.exclude;
+    while (c.step()) checkAbort();
+    return { files: c.filesTotal, bytes: c.bytesTotal };
+  }
+
+  private startVolume(): void {
+    const v = this.volumes[this.vol]!;
+    this.exclude = compileExcludes(v.excludes);
+    this.seen = new Map();
+    const rootFs = Buffer.from(v.dir);
+    let st: BigIntStats;
+    try {
+      // The volume path itself may be a symlink (the caller resolved and checked it).
+      st = statSync(rootFs, { bigint: true });
+    } catch (err) {
+      throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not readable (${errCode(err)})`);
+    }
+    if (!st.isDirectory()) throw new CairnError('volume-missing', `volume ${v.name}: ${v.dir} is not a directory`);
+    this.stack.push({ parent: undefined, name: undefined, st: metaOf(st), dir: { fs: rootFs, arc: Buffer.from(v.name), rel: '' } });
+  }
+
+  private push(parent: DirNode | undefined, name: Buffer | undefined, kind: Kind, st: Meta, node?: DirNode, linkTo = -1): number {
+    return this.counting ? -1 : this.list.push(parent, name, kind, this.vol, st, node, linkTo);
+  }
+
+  private visit(d: Pending): void {
+    const vol = this.vol;
+    const warn = this.warn;
+    const exclude = this.exclude;
+    this.push(d.parent, d.name, Kind.Dir, d.st, d.dir);
     const dir = d.dir;
-    const listing = native ? listWithNative(native, Buffer.concat([dir.fs, NUL])) : listWithNode(dir.fs);
+    const listing = this.native ? listWithNative(this.native, Buffer.concat([dir.fs, NUL])) : listWithNode(dir.fs);
     if (typeof listing === 'string') {
       warn({ vol, path: bytesToPath(dir.arc), code: listing === 'ENOENT' ? 'vanished' : 'unreadable', message: `cannot list directory (${listing})` });
-      continue;
+      return;
     }
     const names = listing.names;
     // One buffer holds "<dir>/" and each name in turn: no allocation per lstat.
     const prefix = dir.fs.length + 1;
     const longest = names.reduce((n, b) => Math.max(n, b.length), 0);
-    if (pathBuf.length < prefix + longest) pathBuf = Buffer.alloc((prefix + longest) * 2);
+    if (this.pathBuf.length < prefix + longest) this.pathBuf = Buffer.alloc((prefix + longest) * 2);
+    const pathBuf = this.pathBuf;
     dir.fs.copy(pathBuf, 0);
     pathBuf[dir.fs.length] = 0x2f;
-    const subdirs: (typeof stack)[number][] = [];
+    const subdirs: Pending[] = [];
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
       name.copy(pathBuf, prefix);
@@ -416,30 +449,28 @@ function scanVolume(
       }
       const type = cst.mode & S_IFMT;
       if (type === S_IFDIR) {
-        const sub: DirNode = { fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel };
-        subdirs.push({ parent: d.node, name, st: cst, dir: sub, node: list.addDir(sub) });
+        subdirs.push({ parent: dir, name, st: cst, dir: { fs: Buffer.from(fsPath), arc: Buffer.concat([dir.arc, SLASH, name]), rel } });
       } else if (type === S_IFREG) {
         if (cst.nlink > 1) {
-          const first = seen.get(cst.inode);
+          const first = this.seen.get(cst.inode);
           if (first !== undefined) {
-            const h = list.push(d.node, name, Kind.Hardlink, vol, cst);
-            list.linkTo[h] = first;
+            this.push(dir, name, Kind.Hardlink, cst, undefined, first);
             continue;
           }
-          seen.set(cst.inode, list.push(d.node, name, Kind.File, vol, cst));
+          this.seen.set(cst.inode, this.push(dir, name, Kind.File, cst, undefined, LINK_TARGET));
         } else {
-          list.push(d.node, name, Kind.File, vol, cst);
+          this.push(dir, name, Kind.File, cst);
         }
-        out.filesTotal++;
-        out.bytesTotal += cst.size;
+        this.filesTotal++;
+        this.bytesTotal += cst.size;
       } else if (type === S_IFLNK) {
-        list.push(d.node, name, Kind.Symlink, vol, cst);
+        this.push(dir, name, Kind.Symlink, cst);
       } else {
         warn({ vol, path: arcPath(dir, name), code: 'skipped-type', message: `${SPECIAL[type] ?? 'special file'} skipped` });
       }
     }
     // Subdirectories come after the files of their parent, in name order.
-    for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
+    for (let i = subdirs.length - 1; i >= 0; i--) this.stack.push(subdirs[i]!);
   }
 }
 

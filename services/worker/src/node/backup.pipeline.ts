@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { CairnError, backupPrefix, enqueueRetention, transitionBackup, transitionJob } from '@cairn/core';
-import { encodeIndex, packArchive } from '@cairn/core/archive/index.ts';
+import { packArchive } from '@cairn/core/archive/index.ts';
 import { classify, recordFailure } from './job-outcome.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
 import { isEmptyDir, resolveVolumeDir } from './volume-dirs.ts';
@@ -102,16 +102,25 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
       },
     );
     const [packOutcome, uploadOutcome] = await Promise.allSettled([packed, upload]);
-    if (packOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') throw rootCause(packOutcome, uploadOutcome);
+    if (packOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') {
+      if (packOutcome.status === 'fulfilled') packOutcome.value.close();
+      throw rootCause(packOutcome, uploadOutcome);
+    }
     const result = packOutcome.value;
     const stored = uploadOutcome.value;
     if (stored.size !== result.storedBytes) {
+      result.close();
       throw new CairnError('archive-corrupt', `stored object is ${stored.size} bytes, the archive was ${result.storedBytes}`, { permanent: false });
     }
 
     run.progress('uploading-index');
     indexUploaded = true; // from here on an index of this attempt may exist
-    await ctx.store.put(backup.indexKey, encodeIndex(result.index), { signal: run.signal, contentType: 'application/gzip' });
+    // Streamed from the pack's temporary file: memory does not grow with the number of files.
+    try {
+      await ctx.store.put(backup.indexKey, result.indexStream(), { signal: run.signal, contentType: 'application/gzip' });
+    } finally {
+      result.close();
+    }
 
     const allWarnings = [...warnings, ...result.warnings];
     const rowWarnings =

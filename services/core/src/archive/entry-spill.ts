@@ -1,0 +1,81 @@
+/**
+ * The index entries of a pack, kept out of memory: the reader thread sends them per block as
+ * zstd-compressed JSON arrays, and they are appended to an anonymous temporary file (created and
+ * unlinked at once, so nothing is left behind whatever happens to the process). A pack of a
+ * million files then holds a few hundred bytes per block, not ~300 bytes per entry.
+ */
+import { randomUUID } from 'node:crypto';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CairnError } from '../errors.ts';
+import type { ArchiveEntry } from './archive-types.ts';
+import { decompressBlock } from './block-codec.ts';
+
+interface Chunk {
+  pos: number;
+  length: number;
+  /** Length of the JSON text the frame decodes to. */
+  rawLength: number;
+}
+
+// A spill dropped without close() still gives its descriptor back.
+const closeOnCollect = new FinalizationRegistry<number>((fd) => {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+});
+
+export class EntrySpill {
+  private fd: number;
+  private pos = 0;
+  private readonly chunks: Chunk[] = [];
+  private closed = false;
+
+  constructor(dir = tmpdir()) {
+    const path = join(dir, `cairn-index-${process.pid}-${randomUUID()}.tmp`);
+    try {
+      this.fd = openSync(path, 'wx+', 0o600);
+    } catch (err) {
+      throw new CairnError('internal', `cannot create a temporary file for the index in ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    }
+    unlinkSync(path);
+    closeOnCollect.register(this, this.fd, this);
+  }
+
+  /** Appends one frame (a zstd-compressed JSON array of entries). */
+  append(frame: Uint8Array, rawLength: number): void {
+    this.check();
+    for (let done = 0; done < frame.length; ) done += writeSync(this.fd, frame, done, frame.length - done, this.pos + done);
+    this.chunks.push({ pos: this.pos, length: frame.length, rawLength });
+    this.pos += frame.length;
+  }
+
+  /** The entries in archive order, one block's worth at a time. */
+  *batches(): Generator<ArchiveEntry[]> {
+    let buf = Buffer.alloc(0);
+    for (const c of this.chunks) {
+      this.check();
+      if (buf.length < c.length) buf = Buffer.allocUnsafe(c.length * 2);
+      for (let done = 0; done < c.length; ) {
+        const n = readSync(this.fd, buf, done, c.length - done, c.pos + done);
+        if (n === 0) throw new CairnError('internal', 'index spill file is shorter than written');
+        done += n;
+      }
+      yield JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8')) as ArchiveEntry[];
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeOnCollect.unregister(this);
+    closeSync(this.fd);
+  }
+
+  private check(): void {
+    if (this.closed) throw new CairnError('internal', "the pack's index entries were released (close() was called)");
+  }
+}
