@@ -8,16 +8,18 @@
  * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
  *
  * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
- * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_ONLY (comma list of scenario names),
+ * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_MANY_FILES (500000 tiny files, only for the peak-RSS
+ * probes; 0 skips them), CAIRN_BENCH_ONLY (comma list of scenario names),
  * CAIRN_BENCH_KEEP=1 keeps the extraction directories.
  */
 import { execFileSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { encodeIndex, packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
-import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
+import { finished, pipeline } from 'node:stream/promises';
+import { packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
+import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
 import { ensureCommand, loadAverage, median, peakRssMiB, resetPeakRss, runShell, warm, type Sample } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
@@ -148,23 +150,28 @@ interface Probe {
 }
 
 /** Peak RSS of single operations, each in a fresh process (see rss-probe.ts). */
-async function rssProbes(large: DataSet, small: DataSet): Promise<Probe[]> {
+async function rssProbes(large: DataSet, small: DataSet, many: DataSet | undefined): Promise<Probe[]> {
   const tsx = join(process.cwd(), 'node_modules', '.bin', 'tsx');
   const probe = join(import.meta.dirname, 'rss-probe.ts');
   // The environment of the worker image (infra/Dockerfile): glibc's per-thread malloc arenas capped.
   const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
   const run = (what: string, args: string[]): Probe => ({ what, ...(JSON.parse(execFileSync(tsx, [probe, ...args], { encoding: 'utf8', maxBuffer: 1 << 20, env })) as { peakRssMiB: number; seconds: number }) });
   const out: Probe[] = [];
-  for (const [tag, set] of [
+  const sets: [string, DataSet][] = [
     ['large', large],
     ['small', small],
-  ] as const) {
+  ];
+  if (many) sets.push(['many', many]);
+  for (const [tag, set] of sets) {
     warm(set.dir);
     out.push(run(`pack ${tag} (zstd, null sink)`, ['pack', set.dir, 'zstd']));
     const archive = fresh(`probe-${tag}.tar.zst`);
-    const index = await cairnPack(set, 'zstd', archive);
+    const sink = createWriteStream(archive);
+    const packed = await packArchive({ volumes: [{ name: 'data', dir: set.dir }], codec: 'zstd' }, sink);
+    await finished(sink);
     const indexFile = `${archive}.index.json.gz`;
-    writeFileSync(indexFile, encodeIndex(index));
+    await pipeline(packed.indexStream(), createWriteStream(indexFile));
+    packed.close();
     out.push(run(`unpack ${tag} (zstd archive -> fresh dir)`, ['unpack', archive, indexFile, fresh(`probe-${tag}-x`)]));
   }
   return out;
@@ -245,7 +252,9 @@ async function main(): Promise<void> {
     results.push(res);
   }
   console.log('\nmeasuring peak RSS in fresh processes...');
-  const probes = ONLY ? [] : await rssProbes(large, small);
+  const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
+  const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
+  const probes = ONLY ? [] : await rssProbes(large, small, many);
   console.log('');
   report(results, probes);
   await sharedWorkerHost().close();

@@ -97,3 +97,21 @@ export function smallDataSet(root: string, fileCount: number, dirCount: number):
   });
   return { name: `small (${fileCount} files, ${dirCount} dirs)`, dir: join(dir, 'data'), ...made };
 }
+
+/** Many tiny files (1–512 bytes, 250 per directory): what memory does with the file count. */
+export function manyDataSet(root: string, fileCount: number): DataSet {
+  const dir = join(root, `many-${fileCount}f`);
+  const made = cached(dir, `many:${fileCount}`, () => {
+    const pool = randomBytes(512);
+    let bytes = 0;
+    for (let i = 0; i < fileCount; i++) {
+      const sub = join(dir, 'data', `d${String(Math.floor(i / 250)).padStart(5, '0')}`);
+      if (i % 250 === 0) mkdirSync(sub, { recursive: true });
+      const size = 1 + ((i * 7) % 512);
+      writeFileSync(join(sub, `file-with-a-moderately-long-name-${i}.txt`), pool.subarray(0, size));
+      bytes += size;
+    }
+    return { files: fileCount, bytes };
+  });
+  return { name: `many (${fileCount} tiny files)`, dir: join(dir, 'data'), ...made };
+}

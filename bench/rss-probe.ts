@@ -3,9 +3,9 @@
  * benchmark as a child: `tsx bench/rss-probe.ts pack <dir> <codec>` or
  * `tsx bench/rss-probe.ts unpack <archive> <index.json.gz> <target>`. Prints JSON.
  */
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { Writable } from 'node:stream';
-import { decodeIndex, packArchive, sharedWorkerHost, unpackArchive, type Codec } from '../services/core/src/archive/index.ts';
+import { packArchive, readIndex, sharedWorkerHost, unpackArchive, type Codec } from '../services/core/src/archive/index.ts';
 import { peakRssMiB } from './measure.ts';
 
 const [mode, a, b, c] = process.argv.slice(2);
@@ -13,8 +13,10 @@ const t = performance.now();
 if (mode === 'pack') {
   await packArchive({ volumes: [{ name: 'data', dir: a! }], codec: (b ?? 'zstd') as Codec }, new Writable({ write: (_c, _e, cb) => cb() }));
 } else if (mode === 'unpack') {
-  const index = decodeIndex(readFileSync(b!));
+  // As a node worker restores: the index read as a stream, its entries kept in a temporary file.
+  const index = await readIndex(createReadStream(b!));
   await unpackArchive({ target: c!, index, source: { stream: createReadStream(a!, { highWaterMark: 1 << 20 }) } });
+  index.entries.close();
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

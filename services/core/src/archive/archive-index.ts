@@ -4,9 +4,12 @@
  */
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { gunzipSync, gzip, gzipSync } from 'node:zlib';
+import { StringDecoder } from 'node:string_decoder';
+import { createGunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { CairnError } from '../errors.ts';
-import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex, type ArchiveIndexHead } from './archive-types.ts';
+import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex, type ArchiveIndexHead, type EntrySource, type StreamedIndex } from './archive-types.ts';
+import { compressBlock } from './block-codec.ts';
+import { EntrySpill } from './entry-spill.ts';
 import { padTo512 } from './tar-header.ts';
 
 const gzipAsync = promisify(gzip);
@@ -89,32 +92,140 @@ function isNum(v: unknown): v is number {
 
 /** Structural check of an index read from storage; offsets must be consistent with each other. */
 export function checkIndex(v: unknown): ArchiveIndex {
-  const bad = (why: string): CairnError => new CairnError('archive-corrupt', `invalid archive index: ${why}`);
-  if (!v || typeof v !== 'object') throw bad('not an object');
   const ix = v as ArchiveIndex;
-  if (ix.format !== ARCHIVE_FORMAT) throw bad(`format ${String(ix.format)}`);
-  if (ix.version !== ARCHIVE_FORMAT_VERSION) throw bad(`unsupported version ${String(ix.version)}`);
-  if (ix.codec !== 'zstd' && ix.codec !== 'gzip' && ix.codec !== 'none') throw bad(`codec ${String(ix.codec)}`);
-  if (!Array.isArray(ix.blocks) || !Array.isArray(ix.entries) || !Array.isArray(ix.volumes)) throw bad('missing blocks, entries or volumes');
+  const tarEnd = checkIndexHead(v);
+  if (!Array.isArray(ix.entries)) throw badIndex('missing entries');
+  for (const e of ix.entries) checkEntry(e, tarEnd);
+  return ix;
+}
+
+function badIndex(why: string): CairnError {
+  return new CairnError('archive-corrupt', `invalid archive index: ${why}`);
+}
+
+/** Checks everything but the entries; returns the tar length the block table covers. */
+export function checkIndexHead(v: unknown): number {
+  if (!v || typeof v !== 'object') throw badIndex('not an object');
+  const ix = v as ArchiveIndexHead;
+  if (ix.format !== ARCHIVE_FORMAT) throw badIndex(`format ${String(ix.format)}`);
+  if (ix.version !== ARCHIVE_FORMAT_VERSION) throw badIndex(`unsupported version ${String(ix.version)}`);
+  if (ix.codec !== 'zstd' && ix.codec !== 'gzip' && ix.codec !== 'none') throw badIndex(`codec ${String(ix.codec)}`);
+  if (!Array.isArray(ix.blocks) || !Array.isArray(ix.volumes)) throw badIndex('missing blocks or volumes');
   let c = 0;
   let u = 0;
   for (const b of ix.blocks) {
-    if (!isNum(b.compressedOffset) || !isNum(b.compressedLength) || !isNum(b.uncompressedOffset) || !isNum(b.uncompressedLength)) throw bad('block fields');
-    if (b.compressedOffset !== c || b.uncompressedOffset !== u) throw bad('blocks are not contiguous');
+    if (!isNum(b.compressedOffset) || !isNum(b.compressedLength) || !isNum(b.uncompressedOffset) || !isNum(b.uncompressedLength)) throw badIndex('block fields');
+    if (b.compressedOffset !== c || b.uncompressedOffset !== u) throw badIndex('blocks are not contiguous');
     c += b.compressedLength;
     u += b.uncompressedLength;
   }
-  for (const e of ix.entries) {
-    if (typeof e.path !== 'string' || !isNum(e.headerOffset) || !isNum(e.dataOffset) || !isNum(e.size) || e.dataOffset < e.headerOffset) throw bad(`entry ${String(e.path)}`);
-    if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink' && e.type !== 'hardlink') throw bad(`entry type ${String(e.type)}`);
-    if (entryEnd(e) > u) throw bad(`entry ${e.path} lies past the end of the archive`);
+  return u;
+}
+
+/** Structural check of one entry against the tar length. */
+export function checkEntry(e: ArchiveEntry, tarEnd: number): void {
+  if (!e || typeof e !== 'object') throw badIndex('entry is not an object');
+  if (typeof e.path !== 'string' || !isNum(e.headerOffset) || !isNum(e.dataOffset) || !isNum(e.size) || e.dataOffset < e.headerOffset) throw badIndex(`entry ${String(e.path)}`);
+  if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink' && e.type !== 'hardlink') throw badIndex(`entry type ${String(e.type)}`);
+  if (entryEnd(e) > tarEnd) throw badIndex(`entry ${e.path} lies past the end of the archive`);
+}
+
+export function entrySource(index: ArchiveIndex | StreamedIndex): EntrySource {
+  const e = index.entries;
+  return Array.isArray(e) ? { batches: () => [e] } : e;
+}
+
+/** Every entry of a source, in order. */
+export function* eachEntry(source: EntrySource): Generator<ArchiveEntry> {
+  for (const batch of source.batches()) yield* batch;
+}
+
+/** Entry lines per spilled batch (their JSON text, ~300 bytes each). */
+const SPILL_BATCH_TEXT = 256 * 1024;
+
+/**
+ * Reads an encoded index from a stream (a stored index object) without holding its entries:
+ * they go, as they arrive, to a temporary file. Memory stays a batch whatever the file count.
+ */
+export async function readIndex(src: Readable, tempDir?: string): Promise<StreamedIndex> {
+  const spill = new EntrySpill(tempDir);
+  try {
+    const decoder = new StringDecoder('utf8');
+    let carry = '';
+    let head: Record<string, unknown> | undefined;
+    let legacy: string[] | undefined;
+    let batch: string[] = [];
+    let batchText = 0;
+    let count = 0;
+    const flush = (): void => {
+      if (!batch.length) return;
+      const json = Buffer.from(`[${batch.join(',')}]`);
+      spill.append(compressBlock('zstd', 1, json), json.length);
+      batch = [];
+      batchText = 0;
+    };
+    const line = (text: string): void => {
+      if (legacy) return void legacy.push(text);
+      if (!head) {
+        head = JSON.parse(text) as Record<string, unknown>;
+        // A plain JSON document (no entry lines): read whole, as decodeIndex does.
+        if (head.layout !== 'jsonl') legacy = [text];
+        return;
+      }
+      if (!text) return;
+      batch.push(text);
+      batchText += text.length;
+      count++;
+      if (batchText >= SPILL_BATCH_TEXT) flush();
+    };
+    for await (const chunk of src.pipe(createGunzip())) {
+      const text = carry + decoder.write(chunk as Buffer);
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+        line(text.slice(start, nl));
+        start = nl + 1;
+      }
+      carry = text.slice(start);
+    }
+    carry += decoder.end();
+    if (carry) line(carry);
+    if (!head) throw new Error('empty index');
+    if (legacy) {
+      const whole = checkIndex(JSON.parse(legacy.join('\n')));
+      const json = Buffer.from(JSON.stringify(whole.entries));
+      spill.append(compressBlock('zstd', 1, json), json.length);
+      const { entries: _entries, ...rest } = whole;
+      return { ...rest, entries: spill };
+    }
+    flush();
+    if (head.entryCount !== count) throw new Error(`index lists ${String(head.entryCount)} entries, holds ${count}`);
+    delete head.layout;
+    delete head.entryCount;
+    checkIndexHead(head);
+    return { ...(head as unknown as ArchiveIndexHead), entries: spill };
+  } catch (err) {
+    spill.close();
+    if (err instanceof CairnError) throw err;
+    throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
   }
-  return ix;
 }
 
 /** Offset just past an entry's (padded) content. */
 export function entryEnd(e: ArchiveEntry): number {
   return e.dataOffset + (e.type === 'file' ? padTo512(e.size) : 0);
+}
+
+/** '<volume>/<rel>' selectors, normalised and checked. */
+export function selectors(paths: readonly string[]): string[] {
+  const sel = paths.map(normalizeSelector);
+  for (const s of sel) if (!s || s.split('/').some((c) => c === '..' || c === '.')) throw new CairnError('validation', `bad path selector ${JSON.stringify(s)}`);
+  return sel;
+}
+
+/** The selector an entry path falls under (itself or an ancestor directory), if any. */
+export function matchSelector(path: string, sel: readonly string[]): string | undefined {
+  for (const s of sel) if (path === s || path.startsWith(`${s}/`)) return s;
+  return undefined;
 }
 
 function normalizeSelector(p: string): string {
@@ -131,18 +242,13 @@ function normalizeSelector(p: string): string {
 export function selectEntries(index: ArchiveIndex, paths: readonly string[] | undefined, volumes?: ReadonlySet<string>): { selected: ArchiveEntry[]; sources: ArchiveEntry[] } {
   const inVolume = (e: ArchiveEntry): boolean => !volumes || volumes.has(volumeOf(e.path));
   if (!paths) return { selected: index.entries.filter(inVolume), sources: [] };
-  const sel = paths.map(normalizeSelector);
-  for (const s of sel) if (!s || s.split('/').some((c) => c === '..' || c === '.')) throw new CairnError('validation', `bad path selector ${JSON.stringify(s)}`);
+  const sel = selectors(paths);
   const hit = new Set<string>();
   const selected = index.entries.filter((e) => {
     if (!inVolume(e)) return false;
-    for (const s of sel) {
-      if (e.path === s || e.path.startsWith(`${s}/`)) {
-        hit.add(s);
-        return true;
-      }
-    }
-    return false;
+    const s = matchSelector(e.path, sel);
+    if (s !== undefined) hit.add(s);
+    return s !== undefined;
   });
   const missing = sel.filter((s) => !hit.has(s));
   if (missing.length) throw new CairnError('not-found', `not in this backup: ${missing.join(', ')}`, { details: { paths: missing } });
@@ -183,21 +289,24 @@ export interface BlockRun {
   limit: number;
 }
 
-/** Groups entries (in archive order) into runs of consecutive blocks to fetch. */
+/** Adds an entry (the furthest in archive order so far) to runs of consecutive blocks to fetch. */
+export function addToRuns(runs: BlockRun[], blocks: readonly ArchiveBlock[], e: ArchiveEntry): void {
+  const end = entryEnd(e);
+  const first = blockAt(blocks, e.headerOffset);
+  const last = blockAt(blocks, Math.max(e.headerOffset, end - 1));
+  const cur = runs[runs.length - 1];
+  if (cur && first <= cur.lastBlock + 1) {
+    cur.lastBlock = Math.max(cur.lastBlock, last);
+    cur.limit = Math.max(cur.limit, end);
+  } else {
+    runs.push({ firstBlock: first, lastBlock: last, start: e.headerOffset, limit: end });
+  }
+}
+
+/** Groups entries into runs of consecutive blocks to fetch. */
 export function planRuns(index: ArchiveIndex, entries: readonly ArchiveEntry[]): BlockRun[] {
   const sorted = [...entries].sort((a, b) => a.headerOffset - b.headerOffset);
   const runs: BlockRun[] = [];
-  for (const e of sorted) {
-    const end = entryEnd(e);
-    const first = blockAt(index.blocks, e.headerOffset);
-    const last = blockAt(index.blocks, Math.max(e.headerOffset, end - 1));
-    const cur = runs[runs.length - 1];
-    if (cur && first <= cur.lastBlock + 1) {
-      cur.lastBlock = Math.max(cur.lastBlock, last);
-      cur.limit = Math.max(cur.limit, end);
-    } else {
-      runs.push({ firstBlock: first, lastBlock: last, start: e.headerOffset, limit: end });
-    }
-  }
+  for (const e of sorted) addToRuns(runs, index.blocks, e);
   return runs;
 }

@@ -143,6 +143,19 @@ export interface ArchiveIndex {
 /** The index without its entries (which can be many: a pack keeps them out of memory). */
 export type ArchiveIndexHead = Omit<ArchiveIndex, 'entries'>;
 
+/**
+ * Entries that can be read more than once, in archive order, a batch at a time: an index's
+ * array, or a temporary file when the index is too big to hold.
+ */
+export interface EntrySource {
+  batches(): Iterable<ArchiveEntry[]>;
+}
+
+/** An index whose entries stay out of memory (readIndex); close() releases them. */
+export interface StreamedIndex extends ArchiveIndexHead {
+  entries: EntrySource & { close(): void };
+}
+
 export interface PackResult {
   /**
    * The whole index, entries included, read back from the pack's temporary file on first use:
@@ -176,7 +189,8 @@ export interface UnpackOptions {
   target: string;
   /** Volume name -> directory to extract it into; volumes not listed are skipped. */
   volumeDirs?: Record<string, string>;
-  index: ArchiveIndex;
+  /** The whole index, or one read with readIndex (entries in a temporary file). */
+  index: ArchiveIndex | StreamedIndex;
   /** '<volume>/<rel>' files or directories (or '<volume>'); omitted = everything. */
   paths?: string[];
   source: UnpackSource;

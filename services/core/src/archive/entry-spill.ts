@@ -64,7 +64,14 @@ export class EntrySpill {
         if (n === 0) throw new CairnError('internal', 'index spill file is shorter than written');
         done += n;
       }
-      yield JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8')) as ArchiveEntry[];
+      let batch: unknown;
+      try {
+        batch = JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8'));
+      } catch (err) {
+        throw new CairnError('archive-corrupt', `index entries do not decode: ${(err as Error).message}`, { cause: err });
+      }
+      if (!Array.isArray(batch)) throw new CairnError('archive-corrupt', 'index entries do not decode: not a list');
+      yield batch as ArchiveEntry[];
     }
   }
 

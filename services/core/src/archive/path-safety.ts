@@ -29,30 +29,32 @@ export function splitArchivePath(path: string): SplitPath {
 }
 
 /**
- * Checks an index before anything is written: every path is plain and inside a listed volume
- * (one hostile entry condemns the whole archive); the entries to extract have hard-link targets
- * in their own volume and sit below no symlink entry of the archive (a write through it).
+ * Checks one entry of an index before anything is written (one hostile entry condemns the
+ * whole archive): its path is plain and inside a listed volume.
  */
-export function checkEntries(all: readonly ArchiveEntry[], chosen: readonly ArchiveEntry[], volumes: ReadonlySet<string>): void {
-  const symlinks = new Set<string>();
-  for (const e of all) {
-    const { volume } = splitArchivePath(e.path);
-    if (!volumes.has(volume)) throw unsafe(e.path, `volume ${volume} is not listed in the index`);
-    if (e.type === 'symlink') symlinks.add(e.path);
-  }
-  const throughSymlink = (entry: string, p: string): void => {
+export function checkEntryPath(e: ArchiveEntry, volumes: ReadonlySet<string>): string {
+  const { volume } = splitArchivePath(e.path);
+  if (!volumes.has(volume)) throw unsafe(e.path, `volume ${volume} is not listed in the index`);
+  return volume;
+}
+
+/**
+ * Checks an entry to extract, once every symlink entry of the archive is known: its hard-link
+ * target is in its own volume, and neither its path nor that target sits below a symlink entry
+ * (a write through it).
+ */
+export function checkChosen(e: ArchiveEntry, symlinks: ReadonlySet<string>): void {
+  const { volume } = splitArchivePath(e.path);
+  const throughSymlink = (p: string): void => {
     for (let i = p.indexOf('/'); i > 0; i = p.indexOf('/', i + 1)) {
-      if (symlinks.has(p.slice(0, i))) throw unsafe(entry, `goes through the symlink ${p.slice(0, i)}`);
+      if (symlinks.has(p.slice(0, i))) throw unsafe(e.path, `goes through the symlink ${p.slice(0, i)}`);
     }
   };
-  for (const e of chosen) {
-    const { volume } = splitArchivePath(e.path);
-    if (symlinks.size) throughSymlink(e.path, e.path);
-    if (e.type === 'hardlink') {
-      if (!e.linkTarget) throw unsafe(e.path, 'hard link without a target');
-      const t = splitArchivePath(e.linkTarget);
-      if (t.volume !== volume) throw unsafe(e.path, 'hard link to another volume');
-      if (symlinks.size) throughSymlink(e.path, e.linkTarget);
-    }
+  if (symlinks.size) throughSymlink(e.path);
+  if (e.type === 'hardlink') {
+    if (!e.linkTarget) throw unsafe(e.path, 'hard link without a target');
+    const t = splitArchivePath(e.linkTarget);
+    if (t.volume !== volume) throw unsafe(e.path, 'hard link to another volume');
+    if (symlinks.size) throughSymlink(e.linkTarget);
   }
 }

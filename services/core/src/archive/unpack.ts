@@ -12,13 +12,13 @@ import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
-import { checkIndex, planRuns, selectEntries, type BlockRun } from './archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, ArchiveProgress, UnpackOptions, UnpackResult } from './archive-types.ts';
+import { addToRuns, checkEntry, checkIndexHead, eachEntry, entryEnd, entrySource, matchSelector, selectors, volumeOf, type BlockRun } from './archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveProgress, StreamedIndex, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { cutFrames, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
-import { checkEntries } from './path-safety.ts';
+import { checkChosen, checkEntryPath } from './path-safety.ts';
 import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
@@ -26,8 +26,8 @@ const PROGRESS_INTERVAL_MS = 250;
 
 interface Plan {
   roots: Record<string, string>;
-  /** Entries to extract, in archive order (the index's own objects, not copies). */
-  entries: ArchiveEntry[];
+  /** The entries to extract, in archive order (a fresh pass each call: they may be on disk). */
+  entries: () => Iterator<ArchiveEntry>;
   /** Hard-link redirections by header offset (see PlannedEntry.outputs / covered). */
   extras: Map<number, { outputs?: string[]; covered?: boolean }>;
   runs: BlockRun[];
@@ -39,7 +39,12 @@ interface Plan {
   filesTotal: number;
 }
 
-export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 'paths'>, index: ArchiveIndex): Plan {
+/**
+ * What to extract. Works in passes over the entries, holding only the selection (for chosen
+ * paths) or nothing per entry (for whole volumes): an index of a million files is read from
+ * its temporary file a few times rather than held.
+ */
+export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 'paths'>, index: ArchiveIndex | StreamedIndex): Plan {
   const roots: Record<string, string> = {};
   if (o.volumeDirs) {
     for (const [name, dir] of Object.entries(o.volumeDirs)) {
@@ -52,35 +57,83 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
   const volumes = new Set(Object.keys(roots));
   const known = new Set(index.volumes.map((v) => v.name));
   for (const name of known) if (!name || name.includes('/') || name === '.' || name === '..') throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
-  const { selected, sources } = selectEntries(index, o.paths, volumes);
-  checkEntries(index.entries, [...selected, ...sources], known);
+  const tarEnd = checkIndexHead(index);
+  const source = entrySource(index);
+  const sel = o.paths ? selectors(o.paths) : undefined;
 
-  // A hard link whose file is not selected: that file's content is written under the link's path.
-  const extras = new Map<number, { outputs?: string[]; covered?: boolean }>();
-  const bySource = new Map<string, string[]>();
-  for (const src of sources) {
-    const outputs: string[] = [];
-    bySource.set(src.path, outputs);
-    extras.set(src.headerOffset, { outputs });
-  }
+  // Pass 1: every entry is well-formed, in order and inside a listed volume; symlinks; selection.
+  const symlinks = new Set<string>();
+  const selected: ArchiveEntry[] = [];
+  const hit = new Set<string>();
   let bytesTotal = 0;
   let filesTotal = 0;
+  let prevEnd = 0;
+  for (const e of eachEntry(source)) {
+    checkEntry(e, tarEnd);
+    if (e.headerOffset < prevEnd) throw new CairnError('archive-corrupt', `invalid archive index: entry ${e.path} overlaps the one before it`);
+    prevEnd = entryEnd(e);
+    const volume = checkEntryPath(e, known);
+    if (e.type === 'symlink') symlinks.add(e.path);
+    if (!volumes.has(volume)) continue;
+    if (sel) {
+      const s = matchSelector(e.path, sel);
+      if (s === undefined) continue;
+      hit.add(s);
+      selected.push(e);
+    }
+    if (e.type === 'file') bytesTotal += e.size;
+    if (e.type === 'file' || e.type === 'hardlink') filesTotal++;
+  }
+  const inVolumes = function* (): Generator<ArchiveEntry> {
+    for (const e of eachEntry(source)) if (volumes.has(volumeOf(e.path))) yield e;
+  };
+  const extras = new Map<number, { outputs?: string[]; covered?: boolean }>();
+  const whole = !sel && volumes.size === index.volumes.length;
+  const last = index.blocks.length - 1;
+  if (!sel) {
+    // Pass 2: no write goes through a symlink. (Pass 3 is the extraction itself.)
+    for (const e of inVolumes()) checkChosen(e, symlinks);
+    const runs: BlockRun[] = [];
+    if (whole) {
+      if (last >= 0) runs.push({ firstBlock: 0, lastBlock: last, start: 0, limit: Number.POSITIVE_INFINITY });
+    } else {
+      for (const e of inVolumes()) addToRuns(runs, index.blocks, e);
+    }
+    return { roots, entries: inVolumes, extras, runs, strict: true, known: [...known], bytesTotal, filesTotal };
+  }
+
+  const missing = sel.filter((s) => !hit.has(s));
+  if (missing.length) throw new CairnError('not-found', `not in this backup: ${missing.join(', ')}`, { details: { paths: missing } });
+  // A hard link whose file is not selected: that file's content is written under the link's path.
+  const chosen = new Set(selected.map((e) => e.path));
+  const wanted = new Set<string>();
+  for (const e of selected) if (e.type === 'hardlink' && e.linkTarget && !chosen.has(e.linkTarget)) wanted.add(e.linkTarget);
+  const sources: ArchiveEntry[] = [];
+  const bySource = new Map<string, string[]>();
+  if (wanted.size) {
+    // Pass 2 (only for such links): find their files.
+    const byPath = new Map<string, ArchiveEntry>();
+    for (const e of eachEntry(source)) if (e.type === 'file' && wanted.has(e.path)) byPath.set(e.path, e);
+    for (const src of byPath.values()) {
+      const outputs: string[] = [];
+      bySource.set(src.path, outputs);
+      sources.push(src);
+      extras.set(src.headerOffset, { outputs });
+      bytesTotal += src.size;
+    }
+  }
   for (const e of selected) {
     const outputs = e.type === 'hardlink' && e.linkTarget ? bySource.get(e.linkTarget) : undefined;
     if (outputs) {
       outputs.push(e.path);
       extras.set(e.headerOffset, { covered: true });
     }
-    if (e.type === 'file') bytesTotal += e.size;
-    if (e.type === 'file' || e.type === 'hardlink') filesTotal++;
   }
-  for (const src of sources) bytesTotal += src.size;
-
-  const whole = !o.paths && volumes.size === index.volumes.length;
-  const last = index.blocks.length - 1;
-  const entries = sources.length ? [...selected, ...sources].sort((a, b) => a.headerOffset - b.headerOffset) : selected;
-  const runs: BlockRun[] = whole ? (last >= 0 ? [{ firstBlock: 0, lastBlock: last, start: 0, limit: Number.POSITIVE_INFINITY }] : []) : planRuns(index, entries);
-  return { roots, entries, extras, runs, strict: !o.paths, known: [...known], bytesTotal, filesTotal };
+  const entries = [...selected, ...sources].sort((a, b) => a.headerOffset - b.headerOffset);
+  for (const e of entries) checkChosen(e, symlinks);
+  const runs: BlockRun[] = [];
+  for (const e of entries) addToRuns(runs, index.blocks, e);
+  return { roots, entries: () => entries[Symbol.iterator](), extras, runs, strict: false, known: [...known], bytesTotal, filesTotal };
 }
 
 function planItem(e: ArchiveEntry, extra: { outputs?: string[]; covered?: boolean } | undefined): PlanItem {
@@ -93,10 +146,17 @@ function planItem(e: ArchiveEntry, extra: { outputs?: string[]; covered?: boolea
 }
 
 export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
-  const index = checkIndex(o.index);
+  const index = o.index;
   const signal = o.signal;
   if (signal?.aborted) throw abortError(signal);
-  const plan = planExtraction(o, index);
+  let plan: Plan;
+  try {
+    plan = planExtraction(o, index);
+  } catch (err) {
+    // Refused before reading: the source (an S3 body, a file) is not left open.
+    if ('stream' in o.source) o.source.stream.destroy();
+    throw err;
+  }
   const restoreOwnership = o.restoreOwnership ?? process.getuid?.() === 0;
   const host = sharedWorkerHost();
   const { jobs, pool } = await CodecPool.openWith(host, o.concurrency ?? defaultConcurrency());
@@ -189,13 +249,14 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     const ab = out.data.buffer as ArrayBuffer;
     const end = b.uncompressedOffset + b.uncompressedLength;
     const items: PlanItem[] = [];
-    while (next < plan.entries.length && plan.entries[next]!.headerOffset < end) {
-      const e = plan.entries[next++]!;
-      items.push(planItem(e, plan.extras.get(e.headerOffset)));
+    while (!next.done && next.value.headerOffset < end) {
+      items.push(planItem(next.value, plan.extras.get(next.value.headerOffset)));
+      next = planned.next();
     }
     post({ t: 'block', buf: ab, offset: out.data.byteOffset, length: out.data.length, at: b.uncompressedOffset, plan: items }, [ab]);
   };
-  let next = 0;
+  const planned = plan.entries();
+  let next = planned.next();
   const take = async (frames: AsyncGenerator<Frame>): Promise<void> => {
     for await (const f of frames) {
       if (failed !== undefined) throw failed;

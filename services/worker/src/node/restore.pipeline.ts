@@ -1,9 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { buffer } from 'node:stream/consumers';
 import { z } from 'zod';
 import { CairnError, containingRoot, isInside, transitionJob } from '@cairn/core';
-import { decodeIndex, unpackArchive, type ArchiveIndex } from '@cairn/core/archive/index.ts';
+import { eachEntry, readIndex, unpackArchive, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { classify, recordFailure } from './job-outcome.ts';
 import type { JobRun, NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
@@ -49,6 +48,7 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
   const plans: VolumePlan[] = [];
   const journal = new Journal();
   let committed = false;
+  let index: StreamedIndex | undefined;
   try {
     const backup = job.backup;
     if (!backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
@@ -58,7 +58,8 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
     if (!target) throw new CairnError('not-found', `target instance ${job.targetInstanceId} no longer exists`);
 
     run.progress('reading-index');
-    const index = decodeIndex(await buffer(await ctx.store.get(backup.indexKey, { signal: run.signal })));
+    // Entries go to a temporary file as the index is read: memory does not grow with the file count.
+    index = await readIndex(await ctx.store.get(backup.indexKey, { signal: run.signal }));
     const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
     const byVolume = groupPaths(params.paths, volumeNames);
     // With paths, only the volumes they name are touched (a volume with none selected would
@@ -142,6 +143,8 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
       if (kept.length) amend(`${failure.error.message}; the restore could not be fully undone: the previous content is kept at ${kept.join(', ')}`);
     }
     throw await recordFailure(ctx.prisma, run, failure);
+  } finally {
+    index?.entries.close();
   }
 }
 
@@ -199,11 +202,11 @@ function groupPaths(paths: string[] | undefined, volumes: string[]): Map<string,
 }
 
 /** Bytes of the regular files restored into one volume (all of it, or the given relative paths). */
-function bytesNeeded(index: ArchiveIndex, volume: string, paths?: string[]): number {
+function bytesNeeded(index: StreamedIndex, volume: string, paths?: string[]): number {
   const roots = paths?.length ? paths.map((rel) => `${volume}/${rel.replace(/\/+$/, '')}`) : [volume];
   const wanted = (p: string) => roots.some((sel) => p === sel || p.startsWith(`${sel}/`));
   let total = 0;
-  for (const e of index.entries) if (e.type === 'file' && wanted(e.path)) total += Number(e.size);
+  for (const e of eachEntry(index.entries)) if (e.type === 'file' && wanted(e.path)) total += Number(e.size);
   return total;
 }
 
