@@ -131,8 +131,10 @@ export function checkEntry(e: ArchiveEntry, tarEnd: number): void {
 }
 
 export function entrySource(index: ArchiveIndex | StreamedIndex): EntrySource {
-  const e = index.entries;
-  return Array.isArray(e) ? { batches: () => [e] } : e;
+  const e = index.entries as unknown;
+  if (Array.isArray(e)) return { batches: () => [e as ArchiveEntry[]] };
+  if (e && typeof (e as EntrySource).batches === 'function') return e as EntrySource;
+  throw badIndex('missing entries');
 }
 
 /** Every entry of a source, in order. */
