@@ -101,6 +101,14 @@ describe('unpackArchive with a streamed index', () => {
     expect(range.served()).toBeLessThan(fs.statSync(archive).size / 4);
   });
 
+  it('refuses an index without entries as corrupt', async () => {
+    const { entries: _e, ...head } = packed.index;
+    const stream = fs.createReadStream(archive);
+    const err = await unpackArchive({ target: path.join(work, 'no-entries'), index: head as ArchiveIndex, source: { stream } }).catch((e: unknown) => e);
+    expect(isCairnError(err) && err.code).toBe('archive-corrupt');
+    await once(stream, 'close');
+  });
+
   it('refuses entries that overlap or are out of order before writing anything', async () => {
     const ix: ArchiveIndex = structuredClone(packed.index);
     const [a, b] = [ix.entries[10]!, ix.entries[11]!];
