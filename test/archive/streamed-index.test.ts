@@ -64,12 +64,17 @@ describe('readIndex', () => {
     ix.entries.close();
   });
 
-  it('refuses a damaged index: truncated, miscounted, not JSON', async () => {
+  it('refuses a damaged index (truncated, miscounted, not JSON) and fails with a failing source', async () => {
     const good = encodeIndex(packed.index);
     for (const bad of [good.subarray(0, good.length - 40), gzipSync('{"format":"cairn-archive"'), gzipSync('not json\n')]) {
       const err = await readIndex(streamOf(bad)).catch((e: unknown) => e);
       expect(isCairnError(err) && err.code).toBe('archive-corrupt');
     }
+    // A source that fails part-way fails the read (it must not wait forever).
+    const failing = new Readable({ read() {} });
+    failing.push(good.subarray(0, 3000));
+    setTimeout(() => failing.destroy(new Error('connection reset')), 20);
+    await expect(readIndex(failing)).rejects.toThrow(/connection reset/);
     // The header counts the entries: drop one line from a well-formed index.
     const lines = gunzipSync(good).toString('utf8').split('\n');
     const short = gzipSync(lines.filter((_, i) => i !== 5).join('\n'));

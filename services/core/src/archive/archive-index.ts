@@ -2,7 +2,7 @@
  * The index object (SPEC §5): gzipped JSON, plus the look-ups restore needs — which entries a
  * set of paths selects, and which runs of blocks hold them.
  */
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
@@ -180,7 +180,10 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
       count++;
       if (batchText >= SPILL_BATCH_TEXT) flush();
     };
-    for await (const chunk of src.pipe(createGunzip())) {
+    // pipeline, not pipe: a source that fails mid-way (an S3 body) must end the loop with its error.
+    const gunzip = createGunzip();
+    pipeline(src, gunzip, () => undefined);
+    for await (const chunk of gunzip) {
       const text = carry + decoder.write(chunk as Buffer);
       let start = 0;
       for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
