@@ -55,10 +55,13 @@ async function measureCairn(fn: () => Promise<void>): Promise<Sample> {
 
 const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
-async function cairnPack(set: DataSet, codec: Codec, out?: string): Promise<ArchiveIndex> {
+/** One pack; the entries' temporary file is released (keep = the whole index, for a restore run). */
+async function cairnPack(set: DataSet, codec: Codec, out?: string, keep = false): Promise<ArchiveIndex | undefined> {
   const sink = out ? createWriteStream(out) : nullSink();
   const r = await packArchive({ volumes: [{ name: 'data', dir: set.dir }], codec }, sink);
-  return r.index;
+  const index = keep ? r.index : undefined;
+  r.close();
+  return index;
 }
 
 function scenarios(large: DataSet, small: DataSet): Scenario[] {
@@ -126,11 +129,11 @@ function scenarios(large: DataSet, small: DataSet): Scenario[] {
         run: async () => {
           if (!index) {
             archive = fresh('restore-src.tar.zst');
-            index = await cairnPack(set, 'zstd', archive);
+            index = await cairnPack(set, 'zstd', archive, true);
           }
           runShell(`cat '${archive}' > /dev/null`);
           const to = fresh('cairn-x');
-          const ix = index;
+          const ix = index!;
           return measureCairn(async () => void (await unpackArchive({ target: to, index: ix, source: { stream: createReadStream(archive, { highWaterMark: 1 << 20 }) } })));
         },
       },

@@ -142,6 +142,29 @@ export function* eachEntry(source: EntrySource): Generator<ArchiveEntry> {
   for (const batch of source.batches()) yield* batch;
 }
 
+/**
+ * The index's text bytes: gunzipped when the object starts with gzip's magic (it always does
+ * when Cairn wrote it). pipeline, not pipe: a source failing part-way (an S3 body) ends the
+ * read with its error instead of leaving it waiting.
+ */
+async function indexBytes(src: Readable): Promise<Readable> {
+  const it = src[Symbol.asyncIterator]();
+  const first = await it.next();
+  const body = Readable.from(
+    (async function* () {
+      if (first.done) return;
+      yield first.value as Buffer;
+      for (let n = await it.next(); !n.done; n = await it.next()) yield n.value as Buffer;
+    })(),
+    { objectMode: false },
+  );
+  const head = first.done ? undefined : (first.value as Buffer);
+  if (!head || head[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b)) return body;
+  const gunzip = createGunzip();
+  pipeline(body, gunzip, () => undefined);
+  return gunzip;
+}
+
 /** Entry lines per spilled batch (their JSON text, ~300 bytes each). */
 const SPILL_BATCH_TEXT = 256 * 1024;
 
@@ -151,9 +174,11 @@ const SPILL_BATCH_TEXT = 256 * 1024;
  */
 export async function readIndex(src: Readable, tempDir?: string): Promise<StreamedIndex> {
   const spill = new EntrySpill(tempDir);
+  // The source's own failure (a dropped connection, a cancel) is not a corrupt index: it passes as is.
+  let sourceError: unknown;
+  src.once('error', (err) => (sourceError ??= err));
   try {
     const decoder = new StringDecoder('utf8');
-    let carry = '';
     let head: Record<string, unknown> | undefined;
     let legacy: string[] | undefined;
     let batch: string[] = [];
@@ -169,9 +194,15 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     const line = (text: string): void => {
       if (legacy) return void legacy.push(text);
       if (!head) {
-        head = JSON.parse(text) as Record<string, unknown>;
-        // A plain JSON document (no entry lines): read whole, as decodeIndex does.
-        if (head.layout !== 'jsonl') legacy = [text];
+        let first: unknown;
+        try {
+          first = JSON.parse(text);
+        } catch {
+          first = undefined;
+        }
+        // A plain JSON document (no entry lines, maybe over several lines): read whole, as decodeIndex does.
+        if ((first as { layout?: unknown } | undefined)?.layout === 'jsonl') head = first as Record<string, unknown>;
+        else legacy = [text];
         return;
       }
       if (!text) return;
@@ -180,21 +211,24 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
       count++;
       if (batchText >= SPILL_BATCH_TEXT) flush();
     };
-    // pipeline, not pipe: a source that fails mid-way (an S3 body) must end the loop with its error.
-    const gunzip = createGunzip();
-    pipeline(src, gunzip, () => undefined);
-    for await (const chunk of gunzip) {
-      const text = carry + decoder.write(chunk as Buffer);
+    // The unfinished line, in pieces: a long line (a big block table) is joined once, not
+    // copied and rescanned with every chunk.
+    let pieces: string[] = [];
+    for await (const chunk of await indexBytes(src)) {
+      const text = decoder.write(chunk as Buffer);
       let start = 0;
       for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-        line(text.slice(start, nl));
+        pieces.push(text.slice(start, nl));
+        line(pieces.length === 1 ? pieces[0]! : pieces.join(''));
+        pieces = [];
         start = nl + 1;
       }
-      carry = text.slice(start);
+      if (start < text.length) pieces.push(text.slice(start));
     }
-    carry += decoder.end();
-    if (carry) line(carry);
-    if (!head) throw new Error('empty index');
+    pieces.push(decoder.end());
+    const rest = pieces.join('');
+    if (rest) line(rest);
+    if (!head && !legacy) throw new Error('empty index');
     if (legacy) {
       const whole = checkIndex(JSON.parse(legacy.join('\n')));
       const json = Buffer.from(JSON.stringify(whole.entries));
@@ -203,6 +237,7 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
       return { ...rest, entries: spill };
     }
     flush();
+    if (!head) throw new Error('empty index');
     if (head.entryCount !== count) throw new Error(`index lists ${String(head.entryCount)} entries, holds ${count}`);
     delete head.layout;
     delete head.entryCount;
@@ -210,7 +245,9 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     return { ...(head as unknown as ArchiveIndexHead), entries: spill };
   } catch (err) {
     spill.close();
+    src.destroy();
     if (err instanceof CairnError) throw err;
+    if (sourceError !== undefined) throw sourceError;
     throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
   }
 }

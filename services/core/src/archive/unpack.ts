@@ -45,6 +45,7 @@ interface Plan {
  * its temporary file a few times rather than held.
  */
 export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 'paths'>, index: ArchiveIndex | StreamedIndex): Plan {
+  const tarEnd = checkIndexHead(index);
   const roots: Record<string, string> = {};
   if (o.volumeDirs) {
     for (const [name, dir] of Object.entries(o.volumeDirs)) {
@@ -57,7 +58,6 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
   const volumes = new Set(Object.keys(roots));
   const known = new Set(index.volumes.map((v) => v.name));
   for (const name of known) if (!name || name.includes('/') || name === '.' || name === '..') throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
-  const tarEnd = checkIndexHead(index);
   const source = entrySource(index);
   const sel = o.paths ? selectors(o.paths) : undefined;
 

@@ -206,7 +206,8 @@ function bytesNeeded(index: StreamedIndex, volume: string, paths?: string[]): nu
   const roots = paths?.length ? paths.map((rel) => `${volume}/${rel.replace(/\/+$/, '')}`) : [volume];
   const wanted = (p: string) => roots.some((sel) => p === sel || p.startsWith(`${sel}/`));
   let total = 0;
-  for (const e of eachEntry(index.entries)) if (e.type === 'file' && wanted(e.path)) total += Number(e.size);
+  // Entries are checked by unpack; a malformed one must not fail here first with a TypeError.
+  for (const e of eachEntry(index.entries)) if (e?.type === 'file' && typeof e.path === 'string' && wanted(e.path)) total += Number(e.size) || 0;
   return total;
 }
 
