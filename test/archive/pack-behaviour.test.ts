@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeIndex, encodeIndex, packArchive, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
+import { decodeIndex, encodeIndex, packArchive, sharedWorkerHost, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath, Out } from '@cairn/core/archive/native-reads.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
@@ -358,5 +358,34 @@ describe('large trees: memory does not grow with the number of files', () => {
     expect(decoded).toEqual(decodeIndex(encodeIndex(r.index)));
     r.close();
     expect(() => [...r.entries()]).toThrow(/released/);
+  });
+});
+
+describe('jobs side by side in one process', () => {
+  it('share the codec workers: one cancelled mid-way leaves the other whole', async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 40; i++) files[`f${i}.bin`] = randomBytes(256 * 1024);
+    const dir = makeVolume('side-by-side', files);
+    const opts = { volumes: [{ name: 'v', dir }], codec: 'zstd' as const, blockSize: 64 * 1024 };
+    const alone = await packArchive(opts, nullSink());
+    const host = sharedWorkerHost();
+    const a = await host.acquireCodecs(2);
+    const b = await host.acquireCodecs(2);
+    expect(b).toEqual(a); // the same threads, not two more
+    host.releaseCodecs();
+    host.releaseCodecs();
+
+    const ac = new AbortController();
+    const gate = gatedSink();
+    const cancelled = packArchive({ ...opts, signal: ac.signal }, gate.sink).catch((e: unknown) => e);
+    const other = packArchive(opts, nullSink());
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    const err = await cancelled;
+    expect(isCairnError(err) && err.code).toBe('cancelled');
+    gate.release();
+    const r = await other;
+    expect(r.sha256).toBe(alone.sha256);
+    expect(r.index.entries).toEqual(alone.index.entries);
   });
 });

@@ -37,19 +37,23 @@ export class CodecPool {
   ) {}
 
   static async open(host: WorkerHost, size: number): Promise<CodecPool> {
-    return new CodecPool(host, await host.acquireMany(Math.max(1, size)));
+    return new CodecPool(host, await host.acquireCodecs(Math.max(1, size)));
   }
 
-  /** `jobs` workers for long jobs plus a pool, or nothing (what was started is stopped) on failure. */
+  /**
+   * `jobs` workers of its own for long jobs (reader, scanner, extractor) plus a share of the
+   * process's codec workers, or nothing (what was started is stopped) on failure.
+   */
   static async openWith(host: WorkerHost, size: number, jobs = 1): Promise<{ jobs: PooledWorker[]; pool: CodecPool }> {
-    const all = await Promise.allSettled(Array.from({ length: Math.max(1, size) + jobs }, () => host.acquire()));
-    const ok = all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    const bad = all.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const [codecs, ...own] = await Promise.allSettled([host.acquireCodecs(Math.max(1, size)), ...Array.from({ length: jobs }, () => host.acquire())]);
+    const ok = own.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const bad = [codecs, ...own].find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (bad) {
       for (const w of ok) host.discard(w);
+      if (codecs!.status === 'fulfilled') host.releaseCodecs();
       throw bad.reason;
     }
-    return { jobs: ok.slice(0, jobs), pool: new CodecPool(host, ok.slice(jobs)) };
+    return { jobs: ok, pool: new CodecPool(host, (codecs as PromiseFulfilledResult<PooledWorker[]>).value) };
   }
 
   get size(): number {
@@ -78,17 +82,18 @@ export class CodecPool {
     return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha };
   }
 
-  /** Gives the workers back for reuse (all tasks must have settled). */
+  /** Gives this operation's share of the codec workers back. */
   release(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.workers) this.host.release(w);
+    this.host.releaseCodecs();
   }
 
-  /** Stops the workers at once, whatever they are doing. */
+  /**
+   * After a failure: the same as release(). The workers are shared, so they are not stopped;
+   * this operation's few blocks in flight finish and their results are dropped.
+   */
   destroy(): void {
-    if (this.closed) return;
-    this.closed = true;
-    for (const w of this.workers) this.host.discard(w);
+    this.release();
   }
 }

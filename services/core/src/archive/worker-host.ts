@@ -62,6 +62,15 @@ export function defaultConcurrency(): number {
 
 export class WorkerHost {
   private readonly idle: PooledWorker[] = [];
+  /**
+   * Codec workers, shared by every pack and unpack of the process: two jobs side by side (a node
+   * worker runs WORKER_CONCURRENCY of them) queue blocks on the same threads instead of each
+   * starting its own, which held ~10+ MiB of RSS per extra thread for no extra throughput (both
+   * are CPU-bound on the same cores).
+   */
+  private readonly codecs: PooledWorker[] = [];
+  private codecUsers = 0;
+  private codecsGrowing: Promise<unknown> = Promise.resolve();
 
   /**
    * Idle workers kept: one codec pool's worth. More would only hold ~10 MiB of RSS each in a
@@ -77,6 +86,41 @@ export class WorkerHost {
       w.worker.ref();
       return w;
     }
+    return this.start();
+  }
+
+  /** At least `n` of the shared codec workers (started as needed); give them back with releaseCodecs(). */
+  async acquireCodecs(n: number): Promise<PooledWorker[]> {
+    this.codecUsers++;
+    try {
+      // One caller at a time grows the set, so two jobs starting together do not both add threads.
+      const grow = this.codecsGrowing.then(async () => {
+        for (let i = this.codecs.length - 1; i >= 0; i--) if (this.codecs[i]!.dead) this.codecs.splice(i, 1);
+        while (this.codecs.length < n) this.codecs.push(await this.start());
+      });
+      this.codecsGrowing = grow.catch(() => undefined);
+      await grow;
+    } catch (err) {
+      this.releaseCodecs();
+      throw err;
+    }
+    for (const w of this.codecs) w.worker.ref();
+    return this.codecs.slice(0, n);
+  }
+
+  /**
+   * Ends one user's share of the codec workers. They are never stopped for one user's failure
+   * (others may be using them; a failed job's last few blocks just finish); when nobody uses
+   * them they stay, unref'd, for the next job.
+   */
+  releaseCodecs(): void {
+    if (--this.codecUsers > 0) return;
+    this.codecUsers = 0;
+    while (this.codecs.length > this.maxIdle) void this.codecs.pop()!.worker.terminate();
+    for (const w of this.codecs) w.worker.unref();
+  }
+
+  private async start(): Promise<PooledWorker> {
     const spec = await workerSpec();
     const worker =
       spec.kind === 'eval'
@@ -132,7 +176,7 @@ export class WorkerHost {
 
   /** V8 heap statistics of the idle workers (diagnostics). */
   async heapStats(): Promise<{ used_heap_size: number; total_heap_size: number; external_memory: number }[]> {
-    const idle = [...this.idle];
+    const idle = [...this.idle, ...(this.codecUsers === 0 ? this.codecs : [])];
     for (const w of idle) w.worker.ref();
     try {
       return await Promise.all(idle.map((w) => w.request<{ used_heap_size: number; total_heap_size: number; external_memory: number }>('heap-stats', {})));
@@ -141,9 +185,10 @@ export class WorkerHost {
     }
   }
 
-  /** Stops the idle workers (tests, shutdown). */
+  /** Stops the idle workers, and the codec workers when no job uses them (tests, shutdown). */
   async close(): Promise<void> {
     const all = this.idle.splice(0);
+    if (this.codecUsers === 0) all.push(...this.codecs.splice(0));
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
 }
