@@ -36,10 +36,6 @@ export class CodecPool {
     private readonly workers: PooledWorker[],
   ) {}
 
-  static async open(host: WorkerHost, size: number): Promise<CodecPool> {
-    return new CodecPool(host, await host.acquireCodecs(Math.max(1, size)));
-  }
-
   /**
    * `jobs` workers of its own for long jobs (reader, scanner, extractor) plus a share of the
    * process's codec workers, or nothing (what was started is stopped) on failure.

@@ -1,7 +1,7 @@
 /**
- * A process-wide set of reusable worker threads running `archive.worker.ts` (see
- * worker-bundle.ts for how they load it). Idle workers are kept for the next pack/unpack,
- * unref'd so they never hold the process open.
+ * The worker threads running `archive.worker.ts` (see worker-bundle.ts for how they load it):
+ * codec workers shared by every pack/unpack of the process and kept between jobs, unref'd so
+ * they never hold the process open; and a job's own threads, started for it and stopped after.
  */
 import { availableParallelism } from 'node:os';
 import { Worker, type Transferable } from 'node:worker_threads';
@@ -61,7 +61,6 @@ export function defaultConcurrency(): number {
 }
 
 export class WorkerHost {
-  private readonly idle: PooledWorker[] = [];
   /**
    * Codec workers, shared by every pack and unpack of the process: two jobs side by side (a node
    * worker runs WORKER_CONCURRENCY of them) queue blocks on the same threads instead of each
@@ -73,21 +72,11 @@ export class WorkerHost {
   private codecsGrowing: Promise<unknown> = Promise.resolve();
 
   /**
-   * Idle workers kept: one codec pool's worth. More would only hold ~10 MiB of RSS each in a
-   * long-running node worker after jobs that ran side by side (job threads are never kept).
+   * Codec workers kept while no job runs: one codec pool's worth. More would only hold ~10 MiB
+   * of RSS each in a long-running node worker after jobs that asked for more.
    */
   constructor(private readonly maxIdle = defaultConcurrency()) {}
 
-  async acquire(): Promise<PooledWorker> {
-    for (;;) {
-      const w = this.idle.pop();
-      if (!w) break;
-      if (w.dead) continue;
-      w.worker.ref();
-      return w;
-    }
-    return this.start();
-  }
 
   /** At least `n` of the shared codec workers (started as needed); give them back with releaseCodecs(). */
   async acquireCodecs(n: number): Promise<PooledWorker[]> {
@@ -96,7 +85,7 @@ export class WorkerHost {
       // One caller at a time grows the set, so two jobs starting together do not both add threads.
       const grow = this.codecsGrowing.then(async () => {
         for (let i = this.codecs.length - 1; i >= 0; i--) if (this.codecs[i]!.dead) this.codecs.splice(i, 1);
-        while (this.codecs.length < n) this.codecs.push(await this.start());
+        while (this.codecs.length < n) this.codecs.push(await this.acquire());
       });
       this.codecsGrowing = grow.catch(() => undefined);
       await grow;
@@ -120,7 +109,8 @@ export class WorkerHost {
     for (const w of this.codecs) w.worker.unref();
   }
 
-  private async start(): Promise<PooledWorker> {
+  /** A new worker of its own for a long job (reader, scanner, extractor); discard() it when done. */
+  async acquire(): Promise<PooledWorker> {
     const spec = await workerSpec();
     const worker =
       spec.kind === 'eval'
@@ -155,20 +145,6 @@ export class WorkerHost {
     return pooled;
   }
 
-  acquireMany(n: number): Promise<PooledWorker[]> {
-    return Promise.all(Array.from({ length: n }, () => this.acquire()));
-  }
-
-  /** Returns a worker whose work finished normally. */
-  release(w: PooledWorker): void {
-    if (w.dead || w.load > 0 || this.idle.length >= this.maxIdle) {
-      void w.worker.terminate();
-      return;
-    }
-    w.worker.unref();
-    this.idle.push(w);
-  }
-
   /** Stops a worker that may still be busy (abort, failure). */
   discard(w: PooledWorker): void {
     void w.worker.terminate();
@@ -176,7 +152,7 @@ export class WorkerHost {
 
   /** V8 heap statistics of the idle workers (diagnostics). */
   async heapStats(): Promise<{ used_heap_size: number; total_heap_size: number; external_memory: number }[]> {
-    const idle = [...this.idle, ...(this.codecUsers === 0 ? this.codecs : [])];
+    const idle = this.codecUsers === 0 ? [...this.codecs] : [];
     for (const w of idle) w.worker.ref();
     try {
       return await Promise.all(idle.map((w) => w.request<{ used_heap_size: number; total_heap_size: number; external_memory: number }>('heap-stats', {})));
@@ -185,10 +161,9 @@ export class WorkerHost {
     }
   }
 
-  /** Stops the idle workers, and the codec workers when no job uses them (tests, shutdown). */
+  /** Stops the codec workers when no job uses them (tests, shutdown). */
   async close(): Promise<void> {
-    const all = this.idle.splice(0);
-    if (this.codecUsers === 0) all.push(...this.codecs.splice(0));
+    const all = this.codecUsers === 0 ? this.codecs.splice(0) : [];
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
 }
