@@ -258,14 +258,14 @@ export function entryEnd(e: ArchiveEntry): number {
 }
 
 /** '<volume>/<rel>' selectors, normalised and checked. */
-export function selectors(paths: readonly string[]): string[] {
+function selectors(paths: readonly string[]): string[] {
   const sel = paths.map(normalizeSelector);
   for (const s of sel) if (!s || s.split('/').some((c) => c === '..' || c === '.')) throw new CairnError('validation', `bad path selector ${JSON.stringify(s)}`);
   return sel;
 }
 
 /** The selector an entry path falls under (itself or an ancestor directory), if any. */
-export function matchSelector(path: string, sel: readonly string[]): string | undefined {
+function matchSelector(path: string, sel: readonly string[]): string | undefined {
   for (const s of sel) if (path === s || path.startsWith(`${s}/`)) return s;
   return undefined;
 }
@@ -280,30 +280,30 @@ function normalizeSelector(p: string): string {
 /**
  * Entries selected by '<volume>/<rel>' paths (a directory selects its subtree). A hard link
  * whose target is not selected brings its target along as `sources` so its content exists.
+ * Works in passes over the entries (a second one only for such links): they may be on disk.
  */
-export function selectEntries(index: ArchiveIndex, paths: readonly string[] | undefined, volumes?: ReadonlySet<string>): { selected: ArchiveEntry[]; sources: ArchiveEntry[] } {
+export function selectEntries(index: ArchiveIndex | StreamedIndex, paths: readonly string[] | undefined, volumes?: ReadonlySet<string>): { selected: ArchiveEntry[]; sources: ArchiveEntry[] } {
+  const source = entrySource(index);
   const inVolume = (e: ArchiveEntry): boolean => !volumes || volumes.has(volumeOf(e.path));
-  if (!paths) return { selected: index.entries.filter(inVolume), sources: [] };
+  if (!paths) return { selected: [...eachEntry(source)].filter(inVolume), sources: [] };
   const sel = selectors(paths);
   const hit = new Set<string>();
-  const selected = index.entries.filter((e) => {
-    if (!inVolume(e)) return false;
+  const selected: ArchiveEntry[] = [];
+  for (const e of eachEntry(source)) {
+    if (!inVolume(e)) continue;
     const s = matchSelector(e.path, sel);
-    if (s !== undefined) hit.add(s);
-    return s !== undefined;
-  });
+    if (s === undefined) continue;
+    hit.add(s);
+    selected.push(e);
+  }
   const missing = sel.filter((s) => !hit.has(s));
   if (missing.length) throw new CairnError('not-found', `not in this backup: ${missing.join(', ')}`, { details: { paths: missing } });
   const chosen = new Set(selected.map((e) => e.path));
+  const wanted = new Set<string>();
+  for (const e of selected) if (e.type === 'hardlink' && e.linkTarget && !chosen.has(e.linkTarget)) wanted.add(e.linkTarget);
   const byPath = new Map<string, ArchiveEntry>();
-  for (const e of index.entries) if (e.type === 'file') byPath.set(e.path, e);
-  const sources: ArchiveEntry[] = [];
-  for (const e of selected) {
-    if (e.type !== 'hardlink' || !e.linkTarget || chosen.has(e.linkTarget)) continue;
-    const t = byPath.get(e.linkTarget);
-    if (t && !sources.includes(t)) sources.push(t);
-  }
-  return { selected, sources };
+  if (wanted.size) for (const e of eachEntry(source)) if (e.type === 'file' && wanted.has(e.path)) byPath.set(e.path, e);
+  return { selected, sources: [...byPath.values()] };
 }
 
 export function volumeOf(path: string): string {

@@ -12,7 +12,7 @@ import { resolve as resolvePath } from 'node:path';
 import type { Readable } from 'node:stream';
 import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
-import { addToRuns, checkEntry, checkIndexHead, eachEntry, entryEnd, entrySource, matchSelector, selectors, volumeOf, type BlockRun } from './archive-index.ts';
+import { addToRuns, checkEntry, checkIndexHead, eachEntry, entryEnd, entrySource, selectEntries, volumeOf, type BlockRun } from './archive-index.ts';
 import type { ArchiveEntry, ArchiveIndex, ArchiveProgress, StreamedIndex, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { cutFrames, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
@@ -59,14 +59,15 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
   const known = new Set(index.volumes.map((v) => v.name));
   for (const name of known) if (!name || name.includes('/') || name === '.' || name === '..') throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
   const source = entrySource(index);
-  const sel = o.paths ? selectors(o.paths) : undefined;
 
-  // Pass 1: every entry is well-formed, in order and inside a listed volume; symlinks; selection.
+  // Pass 1: every entry is well-formed, in order and inside a listed volume; the symlinks.
   const symlinks = new Set<string>();
-  const selected: ArchiveEntry[] = [];
-  const hit = new Set<string>();
   let bytesTotal = 0;
   let filesTotal = 0;
+  const count = (e: ArchiveEntry): void => {
+    if (e.type === 'file') bytesTotal += e.size;
+    if (e.type === 'file' || e.type === 'hardlink') filesTotal++;
+  };
   let prevEnd = 0;
   for (const e of eachEntry(source)) {
     checkEntry(e, tarEnd);
@@ -74,27 +75,18 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
     prevEnd = entryEnd(e);
     const volume = checkEntryPath(e, known);
     if (e.type === 'symlink') symlinks.add(e.path);
-    if (!volumes.has(volume)) continue;
-    if (sel) {
-      const s = matchSelector(e.path, sel);
-      if (s === undefined) continue;
-      hit.add(s);
-      selected.push(e);
-    }
-    if (e.type === 'file') bytesTotal += e.size;
-    if (e.type === 'file' || e.type === 'hardlink') filesTotal++;
+    if (!o.paths && volumes.has(volume)) count(e);
   }
-  const inVolumes = function* (): Generator<ArchiveEntry> {
-    for (const e of eachEntry(source)) if (volumes.has(volumeOf(e.path))) yield e;
-  };
   const extras = new Map<number, { outputs?: string[]; covered?: boolean }>();
-  const whole = !sel && volumes.size === index.volumes.length;
-  const last = index.blocks.length - 1;
-  if (!sel) {
+  if (!o.paths) {
+    const inVolumes = function* (): Generator<ArchiveEntry> {
+      for (const e of eachEntry(source)) if (volumes.has(volumeOf(e.path))) yield e;
+    };
     // Pass 2: no write goes through a symlink. (Pass 3 is the extraction itself.)
     for (const e of inVolumes()) checkChosen(e, symlinks);
     const runs: BlockRun[] = [];
-    if (whole) {
+    const last = index.blocks.length - 1;
+    if (volumes.size === index.volumes.length) {
       if (last >= 0) runs.push({ firstBlock: 0, lastBlock: last, start: 0, limit: Number.POSITIVE_INFINITY });
     } else {
       for (const e of inVolumes()) addToRuns(runs, index.blocks, e);
@@ -102,27 +94,17 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
     return { roots, entries: inVolumes, extras, runs, strict: true, known: [...known], bytesTotal, filesTotal };
   }
 
-  const missing = sel.filter((s) => !hit.has(s));
-  if (missing.length) throw new CairnError('not-found', `not in this backup: ${missing.join(', ')}`, { details: { paths: missing } });
+  const { selected, sources } = selectEntries(index, o.paths, volumes);
   // A hard link whose file is not selected: that file's content is written under the link's path.
-  const chosen = new Set(selected.map((e) => e.path));
-  const wanted = new Set<string>();
-  for (const e of selected) if (e.type === 'hardlink' && e.linkTarget && !chosen.has(e.linkTarget)) wanted.add(e.linkTarget);
-  const sources: ArchiveEntry[] = [];
   const bySource = new Map<string, string[]>();
-  if (wanted.size) {
-    // Pass 2 (only for such links): find their files.
-    const byPath = new Map<string, ArchiveEntry>();
-    for (const e of eachEntry(source)) if (e.type === 'file' && wanted.has(e.path)) byPath.set(e.path, e);
-    for (const src of byPath.values()) {
-      const outputs: string[] = [];
-      bySource.set(src.path, outputs);
-      sources.push(src);
-      extras.set(src.headerOffset, { outputs });
-      bytesTotal += src.size;
-    }
+  for (const src of sources) {
+    const outputs: string[] = [];
+    bySource.set(src.path, outputs);
+    extras.set(src.headerOffset, { outputs });
+    bytesTotal += src.size;
   }
   for (const e of selected) {
+    count(e);
     const outputs = e.type === 'hardlink' && e.linkTarget ? bySource.get(e.linkTarget) : undefined;
     if (outputs) {
       outputs.push(e.path);
