@@ -8,7 +8,6 @@ import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { CairnError } from '../errors.ts';
 import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex, type ArchiveIndexHead, type EntrySource, type StreamedIndex } from './archive-types.ts';
-import { compressBlock } from './block-codec.ts';
 import { EntrySpill } from './entry-spill.ts';
 import { padTo512 } from './tar-header.ts';
 
@@ -187,7 +186,7 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     const flush = (): void => {
       if (!batch.length) return;
       const json = Buffer.from(`[${batch.join(',')}]`);
-      spill.append(compressBlock('zstd', 1, json), json.length);
+      spill.appendJson(json);
       batch = [];
       batchText = 0;
     };
@@ -232,7 +231,7 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     if (legacy) {
       const whole = checkIndex(JSON.parse(legacy.join('\n')));
       const json = Buffer.from(JSON.stringify(whole.entries));
-      spill.append(compressBlock('zstd', 1, json), json.length);
+      spill.appendJson(json);
       const { entries: _entries, ...rest } = whole;
       return { ...rest, entries: spill };
     }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CairnError } from '../errors.ts';
 import type { ArchiveEntry } from './archive-types.ts';
-import { decompressBlock } from './block-codec.ts';
+import { compressBlock, decompressBlock } from './block-codec.ts';
 
 interface Chunk {
   pos: number;
@@ -51,6 +51,11 @@ export class EntrySpill {
     for (let done = 0; done < frame.length; ) done += writeSync(this.fd, frame, done, frame.length - done, this.pos + done);
     this.chunks.push({ pos: this.pos, length: frame.length, rawLength });
     this.pos += frame.length;
+  }
+
+  /** Appends a JSON array of entries, compressing it here (the pack's reader sends frames ready-made). */
+  appendJson(json: Buffer): void {
+    this.append(compressBlock('zstd', 1, json), json.length);
   }
 
   /** The entries in archive order, one block's worth at a time. */

@@ -80,8 +80,7 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
       plans.push({ name, live, staging: path.join(home, names.staging), oldDir: path.join(home, names.old), keptDir: path.join(home, names.kept), inPlace, paths: byVolume.get(name) });
     }
 
-    const needed = new Map<string, number>();
-    for (const plan of plans) needed.set(plan.name, bytesNeeded(index, plan.name, plan.paths));
+    const needed = bytesNeeded(index, plans);
     await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
     const total = [...needed.values()].reduce((a, b) => a + b, 0);
 
@@ -201,14 +200,22 @@ function groupPaths(paths: string[] | undefined, volumes: string[]): Map<string,
   return out;
 }
 
-/** Bytes of the regular files restored into one volume (all of it, or the given relative paths). */
-function bytesNeeded(index: StreamedIndex, volume: string, paths?: string[]): number {
-  const roots = paths?.length ? paths.map((rel) => `${volume}/${rel.replace(/\/+$/, '')}`) : [volume];
-  const wanted = (p: string) => roots.some((sel) => p === sel || p.startsWith(`${sel}/`));
-  let total = 0;
+/**
+ * Bytes of the regular files restored into each volume (all of it, or the given relative paths),
+ * in one pass over the entries (they may be in a temporary file).
+ */
+function bytesNeeded(index: StreamedIndex, plans: readonly { name: string; paths?: string[] }[]): Map<string, number> {
+  const wants = plans.map((p) => {
+    const roots = p.paths?.length ? p.paths.map((rel) => `${p.name}/${rel.replace(/\/+$/, '')}`) : [p.name];
+    return { name: p.name, wanted: (path: string) => roots.some((sel) => path === sel || path.startsWith(`${sel}/`)) };
+  });
+  const totals = new Map(plans.map((p) => [p.name, 0]));
   // Entries are checked by unpack; a malformed one must not fail here first with a TypeError.
-  for (const e of eachEntry(index.entries)) if (e?.type === 'file' && typeof e.path === 'string' && wanted(e.path)) total += Number(e.size) || 0;
-  return total;
+  for (const e of eachEntry(index.entries)) {
+    if (e?.type !== 'file' || typeof e.path !== 'string') continue;
+    for (const w of wants) if (w.wanted(e.path)) totals.set(w.name, totals.get(w.name)! + (Number(e.size) || 0));
+  }
+  return totals;
 }
 
 /** Fails early, before anything is written, when `home` cannot hold `needed` bytes plus a margin. */
