@@ -134,7 +134,9 @@ function scenarios(large: DataSet, small: DataSet): Scenario[] {
           runShell(`cat '${archive}' > /dev/null`);
           const to = fresh('cairn-x');
           const ix = index!;
-          return measureCairn(async () => void (await unpackArchive({ target: to, index: ix, source: { stream: createReadStream(archive, { highWaterMark: 1 << 20 }) } })));
+          return measureCairn(
+            async () => void (await unpackArchive({ target: to, index: ix, source: { stream: createReadStream(archive, { highWaterMark: 1 << 20 }) } })),
+          );
         },
       },
     });
@@ -158,7 +160,10 @@ async function rssProbes(large: DataSet, small: DataSet, many: DataSet | undefin
   const probe = join(import.meta.dirname, 'rss-probe.ts');
   // The environment of the worker image (infra/Dockerfile): glibc's per-thread malloc arenas capped.
   const env = { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' };
-  const run = (what: string, args: string[]): Probe => ({ what, ...(JSON.parse(execFileSync(tsx, [probe, ...args], { encoding: 'utf8', maxBuffer: 1 << 20, env })) as { peakRssMiB: number; seconds: number }) });
+  const run = (what: string, args: string[]): Probe => ({
+    what,
+    ...(JSON.parse(execFileSync(tsx, [probe, ...args], { encoding: 'utf8', maxBuffer: 1 << 20, env })) as { peakRssMiB: number; seconds: number }),
+  });
   const out: Probe[] = [];
   const sets: [string, DataSet][] = [
     ['large', large],
@@ -214,11 +219,26 @@ function report(results: Result[], probes: Probe[]): void {
   const rss = Math.max(...results.flatMap((r) => r.cairn.map((x) => x.rssMiB ?? 0)));
   const probeMax = Math.max(...probes.map((p) => p.peakRssMiB));
   console.log('\nSPEC §15 targets (median ratios of alternating runs):');
-  console.log(`  large files, zstd: throughput >= tar | zstd -3 -T2      ratio ${fmt(ratio('large-pack-zstd-null'))} (null sink), ${fmt(ratio('large-pack-zstd-file'))} (file)  -> ${ratio('large-pack-zstd-null') >= 1 ? 'met' : 'NOT met'}`);
-  console.log(`  small files, zstd: files/s >= 0.8 x tar | zstd -3 -T2   ratio ${fmt(ratio('small-pack-zstd-null'))} (null sink), ${fmt(ratio('small-pack-zstd-file'))} (file)  -> ${ratio('small-pack-zstd-null') >= 0.8 ? 'met' : 'NOT met'}`);
-  console.log(`  gzip codec: >= tar | pigz -p 2                            ratio ${fmt(ratio('large-pack-gzip-null'))} (large), ${fmt(ratio('small-pack-gzip-null'))} (small)`);
+  console.log(
+    `  large files, zstd: throughput >= tar | zstd -3 -T2      ratio ${fmt(ratio('large-pack-zstd-null'))} (null sink), ` +
+      `${fmt(ratio('large-pack-zstd-file'))} (file)` +
+      `  -> ${ratio('large-pack-zstd-null') >= 1 ? 'met' : 'NOT met'}`,
+  );
+  console.log(
+    `  small files, zstd: files/s >= 0.8 x tar | zstd -3 -T2   ratio ${fmt(ratio('small-pack-zstd-null'))} (null sink), ` +
+      `${fmt(ratio('small-pack-zstd-file'))} (file)` +
+      `  -> ${ratio('small-pack-zstd-null') >= 0.8 ? 'met' : 'NOT met'}`,
+  );
+  console.log(
+    `  gzip codec: >= tar | pigz -p 2                            ratio ${fmt(ratio('large-pack-gzip-null'))} (large), ` +
+      `${fmt(ratio('small-pack-gzip-null'))} (small)`,
+  );
   console.log(`  restore vs tar -xf                                        ratio ${fmt(ratio('large-unpack'))} (large), ${fmt(ratio('small-unpack'))} (small)`);
-  if (probes.length) console.log(`  peak RSS, one operation per fresh process (tsx runtime included, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as in the image): ${fmt(probeMax, 0)} MiB (target < 256) -> ${probeMax < 256 ? 'met' : 'NOT met'}`);
+  if (probes.length)
+    console.log(
+      `  peak RSS, one operation per fresh process (tsx runtime included, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as in the image): ` +
+        `${fmt(probeMax, 0)} MiB (target < 256) -> ${probeMax < 256 ? 'met' : 'NOT met'}`,
+    );
   else console.log('  peak RSS in fresh processes: not measured (CAIRN_BENCH_ONLY set)');
   for (const p of probes) console.log(`    ${p.what.padEnd(42)} ${fmt(p.peakRssMiB, 0)} MiB  (${fmt(p.seconds)} s)`);
   console.log(`  peak RSS of the benchmark process itself during Cairn runs (harness and earlier runs' garbage included): ${fmt(rss, 0)} MiB`);
@@ -227,7 +247,9 @@ function report(results: Result[], probes: Probe[]): void {
 async function main(): Promise<void> {
   if (!ensureCommand('zstd', 'zstd') || !ensureCommand('pigz', 'pigz')) throw new Error('zstd and pigz are needed (apt-get install zstd pigz)');
   mkdirSync(SCRATCH, { recursive: true });
-  console.log(`cairn archive bench: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${REPS} alternating runs per scenario, load average ${loadAverage()}`);
+  console.log(
+    `cairn archive bench: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${REPS} alternating runs per scenario, load average ${loadAverage()}`,
+  );
   console.log('preparing data sets (cached after the first run)...');
   const large = largeDataSet(ROOT, Number(process.env.CAIRN_BENCH_LARGE_FILES ?? 8), Number(process.env.CAIRN_BENCH_LARGE_MIB ?? 256));
   const small = smallDataSet(ROOT, Number(process.env.CAIRN_BENCH_SMALL_FILES ?? 100_000), 1000);
@@ -250,7 +272,10 @@ async function main(): Promise<void> {
       }
       const last = res.cairn.at(-1)!;
       const ref = res.ref.at(-1)!;
-      console.log(`  ${sc.name} #${i + 1}: ref ${fmt(ref.seconds)} s (cpu ${fmt(ref.cpu)}), cairn ${fmt(last.seconds)} s (cpu ${fmt(last.cpu)}, peak RSS ${fmt(last.rssMiB ?? Number.NaN, 0)} MiB), load ${loadAverage()}`);
+      console.log(
+        `  ${sc.name} #${i + 1}: ref ${fmt(ref.seconds)} s (cpu ${fmt(ref.cpu)}), ` +
+          `cairn ${fmt(last.seconds)} s (cpu ${fmt(last.cpu)}, peak RSS ${fmt(last.rssMiB ?? Number.NaN, 0)} MiB), load ${loadAverage()}`,
+      );
     }
     results.push(res);
   }

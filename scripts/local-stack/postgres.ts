@@ -64,8 +64,22 @@ export async function ensurePostgres(url: string, log: Log): Promise<{ url: stri
   const init = spawnSync(initCmd, initArgs, { encoding: 'utf8' });
   if (init.status !== 0) throw new Error(`postgres: initdb failed: ${init.stderr || init.stdout}`);
   const [cmd, args] = wrap(path.join(bin, 'postgres'), [
-    '-D', dataDir, '-p', String(port), '-k', dataDir, '-c', 'listen_addresses=127.0.0.1',
-    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300',
+    '-D',
+    dataDir,
+    '-p',
+    String(port),
+    '-k',
+    dataDir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    '-c',
+    'synchronous_commit=off',
+    '-c',
+    'full_page_writes=off',
+    '-c',
+    'max_connections=300',
   ]);
   const { child, started } = spawnService('postgres', cmd, args, path.join(dataDir, 'server.log'));
   await waitFor(`postgres on port ${port}`, () => answers(url), 30_000, child);

@@ -11,9 +11,13 @@ import { isLoopback, stopChild, tcpAnswers, type Log, type Started } from './pro
  */
 async function spawnS3rver(directory: string, port: number): Promise<{ endpoint: string; started: Started }> {
   // `node --import tsx` rather than the tsx binary: one process, so signals reach the server itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('test/support/s3rver/main.ts'), '--directory', directory, '--port', String(port), '--host', '127.0.0.1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.resolve('test/support/s3rver/main.ts'), '--directory', directory, '--port', String(port), '--host', '127.0.0.1'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const endpoint = await new Promise<string>((resolve, reject) => {

@@ -75,7 +75,16 @@ describe('packArchive', () => {
     const dir = makeVolume('meta', { 'f.txt': 'x' });
     const empty = path.join(work, 'empty-volume');
     fs.mkdirSync(empty);
-    const r = await packArchive({ volumes: [{ name: 'data', dir }, { name: 'empty', dir: empty }], meta: { backupId: 'b1', instanceId: 'i1', nodeId: 'n1' } }, nullSink());
+    const r = await packArchive(
+      {
+        volumes: [
+          { name: 'data', dir },
+          { name: 'empty', dir: empty },
+        ],
+        meta: { backupId: 'b1', instanceId: 'i1', nodeId: 'n1' },
+      },
+      nullSink(),
+    );
     expect(r.index.meta).toEqual({ backupId: 'b1', instanceId: 'i1', nodeId: 'n1' });
     expect(r.index.volumes.map((v) => ({ name: v.name, empty: v.empty, files: v.files, logicalBytes: v.logicalBytes }))).toEqual([
       { name: 'data', empty: false, files: 1, logicalBytes: 1 },
@@ -102,7 +111,14 @@ describe('packArchive', () => {
   it('fails clearly on a missing volume and on bad options', async () => {
     const err = await packArchive({ volumes: [{ name: 'v', dir: path.join(work, 'does-not-exist') }] }, nullSink()).catch((e: unknown) => e);
     expect(isCairnError(err, 'volume-missing')).toBe(true);
-    for (const volumes of [[], [{ name: '../x', dir: work }], [{ name: 'a', dir: work }, { name: 'a', dir: work }]]) {
+    for (const volumes of [
+      [],
+      [{ name: '../x', dir: work }],
+      [
+        { name: 'a', dir: work },
+        { name: 'a', dir: work },
+      ],
+    ]) {
       const e = await packArchive({ volumes }, nullSink()).catch((x: unknown) => x);
       expect(isCairnError(e, 'validation'), JSON.stringify(volumes)).toBe(true);
     }
@@ -115,7 +131,10 @@ describe('packArchive', () => {
     const gate = gatedSink();
     let done = 0;
     const ac = new AbortController();
-    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, signal: ac.signal, onProgress: (x) => (done = x.bytesDone) }, gate.sink);
+    const p = packArchive(
+      { volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, signal: ac.signal, onProgress: (x) => (done = x.bytesDone) },
+      gate.sink,
+    );
     await new Promise((r) => setTimeout(r, 1500));
     // Nothing drains: the reader may only be a handful of blocks ahead.
     expect(done).toBeLessThanOrEqual(16 * MiB);
@@ -138,7 +157,7 @@ describe('packArchive', () => {
     expect(isCairnError(err, 'cancelled')).toBe(true);
     expect((err as Error).message).toMatch(/user cancelled/);
     // The engine is usable right after.
-    const r = await packArchive({ volumes: [{ name: 'v', dir: makeVolume('after-abort', { 'f': 'x' }) }] }, nullSink());
+    const r = await packArchive({ volumes: [{ name: 'v', dir: makeVolume('after-abort', { f: 'x' }) }] }, nullSink());
     expect(r.fileCount).toBe(1);
     const already = await packArchive({ volumes: [{ name: 'v', dir }], signal: AbortSignal.abort() }, nullSink()).catch((e: unknown) => e);
     expect(isCairnError(already, 'cancelled')).toBe(true);
@@ -167,7 +186,6 @@ describe('packArchive', () => {
     const err = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: MiB }, sink).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/disk full/);
   });
-
 });
 
 // Small files go through the native helper when it is built, everything else (and every file
@@ -185,46 +203,52 @@ describe.each([
     else process.env.CAIRN_NATIVE_READS = before;
   });
 
-    it('warns about files that change or vanish while the volume is read', async () => {
-      // Files before the victims keep the reader busy until the gated sink is released, so the
-      // changes land after the pre-scan and before the victims are read.
-      const dir = makeVolume(`changing-${label}`, { 'a-big.bin': randomBytes(24 * MiB), 'z-grows.txt': 'short\n', 'z-shrinks.txt': 'a longer content\n', 'z-touched.txt': 'same size\n', 'z-vanishes.txt': 'bye\n' });
-      const gate = gatedSink();
-      let scanned!: () => void;
-      const scan = new Promise<void>((r) => (scanned = r));
-      const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, onProgress: () => scanned() }, gate.sink);
-      await scan;
-      fs.appendFileSync(path.join(dir, 'z-grows.txt'), 'more data\n');
-      fs.writeFileSync(path.join(dir, 'z-shrinks.txt'), 'short\n');
-      fs.writeFileSync(path.join(dir, 'z-touched.txt'), 'SAME SIZE\n');
-      fs.unlinkSync(path.join(dir, 'z-vanishes.txt'));
-      gate.release();
-      const r: PackResult = await p;
-      const byPath = Object.fromEntries(r.warnings.map((w) => [w.path, w.code]));
-      expect(byPath).toEqual({ 'v/z-grows.txt': 'changed', 'v/z-shrinks.txt': 'changed', 'v/z-touched.txt': 'changed', 'v/z-vanishes.txt': 'vanished' });
-      // Sizes stay those of the headers written: a shrunk file is padded, a grown one cut.
-      expect(r.index.entries.find((e) => e.path === 'v/z-shrinks.txt')?.size).toBe(17);
-      expect(r.index.entries.some((e) => e.path === 'v/z-vanishes.txt')).toBe(false);
+  it('warns about files that change or vanish while the volume is read', async () => {
+    // Files before the victims keep the reader busy until the gated sink is released, so the
+    // changes land after the pre-scan and before the victims are read.
+    const dir = makeVolume(`changing-${label}`, {
+      'a-big.bin': randomBytes(24 * MiB),
+      'z-grows.txt': 'short\n',
+      'z-shrinks.txt': 'a longer content\n',
+      'z-touched.txt': 'same size\n',
+      'z-vanishes.txt': 'bye\n',
     });
+    const gate = gatedSink();
+    let scanned!: () => void;
+    const scan = new Promise<void>((r) => (scanned = r));
+    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'none', blockSize: MiB, onProgress: () => scanned() }, gate.sink);
+    await scan;
+    fs.appendFileSync(path.join(dir, 'z-grows.txt'), 'more data\n');
+    fs.writeFileSync(path.join(dir, 'z-shrinks.txt'), 'short\n');
+    fs.writeFileSync(path.join(dir, 'z-touched.txt'), 'SAME SIZE\n');
+    fs.unlinkSync(path.join(dir, 'z-vanishes.txt'));
+    gate.release();
+    const r: PackResult = await p;
+    const byPath = Object.fromEntries(r.warnings.map((w) => [w.path, w.code]));
+    expect(byPath).toEqual({ 'v/z-grows.txt': 'changed', 'v/z-shrinks.txt': 'changed', 'v/z-touched.txt': 'changed', 'v/z-vanishes.txt': 'vanished' });
+    // Sizes stay those of the headers written: a shrunk file is padded, a grown one cut.
+    expect(r.index.entries.find((e) => e.path === 'v/z-shrinks.txt')?.size).toBe(17);
+    expect(r.index.entries.some((e) => e.path === 'v/z-vanishes.txt')).toBe(false);
+  });
 
-    it('skips unreadable files and directories with a warning instead of failing', async () => {
-      const dir = makeVolume(`unreadable-${label}`, { 'ok.txt': 'fine', 'secret.txt': 'no', 'locked/inner.txt': 'no' });
-      fs.chmodSync(dir, 0o755);
-      fs.chmodSync(path.join(dir, 'secret.txt'), 0o000);
-      fs.chmodSync(path.join(dir, 'locked'), 0o000);
-      let out: { warnings: { path: string; code: string }[]; paths: string[] };
-      const child = new URL('./helpers/pack-child.ts', import.meta.url).pathname;
-      const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
-      // Root reads everything: run the packer as an unprivileged user instead.
-      const opts = IS_ROOT ? { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '', CAIRN_NATIVE_READS: flag } } : {};
-      out = JSON.parse(execFileSync(tsx, [child, dir], { ...opts, encoding: 'utf8', cwd: process.cwd() })) as typeof out;
-      expect(out.warnings.map((w) => [w.path, w.code]).sort()).toEqual([
-        ['v/locked', 'unreadable'],
-        ['v/secret.txt', 'unreadable'],
-      ]);
-      expect(out.paths).toEqual(['v', 'v/ok.txt', 'v/locked']);
-      fs.chmodSync(path.join(dir, 'locked'), 0o755);
-    });
+  it('skips unreadable files and directories with a warning instead of failing', async () => {
+    const dir = makeVolume(`unreadable-${label}`, { 'ok.txt': 'fine', 'secret.txt': 'no', 'locked/inner.txt': 'no' });
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(path.join(dir, 'secret.txt'), 0o000);
+    fs.chmodSync(path.join(dir, 'locked'), 0o000);
+    type Out = { warnings: { path: string; code: string }[]; paths: string[] };
+    const child = new URL('./helpers/pack-child.ts', import.meta.url).pathname;
+    const tsx = path.join(process.cwd(), 'node_modules', '.bin', 'tsx');
+    // Root reads everything: run the packer as an unprivileged user instead.
+    const opts = IS_ROOT ? { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '', CAIRN_NATIVE_READS: flag } } : {};
+    const out = JSON.parse(execFileSync(tsx, [child, dir], { ...opts, encoding: 'utf8', cwd: process.cwd() })) as Out;
+    expect(out.warnings.map((w) => [w.path, w.code]).sort()).toEqual([
+      ['v/locked', 'unreadable'],
+      ['v/secret.txt', 'unreadable'],
+    ]);
+    expect(out.paths).toEqual(['v', 'v/ok.txt', 'v/locked']);
+    fs.chmodSync(path.join(dir, 'locked'), 0o755);
+  });
 });
 
 describe('native helper', () => {
@@ -253,7 +277,6 @@ describe('native helper', () => {
     const listing = native!.scanDir(z(dir));
     expect(Array.isArray(listing) && listing[0].toString()).toBe('f.txt');
   });
-
 
   it('is built here and writes byte-identical archives to the plain-Node reader', async () => {
     expect(nativeAddonPath(), 'services/core/native was not built by npm install (see scripts/build-native.mjs)').toBeDefined();
@@ -313,8 +336,14 @@ describe('large trees: memory does not grow with the number of files', () => {
   it('walks in small self-contained chunks, counts ahead for the totals and waits for the reader: same archive as one big window', async () => {
     const { dir, bytes } = bigTree('chunked');
     const seen: ArchiveProgress[] = [];
-    const small = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 16, chunksAhead: 2 }, onProgress: (p) => seen.push(p) }, nullSink());
-    const wide = await packArchive({ volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 1 << 20, chunksAhead: 1 << 20 } }, nullSink());
+    const small = await packArchive(
+      { volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 16, chunksAhead: 2 }, onProgress: (p) => seen.push(p) },
+      nullSink(),
+    );
+    const wide = await packArchive(
+      { volumes: [{ name: 'v', dir }], blockSize: 64 * 1024, scanWindow: { chunkItems: 1 << 20, chunksAhead: 1 << 20 } },
+      nullSink(),
+    );
     // The walk ran ahead of the reader, so it counted the rest for the totals: the true ones, in every report.
     expect(seen.length).toBeGreaterThan(0);
     for (const p of seen) expect(p).toMatchObject({ bytesTotal: bytes, filesTotal: 1202 });

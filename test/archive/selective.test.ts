@@ -40,7 +40,17 @@ beforeAll(async () => {
   fs.mkdirSync(path.join(work, 'other'));
   fs.writeFileSync(path.join(work, 'other', 'x.txt'), 'other volume\n');
   archive = path.join(work, 'archive.tar.zst');
-  packed = await packToFile({ volumes: [{ name: 'vol', dir: vol }, { name: 'other', dir: path.join(work, 'other') }], codec: 'zstd', blockSize: MiB }, archive);
+  packed = await packToFile(
+    {
+      volumes: [
+        { name: 'vol', dir: vol },
+        { name: 'other', dir: path.join(work, 'other') },
+      ],
+      codec: 'zstd',
+      blockSize: MiB,
+    },
+    archive,
+  );
   source = snapshot(vol, { hashLimit: 64 * MiB });
 }, 180_000);
 
@@ -93,7 +103,9 @@ describe('selective restore', () => {
     expect(diffSnapshots(want, sub(got, 'conf'))).toEqual([]);
     expect(got.has('a-first-name')).toBe(false);
     // It read the blocks of conf/ plus the one holding the hard link's content, nothing else.
-    expect(range.served()).toBe(bytesOfBlocksHolding(packed.index, [...packed.index.entries.filter((e) => e.path.startsWith('vol/conf')).map((e) => e.path), 'vol/a-first-name']));
+    expect(range.served()).toBe(
+      bytesOfBlocksHolding(packed.index, [...packed.index.entries.filter((e) => e.path.startsWith('vol/conf')).map((e) => e.path), 'vol/a-first-name']),
+    );
     expect(range.served()).toBeLessThan(4 * MiB);
   });
 
@@ -126,7 +138,12 @@ describe('selective restore', () => {
 
   it('volumeDirs restores chosen volumes into directories of their own', async () => {
     const into = path.join(work, 'elsewhere', 'other-volume');
-    const r = await unpackArchive({ target: path.join(work, 'unused'), volumeDirs: { other: into }, index: packed.index, source: { stream: fs.createReadStream(archive) } });
+    const r = await unpackArchive({
+      target: path.join(work, 'unused'),
+      volumeDirs: { other: into },
+      index: packed.index,
+      source: { stream: fs.createReadStream(archive) },
+    });
     expect(r.archiveVerified).toBe(true);
     expect(fs.readdirSync(into)).toEqual(['x.txt']);
     expect(fs.existsSync(path.join(work, 'unused'))).toBe(false);
@@ -134,7 +151,12 @@ describe('selective restore', () => {
 
   it('a path that is not in the backup is refused before anything is read', async () => {
     const range = countingRangeReader(archive);
-    const err = await unpackArchive({ target: path.join(work, 'none'), index: packed.index, paths: ['vol/nope.txt'], source: { rangeReader: range.reader } }).catch((e: unknown) => e);
+    const err = await unpackArchive({
+      target: path.join(work, 'none'),
+      index: packed.index,
+      paths: ['vol/nope.txt'],
+      source: { rangeReader: range.reader },
+    }).catch((e: unknown) => e);
     expect(isCairnError(err, 'not-found')).toBe(true);
     expect(range.calls).toEqual([]);
   });

@@ -59,7 +59,11 @@ describe('readIndex', () => {
   });
 
   it('reads a plain JSON document too: gzipped or not, on one line or several', async () => {
-    for (const doc of [gzipSync(JSON.stringify(packed.index)), Buffer.from(JSON.stringify(packed.index, null, 2)), gzipSync(JSON.stringify(packed.index, null, 1))]) {
+    for (const doc of [
+      gzipSync(JSON.stringify(packed.index)),
+      Buffer.from(JSON.stringify(packed.index, null, 2)),
+      gzipSync(JSON.stringify(packed.index, null, 1)),
+    ]) {
       const ix = await readIndex(streamOf(doc));
       expect(await entriesOf(ix)).toEqual(packed.index.entries);
       ix.entries.close();

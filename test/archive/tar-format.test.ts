@@ -20,10 +20,16 @@ describe('tar headers', () => {
     ['pre-1970 mtime', { path: Buffer.from('v/old'), type: 'dir', size: 0, mode: 0o1777, uid: 0, gid: 0, mtimeNs: -1_500_000_001n }],
     ['year 2300', { path: Buffer.from('v/future'), type: 'file', size: 0, mode: 0o600, uid: 0, gid: 0, mtimeNs: 10_413_792_000_000_000_001n }],
     ['split ustar name', { path: Buffer.from(`v/${'d'.repeat(120)}/${'f'.repeat(90)}`), type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n }],
-    ['PAX name over 255 bytes', { path: Buffer.from(`v/${'x'.repeat(300)}/${'y'.repeat(250)}`), type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n }],
+    [
+      'PAX name over 255 bytes',
+      { path: Buffer.from(`v/${'x'.repeat(300)}/${'y'.repeat(250)}`), type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n },
+    ],
     ['non-UTF-8 name', { path: Buffer.from([0x76, 0x2f, 0xff, 0xfe, 0x00 + 0x41]), type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n }],
     ['big ids', { path: Buffer.from('v/ids'), type: 'file', size: 0, mode: 0o644, uid: 4_000_000_000, gid: 3_000_000_000, mtimeNs: 0n }],
-    ['long symlink target', { path: Buffer.from('v/l'), type: 'symlink', size: 0, mode: 0o777, uid: 0, gid: 0, mtimeNs: 0n, linkTarget: Buffer.from('t'.repeat(400)) }],
+    [
+      'long symlink target',
+      { path: Buffer.from('v/l'), type: 'symlink', size: 0, mode: 0o777, uid: 0, gid: 0, mtimeNs: 0n, linkTarget: Buffer.from('t'.repeat(400)) },
+    ],
     ['hard link', { path: Buffer.from('v/h'), type: 'hardlink', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeNs: 0n, linkTarget: Buffer.from('v/a.txt') }],
   ];
   for (const [name, h] of cases) {
@@ -33,7 +39,15 @@ describe('tar headers', () => {
       for (const chunk of [bytes.length, 512, 7]) {
         const [e] = parseHeaders(bytes, chunk);
         expect(e!.path.equals(h.path)).toBe(true);
-        expect([e!.type, e!.mode, e!.uid, e!.gid, e!.mtimeNs, e!.headerOffset, e!.dataOffset]).toEqual([h.type, h.mode, h.uid, h.gid, h.mtimeNs, 0, bytes.length - 1024]);
+        expect([e!.type, e!.mode, e!.uid, e!.gid, e!.mtimeNs, e!.headerOffset, e!.dataOffset]).toEqual([
+          h.type,
+          h.mode,
+          h.uid,
+          h.gid,
+          h.mtimeNs,
+          0,
+          bytes.length - 1024,
+        ]);
         expect(e!.linkTarget.equals(h.linkTarget ?? Buffer.alloc(0))).toBe(true);
       }
     });
@@ -87,9 +101,27 @@ describe('excludes', () => {
 });
 
 describe('block runs', () => {
-  const blocks = Array.from({ length: 10 }, (_, i) => ({ compressedOffset: i * 100, compressedLength: 100, uncompressedOffset: i * 1024, uncompressedLength: 1024 }));
-  const entry = (path: string, headerOffset: number, size: number): ArchiveEntry => ({ path, type: 'file', size, mode: 0o644, uid: 0, gid: 0, mtime: '0', headerOffset, dataOffset: headerOffset + 512 });
-  const index = { blocks, entries: [entry('v/a', 0, 100), entry('v/b', 1024, 3000), entry('v/c', 5120, 10), entry('v/d', 6144, 10)] } as unknown as ArchiveIndex;
+  const blocks = Array.from({ length: 10 }, (_, i) => ({
+    compressedOffset: i * 100,
+    compressedLength: 100,
+    uncompressedOffset: i * 1024,
+    uncompressedLength: 1024,
+  }));
+  const entry = (path: string, headerOffset: number, size: number): ArchiveEntry => ({
+    path,
+    type: 'file',
+    size,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    mtime: '0',
+    headerOffset,
+    dataOffset: headerOffset + 512,
+  });
+  const index = {
+    blocks,
+    entries: [entry('v/a', 0, 100), entry('v/b', 1024, 3000), entry('v/c', 5120, 10), entry('v/d', 6144, 10)],
+  } as unknown as ArchiveIndex;
 
   it('covers each entry with the blocks it spans, merging neighbours', () => {
     expect(planRuns(index, [index.entries[1]!])).toEqual([{ firstBlock: 1, lastBlock: 4, start: 1024, limit: 1024 + 512 + 3072 }]);
@@ -111,7 +143,17 @@ describe('block runs', () => {
 describe('mtime without BigInt (the packer path)', () => {
   it('gives the same strings and headers as the nanosecond BigInt path', () => {
     const NS = 1_000_000_000n;
-    for (const ns of [0n, 1n, 999_999_999n, 1_000_000_000n, 1_700_000_000_123_456_789n, 1_700_000_000_000_000_000n, -1n, -1_500_000_001n, 10_413_792_000_000_000_001n]) {
+    for (const ns of [
+      0n,
+      1n,
+      999_999_999n,
+      1_000_000_000n,
+      1_700_000_000_123_456_789n,
+      1_700_000_000_000_000_000n,
+      -1n,
+      -1_500_000_001n,
+      10_413_792_000_000_000_001n,
+    ]) {
       const sec = ns >= 0n ? ns / NS : (ns - NS + 1n) / NS;
       const nsec = ns - sec * NS;
       expect(mtimeString(Number(sec), Number(nsec))).toBe(ns.toString());

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CairnError } from '../../services/core/src/errors.ts';
+import type { CairnError } from '../../services/core/src/errors.ts';
 import { FsObjectStore } from '../../services/core/src/storage/fs.object-store.ts';
 import { objectStoreContract } from './object-store.contract.ts';
 
@@ -78,7 +78,7 @@ describe('FsObjectStore specifics', () => {
     const body = new Readable({ read() {} });
     body.push(Buffer.alloc(1000, 2));
     const put = store.put('swept/obj', body);
-    let upload;
+    let upload: { key: string; uploadId: string } | undefined;
     for (let i = 0; i < 200 && !upload; i++) {
       upload = (await store.listIncompleteUploads('swept/'))[0];
       if (!upload) await new Promise((r) => setTimeout(r, 10));

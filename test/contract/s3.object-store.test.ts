@@ -67,7 +67,9 @@ objectStoreContract('S3ObjectStore on the fixed s3rver', async () => {
       // What a crashed writer leaves: an upload created and a part sent, never completed.
       const fullKey = `cairn-test/${key}`;
       const { UploadId } = await stack.client.send(new CreateMultipartUploadCommand({ Bucket: stack.options.bucket, Key: fullKey }));
-      await stack.client.send(new UploadPartCommand({ Bucket: stack.options.bucket, Key: fullKey, UploadId, PartNumber: 1, Body: randomBytes(5 * 1024 * 1024) }));
+      await stack.client.send(
+        new UploadPartCommand({ Bucket: stack.options.bucket, Key: fullKey, UploadId, PartNumber: 1, Body: randomBytes(5 * 1024 * 1024) }),
+      );
       return UploadId!;
     },
     async close() {

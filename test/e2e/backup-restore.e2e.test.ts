@@ -99,7 +99,7 @@ describe('backup and restore end to end', () => {
     const job = await cairn.waitForJob(res.body.job.id);
     expect(job.status, JSON.stringify(job)).toBe('succeeded');
     expect(snap(app1)).toEqual(original);
-    expect(fs.readdirSync(cairn.volumeRoot + '/app1').sort()).toEqual(['config', 'data']);
+    expect(fs.readdirSync(`${cairn.volumeRoot}/app1`).sort()).toEqual(['config', 'data']);
   });
 
   it('restores into a second instance', async () => {

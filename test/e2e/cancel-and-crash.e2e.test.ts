@@ -35,7 +35,12 @@ describe('cancellation and crashes', () => {
     cairn = await startCairn(); // its node worker registers the node; the SIGKILL test replaces it
     dir = path.join(cairn.volumeRoot, 'big/data');
     writeRandomFiles(dir, 6, 48 << 20);
-    const res = await cairn.api('POST', '/v1/instances', { name: 'big', nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: [{ name: 'data', hostPath: dir }] });
+    const res = await cairn.api('POST', '/v1/instances', {
+      name: 'big',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: dir }],
+    });
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     instanceId = res.body.id;
   });

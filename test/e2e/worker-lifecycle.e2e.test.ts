@@ -113,15 +113,41 @@ describe('node worker lifecycle and rules', () => {
     const backupId = newId();
     const jobId = newId();
     await cairn.runtime.prisma.backup.create({
-      data: { id: backupId, instanceId: id, status: 'running', trigger: 'manual', volumes: [], storageKey: `${backupPrefix(id, backupId)}archive.tar.zst`, indexKey: `${backupPrefix(id, backupId)}index.json.gz`, compression: 'zstd', requestedBy: 'system' },
+      data: {
+        id: backupId,
+        instanceId: id,
+        status: 'running',
+        trigger: 'manual',
+        volumes: [],
+        storageKey: `${backupPrefix(id, backupId)}archive.tar.zst`,
+        indexKey: `${backupPrefix(id, backupId)}index.json.gz`,
+        compression: 'zstd',
+        requestedBy: 'system',
+      },
     });
     await cairn.runtime.prisma.job.create({
-      data: { id: jobId, type: 'backup', status: 'running', instanceId: id, backupId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' },
+      data: {
+        id: jobId,
+        type: 'backup',
+        status: 'running',
+        instanceId: id,
+        backupId,
+        nodeId: cairn.nodeId,
+        queue: `node.${cairn.nodeId}`,
+        requestedBy: 'system',
+      },
     });
 
     // ...and the multipart upload its dead worker left half-written.
     const store = cairn.runtime.store as S3ObjectStore;
-    const s3 = createS3Client({ endpoint: cairn.config.S3_ENDPOINT, region: cairn.config.S3_REGION, bucket: store.bucket, accessKeyId: cairn.config.S3_ACCESS_KEY_ID, secretAccessKey: cairn.config.S3_SECRET_ACCESS_KEY, forcePathStyle: true });
+    const s3 = createS3Client({
+      endpoint: cairn.config.S3_ENDPOINT,
+      region: cairn.config.S3_REGION,
+      bucket: store.bucket,
+      accessKeyId: cairn.config.S3_ACCESS_KEY_ID,
+      secretAccessKey: cairn.config.S3_SECRET_ACCESS_KEY,
+      forcePathStyle: true,
+    });
     const key = `${backupPrefix(id, backupId)}archive.tar.zst`;
     await s3.send(new CreateMultipartUploadCommand({ Bucket: store.bucket, Key: store.prefix + key }));
     expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toHaveLength(1);

@@ -139,7 +139,11 @@ describe('backup and job records under failures and races', () => {
 
   beforeAll(async () => {
     cairn = await startCairn({ nodeWorker: 'none' });
-    await cairn.runtime.prisma.node.upsert({ where: { id: cairn.nodeId }, create: { id: cairn.nodeId, volumeRoots: [cairn.volumeRoot], lastHeartbeatAt: new Date() }, update: {} });
+    await cairn.runtime.prisma.node.upsert({
+      where: { id: cairn.nodeId },
+      create: { id: cairn.nodeId, volumeRoots: [cairn.volumeRoot], lastHeartbeatAt: new Date() },
+      update: {},
+    });
   });
   afterAll(async () => {
     await cairn?.stopInProcessNodeWorker();
@@ -186,7 +190,14 @@ describe('backup and job records under failures and races', () => {
       config: cairn.config,
       queues: { enqueueControl: async () => {} },
     };
-    const run = (attempt: number): JobRun => ({ jobId: job.id, signal: new AbortController().signal, attempt, lastAttempt: false, progress: () => {}, log: logger });
+    const run = (attempt: number): JobRun => ({
+      jobId: job.id,
+      signal: new AbortController().signal,
+      attempt,
+      lastAttempt: false,
+      progress: () => {},
+      log: logger,
+    });
 
     await expect(runBackup(ctx, run(1))).rejects.toMatchObject({ code: 'unavailable', permanent: false });
     const row = await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } });
@@ -226,7 +237,15 @@ describe('backup and job records under failures and races', () => {
       throw new CairnError('internal', 'put of archive failed: InvalidPart: one or more of the specified parts could not be found');
     };
     const logger = createLogger({ level: 'silent', name: 'test' });
-    const ctx: NodeContext = { nodeId: cairn.nodeId, volumeRoots: [cairn.volumeRoot], prisma: cairn.runtime.prisma, store, logger, config: cairn.config, queues: { enqueueControl: async () => {} } };
+    const ctx: NodeContext = {
+      nodeId: cairn.nodeId,
+      volumeRoots: [cairn.volumeRoot],
+      prisma: cairn.runtime.prisma,
+      store,
+      logger,
+      config: cairn.config,
+      queues: { enqueueControl: async () => {} },
+    };
     const run: JobRun = { jobId: job.id, signal: new AbortController().signal, attempt: 1, lastAttempt: false, progress: () => {}, log: logger };
     // Before the fix the packer's "output stream closed" error won: a retry, and the cause was lost.
     await expect(runBackup(ctx, run)).rejects.toThrow(/InvalidPart/);
@@ -248,9 +267,21 @@ describe('backup and job records under failures and races', () => {
     const jobId = newId();
     const { prisma } = cairn.runtime;
     await prisma.backup.create({
-      data: { id: backupId, instanceId, status: 'pending', trigger: 'manual', volumes: [], storageKey: `${backupPrefix(instanceId, backupId)}archive.tar.zst`, indexKey: `${backupPrefix(instanceId, backupId)}index.json.gz`, compression: 'zstd', requestedBy: 'system' },
+      data: {
+        id: backupId,
+        instanceId,
+        status: 'pending',
+        trigger: 'manual',
+        volumes: [],
+        storageKey: `${backupPrefix(instanceId, backupId)}archive.tar.zst`,
+        indexKey: `${backupPrefix(instanceId, backupId)}index.json.gz`,
+        compression: 'zstd',
+        requestedBy: 'system',
+      },
     });
-    await prisma.job.create({ data: { id: jobId, type: 'backup', status: 'queued', instanceId, backupId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' } });
+    await prisma.job.create({
+      data: { id: jobId, type: 'backup', status: 'queued', instanceId, backupId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' },
+    });
     // The gateway saw the job active and signalled; the worker had not registered its processor yet.
     const redis = createRedis(cairn.config.REDIS_URL);
     await redis.publish(cancelChannel(cairn.config.QUEUE_PREFIX), JSON.stringify({ jobId, reason: 'cancelled by token t' }));
@@ -273,7 +304,9 @@ describe('backup and job records under failures and races', () => {
     write(dir, { 'f.txt': 'x' });
     const instanceId = await createInstance(cairn, 'fresh', [{ name: 'data', hostPath: dir }]);
     const jobId = newId();
-    await cairn.runtime.prisma.job.create({ data: { id: jobId, type: 'restore', status: 'queued', instanceId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' } });
+    await cairn.runtime.prisma.job.create({
+      data: { id: jobId, type: 'restore', status: 'queued', instanceId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' },
+    });
     await cairn.startInProcessNodeWorker();
     expect((await cairn.runtime.prisma.job.findUniqueOrThrow({ where: { id: jobId } })).status).toBe('queued');
     await cairn.runtime.prisma.job.update({ where: { id: jobId }, data: { status: 'cancelled' } });

@@ -128,7 +128,14 @@ describe('tenancy', () => {
     expect(started.status).toBe(202);
     const { backup, job } = started.body;
 
-    for (const route of [`/v1/instances/${inst.body.id}`, `/v1/instances/${inst.body.id}/backups`, `/v1/instances/${inst.body.id}/coverage`, `/v1/backups/${backup.id}`, `/v1/jobs/${job.id}`, `/v1/jobs/${job.id}/events`]) {
+    for (const route of [
+      `/v1/instances/${inst.body.id}`,
+      `/v1/instances/${inst.body.id}/backups`,
+      `/v1/instances/${inst.body.id}/coverage`,
+      `/v1/backups/${backup.id}`,
+      `/v1/jobs/${job.id}`,
+      `/v1/jobs/${job.id}/events`,
+    ]) {
       const res = await gw.api('GET', route, { token: a.token });
       expect(res.status, route).toBe(404);
       expect(res.body.error.code).toBe('not-found');

@@ -20,7 +20,10 @@ afterAll(async () => {
 
 async function instance(volumes = ['data', 'logs']): Promise<{ id: string; name: string }> {
   const name = `i${++n}`;
-  const res = await gw.api('POST', '/v1/instances', { token: member, body: { name, nodeId, volumes: volumes.map((v) => ({ name: v, hostPath: `${root}/${name}/${v}` })) } });
+  const res = await gw.api('POST', '/v1/instances', {
+    token: member,
+    body: { name, nodeId, volumes: volumes.map((v) => ({ name: v, hostPath: `${root}/${name}/${v}` })) },
+  });
   expect(res.status).toBe(201);
   return res.body;
 }
@@ -37,7 +40,14 @@ describe('starting a backup', () => {
     const res = await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member, body: { volumes: ['data'] } });
     expect(res.status).toBe(202);
     const { backup, job } = res.body;
-    expect(backup).toMatchObject({ instanceId: inst.id, status: 'pending', trigger: 'manual', kind: 'full', volumes: ['data'], compression: gw.config.COMPRESSION });
+    expect(backup).toMatchObject({
+      instanceId: inst.id,
+      status: 'pending',
+      trigger: 'manual',
+      kind: 'full',
+      volumes: ['data'],
+      compression: gw.config.COMPRESSION,
+    });
     expect(backup.storageKey).toBe(`instances/${inst.id}/backups/${backup.id}/archive.tar.${gw.config.COMPRESSION === 'gzip' ? 'gz' : 'zst'}`);
     expect(backup.indexKey).toBe(`instances/${inst.id}/backups/${backup.id}/index.json.gz`);
     expect(job).toMatchObject({ type: 'backup', status: 'queued', instanceId: inst.id, backupId: backup.id, nodeId, queue: `node.${nodeId}` });
@@ -158,7 +168,9 @@ describe('deleting backups', () => {
     const a = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
     await complete(a.backup.id, a.job.id);
     const other = (await gw.token('member', `bk-other-${gw.tag}`)).token;
-    const foreignInst = (await gw.api('POST', '/v1/instances', { token: other, body: { name: 'f', nodeId, volumes: [{ name: 'd', hostPath: `${root}/foreign` }] } })).body;
+    const foreignInst = (
+      await gw.api('POST', '/v1/instances', { token: other, body: { name: 'f', nodeId, volumes: [{ name: 'd', hostPath: `${root}/foreign` }] } })
+    ).body;
     const foreign = (await gw.api('POST', `/v1/instances/${foreignInst.id}/backups`, { token: other })).body;
 
     const res = await gw.api('POST', '/v1/backups/delete', { token: member, body: { ids: [a.backup.id, 'missing1', foreign.backup.id] } });
@@ -203,12 +215,17 @@ describe('restore requests', () => {
     const notInBackup = await gw.api('POST', `/v1/backups/${backup.id}/restore`, { token: member, body: { volumes: ['cache'] } });
     expect(notInBackup.status).toBe(400);
 
-    const badPaths = await gw.api('POST', `/v1/backups/${backup.id}/restore`, { token: member, body: { paths: ['/data/x', 'data/../etc', 'data/ok/', 'other/x'], mode: 'sideways' } });
+    const badPaths = await gw.api('POST', `/v1/backups/${backup.id}/restore`, {
+      token: member,
+      body: { paths: ['/data/x', 'data/../etc', 'data/ok/', 'other/x'], mode: 'sideways' },
+    });
     expect(badPaths.status).toBe(400);
     expect(badPaths.body.error.details.map((d: { path: string }) => d.path)).toEqual(['paths.0', 'paths.1', 'paths.2', 'mode']);
 
     const foreign = (await gw.token('member', `bk-rt-${gw.tag}`)).token;
-    const foreignTarget = (await gw.api('POST', '/v1/instances', { token: foreign, body: { name: 'ft', nodeId, volumes: [{ name: 'data', hostPath: `${root}/ft` }] } })).body;
+    const foreignTarget = (
+      await gw.api('POST', '/v1/instances', { token: foreign, body: { name: 'ft', nodeId, volumes: [{ name: 'data', hostPath: `${root}/ft` }] } })
+    ).body;
     const cross = await gw.api('POST', `/v1/backups/${backup.id}/restore`, { token: member, body: { targetInstanceId: foreignTarget.id } });
     expect(cross.status).toBe(404);
   });
@@ -219,9 +236,17 @@ describe('restore requests', () => {
     await complete(backup.id, job.id);
     const otherNode = `bk-target-${gw.tag}`;
     await gw.node(otherNode, ['/srv/target']);
-    const target = (await gw.api('POST', '/v1/instances', { token: member, body: { name: 'tgt', nodeId: otherNode, volumes: [{ name: 'data', hostPath: '/srv/target/data' }] } })).body;
+    const target = (
+      await gw.api('POST', '/v1/instances', {
+        token: member,
+        body: { name: 'tgt', nodeId: otherNode, volumes: [{ name: 'data', hostPath: '/srv/target/data' }] },
+      })
+    ).body;
 
-    const res = await gw.api('POST', `/v1/backups/${backup.id}/restore`, { token: member, body: { targetInstanceId: target.id, volumes: ['data'], mode: 'merge' } });
+    const res = await gw.api('POST', `/v1/backups/${backup.id}/restore`, {
+      token: member,
+      body: { targetInstanceId: target.id, volumes: ['data'], mode: 'merge' },
+    });
     expect(res.status).toBe(202);
     expect(res.body.job).toMatchObject({
       type: 'restore',
@@ -267,7 +292,9 @@ describe('jobs', () => {
     // A node of its own, so the only waiting job in its queue is this test's.
     const own = `bk-run-${gw.tag}`;
     await gw.node(own, [root]);
-    const inst = (await gw.api('POST', '/v1/instances', { token: member, body: { name: 'running', nodeId: own, volumes: [{ name: 'data', hostPath: `${root}/running` }] } })).body;
+    const inst = (
+      await gw.api('POST', '/v1/instances', { token: member, body: { name: 'running', nodeId: own, volumes: [{ name: 'data', hostPath: `${root}/running` }] } })
+    ).body;
     const { job } = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
     // Make the BullMQ job active as a worker would, without running it.
     const queue = gw.jobQueues.nodeQueue(own);

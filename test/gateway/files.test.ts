@@ -24,7 +24,19 @@ beforeAll(async () => {
   const nodeId = `files-${gw.tag}`;
   await gw.node(nodeId, ['/srv/files']);
   member = (await gw.token('member', `files-${gw.tag}`)).token;
-  const inst = (await gw.api('POST', '/v1/instances', { token: member, body: { name: 'app', nodeId, volumes: [{ name: 'data', hostPath: '/srv/files/app/data' }, { name: 'conf', hostPath: '/srv/files/app/conf' }] } })).body;
+  const inst = (
+    await gw.api('POST', '/v1/instances', {
+      token: member,
+      body: {
+        name: 'app',
+        nodeId,
+        volumes: [
+          { name: 'data', hostPath: '/srv/files/app/data' },
+          { name: 'conf', hostPath: '/srv/files/app/conf' },
+        ],
+      },
+    })
+  ).body;
   const { backup, job } = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
   backupId = backup.id;
 
@@ -45,11 +57,25 @@ beforeAll(async () => {
       cb();
     },
   });
-  const result = await packArchive({ volumes: [{ name: 'data', dir: path.join(dir, 'data') }, { name: 'conf', dir: path.join(dir, 'conf') }], codec: 'gzip', blockSize: 64 * 1024, meta: { backupId } }, sink);
+  const result = await packArchive(
+    {
+      volumes: [
+        { name: 'data', dir: path.join(dir, 'data') },
+        { name: 'conf', dir: path.join(dir, 'conf') },
+      ],
+      codec: 'gzip',
+      blockSize: 64 * 1024,
+      meta: { backupId },
+    },
+    sink,
+  );
   archiveBytes = Buffer.concat(chunks);
   await gw.store.put(backup.storageKey, archiveBytes, { contentType: 'application/gzip' });
   await gw.store.put(backup.indexKey, encodeIndex(result.index));
-  await gw.prisma.backup.update({ where: { id: backupId }, data: { status: 'completed', completedAt: new Date(), sizeBytes: BigInt(archiveBytes.length), sha256: result.sha256, fileCount: result.fileCount } });
+  await gw.prisma.backup.update({
+    where: { id: backupId },
+    data: { status: 'completed', completedAt: new Date(), sizeBytes: BigInt(archiveBytes.length), sha256: result.sha256, fileCount: result.fileCount },
+  });
   await gw.prisma.job.update({ where: { id: job.id }, data: { status: 'succeeded', finishedAt: new Date() } });
 });
 

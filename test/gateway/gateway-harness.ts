@@ -25,7 +25,11 @@ export interface TestGateway {
   store: ObjectStore;
   /** A name unique to this gateway within the test run (tenants, nodes, instances). */
   tag: string;
-  api<T = any>(method: string, route: string, options?: { token?: string | null; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<ApiResponse<T>>;
+  api<T = any>(
+    method: string,
+    route: string,
+    options?: { token?: string | null; body?: unknown; headers?: Record<string, string>; raw?: string },
+  ): Promise<ApiResponse<T>>;
   /** Creates a token through the API (as admin) and returns its secret and id. */
   token(role: 'admin' | 'member', tenant?: string): Promise<{ id: string; token: string }>;
   /** Inserts a Node row as a worker's self-registration would. */
@@ -92,7 +96,13 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       const lastHeartbeatAt = heartbeatAgoMs === null ? null : new Date(Date.now() - heartbeatAgoMs);
       await prisma.node.upsert({
         where: { id },
-        create: { id, volumeRoots, version: 'test', lastHeartbeatAt, capacity: { roots: Object.fromEntries(volumeRoots.map((r) => [r, { freeBytes: 1e9, totalBytes: 2e9 }])), concurrency: 2 } },
+        create: {
+          id,
+          volumeRoots,
+          version: 'test',
+          lastHeartbeatAt,
+          capacity: { roots: Object.fromEntries(volumeRoots.map((r) => [r, { freeBytes: 1e9, totalBytes: 2e9 }])), concurrency: 2 },
+        },
         update: { volumeRoots, lastHeartbeatAt },
       });
     },

@@ -117,7 +117,8 @@ describe('OpenAPI', () => {
 describe('metrics', () => {
   it('exposes job counts by type and status, queue depth, node heartbeat age and request durations', async () => {
     const member = (await gw.token('member', `http-${gw.tag}`)).token;
-    const inst = (await gw.api('POST', '/v1/instances', { token: member, body: { name: 'm', nodeId, volumes: [{ name: 'd', hostPath: '/srv/http/m' }] } })).body;
+    const inst = (await gw.api('POST', '/v1/instances', { token: member, body: { name: 'm', nodeId, volumes: [{ name: 'd', hostPath: '/srv/http/m' }] } }))
+      .body;
     expect((await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).status).toBe(202);
     const res = await fetch(`${gw.url}/metrics`);
     expect(res.status).toBe(200);
@@ -150,7 +151,11 @@ describe('health', () => {
       expect(ready.body.checks.postgres.ok).toBe(true);
 
       await broken.node(`http-broken-${broken.tag}`, ['/srv/broken']);
-      const inst = (await broken.api('POST', '/v1/instances', { body: { name: 'b', nodeId: `http-broken-${broken.tag}`, tenant: `broken-${broken.tag}`, volumes: [{ name: 'd', hostPath: '/srv/broken/d' }] } })).body;
+      const inst = (
+        await broken.api('POST', '/v1/instances', {
+          body: { name: 'b', nodeId: `http-broken-${broken.tag}`, tenant: `broken-${broken.tag}`, volumes: [{ name: 'd', hostPath: '/srv/broken/d' }] },
+        })
+      ).body;
       const started = Date.now();
       const res = await broken.api('POST', `/v1/instances/${inst.id}/backups`);
       expect(res.status).toBe(503);
@@ -195,11 +200,20 @@ describe('health', () => {
     url.port = '1';
     const config = loadConfig({ ...process.env, DATABASE_URL: url.toString(), PORT: '0', LOG_LEVEL: 'silent' });
     const prisma = createPrisma(config.DATABASE_URL);
-    const { app } = createGateway({ config, logger: createLogger({ level: 'silent' }), prisma, queues: failingQueues(), store: createObjectStore(config), readinessChecks: {} });
+    const { app } = createGateway({
+      config,
+      logger: createLogger({ level: 'silent' }),
+      prisma,
+      queues: failingQueues(),
+      store: createObjectStore(config),
+      readinessChecks: {},
+    });
     const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
-      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/instances`, { headers: { authorization: 'Bearer cairn_whatever' } });
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/instances`, {
+        headers: { authorization: 'Bearer cairn_whatever' },
+      });
       expect(res.status).toBe(503);
       expect(await res.json()).toEqual({ error: { code: 'unavailable', message: 'database unavailable' } });
     } finally {
@@ -237,16 +251,28 @@ function failingQueues(): QueuePort {
 describe('enqueue failures', () => {
   it('marks the backup and job failed and answers 503 when the enqueue fails', async () => {
     const config = loadConfig({ ...process.env, PORT: '0', LOG_LEVEL: 'silent' });
-    const { app } = createGateway({ config, logger: createLogger({ level: 'silent' }), prisma: gw.prisma, queues: failingQueues(), store: gw.store, readinessChecks: {} });
+    const { app } = createGateway({
+      config,
+      logger: createLogger({ level: 'silent' }),
+      prisma: gw.prisma,
+      queues: failingQueues(),
+      store: gw.store,
+      readinessChecks: {},
+    });
     const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     try {
       const secret = `cairn_enqueue_${newId()}`;
       await gw.prisma.apiToken.create({ data: { id: newId(), role: 'admin', name: 'enqueue-test', tokenHash: hashToken(secret) } });
-      const created = await gw.api('POST', '/v1/instances', { body: { name: 'eq', nodeId, tenant: `eq-${gw.tag}`, volumes: [{ name: 'd', hostPath: '/srv/http/eq' }] } });
+      const created = await gw.api('POST', '/v1/instances', {
+        body: { name: 'eq', nodeId, tenant: `eq-${gw.tag}`, volumes: [{ name: 'd', hostPath: '/srv/http/eq' }] },
+      });
       expect(created.status, created.text).toBe(201);
       const inst = created.body;
-      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/instances/${inst.id}/backups`, { method: 'POST', headers: { authorization: `Bearer ${secret}` } });
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/instances/${inst.id}/backups`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${secret}` },
+      });
       const body = (await res.json()) as { error: { code: string; details: { backupId: string; jobId: string } } };
       expect(res.status, JSON.stringify(body)).toBe(503);
       expect(body.error.code).toBe('unavailable');
@@ -275,12 +301,17 @@ describe('enqueue failures', () => {
     try {
       const secret = `cairn_cleanup_${newId()}`;
       await gw.prisma.apiToken.create({ data: { id: newId(), role: 'admin', name: 'cleanup-test', tokenHash: hashToken(secret) } });
-      const inst = (await gw.api('POST', '/v1/instances', { body: { name: 'cl', nodeId, tenant: `cl-${gw.tag}`, volumes: [{ name: 'd', hostPath: '/srv/http/cl' }] } })).body;
+      const inst = (
+        await gw.api('POST', '/v1/instances', { body: { name: 'cl', nodeId, tenant: `cl-${gw.tag}`, volumes: [{ name: 'd', hostPath: '/srv/http/cl' }] } })
+      ).body;
       const { backup, job } = (await gw.api('POST', `/v1/instances/${inst.id}/backups`)).body;
       await gw.prisma.backup.update({ where: { id: backup.id }, data: { status: 'completed', completedAt: new Date() } });
       await gw.prisma.job.update({ where: { id: job.id }, data: { status: 'succeeded' } });
       const del = (server: http.Server) =>
-        fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/backups/${backup.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${secret}` } });
+        fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/backups/${backup.id}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${secret}` },
+        });
 
       const refused = await del(notReady);
       expect(refused.status).toBe(503);
@@ -291,9 +322,17 @@ describe('enqueue failures', () => {
       const res = await del(lost);
       const body = (await res.json()) as { error: { code: string; message: string; details: { backupId: string; jobId: string } } };
       expect(res.status, JSON.stringify(body)).toBe(503);
-      expect(body.error).toMatchObject({ code: 'unavailable', message: expect.stringContaining('could not enqueue the cleanup'), details: { backupId: backup.id } });
+      expect(body.error).toMatchObject({
+        code: 'unavailable',
+        message: expect.stringContaining('could not enqueue the cleanup'),
+        details: { backupId: backup.id },
+      });
       expect((await gw.prisma.backup.findUnique({ where: { id: backup.id } }))!.status).toBe('deleting');
-      expect(await gw.prisma.job.findUnique({ where: { id: body.error.details.jobId } })).toMatchObject({ type: 'cleanup', status: 'failed', errorCode: 'unavailable' });
+      expect(await gw.prisma.job.findUnique({ where: { id: body.error.details.jobId } })).toMatchObject({
+        type: 'cleanup',
+        status: 'failed',
+        errorCode: 'unavailable',
+      });
 
       // The repeat (Redis back) starts a new cleanup job, enqueued.
       const again = await gw.api('DELETE', `/v1/backups/${backup.id}`);

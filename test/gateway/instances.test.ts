@@ -22,7 +22,14 @@ const paths = (res: { body: { error: { details: { path: string }[] } } }) => res
 
 describe('instance registration', () => {
   it('registers an instance with its volumes', async () => {
-    const res = await register({ name: 'web', nodeId, volumes: [{ name: 'data', hostPath: `${root}/web/data`, excludes: ['*.tmp'] }, { name: 'logs', hostPath: '/data/second/web' }] });
+    const res = await register({
+      name: 'web',
+      nodeId,
+      volumes: [
+        { name: 'data', hostPath: `${root}/web/data`, excludes: ['*.tmp'] },
+        { name: 'logs', hostPath: '/data/second/web' },
+      ],
+    });
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({
       name: 'web',
@@ -75,11 +82,25 @@ describe('instance registration', () => {
   });
 
   it('refuses duplicate volume names (400), overlapping volumes (400) and a duplicate instance name (409)', async () => {
-    const dupVol = await register({ name: 'dv', nodeId, volumes: [{ name: 'data', hostPath: `${root}/dv1` }, { name: 'data', hostPath: `${root}/dv2` }] });
+    const dupVol = await register({
+      name: 'dv',
+      nodeId,
+      volumes: [
+        { name: 'data', hostPath: `${root}/dv1` },
+        { name: 'data', hostPath: `${root}/dv2` },
+      ],
+    });
     expect(dupVol.status).toBe(400);
     expect(paths(dupVol)).toEqual(['volumes.1.name']);
 
-    const nested = await register({ name: 'nv', nodeId, volumes: [{ name: 'a', hostPath: `${root}/nv` }, { name: 'b', hostPath: `${root}/nv/inner` }] });
+    const nested = await register({
+      name: 'nv',
+      nodeId,
+      volumes: [
+        { name: 'a', hostPath: `${root}/nv` },
+        { name: 'b', hostPath: `${root}/nv/inner` },
+      ],
+    });
     expect(nested.status).toBe(400);
     expect(paths(nested)).toEqual(['volumes.1.hostPath']);
 
@@ -93,12 +114,14 @@ describe('instance registration', () => {
     expect((await register({ name: 'twice', nodeId, volumes: [{ name: 'data', hostPath: `${root}/t3` }] }, other)).status).toBe(201);
   });
 
-  it('refuses volumes that share or nest inside another instance\'s volumes on the node (409), without naming other tenants\' instances', async () => {
+  it("refuses volumes that share or nest inside another instance's volumes on the node (409), without naming other tenants' instances", async () => {
     const first = await register({ name: 'owner', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared/data` }] });
     expect(first.status).toBe(201);
     const nested = await register({ name: 'nested', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared/data/inner` }] });
     expect(nested.status).toBe(409);
-    expect(nested.body.error.details).toEqual([{ path: 'volumes.0.hostPath', message: `${root}/shared/data/inner overlaps volume data of instance owner (${root}/shared/data)` }]);
+    expect(nested.body.error.details).toEqual([
+      { path: 'volumes.0.hostPath', message: `${root}/shared/data/inner overlaps volume data of instance owner (${root}/shared/data)` },
+    ]);
     const other = (await gw.token('member', `other-${gw.tag}`)).token;
     const outer = await register({ name: 'outer', nodeId, volumes: [{ name: 'data', hostPath: `${root}/shared` }] }, other);
     expect(outer.status).toBe(409);
@@ -123,7 +146,8 @@ describe('instance listing, changes and removal', () => {
   it('paginates newest first with a cursor', async () => {
     const token = (await gw.token('member', `page-${gw.tag}`)).token;
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await register({ name: `p${i}`, nodeId, volumes: [{ name: 'data', hostPath: `${root}/page/${i}` }] }, token)).body.id);
+    for (let i = 0; i < 5; i++)
+      ids.push((await register({ name: `p${i}`, nodeId, volumes: [{ name: 'data', hostPath: `${root}/page/${i}` }] }, token)).body.id);
     const first = await gw.api('GET', '/v1/instances?limit=2', { token });
     expect(first.body.items.map((i: { id: string }) => i.id)).toEqual([ids[4], ids[3]]);
     const second = await gw.api('GET', `/v1/instances?limit=2&cursor=${first.body.nextCursor}`, { token });
@@ -138,7 +162,10 @@ describe('instance listing, changes and removal', () => {
 
   it('renames and replaces volumes, re-checking them against the node roots', async () => {
     const inst = (await register({ name: 'patchme', nodeId, volumes: [{ name: 'data', hostPath: `${root}/patch` }] })).body;
-    const ok = await gw.api('PATCH', `/v1/instances/${inst.id}`, { token: member, body: { name: 'patched', volumes: [{ name: 'files', hostPath: `${root}/patch/files` }] } });
+    const ok = await gw.api('PATCH', `/v1/instances/${inst.id}`, {
+      token: member,
+      body: { name: 'patched', volumes: [{ name: 'files', hostPath: `${root}/patch/files` }] },
+    });
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ name: 'patched', volumes: [{ name: 'files', hostPath: `${root}/patch/files`, excludes: [] }] });
     const outside = await gw.api('PATCH', `/v1/instances/${inst.id}`, { token: member, body: { volumes: [{ name: 'files', hostPath: '/elsewhere' }] } });
@@ -151,7 +178,16 @@ describe('instance listing, changes and removal', () => {
   it('reports coverage: volumes outside the roots are skipped with a reason; an offline node is a warning', async () => {
     const offline = `inst-off-${gw.tag}`;
     await gw.node(offline, [root], 10 * 60_000);
-    const inst = (await register({ name: 'cov', nodeId: offline, volumes: [{ name: 'a', hostPath: `${root}/cov/a` }, { name: 'b', hostPath: `${root}/cov/b` }] })).body;
+    const inst = (
+      await register({
+        name: 'cov',
+        nodeId: offline,
+        volumes: [
+          { name: 'a', hostPath: `${root}/cov/a` },
+          { name: 'b', hostPath: `${root}/cov/b` },
+        ],
+      })
+    ).body;
     // The node's roots change after registration: volume b is no longer inside them.
     await gw.prisma.node.update({ where: { id: offline }, data: { volumeRoots: [`${root}/cov/a`] } });
     const res = await gw.api('GET', `/v1/instances/${inst.id}/coverage`, { token: member });

@@ -26,13 +26,19 @@ afterAll(async () => {
 
 async function instance(volumes = ['data', 'logs']): Promise<{ id: string; name: string }> {
   const name = `s${++n}`;
-  const res = await gw.api('POST', '/v1/instances', { token: member.token, body: { name, nodeId, volumes: volumes.map((v) => ({ name: v, hostPath: `${root}/${name}/${v}` })) } });
+  const res = await gw.api('POST', '/v1/instances', {
+    token: member.token,
+    body: { name, nodeId, volumes: volumes.map((v) => ({ name: v, hostPath: `${root}/${name}/${v}` })) },
+  });
   expect(res.status, res.text).toBe(201);
   return res.body;
 }
 
 async function schedule(instanceId: string, body: Record<string, unknown> = {}) {
-  const res = await gw.api('POST', `/v1/instances/${instanceId}/schedules`, { token: member.token, body: { cron: '0 3 * * *', timezone: 'UTC', retention: { keepLast: 3 }, ...body } });
+  const res = await gw.api('POST', `/v1/instances/${instanceId}/schedules`, {
+    token: member.token,
+    body: { cron: '0 3 * * *', timezone: 'UTC', retention: { keepLast: 3 }, ...body },
+  });
   expect(res.status, res.text).toBe(201);
   return res.body as { id: string; nextRunAt: string | null };
 }
@@ -43,7 +49,19 @@ const scheduler = (scheduleId: string) => gw.jobQueues.queue(CONTROL_QUEUE).getJ
 async function backupRow(instanceId: string, scheduleId: string, status: BackupStatus, createdAt: Date) {
   const id = newId();
   await gw.prisma.backup.create({
-    data: { id, instanceId, scheduleId, status, trigger: 'schedule', volumes: ['data'], storageKey: archiveKey(instanceId, id, 'gzip'), indexKey: indexKey(instanceId, id), compression: 'gzip', requestedBy: 'system', createdAt },
+    data: {
+      id,
+      instanceId,
+      scheduleId,
+      status,
+      trigger: 'schedule',
+      volumes: ['data'],
+      storageKey: archiveKey(instanceId, id, 'gzip'),
+      indexKey: indexKey(instanceId, id),
+      compression: 'gzip',
+      requestedBy: 'system',
+      createdAt,
+    },
   });
   return id;
 }
@@ -91,7 +109,10 @@ describe('creating, showing and listing schedules', () => {
     expect(page1.body.items.map((i: { id: string }) => i.id)).toEqual([a.id]);
     expect(page1.body.nextCursor).toBe(a.id);
     const page2 = await gw.api('GET', `/v1/instances/${inst.id}/schedules?limit=1&cursor=${page1.body.nextCursor}`, { token: member.token });
-    expect(page2.body).toEqual({ items: [expect.objectContaining({ id: b.id, cron: '@hourly', volumes: null, retention: { maxAgeDays: 2 } })], nextCursor: null });
+    expect(page2.body).toEqual({
+      items: [expect.objectContaining({ id: b.id, cron: '@hourly', volumes: null, retention: { maxAgeDays: 2 } })],
+      nextCursor: null,
+    });
     const all = await gw.api('GET', `/v1/instances/${inst.id}/schedules`, { token: member.token });
     expect(all.body.items).toHaveLength(2);
     expect((await gw.api('GET', `/v1/instances/${inst.id}/schedules?limit=0`, { token: member.token })).status).toBe(400);
@@ -153,12 +174,24 @@ describe('changing and deleting schedules', () => {
   it('PATCH moves the scheduler to the new cron and time zone; disabling removes it, enabling restores it', async () => {
     const inst = await instance();
     const s = await schedule(inst.id, { volumes: ['data'] });
-    const changed = await gw.api('PATCH', `/v1/schedules/${s.id}`, { token: member.token, body: { cron: '15 4 1 * *', timezone: 'America/New_York', volumes: null, retention: { keepMonthly: 12 } } });
+    const changed = await gw.api('PATCH', `/v1/schedules/${s.id}`, {
+      token: member.token,
+      body: { cron: '15 4 1 * *', timezone: 'America/New_York', volumes: null, retention: { keepMonthly: 12 } },
+    });
     expect(changed.status, changed.text).toBe(200);
-    expect(changed.body).toMatchObject({ id: s.id, cron: '15 4 1 * *', timezone: 'America/New_York', volumes: null, retention: { keepMonthly: 12 }, enabled: true });
+    expect(changed.body).toMatchObject({
+      id: s.id,
+      cron: '15 4 1 * *',
+      timezone: 'America/New_York',
+      volumes: null,
+      retention: { keepMonthly: 12 },
+      enabled: true,
+    });
     expect(await scheduler(s.id)).toMatchObject({ pattern: '15 4 1 * *', tz: 'America/New_York' });
     // The new policy is applied at once by a retention job (deduplicated per schedule).
-    const retention = (await gw.jobQueues.queue(CONTROL_QUEUE).getJobs(['waiting', 'prioritized', 'delayed'])).filter((j) => j.name === 'retention' && j.data.scheduleId === s.id);
+    const retention = (await gw.jobQueues.queue(CONTROL_QUEUE).getJobs(['waiting', 'prioritized', 'delayed'])).filter(
+      (j) => j.name === 'retention' && j.data.scheduleId === s.id,
+    );
     expect(retention).toHaveLength(1);
     expect(retention[0]!.deduplicationId).toBe(`retention-${s.id}`);
 
@@ -187,7 +220,10 @@ describe('changing and deleting schedules', () => {
     const s = await schedule(inst.id);
     const run = await gw.api('POST', `/v1/schedules/${s.id}/run`, { token: member.token });
     expect(run.status).toBe(202);
-    await gw.prisma.backup.update({ where: { id: run.body.backup.id }, data: { status: 'completed', completedAt: new Date(), expiresAt: new Date(Date.now() + 86_400_000) } });
+    await gw.prisma.backup.update({
+      where: { id: run.body.backup.id },
+      data: { status: 'completed', completedAt: new Date(), expiresAt: new Date(Date.now() + 86_400_000) },
+    });
     await gw.prisma.job.update({ where: { id: run.body.job.id }, data: { status: 'succeeded' } });
     expect(await scheduler(s.id)).toBeTruthy();
 
@@ -213,7 +249,15 @@ describe('running a schedule now', () => {
     expect(res.status, res.text).toBe(202);
     const { backup, job } = res.body;
     expect(backup).toMatchObject({ instanceId: inst.id, status: 'pending', trigger: 'schedule', volumes: ['logs'] });
-    expect(job).toMatchObject({ type: 'backup', status: 'queued', instanceId: inst.id, backupId: backup.id, nodeId, queue: `node.${nodeId}`, requestedBy: member.id });
+    expect(job).toMatchObject({
+      type: 'backup',
+      status: 'queued',
+      instanceId: inst.id,
+      backupId: backup.id,
+      nodeId,
+      queue: `node.${nodeId}`,
+      requestedBy: member.id,
+    });
     const row = await gw.prisma.backup.findUnique({ where: { id: backup.id } });
     expect(row).toMatchObject({ scheduleId: s.id, requestedBy: member.id });
     const queued = await gw.jobQueues.nodeQueue(nodeId).getJob(job.id);
@@ -280,7 +324,15 @@ describe('retention preview', () => {
       timezone: 'UTC',
       at: expect.any(String),
       keep: [
-        { backupId: newest, createdAt: at(1, 12).toISOString(), expiresAt: null, reasons: [{ rule: 'last', bucket: '#1' }, { rule: 'daily', bucket: dayOf(at(1, 12)) }] },
+        {
+          backupId: newest,
+          createdAt: at(1, 12).toISOString(),
+          expiresAt: null,
+          reasons: [
+            { rule: 'last', bucket: '#1' },
+            { rule: 'daily', bucket: dayOf(at(1, 12)) },
+          ],
+        },
         { backupId: older, createdAt: at(2, 12).toISOString(), expiresAt: null, reasons: [{ rule: 'daily', bucket: dayOf(at(2, 12)) }] },
       ],
       drop: [
@@ -290,11 +342,16 @@ describe('retention preview', () => {
       untouched: 1,
     });
 
-    const override = await gw.api('POST', `/v1/schedules/${s.id}/retention/preview`, { token: member.token, body: { retention: { keepLast: 3, maxAgeDays: 3 } } });
+    const override = await gw.api('POST', `/v1/schedules/${s.id}/retention/preview`, {
+      token: member.token,
+      body: { retention: { keepLast: 3, maxAgeDays: 3 } },
+    });
     expect(override.status).toBe(200);
     expect(override.body.keep.map((k: { backupId: string }) => k.backupId)).toEqual([newest, sameDay, older]);
     expect(override.body.keep[0].expiresAt).toBe(new Date(at(1, 12).getTime() + 3 * day).toISOString());
-    expect(override.body.drop).toEqual([{ backupId: oldest, createdAt: at(5, 12).toISOString(), reason: expect.stringContaining('older than maxAgeDays (3 days') }]);
+    expect(override.body.drop).toEqual([
+      { backupId: oldest, createdAt: at(5, 12).toISOString(), reason: expect.stringContaining('older than maxAgeDays (3 days') },
+    ]);
 
     const invalid = await gw.api('POST', `/v1/schedules/${s.id}/retention/preview`, { token: member.token, body: { retention: {} } });
     expect(invalid.status).toBe(400);
@@ -354,17 +411,27 @@ describe('OpenAPI', () => {
       expect(doc.paths[p][method].tags).toEqual(['schedules']);
     }
     const create = doc.paths['/v1/instances/{id}/schedules'].post;
-    expect(create.requestBody).toMatchObject({ required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateScheduleRequest' } } } });
+    expect(create.requestBody).toMatchObject({
+      required: true,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/CreateScheduleRequest' } } },
+    });
     expect(create.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Schedule' });
     expect(create.responses['400'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Error' });
     expect(doc.paths['/v1/instances/{id}/schedules'].get.parameters.map((p: { name: string }) => p.name)).toEqual(['id', 'cursor', 'limit']);
-    expect(doc.paths['/v1/schedules/{id}'].patch.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/UpdateScheduleRequest' });
-    expect(doc.paths['/v1/schedules/{id}'].delete.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/DeletedSchedule' });
+    expect(doc.paths['/v1/schedules/{id}'].patch.requestBody.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/UpdateScheduleRequest',
+    });
+    expect(doc.paths['/v1/schedules/{id}'].delete.responses['200'].content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/DeletedSchedule',
+    });
     const run = doc.paths['/v1/schedules/{id}/run'].post;
     expect(run.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/BackupStarted' });
     expect(run.responses['409']).toBeDefined();
     const preview = doc.paths['/v1/schedules/{id}/retention/preview'].post;
-    expect(preview.requestBody).toMatchObject({ required: false, content: { 'application/json': { schema: { $ref: '#/components/schemas/RetentionPreviewRequest' } } } });
+    expect(preview.requestBody).toMatchObject({
+      required: false,
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/RetentionPreviewRequest' } } },
+    });
     expect(preview.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/RetentionPreview' });
 
     const schemas = doc.components.schemas;
@@ -384,13 +451,17 @@ describe('gateway start', () => {
     const paused = await schedule(inst.id, { enabled: false });
     // A lost scheduler (flushed Redis) and a stray one (its schedule paused meanwhile).
     await gw.jobQueues.queue(CONTROL_QUEUE).removeJobScheduler(schedulerIdOf(s.id));
-    await gw.jobQueues.queue(CONTROL_QUEUE).upsertJobScheduler(schedulerIdOf(paused.id), { pattern: '0 3 * * *', tz: 'UTC' }, { name: 'schedule-fire', data: { scheduleId: paused.id } });
+    await gw.jobQueues
+      .queue(CONTROL_QUEUE)
+      .upsertJobScheduler(schedulerIdOf(paused.id), { pattern: '0 3 * * *', tz: 'UTC' }, { name: 'schedule-fire', data: { scheduleId: paused.id } });
     expect(await scheduler(s.id)).toBeFalsy();
 
     // A second gateway on the same Redis prefix (not the harness: closing that would wipe the prefix).
     const second = await startGateway({ config: gw.config });
     try {
-      await expect.poll(() => scheduler(s.id), { timeout: 15_000 }).toMatchObject({ pattern: '45 1 * * *', tz: 'UTC', template: { data: { scheduleId: s.id } } });
+      await expect
+        .poll(() => scheduler(s.id), { timeout: 15_000 })
+        .toMatchObject({ pattern: '45 1 * * *', tz: 'UTC', template: { data: { scheduleId: s.id } } });
       await expect.poll(() => scheduler(paused.id), { timeout: 15_000 }).toBeFalsy();
     } finally {
       await second.close();

@@ -48,12 +48,16 @@ function rawRequest(
   body?: Buffer,
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(urlPath, endpoint), { method, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      new URL(urlPath, endpoint),
+      { method, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -76,7 +80,12 @@ describe('fixed s3rver: aws-chunked request bodies', () => {
   it('stores a streamed PutObject (SDK default flexible checksums) byte for byte', async () => {
     const data = pattern(300_000, 7);
     const put = await fx.client.send(
-      new PutObjectCommand({ Bucket: fx.bucket, Key: 'sdk/put.bin', Body: Readable.from([data.subarray(0, 123_456), data.subarray(123_456)]), ContentLength: data.length }),
+      new PutObjectCommand({
+        Bucket: fx.bucket,
+        Key: 'sdk/put.bin',
+        Body: Readable.from([data.subarray(0, 123_456), data.subarray(123_456)]),
+        ContentLength: data.length,
+      }),
     );
     // The server echoes the checksum it verified, as S3 does.
     expect(put.ChecksumCRC32).toBe(checksumOf('crc32', data));

@@ -91,7 +91,9 @@ describe('fixed s3rver: multipart upload listing and abort', () => {
     ).rejects.toMatchObject(noSuchUpload);
     await expect(fx.client.send(new AbortMultipartUploadCommand({ Bucket: fx.bucket, Key: 'u/b', UploadId: ids['b'] }))).rejects.toMatchObject(noSuchUpload);
     // The upload must be addressed by its own key.
-    await expect(fx.client.send(new AbortMultipartUploadCommand({ Bucket: fx.bucket, Key: 'u/wrong', UploadId: ids['a1'] }))).rejects.toMatchObject(noSuchUpload);
+    await expect(fx.client.send(new AbortMultipartUploadCommand({ Bucket: fx.bucket, Key: 'u/wrong', UploadId: ids['a1'] }))).rejects.toMatchObject(
+      noSuchUpload,
+    );
     expect(fs.existsSync(uploadDir(fx, ids['b']!))).toBe(false);
   });
 
@@ -100,7 +102,9 @@ describe('fixed s3rver: multipart upload listing and abort', () => {
     const id = await create(fx, key);
     await uploadPart(fx, key, id, 1, pattern(100, 3));
     await expect(
-      fx.client.send(new CompleteMultipartUploadCommand({ Bucket: fx.bucket, Key: key, UploadId: id, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"0000"' }] } })),
+      fx.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: fx.bucket, Key: key, UploadId: id, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: '"0000"' }] } }),
+      ),
     ).rejects.toMatchObject({ name: 'InvalidPart' });
     await fx.client.send(new AbortMultipartUploadCommand({ Bucket: fx.bucket, Key: key, UploadId: id }));
   });

@@ -127,7 +127,13 @@ describe('request schemas', () => {
   });
 
   it('name every bad field, with the cron field in the message', () => {
-    const r = CreateScheduleBody.safeParse({ cron: '0 2 * * 9', timezone: 'Nowhere/City', retention: { keepDaily: -1, maxAgeDays: 0 }, volumes: ['a', 'a'], extra: 1 });
+    const r = CreateScheduleBody.safeParse({
+      cron: '0 2 * * 9',
+      timezone: 'Nowhere/City',
+      retention: { keepDaily: -1, maxAgeDays: 0 },
+      volumes: ['a', 'a'],
+      extra: 1,
+    });
     expect(r.success).toBe(false);
     const issues = r.error!.issues.map((i) => ({ path: i.path.join('.'), message: i.message, code: i.code }));
     expect(issues).toEqual(

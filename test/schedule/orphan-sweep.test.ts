@@ -96,7 +96,9 @@ describe('orphan sweep', () => {
       await stack.queues.enqueueControl('sweep', {}, `sweep-test-${newId()}`);
       const record = await waitFor(
         'the sweep record',
-        async () => (await stack.prisma.job.count({ where: { type: 'sweep', status: { in: ['succeeded', 'failed'] } } })) > before && stack.prisma.job.findFirst({ where: { type: 'sweep' }, orderBy: { id: 'desc' } }),
+        async () =>
+          (await stack.prisma.job.count({ where: { type: 'sweep', status: { in: ['succeeded', 'failed'] } } })) > before &&
+          stack.prisma.job.findFirst({ where: { type: 'sweep' }, orderBy: { id: 'desc' } }),
         30_000,
       );
       return { record, control };
@@ -114,7 +116,9 @@ describe('orphan sweep', () => {
     const runningUpload = await startUpload(running.storageKey);
     // A backup being deleted right now, its cleanup job just created: the cleanup's business, not the sweep's.
     const deleting = await backup('deleting');
-    await stack.prisma.job.create({ data: { id: newId(), type: 'cleanup', status: 'queued', instanceId, backupId: deleting.id, queue: 'control', requestedBy: 'test' } });
+    await stack.prisma.job.create({
+      data: { id: newId(), type: 'cleanup', status: 'queued', instanceId, backupId: deleting.id, queue: 'control', requestedBy: 'test' },
+    });
     // A job created moments ago whose enqueue may still be under way.
     const youngJob = await job('queued', { nodeId: onlineNode, createdAgoMs: 1000 });
     const foreign = 'notes/readme.txt';
@@ -141,7 +145,15 @@ describe('orphan sweep', () => {
       expect(first.record.status).toBe('succeeded');
       expect(first.record).toMatchObject({ requestedBy: 'system', params: { kind: 'orphans' } });
       const summary = (first.record.result as { summary: Record<string, number> }).summary;
-      expect(summary).toMatchObject({ interruptedJobs: 2, failedBackups: 2, cleanupsRestarted: 1, archiveMissing: 2, abortedUploads: 0, deletedObjects: 0, foreignKeys: 1 });
+      expect(summary).toMatchObject({
+        interruptedJobs: 2,
+        failedBackups: 2,
+        cleanupsRestarted: 1,
+        archiveMissing: 2,
+        abortedUploads: 0,
+        deletedObjects: 0,
+        foreignKeys: 1,
+      });
       // Young orphans: the no-row objects, the dead rows' objects, the leftovers of the two backups just
       // marked failed, and (when the restarted cleanup marked it deleted before the sweep read the
       // statuses) the stuck backup's two objects.
@@ -149,7 +161,10 @@ describe('orphan sweep', () => {
       expect([young, young + 2]).toContain(summary.youngOrphans);
 
       expect(await jobOf(lostJob)).toMatchObject({ status: 'interrupted', error: expect.stringMatching(/lost from the queue/) });
-      expect(await stack.prisma.backup.findUnique({ where: { id: lost.id } })).toMatchObject({ status: 'failed', error: expect.stringMatching(/^interrupted: /) });
+      expect(await stack.prisma.backup.findUnique({ where: { id: lost.id } })).toMatchObject({
+        status: 'failed',
+        error: expect.stringMatching(/^interrupted: /),
+      });
       expect(await jobOf(strandedJob)).toMatchObject({ status: 'interrupted', error: expect.stringMatching(new RegExp(`node ${offlineNode} is offline`)) });
       expect(await statusOf(stranded.id)).toBe('failed');
       expect(await stack.queues.nodeQueue(offlineNode).getJob(strandedJob)).toBeUndefined(); // no longer waiting for the dead node
@@ -170,7 +185,10 @@ describe('orphan sweep', () => {
 
     // Second sweep a day later (injected clock): the orphans' grace periods are over.
     const dayLater = () => new Date(Date.now() + 25 * HOUR);
-    const second = await sweepWith({ clock: dayLater, sweep: { nodeOfflineMs: 48 * HOUR, lostJobGraceMs: 48 * HOUR, deletingGraceMs: 48 * HOUR, missingGraceMs: 48 * HOUR } });
+    const second = await sweepWith({
+      clock: dayLater,
+      sweep: { nodeOfflineMs: 48 * HOUR, lostJobGraceMs: 48 * HOUR, deletingGraceMs: 48 * HOUR, missingGraceMs: 48 * HOUR },
+    });
     try {
       const result = second.record.result as { summary: Record<string, number>; abortedUploads: { uploadId: string }[]; deletedObjects: { keys: string[] } };
       expect(second.record.status).toBe('succeeded');
@@ -194,7 +212,9 @@ describe('orphan sweep', () => {
       expect(await statusOf(justCompleted.id)).toBe('completed');
     } finally {
       await second.control.close();
-      await s3.send(new AbortMultipartUploadCommand({ Bucket: stack.config.S3_BUCKET, Key: fullKey(running.storageKey), UploadId: runningUpload })).catch(() => {});
+      await s3
+        .send(new AbortMultipartUploadCommand({ Bucket: stack.config.S3_BUCKET, Key: fullKey(running.storageKey), UploadId: runningUpload }))
+        .catch(() => {});
     }
   });
 });

@@ -32,7 +32,11 @@ describe('applying retention', () => {
     return id;
   }
 
-  async function insertBackup(instanceId: string, createdAt: Date, options: { scheduleId?: string | null; status?: BackupStatus; trigger?: BackupTrigger } = {}) {
+  async function insertBackup(
+    instanceId: string,
+    createdAt: Date,
+    options: { scheduleId?: string | null; status?: BackupStatus; trigger?: BackupTrigger } = {},
+  ) {
     const id = newId();
     await stack.prisma.backup.create({
       data: {
@@ -70,7 +74,10 @@ describe('applying retention', () => {
     const running = await insertBackup(instanceId, new Date('2024-08-01T00:00:00Z'), { scheduleId, status: 'running' });
     const failed = await insertBackup(instanceId, new Date('2024-08-02T00:00:00Z'), { scheduleId, status: 'failed' });
     const manual = await insertBackup(instanceId, new Date('2024-08-03T00:00:00Z'), { trigger: 'manual' });
-    const others = [await insertBackup(instanceId, new Date('2024-08-04T00:00:00Z'), { scheduleId: otherSchedule }), await insertBackup(instanceId, new Date('2024-08-05T00:00:00Z'), { scheduleId: otherSchedule })];
+    const others = [
+      await insertBackup(instanceId, new Date('2024-08-04T00:00:00Z'), { scheduleId: otherSchedule }),
+      await insertBackup(instanceId, new Date('2024-08-05T00:00:00Z'), { scheduleId: otherSchedule }),
+    ];
 
     const clock = () => new Date('2024-10-27T06:00:00Z');
     const report = await applyRetention({ prisma: stack.prisma, queues: stack.queues, clock }, scheduleId);
@@ -140,7 +147,9 @@ describe('applying retention', () => {
     const scheduleId = await scheduleWith(instanceId, { keepLast: 1 });
     const older = await insertBackup(instanceId, new Date(Date.now() - 2 * HOUR), { scheduleId });
     await insertBackup(instanceId, new Date(Date.now() - HOUR), { scheduleId });
-    await stack.prisma.job.create({ data: { id: newId(), type: 'restore', status: 'running', instanceId, backupId: older, targetInstanceId: instanceId, requestedBy: 'test' } });
+    await stack.prisma.job.create({
+      data: { id: newId(), type: 'restore', status: 'running', instanceId, backupId: older, targetInstanceId: instanceId, requestedBy: 'test' },
+    });
     const report = await applyRetention({ prisma: stack.prisma, queues: stack.queues }, scheduleId);
     expect(report.deleted).toEqual([]);
     expect(report.failed).toEqual([{ backupId: older, error: expect.stringMatching(/being read by restore job/) }]);

@@ -108,7 +108,9 @@ const cases: Case[] = [
   },
   {
     name: 'keepMonthly and keepYearly together',
-    backups: Array.from({ length: 18 }, (_, m) => [1, 15].map((d) => new Date(Date.UTC(2023, m, d, 12)))).flat().map((d) => ({ id: d.toISOString(), createdAt: d })),
+    backups: Array.from({ length: 18 }, (_, m) => [1, 15].map((d) => new Date(Date.UTC(2023, m, d, 12))))
+      .flat()
+      .map((d) => ({ id: d.toISOString(), createdAt: d })),
     policy: { keepMonthly: 2, keepYearly: 2 },
     timezone: 'UTC',
     now: '2024-06-20T00:00:00Z',
@@ -120,7 +122,15 @@ const cases: Case[] = [
     policy: { maxAgeDays: 7 },
     timezone: 'UTC',
     now: '2024-05-10T00:00:00Z',
-    keep: ['2024-05-10T00:00:00Z', '2024-05-09T00:00:00Z', '2024-05-08T00:00:00Z', '2024-05-07T00:00:00Z', '2024-05-06T00:00:00Z', '2024-05-05T00:00:00Z', '2024-05-04T00:00:00Z'],
+    keep: [
+      '2024-05-10T00:00:00Z',
+      '2024-05-09T00:00:00Z',
+      '2024-05-08T00:00:00Z',
+      '2024-05-07T00:00:00Z',
+      '2024-05-06T00:00:00Z',
+      '2024-05-05T00:00:00Z',
+      '2024-05-04T00:00:00Z',
+    ],
   },
   {
     name: 'maxAgeDays is a hard limit over keep rules',
@@ -151,7 +161,7 @@ const cases: Case[] = [
 describe('planRetention (table)', () => {
   it.each(cases)('$name', ({ backups, policy, timezone, now, keep }) => {
     // Input order must not matter.
-    const shuffled = [...backups].sort((a, b) => (a.id.length * 7 + a.id.charCodeAt(18)) % 5 - (b.id.length * 7 + b.id.charCodeAt(18)) % 5);
+    const shuffled = [...backups].sort((a, b) => ((a.id.length * 7 + a.id.charCodeAt(18)) % 5) - ((b.id.length * 7 + b.id.charCodeAt(18)) % 5));
     const plan = planRetention(shuffled, policy, { timezone, clock: () => new Date(now) });
     expect(plan.keep.map((k) => k.id)).toEqual(keep.map(iso));
     expect(plan.keep.length + plan.drop.length).toBe(backups.length);
@@ -161,7 +171,11 @@ describe('planRetention (table)', () => {
 
 describe('planRetention reasons and expiry', () => {
   it('lists every rule that keeps a backup, with its bucket', () => {
-    const plan = planRetention(series('2024-05-01T00:00:00Z', 72, HOUR), { keepLast: 2, keepDaily: 3, keepWeekly: 1 }, { timezone: 'UTC', clock: () => new Date('2024-05-04T00:00:00Z') });
+    const plan = planRetention(
+      series('2024-05-01T00:00:00Z', 72, HOUR),
+      { keepLast: 2, keepDaily: 3, keepWeekly: 1 },
+      { timezone: 'UTC', clock: () => new Date('2024-05-04T00:00:00Z') },
+    );
     expect(plan.keep[0]).toMatchObject({
       id: iso('2024-05-03T23:00:00Z'),
       reasons: [
@@ -176,9 +190,26 @@ describe('planRetention reasons and expiry', () => {
   });
 
   it('sets expiresAt from maxAgeDays and says why old ones are dropped', () => {
-    const plan = planRetention(at('2024-05-09T00:00:00Z', '2024-05-01T00:00:00Z'), { keepLast: 5, maxAgeDays: 7 }, { timezone: 'UTC', clock: () => new Date('2024-05-10T00:00:00Z') });
-    expect(plan.keep).toEqual([{ id: iso('2024-05-09T00:00:00Z'), createdAt: new Date('2024-05-09T00:00:00Z'), reasons: [{ rule: 'last', bucket: '#1' }], expiresAt: new Date('2024-05-16T00:00:00Z') }]);
-    expect(plan.drop).toEqual([{ id: iso('2024-05-01T00:00:00Z'), createdAt: new Date('2024-05-01T00:00:00Z'), reason: expect.stringMatching(/older than maxAgeDays \(7 days; expired 2024-05-08T00:00:00.000Z\)/) }]);
+    const plan = planRetention(
+      at('2024-05-09T00:00:00Z', '2024-05-01T00:00:00Z'),
+      { keepLast: 5, maxAgeDays: 7 },
+      { timezone: 'UTC', clock: () => new Date('2024-05-10T00:00:00Z') },
+    );
+    expect(plan.keep).toEqual([
+      {
+        id: iso('2024-05-09T00:00:00Z'),
+        createdAt: new Date('2024-05-09T00:00:00Z'),
+        reasons: [{ rule: 'last', bucket: '#1' }],
+        expiresAt: new Date('2024-05-16T00:00:00Z'),
+      },
+    ]);
+    expect(plan.drop).toEqual([
+      {
+        id: iso('2024-05-01T00:00:00Z'),
+        createdAt: new Date('2024-05-01T00:00:00Z'),
+        reason: expect.stringMatching(/older than maxAgeDays \(7 days; expired 2024-05-08T00:00:00.000Z\)/),
+      },
+    ]);
   });
 
   it('names the max-age rule when it is the only one', () => {

@@ -42,7 +42,11 @@ describe('schedule firing with real BullMQ', () => {
       expect(jobs.every((j) => j.requestedBy === 'system' && j.nodeId === nodeId)).toBe(true);
 
       // Retention (keepLast 2) ran after the backups completed: older ones were soft-deleted and cleaned.
-      await waitFor('retention to delete older backups', async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, status: 'deleted' } })) >= 2, 15_000);
+      await waitFor(
+        'retention to delete older backups',
+        async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, status: 'deleted' } })) >= 2,
+        15_000,
+      );
       const cleanups = await stack.prisma.job.findMany({ where: { type: 'cleanup', instanceId } });
       expect(cleanups.length).toBeGreaterThanOrEqual(2);
       expect(cleanups.every((c) => c.requestedBy === 'system' && (c.params as { reason?: string }).reason === 'retention')).toBe(true);
@@ -73,7 +77,11 @@ describe('schedule firing with real BullMQ', () => {
       expect(backups).toHaveLength(1);
       const running = await stack.prisma.job.findFirst({ where: { backupId: backups[0]!.id } });
       expect(skip).toMatchObject({ status: 'succeeded', requestedBy: 'system', instanceId });
-      expect(skip.result).toMatchObject({ reason: expect.stringMatching(new RegExp(`^instance busy: backup job ${running!.id} is (queued|running)$`)), activeJobId: running!.id, scheduleId: schedule.id });
+      expect(skip.result).toMatchObject({
+        reason: expect.stringMatching(new RegExp(`^instance busy: backup job ${running!.id} is (queued|running)$`)),
+        activeJobId: running!.id,
+        scheduleId: schedule.id,
+      });
       expect(skip.id).toBe(firingIds(schedule.id, decodeTime(skip.id)).skipJobId);
       const row = (await stack.prisma.schedule.findUnique({ where: { id: schedule.id } }))!;
       expect(row.lastSkippedAt).not.toBeNull();
@@ -115,7 +123,11 @@ describe('schedule firing with real BullMQ', () => {
     try {
       const schedule = await stack.schedules.create(instanceId, { cron: '* * * * * *', timezone: 'UTC', retention: { keepLast: 50, maxAgeDays: 30 } });
       await waitFor('two backups', async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, status: 'completed' } })) >= 2, 10_000);
-      await waitFor('expiresAt set by retention', async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, expiresAt: { not: null } } })) >= 1, 10_000);
+      await waitFor(
+        'expiresAt set by retention',
+        async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, expiresAt: { not: null } } })) >= 1,
+        10_000,
+      );
       const ids = (await backupsOf(schedule.id)).map((b) => b.id);
       const deleted = await stack.schedules.remove(schedule.id);
       expect(deleted.id).toBe(schedule.id);
@@ -143,7 +155,13 @@ describe('schedule firing with real BullMQ', () => {
       const paused = await stack.schedules.create(instanceId, { cron: '0 3 * * *', timezone: 'Europe/Berlin', retention: { keepDaily: 7 }, enabled: false });
       await waitFor('a first backup', async () => (await backupsOf(live.id)).length >= 1, 10_000);
       // A scheduler whose schedule no longer exists (e.g. Redis restored from an old snapshot).
-      await stack.queues.queue(CONTROL_QUEUE).upsertJobScheduler(schedulerIdOf('01STRAYSCHEDULE00000000000'), { pattern: '0 0 1 1 *' }, { name: 'schedule-fire', data: { scheduleId: '01STRAYSCHEDULE00000000000' } });
+      await stack.queues
+        .queue(CONTROL_QUEUE)
+        .upsertJobScheduler(
+          schedulerIdOf('01STRAYSCHEDULE00000000000'),
+          { pattern: '0 0 1 1 *' },
+          { name: 'schedule-fire', data: { scheduleId: '01STRAYSCHEDULE00000000000' } },
+        );
 
       expect(await stack.flushRedis()).toBeGreaterThan(0);
       expect(await stack.schedules.schedulers.exists(live.id)).toBe(false);
@@ -208,7 +226,11 @@ describe('schedule firing with real BullMQ', () => {
       // Duplicate deliveries of one firing, four at once (replicas racing): one backup.
       // (The row is enabled again behind the scheduler's back: only these hand-made firings happen.)
       await stack.prisma.schedule.update({ where: { id: schedule.id }, data: { enabled: true } });
-      await waitFor('the instance to be idle', async () => (await stack.prisma.job.count({ where: { instanceId, type: 'backup', status: { in: ['queued', 'running'] } } })) === 0, 10_000);
+      await waitFor(
+        'the instance to be idle',
+        async () => (await stack.prisma.job.count({ where: { instanceId, type: 'backup', status: { in: ['queued', 'running'] } } })) === 0,
+        10_000,
+      );
       const fireTime = Date.now() + 3_600_000;
       const deps = { prisma: stack.prisma, queues: stack.queues, compression: 'gzip' as const };
       const outcomes = await Promise.all([1, 2, 3, 4].map(() => fireSchedule(deps, schedule.id, fireTime)));
@@ -217,10 +239,15 @@ describe('schedule firing with real BullMQ', () => {
 
       // The same firing delivered again through the queue (a retry, a late replica): nothing new.
       const count = await stack.prisma.backup.count({ where: { scheduleId: schedule.id } });
-      const again = await stack.queues.queue(CONTROL_QUEUE).add('schedule-fire', { scheduleId: schedule.id, fireTime }, { jobId: firingJobId(schedule.id, fireTime) });
+      const again = await stack.queues
+        .queue(CONTROL_QUEUE)
+        .add('schedule-fire', { scheduleId: schedule.id, fireTime }, { jobId: firingJobId(schedule.id, fireTime) });
       expect(again.id).toBe(`schedule:${schedule.id}:${fireTime}`);
       await waitFor('the duplicate firing to be handled', async () => ((await again.getState()) === 'completed' ? true : null), 10_000);
-      expect((await stack.queues.queue(CONTROL_QUEUE).getJob(again.id!))!.returnvalue).toMatchObject({ status: 'duplicate', backupId: firingIds(schedule.id, fireTime).backupId });
+      expect((await stack.queues.queue(CONTROL_QUEUE).getJob(again.id!))!.returnvalue).toMatchObject({
+        status: 'duplicate',
+        backupId: firingIds(schedule.id, fireTime).backupId,
+      });
       expect(await stack.prisma.backup.count({ where: { scheduleId: schedule.id } })).toBe(count);
       await stack.prisma.schedule.update({ where: { id: schedule.id }, data: { enabled: false } });
     } finally {

@@ -1,5 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CONTROL_QUEUE, CairnError, ScheduleService, archiveKey, indexKey, newId, schedulerIdOf, softDeleteBackup, softDeleteBackups, type BackupStatus, type DeletionQueues } from '@cairn/core';
+import {
+  CONTROL_QUEUE,
+  CairnError,
+  ScheduleService,
+  archiveKey,
+  indexKey,
+  newId,
+  schedulerIdOf,
+  softDeleteBackup,
+  softDeleteBackups,
+  type BackupStatus,
+  type DeletionQueues,
+} from '@cairn/core';
 import { startScheduleStack, type ScheduleStack } from './support/schedule-stack.ts';
 
 /** The service layer the schedule routes call, against real Postgres and BullMQ (no control worker). */
@@ -27,8 +39,21 @@ describe('ScheduleService', () => {
 
   it('creates a schedule with its job scheduler and next run, and shows and lists it', async () => {
     const { instanceId } = await stack.seedInstance({ volumes: ['data', 'db'] });
-    const s = await api.create(instanceId, { cron: '30 2 * * mon-fri', timezone: 'europe/berlin', retention: { keepDaily: 7, keepWeekly: 4 }, volumes: ['db'] });
-    expect(s).toMatchObject({ instanceId, cron: '30 2 * * mon-fri', timezone: 'Europe/Berlin', volumes: ['db'], retention: { keepDaily: 7, keepWeekly: 4 }, enabled: true, lastFiredAt: null });
+    const s = await api.create(instanceId, {
+      cron: '30 2 * * mon-fri',
+      timezone: 'europe/berlin',
+      retention: { keepDaily: 7, keepWeekly: 4 },
+      volumes: ['db'],
+    });
+    expect(s).toMatchObject({
+      instanceId,
+      cron: '30 2 * * mon-fri',
+      timezone: 'Europe/Berlin',
+      volumes: ['db'],
+      retention: { keepDaily: 7, keepWeekly: 4 },
+      enabled: true,
+      lastFiredAt: null,
+    });
     const scheduler = await stack.queues.queue(CONTROL_QUEUE).getJobScheduler(schedulerIdOf(s.id));
     expect(scheduler).toMatchObject({ pattern: '30 2 * * 1-5', tz: 'Europe/Berlin', name: 'schedule-fire', template: { data: { scheduleId: s.id } } });
     expect(s.nextRunAt).toBe(new Date(scheduler!.next!).toISOString());
@@ -55,7 +80,9 @@ describe('ScheduleService', () => {
       { path: 'volumes.1', message: 'the instance has no volume nope (it has data)' },
     ]);
     expect((await error(api.create(instanceId, { cron: '*/5 * * * * *', timezone: 'UTC', retention: { keepLast: 1 } }))).message).toMatch(/expected 5 fields/);
-    expect((await error(api.create(instanceId, { cron: '@daily', timezone: 'UTC', retention: {} }))).details).toEqual([{ path: 'retention', message: expect.stringMatching(/at least one rule/) }]);
+    expect((await error(api.create(instanceId, { cron: '@daily', timezone: 'UTC', retention: {} }))).details).toEqual([
+      { path: 'retention', message: expect.stringMatching(/at least one rule/) },
+    ]);
     expect(await stack.prisma.schedule.count({ where: { instanceId } })).toBe(0);
   });
 
@@ -68,7 +95,9 @@ describe('ScheduleService', () => {
     expect((await error(api.remove(s.id, { tenantId: theirs.tenantId }))).code).toBe('not-found');
     expect((await error(api.runNow(s.id, 'tok', { tenantId: theirs.tenantId }))).code).toBe('not-found');
     expect((await error(api.list(mine.instanceId, {}, { tenantId: theirs.tenantId }))).code).toBe('not-found');
-    expect((await error(api.create(mine.instanceId, { cron: '@hourly', timezone: 'UTC', retention: { keepLast: 3 } }, { tenantId: theirs.tenantId }))).code).toBe('not-found');
+    expect(
+      (await error(api.create(mine.instanceId, { cron: '@hourly', timezone: 'UTC', retention: { keepLast: 3 } }, { tenantId: theirs.tenantId }))).code,
+    ).toBe('not-found');
     expect((await api.get(s.id, { tenantId: mine.tenantId })).id).toBe(s.id);
   });
 
@@ -131,7 +160,17 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
   async function backupRow(instanceId: string, status: BackupStatus) {
     const id = newId();
     return stack.prisma.backup.create({
-      data: { id, instanceId, status, trigger: 'manual', volumes: ['data'], storageKey: archiveKey(instanceId, id, 'gzip'), indexKey: indexKey(instanceId, id), compression: 'gzip', requestedBy: 'test' },
+      data: {
+        id,
+        instanceId,
+        status,
+        trigger: 'manual',
+        volumes: ['data'],
+        storageKey: archiveKey(instanceId, id, 'gzip'),
+        indexKey: indexKey(instanceId, id),
+        compression: 'gzip',
+        requestedBy: 'test',
+      },
     });
   }
 
@@ -139,7 +178,12 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const { instanceId, tenantId } = await stack.seedInstance();
     const b = await backupRow(instanceId, 'completed');
     const [first] = await softDeleteBackups(stack.prisma, stack.queues, [b.id], 'token-9', { tenantId });
-    expect(first).toMatchObject({ id: b.id, ok: true, backup: { status: 'deleting' }, cleanupJob: { type: 'cleanup', status: 'queued', requestedBy: 'token-9', backupId: b.id } });
+    expect(first).toMatchObject({
+      id: b.id,
+      ok: true,
+      backup: { status: 'deleting' },
+      cleanupJob: { type: 'cleanup', status: 'queued', requestedBy: 'token-9', backupId: b.id },
+    });
     const cleanupId = first!.ok ? first!.cleanupJob!.id : '';
     expect(await stack.queues.queue(CONTROL_QUEUE).getJob(cleanupId)).toMatchObject({ name: 'cleanup', data: { backupId: b.id, jobId: cleanupId } });
     const [again] = await softDeleteBackups(stack.prisma, stack.queues, [b.id], 'token-9');
@@ -154,10 +198,14 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const deleted = await backupRow(instanceId, 'deleted');
     const pending = await backupRow(instanceId, 'pending');
     const producer = newId();
-    await stack.prisma.job.create({ data: { id: producer, type: 'backup', status: 'queued', instanceId, backupId: pending.id, nodeId, queue: `node.${nodeId}`, requestedBy: 'test' } });
+    await stack.prisma.job.create({
+      data: { id: producer, type: 'backup', status: 'queued', instanceId, backupId: pending.id, nodeId, queue: `node.${nodeId}`, requestedBy: 'test' },
+    });
     await stack.queues.enqueueNode(nodeId, 'backup', { jobId: producer });
 
-    const results = await softDeleteBackups(stack.prisma, stack.queues, ['01UNKNOWN00000000000000000', running.id, deleted.id, pending.id], 'system', { from: ['completed', 'pending'] });
+    const results = await softDeleteBackups(stack.prisma, stack.queues, ['01UNKNOWN00000000000000000', running.id, deleted.id, pending.id], 'system', {
+      from: ['completed', 'pending'],
+    });
     expect(results.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['not-found', 'conflict', 'ok', 'ok']);
     expect(results[1]!.ok ? '' : results[1]!.error.message).toMatch(/is running; it can be deleted only when completed, pending/);
     expect(results[2]).toMatchObject({ ok: true, cleanupJob: null, backup: { status: 'deleted' } });
@@ -167,7 +215,9 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     expect((await stack.prisma.backup.findUnique({ where: { id: running.id } }))!.status).toBe('running');
 
     const hidden = await backupRow(other.instanceId, 'completed');
-    const [scoped] = await softDeleteBackups(stack.prisma, stack.queues, [hidden.id], 'token', { tenantId: (await stack.prisma.instance.findUnique({ where: { id: instanceId } }))!.tenantId });
+    const [scoped] = await softDeleteBackups(stack.prisma, stack.queues, [hidden.id], 'token', {
+      tenantId: (await stack.prisma.instance.findUnique({ where: { id: instanceId } }))!.tenantId,
+    });
     expect(scoped!.ok ? '' : scoped!.error.code).toBe('not-found');
   });
 
@@ -175,7 +225,9 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const { instanceId, nodeId } = await stack.seedInstance();
     const b = await backupRow(instanceId, 'completed');
     const restore = newId();
-    await stack.prisma.job.create({ data: { id: restore, type: 'restore', status: 'running', instanceId, backupId: b.id, targetInstanceId: instanceId, nodeId, requestedBy: 'test' } });
+    await stack.prisma.job.create({
+      data: { id: restore, type: 'restore', status: 'running', instanceId, backupId: b.id, targetInstanceId: instanceId, nodeId, requestedBy: 'test' },
+    });
     const e = await softDeleteBackup(stack.prisma, stack.queues, b.id, 'token').then(
       () => null,
       (err: CairnError) => err,
@@ -199,7 +251,11 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const [lost] = await softDeleteBackups(stack.prisma, { ...live, enqueueControl: down, ready: async () => {} }, [b.id], 'token');
     expect(lost!.ok).toBe(false);
     const error = lost!.ok ? null : lost!.error;
-    expect(error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/could not enqueue the cleanup: .*repeat the delete to retry/), details: { backupId: b.id } });
+    expect(error).toMatchObject({
+      code: 'unavailable',
+      message: expect.stringMatching(/could not enqueue the cleanup: .*repeat the delete to retry/),
+      details: { backupId: b.id },
+    });
     const failedId = (error!.details as { jobId: string }).jobId;
     expect(await stack.prisma.job.findUnique({ where: { id: failedId } })).toMatchObject({ type: 'cleanup', status: 'failed', errorCode: 'unavailable' });
     expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('deleting');
@@ -216,7 +272,9 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const broken: DeletionQueues = { enqueueControl: async () => {}, cancel: async () => 'gone', ready: () => Promise.reject(new Error('boom')) };
     const [byDefault] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token');
     expect(byDefault).toMatchObject({ ok: false, error: { code: 'unavailable', message: `could not delete backup ${b.id}: boom` } });
-    const [classified] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token', { classifyError: (err, id) => new CairnError('internal', `${id}: ${(err as Error).message}`) });
+    const [classified] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token', {
+      classifyError: (err, id) => new CairnError('internal', `${id}: ${(err as Error).message}`),
+    });
     expect(classified).toMatchObject({ ok: false, error: { code: 'internal', message: `${b.id}: boom` } });
     await expect(softDeleteBackup(stack.prisma, broken, b.id, 'token')).rejects.toThrow('boom');
   });

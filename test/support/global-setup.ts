@@ -23,7 +23,10 @@ export default async function setup(project: TestProject) {
   const env: Record<string, string> = { ...stack.env, QUEUE_PREFIX: `{cairn-test-${runId}}`, S3_PREFIX: `run-${runId}`, CAIRN_TEST_RUN_ID: runId };
   Object.assign(process.env, env);
   project.provide('stackEnv', env);
-  console.log(`[test stack] run ${runId}: database ${new URL(stack.env.DATABASE_URL!).pathname.slice(1)}, redis prefix ${env.QUEUE_PREFIX}, bucket ${stack.env.S3_BUCKET}${stack.started.length ? `; started: ${stack.started.join(', ')}` : ''}`);
+  console.log(
+    `[test stack] run ${runId}: database ${new URL(stack.env.DATABASE_URL!).pathname.slice(1)}, redis prefix ${env.QUEUE_PREFIX}, ` +
+      `bucket ${stack.env.S3_BUCKET}${stack.started.length ? `; started: ${stack.started.join(', ')}` : ''}`,
+  );
   return async () => {
     await stack.stop();
     fs.rmSync(s3Directory, { recursive: true, force: true });

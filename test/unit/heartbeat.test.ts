@@ -14,7 +14,15 @@ describe('node heartbeat', () => {
         },
       },
     } as unknown as PrismaClient;
-    const stop = await startHeartbeat({ prisma, nodeId: 'n1', volumeRoots: [], version: 't', concurrency: 1, logger: createLogger({ level: 'silent', name: 't' }), intervalMs: 10 });
+    const stop = await startHeartbeat({
+      prisma,
+      nodeId: 'n1',
+      volumeRoots: [],
+      version: 't',
+      concurrency: 1,
+      logger: createLogger({ level: 'silent', name: 't' }),
+      intervalMs: 10,
+    });
     await new Promise((r) => setTimeout(r, 150));
     stop();
     expect(calls).toBe(2);

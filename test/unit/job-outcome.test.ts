@@ -32,7 +32,10 @@ describe('classifying a pipeline error', () => {
   });
 
   it('a cancel wins; a lost lock is neither a cancel nor a failure', () => {
-    expect(classify(errno('EACCES'), run({ aborted: 'cancelled by token t' }))).toMatchObject({ kind: 'cancelled', error: { message: 'cancelled: cancelled by token t' } });
+    expect(classify(errno('EACCES'), run({ aborted: 'cancelled by token t' }))).toMatchObject({
+      kind: 'cancelled',
+      error: { message: 'cancelled: cancelled by token t' },
+    });
     expect(classify(new Error('stream destroyed'), run({ aborted: new LockLostError('J1') })).kind).toBe('lost');
   });
 });

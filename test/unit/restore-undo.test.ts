@@ -6,7 +6,8 @@ import { Journal, applyStaged, recoverLeftovers, stagingNames } from '@cairn/wor
 import { snapshotTree } from '../support/tree.ts';
 
 /** A tree snapshot where directories carry no mtime (renames into and out of them change it). */
-const shape = (root: string) => Object.fromEntries(Object.entries(snapshotTree(root)).map(([k, e]) => [k, e.type === 'dir' ? { ...e, mtimeNs: undefined } : e]));
+const shape = (root: string) =>
+  Object.fromEntries(Object.entries(snapshotTree(root)).map(([k, e]) => [k, e.type === 'dir' ? { ...e, mtimeNs: undefined } : e]));
 
 function write(root: string, files: Record<string, string>): void {
   for (const [rel, content] of Object.entries(files)) {
@@ -75,7 +76,9 @@ describe('replace of chosen paths never writes through a symlink in the live vol
     const staging = path.join(base, 'staging');
     write(staging, { 'etc/passwd': 'attacker content', a: 'new a' });
     const journal = new Journal();
-    await expect(applyStaged({ staging, live, oldDir: path.join(base, 'old'), mode: 'replace', paths: ['a', 'etc/passwd'], journal })).rejects.toMatchObject({ code: 'unsafe-path' });
+    await expect(applyStaged({ staging, live, oldDir: path.join(base, 'old'), mode: 'replace', paths: ['a', 'etc/passwd'], journal })).rejects.toMatchObject({
+      code: 'unsafe-path',
+    });
     expect(fs.readFileSync(path.join(outside, 'passwd'), 'utf8')).toBe('precious system file');
     expect(fs.readFileSync(path.join(live, 'a'), 'utf8')).toBe('a');
     expect(journal.steps).toEqual([]);

@@ -12,7 +12,12 @@ function write(root: string, files: Record<string, string>): void {
   }
 }
 
-const read = (root: string) => Object.fromEntries(Object.entries(snapshotTree(root, { mtimes: false })).filter(([, e]) => e.type === 'file').map(([p]) => [p, fs.readFileSync(path.join(root, p), 'utf8')]));
+const read = (root: string) =>
+  Object.fromEntries(
+    Object.entries(snapshotTree(root, { mtimes: false }))
+      .filter(([, e]) => e.type === 'file')
+      .map(([p]) => [p, fs.readFileSync(path.join(root, p), 'utf8')]),
+  );
 
 describe('applying a staged restore by renames', () => {
   let base: string;

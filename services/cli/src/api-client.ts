@@ -34,7 +34,11 @@ export class CairnClient {
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
     } catch (err) {
-      throw new ApiError(0, 'unreachable', `cannot reach Cairn at ${this.baseUrl}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+      throw new ApiError(
+        0,
+        'unreachable',
+        `cannot reach Cairn at ${this.baseUrl}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
+      );
     }
     if (!res.ok) {
       const text = await res.text();

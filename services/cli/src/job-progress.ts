@@ -13,7 +13,10 @@ function mib(n: number): string {
  */
 export async function followJob(client: CairnClient, jobId: string, out: NodeJS.WriteStream = process.stderr): Promise<any> {
   const bar = out.isTTY
-    ? new SingleBar({ format: '{stage} [{bar}] {percent}% | {done} of {total} | {files} files | eta {eta_formatted}', stream: out, hideCursor: true }, Presets.shades_classic)
+    ? new SingleBar(
+        { format: '{stage} [{bar}] {percent}% | {done} of {total} | {files} files | eta {eta_formatted}', stream: out, hideCursor: true },
+        Presets.shades_classic,
+      )
     : null;
   let started = false;
   let last: any = null;
@@ -22,7 +25,12 @@ export async function followJob(client: CairnClient, jobId: string, out: NodeJS.
     for await (const { event, data } of client.jobEvents(jobId)) {
       last = data;
       const p = data.progress ?? {};
-      const payload = { stage: p.stage ?? data.status, done: mib(p.bytesDone ?? 0), total: mib(p.bytesTotal ?? 0), files: `${p.filesDone ?? 0}/${p.filesTotal ?? 0}` };
+      const payload = {
+        stage: p.stage ?? data.status,
+        done: mib(p.bytesDone ?? 0),
+        total: mib(p.bytesTotal ?? 0),
+        files: `${p.filesDone ?? 0}/${p.filesTotal ?? 0}`,
+      };
       if (bar) {
         if (!started) {
           bar.start(100, 0, payload);

@@ -156,7 +156,12 @@ async function run(argv: string[]): Promise<number> {
     }
     case 'restore': {
       if (o.mode && o.mode !== 'replace' && o.mode !== 'merge') throw new UsageError('--mode must be replace or merge');
-      const body = { ...(o.target ? { targetInstanceId: o.target } : {}), ...(o.volume ? { volumes: o.volume } : {}), ...(o.path ? { paths: o.path } : {}), ...(o.mode ? { mode: o.mode } : {}) };
+      const body = {
+        ...(o.target ? { targetInstanceId: o.target } : {}),
+        ...(o.volume ? { volumes: o.volume } : {}),
+        ...(o.path ? { paths: o.path } : {}),
+        ...(o.mode ? { mode: o.mode } : {}),
+      };
       const res = await client.request('POST', `/v1/backups/${enc(need(args[0], 'backup id'))}/restore`, body);
       console.error(`restore queued (job ${res.job.id})`);
       return finish(client, res.job, wait);
@@ -211,7 +216,9 @@ run(process.argv.slice(2)).then(
       process.exit(2);
     }
     if (err instanceof ApiError) {
-      const details = Array.isArray(err.details) ? err.details.map((d: { path?: string; message?: string }) => `\n  ${d.path ?? ''}: ${d.message ?? ''}`).join('') : '';
+      const details = Array.isArray(err.details)
+        ? err.details.map((d: { path?: string; message?: string }) => `\n  ${d.path ?? ''}: ${d.message ?? ''}`).join('')
+        : '';
       console.error(`cairn: ${err.message}${details}`);
       process.exit(1);
     }

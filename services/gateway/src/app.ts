@@ -65,12 +65,16 @@ export function createGateway(deps: GatewayDeps): Gateway {
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
   let openapi: unknown;
-  const ops = opsRoutes(registry, deps.readinessChecks, metrics, () =>
-    (openapi ??= buildOpenApi(registry.operations(), {
-      title: 'Cairn',
-      version: GATEWAY_VERSION,
-      description: 'Backup, restore and cleanup of application instance volumes. Errors are `{"error": {"code", "message", "details?"}}`.',
-    })),
+  const ops = opsRoutes(
+    registry,
+    deps.readinessChecks,
+    metrics,
+    () =>
+      (openapi ??= buildOpenApi(registry.operations(), {
+        title: 'Cairn',
+        version: GATEWAY_VERSION,
+        description: 'Backup, restore and cleanup of application instance volumes. Errors are `{"error": {"code", "message", "details?"}}`.',
+      })),
   );
   const api = registry.mount({ authenticate: bearerAuthenticator(tokens), bodyLimit: config.BODY_LIMIT });
 

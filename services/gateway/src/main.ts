@@ -1,7 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { CairnError, JobQueues, createLogger, createPrisma, createRedis, loadConfig, reconcileSchedulers, redactConfig, type Config, type Logger } from '@cairn/core';
+import {
+  CairnError,
+  JobQueues,
+  createLogger,
+  createPrisma,
+  createRedis,
+  loadConfig,
+  reconcileSchedulers,
+  redactConfig,
+  type Config,
+  type Logger,
+} from '@cairn/core';
 import { createObjectStore } from '@cairn/core/runtime.ts';
 import { createGateway } from './app.ts';
 import { QueueClient } from './queue/queue-client.ts';
@@ -86,7 +97,11 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     // Redis loses none). In the background: a slow or absent Redis must not hold up serving.
     const reconciling = reconcileSchedulers(prisma, queues, { logger }).then(
       (report) => {
-        if (report.failed.length) logger.warn({ failed: report.failed.slice(0, 20), count: report.failed.length }, 'some schedulers could not be reconciled; the next start or control worker retries');
+        if (report.failed.length)
+          logger.warn(
+            { failed: report.failed.slice(0, 20), count: report.failed.length },
+            'some schedulers could not be reconciled; the next start or control worker retries',
+          );
       },
       (err: unknown) => logger.error({ err }, 'could not reconcile the schedulers with the schedule table'),
     );

@@ -64,7 +64,16 @@ export function rawTar(entries: (Omit<TarHeaderInput, 'path' | 'linkTarget' | 's
   const parts: Buffer[] = [];
   for (const e of entries) {
     const data = e.data ?? Buffer.alloc(0);
-    parts.push(Buffer.from(encodeTarHeaders({ ...e, path: Buffer.from(e.path), linkTarget: e.linkTarget === undefined ? undefined : Buffer.from(e.linkTarget), size: e.type === 'file' ? data.length : 0 })));
+    parts.push(
+      Buffer.from(
+        encodeTarHeaders({
+          ...e,
+          path: Buffer.from(e.path),
+          linkTarget: e.linkTarget === undefined ? undefined : Buffer.from(e.linkTarget),
+          size: e.type === 'file' ? data.length : 0,
+        }),
+      ),
+    );
     if (e.type === 'file') {
       parts.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
     }
@@ -120,8 +129,27 @@ export function craftArchive(tar: Buffer, volumes: string[], codec: Codec = 'non
     blockSize: tar.length,
     sha256: sha,
     volumes: volumes.map((name) => ({ name, entries: 0, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, logicalBytes: 0, empty: false, warnings: 0 })),
-    totals: { entries: entries.length, files: 0, dirs: 0, symlinks: 0, hardlinks: 0, logicalBytes: 0, tarBytes: tar.length, storedBytes: archive.length, blocks: 1, warnings: 0 },
-    blocks: [{ compressedOffset: 0, compressedLength: archive.length, uncompressedOffset: 0, uncompressedLength: tar.length, ...(codec === 'none' ? { sha256: sha } : {}) }],
+    totals: {
+      entries: entries.length,
+      files: 0,
+      dirs: 0,
+      symlinks: 0,
+      hardlinks: 0,
+      logicalBytes: 0,
+      tarBytes: tar.length,
+      storedBytes: archive.length,
+      blocks: 1,
+      warnings: 0,
+    },
+    blocks: [
+      {
+        compressedOffset: 0,
+        compressedLength: archive.length,
+        uncompressedOffset: 0,
+        uncompressedLength: tar.length,
+        ...(codec === 'none' ? { sha256: sha } : {}),
+      },
+    ],
     entries,
     warnings: [],
   };
@@ -177,7 +205,13 @@ export function gnuTarList(file: string, decompress?: 'zstd' | 'gzip'): TarListi
     let link: string | undefined;
     if (m[1] === 'l') [name, link] = name.split(' -> ') as [string, string];
     if (m[1] === 'h') [name, link] = name.split(' link to ') as [string, string];
-    rows.push({ type: m[1]!, mode: m[2]!, size: Number(m[3]), path: unescapeGnu(name).replace(/\/$/, ''), ...(link !== undefined ? { link: unescapeGnu(link) } : {}) });
+    rows.push({
+      type: m[1]!,
+      mode: m[2]!,
+      size: Number(m[3]),
+      path: unescapeGnu(name).replace(/\/$/, ''),
+      ...(link !== undefined ? { link: unescapeGnu(link) } : {}),
+    });
   }
   return rows;
 }

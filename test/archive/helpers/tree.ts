@@ -51,7 +51,7 @@ export function snapshot(root: string, opts: { hashLimit?: number; skip?: (rel: 
   const inodes = new Map<bigint, number>();
   let groups = 0;
   const walk = (rel: Buffer): void => {
-    const full = rel.length ? Buffer.concat([Buffer.from(root + '/'), rel]) : Buffer.from(root);
+    const full = rel.length ? Buffer.concat([Buffer.from(`${root}/`), rel]) : Buffer.from(root);
     const st = fs.lstatSync(full, { bigint: true });
     const key = rel.toString('latin1');
     if (key && opts.skip?.(key)) return;
@@ -106,7 +106,11 @@ function setTimeBytes(p: Buffer, sec: bigint, nsec: number): void {
   // Non-UTF-8 names cannot pass through argv as JS strings: use a relative path from the parent.
   const dir = path.dirname(p.toString('latin1'));
   const base = p.subarray(p.lastIndexOf(0x2f) + 1);
-  execFileSync('perl', ['-e', 'exec "touch", "-h", "-d", $ARGV[1], "--", pack("H*", $ARGV[0])', base.toString('hex'), `@${sec}.${String(nsec).padStart(9, '0')}`], { cwd: dir });
+  execFileSync(
+    'perl',
+    ['-e', 'exec "touch", "-h", "-d", $ARGV[1], "--", pack("H*", $ARGV[0])', base.toString('hex'), `@${sec}.${String(nsec).padStart(9, '0')}`],
+    { cwd: dir },
+  );
 }
 
 export interface Fixture {
@@ -146,7 +150,7 @@ export async function buildFixture(root: string, opts: { sparseSize?: number } =
   w(`${longDir}/${'f'.repeat(250)}`, 'long name\n');
   w(`${longDir}/${'é'.repeat(120)}`, 'long unicode name\n');
   // A name that is not UTF-8.
-  const badName = Buffer.concat([Buffer.from(root + '/bad-'), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from('-name')]);
+  const badName = Buffer.concat([Buffer.from(`${root}/bad-`), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from('-name')]);
   fs.writeFileSync(badName, 'not utf-8\n');
   // Odd modes.
   w('setuid-file', '#!/bin/sh\n', 0o4755);
@@ -176,7 +180,18 @@ export async function buildFixture(root: string, opts: { sparseSize?: number } =
   // Times with nanoseconds; one before 1970 and one past the ustar limit (year 2242).
   let n = 0;
   const times = (rel: string): void => setTime(p(rel), 1_600_000_000n + BigInt(n * 7919), (123_456_789 + n++ * 1_000_003) % 1_000_000_000);
-  for (const rel of ['plain.txt', 'empty-file', 'unicode-ünïcødé-日本語-🎉.txt', 'random-3MiB.bin', 'nested/a/b/c/deep.txt', 'link-to-file', 'link-dangling', 'hard-a', 'setuid-file']) times(rel);
+  for (const rel of [
+    'plain.txt',
+    'empty-file',
+    'unicode-ünïcødé-日本語-🎉.txt',
+    'random-3MiB.bin',
+    'nested/a/b/c/deep.txt',
+    'link-to-file',
+    'link-dangling',
+    'hard-a',
+    'setuid-file',
+  ])
+    times(rel);
   setTime(p('exact-512'), -86_400n * 365n, 987_654_321);
   setTime(p('text-1MiB.txt'), 9_000_000_000n, 1);
   setTimeBytes(badName, 1_500_000_000n, 42);

@@ -102,7 +102,11 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
     async seedInstance(options = {}) {
       const tenant = await prisma.tenant.create({ data: { id: newId(), name: `t-${newId()}` } });
       const nodeId = options.nodeId ?? `node-${newId().toLowerCase()}`;
-      await prisma.node.upsert({ where: { id: nodeId }, create: { id: nodeId, volumeRoots: ['/srv'], lastHeartbeatAt: new Date() }, update: { lastHeartbeatAt: new Date() } });
+      await prisma.node.upsert({
+        where: { id: nodeId },
+        create: { id: nodeId, volumeRoots: ['/srv'], lastHeartbeatAt: new Date() },
+        update: { lastHeartbeatAt: new Date() },
+      });
       const instanceId = newId();
       await prisma.instance.create({
         data: {

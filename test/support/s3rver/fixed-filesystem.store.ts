@@ -41,11 +41,9 @@ function ignoreMissing(err: unknown): void {
 }
 
 function noSuchUpload(uploadId: string): Error {
-  return new S3Error(
-    'NoSuchUpload',
-    'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
-    { UploadId: uploadId },
-  );
+  return new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', {
+    UploadId: uploadId,
+  });
 }
 
 function tempName(file: string): string {
@@ -153,7 +151,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     filter: { prefix: string; startAfter: string; skip: { prefix: string | null } },
   ): AsyncGenerator<string> {
     const dirPath = path.join(this.getBucketPath(bucket), dirKey);
-    let dirents;
+    let dirents: import('node:fs').Dirent[];
     try {
       dirents = await fsp.readdir(dirPath, { withFileTypes: true });
     } catch (err) {
@@ -299,8 +297,8 @@ export class FixedFilesystemStore extends FilesystemStore {
   async deleteObject(bucket: string, key: string): Promise<void> {
     const objectPath = this.objectPath(bucket, key);
     await Promise.all(
-      [objectPath, `${objectPath}.md5`, this.getResourcePath(bucket, key, 'metadata.json'), this.getResourcePath(bucket, key, 'tagging.xml')].map(
-        (file) => fsp.unlink(file).catch(ignoreMissing),
+      [objectPath, `${objectPath}.md5`, this.getResourcePath(bucket, key, 'metadata.json'), this.getResourcePath(bucket, key, 'tagging.xml')].map((file) =>
+        fsp.unlink(file).catch(ignoreMissing),
       ),
     );
     // Remove directories left empty; concurrent deletes and puts in the same directory are normal.
@@ -395,13 +393,17 @@ export class FixedFilesystemStore extends FilesystemStore {
     const md5s: Buffer[] = [];
     let previous = 0;
     for (const part of parts) {
-      if (!(part.number > previous)) throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
+      if (!(part.number > previous))
+        throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. Parts must be ordered by part number.');
       previous = part.number;
       const stored = await fsp.readFile(path.join(dir, `${part.number}.md5`), 'utf8').catch(() => null);
       if (stored === null || stored !== part.etag) {
         throw new S3Error(
           'InvalidPart',
-          "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.",
+          [
+            'One or more of the specified parts could not be found. The part might not have been uploaded,',
+            "or the specified entity tag might not have matched the part's entity tag.",
+          ].join(' '),
           { UploadId: uploadId, PartNumber: part.number, ETag: part.etag },
         );
       }

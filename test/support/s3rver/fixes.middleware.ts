@@ -199,11 +199,9 @@ async function abortMultipartUpload(ctx: S3rverContext, store: FixedFilesystemSt
   const uploadId = queryParam(ctx, 'uploadId') ?? '';
   const upload = await store.getUpload(bucket, uploadId).catch(() => null);
   if (!upload || upload.key !== key || !(await store.abortUpload(bucket, uploadId))) {
-    throw new S3Error(
-      'NoSuchUpload',
-      'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
-      { UploadId: uploadId },
-    );
+    throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', {
+      UploadId: uploadId,
+    });
   }
   ctx.status = 204;
 }
@@ -220,8 +218,7 @@ async function readBody(ctx: S3rverContext): Promise<string> {
  */
 async function deleteObjects(ctx: S3rverContext, store: FixedFilesystemStore, { bucket }: Target): Promise<void> {
   const xml = await readBody(ctx);
-  const malformed = () =>
-    new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
+  const malformed = () => new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema.');
   if (xmlParser.validate(xml) !== true) throw malformed();
   const parsed = xmlParser.parse(xml, { parseNodeValue: false, trimValues: false, tagValueProcessor: (v: string) => decodeXmlEntities(v) }) as {
     Delete?: { Object?: unknown; Quiet?: unknown };
@@ -242,7 +239,11 @@ async function deleteObjects(ctx: S3rverContext, store: FixedFilesystemStore, { 
           await store.deleteObject(bucket, key);
           deleted.push({ Key: key });
         } catch (err) {
-          errors.push({ Key: key, Code: (err as { code?: string }).code === 'InvalidArgument' ? 'InvalidArgument' : 'InternalError', Message: String((err as Error).message) });
+          errors.push({
+            Key: key,
+            Code: (err as { code?: string }).code === 'InvalidArgument' ? 'InvalidArgument' : 'InternalError',
+            Message: String((err as Error).message),
+          });
         }
       }
     }),

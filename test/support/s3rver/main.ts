@@ -42,7 +42,12 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const buckets = values.bucket ?? (env['S3RVER_BUCKETS'] ?? '').split(',').map((b) => b.trim()).filter(Boolean);
+  const buckets =
+    values.bucket ??
+    (env['S3RVER_BUCKETS'] ?? '')
+      .split(',')
+      .map((b) => b.trim())
+      .filter(Boolean);
   const server = await startS3Server({
     directory,
     port,

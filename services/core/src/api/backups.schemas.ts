@@ -82,10 +82,7 @@ export const DeleteBackupResult = named(
 );
 export type DeleteBackupResult = z.infer<typeof DeleteBackupResult>;
 
-export const BatchDeleteBody = named(
-  'BatchDeleteRequest',
-  z.object({ ids: z.array(Id).min(1).max(100).superRefine(uniqueNames('id')) }).strict(),
-);
+export const BatchDeleteBody = named('BatchDeleteRequest', z.object({ ids: z.array(Id).min(1).max(100).superRefine(uniqueNames('id')) }).strict());
 export type BatchDeleteBody = z.infer<typeof BatchDeleteBody>;
 
 export const BatchDeleteResult = named(
@@ -121,19 +118,12 @@ export const FileEntry = named(
 );
 export type FileEntry = z.infer<typeof FileEntry>;
 
-export const FileList = named(
-  'FileList',
-  z.object({ backupId: z.string(), prefix: z.string(), items: z.array(FileEntry), nextCursor: z.string().nullable() }),
-);
+export const FileList = named('FileList', z.object({ backupId: z.string(), prefix: z.string(), items: z.array(FileEntry), nextCursor: z.string().nullable() }));
 export type FileList = z.infer<typeof FileList>;
 
 export const ListFilesQuery = z
   .object({
-    prefix: z
-      .string()
-      .max(4096)
-      .default('')
-      .describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
+    prefix: z.string().max(4096).default('').describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
     recursive: queryFlag(true).describe('false: only the direct children of prefix'),
     cursor: Cursor.optional().describe('the last path of the previous page'),
     limit: z.coerce.number().int().min(1).max(1000).default(200),
@@ -141,9 +131,7 @@ export const ListFilesQuery = z
   .strict();
 export type ListFilesQuery = z.infer<typeof ListFilesQuery>;
 
-export const DownloadQuery = z
-  .object({ path: BackupPath.optional().describe('one file or directory, answered as a plain tar') })
-  .strict();
+export const DownloadQuery = z.object({ path: BackupPath.optional().describe('one file or directory, answered as a plain tar') }).strict();
 export type DownloadQuery = z.infer<typeof DownloadQuery>;
 
 export const RestoreBody = named(
@@ -151,9 +139,18 @@ export const RestoreBody = named(
   z
     .object({
       targetInstanceId: Id.optional().describe('default: the instance the backup was taken from'),
-      volumes: z.array(VolumeName).min(1).max(64).superRefine(uniqueNames('volume')).optional().describe('default: every volume of the backup (or those named by paths)'),
+      volumes: z
+        .array(VolumeName)
+        .min(1)
+        .max(64)
+        .superRefine(uniqueNames('volume'))
+        .optional()
+        .describe('default: every volume of the backup (or those named by paths)'),
       paths: z.array(BackupPath).min(1).max(1000).superRefine(uniqueNames('path')).optional().describe("'<volume>/<relative path>' files or directories"),
-      mode: z.enum(['replace', 'merge']).optional().describe('replace (default): the volume (or each path) becomes exactly the backup; merge: write over what is there'),
+      mode: z
+        .enum(['replace', 'merge'])
+        .optional()
+        .describe('replace (default): the volume (or each path) becomes exactly the backup; merge: write over what is there'),
     })
     .strict(),
 );

@@ -51,7 +51,11 @@ export const BackupPath = z
     else if (!ResourceName.safeParse(p.split('/')[0]).success) ctx.addIssue({ code: 'custom', message: 'must start with a volume name' });
   });
 
-export const GlobPattern = z.string().min(1).max(1024).refine((p) => !p.includes('\0'), 'must not contain NUL');
+export const GlobPattern = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((p) => !p.includes('\0'), 'must not contain NUL');
 
 /** A boolean query parameter: `true`/`false` (or `1`/`0`), documented as such. */
 export const queryFlag = (defaultValue: boolean) =>

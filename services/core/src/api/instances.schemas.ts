@@ -1,5 +1,18 @@
 import { z } from 'zod';
-import { Cursor, GlobPattern, HostPath, InstanceName, Limit, NodeId, NullableTimestamp, TenantName, Timestamp, VolumeName, pageOf, queryFlag } from './common.schemas.ts';
+import {
+  Cursor,
+  GlobPattern,
+  HostPath,
+  InstanceName,
+  Limit,
+  NodeId,
+  NullableTimestamp,
+  TenantName,
+  Timestamp,
+  VolumeName,
+  pageOf,
+  queryFlag,
+} from './common.schemas.ts';
 import { named } from './registry.ts';
 
 export const VolumeSpec = named(

@@ -13,7 +13,12 @@ export const CronExpression = z
     const result = parseCron(v);
     if (!result.ok) ctx.addIssue({ code: 'custom', message: describeCronErrors(result.errors) });
   })
-  .describe(`5 fields (minute hour day-of-month month day-of-week: numbers, ranges 1-5, steps */6 1-5/2, lists 1,3,5, names jan mon) or ${Object.keys(CRON_PRESETS).join(' ')}`);
+  .describe(
+    [
+      '5 fields (minute hour day-of-month month day-of-week: numbers, ranges 1-5, steps */6 1-5/2, lists 1,3,5, names jan mon) or',
+      Object.keys(CRON_PRESETS).join(' '),
+    ].join(' '),
+  );
 
 export const TimeZoneName = z
   .string()
@@ -33,7 +38,12 @@ export const RetentionPolicySchema = named(
       keepWeekly: keepCount('the newest backup of each of the n latest ISO weeks'),
       keepMonthly: keepCount('the newest backup of each of the n latest months'),
       keepYearly: keepCount('the newest backup of each of the n latest years'),
-      maxAgeDays: z.int('must be a whole number ≥ 1').min(1, 'must be a whole number ≥ 1').max(36_500).optional().describe('hard limit: older backups are deleted even when a keep rule would keep them; sets expiresAt'),
+      maxAgeDays: z
+        .int('must be a whole number ≥ 1')
+        .min(1, 'must be a whole number ≥ 1')
+        .max(36_500)
+        .optional()
+        .describe('hard limit: older backups are deleted even when a keep rule would keep them; sets expiresAt'),
     })
     .strict()
     .superRefine((policy, ctx) => {

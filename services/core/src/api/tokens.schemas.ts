@@ -34,10 +34,7 @@ export const TokenView = named(
 );
 export type TokenView = z.infer<typeof TokenView>;
 
-export const CreatedToken = named(
-  'CreatedToken',
-  TokenView.extend({ token: z.string().describe('the secret; shown only in this response') }),
-);
+export const CreatedToken = named('CreatedToken', TokenView.extend({ token: z.string().describe('the secret; shown only in this response') }));
 export type CreatedToken = z.infer<typeof CreatedToken>;
 
 export const TokenList = pageOf('TokenList', TokenView);

@@ -7,7 +7,16 @@ import { promisify } from 'node:util';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { CairnError } from '../errors.ts';
-import { ARCHIVE_FORMAT, ARCHIVE_FORMAT_VERSION, type ArchiveBlock, type ArchiveEntry, type ArchiveIndex, type ArchiveIndexHead, type EntrySource, type StreamedIndex } from './archive-types.ts';
+import {
+  ARCHIVE_FORMAT,
+  ARCHIVE_FORMAT_VERSION,
+  type ArchiveBlock,
+  type ArchiveEntry,
+  type ArchiveIndex,
+  type ArchiveIndexHead,
+  type EntrySource,
+  type StreamedIndex,
+} from './archive-types.ts';
 import { EntrySpill } from './entry-spill.ts';
 import { padTo512 } from './tar-header.ts';
 
@@ -113,7 +122,8 @@ export function checkIndexHead(v: unknown): number {
   let c = 0;
   let u = 0;
   for (const b of ix.blocks) {
-    if (!isNum(b.compressedOffset) || !isNum(b.compressedLength) || !isNum(b.uncompressedOffset) || !isNum(b.uncompressedLength)) throw badIndex('block fields');
+    if (!isNum(b.compressedOffset) || !isNum(b.compressedLength) || !isNum(b.uncompressedOffset) || !isNum(b.uncompressedLength))
+      throw badIndex('block fields');
     if (b.compressedOffset !== c || b.uncompressedOffset !== u) throw badIndex('blocks are not contiguous');
     c += b.compressedLength;
     u += b.uncompressedLength;
@@ -124,7 +134,8 @@ export function checkIndexHead(v: unknown): number {
 /** Structural check of one entry against the tar length. */
 export function checkEntry(e: ArchiveEntry, tarEnd: number): void {
   if (!e || typeof e !== 'object') throw badIndex('entry is not an object');
-  if (typeof e.path !== 'string' || !isNum(e.headerOffset) || !isNum(e.dataOffset) || !isNum(e.size) || e.dataOffset < e.headerOffset) throw badIndex(`entry ${String(e.path)}`);
+  if (typeof e.path !== 'string' || !isNum(e.headerOffset) || !isNum(e.dataOffset) || !isNum(e.size) || e.dataOffset < e.headerOffset)
+    throw badIndex(`entry ${String(e.path)}`);
   if (e.type !== 'file' && e.type !== 'dir' && e.type !== 'symlink' && e.type !== 'hardlink') throw badIndex(`entry type ${String(e.type)}`);
   if (entryEnd(e) > tarEnd) throw badIndex(`entry ${e.path} lies past the end of the archive`);
 }
@@ -158,7 +169,7 @@ async function indexBytes(src: Readable): Promise<Readable> {
     { objectMode: false },
   );
   const head = first.done ? undefined : (first.value as Buffer);
-  if (!head || head[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b)) return body;
+  if (head?.[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b)) return body;
   const gunzip = createGunzip();
   pipeline(body, gunzip, () => undefined);
   return gunzip;
@@ -259,7 +270,8 @@ export function entryEnd(e: ArchiveEntry): number {
 /** '<volume>/<rel>' selectors, normalised and checked. */
 function selectors(paths: readonly string[]): string[] {
   const sel = paths.map(normalizeSelector);
-  for (const s of sel) if (!s || s.split('/').some((c) => c === '..' || c === '.')) throw new CairnError('validation', `bad path selector ${JSON.stringify(s)}`);
+  for (const s of sel)
+    if (!s || s.split('/').some((c) => c === '..' || c === '.')) throw new CairnError('validation', `bad path selector ${JSON.stringify(s)}`);
   return sel;
 }
 
@@ -281,7 +293,11 @@ function normalizeSelector(p: string): string {
  * whose target is not selected brings its target along as `sources` so its content exists.
  * Works in passes over the entries (a second one only for such links): they may be on disk.
  */
-export function selectEntries(index: ArchiveIndex | StreamedIndex, paths: readonly string[] | undefined, volumes?: ReadonlySet<string>): { selected: ArchiveEntry[]; sources: ArchiveEntry[] } {
+export function selectEntries(
+  index: ArchiveIndex | StreamedIndex,
+  paths: readonly string[] | undefined,
+  volumes?: ReadonlySet<string>,
+): { selected: ArchiveEntry[]; sources: ArchiveEntry[] } {
   const source = entrySource(index);
   const inVolume = (e: ArchiveEntry): boolean => !volumes || volumes.has(volumeOf(e.path));
   if (!paths) return { selected: [...eachEntry(source)].filter(inVolume), sources: [] };

@@ -45,15 +45,7 @@ export interface PackOptions {
   scanWindow?: { chunkItems: number; chunksAhead: number };
 }
 
-export type WarningCode =
-  | 'skipped-type'
-  | 'changed'
-  | 'vanished'
-  | 'unreadable'
-  | 'read-error'
-  | 'unsupported-entry'
-  | 'attributes'
-  | 'time-precision';
+export type WarningCode = 'skipped-type' | 'changed' | 'vanished' | 'unreadable' | 'read-error' | 'unsupported-entry' | 'attributes' | 'time-precision';
 
 export interface ArchiveWarning {
   /** '<volume>/<rel>' (non-UTF-8 bytes as U+DC80..U+DCFF), or '' when not about one path. */

@@ -39,7 +39,9 @@ export class EntrySpill {
     try {
       this.fd = openSync(path, 'wx+', 0o600);
     } catch (err) {
-      throw new CairnError('internal', `cannot create a temporary file for the index in ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+      throw new CairnError('internal', `cannot create a temporary file for the index in ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, {
+        cause: err,
+      });
     }
     unlinkSync(path);
     closeOnCollect.register(this, this.fd, this);

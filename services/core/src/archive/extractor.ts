@@ -172,7 +172,10 @@ export class Extractor implements TarHandler {
       return;
     }
     if (plan.path !== name || (e.type !== plan.type && e.type !== 'other') || (e.type === 'file' && e.size !== plan.size)) {
-      throw new CairnError('archive-corrupt', `entry at offset ${e.headerOffset} is ${name} (${e.type}, ${e.size} bytes), the index says ${plan.path} (${plan.type}, ${plan.size} bytes)`);
+      throw new CairnError(
+        'archive-corrupt',
+        `entry at offset ${e.headerOffset} is ${name} (${e.type}, ${e.size} bytes), the index says ${plan.path} (${plan.type}, ${plan.size} bytes)`,
+      );
     }
     if (e.type === 'symlink' && bytesToPath(e.linkTarget) !== plan.linkTarget) {
       throw new CairnError('archive-corrupt', `symlink ${name} points at another target than the index says`);
@@ -249,7 +252,7 @@ export class Extractor implements TarHandler {
       if (f.fd >= 0) closeSync(f.fd);
     }
     this.times.set(f.outPaths[0]!, BigInt(f.plan.mtime));
-    f.outPaths.slice(1).forEach((extra, i) => this.link(f.outPaths[0]!, extra, f.plan.outputs![i + 1]!));
+    for (const [i, extra] of f.outPaths.slice(1).entries()) this.link(f.outPaths[0]!, extra, f.plan.outputs![i + 1]!);
     this.stats.filesWritten += f.outPaths.length;
     void e;
   }
@@ -282,7 +285,7 @@ export class Extractor implements TarHandler {
   private makeDir(plan: PlannedEntry): void {
     const out = this.resolve(plan.path);
     const st = lstatSync(out, { throwIfNoEntry: false });
-    if (!st || !st.isDirectory()) {
+    if (!st?.isDirectory()) {
       if (st) unlinkSync(out);
       // Owner rwx while extracting; the archived mode is applied at the end.
       mkdirSync(out, 0o700);
@@ -303,7 +306,7 @@ export class Extractor implements TarHandler {
   private makeHardlink(plan: PlannedEntry, out: Buffer, linkTarget: string): void {
     const src = this.resolve(linkTarget);
     const st = lstatSync(src, { throwIfNoEntry: false });
-    if (!st || !st.isFile()) throw new CairnError('archive-corrupt', `hard link ${plan.path} points at ${linkTarget}, which was not extracted as a file`);
+    if (!st?.isFile()) throw new CairnError('archive-corrupt', `hard link ${plan.path} points at ${linkTarget}, which was not extracted as a file`);
     this.link(src, out, plan.path);
     this.stats.filesWritten++;
   }

@@ -233,7 +233,17 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   putZeros(2 * RECORD);
   const tarBytes = tarPos();
   flush();
-  if (sentWarnings < warnings.length) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, entries: undefined, entriesLength: 0, warnings: warnings.slice(sentWarnings), bytesDone, filesDone } satisfies PackReaderBlock);
+  if (sentWarnings < warnings.length)
+    d.port.postMessage({
+      t: 'block',
+      buf: new ArrayBuffer(0),
+      length: 0,
+      entries: undefined,
+      entriesLength: 0,
+      warnings: warnings.slice(sentWarnings),
+      bytesDone,
+      filesDone,
+    } satisfies PackReaderBlock);
   for (const s of summaries) s.empty = s.entries <= 1;
   const result: PackReaderResult = { tarBytes, volumes: summaries };
   d.port.postMessage({ t: 'end', result } satisfies PackReaderEnd);
@@ -287,7 +297,19 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     }
     const size = type === 'file' ? item.size : 0;
     const headerOffset = tarPos();
-    put(encodeTarHeaders({ path: arc, type, size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeSec: item.mtimeSec, mtimeNsec: item.mtimeNsec, linkTarget: link }));
+    put(
+      encodeTarHeaders({
+        path: arc,
+        type,
+        size,
+        mode: item.mode,
+        uid: item.uid,
+        gid: item.gid,
+        mtimeSec: item.mtimeSec,
+        mtimeNsec: item.mtimeNsec,
+        linkTarget: link,
+      }),
+    );
     const entry: ArchiveEntry = {
       path: bytesToPath(arc),
       type,
@@ -339,7 +361,17 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   function emitSmallFile(item: ScanItem): boolean {
     const size = item.size;
     const arc = arcPaths.get(item.parent!.arc, item.name!);
-    const header = encodeTarHeaders({ path: arc, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtimeSec: item.mtimeSec, mtimeNsec: item.mtimeNsec, linkTarget: undefined });
+    const header = encodeTarHeaders({
+      path: arc,
+      type: 'file',
+      size,
+      mode: item.mode,
+      uid: item.uid,
+      gid: item.gid,
+      mtimeSec: item.mtimeSec,
+      mtimeNsec: item.mtimeNsec,
+      linkTarget: undefined,
+    });
     const pad = (RECORD - (size % RECORD)) % RECORD;
     if (header.length + size + pad > blockSize - bpos) return false;
     const at = bpos + header.length;
@@ -379,7 +411,22 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
     bpos = at + size + pad; // the helper zeroed the padding
     bytesDone += size;
     filesDone++;
-    stored(item, { path, type: 'file', size, mode: item.mode, uid: item.uid, gid: item.gid, mtime: mtimeString(item.mtimeSec, item.mtimeNsec), headerOffset, dataOffset: headerOffset + header.length, sha256: sha }, arc);
+    stored(
+      item,
+      {
+        path,
+        type: 'file',
+        size,
+        mode: item.mode,
+        uid: item.uid,
+        gid: item.gid,
+        mtime: mtimeString(item.mtimeSec, item.mtimeNsec),
+        headerOffset,
+        dataOffset: headerOffset + header.length,
+        sha256: sha,
+      },
+      arc,
+    );
     return true;
   }
 
@@ -420,7 +467,14 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
       } catch {
         after = undefined;
       }
-      if (!problem && (!after || after.size !== size || after.mtimeMs !== msFromParts(item.mtimeSec, item.mtimeNsec) || after.ctimeMs !== item.ctimeMs || after.ino !== item.ino)) {
+      if (
+        !problem &&
+        (!after ||
+          after.size !== size ||
+          after.mtimeMs !== msFromParts(item.mtimeSec, item.mtimeNsec) ||
+          after.ctimeMs !== item.ctimeMs ||
+          after.ino !== item.ino)
+      ) {
         problem = 'file changed as we read it';
       }
     } finally {

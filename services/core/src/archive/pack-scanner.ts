@@ -86,7 +86,10 @@ export function runPackScanner(d: PackScannerData): PackScanTotals {
   // then cannot have a block reach the main thread before its totals.
   let held: ScanChunk | undefined;
   const ship = (chunk: ScanChunk): void => {
-    if (totals) return post(chunk, false);
+    if (totals) {
+      post(chunk, false);
+      return;
+    }
     if (held) post(held, false);
     held = chunk;
   };

@@ -157,10 +157,18 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const volumes = options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] }));
   const control = ctrl.buffer as SharedArrayBuffer;
   const native = nativeAddonPath();
-  const scanJob = scanner.request<PackScanTotals>('pack-scan', { data: { volumes, control, reader: feed.port1, main: totals.port2, native, window: options.scanWindow } satisfies PackScannerData }, [feed.port1, totals.port2]);
+  const scanJob = scanner.request<PackScanTotals>(
+    'pack-scan',
+    { data: { volumes, control, reader: feed.port1, main: totals.port2, native, window: options.scanWindow } satisfies PackScannerData },
+    [feed.port1, totals.port2],
+  );
   // The scan ends long before the pack: its thread (and memory) goes as soon as it is done.
   scanJob.then(() => host.discard(scanner), fail);
-  const job = reader.request<PackReaderResult>('pack-reader', { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData }, [port2, recycle.port2, feed.port2]);
+  const job = reader.request<PackReaderResult>(
+    'pack-reader',
+    { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData },
+    [port2, recycle.port2, feed.port2],
+  );
   job.catch(fail);
 
   let storedBytes = 0;
@@ -171,7 +179,12 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       if (next.done) break;
       const out = await next.value.result;
       outHash.update(out.data);
-      const block: ArchiveBlock = { compressedOffset: storedBytes, compressedLength: out.data.length, uncompressedOffset: tarOffset, uncompressedLength: next.value.length };
+      const block: ArchiveBlock = {
+        compressedOffset: storedBytes,
+        compressedLength: out.data.length,
+        uncompressedOffset: tarOffset,
+        uncompressedLength: next.value.length,
+      };
       if (out.outputSha) block.sha256 = out.outputSha;
       blocks.push(block);
       storedBytes += out.data.length;
@@ -209,7 +222,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   }
   report(true);
   const sha256 = outHash.digest('hex');
-  const count = (t: ArchiveEntry['type']): number => r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
+  const count = (t: ArchiveEntry['type']): number =>
+    r.volumes.reduce((n, v) => n + (t === 'file' ? v.files : t === 'dir' ? v.dirs : t === 'symlink' ? v.symlinks : v.hardlinks), 0);
   const logicalBytes = r.volumes.reduce((n, v) => n + v.logicalBytes, 0);
   const head: ArchiveIndexHead = {
     format: ARCHIVE_FORMAT,

@@ -96,7 +96,7 @@ export function formatPaxTime(ns: bigint): string {
   const sec = abs / NS;
   const frac = abs % NS;
   let s = (neg ? '-' : '') + sec.toString();
-  if (frac !== 0n) s += '.' + frac.toString().padStart(9, '0').replace(/0+$/, '');
+  if (frac !== 0n) s += `.${frac.toString().padStart(9, '0').replace(/0+$/, '')}`;
   return s;
 }
 

@@ -314,7 +314,8 @@ const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
-const SPECIAL: Record<number, string> = { 0o140000: 'socket', 0o010000: 'FIFO', 0o060000: 'block device', 0o020000: 'character device' };
+// Keys are the S_IFSOCK, S_IFIFO, S_IFBLK and S_IFCHR file types.
+const SPECIAL: Record<number, string> = { [0o140000]: 'socket', [0o010000]: 'FIFO', [0o060000]: 'block device', [0o020000]: 'character device' };
 
 export interface ScanWarning {
   vol: number;

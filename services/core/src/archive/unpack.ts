@@ -57,7 +57,9 @@ export function planExtraction(o: Pick<UnpackOptions, 'target' | 'volumeDirs' | 
   }
   const volumes = new Set(Object.keys(roots));
   const known = new Set(index.volumes.map((v) => v.name));
-  for (const name of known) if (!name || name.includes('/') || name === '.' || name === '..') throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
+  for (const name of known)
+    if (!name || name.includes('/') || name === '.' || name === '..')
+      throw new CairnError('unsafe-path', `unsafe volume name ${JSON.stringify(name)} in index`);
   const source = entrySource(index);
 
   // Pass 1: every entry is well-formed, in order and inside a listed volume; the symlinks.

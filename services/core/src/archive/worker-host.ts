@@ -77,7 +77,6 @@ export class WorkerHost {
    */
   constructor(private readonly maxIdle = defaultConcurrency()) {}
 
-
   /** At least `n` of the shared codec workers (started as needed); give them back with releaseCodecs(). */
   async acquireCodecs(n: number): Promise<PooledWorker[]> {
     this.codecUsers++;

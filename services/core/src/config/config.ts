@@ -39,22 +39,23 @@ const url = (protocols: string[]) =>
   z
     .string()
     .trim()
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL (${protocols.join(' or ')})`);
+    .refine(
+      (v) => {
+        try {
+          return protocols.includes(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL (${protocols.join(' or ')})`,
+    );
 
-const list = z
-  .string()
-  .transform((v) =>
-    v
-      .split(/[,:]/)
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
+const list = z.string().transform((v) =>
+  v
+    .split(/[,:]/)
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 
 const schema = z.object({
   DATABASE_URL: url(['postgresql:', 'postgres:']).default('postgresql://postgres@127.0.0.1:5432/cairn'),
@@ -70,7 +71,7 @@ const schema = z.object({
   S3_PREFIX: z
     .string()
     .trim()
-    .regex(/^[A-Za-z0-9!_.*'()\/-]*$/, 'may only contain letters, digits and !_.*\'()/-')
+    .regex(/^[A-Za-z0-9!_.*'()/-]*$/, "may only contain letters, digits and !_.*'()/-")
     .transform((v) => v.replace(/^\/+|\/+$/g, ''))
     .default(''),
   S3_ACCESS_KEY_ID: z.string().default('S3RVER'),

@@ -63,7 +63,6 @@ export type SoftDeleteResult = ({ ok: true } & SoftDeleted) | { id: string; ok: 
 const READERS = ['restore', 'verify', 'migrate'] as const;
 const LIVE: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 
-
 /**
  * Soft-deletes each backup on its own, in order; one result per id. Repeating it is safe: an
  * active cleanup job is reused, a failed or lost one replaced, a `deleted` backup left alone.
@@ -75,7 +74,9 @@ export async function softDeleteBackups(
   requestedBy: string,
   options: BatchSoftDeleteOptions = {},
 ): Promise<SoftDeleteResult[]> {
-  const classify = options.classifyError ?? ((err: unknown, id: string) => new CairnError('unavailable', `could not delete backup ${id}: ${(err as Error).message}`, { cause: err }));
+  const classify =
+    options.classifyError ??
+    ((err: unknown, id: string) => new CairnError('unavailable', `could not delete backup ${id}: ${(err as Error).message}`, { cause: err }));
   const results: SoftDeleteResult[] = [];
   for (const id of ids) {
     try {
@@ -93,7 +94,13 @@ export async function softDeleteBackups(
  * (Redis down before anything changed, or the cleanup could not be enqueued: that cleanup job is
  * marked failed, the backup stays `deleting` and repeating the call retries).
  */
-export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQueues, id: string, requestedBy: string, options: SoftDeleteOptions = {}): Promise<SoftDeleted> {
+export async function softDeleteBackup(
+  prisma: PrismaClient,
+  queues: DeletionQueues,
+  id: string,
+  requestedBy: string,
+  options: SoftDeleteOptions = {},
+): Promise<SoftDeleted> {
   const now = options.now ?? (() => new Date());
   const from = (options.from ?? LIVE).filter((s) => s !== 'deleting' && s !== 'deleted');
   const scope = options.tenantId ? { instance: { tenantId: options.tenantId } } : {};
@@ -109,10 +116,14 @@ export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQue
     if (!found) throw new CairnError('not-found', `backup ${id} not found`);
     if (found.status === 'deleted') return { backup: found, cleanup: null };
     const reader = await tx.job.findFirst({ where: { backupId: id, type: { in: [...READERS] }, status: { in: ['queued', 'running'] } } });
-    if (reader) throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });
+    if (reader)
+      throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });
     if (found.status !== 'deleting') {
       const { count } = await tx.backup.updateMany({ where: { id, status: { in: from } }, data: { status: 'deleting', deletedAt: now() } });
-      if (count === 0) throw new CairnError('conflict', `backup ${id} is ${found.status}; it can be deleted only when ${from.join(', ')}`, { details: { status: found.status } });
+      if (count === 0)
+        throw new CairnError('conflict', `backup ${id} is ${found.status}; it can be deleted only when ${from.join(', ')}`, {
+          details: { status: found.status },
+        });
     }
     const backup = (await tx.backup.findUnique({ where: { id } }))!;
     const active = await tx.job.findFirst({ where: { backupId: id, type: 'cleanup', status: { in: ['queued', 'running'] } } });
@@ -150,9 +161,11 @@ export async function softDeleteBackup(prisma: PrismaClient, queues: DeletionQue
     // A queued cleanup nobody enqueued would block every retry (it counts as active): fail it.
     const reason = `could not ${step}: ${(err as Error).message}`;
     await transitionJob(prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-    throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details: { backupId: id, jobId: cleanup.id } });
+    throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, {
+      cause: err,
+      details: { backupId: id, jobId: cleanup.id },
+    });
   }
   const cleanupJob = (await prisma.job.findUnique({ where: { id: cleanup.id } })) ?? cleanup;
   return { id, backup, cleanupJob, cancelledJobs };
 }
-

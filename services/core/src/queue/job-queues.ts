@@ -1,6 +1,15 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CONTROL_QUEUE, DEFAULT_JOB_OPTIONS, cancelChannel, nodeQueueName, type ControlJobName, type ControlJobPayload, type NodeJobName, type NodeJobPayload } from './contracts.ts';
+import {
+  CONTROL_QUEUE,
+  DEFAULT_JOB_OPTIONS,
+  cancelChannel,
+  nodeQueueName,
+  type ControlJobName,
+  type ControlJobPayload,
+  type NodeJobName,
+  type NodeJobPayload,
+} from './contracts.ts';
 
 export interface CancelMessage {
   jobId: string;

@@ -187,7 +187,11 @@ export function parseCron(expression: string, options: CronOptions = {}): CronPa
   if (!domText.startsWith('*') && dowText.startsWith('*')) {
     const reachable = values.month.some((m) => values.dayOfMonth.some((d) => d <= MONTH_DAYS[m - 1]!));
     if (!reachable) {
-      errors.push({ field: 'dayOfMonth', value: domText, message: `day-of-month field "${domText}": no chosen month has such a day, so the schedule would never fire` });
+      errors.push({
+        field: 'dayOfMonth',
+        value: domText,
+        message: `day-of-month field "${domText}": no chosen month has such a day, so the schedule would never fire`,
+      });
       return { ok: false, errors };
     }
   }

@@ -44,7 +44,11 @@ export function policyOf(schedule: Pick<Schedule, 'retention'>): RetentionPolicy
 }
 
 async function candidatesOf(prisma: PrismaClient, scheduleId: string) {
-  return prisma.backup.findMany({ where: { scheduleId, status: 'completed' }, select: { id: true, createdAt: true, expiresAt: true }, orderBy: { id: 'desc' } });
+  return prisma.backup.findMany({
+    where: { scheduleId, status: 'completed' },
+    select: { id: true, createdAt: true, expiresAt: true },
+    orderBy: { id: 'desc' },
+  });
 }
 
 export interface RetentionPreviewResult {
@@ -57,7 +61,12 @@ export interface RetentionPreviewResult {
 }
 
 /** Dry run: what `policy` (default: the schedule's own) would keep and drop now, and why. */
-export async function previewRetention(prisma: PrismaClient, schedule: Schedule, policy?: RetentionPolicy, clock?: () => Date): Promise<RetentionPreviewResult> {
+export async function previewRetention(
+  prisma: PrismaClient,
+  schedule: Schedule,
+  policy?: RetentionPolicy,
+  clock?: () => Date,
+): Promise<RetentionPreviewResult> {
   const at = (clock ?? (() => new Date()))();
   const candidates = await candidatesOf(prisma, schedule.id);
   const untouched = await prisma.backup.count({ where: { scheduleId: schedule.id, status: { notIn: ['completed', 'deleting', 'deleted'] } } });

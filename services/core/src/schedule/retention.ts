@@ -200,12 +200,21 @@ export function planRetention(backups: readonly RetentionCandidate[], policy: Re
     }
     const expiresAt = maxAgeMs !== null ? new Date(backup.createdAt.getTime() + maxAgeMs) : null;
     if (expiresAt && expiresAt.getTime() <= now.getTime()) {
-      plan.drop.push({ id: backup.id, createdAt: backup.createdAt, reason: `older than maxAgeDays (${policy.maxAgeDays} days; expired ${expiresAt.toISOString()})` });
+      plan.drop.push({
+        id: backup.id,
+        createdAt: backup.createdAt,
+        reason: `older than maxAgeDays (${policy.maxAgeDays} days; expired ${expiresAt.toISOString()})`,
+      });
       continue;
     }
     if (rules.length === 0) reasons.push({ rule: 'max-age', bucket: `younger than ${policy.maxAgeDays} days` });
     if (reasons.length) plan.keep.push({ id: backup.id, createdAt: backup.createdAt, reasons, expiresAt });
-    else plan.drop.push({ id: backup.id, createdAt: backup.createdAt, reason: 'not kept by any rule (its buckets already have a newer backup, or the rules are used up)' });
+    else
+      plan.drop.push({
+        id: backup.id,
+        createdAt: backup.createdAt,
+        reason: 'not kept by any rule (its buckets already have a newer backup, or the rules are used up)',
+      });
   }
   return plan;
 }

@@ -111,7 +111,9 @@ export async function fireSchedule(deps: FiringDeps, scheduleId: string, fireTim
       }
       if (skip) {
         if (options.manual) {
-          throw new CairnError(skip.code, `cannot run schedule ${scheduleId} now: ${skip.reason}`, { details: skip.activeJobId ? { jobId: skip.activeJobId } : undefined });
+          throw new CairnError(skip.code, `cannot run schedule ${scheduleId} now: ${skip.reason}`, {
+            details: skip.activeJobId ? { jobId: skip.activeJobId } : undefined,
+          });
         }
         const skipJob = await tx.job.create({
           data: {

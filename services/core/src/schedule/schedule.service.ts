@@ -94,7 +94,10 @@ export class ScheduleService {
   }
 
   private async findInstance(instanceId: string, scope: ScheduleScope) {
-    const instance = await this.prisma.instance.findFirst({ where: { id: instanceId, ...(scope.tenantId ? { tenantId: scope.tenantId } : {}) }, include: { volumes: true } });
+    const instance = await this.prisma.instance.findFirst({
+      where: { id: instanceId, ...(scope.tenantId ? { tenantId: scope.tenantId } : {}) },
+      include: { volumes: true },
+    });
     if (!instance) throw new CairnError('not-found', `instance ${instanceId} not found`);
     return instance;
   }
@@ -133,7 +136,8 @@ export class ScheduleService {
     if (input.volumes !== undefined) {
       const names = input.volumes ?? [];
       names.forEach((n, i) => {
-        if (!instanceVolumes.includes(n)) problems.push({ path: `volumes.${i}`, message: `the instance has no volume ${n} (it has ${instanceVolumes.join(', ') || 'none'})` });
+        if (!instanceVolumes.includes(n))
+          problems.push({ path: `volumes.${i}`, message: `the instance has no volume ${n} (it has ${instanceVolumes.join(', ') || 'none'})` });
         else if (names.indexOf(n) !== i) problems.push({ path: `volumes.${i}`, message: `duplicate volume ${n}` });
       });
       out.volumes = [...names].sort();
@@ -144,7 +148,10 @@ export class ScheduleService {
 
   async create(instanceId: string, input: CreateScheduleInput, scope: ScheduleScope = {}): Promise<ScheduleView> {
     const instance = await this.findInstance(instanceId, scope);
-    const fields = this.checkFields({ cron: input.cron, timezone: input.timezone ?? 'UTC', retention: input.retention, volumes: input.volumes }, instance.volumes.map((v) => v.name));
+    const fields = this.checkFields(
+      { cron: input.cron, timezone: input.timezone ?? 'UTC', retention: input.retention, volumes: input.volumes },
+      instance.volumes.map((v) => v.name),
+    );
     const id = newId();
     const row = await this.prisma.$transaction(
       async (tx) => {
@@ -192,7 +199,10 @@ export class ScheduleService {
   async update(id: string, input: UpdateScheduleInput, scope: ScheduleScope = {}): Promise<ScheduleView> {
     const existing = await this.findSchedule(id, scope);
     const instance = await this.findInstance(existing.instanceId, {});
-    const fields = this.checkFields(input, instance.volumes.map((v) => v.name));
+    const fields = this.checkFields(
+      input,
+      instance.volumes.map((v) => v.name),
+    );
     const row = await this.prisma.$transaction(
       async (tx) => {
         await lockRecord(tx, 'schedule', id);
@@ -245,9 +255,14 @@ export class ScheduleService {
   async runNow(id: string, requestedBy: string, scope: ScheduleScope = {}): Promise<{ backup: Backup; job: Job }> {
     await this.findSchedule(id, scope);
     const fireTime = this.now().getTime();
-    let outcome;
+    let outcome: Awaited<ReturnType<typeof fireSchedule>>;
     try {
-      outcome = await fireSchedule({ prisma: this.prisma, queues: this.queues, compression: this.compression, logger: this.logger, now: this.now }, id, fireTime, { manual: true, requestedBy });
+      outcome = await fireSchedule(
+        { prisma: this.prisma, queues: this.queues, compression: this.compression, logger: this.logger, now: this.now },
+        id,
+        fireTime,
+        { manual: true, requestedBy },
+      );
     } catch (err) {
       if (!isEnqueueFailure(err)) throw err;
       // The rows were committed but nothing will ever run them: fail them, the caller gets 503.

@@ -78,7 +78,11 @@ export class SchedulerSync {
     const { pattern } = assertCron(schedule.cron, { allowSeconds: true });
     const id = schedulerIdOf(schedule.id);
     await this.redis(`upsert scheduler of schedule ${schedule.id}`, () =>
-      this.control.upsertJobScheduler(id, { pattern, tz: schedule.timezone }, { name: SCHEDULE_FIRE_JOB, data: { scheduleId: schedule.id }, opts: FIRE_JOB_OPTIONS }),
+      this.control.upsertJobScheduler(
+        id,
+        { pattern, tz: schedule.timezone },
+        { name: SCHEDULE_FIRE_JOB, data: { scheduleId: schedule.id }, opts: FIRE_JOB_OPTIONS },
+      ),
     );
     const scheduler = await this.redis(`read scheduler of schedule ${schedule.id}`, () => this.control.getJobScheduler(id));
     return typeof scheduler?.next === 'number' ? new Date(scheduler.next) : nextRunAt(pattern, schedule.timezone, this.now());
@@ -108,9 +112,9 @@ export class SchedulerSync {
       async (tx) => {
         await lockRecord(tx, 'schedule', scheduleId);
         const row = await tx.schedule.findUnique({ where: { id: scheduleId } });
-        if (!row || !row.enabled) {
+        if (!row?.enabled) {
           await this.removeScheduler(scheduleId);
-          if (row && row.nextRunAt) await tx.schedule.update({ where: { id: scheduleId }, data: { nextRunAt: null } });
+          if (row?.nextRunAt) await tx.schedule.update({ where: { id: scheduleId }, data: { nextRunAt: null } });
           return 'removed';
         }
         const next = await this.apply(row);
@@ -161,7 +165,10 @@ export class SchedulerSync {
       return await Promise.race([
         op(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CairnError('unavailable', `redis unavailable: ${what} got no answer within ${this.redisTimeoutMs} ms`)), this.redisTimeoutMs);
+          timer = setTimeout(
+            () => reject(new CairnError('unavailable', `redis unavailable: ${what} got no answer within ${this.redisTimeoutMs} ms`)),
+            this.redisTimeoutMs,
+          );
         }),
       ]);
     } catch (err) {

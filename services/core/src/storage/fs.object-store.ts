@@ -154,9 +154,13 @@ export class FsObjectStore implements ObjectStore {
 
   private async moveIntoPlace(key: string, from: string, to: string): Promise<void> {
     const conflict = (err: unknown) =>
-      new CairnError('conflict', `key "${key}" conflicts with another object in ${this.name} (a key cannot be both an object and a prefix of other keys here)`, {
-        cause: err,
-      });
+      new CairnError(
+        'conflict',
+        `key "${key}" conflicts with another object in ${this.name} (a key cannot be both an object and a prefix of other keys here)`,
+        {
+          cause: err,
+        },
+      );
     for (let attempt = 0; ; attempt++) {
       try {
         await fsp.mkdir(path.dirname(to), { recursive: true });
@@ -171,11 +175,23 @@ export class FsObjectStore implements ObjectStore {
         const code = errnoOf(err);
         if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') {
           // An empty directory left behind by a racing delete can go; one with objects cannot.
-          if (attempt < 3 && (await fsp.rmdir(to).then(() => true, () => false))) continue;
+          if (
+            attempt < 3 &&
+            (await fsp.rmdir(to).then(
+              () => true,
+              () => false,
+            ))
+          )
+            continue;
           throw conflict(err);
         }
         if (code === 'ENOENT') {
-          if (!(await fsp.stat(from).then(() => true, () => false))) {
+          if (
+            !(await fsp.stat(from).then(
+              () => true,
+              () => false,
+            ))
+          ) {
             throw new CairnError('cancelled', `put of "${key}" in ${this.name} was aborted by abortIncompleteUpload`, { cause: err });
           }
           // A concurrent delete removed the (then empty) parent directory: recreate and retry.
@@ -255,7 +271,7 @@ export class FsObjectStore implements ObjectStore {
    * skipped, so a page costs about its own size, not the whole tree.
    */
   private async *walk(dirKey: string, prefix: string, after: string): AsyncGenerator<string> {
-    let dirents;
+    let dirents: import('node:fs').Dirent[];
     try {
       dirents = await fsp.readdir(path.join(this.directory, dirKey), { withFileTypes: true });
     } catch (err) {
@@ -342,7 +358,7 @@ export class FsObjectStore implements ObjectStore {
         .filter((n) => n.endsWith('.json'))
         .map(async (n): Promise<IncompleteUpload | null> => {
           const meta = await this.readMeta(n.slice(0, -'.json'.length));
-          return meta && meta.key.startsWith(prefix) ? { key: meta.key, uploadId: n.slice(0, -'.json'.length), initiated: new Date(meta.initiated) } : null;
+          return meta?.key.startsWith(prefix) ? { key: meta.key, uploadId: n.slice(0, -'.json'.length), initiated: new Date(meta.initiated) } : null;
         }),
     );
     return uploads.filter((u): u is IncompleteUpload => u !== null).sort((a, b) => compareKeys(a.key, b.key) || a.initiated.getTime() - b.initiated.getTime());
@@ -378,7 +394,10 @@ export class FsObjectStore implements ObjectStore {
       if (!stat.isDirectory()) throw new Error('not a directory');
       await fsp.access(this.directory, fsp.constants.W_OK);
     } catch (err) {
-      throw new CairnError('unavailable', `object store ${this.name} is not usable: ${errnoOf(err) ?? (err as Error).message}`, { cause: err, permanent: false });
+      throw new CairnError('unavailable', `object store ${this.name} is not usable: ${errnoOf(err) ?? (err as Error).message}`, {
+        cause: err,
+        permanent: false,
+      });
     }
   }
 }

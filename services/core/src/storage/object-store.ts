@@ -132,9 +132,13 @@ export function resolveRange(range: ByteRange, size: number): { start: number; e
 }
 
 export function rangeNotSatisfiable(range: ByteRange, size?: number): CairnError {
-  return new CairnError('validation', `byte range ${rangeHeader(range).slice(6)} is not satisfiable${size === undefined ? '' : ` for an object of ${size} bytes`}`, {
-    details: { reason: 'range-not-satisfiable', range, size },
-  });
+  return new CairnError(
+    'validation',
+    `byte range ${rangeHeader(range).slice(6)} is not satisfiable${size === undefined ? '' : ` for an object of ${size} bytes`}`,
+    {
+      details: { reason: 'range-not-satisfiable', range, size },
+    },
+  );
 }
 
 /** Destroys `stream` with CairnError('cancelled') when `signal` fires while it is open. */

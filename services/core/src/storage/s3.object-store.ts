@@ -193,7 +193,8 @@ export class S3ObjectStore implements ObjectStore {
     if (!options.bucket) throw new CairnError('config', 'S3 bucket is required');
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
     this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
-    if (!Number.isInteger(this.partSize) || this.partSize < 5 * MIB) throw new CairnError('config', `S3 part size must be at least 5 MiB, got ${this.partSize}`);
+    if (!Number.isInteger(this.partSize) || this.partSize < 5 * MIB)
+      throw new CairnError('config', `S3 part size must be at least 5 MiB, got ${this.partSize}`);
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new CairnError('config', `S3 queue size must be at least 1, got ${this.queueSize}`);
     this.bucket = options.bucket;
     const trimmed = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
@@ -204,7 +205,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /** A store over an existing client (not closed by close()). */
-  static withClient(client: S3Client, options: Omit<S3ObjectStoreOptions, 'region' | 'accessKeyId' | 'secretAccessKey' | 'forcePathStyle' | 'checksumMode' | 'maxAttempts'>): S3ObjectStore {
+  static withClient(
+    client: S3Client,
+    options: Omit<S3ObjectStoreOptions, 'region' | 'accessKeyId' | 'secretAccessKey' | 'forcePathStyle' | 'checksumMode' | 'maxAttempts'>,
+  ): S3ObjectStore {
     return new S3ObjectStore({ region: 'unused', ...options }, client);
   }
 
@@ -225,11 +229,22 @@ export class S3ObjectStore implements ObjectStore {
     const name = nameOf(err);
     const message = `${what} at ${this.name} failed: ${name && name !== 'Error' ? `${name}: ` : ''}${(err as SdkError | null)?.message ?? String(err)}`;
     const details = { status, s3Code: name && name !== 'Error' ? name : undefined };
-    if (name === 'NoSuchBucket') return new CairnError('unavailable', `${what}: bucket "${this.bucket}" does not exist at ${this.name}`, { cause: err, details, permanent: false });
-    if (name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchUpload' || status === 404) return new CairnError('not-found', message, { cause: err, details });
-    if (name === 'InvalidRange' || status === 416) return new CairnError('validation', message, { cause: err, details: { ...details, reason: 'range-not-satisfiable' } });
+    if (name === 'NoSuchBucket')
+      return new CairnError('unavailable', `${what}: bucket "${this.bucket}" does not exist at ${this.name}`, { cause: err, details, permanent: false });
+    if (name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchUpload' || status === 404)
+      return new CairnError('not-found', message, { cause: err, details });
+    if (name === 'InvalidRange' || status === 416)
+      return new CairnError('validation', message, { cause: err, details: { ...details, reason: 'range-not-satisfiable' } });
     const code = networkCode(err);
-    if ((status !== undefined && status >= 500) || status === 429 || status === 408 || THROTTLING.has(name) || TRANSIENT.has(name) || code || name === 'AbortError') {
+    if (
+      (status !== undefined && status >= 500) ||
+      status === 429 ||
+      status === 408 ||
+      THROTTLING.has(name) ||
+      TRANSIENT.has(name) ||
+      code ||
+      name === 'AbortError'
+    ) {
       return new CairnError('unavailable', message, { cause: err, details: { ...details, networkCode: code }, permanent: false });
     }
     // Wrong or expired credentials can be fixed by an operator while jobs wait to retry.
@@ -335,7 +350,12 @@ export class S3ObjectStore implements ObjectStore {
     const limit = listLimit(opts.limit);
     try {
       const out = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, MaxKeys: limit, ...(opts.cursor ? { ContinuationToken: opts.cursor } : {}) }),
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: this.prefix + prefix,
+          MaxKeys: limit,
+          ...(opts.cursor ? { ContinuationToken: opts.cursor } : {}),
+        }),
       );
       const items = (out.Contents ?? []).map(
         (o): ObjectInfo => ({
@@ -467,7 +487,10 @@ export class S3ObjectStore implements ObjectStore {
     const region = await this.client.config.region();
     try {
       await this.client.send(
-        new CreateBucketCommand({ Bucket: this.bucket, ...(region && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}) }),
+        new CreateBucketCommand({
+          Bucket: this.bucket,
+          ...(region && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}),
+        }),
       );
     } catch (err) {
       // Someone else created it meanwhile.

@@ -48,7 +48,9 @@ export function errorHandler(logger: Logger): Middleware {
       ctx.status = status;
       ctx.remove('Content-Disposition');
       ctx.remove('Content-Length');
-      ctx.body = { error: { code: e.code, message: status === 500 ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
+      ctx.body = {
+        error: { code: e.code, message: status === 500 ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) },
+      };
       if (status === 401 && !ctx.response.get('WWW-Authenticate')) ctx.set('WWW-Authenticate', 'Bearer realm="cairn"');
       if (status === 503) ctx.set('Retry-After', '5');
     }

@@ -1,6 +1,15 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CONTROL_QUEUE, CairnError, nodeQueueName, type ControlJobName, type ControlJobPayload, type JobQueues, type NodeJobName, type NodeJobPayload } from '@cairn/core';
+import {
+  CONTROL_QUEUE,
+  CairnError,
+  nodeQueueName,
+  type ControlJobName,
+  type ControlJobPayload,
+  type JobQueues,
+  type NodeJobName,
+  type NodeJobPayload,
+} from '@cairn/core';
 
 export type CancelOutcome = 'removed' | 'signalled' | 'gone';
 
@@ -76,7 +85,10 @@ export class QueueClient implements QueuePort {
       return await Promise.race([
         op(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CairnError('unavailable', `redis unavailable: ${what} got no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+          timer = setTimeout(
+            () => reject(new CairnError('unavailable', `redis unavailable: ${what} got no answer within ${this.timeoutMs} ms`)),
+            this.timeoutMs,
+          );
         }),
       ]);
     } catch (err) {

@@ -1,4 +1,15 @@
-import { BackupView, BatchDeleteBody, BatchDeleteResult, DeleteBackupResult, DownloadQuery, FileList, IdParams, JobStarted, ListFilesQuery, RestoreBody } from '@cairn/core/api/index.ts';
+import {
+  BackupView,
+  BatchDeleteBody,
+  BatchDeleteResult,
+  DeleteBackupResult,
+  DownloadQuery,
+  FileList,
+  IdParams,
+  JobStarted,
+  ListFilesQuery,
+  RestoreBody,
+} from '@cairn/core/api/index.ts';
 import type { ApiRegistry } from '../http/api-routes.ts';
 import type { BackupFilesService } from '../services/backup-files.service.ts';
 import type { BackupService } from '../services/backup.service.ts';
@@ -26,7 +37,10 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     tag: 'backups',
     access: 'member',
     params: IdParams,
-    responses: { 202: { description: 'the backup (deleting) and its cleanup job', schema: DeleteBackupResult }, 409: { description: 'a restore is reading the backup' } },
+    responses: {
+      202: { description: 'the backup (deleting) and its cleanup job', schema: DeleteBackupResult },
+      409: { description: 'a restore is reading the backup' },
+    },
     async handler(ctx, { actor, params }) {
       ctx.status = 202;
       ctx.body = await backups.remove(actor, params.id);

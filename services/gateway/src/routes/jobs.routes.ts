@@ -35,8 +35,10 @@ export function jobRoutes(api: ApiRegistry, jobs: JobService): void {
     path: '/v1/jobs/:id/events',
     operationId: 'streamJobEvents',
     summary: 'Progress stream (Server-Sent Events)',
-    description:
-      'Sends the current job at once (`event: state`), then `state` (status changed) and `progress` events, each with the whole job as data, and `end` when the job has ended.',
+    description: [
+      'Sends the current job at once (`event: state`), then `state` (status changed) and `progress` events,',
+      'each with the whole job as data, and `end` when the job has ended.',
+    ].join(' '),
     tag: 'jobs',
     access: 'member',
     params: IdParams,
@@ -65,7 +67,10 @@ export function jobRoutes(api: ApiRegistry, jobs: JobService): void {
     path: '/v1/jobs/:id/cancel',
     operationId: 'cancelJob',
     summary: 'Cancel a job',
-    description: 'A queued job is removed and answered `cancelled` (200); a running one is signalled (202) and ends `cancelled` when its worker stops; an ended job is a 409.',
+    description: [
+      'A queued job is removed and answered `cancelled` (200); a running one is signalled (202)',
+      'and ends `cancelled` when its worker stops; an ended job is a 409.',
+    ].join(' '),
     tag: 'jobs',
     access: 'member',
     params: IdParams,

@@ -21,7 +21,11 @@ export function opsRoutes(api: ApiRegistry, checks: Record<string, Check>, metri
     ctx.status = readiness.ok ? 200 : 503;
     ctx.body = readiness.ok
       ? { status: 'ready', checks: readiness.checks }
-      : { status: 'unavailable', error: { code: 'unavailable', message: `not ready: ${failing.join(', ')} unreachable`, details: { failing } }, checks: readiness.checks };
+      : {
+          status: 'unavailable',
+          error: { code: 'unavailable', message: `not ready: ${failing.join(', ')} unreachable`, details: { failing } },
+          checks: readiness.checks,
+        };
   });
   router.get('/metrics', async (ctx) => {
     const { contentType, body } = await metrics.render();
@@ -34,17 +38,41 @@ export function opsRoutes(api: ApiRegistry, checks: Record<string, Check>, metri
 
   const ops = { tag: 'ops', access: 'public' } as const;
   api
-    .document({ ...ops, method: 'get', path: '/healthz', operationId: 'healthz', summary: 'The process is up', responses: { 200: { description: 'up', contentType: 'application/json' } } })
+    .document({
+      ...ops,
+      method: 'get',
+      path: '/healthz',
+      operationId: 'healthz',
+      summary: 'The process is up',
+      responses: { 200: { description: 'up', contentType: 'application/json' } },
+    })
     .document({
       ...ops,
       method: 'get',
       path: '/readyz',
       operationId: 'readyz',
       summary: 'Postgres, Redis and S3 answer',
-      responses: { 200: { description: 'ready', contentType: 'application/json' }, 503: { description: 'not ready: names the failing dependencies', contentType: 'application/json' } },
+      responses: {
+        200: { description: 'ready', contentType: 'application/json' },
+        503: { description: 'not ready: names the failing dependencies', contentType: 'application/json' },
+      },
     })
-    .document({ ...ops, method: 'get', path: '/metrics', operationId: 'metrics', summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format', contentType: 'text/plain' } } })
-    .document({ ...ops, method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', contentType: 'application/json' } } })
+    .document({
+      ...ops,
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      summary: 'Prometheus metrics',
+      responses: { 200: { description: 'text exposition format', contentType: 'text/plain' } },
+    })
+    .document({
+      ...ops,
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      summary: 'This document',
+      responses: { 200: { description: 'OpenAPI 3.1', contentType: 'application/json' } },
+    })
     .document({
       method: 'get',
       path: '/admin/queues',

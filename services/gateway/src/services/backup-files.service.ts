@@ -101,7 +101,12 @@ export class BackupFilesService {
     if (path === undefined) {
       const type = ARCHIVE_TYPES[backup.compression] ?? ARCHIVE_TYPES.none!;
       const stream = await this.get(backup.storageKey, 'archive');
-      return { stream, contentType: type.contentType, filename: `${backup.id}.${type.ext}`, ...(backup.sizeBytes !== null ? { length: Number(backup.sizeBytes) } : {}) };
+      return {
+        stream,
+        contentType: type.contentType,
+        filename: `${backup.id}.${type.ext}`,
+        ...(backup.sizeBytes !== null ? { length: Number(backup.sizeBytes) } : {}),
+      };
     }
     const { index, sorted } = await this.load(backup);
     if (!containsPath(sorted, path)) throw new CairnError('not-found', `path ${path} is not in backup ${backup.id}`);
@@ -154,7 +159,8 @@ export class BackupFilesService {
     try {
       return await this.store.get(key);
     } catch (err) {
-      if (err instanceof CairnError && err.code === 'not-found') throw new CairnError('archive-missing', `the ${what} object of this backup is missing (${key})`, { cause: err });
+      if (err instanceof CairnError && err.code === 'not-found')
+        throw new CairnError('archive-missing', `the ${what} object of this backup is missing (${key})`, { cause: err });
       throw err;
     }
   }

@@ -74,11 +74,16 @@ export class BackupService {
     const names = instance.volumes.map((v) => v.name).sort();
     if (names.length === 0) throw new CairnError('no-data', `nothing to back up: instance ${instance.name} has no volumes`);
     if (body.volumes) {
-      const unknown = body.volumes.flatMap((v, i) => (names.includes(v) ? [] : [{ path: `volumes.${i}`, message: `instance ${instance.name} has no volume ${v} (it has ${names.join(', ')})` }]));
+      const unknown = body.volumes.flatMap((v, i) =>
+        names.includes(v) ? [] : [{ path: `volumes.${i}`, message: `instance ${instance.name} has no volume ${v} (it has ${names.join(', ')})` }],
+      );
       if (unknown.length) throw validationError('request', unknown);
     }
     const selected = body.volumes ? [...body.volumes].sort() : names;
-    await this.refuseUncoverable(instance.nodeId, instance.volumes.filter((v) => selected.includes(v.name)));
+    await this.refuseUncoverable(
+      instance.nodeId,
+      instance.volumes.filter((v) => selected.includes(v.name)),
+    );
     await this.queues.ready();
 
     const compression = this.config.COMPRESSION as Compression;
@@ -90,9 +95,13 @@ export class BackupService {
       if (active) throw busy(instance.name, active);
       const manual = await tx.backup.count({ where: { instanceId: instance.id, trigger: 'manual', status: { notIn: ['deleting', 'deleted'] } } });
       if (manual >= this.config.MANUAL_BACKUP_LIMIT) {
-        throw new CairnError('limit', `instance ${instance.name} already has ${manual} manual backups (limit ${this.config.MANUAL_BACKUP_LIMIT}); delete some before taking another`, {
-          details: { limit: this.config.MANUAL_BACKUP_LIMIT, count: manual },
-        });
+        throw new CairnError(
+          'limit',
+          `instance ${instance.name} already has ${manual} manual backups (limit ${this.config.MANUAL_BACKUP_LIMIT}); delete some before taking another`,
+          {
+            details: { limit: this.config.MANUAL_BACKUP_LIMIT, count: manual },
+          },
+        );
       }
       const backup = await tx.backup.create({
         data: {
@@ -187,7 +196,11 @@ export class BackupService {
           return { id: r.id, ok: true, status: r.backup.status, jobId: r.cleanupJob?.id ?? null };
         }
         const e = r.error;
-        return { id: r.id, ok: false, error: { code: e.code, message: e.code === 'internal' ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) } };
+        return {
+          id: r.id,
+          ok: false,
+          error: { code: e.code, message: e.code === 'internal' ? 'internal error' : e.message, ...(e.details !== undefined ? { details: e.details } : {}) },
+        };
       }),
     };
   }
@@ -205,13 +218,17 @@ export class BackupService {
   private async refuseUncoverable(nodeId: string, volumes: { name: string; hostPath: string }[]): Promise<void> {
     const node = await this.prisma.node.findUnique({ where: { id: nodeId } });
     if (!node) throw new CairnError('no-data', `nothing to back up: node ${nodeId} is not registered`);
-    const reasons = volumes.filter((v) => !containingRoot(v.hostPath, node.volumeRoots)).map((v) => `${v.name}: ${v.hostPath} is outside the volume roots of node ${node.id}`);
+    const reasons = volumes
+      .filter((v) => !containingRoot(v.hostPath, node.volumeRoots))
+      .map((v) => `${v.name}: ${v.hostPath} is outside the volume roots of node ${node.id}`);
     if (reasons.length === volumes.length) throw new CairnError('no-data', `nothing to back up: ${reasons.join('; ')}`, { details: { skipped: reasons } });
   }
 }
 
 function busy(instanceName: string, active: Job): CairnError {
-  return new CairnError('conflict', `instance ${instanceName} already has a ${active.type} job ${active.status} (${active.id}); wait for it or cancel it`, { details: { jobId: active.id } });
+  return new CairnError('conflict', `instance ${instanceName} already has a ${active.type} job ${active.status} (${active.id}); wait for it or cancel it`, {
+    details: { jobId: active.id },
+  });
 }
 
 export { busy as busyInstanceError };

@@ -1,4 +1,18 @@
-import { CairnError, activeInstanceJob, backupPrefix, cancelJobs, containingRoot, isInside, lockRecord, newId, type Logger, type Node, type Prisma, type PrismaClient, type SchedulerSync } from '@cairn/core';
+import {
+  CairnError,
+  activeInstanceJob,
+  backupPrefix,
+  cancelJobs,
+  containingRoot,
+  isInside,
+  lockRecord,
+  newId,
+  type Logger,
+  type Node,
+  type Prisma,
+  type PrismaClient,
+  type SchedulerSync,
+} from '@cairn/core';
 import type {
   Coverage,
   CreateInstanceBody,
@@ -117,8 +131,14 @@ export class InstanceService {
         const current = await this.findVisible(actor, id, tx);
         if (layoutChange) {
           const active = await activeInstanceJob(tx, id);
-          if (active) throw new CairnError('conflict', `instance ${current.name} has a ${active.type} job ${active.status}; change its node or volumes when it ends`, { details: { jobId: active.id } });
-          const node = body.nodeId !== undefined && body.nodeId !== current.nodeId ? await this.requireNode(body.nodeId, tx) : await tx.node.findUnique({ where: { id: current.nodeId } });
+          if (active)
+            throw new CairnError('conflict', `instance ${current.name} has a ${active.type} job ${active.status}; change its node or volumes when it ends`, {
+              details: { jobId: active.id },
+            });
+          const node =
+            body.nodeId !== undefined && body.nodeId !== current.nodeId
+              ? await this.requireNode(body.nodeId, tx)
+              : await tx.node.findUnique({ where: { id: current.nodeId } });
           const volumes: VolumeSpec[] = body.volumes ?? current.volumes.map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes }));
           if (!node) throw fieldError('nodeId', `node ${current.nodeId} no longer exists; give a nodeId`);
           checkVolumesOnNode(volumes, node);
@@ -130,11 +150,17 @@ export class InstanceService {
         }
         if (body.volumes) {
           await tx.volume.deleteMany({ where: { instanceId: id } });
-          await tx.volume.createMany({ data: body.volumes.map((v) => ({ id: newId(), instanceId: id, name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })) });
+          await tx.volume.createMany({
+            data: body.volumes.map((v) => ({ id: newId(), instanceId: id, name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })),
+          });
         }
         return tx.instance.update({
           where: { id },
-          data: { ...(body.name !== undefined ? { name: body.name } : {}), ...(body.nodeId !== undefined ? { nodeId: body.nodeId } : {}), updatedAt: this.now() },
+          data: {
+            ...(body.name !== undefined ? { name: body.name } : {}),
+            ...(body.nodeId !== undefined ? { nodeId: body.nodeId } : {}),
+            updatedAt: this.now(),
+          },
           include: withTenantAndVolumes,
         });
       });
@@ -162,7 +188,9 @@ export class InstanceService {
       throw new CairnError('conflict', `instance ${instance.name} has ${live} backup(s); delete them first or use ?force=true`, { details: { backups: live } });
     }
     if (!force && active.length > 0) {
-      throw new CairnError('conflict', `instance ${instance.name} has a ${active[0]!.type} job ${active[0]!.status}; cancel it or use ?force=true`, { details: { jobId: active[0]!.id } });
+      throw new CairnError('conflict', `instance ${instance.name} has a ${active[0]!.type} job ${active[0]!.status}; cancel it or use ?force=true`, {
+        details: { jobId: active[0]!.id },
+      });
     }
     // Stop the work first: if Redis is down this fails (503) before anything is deleted.
     const cancelled = await cancelJobs(this.prisma, this.queues, active, `instance ${id} deleted`);
@@ -185,7 +213,9 @@ export class InstanceService {
     this.logger.info({ instanceId: id, backups: prefixes.length, schedules: schedules.length, force, by: actor.tokenId }, 'instance deleted');
     // Objects of deleted (or never completed) backups may linger; removing them is best effort.
     for (const prefix of prefixes) {
-      await this.objects.deletePrefix(prefix).catch((err: Error) => this.logger.warn({ instanceId: id, prefix, err: err.message }, 'could not delete backup objects; the orphan sweep will'));
+      await this.objects
+        .deletePrefix(prefix)
+        .catch((err: Error) => this.logger.warn({ instanceId: id, prefix, err: err.message }, 'could not delete backup objects; the orphan sweep will'));
     }
     return { id, deletedBackups: prefixes.length, cancelledJobs: cancelled };
   }
@@ -209,26 +239,49 @@ export class InstanceService {
         else if (node.volumeRoots.length === 0) reason = `node ${node.id} has no volume roots`;
         else if (!root) reason = `${v.hostPath} is outside the volume roots of node ${node.id} (${node.volumeRoots.join(', ')})`;
         else if (cap?.error) reason = `volume root ${root} is not usable on the node: ${cap.error}`;
-        return { name: v.name, hostPath: v.hostPath, covered: reason === null, root, freeBytes: cap?.freeBytes ?? null, totalBytes: cap?.totalBytes ?? null, reason };
+        return {
+          name: v.name,
+          hostPath: v.hostPath,
+          covered: reason === null,
+          root,
+          freeBytes: cap?.freeBytes ?? null,
+          totalBytes: cap?.totalBytes ?? null,
+          reason,
+        };
       });
     const online = node ? isOnline(node, now) : false;
     const warnings: string[] = [];
     if (node && !online) {
       const age = heartbeatAgeSeconds(node, now);
-      warnings.push(age === null ? `node ${node.id} has never sent a heartbeat: backups wait in its queue until its worker starts` : `node ${node.id} is offline (last heartbeat ${Math.round(age)} s ago): backups wait in its queue`);
+      warnings.push(
+        age === null
+          ? `node ${node.id} has never sent a heartbeat: backups wait in its queue until its worker starts`
+          : `node ${node.id} is offline (last heartbeat ${Math.round(age)} s ago): backups wait in its queue`,
+      );
     }
     if (instance.volumes.length === 0) warnings.push('the instance has no volumes');
     const lastWarnings = lastBackup && Array.isArray(lastBackup.warnings) ? (lastBackup.warnings as unknown[]) : [];
     return {
       instanceId: instance.id,
       nodeId: instance.nodeId,
-      node: { known: node !== null, online, lastHeartbeatAt: node?.lastHeartbeatAt?.toISOString() ?? null, heartbeatAgeSeconds: node ? heartbeatAgeSeconds(node, now) : null },
+      node: {
+        known: node !== null,
+        online,
+        lastHeartbeatAt: node?.lastHeartbeatAt?.toISOString() ?? null,
+        heartbeatAgeSeconds: node ? heartbeatAgeSeconds(node, now) : null,
+      },
       covered: volumes.filter((v) => v.covered).map((v) => v.name),
       skipped: volumes.filter((v) => !v.covered).map((v) => ({ name: v.name, reason: v.reason! })),
       volumes,
       warnings,
       lastBackup: lastBackup
-        ? { id: lastBackup.id, status: lastBackup.status, createdAt: lastBackup.createdAt.toISOString(), completedAt: lastBackup.completedAt?.toISOString() ?? null, warnings: lastWarnings }
+        ? {
+            id: lastBackup.id,
+            status: lastBackup.status,
+            createdAt: lastBackup.createdAt.toISOString(),
+            completedAt: lastBackup.completedAt?.toISOString() ?? null,
+            warnings: lastWarnings,
+          }
         : null,
     };
   }
@@ -289,7 +342,10 @@ async function checkNoOverlapOnNode(tx: Prisma.TransactionClient, nodeId: string
   const details = volumes.flatMap((v, i) => {
     const clash = others.find((o) => isInside(v.hostPath, o.hostPath) || isInside(o.hostPath, v.hostPath));
     if (!clash) return [];
-    const owner = clash.instance.tenantId === tenantId ? `volume ${clash.name} of instance ${clash.instance.name} (${clash.hostPath})` : 'a volume of another instance on this node';
+    const owner =
+      clash.instance.tenantId === tenantId
+        ? `volume ${clash.name} of instance ${clash.instance.name} (${clash.hostPath})`
+        : 'a volume of another instance on this node';
     return [{ path: `volumes.${i}.hostPath`, message: `${v.hostPath} overlaps ${owner}` }];
   });
   if (details.length) throw new CairnError('conflict', `volume paths overlap another instance: ${details.map((d) => d.message).join('; ')}`, { details });

@@ -1,5 +1,13 @@
 import type { ApiToken, Backup, Instance, Job, Node, Tenant, Volume } from '@cairn/core';
-import { NODE_ONLINE_WITHIN_SECONDS, type BackupView, type InstanceView, type JobProgress, type JobView, type NodeView, type TokenView } from '@cairn/core/api/index.ts';
+import {
+  NODE_ONLINE_WITHIN_SECONDS,
+  type BackupView,
+  type InstanceView,
+  type JobProgress,
+  type JobView,
+  type NodeView,
+  type TokenView,
+} from '@cairn/core/api/index.ts';
 
 /** Rows → API views (SPEC §11 shapes): ISO timestamps, numbers for BigInt sizes, no secrets. */
 

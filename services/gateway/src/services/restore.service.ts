@@ -43,7 +43,9 @@ export class RestoreService {
   async start(actor: Actor, backupId: string, body: RestoreBody): Promise<JobView> {
     const backup = await this.backups.findVisible(actor, backupId);
     if (backup.status !== 'completed') {
-      throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}: only completed backups can be restored`, { details: { status: backup.status } });
+      throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}: only completed backups can be restored`, {
+        details: { status: backup.status },
+      });
     }
     const target = await this.instances.findVisible(actor, body.targetInstanceId ?? backup.instanceId);
 
@@ -56,7 +58,10 @@ export class RestoreService {
     body.paths?.forEach((p, i) => {
       const v = pathVolume(p);
       if (body.volumes ? !body.volumes.includes(v) : !inBackup.includes(v)) {
-        problems.push({ path: `paths.${i}`, message: `${p} is not inside ${body.volumes ? 'a selected volume' : 'a volume of the backup'} (${(body.volumes ?? inBackup).join(', ')})` });
+        problems.push({
+          path: `paths.${i}`,
+          message: `${p} is not inside ${body.volumes ? 'a selected volume' : 'a volume of the backup'} (${(body.volumes ?? inBackup).join(', ')})`,
+        });
       }
     });
     if (problems.length) throw validationError('request', problems);
@@ -79,7 +84,9 @@ export class RestoreService {
       await lockRecord(tx, 'backup', backup.id);
       const current = await tx.backup.findUnique({ where: { id: backup.id } });
       if (current?.status !== 'completed') {
-        throw new CairnError('conflict', `backup ${backup.id} is ${current?.status ?? 'gone'}: only completed backups can be restored`, { details: { status: current?.status } });
+        throw new CairnError('conflict', `backup ${backup.id} is ${current?.status ?? 'gone'}: only completed backups can be restored`, {
+          details: { status: current?.status },
+        });
       }
       await lockRecord(tx, 'instance', target.id);
       const active = await activeInstanceJob(tx, target.id);
@@ -107,7 +114,10 @@ export class RestoreService {
       await transitionJob(this.prisma, jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
       throw new CairnError('unavailable', reason, { cause: err, details: { jobId } });
     }
-    this.logger.info({ jobId, backupId: backup.id, targetInstanceId: target.id, nodeId: target.nodeId, volumes, paths: body.paths?.length ?? 0, mode, by: actor.tokenId }, 'restore requested');
+    this.logger.info(
+      { jobId, backupId: backup.id, targetInstanceId: target.id, nodeId: target.nodeId, volumes, paths: body.paths?.length ?? 0, mode, by: actor.tokenId },
+      'restore requested',
+    );
     return jobView(job);
   }
 }

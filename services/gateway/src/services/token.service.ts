@@ -75,9 +75,7 @@ export class TokenService {
   async create(actor: Actor, body: CreateTokenBody): Promise<CreatedToken> {
     const secret = generateToken();
     const row = await this.prisma.$transaction(async (tx) => {
-      const tenant = body.tenant
-        ? await tx.tenant.upsert({ where: { name: body.tenant }, create: { id: newId(), name: body.tenant }, update: {} })
-        : null;
+      const tenant = body.tenant ? await tx.tenant.upsert({ where: { name: body.tenant }, create: { id: newId(), name: body.tenant }, update: {} }) : null;
       return tx.apiToken.create({
         data: { id: newId(), name: body.name, role: body.role, tenantId: tenant?.id ?? null, tokenHash: hashToken(secret) },
         include: { tenant: true },

@@ -1,5 +1,17 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CONTROL_QUEUE, CairnError, JobQueues, SchedulerSync, controlJobPayload, createRedis, transitionJob, type Compression, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import {
+  CONTROL_QUEUE,
+  CairnError,
+  JobQueues,
+  SchedulerSync,
+  controlJobPayload,
+  createRedis,
+  transitionJob,
+  type Compression,
+  type Config,
+  type Logger,
+  type PrismaClient,
+} from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { runCleanup } from './cleanup.handler.ts';
 import type { ControlContext, ControlHandler } from './control-context.ts';
@@ -36,7 +48,12 @@ const HANDLERS: Record<string, ControlHandler> = {
 /** Job scheduler ids of the periodic control jobs (schedules use `schedule-<id>`). */
 export const SWEEP_SCHEDULER_ID = 'cairn-sweep';
 export const RETENTION_SCHEDULER_ID = 'cairn-retention';
-const PERIODIC_JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 10_000 }, removeOnComplete: { age: 7 * 24 * 3600, count: 1000 }, removeOnFail: { age: 30 * 24 * 3600 } } as const;
+const PERIODIC_JOB_OPTIONS = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 10_000 },
+  removeOnComplete: { age: 7 * 24 * 3600, count: 1000 },
+  removeOnFail: { age: 30 * 24 * 3600 },
+} as const;
 
 /** The control worker (SPEC §2): fleet-wide jobs; any number of replicas. */
 export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ close(): Promise<void> }> {
@@ -152,7 +169,9 @@ class Maintenance {
     const control = this.ctx.queues.queue(CONTROL_QUEUE);
     const sweepEvery = this.opts.sweepEveryMs === undefined ? 15 * 60_000 : this.opts.sweepEveryMs;
     const retentionEvery = this.opts.retentionEveryMs === undefined ? 3600_000 : this.opts.retentionEveryMs;
-    if (sweepEvery !== null) await control.upsertJobScheduler(SWEEP_SCHEDULER_ID, { every: sweepEvery }, { name: 'sweep', data: {}, opts: PERIODIC_JOB_OPTIONS });
-    if (retentionEvery !== null) await control.upsertJobScheduler(RETENTION_SCHEDULER_ID, { every: retentionEvery }, { name: 'retention', data: {}, opts: PERIODIC_JOB_OPTIONS });
+    if (sweepEvery !== null)
+      await control.upsertJobScheduler(SWEEP_SCHEDULER_ID, { every: sweepEvery }, { name: 'sweep', data: {}, opts: PERIODIC_JOB_OPTIONS });
+    if (retentionEvery !== null)
+      await control.upsertJobScheduler(RETENTION_SCHEDULER_ID, { every: retentionEvery }, { name: 'retention', data: {}, opts: PERIODIC_JOB_OPTIONS });
   }
 }

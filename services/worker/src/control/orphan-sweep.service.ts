@@ -136,7 +136,8 @@ async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, rep
         if (!queued) reason = 'the job was lost from the queue (worker or Redis restarted)';
         else {
           const state = await queued.getState();
-          if (state === 'completed' || state === 'failed' || state === 'unknown') reason = `the queue holds the job as ${state} but its record was never finished`;
+          if (state === 'completed' || state === 'failed' || state === 'unknown')
+            reason = `the queue holds the job as ${state} but its record was never finished`;
         }
       }
       if (!reason) continue;
@@ -295,7 +296,15 @@ export async function recordSweep<T>(
 ): Promise<{ jobId: string; value: T }> {
   const jobId = newId();
   await prisma.job.create({
-    data: { id: jobId, type: 'sweep', status: 'running', nodeId: options.nodeId ?? null, params: { kind: options.kind }, requestedBy: 'system', startedAt: new Date() },
+    data: {
+      id: jobId,
+      type: 'sweep',
+      status: 'running',
+      nodeId: options.nodeId ?? null,
+      params: { kind: options.kind },
+      requestedBy: 'system',
+      startedAt: new Date(),
+    },
   });
   try {
     const value = await run();

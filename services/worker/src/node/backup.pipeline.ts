@@ -47,7 +47,14 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'cancelled', { error: `backup is ${current?.status ?? 'missing'}` });
     return { status: 'cancelled', backupId: backup.id };
   }
-  if (!(await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? now, attempts: run.attempt, nodeId: ctx.nodeId, error: null }))) {
+  if (
+    !(await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', {
+      startedAt: job.startedAt ?? now,
+      attempts: run.attempt,
+      nodeId: ctx.nodeId,
+      error: null,
+    }))
+  ) {
     // The Job was cancelled or interrupted meanwhile; whoever did it also settled the Backup.
     return { status: 'skipped', backupId: backup.id };
   }
@@ -125,7 +132,10 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     const allWarnings = [...warnings, ...result.warnings];
     const rowWarnings =
       allWarnings.length > ROW_WARNINGS_MAX
-        ? [...allWarnings.slice(0, ROW_WARNINGS_MAX), { path: '', code: 'warnings-truncated', message: `${allWarnings.length - ROW_WARNINGS_MAX} more warnings are listed in the backup's index` }]
+        ? [
+            ...allWarnings.slice(0, ROW_WARNINGS_MAX),
+            { path: '', code: 'warnings-truncated', message: `${allWarnings.length - ROW_WARNINGS_MAX} more warnings are listed in the backup's index` },
+          ]
         : allWarnings;
     const completed = await transitionBackup(ctx.prisma, backup.id, ['running'], 'completed', {
       completedAt: new Date(),
@@ -146,13 +156,21 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
       }
       // Deleted or cancelled while running: never flip it back; remove what was uploaded.
       await ctx.store.deleteMany([backup.storageKey, backup.indexKey]);
-      await transitionJob(ctx.prisma, job.id, ['running'], 'cancelled', { error: `backup became ${current?.status ?? 'missing'} while running; its objects were removed` });
+      await transitionJob(ctx.prisma, job.id, ['running'], 'cancelled', {
+        error: `backup became ${current?.status ?? 'missing'} while running; its objects were removed`,
+      });
       return { status: 'cancelled', backupId: backup.id };
     }
     committed = true;
     run.progress('done');
     await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', {
-      result: { backupId: backup.id, storedBytes: result.storedBytes, logicalBytes: result.logicalBytes, fileCount: result.fileCount, warnings: allWarnings.length },
+      result: {
+        backupId: backup.id,
+        storedBytes: result.storedBytes,
+        logicalBytes: result.logicalBytes,
+        fileCount: result.fileCount,
+        warnings: allWarnings.length,
+      },
     });
     if (backup.trigger === 'schedule' && backup.scheduleId) {
       // Best effort: the periodic retention run catches up if this enqueue fails.
@@ -165,7 +183,11 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
       // (a cancel that came too late included). Only the Job row is behind: a retry of this job
       // finds the Backup completed and records the success.
       run.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'backup completed but its job could not be recorded');
-      throw new CairnError('unavailable', `backup ${backup.id} completed, recording it on the job failed: ${err instanceof Error ? err.message : String(err)}`, { permanent: false, cause: err });
+      throw new CairnError(
+        'unavailable',
+        `backup ${backup.id} completed, recording it on the job failed: ${err instanceof Error ? err.message : String(err)}`,
+        { permanent: false, cause: err },
+      );
     }
     const failure = classify(err, run);
     // A lost run leaves the objects and the records to the run that owns the job now.

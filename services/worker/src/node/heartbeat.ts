@@ -14,7 +14,15 @@ async function capacity(roots: string[]): Promise<Record<string, { freeBytes: nu
 }
 
 /** Registers the node (self-registration) and keeps `lastHeartbeatAt` fresh until stopped. */
-export async function startHeartbeat(opts: { prisma: PrismaClient; nodeId: string; volumeRoots: string[]; version: string; concurrency: number; logger: Logger; intervalMs?: number }): Promise<() => void> {
+export async function startHeartbeat(opts: {
+  prisma: PrismaClient;
+  nodeId: string;
+  volumeRoots: string[];
+  version: string;
+  concurrency: number;
+  logger: Logger;
+  intervalMs?: number;
+}): Promise<() => void> {
   const beat = async () => {
     const data = {
       volumeRoots: opts.volumeRoots,

@@ -68,9 +68,15 @@ export async function recordFailure(prisma: PrismaClient, run: JobRun, failure: 
   const { kind, error } = failure;
   if (kind === 'lost') return error;
   if (kind === 'retry') {
-    await transitionJob(prisma, run.jobId, ['running'], 'queued', { error: `attempt ${run.attempt} failed, will retry: ${error.message}`, errorCode: error.code }).catch(() => {});
+    await transitionJob(prisma, run.jobId, ['running'], 'queued', {
+      error: `attempt ${run.attempt} failed, will retry: ${error.message}`,
+      errorCode: error.code,
+    }).catch(() => {});
     return error;
   }
-  await transitionJob(prisma, run.jobId, ['queued', 'running'], kind === 'cancelled' ? 'cancelled' : 'failed', { error: error.message, errorCode: error.code }).catch(() => {});
+  await transitionJob(prisma, run.jobId, ['queued', 'running'], kind === 'cancelled' ? 'cancelled' : 'failed', {
+    error: error.message,
+    errorCode: error.code,
+  }).catch(() => {});
   return new UnrecoverableError(`${error.code}: ${error.message}`);
 }

@@ -1,5 +1,18 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CairnError, JobQueues, backupPrefix, ProgressThrottle, createRedis, nodeJobPayload, nodeQueueName, transitionBackup, transitionJob, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import {
+  CairnError,
+  JobQueues,
+  backupPrefix,
+  ProgressThrottle,
+  createRedis,
+  nodeJobPayload,
+  nodeQueueName,
+  transitionBackup,
+  transitionJob,
+  type Config,
+  type Logger,
+  type PrismaClient,
+} from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
 import { recordSweep } from '../control/orphan-sweep.service.ts';
@@ -64,7 +77,7 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningW
     await reconcileAtStart(ctx, connection, config.QUEUE_PREFIX, queueName);
     const w = new Worker(
       queueName,
-      (job: Job, token: string | undefined, signal?: AbortSignal) => {
+      (job: Job, _token: string | undefined, signal?: AbortSignal) => {
         const aborted = signal ?? new AbortController().signal;
         // A cancel that came before this processor was registered is applied now.
         const early = cancels?.takeEarly(job.id ?? '');
@@ -86,7 +99,8 @@ export async function startNodeWorker(opts: NodeWorkerOptions): Promise<RunningW
     w.on('failed', (job, err) => logger.warn({ jobId: job?.id, err: err.message }, 'job failed'));
     // Another worker may be handed a job whose lock we lost: stop our run of it.
     w.on('lockRenewalFailed', (jobIds: string[]) => {
-      for (const id of jobIds) if (w.cancelJob(id, new LockLostError(id) as unknown as string)) logger.warn({ jobId: id }, 'lost the job lock; stopping this run');
+      for (const id of jobIds)
+        if (w.cancelJob(id, new LockLostError(id) as unknown as string)) logger.warn({ jobId: id }, 'lost the job lock; stopping this run');
     });
     cancels = await listenForCancels(config.REDIS_URL, config.QUEUE_PREFIX, [w], logger);
     void w.run();
@@ -168,17 +182,26 @@ async function startUpSweep(ctx: NodeContext, connection: ReturnType<typeof crea
     const enqueuedBefore = new Date(Date.now() - LOST_JOB_GRACE_MS);
     const jobs = await prisma.job.findMany({
       // Only what runs on this node's queue: sweeps (this one included) are not queue jobs.
-      where: { type: { in: ['backup', 'restore'] }, OR: [{ nodeId }, { queue: queueName }], AND: [{ OR: [{ status: 'running' }, { status: 'queued', createdAt: { lt: enqueuedBefore } }] }] },
+      where: {
+        type: { in: ['backup', 'restore'] },
+        OR: [{ nodeId }, { queue: queueName }],
+        AND: [{ OR: [{ status: 'running' }, { status: 'queued', createdAt: { lt: enqueuedBefore } }] }],
+      },
       include: { backup: { select: { instanceId: true } } },
     });
     for (const job of jobs) {
       if (await queue.getJob(job.id)) continue;
-      const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: 'the job was lost from the queue (worker or Redis restarted)' });
+      const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', {
+        error: 'the job was lost from the queue (worker or Redis restarted)',
+      });
       if (!changed) continue;
       interrupted.push(job.id);
       logger.warn({ jobId: job.id }, 'marked a lost job interrupted');
       if (job.type === 'backup' && job.backupId && job.backup) {
-        await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', { error: 'interrupted: the job was lost from the queue', completedAt: new Date() });
+        await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', {
+          error: 'interrupted: the job was lost from the queue',
+          completedAt: new Date(),
+        });
         // Its half-written multipart upload would otherwise wait for the control sweep's grace period.
         for (const upload of await store.listIncompleteUploads(backupPrefix(job.backup.instanceId, job.backupId))) {
           await store.abortIncompleteUpload(upload.key, upload.uploadId);

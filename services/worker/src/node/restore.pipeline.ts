@@ -41,7 +41,12 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
   const job = await ctx.prisma.job.findUnique({ where: { id: run.jobId }, include: { backup: true } });
   if (!job) throw new CairnError('not-found', `job ${run.jobId} does not exist`);
   if (job.status !== 'queued' && job.status !== 'running') return { status: 'skipped' };
-  const started = await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', { startedAt: job.startedAt ?? new Date(), attempts: run.attempt, nodeId: ctx.nodeId, error: null });
+  const started = await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', {
+    startedAt: job.startedAt ?? new Date(),
+    attempts: run.attempt,
+    nodeId: ctx.nodeId,
+    error: null,
+  });
   // Cancelled or interrupted between the two reads: whoever changed it owns the record now.
   if (!started) return { status: 'skipped' };
 
@@ -77,7 +82,15 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
       const inPlace = realRoots.includes(live) || (await isMountPoint(live));
       const names = stagingNames(job.id, live);
       const home = inPlace ? live : path.dirname(live);
-      plans.push({ name, live, staging: path.join(home, names.staging), oldDir: path.join(home, names.old), keptDir: path.join(home, names.kept), inPlace, paths: byVolume.get(name) });
+      plans.push({
+        name,
+        live,
+        staging: path.join(home, names.staging),
+        oldDir: path.join(home, names.old),
+        keptDir: path.join(home, names.kept),
+        inPlace,
+        paths: byVolume.get(name),
+      });
     }
 
     const needed = bytesNeeded(index, plans);
@@ -89,7 +102,8 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
         await fs.mkdir(plan.staging, { mode: 0o700 });
       } catch (err) {
         // Another run of this job (a stalled copy) owns it; never touch it.
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CairnError('unavailable', `staging directory ${plan.staging} already exists (another run of this restore?)`, { permanent: false });
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new CairnError('unavailable', `staging directory ${plan.staging} already exists (another run of this restore?)`, { permanent: false });
         throw err;
       }
       plan.ownsStaging = true;
@@ -110,7 +124,11 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
           paths: params.paths,
           source: { rangeReader: (start, end) => ctx.store.get(backup.storageKey, { range: { start, end }, signal: run.signal }) },
         })
-      : await unpackArchive({ ...common, source: { stream: await ctx.store.get(backup.storageKey, { signal: run.signal }) }, expectedSha256: backup.sha256 ?? undefined });
+      : await unpackArchive({
+          ...common,
+          source: { stream: await ctx.store.get(backup.storageKey, { signal: run.signal }) },
+          expectedSha256: backup.sha256 ?? undefined,
+        });
 
     // Past this point the target changes: the last chance to honour a cancel.
     if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
@@ -119,7 +137,8 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
     for (const plan of plans) {
       plan.touched = true;
       await swapIn(plan, params.mode, journal);
-      if (plan.inPlace) notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
+      if (plan.inPlace)
+        notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
     }
     // Every volume is in place: from here on nothing is undone.
     committed = true;
@@ -169,7 +188,10 @@ interface OtherVolume {
 
 /** Every volume registered on this node, resolved (symlinks followed). */
 async function otherVolumes(ctx: NodeContext): Promise<OtherVolume[]> {
-  const rows = await ctx.prisma.volume.findMany({ where: { instance: { nodeId: ctx.nodeId } }, select: { id: true, name: true, hostPath: true, instance: { select: { name: true } } } });
+  const rows = await ctx.prisma.volume.findMany({
+    where: { instance: { nodeId: ctx.nodeId } },
+    select: { id: true, name: true, hostPath: true, instance: { select: { name: true } } },
+  });
   return Promise.all(rows.map(async (v) => ({ id: v.id, label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })));
 }
 
@@ -287,7 +309,13 @@ async function undo(plans: VolumePlan[], journal: Journal): Promise<string[]> {
     if (!plan.touched || !(await exists(plan.oldDir))) continue;
     if (clean) {
       // Only empty scaffolding should be left; anything else is kept below.
-      if (await removeEmptyTree(plan.oldDir).then(() => true, () => false)) continue;
+      if (
+        await removeEmptyTree(plan.oldDir).then(
+          () => true,
+          () => false,
+        )
+      )
+        continue;
     }
     const where = await fs.rename(plan.oldDir, plan.keptDir).then(
       () => plan.keptDir,

@@ -54,10 +54,7 @@ export async function resolveReal(p: string, depth = 0): Promise<string> {
  * Every rename (and directory or metadata change) an apply made on the live side, in order, so a
  * failure can be undone exactly by replaying it backwards.
  */
-export type Step =
-  | { t: 'move'; from: string; to: string }
-  | { t: 'mkdir'; dir: string }
-  | { t: 'meta'; path: string; mode: number; atime: Date; mtime: Date };
+export type Step = { t: 'move'; from: string; to: string } | { t: 'mkdir'; dir: string } | { t: 'meta'; path: string; mode: number; atime: Date; mtime: Date };
 
 export class Journal {
   readonly steps: Step[] = [];
@@ -145,7 +142,14 @@ async function assertNoSymlinkedParent(root: string, rel: string): Promise<void>
  * Cairn's own directories in live (staging, old and kept dirs of this or earlier restores) are
  * never moved.
  */
-export async function applyStaged(opts: { staging: string; live: string; oldDir: string; mode: 'replace' | 'merge'; paths?: string[]; journal?: Journal }): Promise<void> {
+export async function applyStaged(opts: {
+  staging: string;
+  live: string;
+  oldDir: string;
+  mode: 'replace' | 'merge';
+  paths?: string[];
+  journal?: Journal;
+}): Promise<void> {
   const { staging, live, oldDir, mode } = opts;
   const journal = opts.journal ?? new Journal();
   await fs.mkdir(oldDir, { recursive: true });
@@ -215,7 +219,10 @@ function jobOfName(name: string, prefix: string, base?: string): string | null {
  * - Old dirs inside a volume (mount-point restores) are removed only when `succeeded(jobId)`
  *   says the restore finished; otherwise they are kept and reported.
  */
-export async function recoverLeftovers(volumeDirs: Iterable<string>, succeeded: (jobId: string) => Promise<boolean>): Promise<{ removed: string[]; restored: string[]; kept: string[] }> {
+export async function recoverLeftovers(
+  volumeDirs: Iterable<string>,
+  succeeded: (jobId: string) => Promise<boolean>,
+): Promise<{ removed: string[]; restored: string[]; kept: string[] }> {
   const out = { removed: [] as string[], restored: [] as string[], kept: [] as string[] };
   const lives = new Set<string>();
   for (const dir of volumeDirs) lives.add(await resolveReal(dir));

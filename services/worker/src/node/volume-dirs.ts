@@ -1,9 +1,7 @@
 import fs from 'node:fs/promises';
 import { CairnError, containingRoot } from '@cairn/core';
 
-export type VolumeDir =
-  | { name: string; status: 'ok'; dir: string; excludes: string[] }
-  | { name: string; status: 'skipped'; reason: string };
+export type VolumeDir = { name: string; status: 'ok'; dir: string; excludes: string[] } | { name: string; status: 'skipped'; reason: string };
 
 /**
  * Resolves a volume's host path at run time (SPEC §6 step 1): it must exist, be a directory and
@@ -16,7 +14,11 @@ export async function resolveVolumeDir(volume: { name: string; hostPath: string;
     real = await fs.realpath(volume.hostPath);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { name: volume.name, status: 'skipped', reason: code === 'ENOENT' ? `path ${volume.hostPath} does not exist` : `path ${volume.hostPath} cannot be resolved (${code})` };
+    return {
+      name: volume.name,
+      status: 'skipped',
+      reason: code === 'ENOENT' ? `path ${volume.hostPath} does not exist` : `path ${volume.hostPath} cannot be resolved (${code})`,
+    };
   }
   const realRoots = await Promise.all(roots.map((r) => fs.realpath(r).catch(() => r)));
   if (!containingRoot(real, realRoots)) {
