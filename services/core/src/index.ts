@@ -26,3 +26,4 @@ export * from './storage/object-store.ts';
 export * from './storage/s3.object-store.ts';
 export * from './storage/fs.object-store.ts';
 export * from './archive/index.ts';
+export * from './records/index.ts';

@@ -1,0 +1,3 @@
+export * from './records.ts';
+export { PrismaRecords } from './prisma.records.ts';
+export { MemoryRecords } from './memory.records.ts';

@@ -1,0 +1,577 @@
+import { nodeQueueName } from '../queue/contracts.ts';
+import {
+  type ApiToken,
+  type ApiTokenWithTenant,
+  type Backup,
+  type BackupFilter,
+  type BackupRecords,
+  type Instance,
+  type InstanceFilter,
+  type InstanceRecords,
+  type InstanceWithVolumes,
+  type Job,
+  type JobFilter,
+  type JobRecords,
+  type Node,
+  type NodeRecords,
+  type OneOrMany,
+  type Page,
+  type RecordSet,
+  type Records,
+  type Schedule,
+  type ScheduleFilter,
+  type ScheduleRecords,
+  type Tenant,
+  type TenantRecords,
+  type TokenRecords,
+  type TxRecords,
+  UniqueViolation,
+  type Volume,
+} from './records.ts';
+
+/** Every table of the in-memory records; cloned whole to give transactions all-or-nothing writes. */
+interface Tables {
+  jobs: Map<string, Job>;
+  backups: Map<string, Backup>;
+  instances: Map<string, Instance>;
+  volumes: Map<string, Volume>;
+  nodes: Map<string, Node>;
+  schedules: Map<string, Schedule>;
+  tokens: Map<string, ApiToken>;
+  tenants: Map<string, Tenant>;
+}
+
+const emptyTables = (): Tables => ({
+  jobs: new Map(),
+  backups: new Map(),
+  instances: new Map(),
+  volumes: new Map(),
+  nodes: new Map(),
+  schedules: new Map(),
+  tokens: new Map(),
+  tenants: new Map(),
+});
+
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+/**
+ * `Records` held in memory, for unit tests of services, pipelines and the job lifecycle: the same
+ * filters, conditional transitions, unique rules and all-or-nothing transactions as Postgres.
+ * Transactions run one at a time (which is what record locks achieve there). Rows handed out are
+ * copies, so a caller mutating one changes nothing stored.
+ *
+ * `failNext(method, error)` makes the next call of e.g. `jobs.transition` throw, to test what
+ * happens when the database fails at that moment.
+ */
+export class MemoryRecords implements Records {
+  private tables = emptyTables();
+  private txQueue: Promise<unknown> = Promise.resolve();
+  private readonly failures = new Map<string, unknown[]>();
+  /** Calls made, as `<table>.<method>`, in order (for assertions on what a service wrote). */
+  readonly calls: string[] = [];
+  readonly jobs: JobRecords;
+  readonly backups: BackupRecords;
+  readonly instances: InstanceRecords;
+  readonly nodes: NodeRecords;
+  readonly schedules: ScheduleRecords;
+  readonly tokens: TokenRecords;
+  readonly tenants: TenantRecords;
+  private readonly clock: () => Date;
+
+  constructor(options: { clock?: () => Date } = {}) {
+    this.clock = options.clock ?? (() => new Date());
+    const set = this.instrument(buildRecordSet(() => this.tables, this.clock));
+    this.jobs = set.jobs;
+    this.backups = set.backups;
+    this.instances = set.instances;
+    this.nodes = set.nodes;
+    this.schedules = set.schedules;
+    this.tokens = set.tokens;
+    this.tenants = set.tenants;
+  }
+
+  /** The next call of `method` (e.g. 'jobs.transition') throws `error` instead of running; repeat to fail several. */
+  failNext(method: string, error: unknown = new Error(`injected failure of ${method}`)): void {
+    const list = this.failures.get(method) ?? [];
+    list.push(error);
+    this.failures.set(method, list);
+  }
+
+  transaction<T>(work: (tx: TxRecords) => Promise<T>): Promise<T> {
+    const run = async () => {
+      const before = cloneTables(this.tables);
+      try {
+        return await work({ ...this.instrument(buildRecordSet(() => this.tables, this.clock)), lock: async () => {} });
+      } catch (err) {
+        this.tables = before;
+        throw err;
+      }
+    };
+    const result = this.txQueue.then(run, run);
+    this.txQueue = result.catch(() => {});
+    return result;
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  // ----- seeding, for tests -----
+
+  seedNode(node: Partial<Node> & { id: string }): Node {
+    const row: Node = { labels: {}, volumeRoots: [], version: null, lastHeartbeatAt: null, capacity: null, createdAt: this.clock(), ...node };
+    this.tables.nodes.set(row.id, structuredClone(row));
+    return row;
+  }
+
+  seedTenant(tenant: Partial<Tenant> & { id: string; name: string }): Tenant {
+    const row: Tenant = { createdAt: this.clock(), ...tenant };
+    this.tables.tenants.set(row.id, structuredClone(row));
+    return row;
+  }
+
+  private instrument(set: RecordSet): RecordSet {
+    const out = {} as Record<string, unknown>;
+    for (const [table, methods] of Object.entries(set)) {
+      const wrapped: Record<string, unknown> = {};
+      for (const [name, fn] of Object.entries(methods as Record<string, (...a: unknown[]) => Promise<unknown>>)) {
+        const key = `${table}.${name}`;
+        wrapped[name] = async (...args: unknown[]) => {
+          this.calls.push(key);
+          const failure = this.failures.get(key)?.shift();
+          if (failure !== undefined) throw failure;
+          // Copies in and out: no caller shares an object with the tables.
+          return structuredClone(await fn(...args.map((a) => (a instanceof Date || typeof a !== 'object' ? a : structuredClone(a)))));
+        };
+      }
+      out[table] = wrapped;
+    }
+    return out as unknown as RecordSet;
+  }
+}
+
+function cloneTables(t: Tables): Tables {
+  return structuredClone(t);
+}
+
+// ----- matching -----
+
+const list = <T>(v: OneOrMany<T>): readonly T[] => (Array.isArray(v) ? v : [v as T]);
+const within = <T>(value: T, allowed: OneOrMany<T> | undefined) => allowed === undefined || list(allowed).includes(value);
+
+function paged<T extends { id: string }>(rows: Iterable<T>, page: Page = {}): T[] {
+  let out = [...rows].filter((r) => (page.after === undefined || r.id > page.after) && (page.before === undefined || r.id < page.before));
+  out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  if (page.order === 'desc') out.reverse();
+  if (page.take !== undefined) out = out.slice(0, page.take);
+  return out;
+}
+
+function jobMatches(j: Job, f: JobFilter): boolean {
+  return (
+    (f.id === undefined || j.id === f.id) &&
+    (f.ids === undefined || f.ids.includes(j.id)) &&
+    within(j.type, f.type) &&
+    within(j.status, f.status) &&
+    (f.backupId === undefined || j.backupId === f.backupId) &&
+    (f.instanceId === undefined || j.instanceId === f.instanceId) &&
+    (f.targetInstanceId === undefined || j.targetInstanceId === f.targetInstanceId) &&
+    (f.touchesInstances === undefined ||
+      (j.instanceId !== null && f.touchesInstances.includes(j.instanceId)) ||
+      (j.targetInstanceId !== null && f.touchesInstances.includes(j.targetInstanceId))) &&
+    (f.nodeId === undefined || j.nodeId === f.nodeId) &&
+    (f.queue === undefined || j.queue === f.queue) &&
+    (f.onNode === undefined || j.nodeId === f.onNode || j.queue === nodeQueueName(f.onNode)) &&
+    (f.parentJobId === undefined || j.parentJobId === f.parentJobId) &&
+    (f.createdBefore === undefined || j.createdAt < f.createdBefore)
+  );
+}
+
+function backupMatches(t: Tables, b: Backup, f: BackupFilter): boolean {
+  return (
+    (f.id === undefined || b.id === f.id) &&
+    (f.ids === undefined || f.ids.includes(b.id)) &&
+    (f.instanceId === undefined || b.instanceId === f.instanceId) &&
+    (f.tenantId === undefined || t.instances.get(b.instanceId)?.tenantId === f.tenantId) &&
+    within(b.status, f.status) &&
+    (f.statusNot === undefined || !list(f.statusNot).includes(b.status)) &&
+    within(b.trigger, f.trigger) &&
+    (f.scheduleId === undefined || b.scheduleId === f.scheduleId) &&
+    (f.completedBefore === undefined || (b.completedAt !== null && b.completedAt < f.completedBefore)) &&
+    (f.deletedBefore === undefined || (b.deletedAt !== null && b.deletedAt < f.deletedBefore)) &&
+    (f.expires === undefined || (b.expiresAt !== null) === f.expires)
+  );
+}
+
+function instanceMatches(t: Tables, i: Instance, f: InstanceFilter): boolean {
+  return (
+    (f.id === undefined || i.id === f.id) &&
+    (f.ids === undefined || f.ids.includes(i.id)) &&
+    (f.notId === undefined || i.id !== f.notId) &&
+    (f.tenantId === undefined || i.tenantId === f.tenantId) &&
+    (f.tenantName === undefined || t.tenants.get(i.tenantId)?.name === f.tenantName) &&
+    (f.nodeId === undefined || i.nodeId === f.nodeId) &&
+    (f.name === undefined || i.name === f.name)
+  );
+}
+
+function scheduleMatches(t: Tables, s: Schedule, f: ScheduleFilter): boolean {
+  return (
+    (f.id === undefined || s.id === f.id) &&
+    (f.instanceId === undefined || s.instanceId === f.instanceId) &&
+    (f.tenantId === undefined || t.instances.get(s.instanceId)?.tenantId === f.tenantId) &&
+    (f.enabled === undefined || s.enabled === f.enabled)
+  );
+}
+
+/** Drops `undefined` fields, so a partial change never blanks a column. */
+function defined<T extends object>(changes: T): Partial<T> {
+  return Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function notFound(what: string, id: string): Error {
+  // What Prisma throws for update/delete of a missing row (P2025).
+  return Object.assign(new Error(`${what} ${id} not found`), { code: 'P2025' });
+}
+
+// ----- the tables -----
+
+function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
+  const withVolumes = (t: Tables, i: Instance): InstanceWithVolumes => ({
+    ...i,
+    volumes: [...t.volumes.values()].filter((v) => v.instanceId === i.id).sort((a, b) => (a.name < b.name ? -1 : 1)),
+    tenant: t.tenants.get(i.tenantId)!,
+  });
+  const withTenant = (t: Tables, k: ApiToken): ApiTokenWithTenant => ({ ...k, tenant: k.tenantId ? (t.tenants.get(k.tenantId) ?? null) : null });
+
+  const jobs: JobRecords = {
+    get: async (id) => tables().jobs.get(id) ?? null,
+    findFirst: async (f, page) =>
+      paged(
+        [...tables().jobs.values()].filter((j) => jobMatches(j, f)),
+        { ...page, take: 1 },
+      )[0] ?? null,
+    find: async (f, page) =>
+      paged(
+        [...tables().jobs.values()].filter((j) => jobMatches(j, f)),
+        page,
+      ),
+    count: async (f) => [...tables().jobs.values()].filter((j) => jobMatches(j, f)).length,
+    async countByTypeAndStatus(f = {}) {
+      const counts = new Map<string, { type: Job['type']; status: Job['status']; count: number }>();
+      for (const j of tables().jobs.values()) {
+        if (!jobMatches(j, f)) continue;
+        const key = `${j.type}/${j.status}`;
+        const c = counts.get(key) ?? { type: j.type, status: j.status, count: 0 };
+        c.count++;
+        counts.set(key, c);
+      }
+      return [...counts.values()];
+    },
+    async countByNode(f = {}) {
+      const counts = new Map<string, number>();
+      for (const j of tables().jobs.values()) if (j.nodeId !== null && jobMatches(j, f)) counts.set(j.nodeId, (counts.get(j.nodeId) ?? 0) + 1);
+      return [...counts].map(([nodeId, count]) => ({ nodeId, count }));
+    },
+    async create(job) {
+      const t = tables();
+      if (t.jobs.has(job.id)) throw new UniqueViolation(['id']);
+      const row: Job = {
+        status: 'queued',
+        instanceId: null,
+        backupId: null,
+        targetInstanceId: null,
+        nodeId: null,
+        queue: null,
+        params: {},
+        progress: null,
+        result: null,
+        attempts: 0,
+        error: null,
+        errorCode: null,
+        createdAt: clock(),
+        startedAt: null,
+        finishedAt: null,
+        parentJobId: null,
+        ...(defined(job) as typeof job),
+      } as Job;
+      t.jobs.set(row.id, row);
+      return row;
+    },
+    async transition(id, from, to, changes = {}) {
+      const row = tables().jobs.get(id);
+      if (!row || !from.includes(row.status)) return false;
+      Object.assign(row, TERMINAL.has(to) ? { finishedAt: clock() } : {}, defined(changes), { status: to });
+      return true;
+    },
+    async setProgress(id, progress) {
+      const row = tables().jobs.get(id);
+      if (row) row.progress = progress as Job['progress'];
+    },
+  };
+
+  const backups: BackupRecords = {
+    get: async (id) => tables().backups.get(id) ?? null,
+    findFirst: async (f, page) =>
+      paged(
+        [...tables().backups.values()].filter((b) => backupMatches(tables(), b, f)),
+        { ...page, take: 1 },
+      )[0] ?? null,
+    find: async (f, page) =>
+      paged(
+        [...tables().backups.values()].filter((b) => backupMatches(tables(), b, f)),
+        page,
+      ),
+    count: async (f) => [...tables().backups.values()].filter((b) => backupMatches(tables(), b, f)).length,
+    async countByStatus() {
+      const counts = new Map<Backup['status'], number>();
+      for (const b of tables().backups.values()) counts.set(b.status, (counts.get(b.status) ?? 0) + 1);
+      return [...counts].map(([status, count]) => ({ status, count }));
+    },
+    async sumSizeBytes(f) {
+      let sum = 0n;
+      for (const b of tables().backups.values()) if (backupMatches(tables(), b, f)) sum += b.sizeBytes ?? 0n;
+      return sum;
+    },
+    async create(backup) {
+      const t = tables();
+      if (t.backups.has(backup.id)) throw new UniqueViolation(['id']);
+      const row: Backup = {
+        status: 'pending',
+        kind: 'full',
+        parentId: null,
+        scheduleId: null,
+        format: 1,
+        encryption: { mode: 'none' },
+        sizeBytes: null,
+        logicalBytes: null,
+        fileCount: null,
+        sha256: null,
+        warnings: [],
+        expiresAt: null,
+        createdAt: clock(),
+        startedAt: null,
+        completedAt: null,
+        deletedAt: null,
+        error: null,
+        ...(defined(backup) as typeof backup),
+      } as Backup;
+      t.backups.set(row.id, row);
+      return row;
+    },
+    async transition(id, from, to, changes = {}) {
+      const row = tables().backups.get(id);
+      if (!row || !from.includes(row.status)) return false;
+      Object.assign(row, defined(changes), { status: to });
+      return true;
+    },
+    async updateWhere(f, changes) {
+      let n = 0;
+      for (const b of tables().backups.values()) {
+        if (!backupMatches(tables(), b, f)) continue;
+        Object.assign(b, defined(changes));
+        n++;
+      }
+      return n;
+    },
+    async deleteWhere(f) {
+      const t = tables();
+      const doomed = [...t.backups.values()].filter((b) => backupMatches(t, b, f));
+      for (const b of doomed) {
+        t.backups.delete(b.id);
+        // Foreign keys: jobs keep their rows (backupId set null), children lose their parent.
+        for (const j of t.jobs.values()) if (j.backupId === b.id) j.backupId = null;
+        for (const c of t.backups.values()) if (c.parentId === b.id) c.parentId = null;
+      }
+      return doomed.length;
+    },
+  };
+
+  const instances: InstanceRecords = {
+    async get(id) {
+      const t = tables();
+      const i = t.instances.get(id);
+      return i ? withVolumes(t, i) : null;
+    },
+    async findFirst(f) {
+      const t = tables();
+      const i = paged([...t.instances.values()].filter((r) => instanceMatches(t, r, f)))[0];
+      return i ? withVolumes(t, i) : null;
+    },
+    async find(f, page) {
+      const t = tables();
+      return paged(
+        [...t.instances.values()].filter((r) => instanceMatches(t, r, f)),
+        page,
+      ).map((i) => withVolumes(t, i));
+    },
+    async ids(f) {
+      const t = tables();
+      return paged([...t.instances.values()].filter((r) => instanceMatches(t, r, f))).map((i) => i.id);
+    },
+    async create({ volumes, ...instance }) {
+      const t = tables();
+      if (t.instances.has(instance.id)) throw new UniqueViolation(['id']);
+      if ([...t.instances.values()].some((i) => i.tenantId === instance.tenantId && i.name === instance.name)) throw new UniqueViolation(['tenantId', 'name']);
+      if (!t.tenants.has(instance.tenantId)) throw new Error(`foreign key: tenant ${instance.tenantId} does not exist`);
+      if (!t.nodes.has(instance.nodeId)) throw new Error(`foreign key: node ${instance.nodeId} does not exist`);
+      const now = clock();
+      const row: Instance = { ...instance, createdAt: now, updatedAt: now };
+      t.instances.set(row.id, row);
+      for (const v of volumes) t.volumes.set(v.id, { ...v, instanceId: row.id });
+      return withVolumes(t, row);
+    },
+    async update(id, { volumes, ...changes }) {
+      const t = tables();
+      const row = t.instances.get(id);
+      if (!row) throw notFound('instance', id);
+      const name = changes.name ?? row.name;
+      if ([...t.instances.values()].some((i) => i.id !== id && i.tenantId === row.tenantId && i.name === name)) throw new UniqueViolation(['tenantId', 'name']);
+      if (volumes) {
+        for (const v of [...t.volumes.values()]) if (v.instanceId === id) t.volumes.delete(v.id);
+        for (const v of volumes) t.volumes.set(v.id, { ...v, instanceId: id });
+      }
+      Object.assign(row, defined(changes), { updatedAt: clock() });
+      return withVolumes(t, row);
+    },
+    async delete(id) {
+      const t = tables();
+      if (!t.instances.has(id)) throw notFound('instance', id);
+      if ([...t.backups.values()].some((b) => b.instanceId === id)) throw new Error(`foreign key: instance ${id} still has backups`);
+      t.instances.delete(id);
+      for (const v of [...t.volumes.values()]) if (v.instanceId === id) t.volumes.delete(v.id);
+      for (const s of [...t.schedules.values()]) if (s.instanceId === id) t.schedules.delete(s.id);
+    },
+    async volumes(f) {
+      const t = tables();
+      return [...t.volumes.values()]
+        .filter((v) => {
+          const i = t.instances.get(v.instanceId);
+          return i !== undefined && instanceMatches(t, i, f);
+        })
+        .sort((a, b) => (a.id < b.id ? -1 : 1))
+        .map((v) => {
+          const i = t.instances.get(v.instanceId)!;
+          return { ...v, instance: { id: i.id, name: i.name, tenantId: i.tenantId, nodeId: i.nodeId } };
+        });
+    },
+  };
+
+  const nodes: NodeRecords = {
+    get: async (id) => tables().nodes.get(id) ?? null,
+    list: async () => paged(tables().nodes.values()),
+    async heartbeat(id, beat) {
+      const t = tables();
+      const row = t.nodes.get(id);
+      if (row) Object.assign(row, beat);
+      else t.nodes.set(id, { id, labels: {}, createdAt: clock(), ...beat } as Node);
+    },
+  };
+
+  const schedules: ScheduleRecords = {
+    get: async (id) => tables().schedules.get(id) ?? null,
+    async getWithInstance(id) {
+      const t = tables();
+      const s = t.schedules.get(id);
+      const i = s && t.instances.get(s.instanceId);
+      return s && i ? { ...s, instance: withVolumes(t, i) } : null;
+    },
+    findFirst: async (f) => paged([...tables().schedules.values()].filter((s) => scheduleMatches(tables(), s, f)))[0] ?? null,
+    find: async (f, page) =>
+      paged(
+        [...tables().schedules.values()].filter((s) => scheduleMatches(tables(), s, f)),
+        page,
+      ),
+    async create(schedule) {
+      const t = tables();
+      if (t.schedules.has(schedule.id)) throw new UniqueViolation(['id']);
+      if (!t.instances.has(schedule.instanceId)) throw new Error(`foreign key: instance ${schedule.instanceId} does not exist`);
+      const now = clock();
+      const row = {
+        lastFiredAt: null,
+        lastBackupId: null,
+        lastSkippedAt: null,
+        lastSkipReason: null,
+        nextRunAt: null,
+        createdAt: now,
+        updatedAt: now,
+        ...defined(schedule),
+      } as Schedule;
+      t.schedules.set(row.id, row);
+      return row;
+    },
+    async update(id, changes) {
+      const row = tables().schedules.get(id);
+      if (!row) throw notFound('schedule', id);
+      Object.assign(row, defined(changes), { updatedAt: clock() });
+      return row;
+    },
+    async updateIf(id, where, changes) {
+      const row = tables().schedules.get(id);
+      if (!row) return false;
+      if (where.lastFiredBefore && row.lastFiredAt !== null && !(row.lastFiredAt < where.lastFiredBefore)) return false;
+      Object.assign(row, defined(changes), { updatedAt: clock() });
+      return true;
+    },
+    async delete(id) {
+      const t = tables();
+      if (!t.schedules.delete(id)) throw notFound('schedule', id);
+      for (const b of t.backups.values()) if (b.scheduleId === id) b.scheduleId = null;
+    },
+  };
+
+  const tokens: TokenRecords = {
+    async getByHash(hash) {
+      const t = tables();
+      const k = [...t.tokens.values()].find((r) => r.tokenHash === hash);
+      return k ? withTenant(t, k) : null;
+    },
+    async get(id) {
+      const t = tables();
+      const k = t.tokens.get(id);
+      return k ? withTenant(t, k) : null;
+    },
+    async list(f, page) {
+      const t = tables();
+      return paged(
+        [...t.tokens.values()].filter((k) => f.includeRevoked || k.revokedAt === null),
+        page,
+      ).map((k) => withTenant(t, k));
+    },
+    async create(token) {
+      const t = tables();
+      if ([...t.tokens.values()].some((k) => k.tokenHash === token.tokenHash)) throw new UniqueViolation(['tokenHash']);
+      const row: ApiToken = { ...token, createdAt: clock(), lastUsedAt: null, revokedAt: null };
+      t.tokens.set(row.id, row);
+      return withTenant(t, row);
+    },
+    async createUnlessExists(token) {
+      const t = tables();
+      if ([...t.tokens.values()].some((k) => k.tokenHash === token.tokenHash)) return;
+      t.tokens.set(token.id, { ...token, createdAt: clock(), lastUsedAt: null, revokedAt: null });
+    },
+    async touch(id, at, staleBefore) {
+      const row = tables().tokens.get(id);
+      if (row && (row.lastUsedAt === null || row.lastUsedAt < staleBefore)) row.lastUsedAt = at;
+    },
+    async revoke(id, at) {
+      const row = tables().tokens.get(id);
+      if (row && row.revokedAt === null) row.revokedAt = at;
+    },
+  };
+
+  const tenants: TenantRecords = {
+    get: async (id) => tables().tenants.get(id) ?? null,
+    getByName: async (name) => [...tables().tenants.values()].find((t) => t.name === name) ?? null,
+    async ensure(name, id) {
+      const t = tables();
+      const found = [...t.tenants.values()].find((r) => r.name === name);
+      if (found) return found;
+      const row: Tenant = { id, name, createdAt: clock() };
+      t.tenants.set(id, row);
+      return row;
+    },
+  };
+
+  return { jobs, backups, instances, nodes, schedules, tokens, tenants };
+}

@@ -1,0 +1,387 @@
+import { createPrisma, type PrismaClient } from '../db/prisma.ts';
+import { Prisma } from '../generated/prisma/client.ts';
+import { nodeQueueName } from '../queue/contracts.ts';
+import {
+  type BackupFilter,
+  type BackupRecords,
+  type InstanceFilter,
+  type InstanceRecords,
+  type JobFilter,
+  type JobRecords,
+  type JsonInput,
+  type LockKind,
+  type NodeRecords,
+  type OneOrMany,
+  type Page,
+  type RecordSet,
+  type Records,
+  type ScheduleFilter,
+  type ScheduleRecords,
+  type TenantRecords,
+  type TokenRecords,
+  type TxRecords,
+  UniqueViolation,
+} from './records.ts';
+
+type Db = PrismaClient | Prisma.TransactionClient;
+
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+/** Cairn's records in Postgres, through Prisma (the production implementation of `Records`). */
+export class PrismaRecords implements Records {
+  readonly jobs: JobRecords;
+  readonly backups: BackupRecords;
+  readonly instances: InstanceRecords;
+  readonly nodes: NodeRecords;
+  readonly schedules: ScheduleRecords;
+  readonly tokens: TokenRecords;
+  readonly tenants: TenantRecords;
+
+  constructor(readonly prisma: PrismaClient) {
+    const set = recordSet(prisma);
+    this.jobs = set.jobs;
+    this.backups = set.backups;
+    this.instances = set.instances;
+    this.nodes = set.nodes;
+    this.schedules = set.schedules;
+    this.tokens = set.tokens;
+    this.tenants = set.tenants;
+  }
+
+  static open(databaseUrl: string, options: { max?: number } = {}): PrismaRecords {
+    return new PrismaRecords(createPrisma(databaseUrl, options));
+  }
+
+  transaction<T>(work: (tx: TxRecords) => Promise<T>, options: { timeoutMs?: number } = {}): Promise<T> {
+    return this.prisma.$transaction((tx) => work({ ...recordSet(tx), lock: (kind, id) => lockRecord(tx, kind, id) }), {
+      timeout: options.timeoutMs ?? 15_000,
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.prisma.$executeRaw`SELECT 1`;
+  }
+
+  async close(): Promise<void> {
+    await this.prisma.$disconnect();
+  }
+}
+
+/** Transaction-scoped Postgres advisory lock on one record (`cairn:<kind>:<id>`), released at commit or rollback. */
+async function lockRecord(tx: Prisma.TransactionClient, kind: LockKind, id: string): Promise<void> {
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
+}
+
+function recordSet(db: Db): RecordSet {
+  return {
+    jobs: jobRecords(db),
+    backups: backupRecords(db),
+    instances: instanceRecords(db),
+    nodes: nodeRecords(db),
+    schedules: scheduleRecords(db),
+    tokens: tokenRecords(db),
+    tenants: tenantRecords(db),
+  };
+}
+
+const list = <T>(v: OneOrMany<T>): T[] => (Array.isArray(v) ? [...v] : [v as T]);
+const inList = <T>(v: OneOrMany<T> | undefined) => (v === undefined ? undefined : { in: list(v) });
+
+function pageArgs(page: Page = {}): { orderBy: { id: 'asc' | 'desc' }; take?: number; idRange?: { gt?: string; lt?: string } } {
+  const idRange = page.after !== undefined || page.before !== undefined ? { gt: page.after, lt: page.before } : undefined;
+  return { orderBy: { id: page.order ?? 'asc' }, take: page.take, idRange };
+}
+
+/** Maps a unique-constraint error (P2002) to UniqueViolation; anything else is rethrown as is. */
+async function unique<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write;
+  } catch (err) {
+    const e = err as { code?: string; meta?: { target?: unknown } };
+    if (e.code === 'P2002') throw new UniqueViolation(Array.isArray(e.meta?.target) ? (e.meta.target as string[]) : [], { cause: err });
+    throw err;
+  }
+}
+
+/** A non-nullable Json column. */
+const json = (v: JsonInput | undefined) => v as Prisma.InputJsonValue | undefined;
+/** A nullable Json column: null becomes the database NULL. */
+const nullableJson = (v: JsonInput | null | undefined): Prisma.InputJsonValue | typeof Prisma.DbNull | undefined =>
+  v === undefined ? undefined : v === null ? Prisma.DbNull : (v as Prisma.InputJsonValue);
+
+// ----- jobs -----
+
+function jobWhere(f: JobFilter, idRange?: { gt?: string; lt?: string }): Prisma.JobWhereInput {
+  const and: Prisma.JobWhereInput[] = [];
+  if (f.touchesInstances) and.push({ OR: [{ instanceId: { in: [...f.touchesInstances] } }, { targetInstanceId: { in: [...f.touchesInstances] } }] });
+  if (f.onNode) and.push({ OR: [{ nodeId: f.onNode }, { queue: nodeQueueName(f.onNode) }] });
+  const id =
+    f.id !== undefined || f.ids !== undefined || idRange
+      ? { ...(f.id !== undefined ? { equals: f.id } : {}), ...(f.ids ? { in: [...f.ids] } : {}), ...idRange }
+      : undefined;
+  return {
+    id,
+    type: inList(f.type),
+    status: inList(f.status),
+    backupId: f.backupId,
+    instanceId: f.instanceId,
+    targetInstanceId: f.targetInstanceId,
+    nodeId: f.nodeId,
+    queue: f.queue,
+    parentJobId: f.parentJobId,
+    createdAt: f.createdBefore ? { lt: f.createdBefore } : undefined,
+    ...(and.length ? { AND: and } : {}),
+  };
+}
+
+function jobRecords(db: Db): JobRecords {
+  return {
+    get: (id) => db.job.findUnique({ where: { id } }),
+    findFirst(filter, page) {
+      const p = pageArgs(page);
+      return db.job.findFirst({ where: jobWhere(filter, p.idRange), orderBy: p.orderBy });
+    },
+    find(filter, page) {
+      const p = pageArgs(page);
+      return db.job.findMany({ where: jobWhere(filter, p.idRange), orderBy: p.orderBy, take: p.take });
+    },
+    count: (filter) => db.job.count({ where: jobWhere(filter) }),
+    async countByTypeAndStatus(filter = {}) {
+      const groups = await db.job.groupBy({ by: ['type', 'status'], where: jobWhere(filter), _count: { _all: true } });
+      return groups.map((g) => ({ type: g.type, status: g.status, count: g._count._all }));
+    },
+    async countByNode(filter = {}) {
+      const groups = await db.job.groupBy({ by: ['nodeId'], where: { ...jobWhere(filter), nodeId: { not: null } }, _count: { _all: true } });
+      return groups.map((g) => ({ nodeId: g.nodeId!, count: g._count._all }));
+    },
+    create: (job) =>
+      unique(
+        db.job.create({
+          data: {
+            ...job,
+            params: json(job.params),
+          },
+        }),
+      ),
+    async transition(id, from, to, changes = {}) {
+      const { result, progress, ...rest } = changes;
+      const { count } = await db.job.updateMany({
+        where: { id, status: { in: [...from] } },
+        data: {
+          ...(TERMINAL.has(to) ? { finishedAt: new Date() } : {}),
+          ...rest,
+          ...(result !== undefined ? { result: nullableJson(result) } : {}),
+          ...(progress !== undefined ? { progress: nullableJson(progress) } : {}),
+          status: to,
+        },
+      });
+      return count === 1;
+    },
+    async setProgress(id, progress) {
+      await db.job.updateMany({ where: { id }, data: { progress: progress as Prisma.InputJsonValue } });
+    },
+  };
+}
+
+// ----- backups -----
+
+function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): Prisma.BackupWhereInput {
+  const id =
+    f.id !== undefined || f.ids !== undefined || idRange
+      ? { ...(f.id !== undefined ? { equals: f.id } : {}), ...(f.ids ? { in: [...f.ids] } : {}), ...idRange }
+      : undefined;
+  const status =
+    f.status !== undefined || f.statusNot !== undefined
+      ? { ...inList(f.status), ...(f.statusNot !== undefined ? { notIn: list(f.statusNot) } : {}) }
+      : undefined;
+  return {
+    id,
+    instanceId: f.instanceId,
+    instance: f.tenantId ? { tenantId: f.tenantId } : undefined,
+    status,
+    trigger: inList(f.trigger),
+    scheduleId: f.scheduleId,
+    completedAt: f.completedBefore ? { lt: f.completedBefore } : undefined,
+    deletedAt: f.deletedBefore ? { lt: f.deletedBefore } : undefined,
+    expiresAt: f.expires === undefined ? undefined : f.expires ? { not: null } : null,
+  };
+}
+
+function backupRecords(db: Db): BackupRecords {
+  return {
+    get: (id) => db.backup.findUnique({ where: { id } }),
+    findFirst(filter, page) {
+      const p = pageArgs(page);
+      return db.backup.findFirst({ where: backupWhere(filter, p.idRange), orderBy: p.orderBy });
+    },
+    find(filter, page) {
+      const p = pageArgs(page);
+      return db.backup.findMany({ where: backupWhere(filter, p.idRange), orderBy: p.orderBy, take: p.take });
+    },
+    count: (filter) => db.backup.count({ where: backupWhere(filter) }),
+    async countByStatus() {
+      const groups = await db.backup.groupBy({ by: ['status'], _count: { _all: true } });
+      return groups.map((g) => ({ status: g.status, count: g._count._all }));
+    },
+    async sumSizeBytes(filter) {
+      const agg = await db.backup.aggregate({ where: backupWhere(filter), _sum: { sizeBytes: true } });
+      return agg._sum.sizeBytes ?? 0n;
+    },
+    create: (backup) => unique(db.backup.create({ data: backup })),
+    async transition(id, from, to, changes = {}) {
+      const { warnings, ...rest } = changes;
+      const { count } = await db.backup.updateMany({
+        where: { id, status: { in: [...from] } },
+        data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}), status: to },
+      });
+      return count === 1;
+    },
+    async updateWhere(filter, changes) {
+      const { warnings, ...rest } = changes;
+      const { count } = await db.backup.updateMany({
+        where: backupWhere(filter),
+        data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}) },
+      });
+      return count;
+    },
+    async deleteWhere(filter) {
+      const { count } = await db.backup.deleteMany({ where: backupWhere(filter) });
+      return count;
+    },
+  };
+}
+
+// ----- instances -----
+
+const WITH_VOLUMES = { volumes: { orderBy: { name: 'asc' } }, tenant: true } as const;
+
+function instanceWhere(f: InstanceFilter, idRange?: { gt?: string; lt?: string }): Prisma.InstanceWhereInput {
+  const id =
+    f.id !== undefined || f.ids !== undefined || f.notId !== undefined || idRange
+      ? {
+          ...(f.id !== undefined ? { equals: f.id } : {}),
+          ...(f.ids ? { in: [...f.ids] } : {}),
+          ...(f.notId !== undefined ? { not: f.notId } : {}),
+          ...idRange,
+        }
+      : undefined;
+  return { id, tenantId: f.tenantId, tenant: f.tenantName !== undefined ? { name: f.tenantName } : undefined, nodeId: f.nodeId, name: f.name };
+}
+
+function instanceRecords(db: Db): InstanceRecords {
+  return {
+    get: (id) => db.instance.findUnique({ where: { id }, include: WITH_VOLUMES }),
+    findFirst: (filter) => db.instance.findFirst({ where: instanceWhere(filter), include: WITH_VOLUMES }),
+    find(filter, page) {
+      const p = pageArgs(page);
+      return db.instance.findMany({ where: instanceWhere(filter, p.idRange), orderBy: p.orderBy, take: p.take, include: WITH_VOLUMES });
+    },
+    async ids(filter) {
+      return (await db.instance.findMany({ where: instanceWhere(filter), select: { id: true }, orderBy: { id: 'asc' } })).map((i) => i.id);
+    },
+    create: ({ volumes, ...instance }) =>
+      unique(db.instance.create({ data: { ...instance, volumes: { create: volumes.map((v) => ({ ...v })) } }, include: WITH_VOLUMES })),
+    async update(id, { volumes, ...changes }) {
+      if (volumes) {
+        await db.volume.deleteMany({ where: { instanceId: id } });
+        await db.volume.createMany({ data: volumes.map((v) => ({ ...v, instanceId: id })) });
+      }
+      return unique(db.instance.update({ where: { id }, data: changes, include: WITH_VOLUMES }));
+    },
+    async delete(id) {
+      await db.instance.delete({ where: { id } });
+    },
+    volumes: (filter) =>
+      db.volume.findMany({
+        where: { instance: instanceWhere(filter) },
+        include: { instance: { select: { id: true, name: true, tenantId: true, nodeId: true } } },
+        orderBy: { id: 'asc' },
+      }),
+  };
+}
+
+// ----- nodes -----
+
+function nodeRecords(db: Db): NodeRecords {
+  return {
+    get: (id) => db.node.findUnique({ where: { id } }),
+    list: () => db.node.findMany({ orderBy: { id: 'asc' } }),
+    async heartbeat(id, beat) {
+      const data = { ...beat, capacity: beat.capacity as Prisma.InputJsonValue };
+      await db.node.upsert({ where: { id }, create: { id, ...data }, update: data });
+    },
+  };
+}
+
+// ----- schedules -----
+
+function scheduleWhere(f: ScheduleFilter, idRange?: { gt?: string; lt?: string }): Prisma.ScheduleWhereInput {
+  const id = f.id !== undefined || idRange ? { ...(f.id !== undefined ? { equals: f.id } : {}), ...idRange } : undefined;
+  return { id, instanceId: f.instanceId, instance: f.tenantId ? { tenantId: f.tenantId } : undefined, enabled: f.enabled };
+}
+
+function scheduleRecords(db: Db): ScheduleRecords {
+  return {
+    get: (id) => db.schedule.findUnique({ where: { id } }),
+    getWithInstance: (id) => db.schedule.findUnique({ where: { id }, include: { instance: { include: WITH_VOLUMES } } }),
+    findFirst: (filter) => db.schedule.findFirst({ where: scheduleWhere(filter) }),
+    find(filter, page) {
+      const p = pageArgs(page);
+      return db.schedule.findMany({ where: scheduleWhere(filter, p.idRange), orderBy: p.orderBy, take: p.take });
+    },
+    create: (schedule) => unique(db.schedule.create({ data: { ...schedule, retention: schedule.retention as Prisma.InputJsonValue } })),
+    update: (id, { retention, ...changes }) =>
+      db.schedule.update({ where: { id }, data: { ...changes, ...(retention !== undefined ? { retention: retention as Prisma.InputJsonValue } : {}) } }),
+    async updateIf(id, where, { retention, ...changes }) {
+      const { count } = await db.schedule.updateMany({
+        where: { id, ...(where.lastFiredBefore ? { OR: [{ lastFiredAt: null }, { lastFiredAt: { lt: where.lastFiredBefore } }] } : {}) },
+        data: { ...changes, ...(retention !== undefined ? { retention: retention as Prisma.InputJsonValue } : {}) },
+      });
+      return count === 1;
+    },
+    async delete(id) {
+      await db.schedule.delete({ where: { id } });
+    },
+  };
+}
+
+// ----- tokens and tenants -----
+
+function tokenRecords(db: Db): TokenRecords {
+  return {
+    getByHash: (tokenHash) => db.apiToken.findUnique({ where: { tokenHash }, include: { tenant: true } }),
+    get: (id) => db.apiToken.findUnique({ where: { id }, include: { tenant: true } }),
+    list(filter, page) {
+      const p = pageArgs(page);
+      return db.apiToken.findMany({
+        where: { ...(filter.includeRevoked ? {} : { revokedAt: null }), ...(p.idRange ? { id: p.idRange } : {}) },
+        orderBy: p.orderBy,
+        take: p.take,
+        include: { tenant: true },
+      });
+    },
+    create: (token) => unique(db.apiToken.create({ data: token, include: { tenant: true } })),
+    async createUnlessExists(token) {
+      try {
+        await db.apiToken.upsert({ where: { tokenHash: token.tokenHash }, create: token, update: {} });
+      } catch (err) {
+        // Another replica created it at the same moment.
+        if ((err as { code?: unknown }).code !== 'P2002') throw err;
+      }
+    },
+    async touch(id, at, staleBefore) {
+      await db.apiToken.updateMany({ where: { id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: staleBefore } }] }, data: { lastUsedAt: at } });
+    },
+    async revoke(id, at) {
+      await db.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: at } });
+    },
+  };
+}
+
+function tenantRecords(db: Db): TenantRecords {
+  return {
+    get: (id) => db.tenant.findUnique({ where: { id } }),
+    getByName: (name) => db.tenant.findUnique({ where: { name } }),
+    ensure: (name, id) => db.tenant.upsert({ where: { name }, create: { id, name }, update: {} }),
+  };
+}

@@ -1,0 +1,354 @@
+import type {
+  ApiToken,
+  Backup,
+  BackupKind,
+  BackupStatus,
+  BackupTrigger,
+  Instance,
+  Job,
+  JobStatus,
+  JobType,
+  Node,
+  Schedule,
+  Tenant,
+  Volume,
+} from '../generated/prisma/client.ts';
+
+/**
+ * The persistence seam (STYLE.md "A persistence seam"): every service, pipeline and handler reads
+ * and writes Cairn's records through these interfaces, never through Prisma. Two implementations:
+ * `PrismaRecords` (Postgres) and `MemoryRecords` (unit tests). Rows are the plain shapes of the
+ * data model (SPEC §3); filters are small typed objects both implementations understand alike.
+ */
+
+export type { ApiToken, Backup, BackupKind, BackupStatus, BackupTrigger, Instance, Job, JobStatus, JobType, Node, Schedule, Tenant, Volume };
+
+/** A JSON value as stored in a Json column. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+/** What may be written into a Json column (objects with optional fields included). */
+export type JsonInput = object | JsonValue;
+
+export type OneOrMany<T> = T | readonly T[];
+
+/** Ordering and paging by id (ULIDs sort by creation time). */
+export interface Page {
+  order?: 'asc' | 'desc';
+  /** Only rows with an id greater than this. */
+  after?: string;
+  /** Only rows with an id smaller than this. */
+  before?: string;
+  take?: number;
+}
+
+// ----- jobs -----
+
+export interface JobFilter {
+  id?: string;
+  ids?: readonly string[];
+  type?: OneOrMany<JobType>;
+  status?: OneOrMany<JobStatus>;
+  backupId?: string;
+  instanceId?: string;
+  targetInstanceId?: string;
+  /** Jobs acting on any of these instances, as source or as restore target. */
+  touchesInstances?: readonly string[];
+  nodeId?: string;
+  queue?: string | null;
+  /** Jobs that ran on this node or wait in its queue (`nodeId = X OR queue = node.X`). */
+  onNode?: string;
+  parentJobId?: string;
+  createdBefore?: Date;
+}
+
+export interface NewJob {
+  id: string;
+  type: JobType;
+  status?: JobStatus;
+  instanceId?: string | null;
+  backupId?: string | null;
+  targetInstanceId?: string | null;
+  nodeId?: string | null;
+  queue?: string | null;
+  params?: JsonInput;
+  requestedBy: string;
+  startedAt?: Date | null;
+  parentJobId?: string | null;
+}
+
+/** Fields a state change may set besides the status. */
+export interface JobChanges {
+  startedAt?: Date | null;
+  finishedAt?: Date | null;
+  attempts?: number;
+  nodeId?: string | null;
+  error?: string | null;
+  errorCode?: string | null;
+  result?: JsonInput | null;
+  progress?: JsonInput | null;
+}
+
+export interface JobRecords {
+  get(id: string): Promise<Job | null>;
+  findFirst(filter: JobFilter, page?: Page): Promise<Job | null>;
+  find(filter: JobFilter, page?: Page): Promise<Job[]>;
+  count(filter: JobFilter): Promise<number>;
+  /** Number of jobs per (type, status) among those matching. */
+  countByTypeAndStatus(filter?: JobFilter): Promise<Array<{ type: JobType; status: JobStatus; count: number }>>;
+  /** Number of jobs per node among those matching (jobs without a node are left out). */
+  countByNode(filter?: JobFilter): Promise<Array<{ nodeId: string; count: number }>>;
+  create(job: NewJob): Promise<Job>;
+  /**
+   * Conditional state change (SPEC §3): only when the status is one of `from`, so a late writer
+   * never overwrites a newer state. A terminal `to` stamps `finishedAt` unless `changes` sets it.
+   * Returns whether the change happened.
+   */
+  transition(id: string, from: readonly JobStatus[], to: JobStatus, changes?: JobChanges): Promise<boolean>;
+  /** Latest progress of a job (best effort; no status condition). */
+  setProgress(id: string, progress: JsonInput): Promise<void>;
+}
+
+// ----- backups -----
+
+export interface BackupFilter {
+  id?: string;
+  ids?: readonly string[];
+  instanceId?: string;
+  /** Only backups of instances of this tenant. */
+  tenantId?: string;
+  status?: OneOrMany<BackupStatus>;
+  statusNot?: OneOrMany<BackupStatus>;
+  trigger?: OneOrMany<BackupTrigger>;
+  scheduleId?: string;
+  completedBefore?: Date;
+  deletedBefore?: Date;
+  /** true: only backups with an expiry; false: only those without. */
+  expires?: boolean;
+}
+
+export interface NewBackup {
+  id: string;
+  instanceId: string;
+  status?: BackupStatus;
+  trigger: BackupTrigger;
+  kind?: BackupKind;
+  parentId?: string | null;
+  scheduleId?: string | null;
+  volumes: string[];
+  storageKey: string;
+  indexKey: string;
+  compression: string;
+  requestedBy: string;
+}
+
+export interface BackupChanges {
+  startedAt?: Date | null;
+  completedAt?: Date | null;
+  deletedAt?: Date | null;
+  expiresAt?: Date | null;
+  sizeBytes?: bigint | null;
+  logicalBytes?: bigint | null;
+  fileCount?: number | null;
+  sha256?: string | null;
+  warnings?: JsonInput;
+  error?: string | null;
+}
+
+export interface BackupRecords {
+  get(id: string): Promise<Backup | null>;
+  findFirst(filter: BackupFilter, page?: Page): Promise<Backup | null>;
+  find(filter: BackupFilter, page?: Page): Promise<Backup[]>;
+  count(filter: BackupFilter): Promise<number>;
+  countByStatus(): Promise<Array<{ status: BackupStatus; count: number }>>;
+  /** Sum of `sizeBytes` over the matching backups. */
+  sumSizeBytes(filter: BackupFilter): Promise<bigint>;
+  create(backup: NewBackup): Promise<Backup>;
+  /** Conditional state change, like JobRecords.transition. */
+  transition(id: string, from: readonly BackupStatus[], to: BackupStatus, changes?: BackupChanges): Promise<boolean>;
+  /** Sets fields of the matching backups without changing their status; returns how many changed. */
+  updateWhere(filter: BackupFilter, changes: BackupChanges): Promise<number>;
+  /** Removes the rows of the matching backups (an instance's removal); returns how many. */
+  deleteWhere(filter: BackupFilter): Promise<number>;
+}
+
+// ----- instances and volumes -----
+
+export type InstanceWithVolumes = Instance & { volumes: Volume[]; tenant: Tenant };
+
+export interface NewVolume {
+  id: string;
+  name: string;
+  hostPath: string;
+  excludes: string[];
+}
+
+/** A registered volume with the instance it belongs to. */
+export interface PlacedVolume extends Volume {
+  instance: { id: string; name: string; tenantId: string; nodeId: string };
+}
+
+export interface InstanceFilter {
+  id?: string;
+  ids?: readonly string[];
+  tenantId?: string;
+  tenantName?: string;
+  nodeId?: string;
+  name?: string;
+  /** Leaves this instance out. */
+  notId?: string;
+}
+
+export interface InstanceRecords {
+  get(id: string): Promise<InstanceWithVolumes | null>;
+  findFirst(filter: InstanceFilter): Promise<InstanceWithVolumes | null>;
+  find(filter: InstanceFilter, page?: Page): Promise<InstanceWithVolumes[]>;
+  /** Ids of the matching instances. */
+  ids(filter: InstanceFilter): Promise<string[]>;
+  create(instance: { id: string; tenantId: string; name: string; nodeId: string; volumes: NewVolume[] }): Promise<InstanceWithVolumes>;
+  /** Changes name and node, and replaces the volumes when given. */
+  update(id: string, changes: { name?: string; nodeId?: string; volumes?: NewVolume[] }): Promise<InstanceWithVolumes>;
+  delete(id: string): Promise<void>;
+  /** Every volume of the instances matching, with its instance (e.g. all volumes on one node). */
+  volumes(filter: InstanceFilter): Promise<PlacedVolume[]>;
+}
+
+// ----- nodes -----
+
+export interface NodeHeartbeat {
+  volumeRoots: string[];
+  version: string;
+  lastHeartbeatAt: Date;
+  capacity: JsonInput;
+}
+
+export interface NodeRecords {
+  get(id: string): Promise<Node | null>;
+  list(): Promise<Node[]>;
+  /** Registers the node, or refreshes what it reported. */
+  heartbeat(id: string, beat: NodeHeartbeat): Promise<void>;
+}
+
+// ----- schedules -----
+
+export interface ScheduleFilter {
+  id?: string;
+  instanceId?: string;
+  tenantId?: string;
+  enabled?: boolean;
+}
+
+export interface NewSchedule {
+  id: string;
+  instanceId: string;
+  cron: string;
+  timezone: string;
+  volumes: string[];
+  retention: JsonInput;
+  enabled: boolean;
+  nextRunAt?: Date | null;
+}
+
+export interface ScheduleChanges {
+  cron?: string;
+  timezone?: string;
+  volumes?: string[];
+  retention?: JsonInput;
+  enabled?: boolean;
+  lastFiredAt?: Date | null;
+  lastBackupId?: string | null;
+  lastSkippedAt?: Date | null;
+  lastSkipReason?: string | null;
+  nextRunAt?: Date | null;
+}
+
+export type ScheduleWithInstance = Schedule & { instance: InstanceWithVolumes };
+
+export interface ScheduleRecords {
+  get(id: string): Promise<Schedule | null>;
+  getWithInstance(id: string): Promise<ScheduleWithInstance | null>;
+  findFirst(filter: ScheduleFilter): Promise<Schedule | null>;
+  find(filter: ScheduleFilter, page?: Page): Promise<Schedule[]>;
+  create(schedule: NewSchedule): Promise<Schedule>;
+  update(id: string, changes: ScheduleChanges): Promise<Schedule>;
+  /** Changes the schedule only when `where` holds for it (e.g. a firing newer than the last); returns whether it did. */
+  updateIf(id: string, where: { lastFiredBefore?: Date }, changes: ScheduleChanges): Promise<boolean>;
+  delete(id: string): Promise<void>;
+}
+
+// ----- tenants and tokens -----
+
+export type ApiTokenWithTenant = ApiToken & { tenant: Tenant | null };
+
+export interface NewToken {
+  id: string;
+  tenantId: string | null;
+  role: ApiToken['role'];
+  name: string;
+  tokenHash: string;
+}
+
+export interface TokenRecords {
+  getByHash(tokenHash: string): Promise<ApiTokenWithTenant | null>;
+  get(id: string): Promise<ApiTokenWithTenant | null>;
+  list(filter: { includeRevoked?: boolean }, page?: Page): Promise<ApiTokenWithTenant[]>;
+  create(token: NewToken): Promise<ApiTokenWithTenant>;
+  /** Creates the token unless one with its hash exists (which is left as it is). */
+  createUnlessExists(token: NewToken): Promise<void>;
+  /** Sets lastUsedAt to `at` unless it is already later than `staleBefore`. */
+  touch(id: string, at: Date, staleBefore: Date): Promise<void>;
+  /** Revokes the token unless already revoked. */
+  revoke(id: string, at: Date): Promise<void>;
+}
+
+export interface TenantRecords {
+  get(id: string): Promise<Tenant | null>;
+  getByName(name: string): Promise<Tenant | null>;
+  /** The tenant of this name, created (with `id`) when new. */
+  ensure(name: string, id: string): Promise<Tenant>;
+}
+
+// ----- the bundle -----
+
+export type LockKind = 'instance' | 'backup' | 'schedule' | 'node';
+
+export interface RecordSet {
+  jobs: JobRecords;
+  backups: BackupRecords;
+  instances: InstanceRecords;
+  nodes: NodeRecords;
+  schedules: ScheduleRecords;
+  tokens: TokenRecords;
+  tenants: TenantRecords;
+}
+
+/** The records as seen inside one transaction. */
+export interface TxRecords extends RecordSet {
+  /**
+   * Takes the lock of one record until the transaction ends: the one lock of every service, so
+   * check-then-write rules a unique index cannot express ("one backup or restore per instance",
+   * "no restore of a backup being deleted") hold across replicas. Lock order: schedule, backup,
+   * instance, node.
+   */
+  lock(kind: LockKind, id: string): Promise<void>;
+}
+
+export interface Records extends RecordSet {
+  /** Runs `work` in one transaction: all of its writes happen, or none. */
+  transaction<T>(work: (tx: TxRecords) => Promise<T>, options?: { timeoutMs?: number }): Promise<T>;
+  /** Resolves when the database answers (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A write refused by a unique constraint (duplicate name, token hash...). Both implementations
+ * throw it, so services map it to a 409 without knowing the database.
+ */
+export class UniqueViolation extends Error {
+  constructor(
+    readonly fields: string[],
+    options?: { cause?: unknown },
+  ) {
+    super(`unique constraint violated on ${fields.join(', ') || 'a field'}`, options);
+    this.name = 'UniqueViolation';
+  }
+}
