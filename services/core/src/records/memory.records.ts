@@ -179,6 +179,7 @@ function jobMatches(j: Job, f: JobFilter): boolean {
     (f.touchesInstances === undefined ||
       (j.instanceId !== null && f.touchesInstances.includes(j.instanceId)) ||
       (j.targetInstanceId !== null && f.touchesInstances.includes(j.targetInstanceId))) &&
+    (f.touchesInstance === undefined || j.instanceId === f.touchesInstance || j.targetInstanceId === f.touchesInstance) &&
     (f.nodeId === undefined || j.nodeId === f.nodeId) &&
     (f.queue === undefined || j.queue === f.queue) &&
     (f.onNode === undefined || j.nodeId === f.onNode || j.queue === nodeQueueName(f.onNode)) &&

@@ -114,6 +114,7 @@ const nullableJson = (v: JsonInput | null | undefined): Prisma.InputJsonValue | 
 function jobWhere(f: JobFilter, idRange?: { gt?: string; lt?: string }): Prisma.JobWhereInput {
   const and: Prisma.JobWhereInput[] = [];
   if (f.touchesInstances) and.push({ OR: [{ instanceId: { in: [...f.touchesInstances] } }, { targetInstanceId: { in: [...f.touchesInstances] } }] });
+  if (f.touchesInstance !== undefined) and.push({ OR: [{ instanceId: f.touchesInstance }, { targetInstanceId: f.touchesInstance }] });
   if (f.onNode) and.push({ OR: [{ nodeId: f.onNode }, { queue: nodeQueueName(f.onNode) }] });
   const id =
     f.id !== undefined || f.ids !== undefined || idRange

@@ -52,6 +52,8 @@ export interface JobFilter {
   targetInstanceId?: string;
   /** Jobs acting on any of these instances, as source or as restore target. */
   touchesInstances?: readonly string[];
+  /** Jobs acting on this instance, as source or as restore target (combines with `touchesInstances`: both must hold). */
+  touchesInstance?: string;
   nodeId?: string;
   queue?: string | null;
   /** Jobs that ran on this node or wait in its queue (`nodeId = X OR queue = node.X`). */
@@ -73,6 +75,9 @@ export interface NewJob {
   requestedBy: string;
   startedAt?: Date | null;
   parentJobId?: string | null;
+  /** For a job recorded already finished (a schedule skip): its end and result. */
+  finishedAt?: Date | null;
+  result?: JsonInput | null;
 }
 
 /** Fields a state change may set besides the status. */
@@ -270,7 +275,7 @@ export interface ScheduleRecords {
   create(schedule: NewSchedule): Promise<Schedule>;
   update(id: string, changes: ScheduleChanges): Promise<Schedule>;
   /** Changes the schedule only when `where` holds for it (e.g. a firing newer than the last); returns whether it did. */
-  updateIf(id: string, where: { lastFiredBefore?: Date }, changes: ScheduleChanges): Promise<boolean>;
+  updateIf(id: string, where: { lastFiredBefore?: Date; lastFiredNotAfter?: Date }, changes: ScheduleChanges): Promise<boolean>;
   delete(id: string): Promise<void>;
 }
 
@@ -307,6 +312,10 @@ export interface TenantRecords {
 }
 
 // ----- the bundle -----
+
+/** Job states in which a job still holds its place (one backup or restore per instance, a reader of a backup). */
+export const ACTIVE_JOB_STATUSES: JobStatus[] = ['queued', 'running'];
+export const TERMINAL_JOB_STATUSES: JobStatus[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
 
 export type LockKind = 'instance' | 'backup' | 'schedule' | 'node';
 
