@@ -1,11 +1,8 @@
-import type { PrismaClient } from '../db/prisma.ts';
 import { CairnError } from '../errors.ts';
-import type { Backup, BackupStatus, Job } from '../generated/prisma/client.ts';
 import { newId } from '../ids.ts';
 import { CONTROL_QUEUE, type ControlJobName, type ControlJobPayload } from '../queue/contracts.ts';
+import { ACTIVE_JOB_STATUSES, type Backup, type BackupStatus, type Job, type Records } from '../records/records.ts';
 import { cancelJob } from './job-cancel.ts';
-import { lockRecord } from './locks.ts';
-import { transitionJob } from './state-transitions.ts';
 
 /**
  * The one soft delete of backups (SPEC §10), shared by `DELETE /backups/:id`, the batch delete
@@ -68,7 +65,7 @@ const LIVE: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'canc
  * active cleanup job is reused, a failed or lost one replaced, a `deleted` backup left alone.
  */
 export async function softDeleteBackups(
-  prisma: PrismaClient,
+  records: Records,
   queues: DeletionQueues,
   ids: readonly string[],
   requestedBy: string,
@@ -80,7 +77,7 @@ export async function softDeleteBackups(
   const results: SoftDeleteResult[] = [];
   for (const id of ids) {
     try {
-      results.push({ ok: true, ...(await softDeleteBackup(prisma, queues, id, requestedBy, options)) });
+      results.push({ ok: true, ...(await softDeleteBackup(records, queues, id, requestedBy, options)) });
     } catch (err) {
       results.push({ id, ok: false, error: err instanceof CairnError ? err : classify(err, id) });
     }
@@ -95,7 +92,7 @@ export async function softDeleteBackups(
  * marked failed, the backup stays `deleting` and repeating the call retries).
  */
 export async function softDeleteBackup(
-  prisma: PrismaClient,
+  records: Records,
   queues: DeletionQueues,
   id: string,
   requestedBy: string,
@@ -103,43 +100,40 @@ export async function softDeleteBackup(
 ): Promise<SoftDeleted> {
   const now = options.now ?? (() => new Date());
   const from = (options.from ?? LIVE).filter((s) => s !== 'deleting' && s !== 'deleted');
-  const scope = options.tenantId ? { instance: { tenantId: options.tenantId } } : {};
+  const where = { id, tenantId: options.tenantId };
   // Answer what needs no queue first (unknown, already deleted), then refuse early if Redis is down.
-  const seen = await prisma.backup.findFirst({ where: { id, ...scope } });
+  const seen = await records.backups.findFirst(where);
   if (!seen) throw new CairnError('not-found', `backup ${id} not found`);
   if (seen.status === 'deleted') return { id, backup: seen, cleanupJob: null, cancelledJobs: [] };
   await queues.ready?.();
 
-  const { backup, cleanup } = await prisma.$transaction(async (tx) => {
-    await lockRecord(tx, 'backup', id);
-    const found = await tx.backup.findFirst({ where: { id, ...scope } });
+  const { backup, cleanup } = await records.transaction(async (tx) => {
+    await tx.lock('backup', id);
+    const found = await tx.backups.findFirst(where);
     if (!found) throw new CairnError('not-found', `backup ${id} not found`);
     if (found.status === 'deleted') return { backup: found, cleanup: null };
-    const reader = await tx.job.findFirst({ where: { backupId: id, type: { in: [...READERS] }, status: { in: ['queued', 'running'] } } });
+    const reader = await tx.jobs.findFirst({ backupId: id, type: READERS, status: ACTIVE_JOB_STATUSES });
     if (reader)
       throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });
     if (found.status !== 'deleting') {
-      const { count } = await tx.backup.updateMany({ where: { id, status: { in: from } }, data: { status: 'deleting', deletedAt: now() } });
-      if (count === 0)
+      if (!(await tx.backups.transition(id, from, 'deleting', { deletedAt: now() })))
         throw new CairnError('conflict', `backup ${id} is ${found.status}; it can be deleted only when ${from.join(', ')}`, {
           details: { status: found.status },
         });
     }
-    const backup = (await tx.backup.findUnique({ where: { id } }))!;
-    const active = await tx.job.findFirst({ where: { backupId: id, type: 'cleanup', status: { in: ['queued', 'running'] } } });
+    const backup = (await tx.backups.get(id))!;
+    const active = await tx.jobs.findFirst({ backupId: id, type: 'cleanup', status: ACTIVE_JOB_STATUSES });
     const cleanup =
       active ??
-      (await tx.job.create({
-        data: {
-          id: newId(),
-          type: 'cleanup',
-          status: 'queued',
-          instanceId: backup.instanceId,
-          backupId: id,
-          queue: CONTROL_QUEUE,
-          params: { reason: options.reason ?? 'deleted', ...(options.params ?? {}) },
-          requestedBy,
-        },
+      (await tx.jobs.create({
+        id: newId(),
+        type: 'cleanup',
+        status: 'queued',
+        instanceId: backup.instanceId,
+        backupId: id,
+        queue: CONTROL_QUEUE,
+        params: { reason: options.reason ?? 'deleted', ...(options.params ?? {}) },
+        requestedBy,
       }));
     return { backup, cleanup };
   });
@@ -149,10 +143,10 @@ export async function softDeleteBackup(
   let step = 'enqueue the cleanup';
   try {
     // The backup being produced right now: stop it (its worker removes what it uploaded).
-    const producers = await prisma.job.findMany({ where: { backupId: id, type: 'backup', status: { in: ['queued', 'running'] } } });
+    const producers = await records.jobs.find({ backupId: id, type: 'backup', status: ACTIVE_JOB_STATUSES });
     for (const job of producers) {
       step = `cancel backup job ${job.id}`;
-      if ((await cancelJob(prisma, queues, job, `backup ${id} deleted`)) !== 'unchanged') cancelledJobs.push(job.id);
+      if ((await cancelJob(records, queues, job, `backup ${id} deleted`)) !== 'unchanged') cancelledJobs.push(job.id);
     }
     step = 'enqueue the cleanup';
     // Idempotent: BullMQ job id = Cairn job id, so re-enqueueing an existing cleanup is a no-op.
@@ -160,12 +154,18 @@ export async function softDeleteBackup(
   } catch (err) {
     // A queued cleanup nobody enqueued would block every retry (it counts as active): fail it.
     const reason = `could not ${step}: ${(err as Error).message}`;
-    await transitionJob(prisma, cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-    throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, {
-      cause: err,
-      details: { backupId: id, jobId: cleanup.id },
-    });
+    const details = { backupId: id, jobId: cleanup.id };
+    try {
+      await records.jobs.transition(cleanup.id, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+    } catch (writeErr) {
+      // Both are reported: the cause of the failure and why the cleanup job still reads queued (the sweep closes it).
+      throw new CairnError('unavailable', `${reason}; marking cleanup job ${cleanup.id} failed failed too: ${(writeErr as Error).message}`, {
+        cause: err,
+        details,
+      });
+    }
+    throw new CairnError('unavailable', `${reason}; the backup stays deleting, repeat the delete to retry`, { cause: err, details });
   }
-  const cleanupJob = (await prisma.job.findUnique({ where: { id: cleanup.id } })) ?? cleanup;
+  const cleanupJob = (await records.jobs.get(cleanup.id)) ?? cleanup;
   return { id, backup, cleanupJob, cancelledJobs };
 }

@@ -1,6 +1,5 @@
-import type { Job, PrismaClient } from '../db/prisma.ts';
 import type { JobQueues } from '../queue/job-queues.ts';
-import { transitionBackup, transitionJob } from './state-transitions.ts';
+import type { Job, RecordSet } from '../records/records.ts';
 
 type CancelQueues = Pick<JobQueues, 'cancel'>;
 
@@ -11,23 +10,23 @@ export type CancelResult = 'cancelled' | 'signalled' | 'unchanged';
  * its pending backup with it); a running one is signalled and ends `cancelled` by its worker.
  * All row changes are conditional, so a worker finishing at the same moment wins.
  */
-export async function cancelJob(prisma: PrismaClient, queues: CancelQueues, job: Job, reason: string): Promise<CancelResult> {
+export async function cancelJob(records: RecordSet, queues: CancelQueues, job: Job, reason: string): Promise<CancelResult> {
   const outcome = job.queue ? await queues.cancel(job.queue, job.id, reason) : 'gone';
   if (outcome === 'signalled') return 'signalled';
   // Removed from its queue, or no BullMQ job left that could run it: nothing will pick it up.
   const from = outcome === 'removed' ? (['queued', 'running'] as const) : (['queued'] as const);
-  const changed = await transitionJob(prisma, job.id, [...from], 'cancelled', { error: reason, errorCode: 'cancelled' });
+  const changed = await records.jobs.transition(job.id, from, 'cancelled', { error: reason, errorCode: 'cancelled' });
   if (changed && job.type === 'backup' && job.backupId) {
-    await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'cancelled', { error: reason });
+    await records.backups.transition(job.backupId, ['pending', 'running'], 'cancelled', { error: reason });
   }
   return changed ? 'cancelled' : 'unchanged';
 }
 
 /** Cancels several jobs; returns the ids that were cancelled or signalled. */
-export async function cancelJobs(prisma: PrismaClient, queues: CancelQueues, jobs: Job[], reason: string): Promise<string[]> {
+export async function cancelJobs(records: RecordSet, queues: CancelQueues, jobs: Job[], reason: string): Promise<string[]> {
   const out: string[] = [];
   for (const job of jobs) {
-    if ((await cancelJob(prisma, queues, job, reason)) !== 'unchanged') out.push(job.id);
+    if ((await cancelJob(records, queues, job, reason)) !== 'unchanged') out.push(job.id);
   }
   return out;
 }

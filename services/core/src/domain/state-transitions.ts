@@ -2,6 +2,7 @@ import type { PrismaClient } from '../db/prisma.ts';
 import type { BackupStatus, JobStatus, Prisma } from '../generated/prisma/client.ts';
 
 /**
+ * @deprecated Use `records.jobs.transition` / `records.backups.transition` (records/records.ts).
  * Conditional state changes (SPEC §3): `updateMany where {id, status in expected}` so a late
  * writer cannot overwrite a newer state. Each returns whether the change happened.
  */
@@ -31,5 +32,5 @@ export async function transitionBackup(
   return count === 1;
 }
 
-export const ACTIVE_JOB_STATUSES: JobStatus[] = ['queued', 'running'];
-export const TERMINAL_JOB_STATUSES: JobStatus[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
+// Defined with the records; re-exported here until the last caller of this module moves to `records.*.transition`.
+export { ACTIVE_JOB_STATUSES, TERMINAL_JOB_STATUSES } from '../records/records.ts';

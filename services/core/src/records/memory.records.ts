@@ -511,6 +511,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const row = tables().schedules.get(id);
       if (!row) return false;
       if (where.lastFiredBefore && row.lastFiredAt !== null && !(row.lastFiredAt < where.lastFiredBefore)) return false;
+      if (where.lastFiredNotAfter && row.lastFiredAt !== null && row.lastFiredAt > where.lastFiredNotAfter) return false;
       Object.assign(row, defined(changes), { updatedAt: clock() });
       return true;
     },

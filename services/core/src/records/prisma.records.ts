@@ -161,6 +161,7 @@ function jobRecords(db: Db): JobRecords {
           data: {
             ...job,
             params: json(job.params),
+            result: nullableJson(job.result),
           },
         }),
       ),
@@ -335,7 +336,13 @@ function scheduleRecords(db: Db): ScheduleRecords {
       db.schedule.update({ where: { id }, data: { ...changes, ...(retention !== undefined ? { retention: retention as Prisma.InputJsonValue } : {}) } }),
     async updateIf(id, where, { retention, ...changes }) {
       const { count } = await db.schedule.updateMany({
-        where: { id, ...(where.lastFiredBefore ? { OR: [{ lastFiredAt: null }, { lastFiredAt: { lt: where.lastFiredBefore } }] } : {}) },
+        where: {
+          id,
+          AND: [
+            ...(where.lastFiredBefore ? [{ OR: [{ lastFiredAt: null }, { lastFiredAt: { lt: where.lastFiredBefore } }] }] : []),
+            ...(where.lastFiredNotAfter ? [{ OR: [{ lastFiredAt: null }, { lastFiredAt: { lte: where.lastFiredNotAfter } }] }] : []),
+          ],
+        },
         data: { ...changes, ...(retention !== undefined ? { retention: retention as Prisma.InputJsonValue } : {}) },
       });
       return count === 1;

@@ -1,8 +1,7 @@
-import type { PrismaClient } from '../db/prisma.ts';
-import { softDeleteBackups, type DeletionQueues } from '../domain/backup-deletion.ts';
-import type { Schedule } from '../generated/prisma/client.ts';
+import { type DeletionQueues, softDeleteBackups } from '../domain/backup-deletion.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { JobQueues } from '../queue/job-queues.ts';
+import type { RecordSet, Records, Schedule } from '../records/records.ts';
 import { planRetention, type RetentionPlan, type RetentionPolicy } from './retention.ts';
 import { SYSTEM_ACTOR } from './schedule-firing.ts';
 
@@ -14,7 +13,7 @@ import { SYSTEM_ACTOR } from './schedule-firing.ts';
  */
 
 export interface RetentionDeps {
-  prisma: PrismaClient;
+  records: Records;
   queues: DeletionQueues;
   logger?: Logger;
   clock?: () => Date;
@@ -43,12 +42,9 @@ export function policyOf(schedule: Pick<Schedule, 'retention'>): RetentionPolicy
   return out;
 }
 
-async function candidatesOf(prisma: PrismaClient, scheduleId: string) {
-  return prisma.backup.findMany({
-    where: { scheduleId, status: 'completed' },
-    select: { id: true, createdAt: true, expiresAt: true },
-    orderBy: { id: 'desc' },
-  });
+async function candidatesOf(records: RecordSet, scheduleId: string) {
+  const rows = await records.backups.find({ scheduleId, status: 'completed' }, { order: 'desc' });
+  return rows.map(({ id, createdAt, expiresAt }) => ({ id, createdAt, expiresAt }));
 }
 
 export interface RetentionPreviewResult {
@@ -61,15 +57,10 @@ export interface RetentionPreviewResult {
 }
 
 /** Dry run: what `policy` (default: the schedule's own) would keep and drop now, and why. */
-export async function previewRetention(
-  prisma: PrismaClient,
-  schedule: Schedule,
-  policy?: RetentionPolicy,
-  clock?: () => Date,
-): Promise<RetentionPreviewResult> {
+export async function previewRetention(records: RecordSet, schedule: Schedule, policy?: RetentionPolicy, clock?: () => Date): Promise<RetentionPreviewResult> {
   const at = (clock ?? (() => new Date()))();
-  const candidates = await candidatesOf(prisma, schedule.id);
-  const untouched = await prisma.backup.count({ where: { scheduleId: schedule.id, status: { notIn: ['completed', 'deleting', 'deleted'] } } });
+  const candidates = await candidatesOf(records, schedule.id);
+  const untouched = await records.backups.count({ scheduleId: schedule.id, statusNot: ['completed', 'deleting', 'deleted'] });
   const plan = planRetention(candidates, policy ?? policyOf(schedule), { timezone: schedule.timezone, clock: () => at });
   return { scheduleId: schedule.id, timezone: schedule.timezone, at, plan, untouched };
 }
@@ -77,9 +68,9 @@ export async function previewRetention(
 export async function applyRetention(deps: RetentionDeps, scheduleId: string): Promise<RetentionRunReport> {
   const clock = deps.clock ?? (() => new Date());
   const report: RetentionRunReport = { scheduleId, status: 'applied', kept: 0, expiresUpdated: 0, deleted: [], failed: [] };
-  const schedule = await deps.prisma.schedule.findUnique({ where: { id: scheduleId } });
+  const schedule = await deps.records.schedules.get(scheduleId);
   if (!schedule) return { ...report, status: 'schedule-missing' };
-  const candidates = await candidatesOf(deps.prisma, scheduleId);
+  const candidates = await candidatesOf(deps.records, scheduleId);
   const plan = planRetention(candidates, policyOf(schedule), { timezone: schedule.timezone, clock });
   report.kept = plan.keep.length;
 
@@ -87,13 +78,12 @@ export async function applyRetention(deps: RetentionDeps, scheduleId: string): P
   for (const kept of plan.keep) {
     const expires = kept.expiresAt?.getTime() ?? null;
     if (current.get(kept.id) === expires) continue;
-    const { count } = await deps.prisma.backup.updateMany({ where: { id: kept.id, status: 'completed' }, data: { expiresAt: kept.expiresAt } });
-    report.expiresUpdated += count;
+    report.expiresUpdated += await deps.records.backups.updateWhere({ id: kept.id, status: 'completed' }, { expiresAt: kept.expiresAt });
   }
 
   if (plan.drop.length) {
     const results = await softDeleteBackups(
-      deps.prisma,
+      deps.records,
       deps.queues,
       plan.drop.map((d) => d.id),
       SYSTEM_ACTOR,
@@ -115,7 +105,7 @@ export async function applyAllRetention(deps: RetentionDeps): Promise<{ schedule
   const out = { schedules: 0, deleted: 0, failed: [] as { scheduleId: string; error: string }[] };
   let cursor: string | undefined;
   for (;;) {
-    const page = await deps.prisma.schedule.findMany({ where: cursor ? { id: { gt: cursor } } : {}, select: { id: true }, orderBy: { id: 'asc' }, take: 200 });
+    const page = await deps.records.schedules.find({}, { after: cursor, take: 200 });
     for (const { id } of page) {
       try {
         const r = await applyRetention(deps, id);

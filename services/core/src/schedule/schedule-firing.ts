@@ -1,11 +1,9 @@
-import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/locks.ts';
-import { archiveKey, indexKey, type Compression } from '../domain/object-layout.ts';
+import { archiveKey, type Compression, indexKey } from '../domain/object-layout.ts';
 import { CairnError } from '../errors.ts';
-import type { Backup, Job, Prisma } from '../generated/prisma/client.ts';
 import type { Logger } from '../logging/logger.ts';
 import { nodeQueueName } from '../queue/contracts.ts';
 import type { JobQueues } from '../queue/job-queues.ts';
+import { ACTIVE_JOB_STATUSES, type Backup, type Job, type RecordSet, type Records } from '../records/records.ts';
 import { nextRunAt } from './cron.ts';
 import { firingIds } from './firing-ids.ts';
 
@@ -21,7 +19,7 @@ import { firingIds } from './firing-ids.ts';
 export const SYSTEM_ACTOR = 'system';
 
 export interface FiringDeps {
-  prisma: PrismaClient;
+  records: Records;
   queues: Pick<JobQueues, 'enqueueNode'>;
   compression: Compression;
   logger?: Logger;
@@ -47,25 +45,21 @@ export type FiringOutcome =
   | { status: 'skipped'; reason: string; activeJobId: string | null; skipJob: Job; duplicate: boolean }
   | { status: 'ignored'; reason: 'schedule-missing' | 'schedule-disabled' };
 
-type Tx = Prisma.TransactionClient;
-
 /** True for the error fireSchedule throws when its rows were committed but the enqueue failed. */
 export function isEnqueueFailure(err: unknown): err is CairnError {
   return err instanceof CairnError && (err.details as { stage?: string } | undefined)?.stage === 'enqueue';
 }
 
-/** The queued or running backup of an instance, or restore into it (at most one: SPEC §4). */
-export async function activeInstanceJob(db: Tx | PrismaClient, instanceId: string): Promise<Job | null> {
-  return db.job.findFirst({
-    where: {
-      status: { in: ['queued', 'running'] },
-      OR: [
-        { type: 'backup', instanceId },
-        { type: 'restore', targetInstanceId: instanceId },
-      ],
-    },
-    orderBy: { id: 'asc' },
-  });
+/**
+ * The queued or running backup of an instance, or restore into it (at most one: SPEC §4); the
+ * oldest when there are several. Pass the transaction's records to read under its locks.
+ */
+export async function activeInstanceJob(records: RecordSet, instanceId: string): Promise<Job | null> {
+  // One after the other: inside a transaction both run on its one connection anyway.
+  const backup = await records.jobs.findFirst({ type: 'backup', instanceId, status: ACTIVE_JOB_STATUSES });
+  const restore = await records.jobs.findFirst({ type: 'restore', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES });
+  if (!backup || !restore) return backup ?? restore;
+  return backup.id < restore.id ? backup : restore;
 }
 
 export async function fireSchedule(deps: FiringDeps, scheduleId: string, fireTimeMs: number, options: FireOptions = {}): Promise<FiringOutcome> {
@@ -74,22 +68,22 @@ export async function fireSchedule(deps: FiringDeps, scheduleId: string, fireTim
   const ids = firingIds(scheduleId, fireTimeMs);
   const fireTime = new Date(fireTimeMs);
 
-  const outcome = await deps.prisma.$transaction(
+  const outcome = await deps.records.transaction(
     async (tx): Promise<FiringOutcome> => {
       // Lock order everywhere: schedule, then instance (the gateway takes the instance lock alone).
-      await lockRecord(tx, 'schedule', scheduleId);
-      const schedule = await tx.schedule.findUnique({ where: { id: scheduleId }, include: { instance: { include: { volumes: true } } } });
+      await tx.lock('schedule', scheduleId);
+      const schedule = await tx.schedules.getWithInstance(scheduleId);
       if (!schedule || (!schedule.enabled && !options.manual)) {
         if (options.manual && !schedule) throw new CairnError('not-found', `schedule ${scheduleId} not found`);
         // A scheduler left behind (crash between the row change and Redis): remove it under the lock.
         if (!options.manual) await deps.removeScheduler?.(scheduleId);
         return { status: 'ignored', reason: schedule ? 'schedule-disabled' : 'schedule-missing' };
       }
-      await lockRecord(tx, 'instance', schedule.instanceId);
+      await tx.lock('instance', schedule.instanceId);
 
-      const existing = await tx.backup.findUnique({ where: { id: ids.backupId } });
-      if (existing) return { status: 'duplicate', backup: existing, job: await tx.job.findUnique({ where: { id: ids.jobId } }) };
-      const earlierSkip = await tx.job.findUnique({ where: { id: ids.skipJobId } });
+      const existing = await tx.backups.get(ids.backupId);
+      if (existing) return { status: 'duplicate', backup: existing, job: await tx.jobs.get(ids.jobId) };
+      const earlierSkip = await tx.jobs.get(ids.skipJobId);
       if (earlierSkip) {
         const result = (earlierSkip.result ?? {}) as { reason?: string; activeJobId?: string | null };
         return { status: 'skipped', reason: result.reason ?? 'skipped', activeJobId: result.activeJobId ?? null, skipJob: earlierSkip, duplicate: true };
@@ -115,61 +109,52 @@ export async function fireSchedule(deps: FiringDeps, scheduleId: string, fireTim
             details: skip.activeJobId ? { jobId: skip.activeJobId } : undefined,
           });
         }
-        const skipJob = await tx.job.create({
-          data: {
-            id: ids.skipJobId,
-            type: 'schedule_skip',
-            status: 'succeeded',
-            instanceId: schedule.instanceId,
-            params: { scheduleId, fireTime: fireTime.toISOString() },
-            result: { reason: skip.reason, activeJobId: skip.activeJobId, scheduleId, fireTime: fireTime.toISOString() },
-            requestedBy,
-            startedAt: at,
-            finishedAt: at,
-          },
+        const skipJob = await tx.jobs.create({
+          id: ids.skipJobId,
+          type: 'schedule_skip',
+          status: 'succeeded',
+          instanceId: schedule.instanceId,
+          params: { scheduleId, fireTime: fireTime.toISOString() },
+          result: { reason: skip.reason, activeJobId: skip.activeJobId, scheduleId, fireTime: fireTime.toISOString() },
+          requestedBy,
+          startedAt: at,
+          finishedAt: at,
         });
-        await tx.schedule.update({ where: { id: scheduleId }, data: { lastSkippedAt: at, lastSkipReason: skip.reason, nextRunAt: next } });
+        await tx.schedules.update(scheduleId, { lastSkippedAt: at, lastSkipReason: skip.reason, nextRunAt: next });
         return { status: 'skipped', reason: skip.reason, activeJobId: skip.activeJobId, skipJob, duplicate: false };
       }
 
       const instance = schedule.instance;
       const compression = deps.compression;
-      const backup = await tx.backup.create({
-        data: {
-          id: ids.backupId,
-          instanceId: instance.id,
-          status: 'pending',
-          trigger: 'schedule',
-          scheduleId,
-          kind: 'full',
-          volumes: selected,
-          storageKey: archiveKey(instance.id, ids.backupId, compression),
-          indexKey: indexKey(instance.id, ids.backupId),
-          compression,
-          requestedBy,
-        },
+      const backup = await tx.backups.create({
+        id: ids.backupId,
+        instanceId: instance.id,
+        status: 'pending',
+        trigger: 'schedule',
+        scheduleId,
+        kind: 'full',
+        volumes: selected,
+        storageKey: archiveKey(instance.id, ids.backupId, compression),
+        indexKey: indexKey(instance.id, ids.backupId),
+        compression,
+        requestedBy,
       });
-      const job = await tx.job.create({
-        data: {
-          id: ids.jobId,
-          type: 'backup',
-          status: 'queued',
-          instanceId: instance.id,
-          backupId: backup.id,
-          nodeId: instance.nodeId,
-          queue: nodeQueueName(instance.nodeId),
-          params: { volumes: selected, scheduleId, fireTime: fireTime.toISOString() },
-          requestedBy,
-        },
+      const job = await tx.jobs.create({
+        id: ids.jobId,
+        type: 'backup',
+        status: 'queued',
+        instanceId: instance.id,
+        backupId: backup.id,
+        nodeId: instance.nodeId,
+        queue: nodeQueueName(instance.nodeId),
+        params: { volumes: selected, scheduleId, fireTime: fireTime.toISOString() },
+        requestedBy,
       });
       // A late duplicate of an older firing must not move lastFiredAt back.
-      await tx.schedule.updateMany({
-        where: { id: scheduleId, OR: [{ lastFiredAt: null }, { lastFiredAt: { lte: fireTime } }] },
-        data: { lastFiredAt: fireTime, lastBackupId: backup.id, nextRunAt: next },
-      });
+      await tx.schedules.updateIf(scheduleId, { lastFiredNotAfter: fireTime }, { lastFiredAt: fireTime, lastBackupId: backup.id, nextRunAt: next });
       return { status: 'created', backup, job };
     },
-    { timeout: 15_000 },
+    { timeoutMs: 15_000 },
   );
 
   if ((outcome.status === 'created' || outcome.status === 'duplicate') && outcome.job?.status === 'queued' && outcome.job.nodeId) {

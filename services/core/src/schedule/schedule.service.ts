@@ -1,14 +1,11 @@
 import type { CreateScheduleBody, DeletedSchedule, RetentionPreview, ScheduleList, ScheduleView, UpdateScheduleBody } from '../api/schedules.schemas.ts';
 import type { Config } from '../config/config.ts';
-import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/locks.ts';
-import { transitionBackup, transitionJob } from '../domain/state-transitions.ts';
 import type { Compression } from '../domain/object-layout.ts';
 import { CairnError } from '../errors.ts';
-import type { Backup, Job, Prisma, Schedule } from '../generated/prisma/client.ts';
 import { newId } from '../ids.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { JobQueues } from '../queue/job-queues.ts';
+import type { Backup, Job, RecordSet, Records, Schedule } from '../records/records.ts';
 import { assertCron, assertTimeZone } from './cron.ts';
 import { enqueueRetention, policyOf, previewRetention } from './retention.service.ts';
 import { retentionPolicyProblems, type RetentionPolicy } from './retention.ts';
@@ -26,7 +23,7 @@ import { SchedulerSync } from './scheduler-sync.ts';
 export type ScheduleQueues = Pick<JobQueues, 'queue' | 'enqueueNode' | 'enqueueControl'>;
 
 export interface ScheduleServiceOptions {
-  prisma: PrismaClient;
+  records: Records;
   queues: ScheduleQueues;
   config: Pick<Config, 'COMPRESSION'>;
   logger: Logger;
@@ -72,8 +69,23 @@ function validation(details: { path: string; message: string }[]): CairnError {
   return new CairnError('validation', `invalid schedule: ${shown}`, { details });
 }
 
+const FAIL_WRITE_ATTEMPTS = 3;
+const FAIL_WRITE_DELAY_MS = 100;
+
+/** Runs `write`, trying again after a growing pause when it throws; the last error is thrown. */
+async function retryWrite<T>(write: () => Promise<T>, attempts: number, delayMs: number): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, delayMs * 2 ** (attempt - 1)));
+    }
+  }
+}
+
 export class ScheduleService {
-  private readonly prisma: PrismaClient;
+  private readonly records: Records;
   private readonly queues: ScheduleQueues;
   private readonly compression: Compression;
   private readonly logger: Logger;
@@ -83,27 +95,24 @@ export class ScheduleService {
   readonly schedulers: SchedulerSync;
 
   constructor(options: ScheduleServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.queues = options.queues;
     this.compression = options.config.COMPRESSION as Compression;
     this.logger = options.logger;
     this.now = options.now ?? (() => new Date());
     this.allowSeconds = options.allowSeconds ?? false;
     this.redisTimeoutMs = options.redisTimeoutMs ?? 5000;
-    this.schedulers = new SchedulerSync(this.prisma, this.queues, { redisTimeoutMs: this.redisTimeoutMs, logger: this.logger, now: this.now });
+    this.schedulers = new SchedulerSync(this.records, this.queues, { redisTimeoutMs: this.redisTimeoutMs, logger: this.logger, now: this.now });
   }
 
   private async findInstance(instanceId: string, scope: ScheduleScope) {
-    const instance = await this.prisma.instance.findFirst({
-      where: { id: instanceId, ...(scope.tenantId ? { tenantId: scope.tenantId } : {}) },
-      include: { volumes: true },
-    });
+    const instance = await this.records.instances.findFirst({ id: instanceId, tenantId: scope.tenantId });
     if (!instance) throw new CairnError('not-found', `instance ${instanceId} not found`);
     return instance;
   }
 
-  private async findSchedule(id: string, scope: ScheduleScope, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<Schedule> {
-    const row = await db.schedule.findFirst({ where: { id, ...(scope.tenantId ? { instance: { tenantId: scope.tenantId } } : {}) } });
+  private async findSchedule(id: string, scope: ScheduleScope, records: RecordSet = this.records): Promise<Schedule> {
+    const row = await records.schedules.findFirst({ id, tenantId: scope.tenantId });
     if (!row) throw new CairnError('not-found', `schedule ${id} not found`);
     return row;
   }
@@ -153,24 +162,22 @@ export class ScheduleService {
       instance.volumes.map((v) => v.name),
     );
     const id = newId();
-    const row = await this.prisma.$transaction(
+    const row = await this.records.transaction(
       async (tx) => {
-        await lockRecord(tx, 'schedule', id);
-        const created = await tx.schedule.create({
-          data: {
-            id,
-            instanceId: instance.id,
-            cron: fields.cron!,
-            timezone: fields.timezone!,
-            volumes: fields.volumes ?? [],
-            retention: fields.retention as Prisma.InputJsonObject,
-            enabled: input.enabled ?? true,
-          },
+        await tx.lock('schedule', id);
+        const created = await tx.schedules.create({
+          id,
+          instanceId: instance.id,
+          cron: fields.cron!,
+          timezone: fields.timezone!,
+          volumes: fields.volumes ?? [],
+          retention: fields.retention!,
+          enabled: input.enabled ?? true,
         });
         const nextRunAt = await this.schedulers.apply(created);
-        return tx.schedule.update({ where: { id }, data: { nextRunAt } });
+        return tx.schedules.update(id, { nextRunAt });
       },
-      { timeout: this.redisTimeoutMs * 3 },
+      { timeoutMs: this.redisTimeoutMs * 3 },
     );
     this.logger.info({ scheduleId: id, instanceId: instance.id, cron: row.cron, timezone: row.timezone, enabled: row.enabled }, 'schedule created');
     return scheduleView(row);
@@ -179,11 +186,7 @@ export class ScheduleService {
   async list(instanceId: string, query: { cursor?: string; limit?: number } = {}, scope: ScheduleScope = {}): Promise<ScheduleList> {
     await this.findInstance(instanceId, scope);
     const limit = query.limit ?? 50;
-    const rows = await this.prisma.schedule.findMany({
-      where: { instanceId, ...(query.cursor ? { id: { gt: query.cursor } } : {}) },
-      orderBy: { id: 'asc' },
-      take: limit + 1,
-    });
+    const rows = await this.records.schedules.find({ instanceId }, { after: query.cursor, take: limit + 1 });
     const page = rows.slice(0, limit);
     return { items: page.map(scheduleView), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
   }
@@ -203,24 +206,21 @@ export class ScheduleService {
       input,
       instance.volumes.map((v) => v.name),
     );
-    const row = await this.prisma.$transaction(
+    const row = await this.records.transaction(
       async (tx) => {
-        await lockRecord(tx, 'schedule', id);
+        await tx.lock('schedule', id);
         await this.findSchedule(id, scope, tx);
-        const updated = await tx.schedule.update({
-          where: { id },
-          data: {
-            ...(fields.cron !== undefined ? { cron: fields.cron } : {}),
-            ...(fields.timezone !== undefined ? { timezone: fields.timezone } : {}),
-            ...(fields.retention !== undefined ? { retention: fields.retention as Prisma.InputJsonObject } : {}),
-            ...(fields.volumes !== undefined ? { volumes: fields.volumes } : {}),
-            ...(input.enabled !== undefined ? { enabled: input.enabled } : {}),
-          },
+        const updated = await tx.schedules.update(id, {
+          cron: fields.cron,
+          timezone: fields.timezone,
+          retention: fields.retention,
+          volumes: fields.volumes,
+          enabled: input.enabled,
         });
         const nextRunAt = await this.schedulers.apply(updated);
-        return tx.schedule.update({ where: { id }, data: { nextRunAt } });
+        return tx.schedules.update(id, { nextRunAt });
       },
-      { timeout: this.redisTimeoutMs * 3 },
+      { timeoutMs: this.redisTimeoutMs * 3 },
     );
     if (fields.retention !== undefined) await enqueueRetention(this.queues, id);
     this.logger.info({ scheduleId: id, changed: Object.keys(input) }, 'schedule updated');
@@ -230,18 +230,18 @@ export class ScheduleService {
   /** Deletes the schedule and its scheduler; its backups stay (no longer expired by anything). */
   async remove(id: string, scope: ScheduleScope = {}): Promise<DeletedSchedule> {
     await this.findSchedule(id, scope);
-    const keptBackups = await this.prisma.$transaction(
+    const keptBackups = await this.records.transaction(
       async (tx) => {
-        await lockRecord(tx, 'schedule', id);
+        await tx.lock('schedule', id);
         await this.findSchedule(id, scope, tx);
         // Nothing applies this schedule's retention any more: expiresAt would be a false promise.
-        await tx.backup.updateMany({ where: { scheduleId: id, expiresAt: { not: null } }, data: { expiresAt: null } });
-        const kept = await tx.backup.count({ where: { scheduleId: id, status: { not: 'deleted' } } });
-        await tx.schedule.delete({ where: { id } }); // backups keep their rows (scheduleId set null)
+        await tx.backups.updateWhere({ scheduleId: id, expires: true }, { expiresAt: null });
+        const kept = await tx.backups.count({ scheduleId: id, statusNot: 'deleted' });
+        await tx.schedules.delete(id); // backups keep their rows (scheduleId set null)
         await this.schedulers.removeScheduler(id);
         return kept;
       },
-      { timeout: this.redisTimeoutMs * 3 },
+      { timeoutMs: this.redisTimeoutMs * 3 },
     );
     this.logger.info({ scheduleId: id, keptBackups }, 'schedule deleted');
     return { id, keptBackups };
@@ -258,7 +258,7 @@ export class ScheduleService {
     let outcome: Awaited<ReturnType<typeof fireSchedule>>;
     try {
       outcome = await fireSchedule(
-        { prisma: this.prisma, queues: this.queues, compression: this.compression, logger: this.logger, now: this.now },
+        { records: this.records, queues: this.queues, compression: this.compression, logger: this.logger, now: this.now },
         id,
         fireTime,
         { manual: true, requestedBy },
@@ -266,18 +266,40 @@ export class ScheduleService {
     } catch (err) {
       if (!isEnqueueFailure(err)) throw err;
       // The rows were committed but nothing will ever run them: fail them, the caller gets 503.
-      const { backupId, jobId } = firingIds(id, fireTime);
-      await transitionJob(this.prisma, jobId, ['queued'], 'failed', { error: err.message, errorCode: 'unavailable' }).catch(() => {});
-      await transitionBackup(this.prisma, backupId, ['pending'], 'failed', { error: err.message }).catch(() => {});
+      await this.failUnqueuedFiring(id, fireTime, err);
       throw err;
     }
     if (outcome.status === 'created' || outcome.status === 'duplicate') {
-      const job = outcome.job ?? (await this.prisma.job.findFirst({ where: { backupId: outcome.backup.id, type: 'backup' } }));
+      const job = outcome.job ?? (await this.records.jobs.findFirst({ backupId: outcome.backup.id, type: 'backup' }));
       if (!job) throw new CairnError('internal', `backup ${outcome.backup.id} has no job`);
       return { backup: outcome.backup, job };
     }
     // A manual run never records a skip (fireSchedule throws instead); this is a schedule that vanished.
     throw new CairnError('not-found', `schedule ${id} not found`);
+  }
+
+  /**
+   * Marks the rows of a firing whose enqueue failed `failed` (a queued job nobody enqueued would
+   * keep the instance busy until the sweep). Each write is tried a few times; one that still fails
+   * is logged with the job id, its own error and the enqueue error, and the caller still gets the
+   * enqueue error (the sweep closes the job later).
+   */
+  private async failUnqueuedFiring(scheduleId: string, fireTime: number, cause: CairnError): Promise<void> {
+    const { backupId, jobId } = firingIds(scheduleId, fireTime);
+    const writes = [
+      { row: `job ${jobId}`, write: () => this.records.jobs.transition(jobId, ['queued'], 'failed', { error: cause.message, errorCode: 'unavailable' }) },
+      { row: `backup ${backupId}`, write: () => this.records.backups.transition(backupId, ['pending'], 'failed', { error: cause.message }) },
+    ];
+    for (const { row, write } of writes) {
+      try {
+        await retryWrite(write, FAIL_WRITE_ATTEMPTS, FAIL_WRITE_DELAY_MS);
+      } catch (err) {
+        this.logger.error(
+          { scheduleId, jobId, backupId, err: (err as Error).message, cause: cause.message },
+          `could not mark ${row} failed after its enqueue failed; the sweep will close it`,
+        );
+      }
+    }
   }
 
   /** Dry run of retention: what `policy` (default: the schedule's own) would keep and drop now. */
@@ -287,7 +309,7 @@ export class ScheduleService {
       const problems = retentionPolicyProblems(policy);
       if (problems.length) throw validation(problems.map((p) => ({ path: p.path ? `retention.${p.path}` : 'retention', message: p.message })));
     }
-    const r = await previewRetention(this.prisma, schedule, policy, this.now);
+    const r = await previewRetention(this.records, schedule, policy, this.now);
     return {
       scheduleId: r.scheduleId,
       timezone: r.timezone,

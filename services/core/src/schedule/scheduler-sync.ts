@@ -1,10 +1,8 @@
 import type { Queue } from 'bullmq';
-import type { PrismaClient } from '../db/prisma.ts';
-import { lockRecord } from '../domain/locks.ts';
 import { CairnError } from '../errors.ts';
-import type { Schedule } from '../generated/prisma/client.ts';
 import type { Logger } from '../logging/logger.ts';
 import { CONTROL_QUEUE } from '../queue/contracts.ts';
+import type { Records, Schedule } from '../records/records.ts';
 import { assertCron, nextRunAt } from './cron.ts';
 import { scheduleIdOfScheduler, schedulerIdOf } from './firing-ids.ts';
 
@@ -53,7 +51,7 @@ export class SchedulerSync {
   private readonly now: () => Date;
 
   constructor(
-    private readonly prisma: PrismaClient,
+    private readonly records: Records,
     private readonly queues: SchedulerQueues,
     private readonly options: SchedulerSyncOptions = {},
   ) {
@@ -108,20 +106,20 @@ export class SchedulerSync {
    * the row exists and is enabled, removed otherwise; `nextRunAt` updated.
    */
   async syncOne(scheduleId: string): Promise<SyncOutcome> {
-    return this.prisma.$transaction(
+    return this.records.transaction(
       async (tx) => {
-        await lockRecord(tx, 'schedule', scheduleId);
-        const row = await tx.schedule.findUnique({ where: { id: scheduleId } });
+        await tx.lock('schedule', scheduleId);
+        const row = await tx.schedules.get(scheduleId);
         if (!row?.enabled) {
           await this.removeScheduler(scheduleId);
-          if (row?.nextRunAt) await tx.schedule.update({ where: { id: scheduleId }, data: { nextRunAt: null } });
+          if (row?.nextRunAt) await tx.schedules.update(scheduleId, { nextRunAt: null });
           return 'removed';
         }
         const next = await this.apply(row);
-        if (next?.getTime() !== row.nextRunAt?.getTime()) await tx.schedule.update({ where: { id: scheduleId }, data: { nextRunAt: next } });
+        if (next?.getTime() !== row.nextRunAt?.getTime()) await tx.schedules.update(scheduleId, { nextRunAt: next });
         return 'upserted';
       },
-      { timeout: this.redisTimeoutMs * 3 },
+      { timeoutMs: this.redisTimeoutMs * 3 },
     );
   }
 
@@ -134,12 +132,7 @@ export class SchedulerSync {
     const ids = new Set<string>();
     let cursor: string | undefined;
     for (;;) {
-      const page = await this.prisma.schedule.findMany({
-        where: { enabled: true, ...(cursor ? { id: { gt: cursor } } : {}) },
-        select: { id: true },
-        orderBy: { id: 'asc' },
-        take: 500,
-      });
+      const page = await this.records.schedules.find({ enabled: true }, { after: cursor, take: 500 });
       for (const s of page) ids.add(s.id);
       if (page.length < 500) break;
       cursor = page[page.length - 1]!.id;
@@ -181,6 +174,6 @@ export class SchedulerSync {
 }
 
 /** Convenience for composition roots: reconcile all schedulers with the table. */
-export async function reconcileSchedulers(prisma: PrismaClient, queues: SchedulerQueues, options: SchedulerSyncOptions = {}): Promise<ReconcileReport> {
-  return new SchedulerSync(prisma, queues, options).reconcile();
+export async function reconcileSchedulers(records: Records, queues: SchedulerQueues, options: SchedulerSyncOptions = {}): Promise<ReconcileReport> {
+  return new SchedulerSync(records, queues, options).reconcile();
 }
