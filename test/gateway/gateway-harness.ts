@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createPrisma, createRedis, JobQueues, loadConfig, type Config, type PrismaClient } from '@cairn/core';
-import { createObjectStore } from '@cairn/core/runtime.ts';
+import { loadConfig, PrismaRecords, type Config, type JobQueues, type PrismaClient } from '@cairn/core';
+import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { deleteKeysUnder } from '../support/redis-keys.ts';
@@ -18,6 +18,10 @@ export interface TestGateway {
   url: string;
   config: Config;
   adminToken: string;
+  /** The gateway's runtime (its records, queues, store and connections). */
+  runtime: Runtime;
+  /** The gateway's records, seen from outside. */
+  records: PrismaRecords;
   /** Direct database access for arranging rows (nodes) and asserting on them. */
   prisma: PrismaClient;
   /** The gateway's queues, seen from outside (same Redis, same prefix). */
@@ -38,8 +42,8 @@ export interface TestGateway {
 }
 
 /**
- * A gateway on an ephemeral port against the run's Postgres, Redis and S3 (global setup), with a
- * queue prefix of its own so BullMQ assertions see only its jobs.
+ * A gateway on an ephemeral port over a runtime of its own against the run's Postgres, Redis and
+ * S3 (global setup), with a queue prefix of its own so BullMQ assertions see only its jobs.
  */
 export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
   const tag = `${process.env.CAIRN_TEST_RUN_ID ?? 'dev'}-${process.pid}-${++counter}`;
@@ -53,11 +57,17 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     LOG_LEVEL: process.env.CAIRN_TEST_LOG_LEVEL ?? 'silent',
     ...env,
   });
-  const gateway = await startGateway({ config });
-  const prisma = createPrisma(config.DATABASE_URL, { max: 2 });
-  const redis = createRedis(config.REDIS_URL);
-  const jobQueues = new JobQueues(redis, config.QUEUE_PREFIX);
-  const store = createObjectStore(config);
+  const records = PrismaRecords.open(config.DATABASE_URL);
+  const runtime = createRuntime(config, { name: 'gateway', records });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway(runtime);
+  } catch (err) {
+    await runtime.close();
+    throw err;
+  }
+  const { prisma } = records;
+  const { queues: jobQueues, store, redis } = runtime;
 
   const api: TestGateway['api'] = async (method, route, options = {}) => {
     const token = options.token === undefined ? adminToken : options.token;
@@ -82,6 +92,8 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     url: gateway.url,
     config,
     adminToken,
+    runtime,
+    records,
     prisma,
     jobQueues,
     store,
@@ -108,11 +120,8 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     },
     async close() {
       await gateway.close();
-      await jobQueues.close();
       await deleteKeysUnder(redis, config.QUEUE_PREFIX);
-      redis.disconnect();
-      await prisma.$disconnect();
-      await (store as { close?: () => Promise<void> }).close?.();
+      await runtime.close();
     },
   };
 }

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CairnError, createLogger, createPrisma, loadConfig } from '@cairn/core';
+import { CairnError, createLogger, loadConfig, PrismaRecords } from '@cairn/core';
 import { createObjectStore } from '@cairn/core/runtime.ts';
 import { createGateway } from '@cairn/gateway/app.ts';
 import type { QueuePort } from '@cairn/gateway/queue/queue-client.ts';
@@ -199,11 +199,11 @@ describe('health', () => {
     const url = new URL(gw.config.DATABASE_URL);
     url.port = '1';
     const config = loadConfig({ ...process.env, DATABASE_URL: url.toString(), PORT: '0', LOG_LEVEL: 'silent' });
-    const prisma = createPrisma(config.DATABASE_URL);
+    const records = PrismaRecords.open(config.DATABASE_URL);
     const { app } = createGateway({
       config,
       logger: createLogger({ level: 'silent' }),
-      prisma,
+      records,
       queues: failingQueues(),
       store: createObjectStore(config),
       readinessChecks: {},
@@ -218,7 +218,7 @@ describe('health', () => {
       expect(await res.json()).toEqual({ error: { code: 'unavailable', message: 'database unavailable' } });
     } finally {
       server.close();
-      await prisma.$disconnect();
+      await records.close();
     }
   });
 });
@@ -254,7 +254,7 @@ describe('enqueue failures', () => {
     const { app } = createGateway({
       config,
       logger: createLogger({ level: 'silent' }),
-      prisma: gw.prisma,
+      records: gw.records,
       queues: failingQueues(),
       store: gw.store,
       readinessChecks: {},
@@ -291,7 +291,7 @@ describe('enqueue failures', () => {
     const config = loadConfig({ ...process.env, PORT: '0', LOG_LEVEL: 'silent' });
     const down = () => Promise.reject(new CairnError('unavailable', 'redis unavailable: connection lost'));
     const serve = async (queues: QueuePort) => {
-      const { app } = createGateway({ config, logger: createLogger({ level: 'silent' }), prisma: gw.prisma, queues, store: gw.store, readinessChecks: {} });
+      const { app } = createGateway({ config, logger: createLogger({ level: 'silent' }), records: gw.records, queues, store: gw.store, readinessChecks: {} });
       const server = http.createServer(app.callback()).listen(0, '127.0.0.1');
       await new Promise((r) => server.once('listening', r));
       return server;

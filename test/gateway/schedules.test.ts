@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTROL_QUEUE, archiveKey, indexKey, newId, schedulerIdOf, type BackupStatus } from '@cairn/core';
+import { createRuntime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startTestGateway, type TestGateway } from './gateway-harness.ts';
 
@@ -457,7 +458,8 @@ describe('gateway start', () => {
     expect(await scheduler(s.id)).toBeFalsy();
 
     // A second gateway on the same Redis prefix (not the harness: closing that would wipe the prefix).
-    const second = await startGateway({ config: gw.config });
+    const runtime = createRuntime(gw.config, { name: 'gateway' });
+    const second = await startGateway(runtime);
     try {
       await expect
         .poll(() => scheduler(s.id), { timeout: 15_000 })
@@ -465,6 +467,7 @@ describe('gateway start', () => {
       await expect.poll(() => scheduler(paused.id), { timeout: 15_000 }).toBeFalsy();
     } finally {
       await second.close();
+      await runtime.close();
     }
   });
 });

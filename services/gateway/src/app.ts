@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import { ScheduleService, type Check, type Config, type Logger, type PrismaClient } from '@cairn/core';
+import { ScheduleService, type Check, type Config, type Logger, type Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { bullBoard } from './admin/bull-board.ts';
 import { ApiRegistry } from './http/api-routes.ts';
@@ -30,7 +30,7 @@ export const GATEWAY_VERSION = '0.1.0';
 export interface GatewayDeps {
   config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'>;
   logger: Logger;
-  prisma: PrismaClient;
+  records: Records;
   queues: QueuePort;
   store: ObjectStore;
   readinessChecks: Record<string, Check>;
@@ -46,16 +46,16 @@ export interface Gateway {
 
 /** Builds the Koa application and its services; all I/O arrives through `deps` (composition in main.ts). */
 export function createGateway(deps: GatewayDeps): Gateway {
-  const { prisma, queues, logger, store, config } = deps;
-  const tokens = new TokenService({ prisma, logger });
-  const schedules = new ScheduleService({ prisma, queues, config, logger });
-  const instances = new InstanceService({ prisma, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
-  const backups = new BackupService({ prisma, queues, instances, config, logger });
+  const { records, queues, logger, store, config } = deps;
+  const tokens = new TokenService({ records, logger });
+  const schedules = new ScheduleService({ records, queues, config, logger });
+  const instances = new InstanceService({ records, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
+  const backups = new BackupService({ records, queues, instances, config, logger });
   const files = new BackupFilesService({ store, backups, logger });
-  const restores = new RestoreService({ prisma, queues, instances, backups, files, logger });
-  const jobs = new JobService({ prisma, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
-  const nodes = new NodeService({ prisma });
-  const metrics = new MetricsService({ prisma, queues, logger });
+  const restores = new RestoreService({ records, queues, instances, backups, files, logger });
+  const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
+  const nodes = new NodeService({ records });
+  const metrics = new MetricsService({ records, queues, logger });
 
   const registry = new ApiRegistry();
   tokenRoutes(registry, tokens);

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { CairnError, type ErrorCode, type Logger } from '@cairn/core';
+import { CairnError, UniqueViolation, type ErrorCode, type Logger } from '@cairn/core';
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   validation: 400,
@@ -60,7 +60,9 @@ export function errorHandler(logger: Logger): Middleware {
 export function toCairnError(err: unknown): CairnError {
   if (err instanceof CairnError) return err;
   const e = (err ?? {}) as { name?: string; code?: unknown; status?: number; expose?: boolean; message?: string; type?: string; meta?: unknown };
-  // Prisma: unique violations are duplicate names raced past the service's own check.
+  // Unique violations are duplicate names raced past the service's own check.
+  if (err instanceof UniqueViolation)
+    return new CairnError('conflict', 'a record with the same unique name already exists', { details: { fields: err.fields } });
   if (e.code === 'P2002') return new CairnError('conflict', 'a record with the same unique name already exists', { details: e.meta });
   if (e.code === 'P2025') return new CairnError('not-found', 'record not found');
   if ((typeof e.code === 'string' && PRISMA_UNAVAILABLE.has(e.code)) || e.name === 'PrismaClientInitializationError') {

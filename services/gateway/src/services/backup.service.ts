@@ -4,20 +4,16 @@ import {
   archiveKey,
   containingRoot,
   indexKey,
-  lockRecord,
   newId,
   nodeQueueName,
   softDeleteBackup,
   softDeleteBackups,
-  transitionBackup,
-  transitionJob,
   type Backup,
   type Compression,
   type Config,
   type Job,
   type Logger,
-  type Prisma,
-  type PrismaClient,
+  type Records,
   type SoftDeleteOptions,
   type SoftDeleted,
 } from '@cairn/core';
@@ -30,7 +26,7 @@ import type { InstanceService } from './instance.service.ts';
 import { backupView, jobView } from './presenters.ts';
 
 export interface BackupServiceOptions {
-  prisma: PrismaClient;
+  records: Records;
   queues: QueuePort;
   instances: InstanceService;
   config: Pick<Config, 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'>;
@@ -40,7 +36,7 @@ export interface BackupServiceOptions {
 
 /** Starting, listing and deleting backups (SPEC §4, §9, §10, §11). */
 export class BackupService {
-  private readonly prisma: PrismaClient;
+  private readonly records: Records;
   private readonly queues: QueuePort;
   private readonly instances: InstanceService;
   private readonly config: BackupServiceOptions['config'];
@@ -48,7 +44,7 @@ export class BackupService {
   private readonly now: () => Date;
 
   constructor(options: BackupServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.queues = options.queues;
     this.instances = options.instances;
     this.config = options.config;
@@ -56,9 +52,8 @@ export class BackupService {
     this.now = options.now ?? (() => new Date());
   }
 
-  async findVisible(actor: Actor, id: string, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<Backup> {
-    const tenantId = tenantScope(actor);
-    const row = await db.backup.findFirst({ where: { id, ...(tenantId ? { instance: { tenantId } } : {}) } });
+  async findVisible(actor: Actor, id: string): Promise<Backup> {
+    const row = await this.records.backups.findFirst({ id, tenantId: tenantScope(actor) });
     if (!row) throw new CairnError('not-found', `backup ${id} not found`);
     return row;
   }
@@ -89,11 +84,11 @@ export class BackupService {
     const compression = this.config.COMPRESSION as Compression;
     const backupId = newId();
     const jobId = newId();
-    const { backup, job } = await this.prisma.$transaction(async (tx) => {
-      await lockRecord(tx, 'instance', instance.id);
+    const { backup, job } = await this.records.transaction(async (tx) => {
+      await tx.lock('instance', instance.id);
       const active = await activeInstanceJob(tx, instance.id);
       if (active) throw busy(instance.name, active);
-      const manual = await tx.backup.count({ where: { instanceId: instance.id, trigger: 'manual', status: { notIn: ['deleting', 'deleted'] } } });
+      const manual = await tx.backups.count({ instanceId: instance.id, trigger: 'manual', statusNot: ['deleting', 'deleted'] });
       if (manual >= this.config.MANUAL_BACKUP_LIMIT) {
         throw new CairnError(
           'limit',
@@ -103,32 +98,28 @@ export class BackupService {
           },
         );
       }
-      const backup = await tx.backup.create({
-        data: {
-          id: backupId,
-          instanceId: instance.id,
-          status: 'pending',
-          trigger: 'manual',
-          kind: 'full',
-          volumes: selected,
-          storageKey: archiveKey(instance.id, backupId, compression),
-          indexKey: indexKey(instance.id, backupId),
-          compression,
-          requestedBy: actor.tokenId,
-        },
+      const backup = await tx.backups.create({
+        id: backupId,
+        instanceId: instance.id,
+        status: 'pending',
+        trigger: 'manual',
+        kind: 'full',
+        volumes: selected,
+        storageKey: archiveKey(instance.id, backupId, compression),
+        indexKey: indexKey(instance.id, backupId),
+        compression,
+        requestedBy: actor.tokenId,
       });
-      const job = await tx.job.create({
-        data: {
-          id: jobId,
-          type: 'backup',
-          status: 'queued',
-          instanceId: instance.id,
-          backupId,
-          nodeId: instance.nodeId,
-          queue: nodeQueueName(instance.nodeId),
-          params: { volumes: selected },
-          requestedBy: actor.tokenId,
-        },
+      const job = await tx.jobs.create({
+        id: jobId,
+        type: 'backup',
+        status: 'queued',
+        instanceId: instance.id,
+        backupId,
+        nodeId: instance.nodeId,
+        queue: nodeQueueName(instance.nodeId),
+        params: { volumes: selected },
+        requestedBy: actor.tokenId,
       });
       return { backup, job };
     });
@@ -137,8 +128,8 @@ export class BackupService {
       await this.queues.enqueueNode(instance.nodeId, 'backup', { jobId });
     } catch (err) {
       const reason = `could not enqueue the backup: ${toCairnError(err).message}`;
-      await transitionJob(this.prisma, jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-      await transitionBackup(this.prisma, backupId, ['pending'], 'failed', { error: reason });
+      await this.records.jobs.transition(jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+      await this.records.backups.transition(backupId, ['pending'], 'failed', { error: reason });
       throw new CairnError('unavailable', reason, { cause: err, details: { backupId, jobId } });
     }
     this.logger.info({ backupId, jobId, instanceId: instance.id, nodeId: instance.nodeId, volumes: selected, by: actor.tokenId }, 'backup requested');
@@ -147,16 +138,10 @@ export class BackupService {
 
   async list(actor: Actor, instanceId: string, query: ListBackupsQuery): Promise<BackupList> {
     await this.instances.findVisible(actor, instanceId);
-    const rows = await this.prisma.backup.findMany({
-      where: {
-        instanceId,
-        status: query.status ? { in: query.status } : { not: 'deleted' },
-        ...(query.trigger ? { trigger: { in: query.trigger } } : {}),
-        ...(query.cursor ? { id: { lt: query.cursor } } : {}),
-      },
-      orderBy: { id: 'desc' },
-      take: query.limit + 1,
-    });
+    const rows = await this.records.backups.find(
+      { instanceId, ...(query.status ? { status: query.status } : { statusNot: 'deleted' }), trigger: query.trigger },
+      { order: 'desc', before: query.cursor, take: query.limit + 1 },
+    );
     const page = rows.slice(0, query.limit);
     return { items: page.map(backupView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
@@ -173,14 +158,14 @@ export class BackupService {
    * one failed.
    */
   async remove(actor: Actor, id: string): Promise<DeleteBackupResult> {
-    const deleted = await softDeleteBackup(this.prisma, this.queues, id, actor.tokenId, this.deleteOptions(actor));
+    const deleted = await softDeleteBackup(this.records, this.queues, id, actor.tokenId, this.deleteOptions(actor));
     this.logDeleted(actor, deleted);
     return { backup: backupView(deleted.backup), job: deleted.cleanupJob ? jobView(deleted.cleanupJob) : null };
   }
 
   /** Batch delete: each id on its own, one result per id in request order. */
   async removeMany(actor: Actor, ids: string[]): Promise<BatchDeleteResult> {
-    const results = await softDeleteBackups(this.prisma, this.queues, ids, actor.tokenId, {
+    const results = await softDeleteBackups(this.records, this.queues, ids, actor.tokenId, {
       ...this.deleteOptions(actor),
       // The HTTP mapping (database down → unavailable...); anything unexpected is logged here, once.
       classifyError: (err, backupId) => {
@@ -216,7 +201,7 @@ export class BackupService {
 
   /** 422 when none of the chosen volumes can be backed up on the instance's node (SPEC §11). */
   private async refuseUncoverable(nodeId: string, volumes: { name: string; hostPath: string }[]): Promise<void> {
-    const node = await this.prisma.node.findUnique({ where: { id: nodeId } });
+    const node = await this.records.nodes.get(nodeId);
     if (!node) throw new CairnError('no-data', `nothing to back up: node ${nodeId} is not registered`);
     const reasons = volumes
       .filter((v) => !containingRoot(v.hostPath, node.volumeRoots))

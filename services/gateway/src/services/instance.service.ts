@@ -5,13 +5,15 @@ import {
   cancelJobs,
   containingRoot,
   isInside,
-  lockRecord,
   newId,
+  UniqueViolation,
   type Logger,
   type Node,
-  type Prisma,
-  type PrismaClient,
+  type NewVolume,
+  type RecordSet,
+  type Records,
   type SchedulerSync,
+  type TxRecords,
 } from '@cairn/core';
 import type {
   Coverage,
@@ -31,7 +33,7 @@ import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from '.
 import type { BackupObjects } from './backup-objects.ts';
 
 export interface InstanceServiceOptions {
-  prisma: PrismaClient;
+  records: Records;
   queues: QueuePort;
   objects: BackupObjects;
   /** Removes the BullMQ job schedulers of the schedules that a force delete takes with it. */
@@ -40,11 +42,9 @@ export interface InstanceServiceOptions {
   now?: () => Date;
 }
 
-const withTenantAndVolumes = { tenant: true, volumes: true } as const;
-
 /** Instances and their volumes (SPEC §3, §11): registration rules, tenancy, coverage. */
 export class InstanceService {
-  private readonly prisma: PrismaClient;
+  private readonly records: Records;
   private readonly queues: QueuePort;
   private readonly objects: BackupObjects;
   private readonly schedulers: Pick<SchedulerSync, 'removeScheduler'>;
@@ -52,7 +52,7 @@ export class InstanceService {
   private readonly now: () => Date;
 
   constructor(options: InstanceServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.queues = options.queues;
     this.objects = options.objects;
     this.schedulers = options.schedulers;
@@ -61,9 +61,8 @@ export class InstanceService {
   }
 
   /** The instance if the actor may see it; another tenant's instance is "not found". */
-  async findVisible(actor: Actor, id: string, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<InstanceRow> {
-    const tenantId = tenantScope(actor);
-    const row = await db.instance.findFirst({ where: { id, ...(tenantId ? { tenantId } : {}) }, include: withTenantAndVolumes });
+  async findVisible(actor: Actor, id: string, db: RecordSet = this.records): Promise<InstanceRow> {
+    const row = await db.instances.findFirst({ id, tenantId: tenantScope(actor) });
     if (!row) throw new CairnError('not-found', `instance ${id} not found`);
     return row;
   }
@@ -73,21 +72,12 @@ export class InstanceService {
     checkVolumesOnNode(body.volumes, node);
     const id = newId();
     try {
-      const row = await this.prisma.$transaction(async (tx) => {
+      const row = await this.records.transaction(async (tx) => {
         const tenantId = await this.resolveTenant(tx, actor, body.tenant);
         await checkNoOverlapOnNode(tx, node.id, body.volumes, null, tenantId);
-        const existing = await tx.instance.findUnique({ where: { tenantId_name: { tenantId, name: body.name } } });
+        const existing = await tx.instances.findFirst({ tenantId, name: body.name });
         if (existing) throw duplicateName(body.name, existing.id);
-        return tx.instance.create({
-          data: {
-            id,
-            tenantId,
-            name: body.name,
-            nodeId: node.id,
-            volumes: { create: body.volumes.map((v) => ({ id: newId(), name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })) },
-          },
-          include: withTenantAndVolumes,
-        });
+        return tx.instances.create({ id, tenantId, name: body.name, nodeId: node.id, volumes: newVolumes(body.volumes) });
       });
       this.logger.info({ instanceId: row.id, nodeId: row.nodeId, tenant: row.tenant.name, by: actor.tokenId }, 'instance registered');
       return instanceView(row);
@@ -98,17 +88,10 @@ export class InstanceService {
 
   async list(actor: Actor, query: ListInstancesQuery): Promise<InstanceList> {
     const tenantId = tenantScope(actor);
-    const rows = await this.prisma.instance.findMany({
-      where: {
-        ...(tenantId ? { tenantId } : {}),
-        ...(query.tenant ? { tenant: { name: query.tenant } } : {}),
-        ...(query.node ? { nodeId: query.node } : {}),
-        ...(query.cursor ? { id: { lt: query.cursor } } : {}),
-      },
-      orderBy: { id: 'desc' },
-      take: query.limit + 1,
-      include: withTenantAndVolumes,
-    });
+    const rows = await this.records.instances.find(
+      { tenantId, tenantName: query.tenant, nodeId: query.node },
+      { order: 'desc', before: query.cursor, take: query.limit + 1 },
+    );
     const page = rows.slice(0, query.limit);
     return { items: page.map(instanceView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
@@ -126,8 +109,8 @@ export class InstanceService {
     await this.findVisible(actor, id);
     const layoutChange = body.nodeId !== undefined || body.volumes !== undefined;
     try {
-      const row = await this.prisma.$transaction(async (tx) => {
-        await lockRecord(tx, 'instance', id);
+      const row = await this.records.transaction(async (tx) => {
+        await tx.lock('instance', id);
         const current = await this.findVisible(actor, id, tx);
         if (layoutChange) {
           const active = await activeInstanceJob(tx, id);
@@ -136,32 +119,20 @@ export class InstanceService {
               details: { jobId: active.id },
             });
           const node =
-            body.nodeId !== undefined && body.nodeId !== current.nodeId
-              ? await this.requireNode(body.nodeId, tx)
-              : await tx.node.findUnique({ where: { id: current.nodeId } });
+            body.nodeId !== undefined && body.nodeId !== current.nodeId ? await this.requireNode(body.nodeId, tx) : await tx.nodes.get(current.nodeId);
           const volumes: VolumeSpec[] = body.volumes ?? current.volumes.map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes }));
           if (!node) throw fieldError('nodeId', `node ${current.nodeId} no longer exists; give a nodeId`);
           checkVolumesOnNode(volumes, node);
           await checkNoOverlapOnNode(tx, node.id, volumes, id, current.tenantId);
         }
         if (body.name !== undefined && body.name !== current.name) {
-          const clash = await tx.instance.findUnique({ where: { tenantId_name: { tenantId: current.tenantId, name: body.name } } });
+          const clash = await tx.instances.findFirst({ tenantId: current.tenantId, name: body.name });
           if (clash) throw duplicateName(body.name, clash.id);
         }
-        if (body.volumes) {
-          await tx.volume.deleteMany({ where: { instanceId: id } });
-          await tx.volume.createMany({
-            data: body.volumes.map((v) => ({ id: newId(), instanceId: id, name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] })),
-          });
-        }
-        return tx.instance.update({
-          where: { id },
-          data: {
-            ...(body.name !== undefined ? { name: body.name } : {}),
-            ...(body.nodeId !== undefined ? { nodeId: body.nodeId } : {}),
-            updatedAt: this.now(),
-          },
-          include: withTenantAndVolumes,
+        return tx.instances.update(id, {
+          name: body.name,
+          nodeId: body.nodeId,
+          ...(body.volumes ? { volumes: newVolumes(body.volumes) } : {}),
         });
       });
       this.logger.info({ instanceId: id, by: actor.tokenId, changed: Object.keys(body) }, 'instance updated');
@@ -179,11 +150,8 @@ export class InstanceService {
    */
   async remove(actor: Actor, id: string, force: boolean): Promise<DeletedInstance> {
     const instance = await this.findVisible(actor, id);
-    const live = await this.prisma.backup.count({ where: { instanceId: id, status: { not: 'deleted' } } });
-    const active = await this.prisma.job.findMany({
-      where: { status: { in: ['queued', 'running'] }, OR: [{ instanceId: id }, { targetInstanceId: id }] },
-      orderBy: { id: 'asc' },
-    });
+    const live = await this.records.backups.count({ instanceId: id, statusNot: 'deleted' });
+    const active = await this.records.jobs.find({ status: ['queued', 'running'], touchesInstance: id }, { order: 'asc' });
     if (!force && live > 0) {
       throw new CairnError('conflict', `instance ${instance.name} has ${live} backup(s); delete them first or use ?force=true`, { details: { backups: live } });
     }
@@ -193,22 +161,22 @@ export class InstanceService {
       });
     }
     // Stop the work first: if Redis is down this fails (503) before anything is deleted.
-    const cancelled = await cancelJobs(this.prisma, this.queues, active, `instance ${id} deleted`);
-    const { prefixes, schedules } = await this.prisma.$transaction(
+    const cancelled = await cancelJobs(this.records, this.queues, active, `instance ${id} deleted`);
+    const { prefixes, schedules } = await this.records.transaction(
       async (tx) => {
         // Lock order schedule → instance (as a firing takes them), so a firing or a schedule change
         // in flight finishes first and cannot put a scheduler back for a row about to vanish.
-        const schedules = (await tx.schedule.findMany({ where: { instanceId: id }, select: { id: true }, orderBy: { id: 'asc' } })).map((s) => s.id);
-        for (const scheduleId of schedules) await lockRecord(tx, 'schedule', scheduleId);
-        await lockRecord(tx, 'instance', id);
+        const schedules = (await tx.schedules.find({ instanceId: id }, { order: 'asc' })).map((s) => s.id);
+        for (const scheduleId of schedules) await tx.lock('schedule', scheduleId);
+        await tx.lock('instance', id);
         // Redis first: if it fails (503) the transaction rolls back and nothing is deleted.
         for (const scheduleId of schedules) await this.schedulers.removeScheduler(scheduleId);
-        const backups = await tx.backup.findMany({ where: { instanceId: id }, select: { id: true } });
-        await tx.backup.deleteMany({ where: { instanceId: id } });
-        await tx.instance.delete({ where: { id } }); // schedules cascade
+        const backups = await tx.backups.find({ instanceId: id });
+        await tx.backups.deleteWhere({ instanceId: id });
+        await tx.instances.delete(id); // schedules cascade
         return { prefixes: backups.map((b) => backupPrefix(id, b.id)), schedules };
       },
-      { timeout: 30_000 },
+      { timeoutMs: 30_000 },
     );
     this.logger.info({ instanceId: id, backups: prefixes.length, schedules: schedules.length, force, by: actor.tokenId }, 'instance deleted');
     // Objects of deleted (or never completed) backups may linger; removing them is best effort.
@@ -224,8 +192,8 @@ export class InstanceService {
   async coverage(actor: Actor, id: string): Promise<Coverage> {
     const instance = await this.findVisible(actor, id);
     const [node, lastBackup] = await Promise.all([
-      this.prisma.node.findUnique({ where: { id: instance.nodeId } }),
-      this.prisma.backup.findFirst({ where: { instanceId: id, status: { not: 'deleted' } }, orderBy: { id: 'desc' } }),
+      this.records.nodes.get(instance.nodeId),
+      this.records.backups.findFirst({ instanceId: id, statusNot: 'deleted' }, { order: 'desc' }),
     ]);
     const now = this.now();
     const roots = capacityRoots(node?.capacity);
@@ -286,23 +254,23 @@ export class InstanceService {
     };
   }
 
-  private async requireNode(nodeId: string, db: Prisma.TransactionClient | PrismaClient = this.prisma): Promise<Node> {
-    const node = await db.node.findUnique({ where: { id: nodeId } });
+  private async requireNode(nodeId: string, db: RecordSet = this.records): Promise<Node> {
+    const node = await db.nodes.get(nodeId);
     if (!node) throw fieldError('nodeId', `unknown node ${nodeId}: register the node (or start its worker) first`);
     return node;
   }
 
-  private async resolveTenant(tx: Prisma.TransactionClient, actor: Actor, tenantName: string | undefined): Promise<string> {
+  private async resolveTenant(tx: TxRecords, actor: Actor, tenantName: string | undefined): Promise<string> {
     if (actor.role === 'member') {
       const own = tenantScope(actor)!;
       if (tenantName !== undefined) {
-        const tenant = await tx.tenant.findUnique({ where: { id: own } });
+        const tenant = await tx.tenants.get(own);
         if (tenant?.name !== tenantName) throw new CairnError('forbidden', 'members create instances in their own tenant only; omit tenant');
       }
       return own;
     }
     if (tenantName !== undefined) {
-      const tenant = await tx.tenant.upsert({ where: { name: tenantName }, create: { id: newId(), name: tenantName }, update: {} });
+      const tenant = await tx.tenants.ensure(tenantName, newId());
       return tenant.id;
     }
     if (actor.tenantId) return actor.tenantId;
@@ -333,12 +301,9 @@ function checkVolumesOnNode(volumes: VolumeSpec[], node: Node): void {
  * Checked under the node's lock so two registrations cannot race past each other. Another
  * tenant's instance is not named.
  */
-async function checkNoOverlapOnNode(tx: Prisma.TransactionClient, nodeId: string, volumes: VolumeSpec[], self: string | null, tenantId: string): Promise<void> {
-  await lockRecord(tx, 'node', nodeId);
-  const others = await tx.volume.findMany({
-    where: { instance: { nodeId, ...(self ? { id: { not: self } } : {}) } },
-    select: { name: true, hostPath: true, instance: { select: { name: true, tenantId: true } } },
-  });
+async function checkNoOverlapOnNode(tx: TxRecords, nodeId: string, volumes: VolumeSpec[], self: string | null, tenantId: string): Promise<void> {
+  await tx.lock('node', nodeId);
+  const others = await tx.instances.volumes({ nodeId, ...(self ? { notId: self } : {}) });
   const details = volumes.flatMap((v, i) => {
     const clash = others.find((o) => isInside(v.hostPath, o.hostPath) || isInside(o.hostPath, v.hostPath));
     if (!clash) return [];
@@ -371,6 +336,10 @@ function duplicateName(name: string, existingId: string): CairnError {
 }
 
 function uniqueToConflict(err: unknown, name: string): unknown {
-  if ((err as { code?: unknown })?.code === 'P2002') return new CairnError('conflict', `an instance named ${name} already exists in this tenant`);
+  if (err instanceof UniqueViolation) return new CairnError('conflict', `an instance named ${name} already exists in this tenant`, { cause: err });
   return err;
+}
+
+function newVolumes(volumes: VolumeSpec[]): NewVolume[] {
+  return volumes.map((v) => ({ id: newId(), name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] }));
 }

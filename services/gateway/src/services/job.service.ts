@@ -1,11 +1,11 @@
-import { CairnError, cancelJob, type Job, type Logger, type Prisma, type PrismaClient } from '@cairn/core';
+import { CairnError, cancelJob, type Job, type JobFilter, type Logger, type Records } from '@cairn/core';
 import { TERMINAL_JOB_STATES, type JobList, type JobView, type ListJobsQuery } from '@cairn/core/api/index.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import { jobView } from './presenters.ts';
 
 export interface JobServiceOptions {
-  prisma: PrismaClient;
+  records: Records;
   queues: QueuePort;
   logger: Logger;
   /** How often an event stream re-reads the job row. */
@@ -18,13 +18,13 @@ const isTerminal = (status: string) => (TERMINAL_JOB_STATES as readonly string[]
 
 /** Job history, progress streams and cancellation (SPEC §4, §11). */
 export class JobService {
-  private readonly prisma: PrismaClient;
+  private readonly records: Records;
   private readonly queues: QueuePort;
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
 
   constructor(options: JobServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.queues = options.queues;
     this.logger = options.logger;
     this.pollIntervalMs = options.pollIntervalMs ?? 500;
@@ -34,27 +34,27 @@ export class JobService {
    * A member sees the jobs that act on its tenant's instances (as source or restore target);
    * jobs of no instance (sweeps) are admin-only.
    */
-  private async visibility(actor: Actor): Promise<Prisma.JobWhereInput> {
+  private async visibility(actor: Actor): Promise<JobFilter> {
     const tenantId = tenantScope(actor);
     if (!tenantId) return {};
-    const ids = (await this.prisma.instance.findMany({ where: { tenantId }, select: { id: true } })).map((i) => i.id);
-    return { OR: [{ instanceId: { in: ids } }, { targetInstanceId: { in: ids } }] };
+    return { touchesInstances: await this.records.instances.ids({ tenantId }) };
   }
 
   async findVisible(actor: Actor, id: string): Promise<Job> {
-    const row = await this.prisma.job.findFirst({ where: { AND: [{ id }, await this.visibility(actor)] } });
+    const row = await this.records.jobs.findFirst({ ...(await this.visibility(actor)), id });
     if (!row) throw new CairnError('not-found', `job ${id} not found`);
     return row;
   }
 
   async list(actor: Actor, query: ListJobsQuery): Promise<JobList> {
-    const filters: Prisma.JobWhereInput[] = [await this.visibility(actor)];
-    if (query.instance) filters.push({ OR: [{ instanceId: query.instance }, { targetInstanceId: query.instance }] });
-    if (query.type) filters.push({ type: { in: query.type } });
-    if (query.status) filters.push({ status: { in: query.status } });
-    if (query.node) filters.push({ nodeId: query.node });
-    if (query.cursor) filters.push({ id: { lt: query.cursor } });
-    const rows = await this.prisma.job.findMany({ where: { AND: filters }, orderBy: { id: 'desc' }, take: query.limit + 1 });
+    const filter: JobFilter = {
+      ...(await this.visibility(actor)),
+      touchesInstance: query.instance,
+      type: query.type,
+      status: query.status,
+      nodeId: query.node,
+    };
+    const rows = await this.records.jobs.find(filter, { order: 'desc', before: query.cursor, take: query.limit + 1 });
     const page = rows.slice(0, query.limit);
     return { items: page.map(jobView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
@@ -71,8 +71,8 @@ export class JobService {
   async cancel(actor: Actor, id: string): Promise<{ outcome: 'done' | 'signalled'; job: JobView }> {
     const job = await this.findVisible(actor, id);
     if (isTerminal(job.status)) throw new CairnError('conflict', `job ${id} already ended (${job.status})`, { details: { status: job.status } });
-    const result = await cancelJob(this.prisma, this.queues, job, `cancelled by token ${actor.tokenId}`);
-    const now = (await this.prisma.job.findUnique({ where: { id } })) ?? job;
+    const result = await cancelJob(this.records, this.queues, job, `cancelled by token ${actor.tokenId}`);
+    const now = (await this.records.jobs.get(id)) ?? job;
     this.logger.info({ jobId: id, result, by: actor.tokenId }, 'job cancel requested');
     if (result === 'unchanged' && isTerminal(now.status) && now.status !== 'cancelled') {
       throw new CairnError('conflict', `job ${id} ended (${now.status}) before it could be cancelled`, { details: { status: now.status } });
@@ -90,7 +90,7 @@ export class JobService {
     while (!isTerminal(last.status) && !signal.aborted) {
       await sleep(this.pollIntervalMs, signal);
       if (signal.aborted) return;
-      const row = await this.prisma.job.findUnique({ where: { id } });
+      const row = await this.records.jobs.get(id);
       if (!row) return;
       const next = jobView(row);
       if (JSON.stringify(next) === JSON.stringify(last)) continue;

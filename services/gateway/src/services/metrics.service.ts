@@ -1,11 +1,11 @@
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Middleware } from 'koa';
-import { CONTROL_QUEUE, nodeQueueName, type Logger, type PrismaClient } from '@cairn/core';
+import { CONTROL_QUEUE, nodeQueueName, type Logger, type Records } from '@cairn/core';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { heartbeatAgeSeconds, isOnline } from './presenters.ts';
 
 export interface MetricsServiceOptions {
-  prisma: PrismaClient;
+  records: Pick<Records, 'jobs' | 'backups' | 'nodes'>;
   queues: QueuePort;
   logger: Logger;
   now?: () => Date;
@@ -150,19 +150,19 @@ export class MetricsService {
   }
 
   private async readFleet(): Promise<FleetSnapshot> {
-    const { prisma, queues, logger } = this.options;
+    const { records, queues, logger } = this.options;
     const at = (this.options.now ?? (() => new Date()))();
     const s: FleetSnapshot = { sources: { postgres: false, redis: false }, jobs: [], backups: [], storedBytes: 0, nodes: [], queues: [] };
     try {
-      const [byJob, byBackup, stored, nodes] = await Promise.all([
-        prisma.job.groupBy({ by: ['type', 'status'], _count: { _all: true } }),
-        prisma.backup.groupBy({ by: ['status'], _count: { _all: true } }),
-        prisma.backup.aggregate({ where: { status: 'completed' }, _sum: { sizeBytes: true } }),
-        prisma.node.findMany({ select: { id: true, lastHeartbeatAt: true } }),
+      const [jobs, backups, stored, nodes] = await Promise.all([
+        records.jobs.countByTypeAndStatus(),
+        records.backups.countByStatus(),
+        records.backups.sumSizeBytes({ status: 'completed' }),
+        records.nodes.list(),
       ]);
-      s.jobs = byJob.map((g) => ({ type: g.type, status: g.status, count: g._count._all }));
-      s.backups = byBackup.map((g) => ({ status: g.status, count: g._count._all }));
-      s.storedBytes = Number(stored._sum.sizeBytes ?? 0);
+      s.jobs = jobs;
+      s.backups = backups;
+      s.storedBytes = Number(stored);
       s.nodes = nodes.map((n) => ({ id: n.id, ageSeconds: heartbeatAgeSeconds(n, at), online: isOnline(n, at) }));
       s.sources.postgres = true;
     } catch (err) {

@@ -1,4 +1,4 @@
-import { CairnError, activeInstanceJob, lockRecord, newId, nodeQueueName, transitionJob, type Logger, type PrismaClient } from '@cairn/core';
+import { CairnError, activeInstanceJob, newId, nodeQueueName, type Logger, type Records } from '@cairn/core';
 import type { JobView, RestoreBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
@@ -10,7 +10,7 @@ import type { InstanceService } from './instance.service.ts';
 import { jobView } from './presenters.ts';
 
 export interface RestoreServiceOptions {
-  prisma: PrismaClient;
+  records: Records;
   queues: QueuePort;
   instances: InstanceService;
   backups: BackupService;
@@ -24,7 +24,7 @@ export interface RestoreServiceOptions {
  * every path is in the backup — then one Job row is written and enqueued on the target's node.
  */
 export class RestoreService {
-  private readonly prisma: PrismaClient;
+  private readonly records: Records;
   private readonly queues: QueuePort;
   private readonly instances: InstanceService;
   private readonly backups: BackupService;
@@ -32,7 +32,7 @@ export class RestoreService {
   private readonly logger: Logger;
 
   constructor(options: RestoreServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.queues = options.queues;
     this.instances = options.instances;
     this.backups = options.backups;
@@ -79,31 +79,29 @@ export class RestoreService {
 
     const mode = body.mode ?? 'replace';
     const jobId = newId();
-    const job = await this.prisma.$transaction(async (tx) => {
+    const job = await this.records.transaction(async (tx) => {
       // Lock order backup → instance everywhere, so a concurrent delete or backup cannot interleave.
-      await lockRecord(tx, 'backup', backup.id);
-      const current = await tx.backup.findUnique({ where: { id: backup.id } });
+      await tx.lock('backup', backup.id);
+      const current = await tx.backups.get(backup.id);
       if (current?.status !== 'completed') {
         throw new CairnError('conflict', `backup ${backup.id} is ${current?.status ?? 'gone'}: only completed backups can be restored`, {
           details: { status: current?.status },
         });
       }
-      await lockRecord(tx, 'instance', target.id);
+      await tx.lock('instance', target.id);
       const active = await activeInstanceJob(tx, target.id);
       if (active) throw busyInstanceError(target.name, active);
-      return tx.job.create({
-        data: {
-          id: jobId,
-          type: 'restore',
-          status: 'queued',
-          instanceId: backup.instanceId,
-          backupId: backup.id,
-          targetInstanceId: target.id,
-          nodeId: target.nodeId,
-          queue: nodeQueueName(target.nodeId),
-          params: { volumes, ...(body.paths ? { paths: body.paths } : {}), mode },
-          requestedBy: actor.tokenId,
-        },
+      return tx.jobs.create({
+        id: jobId,
+        type: 'restore',
+        status: 'queued',
+        instanceId: backup.instanceId,
+        backupId: backup.id,
+        targetInstanceId: target.id,
+        nodeId: target.nodeId,
+        queue: nodeQueueName(target.nodeId),
+        params: { volumes, ...(body.paths ? { paths: body.paths } : {}), mode },
+        requestedBy: actor.tokenId,
       });
     });
 
@@ -111,7 +109,7 @@ export class RestoreService {
       await this.queues.enqueueNode(target.nodeId, 'restore', { jobId });
     } catch (err) {
       const reason = `could not enqueue the restore: ${toCairnError(err).message}`;
-      await transitionJob(this.prisma, jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+      await this.records.jobs.transition(jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
       throw new CairnError('unavailable', reason, { cause: err, details: { jobId } });
     }
     this.logger.info(

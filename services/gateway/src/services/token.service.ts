@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { CairnError, newId, type Logger, type PrismaClient } from '@cairn/core';
+import { CairnError, newId, type Logger, type Records } from '@cairn/core';
 import type { CreateTokenBody, CreatedToken, ListTokensQuery, TokenList, TokenView } from '@cairn/core/api/index.ts';
 import type { Actor } from './actor.ts';
 import { tokenView } from './presenters.ts';
@@ -16,7 +16,7 @@ export function hashToken(token: string): string {
 }
 
 export interface TokenServiceOptions {
-  prisma: PrismaClient;
+  records: Pick<Records, 'tokens' | 'tenants' | 'transaction'>;
   logger: Logger;
   /** lastUsedAt is written at most this often per token, so reads do not turn into writes. */
   touchIntervalMs?: number;
@@ -25,13 +25,13 @@ export interface TokenServiceOptions {
 
 /** API tokens: authentication of requests, bootstrap admin, and the admin token routes. */
 export class TokenService {
-  private readonly prisma: PrismaClient;
+  private readonly records: TokenServiceOptions['records'];
   private readonly logger: Logger;
   private readonly touchIntervalMs: number;
   private readonly now: () => Date;
 
   constructor(options: TokenServiceOptions) {
-    this.prisma = options.prisma;
+    this.records = options.records;
     this.logger = options.logger;
     this.touchIntervalMs = options.touchIntervalMs ?? 60_000;
     this.now = options.now ?? (() => new Date());
@@ -39,15 +39,13 @@ export class TokenService {
 
   /** Resolves a presented secret to its actor; unknown and revoked tokens are both 401. */
   async authenticate(secret: string): Promise<Actor> {
-    const row = await this.prisma.apiToken.findUnique({ where: { tokenHash: hashToken(secret) } });
+    const row = await this.records.tokens.getByHash(hashToken(secret));
     if (!row || row.revokedAt) throw new CairnError('unauthorized', 'invalid or revoked token');
     const now = this.now();
     if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= this.touchIntervalMs) {
       // Best effort and conditional, so concurrent requests write once; never delays the request.
       const stale = new Date(now.getTime() - this.touchIntervalMs);
-      this.prisma.apiToken
-        .updateMany({ where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lt: stale } }] }, data: { lastUsedAt: now } })
-        .catch((err: Error) => this.logger.debug({ err: err.message, tokenId: row.id }, 'lastUsedAt update failed'));
+      this.records.tokens.touch(row.id, now, stale).catch((err: Error) => this.logger.debug({ err: err.message, tokenId: row.id }, 'lastUsedAt update failed'));
     }
     return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
   }
@@ -59,47 +57,30 @@ export class TokenService {
    * revoked through the API stays revoked: an explicit revocation wins over a restart.
    */
   async ensureBootstrapAdmin(secret: string): Promise<void> {
-    const tokenHash = hashToken(secret);
-    try {
-      await this.prisma.apiToken.upsert({
-        where: { tokenHash },
-        create: { id: newId(), role: 'admin', name: BOOTSTRAP_TOKEN_NAME, tokenHash },
-        update: {},
-      });
-    } catch (err) {
-      // Another replica starting at the same moment created it first.
-      if ((err as { code?: unknown }).code !== 'P2002') throw err;
-    }
+    // Another replica starting at the same moment may create it first: that one is kept.
+    await this.records.tokens.createUnlessExists({ id: newId(), tenantId: null, role: 'admin', name: BOOTSTRAP_TOKEN_NAME, tokenHash: hashToken(secret) });
   }
 
   async create(actor: Actor, body: CreateTokenBody): Promise<CreatedToken> {
     const secret = generateToken();
-    const row = await this.prisma.$transaction(async (tx) => {
-      const tenant = body.tenant ? await tx.tenant.upsert({ where: { name: body.tenant }, create: { id: newId(), name: body.tenant }, update: {} }) : null;
-      return tx.apiToken.create({
-        data: { id: newId(), name: body.name, role: body.role, tenantId: tenant?.id ?? null, tokenHash: hashToken(secret) },
-        include: { tenant: true },
-      });
+    const row = await this.records.transaction(async (tx) => {
+      const tenant = body.tenant ? await tx.tenants.ensure(body.tenant, newId()) : null;
+      return tx.tokens.create({ id: newId(), name: body.name, role: body.role, tenantId: tenant?.id ?? null, tokenHash: hashToken(secret) });
     });
     this.logger.info({ tokenId: row.id, role: row.role, tenant: row.tenant?.name, by: actor.tokenId }, 'token created');
     return { ...tokenView(row), token: secret };
   }
 
   async list(query: ListTokensQuery): Promise<TokenList> {
-    const rows = await this.prisma.apiToken.findMany({
-      where: { ...(query.includeRevoked ? {} : { revokedAt: null }), ...(query.cursor ? { id: { lt: query.cursor } } : {}) },
-      orderBy: { id: 'desc' },
-      take: query.limit + 1,
-      include: { tenant: true },
-    });
+    const rows = await this.records.tokens.list({ includeRevoked: query.includeRevoked }, { order: 'desc', before: query.cursor, take: query.limit + 1 });
     const page = rows.slice(0, query.limit);
     return { items: page.map(tokenView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
 
   /** Revoking is idempotent: a token already revoked keeps its first revocation time. */
   async revoke(actor: Actor, id: string): Promise<TokenView> {
-    await this.prisma.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: this.now() } });
-    const row = await this.prisma.apiToken.findUnique({ where: { id }, include: { tenant: true } });
+    await this.records.tokens.revoke(id, this.now());
+    const row = await this.records.tokens.get(id);
     if (!row) throw new CairnError('not-found', `token ${id} not found`);
     this.logger.info({ tokenId: id, by: actor.tokenId }, 'token revoked');
     return tokenView(row);
