@@ -80,7 +80,7 @@ describe('applying retention', () => {
     ];
 
     const clock = () => new Date('2024-10-27T06:00:00Z');
-    const report = await applyRetention({ prisma: stack.prisma, queues: stack.queues, clock }, scheduleId);
+    const report = await applyRetention({ records: stack.records, queues: stack.queues, clock }, scheduleId);
 
     // Hourly: 03:30 CET, 02:30 CET, 02:30 CEST (the repeated hour is two hours); daily: the newest of 10-27 and of 10-26.
     const expectedKeep = ['2024-10-27T02:30:00Z', '2024-10-27T01:30:00Z', '2024-10-27T00:30:00Z', '2024-10-26T21:30:00Z'].map((s) => new Date(s).getTime());
@@ -111,7 +111,7 @@ describe('applying retention', () => {
     }
 
     // Applying again changes nothing.
-    const again = await applyRetention({ prisma: stack.prisma, queues: stack.queues, clock }, scheduleId);
+    const again = await applyRetention({ records: stack.records, queues: stack.queues, clock }, scheduleId);
     expect(again).toMatchObject({ kept: 4, expiresUpdated: 0, deleted: [], failed: [] });
   });
 
@@ -150,7 +150,7 @@ describe('applying retention', () => {
     await stack.prisma.job.create({
       data: { id: newId(), type: 'restore', status: 'running', instanceId, backupId: older, targetInstanceId: instanceId, requestedBy: 'test' },
     });
-    const report = await applyRetention({ prisma: stack.prisma, queues: stack.queues }, scheduleId);
+    const report = await applyRetention({ records: stack.records, queues: stack.queues }, scheduleId);
     expect(report.deleted).toEqual([]);
     expect(report.failed).toEqual([{ backupId: older, error: expect.stringMatching(/being read by restore job/) }]);
     expect((await stack.prisma.backup.findUnique({ where: { id: older } }))!.status).toBe('completed');
@@ -161,7 +161,7 @@ describe('applying retention', () => {
     const a = await scheduleWith(instanceId, { keepLast: 1 });
     const b = await scheduleWith(instanceId, { keepLast: 2 });
     for (const s of [a, b]) for (let i = 3; i > 0; i--) await insertBackup(instanceId, new Date(Date.now() - i * HOUR), { scheduleId: s });
-    const out = await applyAllRetention({ prisma: stack.prisma, queues: stack.queues });
+    const out = await applyAllRetention({ records: stack.records, queues: stack.queues });
     expect(out.failed.filter((f) => f.scheduleId === a || f.scheduleId === b)).toEqual([]);
     expect(out.schedules).toBeGreaterThanOrEqual(2);
     expect(await stack.prisma.backup.count({ where: { scheduleId: a, status: 'completed' } })).toBe(1);

@@ -232,7 +232,7 @@ describe('schedule firing with real BullMQ', () => {
         10_000,
       );
       const fireTime = Date.now() + 3_600_000;
-      const deps = { prisma: stack.prisma, queues: stack.queues, compression: 'gzip' as const };
+      const deps = { records: stack.records, queues: stack.queues, compression: 'gzip' as const };
       const outcomes = await Promise.all([1, 2, 3, 4].map(() => fireSchedule(deps, schedule.id, fireTime)));
       expect(outcomes.map((o) => o.status).sort()).toEqual(['created', 'duplicate', 'duplicate', 'duplicate']);
       expect(await stack.prisma.backup.count({ where: { id: firingIds(schedule.id, fireTime).backupId } })).toBe(1);

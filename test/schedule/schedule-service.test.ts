@@ -21,7 +21,7 @@ describe('ScheduleService', () => {
 
   beforeAll(async () => {
     stack = await startScheduleStack();
-    api = new ScheduleService({ prisma: stack.prisma, queues: stack.queues, config: stack.config, logger: stack.logger });
+    api = new ScheduleService({ records: stack.records, queues: stack.queues, config: stack.config, logger: stack.logger });
   });
   afterAll(async () => {
     await stack?.close();
@@ -177,7 +177,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
   it('marks deleting, writes and enqueues one cleanup job, and is safe to repeat', async () => {
     const { instanceId, tenantId } = await stack.seedInstance();
     const b = await backupRow(instanceId, 'completed');
-    const [first] = await softDeleteBackups(stack.prisma, stack.queues, [b.id], 'token-9', { tenantId });
+    const [first] = await softDeleteBackups(stack.records, stack.queues, [b.id], 'token-9', { tenantId });
     expect(first).toMatchObject({
       id: b.id,
       ok: true,
@@ -186,7 +186,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     });
     const cleanupId = first!.ok ? first!.cleanupJob!.id : '';
     expect(await stack.queues.queue(CONTROL_QUEUE).getJob(cleanupId)).toMatchObject({ name: 'cleanup', data: { backupId: b.id, jobId: cleanupId } });
-    const [again] = await softDeleteBackups(stack.prisma, stack.queues, [b.id], 'token-9');
+    const [again] = await softDeleteBackups(stack.records, stack.queues, [b.id], 'token-9');
     expect(again!.ok && again!.cleanupJob!.id).toBe(cleanupId);
     expect(await stack.prisma.job.count({ where: { backupId: b.id, type: 'cleanup' } })).toBe(1);
   });
@@ -203,7 +203,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     });
     await stack.queues.enqueueNode(nodeId, 'backup', { jobId: producer });
 
-    const results = await softDeleteBackups(stack.prisma, stack.queues, ['01UNKNOWN00000000000000000', running.id, deleted.id, pending.id], 'system', {
+    const results = await softDeleteBackups(stack.records, stack.queues, ['01UNKNOWN00000000000000000', running.id, deleted.id, pending.id], 'system', {
       from: ['completed', 'pending'],
     });
     expect(results.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['not-found', 'conflict', 'ok', 'ok']);
@@ -215,7 +215,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     expect((await stack.prisma.backup.findUnique({ where: { id: running.id } }))!.status).toBe('running');
 
     const hidden = await backupRow(other.instanceId, 'completed');
-    const [scoped] = await softDeleteBackups(stack.prisma, stack.queues, [hidden.id], 'token', {
+    const [scoped] = await softDeleteBackups(stack.records, stack.queues, [hidden.id], 'token', {
       tenantId: (await stack.prisma.instance.findUnique({ where: { id: instanceId } }))!.tenantId,
     });
     expect(scoped!.ok ? '' : scoped!.error.code).toBe('not-found');
@@ -228,7 +228,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     await stack.prisma.job.create({
       data: { id: restore, type: 'restore', status: 'running', instanceId, backupId: b.id, targetInstanceId: instanceId, nodeId, requestedBy: 'test' },
     });
-    const e = await softDeleteBackup(stack.prisma, stack.queues, b.id, 'token').then(
+    const e = await softDeleteBackup(stack.records, stack.queues, b.id, 'token').then(
       () => null,
       (err: CairnError) => err,
     );
@@ -243,12 +243,12 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const down = () => Promise.reject(new CairnError('unavailable', 'redis unavailable: connection lost'));
     const live: DeletionQueues = { enqueueControl: (...a) => stack.queues.enqueueControl(...a), cancel: (...a) => stack.queues.cancel(...a) };
 
-    const [refused] = await softDeleteBackups(stack.prisma, { ...live, ready: down }, [b.id], 'token');
+    const [refused] = await softDeleteBackups(stack.records, { ...live, ready: down }, [b.id], 'token');
     expect(refused).toMatchObject({ id: b.id, ok: false, error: { code: 'unavailable' } });
     expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('completed');
     expect(await stack.prisma.job.count({ where: { backupId: b.id, type: 'cleanup' } })).toBe(0);
 
-    const [lost] = await softDeleteBackups(stack.prisma, { ...live, enqueueControl: down, ready: async () => {} }, [b.id], 'token');
+    const [lost] = await softDeleteBackups(stack.records, { ...live, enqueueControl: down, ready: async () => {} }, [b.id], 'token');
     expect(lost!.ok).toBe(false);
     const error = lost!.ok ? null : lost!.error;
     expect(error).toMatchObject({
@@ -260,7 +260,7 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     expect(await stack.prisma.job.findUnique({ where: { id: failedId } })).toMatchObject({ type: 'cleanup', status: 'failed', errorCode: 'unavailable' });
     expect((await stack.prisma.backup.findUnique({ where: { id: b.id } }))!.status).toBe('deleting');
 
-    const again = await softDeleteBackup(stack.prisma, live, b.id, 'token');
+    const again = await softDeleteBackup(stack.records, live, b.id, 'token');
     expect(again.cleanupJob).toMatchObject({ type: 'cleanup', status: 'queued' });
     expect(again.cleanupJob!.id).not.toBe(failedId);
     expect(await stack.queues.queue(CONTROL_QUEUE).getJob(again.cleanupJob!.id)).toMatchObject({ name: 'cleanup' });
@@ -270,12 +270,12 @@ describe('softDeleteBackups (shared with DELETE /backups/:id)', () => {
     const { instanceId } = await stack.seedInstance();
     const b = await backupRow(instanceId, 'completed');
     const broken: DeletionQueues = { enqueueControl: async () => {}, cancel: async () => 'gone', ready: () => Promise.reject(new Error('boom')) };
-    const [byDefault] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token');
+    const [byDefault] = await softDeleteBackups(stack.records, broken, [b.id], 'token');
     expect(byDefault).toMatchObject({ ok: false, error: { code: 'unavailable', message: `could not delete backup ${b.id}: boom` } });
-    const [classified] = await softDeleteBackups(stack.prisma, broken, [b.id], 'token', {
+    const [classified] = await softDeleteBackups(stack.records, broken, [b.id], 'token', {
       classifyError: (err, id) => new CairnError('internal', `${id}: ${(err as Error).message}`),
     });
     expect(classified).toMatchObject({ ok: false, error: { code: 'internal', message: `${b.id}: boom` } });
-    await expect(softDeleteBackup(stack.prisma, broken, b.id, 'token')).rejects.toThrow('boom');
+    await expect(softDeleteBackup(stack.records, broken, b.id, 'token')).rejects.toThrow('boom');
   });
 });

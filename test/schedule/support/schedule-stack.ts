@@ -2,22 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { Worker, type Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
-  JobQueues,
-  ScheduleService,
+  type Config,
   createLogger,
-  createPrisma,
   createRedis,
   enqueueRetention,
-  loadConfig,
-  nodeQueueName,
-  newId,
-  transitionBackup,
-  transitionJob,
-  type Config,
+  type JobQueues,
   type Logger,
+  loadConfig,
+  newId,
+  nodeQueueName,
+  PrismaRecords,
   type PrismaClient,
+  ScheduleService,
 } from '@cairn/core';
-import { createObjectStore } from '@cairn/core/runtime.ts';
+import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { startControlWorker, type ControlWorkerOptions } from '@cairn/worker/control/control-worker.ts';
 import { createDatabase, dropDatabase, migrate, withDatabase } from '../../../scripts/local-stack/postgres.ts';
@@ -30,6 +28,10 @@ import { createDatabase, dropDatabase, migrate, withDatabase } from '../../../sc
  */
 export interface ScheduleStack {
   config: Config;
+  /** The process runtime the services and the control worker share (records, queues, store, Redis). */
+  runtime: Runtime;
+  records: PrismaRecords;
+  /** The records' Prisma client, for tests that read rows directly. */
   prisma: PrismaClient;
   store: ObjectStore;
   redis: Redis;
@@ -62,11 +64,11 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
     COMPRESSION: 'gzip',
   });
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'schedule-test' });
-  const prisma = createPrisma(config.DATABASE_URL, { max: 8 });
-  const store = createObjectStore(config);
-  const redis = createRedis(config.REDIS_URL);
-  const queues = new JobQueues(redis, config.QUEUE_PREFIX);
-  const schedules = new ScheduleService({ prisma, queues, config, logger, allowSeconds: true });
+  const records = PrismaRecords.open(config.DATABASE_URL, { max: 8 });
+  const runtime = createRuntime(config, { logger, records });
+  const { prisma } = records;
+  const { store, redis, queues } = runtime;
+  const schedules = new ScheduleService({ records, queues, config, logger, allowSeconds: true });
   const workers: { close(): Promise<void> }[] = [];
   const flushRedis = async (): Promise<number> => {
     let deleted = 0;
@@ -81,6 +83,8 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
 
   return {
     config,
+    runtime,
+    records,
     prisma,
     store,
     redis,
@@ -100,22 +104,16 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
       };
     },
     async seedInstance(options = {}) {
-      const tenant = await prisma.tenant.create({ data: { id: newId(), name: `t-${newId()}` } });
+      const tenant = await records.tenants.ensure(`t-${newId()}`, newId());
       const nodeId = options.nodeId ?? `node-${newId().toLowerCase()}`;
-      await prisma.node.upsert({
-        where: { id: nodeId },
-        create: { id: nodeId, volumeRoots: ['/srv'], lastHeartbeatAt: new Date() },
-        update: { lastHeartbeatAt: new Date() },
-      });
+      await records.nodes.heartbeat(nodeId, { volumeRoots: ['/srv'], version: 'test', lastHeartbeatAt: new Date(), capacity: {} });
       const instanceId = newId();
-      await prisma.instance.create({
-        data: {
-          id: instanceId,
-          tenantId: tenant.id,
-          name: `app-${instanceId.toLowerCase()}`,
-          nodeId,
-          volumes: { create: (options.volumes ?? ['data']).map((name) => ({ id: newId(), name, hostPath: `/srv/${instanceId}/${name}`, excludes: [] })) },
-        },
+      await records.instances.create({
+        id: instanceId,
+        tenantId: tenant.id,
+        name: `app-${instanceId.toLowerCase()}`,
+        nodeId,
+        volumes: (options.volumes ?? ['data']).map((name) => ({ id: newId(), name, hostPath: `/srv/${instanceId}/${name}`, excludes: [] })),
       });
       return { instanceId, nodeId, tenantId: tenant.id };
     },
@@ -123,9 +121,7 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
     async close() {
       for (const w of workers) await w.close().catch(() => {});
       await flushRedis().catch(() => {});
-      await queues.close();
-      redis.disconnect();
-      await prisma.$disconnect();
+      await runtime.close();
       await dropDatabase(baseUrl, database).catch(() => {});
     },
   };
@@ -150,14 +146,16 @@ export function startFakeNodeWorker(stack: ScheduleStack, nodeId: string, option
     async (job: BullJob) => {
       const jobId = (job.data as { jobId: string }).jobId;
       taken.push(jobId);
-      const row = await stack.prisma.job.findUnique({ where: { id: jobId }, include: { backup: true } });
-      if (!row?.backup) return;
-      await transitionJob(stack.prisma, jobId, ['queued'], 'running', { startedAt: new Date() });
-      await transitionBackup(stack.prisma, row.backup.id, ['pending'], 'running', { startedAt: new Date() });
+      const { jobs, backups } = stack.records;
+      const row = await jobs.get(jobId);
+      const backup = row?.backupId ? await backups.get(row.backupId) : null;
+      if (!backup) return;
+      await jobs.transition(jobId, ['queued'], 'running', { startedAt: new Date() });
+      await backups.transition(backup.id, ['pending'], 'running', { startedAt: new Date() });
       await new Promise((r) => setTimeout(r, options.holdMs ?? 20));
-      await transitionBackup(stack.prisma, row.backup.id, ['running'], 'completed', { completedAt: new Date(), sizeBytes: 1n });
-      await transitionJob(stack.prisma, jobId, ['running'], 'succeeded');
-      if (row.backup.trigger === 'schedule' && row.backup.scheduleId) await enqueueRetention(stack.queues, row.backup.scheduleId);
+      await backups.transition(backup.id, ['running'], 'completed', { completedAt: new Date(), sizeBytes: 1n });
+      await jobs.transition(jobId, ['running'], 'succeeded');
+      if (backup.trigger === 'schedule' && backup.scheduleId) await enqueueRetention(stack.queues, backup.scheduleId);
     },
     { connection, prefix: stack.config.QUEUE_PREFIX, concurrency: 2 },
   );
