@@ -25,5 +25,6 @@ export * from './schedule/schedule.service.ts';
 export * from './storage/object-store.ts';
 export * from './storage/s3.object-store.ts';
 export * from './storage/fs.object-store.ts';
+export * from './storage/memory.object-store.ts';
 export * from './archive/index.ts';
 export * from './records/index.ts';
