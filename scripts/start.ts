@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   for (const root of config.VOLUME_ROOTS) fs.mkdirSync(root, { recursive: true });
 
   const runtime = createRuntime(config, { name: 'all-in-one' });
-  const gateway = await startGateway({ config, logger: runtime.logger });
+  const gateway = await startGateway(runtime);
   const control = await startControlWorker(runtime);
   const node = await startNodeWorker(runtime);
 
@@ -58,10 +58,11 @@ First backup:
     if (stopping) return;
     stopping = true;
     console.log(`\n${signal}: stopping Cairn...`);
-    await node.close().catch(() => {});
-    await control.close().catch(() => {});
-    await gateway.close().catch(() => {});
-    await runtime.close().catch(() => {});
+    const warn = (what: string) => (err: Error) => console.error(`cairn: stopping the ${what} failed: ${err.message}`);
+    await node.close().catch(warn('node worker'));
+    await control.close().catch(warn('control worker'));
+    await gateway.close().catch(warn('gateway'));
+    await runtime.close().catch(warn('connections'));
     await stack.stop();
     process.exit(0);
   };

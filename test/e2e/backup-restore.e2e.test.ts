@@ -84,7 +84,7 @@ describe('backup and restore end to end', () => {
       .filter(Boolean)
       .map((p) => p.replace(/\/$/, ''))
       .sort();
-    const backup = await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backupId } });
+    const backup = await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } });
     const index = decodeIndex(await buffer(await cairn.runtime.store.get(backup.indexKey)));
     expect(listed).toEqual(index.entries.map((e) => e.path.replace(/\/$/, '')).sort());
     fs.rmSync(file);
@@ -125,7 +125,7 @@ describe('backup and restore end to end', () => {
   });
 
   it('fails a restore of a corrupted archive with a checksum error and leaves the target unchanged', async () => {
-    const backup = await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backupId } });
+    const backup = await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } });
     const bytes = await buffer(await cairn.runtime.store.get(backup.storageKey));
     const corrupt = Buffer.from(bytes);
     corrupt[Math.floor(corrupt.length / 2)]! ^= 0xff;

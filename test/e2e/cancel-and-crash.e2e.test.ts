@@ -90,7 +90,7 @@ describe('cancellation and crashes', () => {
     cairn.spawnNodeWorker();
     const done = await cairn.waitForJob(job.id, undefined, 120_000);
     expect(done.status, JSON.stringify(done)).toBe('succeeded');
-    const rows = await cairn.runtime.prisma.backup.findMany({ where: { instanceId, createdAt: { gte: new Date(Date.now() - 5 * 60_000) } } });
+    const rows = await cairn.prisma.backup.findMany({ where: { instanceId, createdAt: { gte: new Date(Date.now() - 5 * 60_000) } } });
     expect(rows.filter((b) => b.id === backup.id)).toHaveLength(1);
     const row = rows.find((b) => b.id === backup.id)!;
     expect(row.status).toBe('completed');

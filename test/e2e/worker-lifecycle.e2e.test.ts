@@ -69,7 +69,7 @@ describe('node worker lifecycle and rules', () => {
     const deadline = Date.now() + 30_000;
     let status = '';
     while (Date.now() < deadline && status !== 'deleted') {
-      status = (await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: b.id } })).status;
+      status = (await cairn.prisma.backup.findUniqueOrThrow({ where: { id: b.id } })).status;
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(status).toBe('deleted');
@@ -112,7 +112,7 @@ describe('node worker lifecycle and rules', () => {
     // A running job whose BullMQ job vanished (Redis lost it).
     const backupId = newId();
     const jobId = newId();
-    await cairn.runtime.prisma.backup.create({
+    await cairn.prisma.backup.create({
       data: {
         id: backupId,
         instanceId: id,
@@ -125,7 +125,7 @@ describe('node worker lifecycle and rules', () => {
         requestedBy: 'system',
       },
     });
-    await cairn.runtime.prisma.job.create({
+    await cairn.prisma.job.create({
       data: {
         id: jobId,
         type: 'backup',
@@ -154,16 +154,16 @@ describe('node worker lifecycle and rules', () => {
 
     await cairn.startInProcessNodeWorker();
     expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toEqual([]);
-    const sweep = await cairn.runtime.prisma.job.findFirstOrThrow({ where: { type: 'sweep', nodeId: cairn.nodeId }, orderBy: { id: 'desc' } });
+    const sweep = await cairn.prisma.job.findFirstOrThrow({ where: { type: 'sweep', nodeId: cairn.nodeId }, orderBy: { id: 'desc' } });
     expect(sweep.status).toBe('succeeded');
     expect(sweep.result).toMatchObject({ interrupted: [jobId], abortedUploads: [key] });
     s3.destroy();
     expect(fs.existsSync(staging)).toBe(false);
     expect(fs.readFileSync(path.join(dir2, 'precious'), 'utf8')).toBe('keep me');
     expect(fs.readdirSync(path.dirname(dir2))).toEqual(['data']);
-    const job = await cairn.runtime.prisma.job.findUniqueOrThrow({ where: { id: jobId } });
+    const job = await cairn.prisma.job.findUniqueOrThrow({ where: { id: jobId } });
     expect(job.status).toBe('interrupted');
-    expect((await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backupId } })).status).toBe('failed');
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } })).status).toBe('failed');
     expect(id2).toBeTruthy();
   });
 });

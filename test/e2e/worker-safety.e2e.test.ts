@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CairnError, JobQueues, backupPrefix, cancelChannel, createLogger, createRedis, newId, type PrismaClient } from '@cairn/core';
-import { runBackup } from '@cairn/worker/node/backup.pipeline.ts';
-import type { JobRun, NodeContext } from '@cairn/worker/node/node-context.ts';
+import { CairnError, JobQueues, backupPrefix, cancelChannel, createLogger, createRedis, newId, type Records } from '@cairn/core';
+import { JobLifecycle } from '@cairn/worker/job-lifecycle.ts';
+import { BackupJob } from '@cairn/worker/node/backup.pipeline.ts';
+import type { NodeContext } from '@cairn/worker/node/node-context.ts';
 import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 import { snapshotTree } from '../support/tree.ts';
 
@@ -139,7 +140,7 @@ describe('backup and job records under failures and races', () => {
 
   beforeAll(async () => {
     cairn = await startCairn({ nodeWorker: 'none' });
-    await cairn.runtime.prisma.node.upsert({
+    await cairn.prisma.node.upsert({
       where: { id: cairn.nodeId },
       create: { id: cairn.nodeId, volumeRoots: [cairn.volumeRoot], lastHeartbeatAt: new Date() },
       update: {},
@@ -150,25 +151,20 @@ describe('backup and job records under failures and races', () => {
     await cairn?.close();
   });
 
-  /** Prisma, except that marking a Job `succeeded` fails while `failing.on` is set. */
-  function flakyPrisma(prisma: PrismaClient, failing: { on: boolean }): PrismaClient {
-    const job = new Proxy(prisma.job, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop);
-        if (prop !== 'updateMany') return typeof value === 'function' ? value.bind(target) : value;
-        return (args: { data?: { status?: string } }) => {
-          if (failing.on && args.data?.status === 'succeeded') return Promise.reject(new Error('Connection terminated unexpectedly'));
-          return (value as (a: unknown) => Promise<unknown>).call(target, args);
-        };
-      },
-    });
-    return new Proxy(prisma, {
-      get(target, prop) {
-        if (prop === 'job') return job;
-        const value = Reflect.get(target, prop);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    }) as PrismaClient;
+  /** The records, except that `jobs.transition` to a status in `failing` is replaced by `fail()`. */
+  function flakyRecords(records: Records, failing: { on: boolean; to: string; fail: () => Promise<boolean> }): Records {
+    const jobs = { ...records.jobs };
+    jobs.transition = (id, from, to, changes) => (failing.on && to === failing.to ? failing.fail() : records.jobs.transition(id, from, to, changes));
+    return Object.assign(Object.create(records) as Records, { jobs });
+  }
+
+  /** One attempt of a backup job through the job lifecycle, as the node worker runs it. */
+  function runBackup(ctx: NodeContext, jobId: string, attempt: number) {
+    const lifecycle = new JobLifecycle({ jobs: ctx.records.jobs, logger: ctx.logger, nodeId: ctx.nodeId, settleDelayMs: 20 });
+    return lifecycle.execute(
+      { name: 'backup', record: { kind: 'existing', jobId }, attempt, attempts: 5, signal: new AbortController().signal },
+      new BackupJob(ctx),
+    );
   }
 
   it('keeps the objects of a completed backup when recording the job fails, and a retry records the success', async () => {
@@ -179,28 +175,20 @@ describe('backup and job records under failures and races', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(202);
     const { backup, job } = res.body;
 
-    const failing = { on: true };
+    const failing = { on: true, to: 'succeeded', fail: () => Promise.reject(new Error('Connection terminated unexpectedly')) };
     const logger = createLogger({ level: 'silent', name: 'test' });
     const ctx: NodeContext = {
       nodeId: cairn.nodeId,
       volumeRoots: [cairn.volumeRoot],
-      prisma: flakyPrisma(cairn.runtime.prisma, failing),
+      records: flakyRecords(cairn.runtime.records, failing),
       store: cairn.runtime.store,
       logger,
       config: cairn.config,
       queues: { enqueueControl: async () => {} },
     };
-    const run = (attempt: number): JobRun => ({
-      jobId: job.id,
-      signal: new AbortController().signal,
-      attempt,
-      lastAttempt: false,
-      progress: () => {},
-      log: logger,
-    });
 
-    await expect(runBackup(ctx, run(1))).rejects.toMatchObject({ code: 'unavailable', permanent: false });
-    const row = await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } });
+    await expect(runBackup(ctx, job.id, 1)).rejects.toMatchObject({ code: 'unavailable', permanent: false });
+    const row = await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } });
     expect(row.status).toBe('completed');
     const keys: string[] = [];
     for await (const o of cairn.runtime.store.listAll(backupPrefix(instanceId, backup.id))) keys.push(o.key);
@@ -208,11 +196,11 @@ describe('backup and job records under failures and races', () => {
     expect(keys.sort()).toEqual([row.indexKey, row.storageKey].sort());
 
     failing.on = false;
-    await expect(runBackup(ctx, run(2))).resolves.toMatchObject({ status: 'completed' });
-    const after = await cairn.runtime.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+    await expect(runBackup(ctx, job.id, 2)).resolves.toMatchObject({ status: 'succeeded', result: { backupId: backup.id } });
+    const after = await cairn.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
     // Before the fix the rerun marked it `cancelled` ("backup is completed").
     expect(after.status).toBe('succeeded');
-    expect((await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).sha256).toBe(row.sha256);
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).sha256).toBe(row.sha256);
     // The BullMQ job of this request is still waiting; drop it so no worker picks it up.
     const queues = new JobQueues(createRedis(cairn.config.REDIS_URL), cairn.config.QUEUE_PREFIX);
     await queues.nodeQueue(cairn.nodeId).remove(job.id);
@@ -240,22 +228,68 @@ describe('backup and job records under failures and races', () => {
     const ctx: NodeContext = {
       nodeId: cairn.nodeId,
       volumeRoots: [cairn.volumeRoot],
-      prisma: cairn.runtime.prisma,
+      records: cairn.runtime.records,
       store,
       logger,
       config: cairn.config,
       queues: { enqueueControl: async () => {} },
     };
-    const run: JobRun = { jobId: job.id, signal: new AbortController().signal, attempt: 1, lastAttempt: false, progress: () => {}, log: logger };
     // Before the fix the packer's "output stream closed" error won: a retry, and the cause was lost.
-    await expect(runBackup(ctx, run)).rejects.toThrow(/InvalidPart/);
-    const after = await cairn.runtime.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+    await expect(runBackup(ctx, job.id, 1)).rejects.toThrow(/InvalidPart/);
+    const after = await cairn.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
     expect(after.status).toBe('failed');
     expect(after.error).toMatch(/InvalidPart/);
-    expect((await cairn.runtime.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).status).toBe('failed');
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).status).toBe('failed');
     const queues = new JobQueues(createRedis(cairn.config.REDIS_URL), cairn.config.QUEUE_PREFIX);
     await queues.nodeQueue(cairn.nodeId).remove(job.id);
     await queues.close();
+  });
+
+  it('records the real error when the Postgres connection is killed during the terminal write', async () => {
+    const dir = path.join(cairn.volumeRoot, 'killed/data');
+    fs.mkdirSync(dir, { recursive: true }); // empty: the backup fails with no-data
+    const instanceId = await createInstance(cairn, 'killed', [{ name: 'data', hostPath: dir }]);
+    const res = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const { backup, job } = res.body;
+    const queues = new JobQueues(createRedis(cairn.config.REDIS_URL), cairn.config.QUEUE_PREFIX);
+    await queues.nodeQueue(cairn.nodeId).remove(job.id);
+    await queues.close();
+
+    // The first write of the `failed` outcome runs on a pooled connection that Postgres then
+    // terminates (as a restart or failover would): that write fails for real.
+    const kills: string[] = [];
+    const failing = {
+      on: true,
+      to: 'failed',
+      fail: async () => {
+        failing.on = false;
+        try {
+          await cairn.prisma.$executeRaw`SELECT pg_terminate_backend(pg_backend_pid())`;
+        } catch (err) {
+          kills.push((err as Error).message);
+          throw err;
+        }
+        throw new Error('the connection was not terminated');
+      },
+    };
+    const ctx: NodeContext = {
+      nodeId: cairn.nodeId,
+      volumeRoots: [cairn.volumeRoot],
+      records: flakyRecords(cairn.runtime.records, failing),
+      store: cairn.runtime.store,
+      logger: createLogger({ level: 'silent', name: 'test' }),
+      config: cairn.config,
+      queues: { enqueueControl: async () => {} },
+    };
+    await expect(runBackup(ctx, job.id, 1)).rejects.toThrow(/no-data: nothing to back up/);
+    expect(kills).toHaveLength(1);
+    expect(kills[0]).toMatch(/terminat/i);
+    const after = await cairn.prisma.job.findUniqueOrThrow({ where: { id: job.id } });
+    expect(after.status).toBe('failed');
+    expect(after.errorCode).toBe('no-data');
+    expect(after.error).toMatch(/nothing to back up: volume data has no data/);
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backup.id } })).status).toBe('failed');
   });
 
   it('honours a cancel that arrives before the processor is registered', async () => {
@@ -265,7 +299,7 @@ describe('backup and job records under failures and races', () => {
     const instanceId = await createInstance(cairn, 'early', [{ name: 'data', hostPath: dir }]);
     const backupId = newId();
     const jobId = newId();
-    const { prisma } = cairn.runtime;
+    const { prisma } = cairn;
     await prisma.backup.create({
       data: {
         id: backupId,
@@ -304,12 +338,12 @@ describe('backup and job records under failures and races', () => {
     write(dir, { 'f.txt': 'x' });
     const instanceId = await createInstance(cairn, 'fresh', [{ name: 'data', hostPath: dir }]);
     const jobId = newId();
-    await cairn.runtime.prisma.job.create({
+    await cairn.prisma.job.create({
       data: { id: jobId, type: 'restore', status: 'queued', instanceId, nodeId: cairn.nodeId, queue: `node.${cairn.nodeId}`, requestedBy: 'system' },
     });
     await cairn.startInProcessNodeWorker();
-    expect((await cairn.runtime.prisma.job.findUniqueOrThrow({ where: { id: jobId } })).status).toBe('queued');
-    await cairn.runtime.prisma.job.update({ where: { id: jobId }, data: { status: 'cancelled' } });
+    expect((await cairn.prisma.job.findUniqueOrThrow({ where: { id: jobId } })).status).toBe('queued');
+    await cairn.prisma.job.update({ where: { id: jobId }, data: { status: 'cancelled' } });
   });
 });
 

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLogger, createRedis, loadConfig, type Config } from '@cairn/core';
+import { type PrismaRecords, createLogger, createRedis, loadConfig, type Config, type PrismaClient } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
@@ -17,6 +17,8 @@ export interface Cairn {
   adminToken: string;
   config: Config;
   runtime: Runtime;
+  /** The runtime's own Prisma client, for tests to look at (and arrange) rows directly. */
+  prisma: PrismaClient;
   nodeId: string;
   /** A tenant name of this harness's own: test files share the run's database. */
   tenant: string;
@@ -57,7 +59,7 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
   const config = loadConfig(env);
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'e2e' });
   const runtime = createRuntime(config, { logger });
-  const gateway = await startGateway({ config, logger });
+  const gateway = await startGateway(runtime);
   // Periodic sweeps would act on other test files' rows in the shared run database.
   const control = await startControlWorker({ ...runtime, sweepEveryMs: null, retentionEveryMs: null });
   let node: { close(): Promise<void> } | null = null;
@@ -84,6 +86,7 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
     adminToken,
     config,
     runtime,
+    prisma: (runtime.records as PrismaRecords).prisma,
     nodeId,
     tenant: `tenant-${tag}`,
     volumeRoot,

@@ -1,21 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger, type PrismaClient } from '@cairn/core';
+import { createLogger, type NodeRecords } from '@cairn/core';
 import { startHeartbeat } from '@cairn/worker/node/heartbeat.ts';
 
 describe('node heartbeat', () => {
   it('never runs two beats at once (a hung beat must not pile up thread-pool work)', async () => {
     let calls = 0;
-    const prisma = {
-      node: {
-        upsert: () => {
-          calls++;
-          // The first beat (at start) answers; every later one hangs, like a statfs on a dead NFS root.
-          return calls === 1 ? Promise.resolve({}) : new Promise(() => {});
-        },
+    const nodes: Pick<NodeRecords, 'heartbeat'> = {
+      heartbeat: () => {
+        calls++;
+        // The first beat (at start) answers; every later one hangs, like a statfs on a dead NFS root.
+        return calls === 1 ? Promise.resolve() : new Promise(() => {});
       },
-    } as unknown as PrismaClient;
+    };
     const stop = await startHeartbeat({
-      prisma,
+      nodes,
       nodeId: 'n1',
       volumeRoots: [],
       version: 't',

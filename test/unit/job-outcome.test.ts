@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '@cairn/core';
 import { EarlyCancels } from '@cairn/worker/cancel-listener.ts';
-import { LockLostError, classify } from '@cairn/worker/node/job-outcome.ts';
+import { LockLostError, classify } from '@cairn/worker/job-outcome.ts';
 
 const errno = (code: string) => Object.assign(new Error(`${code}: something`), { code });
 const run = (opts: { aborted?: unknown; lastAttempt?: boolean } = {}) => {

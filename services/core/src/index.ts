@@ -26,5 +26,6 @@ export * from './storage/object-store.ts';
 export * from './storage/s3.object-store.ts';
 export * from './storage/fs.object-store.ts';
 export * from './storage/memory.object-store.ts';
+export * from './storage/stream-into.ts';
 export * from './archive/index.ts';
 export * from './records/index.ts';

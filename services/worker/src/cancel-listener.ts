@@ -1,5 +1,6 @@
 import type { Worker } from 'bullmq';
-import { cancelChannel, createRedis, type CancelMessage, type Logger } from '@cairn/core';
+import type { Redis } from 'ioredis';
+import { cancelChannel, type CancelMessage, type Logger } from '@cairn/core';
 
 /** How long a cancel that found no running processor is remembered (it may be about to start). */
 export const EARLY_CANCEL_TTL_MS = 60_000;
@@ -53,9 +54,8 @@ export class EarlyCancels {
  * arrives while the job is active in Redis but before its processor is registered is remembered,
  * and the processor checks for it when it starts.
  */
-export async function listenForCancels(redisUrl: string, prefix: string, workers: Worker[], logger: Logger): Promise<CancelListener> {
+export async function listenForCancels(sub: Redis, prefix: string, workers: Worker[], logger: Logger): Promise<CancelListener> {
   const early = new EarlyCancels();
-  const sub = createRedis(redisUrl, { maxRetriesPerRequest: null });
   sub.on('message', (_channel, raw: string) => {
     let msg: CancelMessage;
     try {

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   if (values.control) stops.push((await startControlWorker(runtime)).close);
   const shutdown = async (signal: string) => {
     runtime.logger.info({ signal }, 'shutting down');
-    for (const stop of stops) await stop().catch(() => {});
+    for (const stop of stops) await stop().catch((err: Error) => runtime.logger.warn({ err: err.message }, 'stopping a worker failed'));
     await runtime.close();
     process.exit(0);
   };

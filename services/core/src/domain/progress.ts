@@ -8,23 +8,38 @@ export interface Progress {
   etaSeconds: number | null;
 }
 
+export interface ProgressCounters {
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+}
+
 /**
  * Turns raw counters into a Progress and forwards it at most every `intervalMs` (SPEC §4:
- * progress is throttled). `flush` forwards the latest value regardless. Sink failures are
- * swallowed: a failed progress write never fails the job.
+ * progress is throttled). Writes are ordered: one at a time, and while one is in flight only the
+ * newest value waits behind it, so an older value can never land after a newer one. `drain()`
+ * forwards the latest value and resolves once every write has settled (the job's terminal write
+ * comes after it). A failed write never fails the job: it goes to `onError` (a log line).
  */
 export class ProgressThrottle {
-  private last = 0;
+  private last = Number.NEGATIVE_INFINITY;
   private latest: Progress | null = null;
-  private readonly startedAt = Date.now();
+  private pending: Progress | null = null;
+  private written: Progress | null = null;
+  private inFlight: Promise<void> | null = null;
+  private readonly startedAt: number;
 
   constructor(
     private readonly sink: (p: Progress) => Promise<unknown> | unknown,
     private readonly intervalMs = 500,
     private readonly now: () => number = Date.now,
-  ) {}
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {
+    this.startedAt = now();
+  }
 
-  update(stage: string, counters: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }): void {
+  update(stage: string, counters: ProgressCounters): void {
     const { bytesDone, bytesTotal } = counters;
     const fraction = bytesTotal > 0 ? Math.min(1, bytesDone / bytesTotal) : counters.filesTotal > 0 ? Math.min(1, counters.filesDone / counters.filesTotal) : 0;
     const elapsed = (this.now() - this.startedAt) / 1000;
@@ -38,17 +53,35 @@ export class ProgressThrottle {
     this.emit();
   }
 
-  flush(): void {
-    if (this.latest) this.emit();
+  /** Forwards the latest value and waits until every write has settled. */
+  async drain(): Promise<void> {
+    if (this.latest && this.latest !== this.pending && this.latest !== this.written) this.emit();
+    while (this.inFlight) await this.inFlight;
   }
 
   private emit(): void {
     this.last = this.now();
     const p = this.latest!;
-    try {
-      void Promise.resolve(this.sink(p)).catch(() => {});
-    } catch {
-      /* best effort */
+    if (this.inFlight) {
+      this.pending = p;
+      return;
     }
+    this.write(p);
+  }
+
+  private write(p: Progress): void {
+    this.written = p;
+    this.inFlight = (async () => {
+      try {
+        await this.sink(p);
+      } catch (err) {
+        this.onError(err);
+      }
+    })().then(() => {
+      this.inFlight = null;
+      const next = this.pending;
+      this.pending = null;
+      if (next) this.write(next);
+    });
   }
 }

@@ -20,7 +20,8 @@ export type ControlJobPayload = z.infer<typeof controlJobPayload>;
 
 export const NODE_JOB_NAMES = ['backup', 'restore'] as const;
 export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
-export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate', 'verify'] as const;
+// Only names a control worker has a handler for (it refuses to start otherwise): migrate and verify come with their issues.
+export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention'] as const;
 export type ControlJobName = (typeof CONTROL_JOB_NAMES)[number];
 
 /** Retry policy for transient failures (S3 5xx, connection loss); permanent ones are UnrecoverableError. */

@@ -178,3 +178,31 @@ export function beforePut<T>(body: Readable | Buffer, signal: AbortSignal | unde
     throw err;
   }
 }
+
+/**
+ * Aborts every incomplete multipart upload under `prefix` (a backup's earlier attempt, a deleted
+ * backup's upload in progress); returns the ones aborted. The one place this is done.
+ */
+export async function abortIncompleteUploads(
+  store: Pick<ObjectStore, 'listIncompleteUploads' | 'abortIncompleteUpload'>,
+  prefix: string,
+): Promise<IncompleteUpload[]> {
+  const uploads = await store.listIncompleteUploads(prefix);
+  for (const upload of uploads) await store.abortIncompleteUpload(upload.key, upload.uploadId);
+  return uploads;
+}
+
+/**
+ * Removes everything stored under `prefix` (a backup's objects and any upload still open under
+ * it); returns how many objects were deleted. Fails, transiently, when some could not be deleted:
+ * running it again finishes the job. Used by the cleanup job and by an instance's removal.
+ */
+export async function deletePrefix(store: ObjectStore, prefix: string): Promise<number> {
+  await abortIncompleteUploads(store, prefix);
+  const keys: string[] = [];
+  for await (const obj of store.listAll(prefix)) keys.push(obj.key);
+  if (keys.length === 0) return 0;
+  const { failed } = await store.deleteMany(keys);
+  if (failed.length) throw new CairnError('unavailable', `could not delete ${failed.length} object(s): ${failed[0]!.message}`, { permanent: false });
+  return keys.length;
+}

@@ -1,10 +1,14 @@
 import type { Job } from 'bullmq';
-import type { Compression, ControlJobPayload, JobQueues, SchedulerSync } from '@cairn/core';
-import type { CleanupContext } from './cleanup.handler.ts';
+import type { Compression, ControlJobPayload, JobQueues, Logger, Records, SchedulerSync } from '@cairn/core';
+import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import type { JobRecordMode, JobWork } from '../job-lifecycle.ts';
 import type { SweepOptions } from './orphan-sweep.service.ts';
 
-/** What control job handlers need; built once in startControlWorker. */
-export interface ControlContext extends CleanupContext {
+/** What control job handlers need; built once in startControlWorker from the runtime. */
+export interface ControlContext {
+  records: Records;
+  store: ObjectStore;
+  logger: Logger;
   queues: JobQueues;
   schedulers: SchedulerSync;
   compression: Compression;
@@ -13,5 +17,8 @@ export interface ControlContext extends CleanupContext {
   clock?: () => Date;
 }
 
-/** A control job handler: parses nothing itself (the payload is validated), calls one domain function. */
-export type ControlHandler = (ctx: ControlContext, payload: ControlJobPayload, job: Job) => Promise<unknown>;
+/**
+ * A control job handler: from the (validated) payload, the Job row the run is recorded on and the
+ * unit of work the lifecycle runs. It parses nothing and settles nothing itself.
+ */
+export type ControlHandler = (ctx: ControlContext, payload: ControlJobPayload, job: Job) => { record: JobRecordMode; work: JobWork };

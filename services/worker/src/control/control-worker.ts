@@ -1,18 +1,8 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import {
-  CONTROL_QUEUE,
-  CairnError,
-  JobQueues,
-  SchedulerSync,
-  controlJobPayload,
-  createRedis,
-  transitionJob,
-  type Compression,
-  type Config,
-  type Logger,
-  type PrismaClient,
-} from '@cairn/core';
-import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, type Compression } from '@cairn/core';
+import type { Runtime } from '@cairn/core/runtime.ts';
+import { checkHandlers } from '../job-handlers.ts';
+import { JobLifecycle } from '../job-lifecycle.ts';
 import { runCleanup } from './cleanup.handler.ts';
 import type { ControlContext, ControlHandler } from './control-context.ts';
 import type { SweepOptions } from './orphan-sweep.service.ts';
@@ -20,11 +10,7 @@ import { runRetention } from './retention.handler.ts';
 import { runScheduleFire } from './schedule-fire.handler.ts';
 import { runSweep } from './sweep.handler.ts';
 
-export interface ControlWorkerOptions {
-  config: Config;
-  prisma: PrismaClient;
-  store: ObjectStore;
-  logger: Logger;
+export interface ControlWorkerOptions extends Runtime {
   /** Grace periods and timeouts of the orphan sweep (defaults: DEFAULT_SWEEP_OPTIONS). */
   sweep?: Partial<SweepOptions>;
   /** Period of the orphan sweep; null: this worker does not schedule it. Default 15 min. */
@@ -38,12 +24,12 @@ export interface ControlWorkerOptions {
   clock?: () => Date;
 }
 
-const HANDLERS: Record<string, ControlHandler> = {
+const HANDLERS: Record<string, ControlHandler> = checkHandlers('control', CONTROL_JOB_NAMES, {
   cleanup: runCleanup,
   'schedule-fire': runScheduleFire,
   retention: runRetention,
   sweep: runSweep,
-};
+});
 
 /** Job scheduler ids of the periodic control jobs (schedules use `schedule-<id>`). */
 export const SWEEP_SCHEDULER_ID = 'cairn-sweep';
@@ -55,46 +41,37 @@ const PERIODIC_JOB_OPTIONS = {
   removeOnFail: { age: 30 * 24 * 3600 },
 } as const;
 
-/** The control worker (SPEC §2): fleet-wide jobs; any number of replicas. */
+/** The control worker (SPEC §2): fleet-wide jobs, each through the job lifecycle; any number of replicas. */
 export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ close(): Promise<void> }> {
   const logger = opts.logger.child({ role: 'control' });
-  const connection = createRedis(opts.config.REDIS_URL);
-  // Producer side (enqueue, schedulers) on its own connection, apart from the worker's.
-  const producer = createRedis(opts.config.REDIS_URL);
-  const queues = new JobQueues(producer, opts.config.QUEUE_PREFIX);
-  const schedulers = new SchedulerSync(opts.prisma, queues, { logger });
+  const schedulers = new SchedulerSync(opts.records, opts.queues, { logger });
   const ctx: ControlContext = {
-    prisma: opts.prisma,
+    records: opts.records,
     store: opts.store,
     logger,
-    queues,
+    queues: opts.queues,
     schedulers,
     compression: opts.config.COMPRESSION as Compression,
     sweep: opts.sweep ?? {},
     clock: opts.clock,
   };
+  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
 
   const worker = new Worker(
     CONTROL_QUEUE,
-    async (job: Job) => {
+    async (job: Job, _token?: string, signal?: AbortSignal) => {
       const handler = HANDLERS[job.name];
       if (!handler) throw new UnrecoverableError(`no handler for control job ${job.name}`);
       const payload = controlJobPayload.safeParse(job.data);
       if (!payload.success) throw new UnrecoverableError(`invalid ${job.name} payload: ${payload.error.message}`);
-      try {
-        return await handler(ctx, payload.data, job);
-      } catch (err) {
-        const permanent = err instanceof CairnError && err.permanent;
-        const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-        if (payload.data.jobId && (permanent || last)) {
-          const message = err instanceof Error ? err.message : String(err);
-          await transitionJob(opts.prisma, payload.data.jobId, ['queued', 'running'], 'failed', { error: message }).catch(() => {});
-        }
-        if (permanent) throw new UnrecoverableError(`${(err as CairnError).code}: ${(err as Error).message}`);
-        throw err;
-      }
+      const { record, work } = handler(ctx, payload.data, job);
+      const outcome = await lifecycle.execute(
+        { name: job.name, record, attempt: job.attemptsMade + 1, attempts: job.opts.attempts ?? 1, signal: signal ?? new AbortController().signal },
+        work,
+      );
+      return outcome.status === 'succeeded' ? (outcome.returnValue ?? outcome.result) : outcome;
     },
-    { connection, prefix: opts.config.QUEUE_PREFIX, concurrency: opts.concurrency ?? 4 },
+    { connection: opts.connection('control-worker'), prefix: opts.config.QUEUE_PREFIX, concurrency: opts.concurrency ?? 4 },
   );
   worker.on('error', (err) => logger.warn({ err: err.message }, 'control worker error'));
   worker.on('failed', (job, err) => logger.warn({ jobId: job?.id, name: job?.name, err: err.message }, 'control job failed'));
@@ -106,9 +83,6 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     async close() {
       maintenance.stop();
       await worker.close();
-      await queues.close();
-      connection.disconnect();
-      producer.disconnect();
     },
   };
 }

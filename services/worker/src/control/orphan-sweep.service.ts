@@ -1,15 +1,4 @@
-import {
-  newId,
-  parseBackupKey,
-  softDeleteBackups,
-  transitionBackup,
-  transitionJob,
-  type BackupStatus,
-  type DeletionQueues,
-  type JobQueues,
-  type Logger,
-  type PrismaClient,
-} from '@cairn/core';
+import { parseBackupKey, softDeleteBackups, type BackupStatus, type DeletionQueues, type JobQueues, type Logger, type Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 
 /**
@@ -52,7 +41,7 @@ export const DEFAULT_SWEEP_OPTIONS: Readonly<SweepOptions> = {
 };
 
 export interface SweepDeps {
-  prisma: PrismaClient;
+  records: Records;
   store: ObjectStore;
   queues: Pick<JobQueues, 'queue'> & DeletionQueues;
   logger: Logger;
@@ -107,16 +96,12 @@ export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOpti
 }
 
 async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, report: SweepReport): Promise<void> {
-  const { prisma } = deps;
-  const nodes = new Map((await prisma.node.findMany({ select: { id: true, lastHeartbeatAt: true, createdAt: true } })).map((n) => [n.id, n]));
+  const { records } = deps;
+  const nodes = new Map((await records.nodes.list()).map((n) => [n.id, n]));
   const createdBefore = new Date(now.getTime() - opts.lostJobGraceMs);
   let cursor: string | undefined;
   for (;;) {
-    const jobs = await prisma.job.findMany({
-      where: { status: { in: ['queued', 'running'] }, createdAt: { lt: createdBefore }, ...(cursor ? { id: { gt: cursor } } : {}) },
-      orderBy: { id: 'asc' },
-      take: BATCH,
-    });
+    const jobs = await records.jobs.find({ status: ['queued', 'running'], createdBefore }, { after: cursor, take: BATCH });
     for (const job of jobs) {
       let reason: string | null = null;
       let removeQueued = false;
@@ -136,20 +121,29 @@ async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, rep
         if (!queued) reason = 'the job was lost from the queue (worker or Redis restarted)';
         else {
           const state = await queued.getState();
-          if (state === 'completed' || state === 'failed' || state === 'unknown')
+          // A failed job's own error is what the record lacks (its worker could not write it).
+          if (state === 'failed' && queued.failedReason) reason = `the job failed but its record was never finished: ${queued.failedReason}`;
+          else if (state === 'completed' || state === 'failed' || state === 'unknown')
             reason = `the queue holds the job as ${state} but its record was never finished`;
         }
       }
       if (!reason) continue;
-      const changed = await transitionJob(prisma, job.id, ['queued', 'running'], 'interrupted', { error: `interrupted: ${reason}`, errorCode: 'interrupted' });
+      const changed = await records.jobs.transition(job.id, ['queued', 'running'], 'interrupted', {
+        error: `interrupted: ${reason}`,
+        errorCode: 'interrupted',
+      });
       if (!changed) continue;
       push(report.interruptedJobs, { jobId: job.id, backupId: job.backupId, reason });
       if (job.type === 'backup' && job.backupId) {
-        const failed = await transitionBackup(prisma, job.backupId, ['pending', 'running'], 'failed', { error: `interrupted: ${reason}`, completedAt: now });
+        const failed = await records.backups.transition(job.backupId, ['pending', 'running'], 'failed', { error: `interrupted: ${reason}`, completedAt: now });
         if (failed) push(report.failedBackups, job.backupId);
       }
       // A job still waiting for a dead node would run when it comes back; its record says otherwise.
-      if (removeQueued && job.queue) await deps.queues.cancel(job.queue, job.id, `interrupted: ${reason}`).catch(() => {});
+      if (removeQueued && job.queue) {
+        await deps.queues
+          .cancel(job.queue, job.id, `interrupted: ${reason}`)
+          .catch((err: Error) => push(report.problems, `removing queued job ${job.id} of an offline node: ${err.message}`));
+      }
       deps.logger.warn({ jobId: job.id, type: job.type, reason }, 'sweep: job interrupted');
     }
     if (jobs.length < BATCH) break;
@@ -158,18 +152,14 @@ async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, rep
 }
 
 async function restartStuckDeletes(deps: SweepDeps, opts: SweepOptions, now: Date, report: SweepReport): Promise<void> {
-  const stuck = await deps.prisma.backup.findMany({
-    where: {
-      status: 'deleting',
-      deletedAt: { lt: new Date(now.getTime() - opts.deletingGraceMs) },
-      jobs: { none: { type: 'cleanup', status: { in: ['queued', 'running'] } } },
-    },
-    select: { id: true },
-    take: 1000,
-  });
+  const deleting = await deps.records.backups.find({ status: 'deleting', deletedBefore: new Date(now.getTime() - opts.deletingGraceMs) }, { take: 1000 });
+  const stuck = [];
+  for (const b of deleting) {
+    if (!(await deps.records.jobs.findFirst({ backupId: b.id, type: 'cleanup', status: ['queued', 'running'] }))) stuck.push(b);
+  }
   if (!stuck.length) return;
   const results = await softDeleteBackups(
-    deps.prisma,
+    deps.records,
     deps.queues,
     stuck.map((b) => b.id),
     'system',
@@ -182,7 +172,7 @@ async function restartStuckDeletes(deps: SweepDeps, opts: SweepOptions, now: Dat
 }
 
 async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Date, report: SweepReport): Promise<void> {
-  const { prisma, store } = deps;
+  const { records, store } = deps;
   // One listing serves both the missing-object check and the orphan search.
   const listedAt = new Date();
   const objects = new Map<string, { size: number; lastModified: Date }>();
@@ -193,17 +183,12 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
   const completedBefore = new Date(Math.min(listedAt.getTime(), clock().getTime() - opts.missingGraceMs));
   let cursor: string | undefined;
   for (;;) {
-    const rows = await prisma.backup.findMany({
-      where: { status: 'completed', completedAt: { lt: completedBefore }, ...(cursor ? { id: { gt: cursor } } : {}) },
-      select: { id: true, storageKey: true, indexKey: true },
-      orderBy: { id: 'asc' },
-      take: BATCH,
-    });
+    const rows = await records.backups.find({ status: 'completed', completedBefore }, { after: cursor, take: BATCH });
     for (const b of rows) {
       const missing = !objects.has(b.storageKey) ? 'archive' : !objects.has(b.indexKey) ? 'index' : null;
       if (!missing) continue;
       if (await store.head(missing === 'archive' ? b.storageKey : b.indexKey)) continue;
-      const changed = await transitionBackup(prisma, b.id, ['completed'], 'failed', { error: `${missing} missing` });
+      const changed = await records.backups.transition(b.id, ['completed'], 'failed', { error: `${missing} missing` });
       if (changed) {
         push(report.archiveMissing, { backupId: b.id, missing });
         deps.logger.warn({ backupId: b.id, missing }, `sweep: completed backup has no ${missing}; marked failed`);
@@ -223,7 +208,7 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
   const status = new Map<string, BackupStatus>();
   const idList = [...backupIds];
   for (let i = 0; i < idList.length; i += BATCH) {
-    const rows = await prisma.backup.findMany({ where: { id: { in: idList.slice(i, i + BATCH) } }, select: { id: true, status: true } });
+    const rows = await records.backups.find({ ids: idList.slice(i, i + BATCH) });
     for (const r of rows) status.set(r.id, r.status);
   }
 
@@ -283,35 +268,4 @@ export function summarise(report: SweepReport) {
     foreignKeys: report.foreignKeys,
     problems: report.problems.length,
   };
-}
-
-/**
- * Records a sweep as a Job (type `sweep`, SPEC §10: each sweep records what it did). Used by the
- * control sweep and meant for the node worker's start-up sweep too (`nodeId` set).
- */
-export async function recordSweep<T>(
-  prisma: PrismaClient,
-  run: () => Promise<T>,
-  options: { nodeId?: string; kind: string; result?: (value: T) => object },
-): Promise<{ jobId: string; value: T }> {
-  const jobId = newId();
-  await prisma.job.create({
-    data: {
-      id: jobId,
-      type: 'sweep',
-      status: 'running',
-      nodeId: options.nodeId ?? null,
-      params: { kind: options.kind },
-      requestedBy: 'system',
-      startedAt: new Date(),
-    },
-  });
-  try {
-    const value = await run();
-    await transitionJob(prisma, jobId, ['running'], 'succeeded', { result: (options.result ? options.result(value) : value) as object });
-    return { jobId, value };
-  } catch (err) {
-    await transitionJob(prisma, jobId, ['running'], 'failed', { error: (err as Error).message }).catch(() => {});
-    throw err;
-  }
 }

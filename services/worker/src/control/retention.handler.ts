@@ -1,12 +1,18 @@
-import { applyAllRetention, applyRetention, type ControlJobPayload } from '@cairn/core';
-import type { ControlContext } from './control-context.ts';
+import { applyAllRetention, applyRetention } from '@cairn/core';
+import type { ControlHandler } from './control-context.ts';
 
 /**
  * Retention (SPEC §9): of one schedule (after its backup completed, or after its policy changed),
- * or of every schedule when the payload names none (the periodic run).
+ * or of every schedule when the payload names none (the periodic run). No Job row: what it
+ * deletes is recorded by the cleanup jobs it starts.
  */
-export async function runRetention(ctx: ControlContext, payload: ControlJobPayload): Promise<object> {
-  const deps = { prisma: ctx.prisma, queues: ctx.queues, logger: ctx.logger, clock: ctx.clock };
-  if (payload.scheduleId) return applyRetention(deps, payload.scheduleId);
-  return applyAllRetention(deps);
-}
+export const runRetention: ControlHandler = (ctx, payload) => ({
+  record: { kind: 'none' },
+  work: {
+    async run() {
+      const deps = { records: ctx.records, queues: ctx.queues, logger: ctx.logger, clock: ctx.clock };
+      const result = payload.scheduleId ? await applyRetention(deps, payload.scheduleId) : await applyAllRetention(deps);
+      return { status: 'succeeded', result };
+    },
+  },
+});

@@ -1,15 +1,19 @@
-import type { ControlJobPayload } from '@cairn/core';
-import type { ControlContext } from './control-context.ts';
-import { recordSweep, runOrphanSweep, summarise } from './orphan-sweep.service.ts';
+import { newId } from '@cairn/core';
+import type { ControlHandler } from './control-context.ts';
+import { runOrphanSweep, summarise } from './orphan-sweep.service.ts';
 
 /** The periodic orphan sweep (SPEC §10), recorded as a `sweep` Job with what it did. */
-export async function runSweep(ctx: ControlContext, _payload: ControlJobPayload): Promise<object> {
-  const { jobId, value } = await recordSweep(
-    ctx.prisma,
-    () => runOrphanSweep({ prisma: ctx.prisma, store: ctx.store, queues: ctx.queues, logger: ctx.logger, clock: ctx.clock }, ctx.sweep),
-    { kind: 'orphans', result: (report) => ({ summary: summarise(report), ...report }) },
-  );
-  const summary = summarise(value);
-  ctx.logger.info({ sweepJobId: jobId, ...summary }, 'sweep finished');
-  return { sweepJobId: jobId, ...summary };
-}
+export const runSweep: ControlHandler = (ctx) => {
+  const sweepJobId = newId();
+  return {
+    record: { kind: 'create', job: { id: sweepJobId, type: 'sweep', params: { kind: 'orphans' }, requestedBy: 'system' } },
+    work: {
+      async run(run) {
+        const report = await runOrphanSweep({ records: ctx.records, store: ctx.store, queues: ctx.queues, logger: ctx.logger, clock: ctx.clock }, ctx.sweep);
+        const summary = summarise(report);
+        run.log.info(summary, 'sweep finished');
+        return { status: 'succeeded', result: { summary, ...report }, returnValue: { sweepJobId, ...summary } };
+      },
+    },
+  };
+};

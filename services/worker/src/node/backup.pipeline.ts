@@ -1,73 +1,131 @@
-import { PassThrough } from 'node:stream';
-import { CairnError, backupPrefix, enqueueRetention, transitionBackup, transitionJob } from '@cairn/core';
-import { packArchive } from '@cairn/core/archive/index.ts';
-import { classify, recordFailure } from './job-outcome.ts';
-import type { JobRun, NodeContext } from './node-context.ts';
+import { CairnError, abortIncompleteUploads, backupPrefix, enqueueRetention, streamInto, type Backup } from '@cairn/core';
+import { packArchive, type PackResult } from '@cairn/core/archive/index.ts';
+import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
+import { writeWithRetry } from '../job-lifecycle.ts';
+import type { Failure } from '../job-outcome.ts';
+import type { NodeContext } from './node-context.ts';
 import { isEmptyDir, resolveVolumeDir } from './volume-dirs.ts';
 
 const CONTENT_TYPE = { zstd: 'application/zstd', gzip: 'application/gzip', none: 'application/x-tar' } as const;
 
-export interface BackupOutcome {
-  status: 'completed' | 'cancelled' | 'skipped';
-  backupId: string;
-  warnings?: number;
-}
-
 /** At most this many warnings are written to the Backup row; the index keeps all of them. */
 export const ROW_WARNINGS_MAX = 1000;
 
+export interface BackupResult {
+  backupId: string;
+  storedBytes: number | null;
+  logicalBytes: number | null;
+  fileCount: number | null;
+  warnings: number;
+}
+
+type Warning = { path: string; code: string; message: string };
+type Source = { name: string; dir: string; excludes: string[] };
+
 /**
- * The backup pipeline of SPEC §6 for one Job: resolve volumes, pack them into a block-compressed
- * archive streamed straight into a multipart upload, upload the index, then conditionally mark
- * the Backup completed. Safe to run again after a crash: the Backup row is reused and a previous
- * attempt's incomplete upload is aborted first. Once the Backup is `completed` its objects are
- * never removed by this pipeline, whatever fails afterwards.
+ * The backup pipeline of SPEC §6 for one Job, as a unit of work of the job lifecycle: resolve
+ * volumes, pack them into a block-compressed archive streamed straight into a multipart upload,
+ * upload the index, then conditionally mark the Backup completed. Safe to run again after a
+ * crash: the Backup row is reused and a previous attempt's incomplete upload is aborted first.
+ * Once the Backup is `completed` its objects are never removed by this pipeline.
  */
-export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOutcome> {
-  const job = await ctx.prisma.job.findUnique({
-    where: { id: run.jobId },
-    include: { backup: { include: { instance: { include: { volumes: true } } } } },
-  });
-  if (!job?.backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
-  const backup = job.backup;
-  if (job.status !== 'queued' && job.status !== 'running') return { status: 'skipped', backupId: backup.id };
-  if (backup.status === 'completed') {
+export class BackupJob implements JobWork<BackupResult> {
+  private backup: Backup | undefined;
+  /** This run set the Backup `running`: a failure is its to record. */
+  private started = false;
+  /** An index of this attempt may exist in the store. */
+  private indexUploaded = false;
+
+  constructor(private readonly ctx: NodeContext) {}
+
+  async run(run: JobRun): Promise<WorkOutcome<BackupResult>> {
+    const { records } = this.ctx;
+    const backup = run.job?.backupId ? await records.backups.get(run.job.backupId) : null;
+    if (!backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
+    this.backup = backup;
     // An earlier run completed the backup and stopped before recording it on the Job.
-    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', { result: resultOf(backup) });
-    return { status: 'completed', backupId: backup.id };
-  }
-  if (backup.status !== 'pending' && backup.status !== 'running') {
-    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'cancelled', { error: `backup is ${backup.status}` });
-    return { status: 'cancelled', backupId: backup.id };
-  }
-  const now = new Date();
-  if (!(await transitionBackup(ctx.prisma, backup.id, ['pending', 'running'], 'running', { startedAt: backup.startedAt ?? now, error: null }))) {
-    // Deleted, cancelled or completed between the two reads: start again from the current state.
-    const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id }, select: { status: true } });
-    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'cancelled', { error: `backup is ${current?.status ?? 'missing'}` });
-    return { status: 'cancelled', backupId: backup.id };
-  }
-  if (
-    !(await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', {
-      startedAt: job.startedAt ?? now,
-      attempts: run.attempt,
-      nodeId: ctx.nodeId,
+    if (backup.status === 'completed') return succeeded(resultOf(backup));
+    if (backup.status !== 'pending' && backup.status !== 'running') return { status: 'cancelled', reason: `backup is ${backup.status}` };
+    if (!(await records.backups.transition(backup.id, ['pending', 'running'], 'running', { startedAt: backup.startedAt ?? new Date(), error: null }))) {
+      // Deleted, cancelled or completed between the two reads.
+      const current = await records.backups.get(backup.id);
+      return { status: 'cancelled', reason: `backup is ${current?.status ?? 'missing'}` };
+    }
+    this.started = true;
+
+    run.progress('preparing');
+    const { sources, warnings } = await this.resolveSources(backup);
+    for (const upload of await abortIncompleteUploads(this.ctx.store, backupPrefix(backup.instanceId, backup.id))) {
+      run.log.info({ key: upload.key }, 'aborted an incomplete upload left by an earlier attempt');
+    }
+    const packed = await this.packAndUpload(backup, sources, run);
+
+    run.progress('uploading-index');
+    this.indexUploaded = true;
+    // Streamed from the pack's temporary file: memory does not grow with the number of files.
+    try {
+      await this.ctx.store.put(backup.indexKey, packed.indexStream(), { signal: run.signal, contentType: 'application/gzip' });
+    } finally {
+      packed.close();
+    }
+
+    const allWarnings = [...warnings, ...packed.warnings];
+    const completed = await records.backups.transition(backup.id, ['running'], 'completed', {
+      completedAt: new Date(),
+      sizeBytes: BigInt(packed.storedBytes),
+      logicalBytes: BigInt(packed.logicalBytes),
+      fileCount: packed.fileCount,
+      sha256: packed.sha256,
+      warnings: rowWarnings(allWarnings),
       error: null,
-    }))
-  ) {
-    // The Job was cancelled or interrupted meanwhile; whoever did it also settled the Backup.
-    return { status: 'skipped', backupId: backup.id };
+    });
+    if (!completed) return this.lostRace(backup);
+    this.started = false; // completed: from here on nothing of it is undone
+    run.progress('done');
+    if (backup.trigger === 'schedule' && backup.scheduleId) {
+      // Best effort: the periodic retention run catches up if this enqueue fails.
+      await enqueueRetention(this.ctx.queues, backup.scheduleId).catch((err: Error) => run.log.warn({ err: err.message }, 'could not enqueue retention'));
+    }
+    return succeeded({
+      backupId: backup.id,
+      storedBytes: packed.storedBytes,
+      logicalBytes: packed.logicalBytes,
+      fileCount: packed.fileCount,
+      warnings: allWarnings.length,
+    });
   }
 
-  let indexUploaded = false;
-  let committed = false;
-  try {
-    run.progress('preparing');
-    const chosen = backup.volumes.length ? backup.instance.volumes.filter((v) => backup.volumes.includes(v.name)) : backup.instance.volumes;
-    const resolved = await Promise.all(chosen.map((v) => resolveVolumeDir(v, ctx.volumeRoots)));
-    // Volume-level notes join the archive's per-entry warnings on the Backup row.
-    const warnings: Array<{ path: string; code: string; message: string }> = [];
-    const sources = [];
+  /**
+   * After a failure: the multipart upload was aborted by put(); an index of this attempt must not
+   * outlive it. The Backup goes back to `pending` for a retry, else ends `failed`/`cancelled`.
+   */
+  async onFailure(failure: Failure, run: JobRun): Promise<undefined> {
+    const backup = this.backup;
+    if (!backup || !this.started) return;
+    const { records } = this.ctx;
+    if (this.indexUploaded || failure.kind !== 'retry') await this.removeObjectsUnlessCompleted(backup, run);
+    const message = failure.error.message;
+    await writeWithRetry(
+      `backup ${backup.id} after a failure`,
+      () =>
+        failure.kind === 'retry'
+          ? records.backups.transition(backup.id, ['running'], 'pending', { error: message })
+          : records.backups.transition(backup.id, ['pending', 'running'], failure.kind === 'cancelled' ? 'cancelled' : 'failed', {
+              error: message,
+              completedAt: new Date(),
+            }),
+      run.log,
+    );
+  }
+
+  /** The chosen volumes that have data; volume-level notes (skipped, empty) become warnings. */
+  private async resolveSources(backup: Backup): Promise<{ sources: Source[]; warnings: Warning[] }> {
+    const instance = await this.ctx.records.instances.get(backup.instanceId);
+    if (!instance) throw new CairnError('not-found', `instance ${backup.instanceId} of backup ${backup.id} no longer exists`);
+    const chosen = backup.volumes.length ? instance.volumes.filter((v) => backup.volumes.includes(v.name)) : instance.volumes;
+    const resolved = await Promise.all(chosen.map((v) => resolveVolumeDir(v, this.ctx.volumeRoots)));
+    const warnings: Warning[] = [];
+    const sources: Source[] = [];
     for (const v of resolved) {
       if (v.status === 'skipped') warnings.push({ path: v.name, code: 'volume-skipped', message: v.reason });
       else if (await isEmptyDir(v.dir)) warnings.push({ path: v.name, code: 'volume-empty', message: `volume ${v.name} has no data` });
@@ -76,137 +134,70 @@ export async function runBackup(ctx: NodeContext, run: JobRun): Promise<BackupOu
     if (sources.length === 0) {
       throw new CairnError('no-data', `nothing to back up: ${warnings.map((w) => w.message).join('; ') || 'the instance has no volumes'}`);
     }
+    return { sources, warnings };
+  }
 
-    await abortLeftoverUploads(ctx, backupPrefix(backup.instanceId, backup.id));
-
-    // The pack and the upload run together; either failing stops the other, and both have
-    // settled before anything else happens.
-    const stop = new AbortController();
-    const signal = AbortSignal.any([run.signal, stop.signal]);
-    const body = new PassThrough({ highWaterMark: 1 << 20 });
-    const upload = ctx.store.put(backup.storageKey, body, { signal, contentType: CONTENT_TYPE[backup.compression as keyof typeof CONTENT_TYPE] });
-    upload.catch((err) => stop.abort(err));
-    const packed = packArchive(
-      {
-        volumes: sources,
-        codec: backup.compression as 'zstd' | 'gzip' | 'none',
-        level: ctx.config.COMPRESSION_LEVEL,
-        blockSize: ctx.config.ARCHIVE_BLOCK_SIZE,
-        signal,
-        meta: { backupId: backup.id, instanceId: backup.instanceId, nodeId: ctx.nodeId },
-        onProgress: (p) => run.progress('archiving', p),
-      },
-      body,
-    ).then(
-      (result) => {
-        body.end();
-        return result;
-      },
-      (err) => {
-        body.destroy(err instanceof Error ? err : new Error(String(err)));
-        stop.abort(err);
-        throw err;
-      },
+  /** The archive packed straight into its upload; the two run together and stop together. */
+  private async packAndUpload(backup: Backup, sources: Source[], run: JobRun): Promise<PackResult> {
+    const codec = backup.compression as keyof typeof CONTENT_TYPE;
+    const { produced, consumed } = await streamInto(
+      (sink, signal) =>
+        packArchive(
+          {
+            volumes: sources,
+            codec,
+            level: this.ctx.config.COMPRESSION_LEVEL,
+            blockSize: this.ctx.config.ARCHIVE_BLOCK_SIZE,
+            signal,
+            meta: { backupId: backup.id, instanceId: backup.instanceId, nodeId: this.ctx.nodeId },
+            onProgress: (p) => run.progress('archiving', p),
+          },
+          sink,
+        ),
+      (source, signal) => this.ctx.store.put(backup.storageKey, source, { signal, contentType: CONTENT_TYPE[codec] }),
+      { signal: run.signal, discard: (packed) => packed.close() },
     );
-    const [packOutcome, uploadOutcome] = await Promise.allSettled([packed, upload]);
-    if (packOutcome.status === 'rejected' || uploadOutcome.status === 'rejected') {
-      if (packOutcome.status === 'fulfilled') packOutcome.value.close();
-      throw rootCause(packOutcome, uploadOutcome);
+    if (consumed.size !== produced.storedBytes) {
+      produced.close();
+      throw new CairnError('archive-corrupt', `stored object is ${consumed.size} bytes, the archive was ${produced.storedBytes}`, { permanent: false });
     }
-    const result = packOutcome.value;
-    const stored = uploadOutcome.value;
-    if (stored.size !== result.storedBytes) {
-      result.close();
-      throw new CairnError('archive-corrupt', `stored object is ${stored.size} bytes, the archive was ${result.storedBytes}`, { permanent: false });
-    }
+    return produced;
+  }
 
-    run.progress('uploading-index');
-    indexUploaded = true; // from here on an index of this attempt may exist
-    // Streamed from the pack's temporary file: memory does not grow with the number of files.
+  /** The Backup could not be completed: another run completed it, or it was deleted or cancelled meanwhile. */
+  private async lostRace(backup: Backup): Promise<WorkOutcome<BackupResult>> {
+    const current = await this.ctx.records.backups.get(backup.id);
+    this.started = false;
+    // A stalled copy of this job completed it: the row describes its objects.
+    if (current?.status === 'completed') return succeeded(resultOf(current));
+    // Never flip it back; remove what was uploaded.
+    await this.ctx.store.deleteMany([backup.storageKey, backup.indexKey]);
+    return { status: 'cancelled', reason: `backup became ${current?.status ?? 'missing'} while running; its objects were removed` };
+  }
+
+  /**
+   * Removes this backup's objects after a failure, unless the Backup is (by now) completed: then
+   * they are what its row describes. When its state cannot be read they stay for the orphan sweep.
+   */
+  private async removeObjectsUnlessCompleted(backup: Backup, run: JobRun): Promise<void> {
+    let status: string | undefined;
     try {
-      await ctx.store.put(backup.indexKey, result.indexStream(), { signal: run.signal, contentType: 'application/gzip' });
-    } finally {
-      result.close();
+      status = (await this.ctx.records.backups.get(backup.id))?.status;
+    } catch (err) {
+      run.log.warn({ err: (err as Error).message, backupId: backup.id }, 'backup state unreadable; its objects are left to the orphan sweep');
+      return;
     }
-
-    const allWarnings = [...warnings, ...result.warnings];
-    const rowWarnings =
-      allWarnings.length > ROW_WARNINGS_MAX
-        ? [
-            ...allWarnings.slice(0, ROW_WARNINGS_MAX),
-            { path: '', code: 'warnings-truncated', message: `${allWarnings.length - ROW_WARNINGS_MAX} more warnings are listed in the backup's index` },
-          ]
-        : allWarnings;
-    const completed = await transitionBackup(ctx.prisma, backup.id, ['running'], 'completed', {
-      completedAt: new Date(),
-      sizeBytes: BigInt(result.storedBytes),
-      logicalBytes: BigInt(result.logicalBytes),
-      fileCount: result.fileCount,
-      sha256: result.sha256,
-      warnings: rowWarnings as object[],
-      error: null,
-    });
-    if (!completed) {
-      const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id } });
-      if (current?.status === 'completed') {
-        // Another run of this job (a stalled copy) completed it: the row describes its objects.
-        committed = true;
-        await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', { result: resultOf(current) });
-        return { status: 'completed', backupId: backup.id };
-      }
-      // Deleted or cancelled while running: never flip it back; remove what was uploaded.
-      await ctx.store.deleteMany([backup.storageKey, backup.indexKey]);
-      await transitionJob(ctx.prisma, job.id, ['running'], 'cancelled', {
-        error: `backup became ${current?.status ?? 'missing'} while running; its objects were removed`,
-      });
-      return { status: 'cancelled', backupId: backup.id };
-    }
-    committed = true;
-    run.progress('done');
-    await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'succeeded', {
-      result: {
-        backupId: backup.id,
-        storedBytes: result.storedBytes,
-        logicalBytes: result.logicalBytes,
-        fileCount: result.fileCount,
-        warnings: allWarnings.length,
-      },
-    });
-    if (backup.trigger === 'schedule' && backup.scheduleId) {
-      // Best effort: the periodic retention run catches up if this enqueue fails.
-      await enqueueRetention(ctx.queues, backup.scheduleId).catch((err: Error) => run.log.warn({ err: err.message }, 'could not enqueue retention'));
-    }
-    return { status: 'completed', backupId: backup.id, warnings: allWarnings.length };
-  } catch (err) {
-    if (committed) {
-      // The Backup is completed and its objects are in place: they stay, whatever failed after
-      // (a cancel that came too late included). Only the Job row is behind: a retry of this job
-      // finds the Backup completed and records the success.
-      run.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'backup completed but its job could not be recorded');
-      throw new CairnError(
-        'unavailable',
-        `backup ${backup.id} completed, recording it on the job failed: ${err instanceof Error ? err.message : String(err)}`,
-        { permanent: false, cause: err },
-      );
-    }
-    const failure = classify(err, run);
-    // A lost run leaves the objects and the records to the run that owns the job now.
-    if (failure.kind === 'lost') throw await recordFailure(ctx.prisma, run, failure);
-    // The multipart upload was aborted by put(); an index from this attempt must not outlive it.
-    if (indexUploaded || failure.kind !== 'retry') await removeObjectsUnlessCompleted(ctx, backup);
-    if (failure.kind === 'retry') {
-      await transitionBackup(ctx.prisma, backup.id, ['running'], 'pending', { error: failure.error.message }).catch(() => {});
-    } else {
-      await transitionBackup(ctx.prisma, backup.id, ['pending', 'running'], failure.kind === 'cancelled' ? 'cancelled' : 'failed', {
-        error: failure.error.message,
-        completedAt: new Date(),
-      }).catch(() => {});
-    }
-    throw await recordFailure(ctx.prisma, run, failure);
+    if (!status || status === 'completed') return;
+    const { failed } = await this.ctx.store.deleteMany([backup.storageKey, backup.indexKey]);
+    if (failed.length) run.log.warn({ backupId: backup.id, failed }, 'objects of a failed backup not removed; the orphan sweep will');
   }
 }
 
-function resultOf(b: { id: string; sizeBytes: bigint | null; logicalBytes: bigint | null; fileCount: number | null; warnings: unknown }) {
+function succeeded(result: BackupResult): WorkOutcome<BackupResult> {
+  return { status: 'succeeded', result };
+}
+
+function resultOf(b: Backup): BackupResult {
   return {
     backupId: b.id,
     storedBytes: b.sizeBytes === null ? null : Number(b.sizeBytes),
@@ -216,30 +207,10 @@ function resultOf(b: { id: string; sizeBytes: bigint | null; logicalBytes: bigin
   };
 }
 
-/**
- * The error that explains a failed pack-and-upload. A failing upload makes the packer fail too
- * (its output closes), and a failing packer makes put() fail with a cancel or with the packer's
- * own error: so an upload error other than a cancel is the cause, otherwise the packer's.
- */
-function rootCause(pack: PromiseSettledResult<unknown>, upload: PromiseSettledResult<unknown>): unknown {
-  if (upload.status === 'rejected' && !(upload.reason instanceof CairnError && upload.reason.code === 'cancelled')) return upload.reason;
-  return pack.status === 'rejected' ? pack.reason : (upload as PromiseRejectedResult).reason;
-}
-
-/**
- * Removes this backup's objects after a failure, unless the Backup is (by now) completed: then
- * they are what its row describes. When its state cannot be read, they stay for the orphan sweep.
- */
-async function removeObjectsUnlessCompleted(ctx: NodeContext, backup: { id: string; storageKey: string; indexKey: string }): Promise<void> {
-  const current = await ctx.prisma.backup.findUnique({ where: { id: backup.id }, select: { status: true } }).catch(() => null);
-  if (!current || current.status === 'completed') return;
-  await ctx.store.deleteMany([backup.storageKey, backup.indexKey]).catch(() => {});
-}
-
-/** Aborts incomplete multipart uploads under a backup's prefix left by an earlier attempt. */
-async function abortLeftoverUploads(ctx: NodeContext, prefix: string): Promise<void> {
-  for (const upload of await ctx.store.listIncompleteUploads(prefix)) {
-    await ctx.store.abortIncompleteUpload(upload.key, upload.uploadId);
-    ctx.logger.info({ key: upload.key }, 'aborted an incomplete upload left by an earlier attempt');
-  }
+function rowWarnings(all: Warning[]): Warning[] {
+  if (all.length <= ROW_WARNINGS_MAX) return all;
+  return [
+    ...all.slice(0, ROW_WARNINGS_MAX),
+    { path: '', code: 'warnings-truncated', message: `${all.length - ROW_WARNINGS_MAX} more warnings are listed in the backup's index` },
+  ];
 }

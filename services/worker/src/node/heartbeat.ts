@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { Logger, PrismaClient } from '@cairn/core';
+import type { Logger, NodeRecords } from '@cairn/core';
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 
@@ -15,7 +15,7 @@ async function capacity(roots: string[]): Promise<Record<string, { freeBytes: nu
 
 /** Registers the node (self-registration) and keeps `lastHeartbeatAt` fresh until stopped. */
 export async function startHeartbeat(opts: {
-  prisma: PrismaClient;
+  nodes: Pick<NodeRecords, 'heartbeat'>;
   nodeId: string;
   volumeRoots: string[];
   version: string;
@@ -30,7 +30,7 @@ export async function startHeartbeat(opts: {
       lastHeartbeatAt: new Date(),
       capacity: { roots: await capacity(opts.volumeRoots), concurrency: opts.concurrency },
     };
-    await opts.prisma.node.upsert({ where: { id: opts.nodeId }, create: { id: opts.nodeId, ...data }, update: data });
+    await opts.nodes.heartbeat(opts.nodeId, data);
   };
   await beat();
   // One beat at a time: a volume root whose statfs hangs (a dead NFS server) must cost one

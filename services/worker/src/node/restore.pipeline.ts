@@ -1,10 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { CairnError, containingRoot, isInside, transitionJob } from '@cairn/core';
+import { CairnError, containingRoot, isInside, type InstanceWithVolumes } from '@cairn/core';
 import { eachEntry, readIndex, unpackArchive, type StreamedIndex } from '@cairn/core/archive/index.ts';
-import { classify, recordFailure } from './job-outcome.ts';
-import type { JobRun, NodeContext } from './node-context.ts';
+import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
+import { amendFailure, type Failure } from '../job-outcome.ts';
+import type { NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
 
 const restoreParams = z.object({
@@ -12,6 +13,13 @@ const restoreParams = z.object({
   paths: z.array(z.string()).optional(),
   mode: z.enum(['replace', 'merge']).default('replace'),
 });
+
+export interface RestoreResult {
+  filesWritten: number;
+  bytesWritten: number;
+  warnings: number;
+  notes: string[];
+}
 
 /** Free space a restore needs beyond the data itself. */
 const SPACE_MARGIN = 64 * 1024 * 1024;
@@ -32,47 +40,97 @@ interface VolumePlan {
 }
 
 /**
- * The restore pipeline of SPEC §7: download and verify into a staging directory on the target's
- * filesystem, then swap it in. On failure or cancel the target is exactly as before: every change
- * made to live directories is journaled and undone, across all volumes; data that could not be
- * put back is kept (never removed) and named in the job's error.
+ * The restore pipeline of SPEC §7, as a unit of work of the job lifecycle: download and verify
+ * into a staging directory on the target's filesystem, then swap it in. On failure or cancel the
+ * target is exactly as before: every change made to live directories is journaled and undone,
+ * across all volumes; data that could not be put back is kept (never removed) and named in the
+ * job's error.
  */
-export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ status: 'succeeded' | 'skipped'; filesWritten?: number }> {
-  const job = await ctx.prisma.job.findUnique({ where: { id: run.jobId }, include: { backup: true } });
-  if (!job) throw new CairnError('not-found', `job ${run.jobId} does not exist`);
-  if (job.status !== 'queued' && job.status !== 'running') return { status: 'skipped' };
-  const started = await transitionJob(ctx.prisma, job.id, ['queued', 'running'], 'running', {
-    startedAt: job.startedAt ?? new Date(),
-    attempts: run.attempt,
-    nodeId: ctx.nodeId,
-    error: null,
-  });
-  // Cancelled or interrupted between the two reads: whoever changed it owns the record now.
-  if (!started) return { status: 'skipped' };
+export class RestoreJob implements JobWork<RestoreResult> {
+  private readonly plans: VolumePlan[] = [];
+  private readonly journal = new Journal();
 
-  const plans: VolumePlan[] = [];
-  const journal = new Journal();
-  let committed = false;
-  let index: StreamedIndex | undefined;
-  try {
-    const backup = job.backup;
+  constructor(private readonly ctx: NodeContext) {}
+
+  async run(run: JobRun): Promise<WorkOutcome<RestoreResult>> {
+    const { ctx } = this;
+    const job = run.job!;
+    const backup = job.backupId ? await ctx.records.backups.get(job.backupId) : null;
     if (!backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
     if (backup.status !== 'completed') throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}, only completed backups can be restored`);
     const params = restoreParams.parse(job.params ?? {});
-    const target = await ctx.prisma.instance.findUnique({ where: { id: job.targetInstanceId ?? backup.instanceId }, include: { volumes: true } });
+    const target = await ctx.records.instances.get(job.targetInstanceId ?? backup.instanceId);
     if (!target) throw new CairnError('not-found', `target instance ${job.targetInstanceId} no longer exists`);
 
     run.progress('reading-index');
     // Entries go to a temporary file as the index is read: memory does not grow with the file count.
-    index = await readIndex(await ctx.store.get(backup.indexKey, { signal: run.signal }));
-    const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
-    const byVolume = groupPaths(params.paths, volumeNames);
+    const index = await readIndex(await ctx.store.get(backup.indexKey, { signal: run.signal }));
+    try {
+      const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
+      const plans = await this.plan(job.id, target, volumeNames, params.paths);
+      const needed = bytesNeeded(index, plans);
+      await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
+      const total = [...needed.values()].reduce((a, b) => a + b, 0);
+      await makeStaging(plans);
+
+      run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
+      const common = {
+        target: plans[0]!.staging,
+        volumeDirs: Object.fromEntries(plans.map((p) => [p.name, p.staging])),
+        index,
+        signal: run.signal,
+        restoreOwnership: process.getuid?.() === 0,
+        onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => run.progress('restoring', p),
+      };
+      const result = params.paths?.length
+        ? await unpackArchive({
+            ...common,
+            paths: params.paths,
+            source: { rangeReader: (start, end) => ctx.store.get(backup.storageKey, { range: { start, end }, signal: run.signal }) },
+          })
+        : await unpackArchive({
+            ...common,
+            source: { stream: await ctx.store.get(backup.storageKey, { signal: run.signal }) },
+            expectedSha256: backup.sha256 ?? undefined,
+          });
+
+      // Past this point the target changes: the last chance to honour a cancel.
+      if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
+      run.progress('swapping');
+      const notes: string[] = [];
+      for (const plan of plans) {
+        plan.touched = true;
+        await swapIn(plan, params.mode, this.journal);
+        if (plan.inPlace)
+          notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
+      }
+      // Every volume is in place: from here on nothing is undone (a failure to record the job
+      // makes BullMQ run it again, which restores the same data again).
+      this.plans.length = 0;
+      notes.push(...(await removeReplaced(plans)));
+      run.progress('done');
+      return { status: 'succeeded', result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes } };
+    } finally {
+      index.entries.close();
+    }
+  }
+
+  /** Undoes what this run changed; data that could not be put back is named in the error. */
+  async onFailure(failure: Failure): Promise<Failure | undefined> {
+    const kept = await undo(this.plans, this.journal);
+    if (kept.length)
+      return amendFailure(failure, `${failure.error.message}; the restore could not be fully undone: the previous content is kept at ${kept.join(', ')}`);
+    return undefined;
+  }
+
+  /** One plan per restored volume: where it lives, where it is staged, what is restored into it. */
+  private async plan(jobId: string, target: InstanceWithVolumes, volumeNames: string[], paths: string[] | undefined): Promise<VolumePlan[]> {
+    const byVolume = groupPaths(paths, volumeNames);
     // With paths, only the volumes they name are touched (a volume with none selected would
     // otherwise be "replaced" by an empty staging directory).
-    const restored = params.paths?.length ? volumeNames.filter((n) => byVolume.has(n)) : volumeNames;
-
-    const realRoots = await Promise.all(ctx.volumeRoots.map((r) => fs.realpath(r).catch(() => path.resolve(r))));
-    const others = await otherVolumes(ctx);
+    const restored = paths?.length ? volumeNames.filter((n) => byVolume.has(n)) : volumeNames;
+    const realRoots = await Promise.all(this.ctx.volumeRoots.map((r) => fs.realpath(r).catch(() => path.resolve(r))));
+    const others = await otherVolumes(this.ctx);
     for (const name of restored) {
       const volume = target.volumes.find((v) => v.name === name);
       if (!volume) throw new CairnError('validation', `target instance ${target.name} has no volume named ${name}`);
@@ -80,9 +138,9 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
       await assertNothingInside(live, volume.id, others);
       // A volume root cannot be renamed away (its parent is outside the roots): apply in place.
       const inPlace = realRoots.includes(live) || (await isMountPoint(live));
-      const names = stagingNames(job.id, live);
+      const names = stagingNames(jobId, live);
       const home = inPlace ? live : path.dirname(live);
-      plans.push({
+      this.plans.push({
         name,
         live,
         staging: path.join(home, names.staging),
@@ -92,77 +150,22 @@ export async function runRestore(ctx: NodeContext, run: JobRun): Promise<{ statu
         paths: byVolume.get(name),
       });
     }
+    return [...this.plans];
+  }
+}
 
-    const needed = bytesNeeded(index, plans);
-    await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
-    const total = [...needed.values()].reduce((a, b) => a + b, 0);
-
-    for (const plan of plans) {
-      try {
-        await fs.mkdir(plan.staging, { mode: 0o700 });
-      } catch (err) {
-        // Another run of this job (a stalled copy) owns it; never touch it.
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST')
-          throw new CairnError('unavailable', `staging directory ${plan.staging} already exists (another run of this restore?)`, { permanent: false });
-        throw err;
-      }
-      plan.ownsStaging = true;
+/** Creates each plan's staging directory; one that exists belongs to another run of this job. */
+async function makeStaging(plans: VolumePlan[]): Promise<void> {
+  for (const plan of plans) {
+    try {
+      await fs.mkdir(plan.staging, { mode: 0o700 });
+    } catch (err) {
+      // Another run of this job (a stalled copy) owns it; never touch it.
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+        throw new CairnError('unavailable', `staging directory ${plan.staging} already exists (another run of this restore?)`, { permanent: false });
+      throw err;
     }
-    run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
-    const volumeDirs = Object.fromEntries(plans.map((p) => [p.name, p.staging]));
-    const common = {
-      target: plans[0]!.staging,
-      volumeDirs,
-      index,
-      signal: run.signal,
-      restoreOwnership: process.getuid?.() === 0,
-      onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => run.progress('restoring', p),
-    };
-    const result = params.paths?.length
-      ? await unpackArchive({
-          ...common,
-          paths: params.paths,
-          source: { rangeReader: (start, end) => ctx.store.get(backup.storageKey, { range: { start, end }, signal: run.signal }) },
-        })
-      : await unpackArchive({
-          ...common,
-          source: { stream: await ctx.store.get(backup.storageKey, { signal: run.signal }) },
-          expectedSha256: backup.sha256 ?? undefined,
-        });
-
-    // Past this point the target changes: the last chance to honour a cancel.
-    if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
-    run.progress('swapping');
-    const notes: string[] = [];
-    for (const plan of plans) {
-      plan.touched = true;
-      await swapIn(plan, params.mode, journal);
-      if (plan.inPlace)
-        notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
-    }
-    // Every volume is in place: from here on nothing is undone.
-    committed = true;
-    notes.push(...(await removeReplaced(plans)));
-    await transitionJob(ctx.prisma, job.id, ['running'], 'succeeded', {
-      result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes },
-    });
-    run.progress('done');
-    return { status: 'succeeded', filesWritten: result.filesWritten };
-  } catch (err) {
-    const failure = classify(err, run);
-    const amend = (message: string) => {
-      failure.error = new CairnError(failure.error.code, message, { permanent: failure.error.permanent, details: failure.error.details, cause: failure.error });
-    };
-    if (committed) {
-      // Only recording the outcome failed; a retry restores the same data again.
-      amend(`the restore was applied to every volume, but recording it failed: ${failure.error.message}`);
-    } else {
-      const kept = await undo(plans, journal);
-      if (kept.length) amend(`${failure.error.message}; the restore could not be fully undone: the previous content is kept at ${kept.join(', ')}`);
-    }
-    throw await recordFailure(ctx.prisma, run, failure);
-  } finally {
-    index?.entries.close();
+    plan.ownsStaging = true;
   }
 }
 
@@ -188,10 +191,7 @@ interface OtherVolume {
 
 /** Every volume registered on this node, resolved (symlinks followed). */
 async function otherVolumes(ctx: NodeContext): Promise<OtherVolume[]> {
-  const rows = await ctx.prisma.volume.findMany({
-    where: { instance: { nodeId: ctx.nodeId } },
-    select: { id: true, name: true, hostPath: true, instance: { select: { name: true } } },
-  });
+  const rows = await ctx.records.instances.volumes({ nodeId: ctx.nodeId });
   return Promise.all(rows.map(async (v) => ({ id: v.id, label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })));
 }
 
@@ -305,7 +305,7 @@ async function undo(plans: VolumePlan[], journal: Journal): Promise<string[]> {
   const clean = await journal.undo();
   const kept: string[] = [];
   for (const plan of plans) {
-    if (plan.ownsStaging) await fs.rm(plan.staging, { recursive: true, force: true }).catch(() => {});
+    if (plan.ownsStaging) await fs.rm(plan.staging, { recursive: true, force: true }).catch(() => {}); // a leftover is removed at the next worker start
     if (!plan.touched || !(await exists(plan.oldDir))) continue;
     if (clean) {
       // Only empty scaffolding should be left; anything else is kept below.
