@@ -1,0 +1,100 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CairnError, createLogger, MemoryRecords, UniqueViolation } from '@cairn/core';
+import { MemoryObjectStore } from '@cairn/core/storage/memory.object-store.ts';
+import { createGateway } from '@cairn/gateway/app.ts';
+import { toCairnError } from '@cairn/gateway/middleware/error-handler.ts';
+import { generateToken } from '@cairn/gateway/services/token.service.ts';
+import { FakeQueues } from './gateway-fixture.ts';
+
+/** The whole Koa application over in-memory records and store and a fake queue: routing, auth and the error path. */
+
+const servers: http.Server[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
+
+async function serve(checks: Record<string, () => Promise<unknown>> = {}) {
+  const records = new MemoryRecords();
+  const queues = new FakeQueues();
+  const gateway = createGateway({
+    config: { BODY_LIMIT: 65536, COMPRESSION: 'gzip', MANUAL_BACKUP_LIMIT: 1 },
+    logger: createLogger({ level: 'silent' }),
+    records,
+    queues,
+    store: new MemoryObjectStore(),
+    readinessChecks: checks,
+  });
+  const adminSecret = generateToken();
+  await gateway.tokens.ensureBootstrapAdmin(adminSecret);
+  const server = http.createServer(gateway.app.callback()).listen(0, '127.0.0.1');
+  servers.push(server);
+  await new Promise((r) => server.once('listening', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const api = async (method: string, route: string, body?: unknown, token: string | null = adminSecret) => {
+    const res = await fetch(`${base}${route}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+  };
+  return { records, queues, api };
+}
+
+describe('gateway app (in memory)', () => {
+  it('registers an instance, starts a backup, and maps busy/limit to 409/429 through the one error path', async () => {
+    const { records, queues, api } = await serve();
+    records.seedNode({ id: 'n1', volumeRoots: ['/srv/a'], lastHeartbeatAt: new Date() });
+    const created = await api('POST', '/v1/instances', { name: 'shop', nodeId: 'n1', tenant: 'acme', volumes: [{ name: 'd', hostPath: '/srv/a/d' }] });
+    expect(created.status).toBe(201);
+    const started = await api('POST', `/v1/instances/${created.body.id}/backups`);
+    expect(started.status).toBe(202);
+    expect(queues.nodeJobs).toHaveLength(1);
+
+    const busy = await api('POST', `/v1/instances/${created.body.id}/backups`);
+    expect(busy.status).toBe(409);
+    expect(busy.body.error).toMatchObject({ code: 'conflict', details: { jobId: started.body.job.id } });
+
+    await records.jobs.transition(started.body.job.id, ['queued'], 'succeeded');
+    await records.backups.transition(started.body.backup.id, ['pending'], 'completed');
+    const limited = await api('POST', `/v1/instances/${created.body.id}/backups`);
+    expect(limited.status).toBe(429);
+    expect(limited.body.error).toMatchObject({ code: 'limit', details: { limit: 1, count: 1 } });
+
+    const dup = await api('POST', '/v1/instances', { name: 'shop', nodeId: 'n1', tenant: 'acme', volumes: [{ name: 'd', hostPath: '/srv/a/e' }] });
+    expect(dup.status).toBe(409);
+  });
+
+  it('answers 401 without a valid token, 404 for unknown routes, 503 with Retry-After when the queue is down', async () => {
+    const { records, queues, api } = await serve();
+    expect((await api('GET', '/v1/instances', undefined, null)).status).toBe(401);
+    expect((await api('GET', '/v1/instances', undefined, generateToken())).status).toBe(401);
+    expect((await api('GET', '/v1/nowhere')).status).toBe(404);
+    records.seedNode({ id: 'n1', volumeRoots: ['/srv/a'], lastHeartbeatAt: new Date() });
+    const inst = (await api('POST', '/v1/instances', { name: 'a', nodeId: 'n1', tenant: 'acme', volumes: [{ name: 'd', hostPath: '/srv/a/d' }] })).body;
+    queues.down = true;
+    const res = await api('POST', `/v1/instances/${inst.id}/backups`);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+  });
+
+  it('answers /readyz 503 naming the failing dependency', async () => {
+    const { api } = await serve({
+      postgres: async () => {},
+      redis: async () => {
+        throw new CairnError('unavailable', 'redis connection is reconnecting');
+      },
+    });
+    const ready = await api('GET', '/readyz', undefined, null);
+    expect(ready.status).toBe(503);
+    expect(ready.body.error.details).toEqual({ failing: ['redis'] });
+  });
+
+  it('maps a unique violation to 409 and a database outage to 503', () => {
+    expect(toCairnError(new UniqueViolation(['name']))).toMatchObject({ code: 'conflict', details: { fields: ['name'] } });
+    expect(toCairnError(Object.assign(new Error('gone'), { code: 'P1001' }))).toMatchObject({ code: 'unavailable', message: 'database unavailable' });
+  });
+});
