@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { admin, gatewayFixture, member, rejection } from './gateway-fixture.ts';
 
 async function setup(options: { manualBackupLimit?: number } = {}) {
@@ -88,6 +88,34 @@ describe('BackupService.start', () => {
     expect(await f.records.jobs.get(jobId)).toMatchObject({ status: 'failed', errorCode: 'unavailable', finishedAt: f.clock.now });
     f.queues.loseEnqueues = false;
     expect((await f.backups.start(owner, inst.id, {})).job.status).toBe('queued');
+  });
+
+  it('retries marking the rows failed through a database blip', async () => {
+    const { f, inst, owner } = await setup();
+    f.queues.loseEnqueues = true;
+    f.records.failNext('jobs.transition');
+    f.records.failNext('backups.transition');
+    const err = await rejection(f.backups.start(owner, inst.id, {}));
+    const { backupId, jobId } = err.details as { backupId: string; jobId: string };
+    expect(err.code).toBe('unavailable');
+    expect((await f.records.jobs.get(jobId))!.status).toBe('failed');
+    expect((await f.records.backups.get(backupId))!.status).toBe('failed');
+  });
+
+  it('logs a failed-write that keeps failing with the ids and the enqueue error, and still answers 503', async () => {
+    const { f, inst, owner } = await setup();
+    const logged = vi.spyOn(f.logger, 'error');
+    f.queues.loseEnqueues = true;
+    for (let i = 0; i < 3; i++) f.records.failNext('jobs.transition', new Error('database gone'));
+    const err = await rejection(f.backups.start(owner, inst.id, {}));
+    const { backupId, jobId } = err.details as { backupId: string; jobId: string };
+    expect(err.code).toBe('unavailable');
+    expect(logged).toHaveBeenCalledWith(
+      { jobId, backupId, err: 'database gone', cause: expect.stringContaining('could not enqueue the backup') },
+      `could not mark job ${jobId} failed after its enqueue failed; the sweep will close it`,
+    );
+    expect((await f.records.jobs.get(jobId))!.status).toBe('queued');
+    expect((await f.records.backups.get(backupId))!.status).toBe('failed');
   });
 
   it("answers 404 for another tenant's instance", async () => {

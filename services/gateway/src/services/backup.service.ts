@@ -24,6 +24,7 @@ import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import type { InstanceService } from './instance.service.ts';
 import { backupView, jobView } from './presenters.ts';
+import { failUnqueued } from './unqueued-job.ts';
 
 export interface BackupServiceOptions {
   records: Records;
@@ -128,8 +129,7 @@ export class BackupService {
       await this.queues.enqueueNode(instance.nodeId, 'backup', { jobId });
     } catch (err) {
       const reason = `could not enqueue the backup: ${toCairnError(err).message}`;
-      await this.records.jobs.transition(jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
-      await this.records.backups.transition(backupId, ['pending'], 'failed', { error: reason });
+      await failUnqueued(this.records, this.logger, { jobId, backupId }, reason);
       throw new CairnError('unavailable', reason, { cause: err, details: { backupId, jobId } });
     }
     this.logger.info({ backupId, jobId, instanceId: instance.id, nodeId: instance.nodeId, volumes: selected, by: actor.tokenId }, 'backup requested');

@@ -8,6 +8,7 @@ import type { BackupFilesService } from './backup-files.service.ts';
 import { busyInstanceError, type BackupService } from './backup.service.ts';
 import type { InstanceService } from './instance.service.ts';
 import { jobView } from './presenters.ts';
+import { failUnqueued } from './unqueued-job.ts';
 
 export interface RestoreServiceOptions {
   records: Records;
@@ -109,7 +110,7 @@ export class RestoreService {
       await this.queues.enqueueNode(target.nodeId, 'restore', { jobId });
     } catch (err) {
       const reason = `could not enqueue the restore: ${toCairnError(err).message}`;
-      await this.records.jobs.transition(jobId, ['queued'], 'failed', { error: reason, errorCode: 'unavailable' });
+      await failUnqueued(this.records, this.logger, { jobId }, reason);
       throw new CairnError('unavailable', reason, { cause: err, details: { jobId } });
     }
     this.logger.info(
