@@ -20,6 +20,9 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutObjectOptions,
+  compareObjectKeys,
+  decodeListCursor,
+  encodeListCursor,
 } from './object-store.ts';
 
 export interface FsObjectStoreOptions {
@@ -43,21 +46,6 @@ function errnoOf(err: unknown): string | undefined {
 
 function isMissing(err: unknown): boolean {
   return ['ENOENT', 'ENOTDIR'].includes(errnoOf(err) ?? '');
-}
-
-/** S3 orders keys by UTF-8 bytes; plain string comparison would order by UTF-16 units. */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-function encodeCursor(lastKey: string): string {
-  return Buffer.from(`1\n${lastKey}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!text.startsWith('1\n') || text.length < 3) throw new CairnError('validation', 'invalid list cursor');
-  return text.slice(2);
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
@@ -244,7 +232,7 @@ export class FsObjectStore implements ObjectStore {
   async list(prefix: string, opts: ListObjectsOptions = {}): Promise<{ items: ObjectInfo[]; nextCursor: string | null }> {
     assertValidPrefix(prefix);
     const limit = listLimit(opts.limit);
-    const after = opts.cursor ? decodeCursor(opts.cursor) : '';
+    const after = opts.cursor ? decodeListCursor(opts.cursor) : '';
     const keys: string[] = [];
     let more = false;
     const startDir = prefix.slice(0, prefix.lastIndexOf('/') + 1);
@@ -262,7 +250,7 @@ export class FsObjectStore implements ObjectStore {
     const infos = await Promise.all(keys.map((key) => this.head(key).catch(() => null)));
     // An object deleted between the walk and its stat is simply not listed.
     const items = infos.filter((i): i is ObjectInfo => i !== null);
-    return { items, nextCursor: more && keys.length ? encodeCursor(keys[keys.length - 1]!) : null };
+    return { items, nextCursor: more && keys.length ? encodeListCursor(keys[keys.length - 1]!) : null };
   }
 
   /**
@@ -289,9 +277,9 @@ export class FsObjectStore implements ObjectStore {
       if (dir) {
         if (!full.startsWith(prefix) && !prefix.startsWith(full)) continue;
         // All keys under `full` sort before `after` unless `after` lies inside it.
-        if (after && !after.startsWith(full) && compareKeys(full, after) < 0) continue;
+        if (after && !after.startsWith(full) && compareObjectKeys(full, after) < 0) continue;
         yield* this.walk(full, prefix, after);
-      } else if (full.startsWith(prefix) && (!after || compareKeys(full, after) > 0)) {
+      } else if (full.startsWith(prefix) && (!after || compareObjectKeys(full, after) > 0)) {
         yield full;
       }
     }
@@ -361,7 +349,9 @@ export class FsObjectStore implements ObjectStore {
           return meta?.key.startsWith(prefix) ? { key: meta.key, uploadId: n.slice(0, -'.json'.length), initiated: new Date(meta.initiated) } : null;
         }),
     );
-    return uploads.filter((u): u is IncompleteUpload => u !== null).sort((a, b) => compareKeys(a.key, b.key) || a.initiated.getTime() - b.initiated.getTime());
+    return uploads
+      .filter((u): u is IncompleteUpload => u !== null)
+      .sort((a, b) => compareObjectKeys(a.key, b.key) || a.initiated.getTime() - b.initiated.getTime());
   }
 
   private async readMeta(uploadId: string): Promise<UploadMeta | null> {

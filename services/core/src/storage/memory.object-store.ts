@@ -17,6 +17,9 @@ import {
   type ObjectInfo,
   type ObjectStore,
   type PutObjectOptions,
+  compareObjectKeys,
+  decodeListCursor,
+  encodeListCursor,
 } from './object-store.ts';
 
 export interface MemoryObjectStoreOptions {
@@ -42,22 +45,6 @@ interface Upload {
 
 /** Chunk size of get streams, as the filesystem store reads, so aborts can land mid-read. */
 const READ_CHUNK = 1024 * 1024;
-
-/** S3 orders keys by UTF-8 bytes; plain string comparison would order by UTF-16 units. */
-function compareKeys(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
-// Same cursor format as the filesystem store: the last key of the page, opaque to callers.
-function encodeCursor(lastKey: string): string {
-  return Buffer.from(`1\n${lastKey}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!text.startsWith('1\n') || text.length < 3) throw new CairnError('validation', 'invalid list cursor');
-  return text.slice(2);
-}
 
 /**
  * An ObjectStore held in process memory, intended to be used as a test fake in unit tests: it
@@ -212,12 +199,12 @@ export class MemoryObjectStore implements ObjectStore {
   async list(prefix: string, opts: ListObjectsOptions = {}): Promise<{ items: ObjectInfo[]; nextCursor: string | null }> {
     assertValidPrefix(prefix);
     const limit = listLimit(opts.limit);
-    const after = opts.cursor ? decodeCursor(opts.cursor) : '';
+    const after = opts.cursor ? decodeListCursor(opts.cursor) : '';
     this.checkUsable(null, `list of "${prefix}"`);
-    const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix) && (!after || compareKeys(key, after) > 0)).sort(compareKeys);
+    const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix) && (!after || compareObjectKeys(key, after) > 0)).sort(compareObjectKeys);
     const page = keys.slice(0, limit);
     const items = page.map((key) => this.info(key, this.objects.get(key)!));
-    return { items, nextCursor: keys.length > limit ? encodeCursor(page[page.length - 1]!) : null };
+    return { items, nextCursor: keys.length > limit ? encodeListCursor(page[page.length - 1]!) : null };
   }
 
   listAll(prefix: string): AsyncIterable<ObjectInfo> {
@@ -250,7 +237,7 @@ export class MemoryObjectStore implements ObjectStore {
     return [...this.uploads]
       .filter(([, upload]) => upload.key.startsWith(prefix))
       .map(([uploadId, { key, initiated }]) => ({ key, uploadId, initiated: new Date(initiated) }))
-      .sort((a, b) => compareKeys(a.key, b.key) || a.initiated.getTime() - b.initiated.getTime());
+      .sort((a, b) => compareObjectKeys(a.key, b.key) || a.initiated.getTime() - b.initiated.getTime());
   }
 
   async abortIncompleteUpload(key: string, uploadId: string): Promise<void> {

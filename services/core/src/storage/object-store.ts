@@ -206,3 +206,19 @@ export async function deletePrefix(store: ObjectStore, prefix: string): Promise<
   if (failed.length) throw new CairnError('unavailable', `could not delete ${failed.length} object(s): ${failed[0]!.message}`, { permanent: false });
   return keys.length;
 }
+
+/** S3 orders keys by UTF-8 bytes; plain string comparison would order by UTF-16 units. */
+export function compareObjectKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** The list cursor of the stores that page themselves (filesystem, in-memory): the last key of the page, opaque to callers. */
+export function encodeListCursor(lastKey: string): string {
+  return Buffer.from(`1\n${lastKey}`).toString('base64url');
+}
+
+export function decodeListCursor(cursor: string): string {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!text.startsWith('1\n') || text.length < 3) throw new CairnError('validation', 'invalid list cursor');
+  return text.slice(2);
+}
