@@ -75,11 +75,18 @@ export async function applyRetention(deps: RetentionDeps, scheduleId: string): P
   report.kept = plan.keep.length;
 
   const current = new Map(candidates.map((c) => [c.id, c.expiresAt?.getTime() ?? null]));
-  for (const kept of plan.keep) {
-    const expires = kept.expiresAt?.getTime() ?? null;
-    if (current.get(kept.id) === expires) continue;
-    report.expiresUpdated += await deps.records.backups.updateWhere({ id: kept.id, status: 'completed' }, { expiresAt: kept.expiresAt });
-  }
+  const expiring = plan.keep.filter((kept) => current.get(kept.id) !== (kept.expiresAt?.getTime() ?? null));
+  // Under the schedule's lock, and only while it exists: deleting the schedule clears expiresAt
+  // under the same lock, so a run that read the schedule just before cannot set it again after.
+  const updated = await deps.records.transaction(async (tx) => {
+    await tx.lock('schedule', scheduleId);
+    if (!(await tx.schedules.get(scheduleId))) return null;
+    let count = 0;
+    for (const kept of expiring) count += await tx.backups.updateWhere({ id: kept.id, status: 'completed' }, { expiresAt: kept.expiresAt });
+    return count;
+  });
+  if (updated === null) return { ...report, status: 'schedule-missing', kept: 0 };
+  report.expiresUpdated = updated;
 
   if (plan.drop.length) {
     const results = await softDeleteBackups(
