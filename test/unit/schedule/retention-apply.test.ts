@@ -87,6 +87,26 @@ describe('applyRetention', () => {
     expect(await records.backups.get(newer!)).toMatchObject({ status: 'completed' });
   });
 
+  it('a schedule deleted while its retention runs gets no expiry set after the deletion', async () => {
+    const scheduleId = await scheduleWith({ keepLast: 5, maxAgeDays: 30 });
+    const ids = await hourly(scheduleId, 2);
+    // The schedule is deleted (expiresAt cleared, as ScheduleService.remove does) right after the run read its backups.
+    const find = records.backups.find;
+    Object.assign(records.backups, {
+      find: async (...args: Parameters<typeof find>) => {
+        const rows = await find(...args);
+        await records.backups.updateWhere({ scheduleId }, { expiresAt: null });
+        await records.schedules.delete(scheduleId);
+        return rows;
+      },
+    });
+
+    const report = await applyRetention(deps(), scheduleId);
+
+    expect(report).toMatchObject({ status: 'schedule-missing', expiresUpdated: 0, deleted: [] });
+    for (const id of ids) expect(await records.backups.get(id)).toMatchObject({ scheduleId: null, expiresAt: null });
+  });
+
   it('a missing schedule is reported, not thrown', async () => {
     expect(await applyRetention(deps(), 'gone')).toMatchObject({ scheduleId: 'gone', status: 'schedule-missing', deleted: [] });
   });
