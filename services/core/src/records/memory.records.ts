@@ -141,7 +141,7 @@ export class MemoryRecords implements Records {
           const failure = this.failures.get(key)?.shift();
           if (failure !== undefined) throw failure;
           // Copies in and out: no caller shares an object with the tables.
-          return structuredClone(await fn(...args.map((a) => (a instanceof Date || typeof a !== 'object' ? a : structuredClone(a)))));
+          return structuredClone(await fn(...args.map((a) => (typeof a !== 'object' ? a : structuredClone(a)))));
         };
       }
       out[table] = wrapped;
@@ -416,6 +416,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       if ([...t.instances.values()].some((i) => i.tenantId === instance.tenantId && i.name === instance.name)) throw new UniqueViolation(['tenantId', 'name']);
       if (!t.tenants.has(instance.tenantId)) throw new Error(`foreign key: tenant ${instance.tenantId} does not exist`);
       if (!t.nodes.has(instance.nodeId)) throw new Error(`foreign key: node ${instance.nodeId} does not exist`);
+      if (new Set(volumes.map((v) => v.name)).size < volumes.length) throw new UniqueViolation(['instanceId', 'name']);
       const now = clock();
       const row: Instance = { ...instance, createdAt: now, updatedAt: now };
       t.instances.set(row.id, row);
@@ -543,6 +544,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     async create(token) {
       const t = tables();
       if ([...t.tokens.values()].some((k) => k.tokenHash === token.tokenHash)) throw new UniqueViolation(['tokenHash']);
+      if (t.tokens.has(token.id)) throw new UniqueViolation(['id']);
       const row: ApiToken = { ...token, createdAt: clock(), lastUsedAt: null, revokedAt: null };
       t.tokens.set(row.id, row);
       return withTenant(t, row);
@@ -569,6 +571,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const t = tables();
       const found = [...t.tenants.values()].find((r) => r.name === name);
       if (found) return found;
+      if (t.tenants.has(id)) throw new UniqueViolation(['id']);
       const row: Tenant = { id, name, createdAt: clock() };
       t.tenants.set(id, row);
       return row;
