@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
-    include: ['test/unit/**/*.test.ts', 'test/contract/memory.object-store.test.ts'],
+    include: ['test/unit/**/*.test.ts', 'test/contract/memory.object-store.test.ts', 'test/contract/memory.records.test.ts'],
     testTimeout: 20_000,
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     pool: 'forks',

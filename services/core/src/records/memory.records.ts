@@ -62,6 +62,10 @@ const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
  *
  * `failNext(method, error)` makes the next call of e.g. `jobs.transition` throw, to test what
  * happens when the database fails at that moment.
+ *
+ * Where it is not Postgres (the contract suite lists both): a transaction writes into the shared
+ * tables as it goes, so a read outside it sees its uncommitted rows, and a rollback restores the
+ * tables as they were when it began, losing writes made outside it meanwhile.
  */
 export class MemoryRecords implements Records {
   private tables = emptyTables();
@@ -225,9 +229,26 @@ function scheduleMatches(t: Tables, s: Schedule, f: ScheduleFilter): boolean {
   );
 }
 
-/** Drops `undefined` fields, so a partial change never blanks a column. */
+/**
+ * Drops `undefined` fields, so a partial change never blanks a column; objects and arrays (the
+ * Json and array columns) are stored as JSON holds them, as Postgres does: a Date inside becomes
+ * its ISO string, an undefined field disappears.
+ */
 function defined<T extends object>(changes: T): Partial<T> {
-  return Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return Object.fromEntries(
+    Object.entries(changes)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, asJson(v)]),
+  ) as Partial<T>;
+}
+
+function asJson(v: unknown): unknown {
+  return v !== null && typeof v === 'object' && !(v instanceof Date) ? JSON.parse(JSON.stringify(v)) : v;
+}
+
+function foreignKey(table: string, field: string, value: string): Error {
+  // What Prisma throws when a foreign key names no row (P2003).
+  return Object.assign(new Error(`foreign key: ${table}.${field} ${value} names no row`), { code: 'P2003' });
 }
 
 function notFound(what: string, id: string): Error {
@@ -277,6 +298,8 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     async create(job) {
       const t = tables();
       if (t.jobs.has(job.id)) throw new UniqueViolation(['id']);
+      if (job.backupId && !t.backups.has(job.backupId)) throw foreignKey('job', 'backupId', job.backupId);
+      if (job.parentJobId && !t.jobs.has(job.parentJobId)) throw foreignKey('job', 'parentJobId', job.parentJobId);
       const row: Job = {
         status: 'queued',
         instanceId: null,
@@ -307,7 +330,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     },
     async setProgress(id, progress) {
       const row = tables().jobs.get(id);
-      if (row) row.progress = progress as Job['progress'];
+      if (row) row.progress = asJson(progress) as Job['progress'];
     },
   };
 
@@ -337,6 +360,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     async create(backup) {
       const t = tables();
       if (t.backups.has(backup.id)) throw new UniqueViolation(['id']);
+      if (!t.instances.has(backup.instanceId)) throw foreignKey('backup', 'instanceId', backup.instanceId);
       const row: Backup = {
         status: 'pending',
         kind: 'full',
@@ -465,8 +489,8 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     async heartbeat(id, beat) {
       const t = tables();
       const row = t.nodes.get(id);
-      if (row) Object.assign(row, beat);
-      else t.nodes.set(id, { id, labels: {}, createdAt: clock(), ...beat } as Node);
+      if (row) Object.assign(row, defined(beat));
+      else t.nodes.set(id, { id, labels: {}, createdAt: clock(), ...defined(beat) } as Node);
     },
   };
 

@@ -97,9 +97,11 @@ async function unique<T>(write: Promise<T>): Promise<T> {
   try {
     return await write;
   } catch (err) {
-    const e = err as { code?: string; meta?: { target?: unknown } };
-    if (e.code === 'P2002') throw new UniqueViolation(Array.isArray(e.meta?.target) ? (e.meta.target as string[]) : [], { cause: err });
-    throw err;
+    const e = err as { code?: string; meta?: { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: unknown } } } } };
+    if (e.code !== 'P2002') throw err;
+    // Through the pg driver adapter the columns are in the adapter's error, not in `target`.
+    const fields = e.meta?.driverAdapterError?.cause?.constraint?.fields ?? e.meta?.target;
+    throw new UniqueViolation(Array.isArray(fields) ? fields.map((f) => String(f).replace(/^"|"$/g, '')) : [], { cause: err });
   }
 }
 
@@ -152,7 +154,7 @@ function jobRecords(db: Db): JobRecords {
       return groups.map((g) => ({ type: g.type, status: g.status, count: g._count._all }));
     },
     async countByNode(filter = {}) {
-      const groups = await db.job.groupBy({ by: ['nodeId'], where: { ...jobWhere(filter), nodeId: { not: null } }, _count: { _all: true } });
+      const groups = await db.job.groupBy({ by: ['nodeId'], where: { AND: [jobWhere(filter), { nodeId: { not: null } }] }, _count: { _all: true } });
       return groups.map((g) => ({ nodeId: g.nodeId!, count: g._count._all }));
     },
     create: (job) =>
@@ -284,11 +286,12 @@ function instanceRecords(db: Db): InstanceRecords {
     create: ({ volumes, ...instance }) =>
       unique(db.instance.create({ data: { ...instance, volumes: { create: volumes.map((v) => ({ ...v })) } }, include: WITH_VOLUMES })),
     async update(id, { volumes, ...changes }) {
-      if (volumes) {
-        await db.volume.deleteMany({ where: { instanceId: id } });
-        await db.volume.createMany({ data: volumes.map((v) => ({ ...v, instanceId: id })) });
-      }
-      return unique(db.instance.update({ where: { id }, data: changes, include: WITH_VOLUMES }));
+      // The instance first: a taken name fails before any volume is replaced.
+      const updated = await unique(db.instance.update({ where: { id }, data: changes, include: WITH_VOLUMES }));
+      if (!volumes) return updated;
+      await db.volume.deleteMany({ where: { instanceId: id } });
+      await unique(db.volume.createMany({ data: volumes.map((v) => ({ ...v, instanceId: id })) }));
+      return db.instance.findUniqueOrThrow({ where: { id }, include: WITH_VOLUMES });
     },
     async delete(id) {
       await db.instance.delete({ where: { id } });
@@ -390,6 +393,6 @@ function tenantRecords(db: Db): TenantRecords {
   return {
     get: (id) => db.tenant.findUnique({ where: { id } }),
     getByName: (name) => db.tenant.findUnique({ where: { name } }),
-    ensure: (name, id) => db.tenant.upsert({ where: { name }, create: { id, name }, update: {} }),
+    ensure: (name, id) => unique(db.tenant.upsert({ where: { name }, create: { id, name }, update: {} })),
   };
 }
