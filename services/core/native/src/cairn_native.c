@@ -1,5 +1,5 @@
 /*
- * Cairn's native helper for the pack reader (services/core/src/archive/native-reads.ts).
+ * Cairn's native helper for the archive engine (services/core/src/archive/native-reads.ts).
  *
  * readSmallFile does what the reader otherwise does in five Node fs calls plus a hash object:
  * open (never following a symlink, never blocking on a FIFO), read the whole file into the
@@ -9,6 +9,9 @@
  *
  * scanDir does the pre-scan's readdir + sort + lstat of every entry in one call, for the same
  * reason (and without one BigIntStats object per entry).
+ *
+ * setTime is for restores: Node's utimes takes seconds as a double that libuv cuts to the
+ * microsecond, utimensat keeps the nanoseconds the archive stores.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -274,12 +278,42 @@ static napi_value scan_dir(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* setTime(path: Uint8Array (NUL-terminated), sec: number, nsec: number): number. Sets the
+ * modification time of `path` itself (a symlink's own, not its target's) to sec + nsec/1e9 and
+ * leaves the access time alone; returns 0 or the errno. */
+static napi_value set_time(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) return fail(env, "setTime: 3 arguments");
+  void *path_p;
+  size_t path_len;
+  double sec_d, nsec_d;
+  if (!typed(env, argv[0], &path_p, &path_len) || path_len == 0 || ((char *)path_p)[path_len - 1] != 0) return fail(env, "setTime: path must end with NUL");
+  if (napi_get_value_double(env, argv[1], &sec_d) != napi_ok || napi_get_value_double(env, argv[2], &nsec_d) != napi_ok)
+    return fail(env, "setTime: bad number argument");
+  /* Whole seconds a 64-bit time_t holds (doubles are exact below 2^53 anyway), 0 <= nsec < 1e9. */
+  if (!(sec_d > -9.2e18 && sec_d < 9.2e18) || sec_d != (double)(long long)sec_d || !(nsec_d >= 0 && nsec_d < 1e9) ||
+      nsec_d != (double)(long)nsec_d)
+    return fail(env, "setTime: time out of range");
+  int err = 0;
+  if (strlen(path_p) != path_len - 1) {
+    err = EINVAL; /* an inner NUL would set the time of a shorter path */
+  } else {
+    struct timespec ts[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)sec_d, .tv_nsec = (long)nsec_d}};
+    if (utimensat(AT_FDCWD, path_p, ts, AT_SYMLINK_NOFOLLOW) != 0) err = errno;
+  }
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "readSmallFile", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "scanDir", NAPI_AUTO_LENGTH, scan_dir, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "scanDir", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "setTime", NAPI_AUTO_LENGTH, set_time, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "setTime", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, M_SLOTS, &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "metaSlots", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, OUT_SLOTS, &slots) != napi_ok) return NULL;

@@ -5,12 +5,16 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { ArchiveWarning } from './archive-types.ts';
 import { Extractor, type PlanItem } from './extractor.ts';
+import { loadNativeReads } from './native-reads.ts';
+import { createTimeSetter } from './time-setter.ts';
 
 export interface ExtractJobData {
   roots: Record<string, string>;
   strict: boolean;
   knownVolumes: string[];
   restoreOwnership: boolean;
+  /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes. */
+  native: string | undefined;
   port: MessagePort;
 }
 
@@ -38,7 +42,13 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
   return new Promise((resolve, reject) => {
     let ex: Extractor;
     try {
-      ex = new Extractor({ roots: d.roots, strict: d.strict, knownVolumes: new Set(d.knownVolumes), restoreOwnership: d.restoreOwnership });
+      ex = new Extractor({
+        roots: d.roots,
+        strict: d.strict,
+        knownVolumes: new Set(d.knownVolumes),
+        restoreOwnership: d.restoreOwnership,
+        times: createTimeSetter(loadNativeReads(d.native)),
+      });
     } catch (err) {
       d.port.close();
       reject(err);
@@ -63,7 +73,7 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
         } else {
           stopped = true;
           d.port.close();
-          ex.finish().then(resolve, reject);
+          resolve(ex.finish());
         }
       } catch (err) {
         stop(err);

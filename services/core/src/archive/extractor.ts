@@ -28,7 +28,7 @@ import { bytesToPath, pathToBytes } from './path-bytes.ts';
 import { splitArchivePath, unsafe } from './path-safety.ts';
 import type { ParsedEntry, TarHandler } from './tar-parser.ts';
 import { TarParser } from './tar-parser.ts';
-import { createTimeSetter, type TimeSetter } from './time-setter.ts';
+import type { TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
 export interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
@@ -52,6 +52,8 @@ export interface ExtractorOptions {
   /** Volumes of the archive; an entry in none of them is corruption. */
   knownVolumes: ReadonlySet<string>;
   restoreOwnership: boolean;
+  /** Sets mtimes (time-setter.ts): exact with the native helper, to the microsecond without. */
+  times: TimeSetter;
 }
 
 export interface ExtractStats {
@@ -106,8 +108,10 @@ export class Extractor implements TarHandler {
       this.rootBytes.set(vol, root);
       this.dirCache.set(vol, root);
     }
-    this.times = createTimeSetter();
-    if (!this.times.exact) this.warnings.push({ path: '', code: 'time-precision', message: 'perl not available: mtimes restored to the microsecond' });
+    this.times = o.times;
+    if (!this.times.exact) {
+      this.warnings.push({ path: '', code: 'time-precision', message: 'native helper not built or switched off: mtimes restored to the microsecond' });
+    }
     this.umask = readUmask();
   }
 
@@ -123,17 +127,15 @@ export class Extractor implements TarHandler {
 
   push(chunk: Buffer, offset: number): void {
     this.parser.push(chunk, offset);
-    this.times.flush();
   }
 
-  async finish(): Promise<ExtractStats & { warnings: ArchiveWarning[] }> {
+  finish(): ExtractStats & { warnings: ArchiveWarning[] } {
     this.parser.finish();
     for (const [off, p] of this.pending) throw new CairnError('archive-corrupt', `entry ${p.path} is not in the archive at offset ${off}`);
     // Directory times after all their contents exist, then modes (a read-only directory must
     // stay writable while it is filled), children before parents.
     for (const d of this.dirs) this.times.set(d.path, BigInt(d.plan.mtime));
-    const fails = await this.times.finish();
-    for (const f of fails) this.warnings.push({ path: bytesToPath(f.path), code: 'attributes', message: `mtime not restored: ${f.reason}` });
+    for (const f of this.times.failures) this.warnings.push({ path: bytesToPath(f.path), code: 'attributes', message: `mtime not restored: ${f.reason}` });
     for (let i = this.dirs.length - 1; i >= 0; i--) {
       const d = this.dirs[i]!;
       this.own(d.path, d.plan, false);
@@ -155,7 +157,6 @@ export class Extractor implements TarHandler {
       }
       this.file = undefined;
     }
-    this.times.kill();
   }
 
   // ---- TarHandler -------------------------------------------------------------------------

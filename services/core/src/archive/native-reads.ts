@@ -1,8 +1,9 @@
 /**
  * The optional native helper (services/core/native, built by `npm install` through
- * scripts/build-native.mjs): one call opens, reads, fstats and hashes a small file. When it is
- * missing (no compiler on the machine) or CAIRN_NATIVE_READS=0, the pack reader does the same
- * with Node's fs calls; the archive is identical either way.
+ * scripts/build-native.mjs): one call opens, reads, fstats and hashes a small file, or lists a
+ * directory with its lstats; on restore it sets mtimes to the nanosecond. When it is missing (no
+ * compiler on the machine) or CAIRN_NATIVE_READS=0, the pack does the same with Node's fs calls
+ * (the archive is identical either way) and a restore sets mtimes to the microsecond.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,6 +17,8 @@ export interface NativeReads {
   /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
   scanDir(path: Uint8Array): [Buffer, Float64Array] | number;
   metaSlots: number;
+  /** See cairn_native.c: utimensat of `path` (NUL-terminated) itself, atime left alone; 0 or the errno. */
+  setTime(path: Uint8Array, sec: number, nsec: number): number;
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */
@@ -67,7 +70,8 @@ export function loadNativeReads(path: string | undefined): NativeReads | undefin
   if (!path) return undefined;
   try {
     const mod = createRequire(path)(path) as NativeReads;
-    return mod.outSlots === Out.Slots && mod.metaSlots === Meta.Slots ? mod : undefined;
+    // A build from older sources (setTime missing) is not used: the plain-Node paths are.
+    return mod.outSlots === Out.Slots && mod.metaSlots === Meta.Slots && typeof mod.setTime === 'function' ? mod : undefined;
   } catch {
     return undefined;
   }

@@ -18,6 +18,7 @@ import { cutFrames, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
+import { nativeAddonPath } from './native-reads.ts';
 import { checkChosen, checkEntryPath } from './path-safety.ts';
 import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
 
@@ -205,7 +206,16 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const job = extractor.request<ExtractJobResult>(
     'extract',
-    { data: { roots: plan.roots, strict: plan.strict, knownVolumes: plan.known, restoreOwnership, port: port2 } satisfies ExtractJobData },
+    {
+      data: {
+        roots: plan.roots,
+        strict: plan.strict,
+        knownVolumes: plan.known,
+        restoreOwnership,
+        native: nativeAddonPath(),
+        port: port2,
+      } satisfies ExtractJobData,
+    },
     [port2],
   );
   job.catch(fail);
