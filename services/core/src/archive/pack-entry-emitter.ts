@@ -1,0 +1,311 @@
+/**
+ * Turns the pack reader's scanned items into tar entries: headers, then a file's content read
+ * with synchronous calls (or, for a small file that fits the current block, by one call of the
+ * native helper), written through the block writer; the index entry, warnings and counts go to
+ * the report.
+ */
+import { createHash, hash as hashOnce } from 'node:crypto';
+import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
+import type { ArchiveEntry, EntryType } from './archive-types.ts';
+import { errnoName, Out, type NativeReads } from './native-reads.ts';
+import type { ReaderReport } from './pack-reader-report.ts';
+import { throwIfAborted } from './pack-scanner.ts';
+import { bytesToPath } from './path-bytes.ts';
+import type { TarBlockWriter } from './tar-block-writer.ts';
+import { encodeTarHeaders, msFromParts, mtimeString, RECORD } from './tar-header.ts';
+import { errCode, Kind, LINK_TARGET, type ScanItem } from './tree-scan.ts';
+
+// Copying a fresh context is cheaper than createHash() per file.
+const SHA256 = createHash('sha256');
+const hashOf = (b: Uint8Array): string => hashOnce('sha256', b, 'hex');
+// O_NONBLOCK: a file swapped for a FIFO after the scan must not hang the open.
+const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
+const SHRANK = 'file shrank while it was read; rest stored as zeros';
+const CHANGED = 'file changed as we read it';
+
+/** Builds "<dir>/<name>" paths in one reused buffer; consecutive items share their directory. */
+class PathBuilder {
+  private buf = Buffer.alloc(4096);
+  private dir: Buffer | undefined;
+
+  /** With `nul`, the view ends with a NUL byte (for the native helper). */
+  get(dir: Buffer, name: string, nul = false): Buffer {
+    const need = dir.length + 1 + name.length;
+    if (this.buf.length < need + 1) {
+      this.buf = Buffer.alloc(need * 2);
+      this.dir = undefined;
+    }
+    if (this.dir !== dir) {
+      dir.copy(this.buf, 0);
+      this.buf[dir.length] = 0x2f;
+      this.dir = dir;
+    }
+    this.buf.write(name, dir.length + 1, 'latin1');
+    if (!nul) return this.buf.subarray(0, need);
+    this.buf[need] = 0;
+    return this.buf.subarray(0, need + 1);
+  }
+}
+
+/** Where a hard link to an inode points: its stored first name, or the later name standing in for it. */
+interface LinkTarget {
+  arc: Buffer | undefined;
+  replacement: number;
+}
+
+function headersOf(item: ScanItem, arc: Buffer, type: EntryType, size: number, linkTarget: Buffer | undefined): Buffer {
+  return encodeTarHeaders({
+    path: arc,
+    type,
+    size,
+    mode: item.mode,
+    uid: item.uid,
+    gid: item.gid,
+    mtimeSec: item.mtimeSec,
+    mtimeNsec: item.mtimeNsec,
+    linkTarget,
+  });
+}
+
+/** The index entry (without linkTarget / sha256, which follow in that order when present). */
+function indexEntry(item: ScanItem, path: string, type: EntryType, size: number, headerOffset: number, dataOffset: number): ArchiveEntry {
+  return {
+    path,
+    type,
+    size,
+    mode: item.mode,
+    uid: item.uid,
+    gid: item.gid,
+    mtime: mtimeString(item.mtimeSec, item.mtimeNsec),
+    headerOffset,
+    dataOffset,
+  };
+}
+
+const padding = (size: number): number => (RECORD - (size % RECORD)) % RECORD;
+
+export class EntryEmitter {
+  private readonly fsPaths = new PathBuilder();
+  private readonly arcPaths = new PathBuilder();
+  private readonly nOut = new Float64Array(Out.Slots);
+  private readonly nDigest = Buffer.alloc(32);
+  /**
+   * Hard-link targets (first names of inodes with more names, and names standing in for them),
+   * by global item index: the archive path once stored, or the later name storing the content
+   * when this one could not be read. The only per-item state kept across chunks.
+   */
+  private readonly links = new Map<number, LinkTarget>();
+
+  constructor(
+    private readonly out: TarBlockWriter,
+    private readonly report: ReaderReport,
+    private readonly native: NativeReads | undefined,
+    /** Int32Array over the pack threads' control slots (pack-scanner.ts): read for aborts. */
+    private readonly ctrl: Int32Array,
+  ) {}
+
+  emit(item: ScanItem): void {
+    if (item.linkTo === LINK_TARGET) this.links.set(item.index, { arc: undefined, replacement: -1 });
+    if (this.native && item.kind === Kind.File && this.emitSmallFile(item, this.native)) return;
+    const fsPath = item.node ? item.node.fs : this.fsPaths.get(item.parent!.fs, item.name!);
+    const arc = item.node ? item.node.arc : this.arcPaths.get(item.parent!.arc, item.name!);
+    // Resolved first: a hard link whose first name was not stored becomes a file.
+    const linkTo = item.kind === Kind.Hardlink ? this.hardlinkTarget(item) : undefined;
+    switch (item.kind) {
+      case Kind.Dir:
+        this.write(item, arc, 'dir', undefined, -1);
+        break;
+      case Kind.Symlink: {
+        const target = this.readSymlink(fsPath, arc, item);
+        if (target) this.write(item, arc, 'symlink', target, -1);
+        break;
+      }
+      case Kind.Hardlink:
+        this.write(item, arc, 'hardlink', linkTo, -1);
+        break;
+      default: {
+        const fd = this.open(fsPath, arc, item);
+        if (fd >= 0) this.write(item, arc, 'file', undefined, fd);
+      }
+    }
+  }
+
+  /**
+   * The archive path a hard link points at. When the inode's first name could not be stored,
+   * this name stores the content instead: the item becomes a file and later names point here.
+   */
+  private hardlinkTarget(item: ScanItem): Buffer | undefined {
+    let target = this.links.get(item.linkTo)!;
+    while (!target.arc && target.replacement >= 0) target = this.links.get(target.replacement)!;
+    if (target.arc) return target.arc;
+    target.replacement = item.index;
+    this.links.set(item.index, { arc: undefined, replacement: -1 });
+    item.kind = Kind.File;
+    return undefined;
+  }
+
+  private readSymlink(fsPath: Buffer, arc: Buffer, item: ScanItem): Buffer | undefined {
+    try {
+      return readlinkSync(fsPath, { encoding: 'buffer' });
+    } catch (err) {
+      const code = errCode(err);
+      this.report.warn(bytesToPath(arc), code === 'ENOENT' ? 'vanished' : 'unreadable', `cannot read symlink (${code})`, item.vol);
+      return undefined;
+    }
+  }
+
+  /** A regular file's descriptor, or -1 (with a warning) when it cannot be opened. */
+  private open(fsPath: Buffer, arc: Buffer, item: ScanItem): number {
+    try {
+      return openSync(fsPath, OPEN_FLAGS);
+    } catch (err) {
+      this.notOpened(bytesToPath(arc), errCode(err), item);
+      return -1;
+    }
+  }
+
+  /** Headers, then for a file (`fd`, closed here) its content and padding; then the index entry. */
+  private write(item: ScanItem, arc: Buffer, type: EntryType, linkTarget: Buffer | undefined, fd: number): void {
+    const size = type === 'file' ? item.size : 0;
+    const headerOffset = this.out.tarPos;
+    this.out.put(headersOf(item, arc, type, size, linkTarget));
+    const entry = indexEntry(item, bytesToPath(arc), type, size, headerOffset, this.out.tarPos);
+    if (linkTarget) entry.linkTarget = bytesToPath(linkTarget);
+    if (type === 'file') entry.sha256 = this.readContent(fd, size, entry.path, item);
+    this.stored(item, entry, arc);
+  }
+
+  /** A regular file that could not be opened: a warning, and it counts as done for progress. */
+  private notOpened(path: string, code: string, item: ScanItem): void {
+    this.report.warn(
+      path,
+      code === 'ENOENT' ? 'vanished' : code === 'ELOOP' ? 'changed' : 'unreadable',
+      code === 'ENOENT' ? 'file vanished before it was read' : code === 'ELOOP' ? 'file was replaced by a symlink; skipped' : `cannot open (${code})`,
+      item.vol,
+    );
+    this.report.filesDone++;
+    this.report.bytesDone += item.size;
+  }
+
+  /** A read error, a short read or a change seen while a file was read. */
+  private readProblem(path: string, problem: string, item: ScanItem): void {
+    this.report.warn(path, problem.startsWith('read error') ? 'read-error' : 'changed', problem, item.vol);
+  }
+
+  /** An entry whose headers (and content) are in the stream: index, volume summary, links. */
+  private stored(item: ScanItem, entry: ArchiveEntry, arc: Buffer): void {
+    const target = this.links.get(item.index);
+    if (target) target.arc = Buffer.from(arc); // `arc` may be a reused buffer's view
+    this.report.stored(item.vol, entry);
+  }
+
+  /**
+   * The native path for a regular file whose headers, content and padding fit in the current
+   * block: one call opens, reads (straight into the block, after the room left for the headers),
+   * fstats and hashes it. False (nothing done) when it does not fit.
+   */
+  private emitSmallFile(item: ScanItem, native: NativeReads): boolean {
+    const out = this.out;
+    const o = this.nOut;
+    const size = item.size;
+    const arc = this.arcPaths.get(item.parent!.arc, item.name!);
+    const header = headersOf(item, arc, 'file', size, undefined);
+    const pad = padding(size);
+    if (header.length + size + pad > out.room) return false;
+    const at = out.pos + header.length;
+    native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, this.nDigest);
+    const path = bytesToPath(arc);
+    const openErr = o[Out.OpenErrno]!;
+    if (openErr) {
+      this.notOpened(path, errnoName(openErr), item);
+      return true;
+    }
+    const headerOffset = out.tarPos;
+    out.block.set(header, out.pos);
+    const read = o[Out.Read]!;
+    let problem: string | undefined;
+    let sha: string;
+    if (read < size) {
+      out.block.fill(0, at + read, at + size);
+      const err = o[Out.ReadErrno]!;
+      problem = err ? `read error (${errnoName(err)}); rest stored as zeros` : SHRANK;
+      sha = hashOf(out.block.subarray(at, at + size));
+    } else {
+      sha = o[Out.DigestOk] ? this.nDigest.toString('hex') : hashOf(out.block.subarray(at, at + size));
+    }
+    if (
+      !problem &&
+      (!o[Out.StatOk] ||
+        o[Out.Size] !== size ||
+        o[Out.MtimeSec] !== item.mtimeSec ||
+        o[Out.MtimeNsec] !== item.mtimeNsec ||
+        msFromParts(o[Out.CtimeSec]!, o[Out.CtimeNsec]!) !== item.ctimeMs ||
+        o[Out.Ino] !== item.ino)
+    ) {
+      problem = CHANGED;
+    }
+    if (problem) this.readProblem(path, problem, item);
+    out.pos = at + size + pad; // the helper zeroed the padding
+    this.report.bytesDone += size;
+    this.report.filesDone++;
+    const entry = indexEntry(item, path, 'file', size, headerOffset, headerOffset + header.length);
+    entry.sha256 = sha;
+    this.stored(item, entry, arc);
+    return true;
+  }
+
+  /** Copies a file's content into the blocks, then its padding; closes `fd`; returns the sha256 of what was stored. */
+  private readContent(fd: number, size: number, path: string, item: ScanItem): string {
+    const out = this.out;
+    const hash = SHA256.copy();
+    let done = 0;
+    let problem: string | undefined;
+    try {
+      while (done < size) {
+        if (out.room === 0) out.flush();
+        let n: number;
+        try {
+          n = out.readFrom(fd, size - done, done, hash);
+        } catch (err) {
+          problem = `read error (${errCode(err)}); rest stored as zeros`;
+          break;
+        }
+        if (n === 0) {
+          problem = SHRANK;
+          break;
+        }
+        done += n;
+        this.report.bytesDone += n;
+        if (out.room === 0) throwIfAborted(this.ctrl);
+      }
+      if (done < size) {
+        out.putZeros(size - done, hash);
+        this.report.bytesDone += size - done;
+      }
+      let after: Stats | undefined;
+      try {
+        // Plain (not bigint) stats are cheaper; the scan kept comparable values.
+        after = fstatSync(fd);
+      } catch {
+        after = undefined;
+      }
+      if (
+        !problem &&
+        (!after ||
+          after.size !== size ||
+          after.mtimeMs !== msFromParts(item.mtimeSec, item.mtimeNsec) ||
+          after.ctimeMs !== item.ctimeMs ||
+          after.ino !== item.ino)
+      ) {
+        problem = CHANGED;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    if (problem) this.readProblem(path, problem, item);
+    const pad = padding(size);
+    if (pad) out.putZeros(pad);
+    this.report.filesDone++;
+    return hash.digest('hex');
+  }
+}
