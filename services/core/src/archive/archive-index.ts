@@ -327,7 +327,7 @@ export function volumeOf(path: string): string {
 }
 
 /** First block holding tar offset `off` (binary search over the block table). */
-export function blockAt(blocks: readonly ArchiveBlock[], off: number): number {
+function blockAt(blocks: readonly ArchiveBlock[], off: number): number {
   let lo = 0;
   let hi = blocks.length - 1;
   while (lo < hi) {

@@ -6,7 +6,7 @@ import type { Codec } from './archive-types.ts';
 import { fromView, transferView, type TransferView } from './buffers.ts';
 import type { PooledWorker, WorkerHost } from './worker-host.ts';
 
-export interface CodecTask {
+interface CodecTask {
   op: 'compress' | 'decompress';
   codec: Codec;
   level: number;

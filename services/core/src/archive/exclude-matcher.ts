@@ -6,7 +6,7 @@
  */
 import picomatch from 'picomatch';
 
-export type ExcludeMatcher = (relPath: string) => boolean;
+type ExcludeMatcher = (relPath: string) => boolean;
 
 export function compileExcludes(patterns: readonly string[] | undefined): ExcludeMatcher | undefined {
   const anchored: string[] = [];

@@ -15,12 +15,12 @@ import { bytesToPath } from './path-bytes.ts';
 import { RECORD } from './tar-header.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
 
-export interface ExportOptions {
+interface ExportOptions {
   signal?: AbortSignal;
 }
 
 /** Entries written by an export of `paths` (hard-link targets brought along, archive order). */
-export function exportEntries(index: ArchiveIndex, paths: readonly string[]): ArchiveEntry[] {
+function exportEntries(index: ArchiveIndex, paths: readonly string[]): ArchiveEntry[] {
   const { selected, sources } = selectEntries(index, paths);
   return [...selected, ...sources].sort((a, b) => a.headerOffset - b.headerOffset);
 }

@@ -31,7 +31,7 @@ import { TarParser } from './tar-parser.ts';
 import type { TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
-export interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
+interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
   /**
    * Where to write it, when not at its own path: a file brought along only as the content of
    * selected hard links is written under the first link's path and linked to the others.
@@ -44,7 +44,7 @@ export interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size
 /** A planned entry with the offset of its first header (the extractor's key). */
 export type PlanItem = PlannedEntry & { headerOffset: number };
 
-export interface ExtractorOptions {
+interface ExtractorOptions {
   /** Volume name -> absolute directory. */
   roots: Record<string, string>;
   /** Every entry of the extracted volumes is planned: anything else in the tar is corruption. */
@@ -56,7 +56,7 @@ export interface ExtractorOptions {
   times: TimeSetter;
 }
 
-export interface ExtractStats {
+interface ExtractStats {
   filesWritten: number;
   bytesWritten: number;
 }

@@ -31,7 +31,7 @@ export interface PackScannerData {
 }
 
 /** How the walk runs ahead of the reader: items per chunk, chunks ahead at most. */
-export interface ScanWindow {
+interface ScanWindow {
   chunkItems: number;
   chunksAhead: number;
 }

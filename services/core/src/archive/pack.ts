@@ -38,7 +38,7 @@ import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, CTRL_SLOTS, type 
 import { SinkWriter } from './sink-writer.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
-export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
+const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 const MIN_BLOCK_SIZE = 4096;
 const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 const PROGRESS_INTERVAL_MS = 250;

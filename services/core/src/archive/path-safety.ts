@@ -6,7 +6,7 @@
 import { CairnError } from '../errors.ts';
 import type { ArchiveEntry } from './archive-types.ts';
 
-export interface SplitPath {
+interface SplitPath {
   volume: string;
   /** Components below the volume root (empty for the root itself). */
   parts: string[];

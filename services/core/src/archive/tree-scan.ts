@@ -11,7 +11,7 @@ import { errnoName, Meta as Meta_, type NativeReads } from './native-reads.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { msFromParts, splitNs } from './tar-header.ts';
 
-export interface DirNode {
+interface DirNode {
   /** Filesystem path bytes. */
   fs: Buffer;
   /** Archive path bytes ('<volume>/<rel>'). */
@@ -213,7 +213,7 @@ export class ScanList {
 }
 
 /** What the scan keeps of an lstat (from Node's BigIntStats or from the native helper). */
-export interface Meta {
+interface Meta {
   /** st_mode with the file type bits. */
   mode: number;
   uid: number;

@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-export type WorkerSpec = { kind: 'eval'; code: string } | { kind: 'url'; url: URL; workerData: { entry: string } };
+type WorkerSpec = { kind: 'eval'; code: string } | { kind: 'url'; url: URL; workerData: { entry: string } };
 
 interface EsbuildLike {
   build(options: Record<string, unknown>): Promise<{ outputFiles?: { text: string }[] }>;

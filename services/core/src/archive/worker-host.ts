@@ -113,7 +113,8 @@ export class WorkerHost {
     const spec = await workerSpec();
     const worker =
       spec.kind === 'eval'
-        ? new Worker(spec.code, { eval: true, execArgv: profileArgs() })
+        ? // Not the parent's flags: tsx's loader would cost each worker ~25 MB and ~200 ms (worker-bundle.ts).
+          new Worker(spec.code, { eval: true, execArgv: [] })
         : // The entry registers tsx itself; inherited loader flags would register it twice.
           new Worker(spec.url, { workerData: spec.workerData, execArgv: [] });
     const pooled = new PooledWorker(worker);
@@ -165,17 +166,6 @@ export class WorkerHost {
     const all = this.codecUsers === 0 ? this.codecs.splice(0) : [];
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
-}
-
-let extraExecArgv: string[] = [];
-
-/** Node options for workers started from now on, e.g. ['--cpu-prof'] when profiling. */
-export function setWorkerExecArgv(args: string[]): void {
-  extraExecArgv = [...args];
-}
-
-function profileArgs(): string[] {
-  return extraExecArgv;
 }
 
 let shared: WorkerHost | undefined;
