@@ -72,6 +72,7 @@ const BACKUP_COLUMNS = [
   'logicalBytes',
   'parentId',
   'requestedBy',
+  'reusedBytes',
   'scheduleId',
   'sha256',
   'sizeBytes',
@@ -510,6 +511,7 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
           encryption: { mode: 'none' },
           sizeBytes: null,
           logicalBytes: null,
+          reusedBytes: null,
           fileCount: null,
           sha256: null,
           warnings: [],
@@ -560,6 +562,7 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
             expiresAt,
             sizeBytes: big,
             logicalBytes: big * 3n,
+            reusedBytes: big * 2n,
             fileCount: 12345,
             sha256: 'ab'.repeat(32),
             warnings,
@@ -570,6 +573,7 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(done.sizeBytes).toBe(big);
         expect(typeof done.sizeBytes).toBe('bigint');
         expect(done.logicalBytes).toBe(big * 3n);
+        expect(done.reusedBytes).toBe(big * 2n);
         expect(done.warnings).toEqual(warnings);
 
         expect(await r.backups.transition(backup.id, ['completed'], 'deleting', { expiresAt: null, sizeBytes: undefined })).toBe(true);
@@ -705,6 +709,106 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(await r.backups.deleteWhere({ tenantId: w.tenant.id })).toBe(2);
         expect(await r.backups.count({ instanceId: w.instance.id })).toBe(0);
         expect(await r.backups.deleteWhere({ tenantId: w.tenant.id })).toBe(0);
+      });
+    });
+
+    // ----- object references (incremental backups) -----
+
+    describe('object references', () => {
+      test('addReferences records each owner once and counts the new ones; referencedOwners lists them ascending', async () => {
+        const w = await world(r);
+        const [o1, o2, o3] = [
+          await r.backups.create(newBackup(w.instance.id, { status: 'completed' })),
+          await r.backups.create(newBackup(w.instance.id, { status: 'completed' })),
+          await r.backups.create(newBackup(w.instance.id, { status: 'completed' })),
+        ];
+        const reader = await r.backups.create(newBackup(w.instance.id, { kind: 'incremental', parentId: o3.id, status: 'running' }));
+        expect(await r.backups.referencedOwners(reader.id)).toEqual([]);
+        expect(await r.backups.addReferences(reader.id, [o3.id, o1.id, o3.id])).toBe(2);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual(sorted([o1.id, o3.id]));
+        expect(await r.backups.addReferences(reader.id, [o1.id, o2.id])).toBe(1);
+        expect(await r.backups.addReferences(reader.id, [o2.id])).toBe(0);
+        expect(await r.backups.addReferences(reader.id, [])).toBe(0);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual(sorted([o1.id, o2.id, o3.id]));
+        // Directed: the owners reference nothing.
+        expect(await r.backups.referencedOwners(o1.id)).toEqual([]);
+        expect(await r.backups.referencedOwners(newId())).toEqual([]);
+      });
+
+      test('addReferences refuses an owner or a backup naming no row, and a backup referencing itself; nothing is recorded', async () => {
+        const w = await world(r);
+        const owner = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const reader = await r.backups.create(newBackup(w.instance.id, { status: 'running' }));
+        expect(await rejection(r.backups.addReferences(reader.id, [owner.id, newId()]))).toMatchObject({ code: 'P2003' });
+        expect(await rejection(r.backups.addReferences(newId(), [owner.id]))).toMatchObject({ code: 'P2003' });
+        expect(await rejection(r.backups.addReferences(reader.id, [owner.id, reader.id]))).toBeInstanceOf(Error);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual([]);
+        expect(await r.backups.liveReferrers(owner.id)).toEqual([]);
+      });
+
+      test('liveReferrers lists the pending, running and completed readers of an owner, whatever the owner is', async () => {
+        const w = await world(r);
+        const owner = await r.backups.create(newBackup(w.instance.id, { status: 'deleted' }));
+        const other = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const readers: Record<string, string> = {};
+        for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled', 'deleting', 'deleted'] as const) {
+          const b = await r.backups.create(newBackup(w.instance.id, { status }));
+          await r.backups.addReferences(b.id, [owner.id]);
+          readers[status] = b.id;
+        }
+        const onlyOther = await r.backups.create(newBackup(w.instance.id, { status: 'running' }));
+        await r.backups.addReferences(onlyOther.id, [other.id]);
+        expect(await r.backups.liveReferrers(owner.id)).toEqual(sorted([readers.pending!, readers.running!, readers.completed!]));
+        expect(await r.backups.liveReferrers(other.id)).toEqual([onlyOther.id]);
+        expect(await r.backups.liveReferrers(newId())).toEqual([]);
+        // A reader turning dead stops counting at once.
+        expect(await r.backups.transition(readers.completed!, ['completed'], 'deleting')).toBe(true);
+        expect(await r.backups.transition(readers.running!, ['running'], 'failed')).toBe(true);
+        expect(await r.backups.liveReferrers(owner.id)).toEqual([readers.pending]);
+      });
+
+      test('deleteWhere takes the references of the removed backups along, and refuses to remove an owner a remaining backup reads from', async () => {
+        const w = await world(r);
+        const owner = await r.backups.create(newBackup(w.instance.id, { status: 'deleted' }));
+        const middle = await r.backups.create(newBackup(w.instance.id, { status: 'deleted' }));
+        const reader = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        await r.backups.addReferences(middle.id, [owner.id]);
+        await r.backups.addReferences(reader.id, [owner.id, middle.id]);
+        // The owner alone: the reader left in place still reads from it.
+        expect(await rejection(r.backups.deleteWhere({ ids: [owner.id, middle.id] }))).toMatchObject({ code: 'P2003' });
+        expect(await r.backups.count({ instanceId: w.instance.id })).toBe(3);
+        expect(await r.backups.referencedOwners(middle.id)).toEqual([owner.id]);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual(sorted([owner.id, middle.id]));
+        // A reader alone goes with its references.
+        expect(await r.backups.deleteWhere({ ids: [reader.id] })).toBe(1);
+        expect(await r.backups.liveReferrers(middle.id)).toEqual([]);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual([]);
+        // Readers and owners together (an instance's removal).
+        expect(await r.backups.deleteWhere({ instanceId: w.instance.id })).toBe(2);
+        expect(await r.backups.referencedOwners(middle.id)).toEqual([]);
+        await r.instances.delete(w.instance.id);
+      });
+
+      test('references written in a rolled-back transaction are gone; those of a committed one stay', async () => {
+        const w = await world(r);
+        const owner = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const reader = await r.backups.create(newBackup(w.instance.id, { status: 'running' }));
+        const boom = new Error('boom');
+        expect(
+          await rejection(
+            r.transaction(async (tx) => {
+              await tx.lock('backup', 'gc');
+              expect(await tx.backups.addReferences(reader.id, [owner.id])).toBe(1);
+              expect(await tx.backups.liveReferrers(owner.id)).toEqual([reader.id]);
+              throw boom;
+            }),
+          ),
+        ).toBe(boom);
+        expect(await r.backups.referencedOwners(reader.id)).toEqual([]);
+        await r.transaction(async (tx) => {
+          await tx.backups.addReferences(reader.id, [owner.id]);
+        });
+        expect(await r.backups.liveReferrers(owner.id)).toEqual([reader.id]);
       });
     });
 

@@ -8,6 +8,11 @@ import { cancelJob } from './job-cancel.ts';
  * The one soft delete of backups (SPEC §10), shared by `DELETE /backups/:id`, the batch delete
  * and retention: the backup turns `deleting` at once (conditional update), a `cleanup` Job row is
  * written and a `cleanup` control job enqueued to remove its objects and mark it `deleted`.
+ *
+ * Deleting a backup never breaks another: its archive object stays while a live incremental reads
+ * from it (the cleanup decides, domain/object-references.ts). The `deleting` state is written here,
+ * before the cleanup takes the GC lock, so from then on no new backup can reference it
+ * (referenceParent accepts only a `completed` parent).
  */
 
 /** What deletion needs from the queues: JobQueues and the gateway's QueuePort both fit. */

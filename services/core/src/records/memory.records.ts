@@ -12,6 +12,7 @@ import {
   type Job,
   type JobFilter,
   type JobRecords,
+  LIVE_BACKUP_STATUSES,
   type Node,
   type NodeRecords,
   type OneOrMany,
@@ -39,6 +40,8 @@ interface Tables {
   schedules: Map<string, Schedule>;
   tokens: Map<string, ApiToken>;
   tenants: Map<string, Tenant>;
+  /** BackupObjectRef rows, keyed by `<backupId> <ownerId>`. */
+  objectRefs: Map<string, { backupId: string; ownerId: string }>;
 }
 
 const emptyTables = (): Tables => ({
@@ -50,6 +53,7 @@ const emptyTables = (): Tables => ({
   schedules: new Map(),
   tokens: new Map(),
   tenants: new Map(),
+  objectRefs: new Map(),
 });
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -370,6 +374,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         encryption: { mode: 'none' },
         sizeBytes: null,
         logicalBytes: null,
+        reusedBytes: null,
         fileCount: null,
         sha256: null,
         warnings: [],
@@ -402,6 +407,12 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     async deleteWhere(f) {
       const t = tables();
       const doomed = [...t.backups.values()].filter((b) => backupMatches(t, b, f));
+      const ids = new Set(doomed.map((b) => b.id));
+      // Foreign keys: a backup left in place may not lose an archive object it reads from (RESTRICT);
+      // the references the removed backups hold go with them (CASCADE).
+      const held = [...t.objectRefs.values()].find((r) => ids.has(r.ownerId) && !ids.has(r.backupId));
+      if (held) throw foreignKey('backupObjectRef', 'ownerId', held.ownerId);
+      for (const [key, r] of [...t.objectRefs]) if (ids.has(r.backupId)) t.objectRefs.delete(key);
       for (const b of doomed) {
         t.backups.delete(b.id);
         // Foreign keys: jobs keep their rows (backupId set null), children lose their parent.
@@ -409,6 +420,35 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         for (const c of t.backups.values()) if (c.parentId === b.id) c.parentId = null;
       }
       return doomed.length;
+    },
+    async addReferences(backupId, ownerIds) {
+      const t = tables();
+      const owners = [...new Set(ownerIds)];
+      if (owners.includes(backupId)) throw new Error(`backup ${backupId} cannot reference its own archive object`);
+      if (owners.length === 0) return 0;
+      if (!t.backups.has(backupId)) throw foreignKey('backupObjectRef', 'backupId', backupId);
+      const missing = owners.find((id) => !t.backups.has(id));
+      if (missing !== undefined) throw foreignKey('backupObjectRef', 'ownerId', missing);
+      let added = 0;
+      for (const ownerId of owners) {
+        const key = `${backupId} ${ownerId}`;
+        if (t.objectRefs.has(key)) continue;
+        t.objectRefs.set(key, { backupId, ownerId });
+        added++;
+      }
+      return added;
+    },
+    referencedOwners: async (backupId) =>
+      [...tables().objectRefs.values()]
+        .filter((r) => r.backupId === backupId)
+        .map((r) => r.ownerId)
+        .sort(),
+    async liveReferrers(ownerId) {
+      const t = tables();
+      return [...t.objectRefs.values()]
+        .filter((r) => r.ownerId === ownerId && LIVE_BACKUP_STATUSES.includes(t.backups.get(r.backupId)!.status))
+        .map((r) => r.backupId)
+        .sort();
     },
   };
 

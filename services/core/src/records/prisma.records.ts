@@ -9,6 +9,7 @@ import {
   type JobFilter,
   type JobRecords,
   type JsonInput,
+  LIVE_BACKUP_STATUSES,
   type LockKind,
   type NodeRecords,
   type OneOrMany,
@@ -38,7 +39,7 @@ export class PrismaRecords implements Records {
   readonly tenants: TenantRecords;
 
   constructor(readonly prisma: PrismaClient) {
-    const set = recordSet(prisma);
+    const set = recordSet(prisma, prisma);
     this.jobs = set.jobs;
     this.backups = set.backups;
     this.instances = set.instances;
@@ -53,7 +54,7 @@ export class PrismaRecords implements Records {
   }
 
   transaction<T>(work: (tx: TxRecords) => Promise<T>, options: { timeoutMs?: number } = {}): Promise<T> {
-    return this.prisma.$transaction((tx) => work({ ...recordSet(tx), lock: (kind, id) => lockRecord(tx, kind, id) }), {
+    return this.prisma.$transaction((tx) => work({ ...recordSet(tx, null), lock: (kind, id) => lockRecord(tx, kind, id) }), {
       timeout: options.timeoutMs ?? 15_000,
     });
   }
@@ -72,10 +73,11 @@ async function lockRecord(tx: Prisma.TransactionClient, kind: LockKind, id: stri
   await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
 }
 
-function recordSet(db: Db): RecordSet {
+/** `root`: the client itself when `db` is not a transaction (a write of several statements opens one), else null. */
+function recordSet(db: Db, root: PrismaClient | null): RecordSet {
   return {
     jobs: jobRecords(db),
-    backups: backupRecords(db),
+    backups: backupRecords(db, root),
     instances: instanceRecords(db),
     nodes: nodeRecords(db),
     schedules: scheduleRecords(db),
@@ -211,7 +213,11 @@ function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): P
   };
 }
 
-function backupRecords(db: Db): BackupRecords {
+function selfReference(backupId: string): Error {
+  return new Error(`backup ${backupId} cannot reference its own archive object`);
+}
+
+function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
   return {
     get: (id) => db.backup.findUnique({ where: { id } }),
     findFirst(filter, page) {
@@ -249,8 +255,35 @@ function backupRecords(db: Db): BackupRecords {
       return count;
     },
     async deleteWhere(filter) {
-      const { count } = await db.backup.deleteMany({ where: backupWhere(filter) });
+      const where = backupWhere(filter);
+      const remove = async (tx: Prisma.TransactionClient) => {
+        // The references the removed backups hold go first: one DELETE of a reader and its owner
+        // together would trip the owner's RESTRICT. A reference held by a backup left in place
+        // still does (P2003), and the transaction leaves everything as it was.
+        await tx.backupObjectRef.deleteMany({ where: { backup: where } });
+        return (await tx.backup.deleteMany({ where })).count;
+      };
+      return root ? root.$transaction(remove) : remove(db);
+    },
+    async addReferences(backupId, ownerIds) {
+      const owners = [...new Set(ownerIds)];
+      if (owners.includes(backupId)) throw selfReference(backupId);
+      if (owners.length === 0) return 0;
+      // One INSERT: an owner naming no backup (P2003) records none of them.
+      const { count } = await db.backupObjectRef.createMany({ data: owners.map((ownerId) => ({ backupId, ownerId })), skipDuplicates: true });
       return count;
+    },
+    async referencedOwners(backupId) {
+      const rows = await db.backupObjectRef.findMany({ where: { backupId }, select: { ownerId: true }, orderBy: { ownerId: 'asc' } });
+      return rows.map((r) => r.ownerId);
+    },
+    async liveReferrers(ownerId) {
+      const rows = await db.backupObjectRef.findMany({
+        where: { ownerId, backup: { status: { in: LIVE_BACKUP_STATUSES } } },
+        select: { backupId: true },
+        orderBy: { backupId: 'asc' },
+      });
+      return rows.map((r) => r.backupId);
     },
   };
 }

@@ -152,6 +152,8 @@ export interface BackupChanges {
   expiresAt?: Date | null;
   sizeBytes?: bigint | null;
   logicalBytes?: bigint | null;
+  /** Bytes of this backup's tree read from other backups' archive objects (an incremental's unchanged entries). */
+  reusedBytes?: bigint | null;
   fileCount?: number | null;
   sha256?: string | null;
   warnings?: JsonInput;
@@ -171,9 +173,35 @@ export interface BackupRecords {
   transition(id: string, from: readonly BackupStatus[], to: BackupStatus, changes?: BackupChanges): Promise<boolean>;
   /** Sets fields of the matching backups without changing their status; returns how many changed. */
   updateWhere(filter: BackupFilter, changes: BackupChanges): Promise<number>;
-  /** Removes the rows of the matching backups (an instance's removal); returns how many. */
+  /**
+   * Removes the rows of the matching backups (an instance's removal) with the object references
+   * they hold; returns how many. Refused (foreign key, P2003), changing nothing, when a backup left
+   * in place still references the archive object of one of them.
+   */
   deleteWhere(filter: BackupFilter): Promise<number>;
+
+  // Object references (incremental backups): which backups read from which archive objects. An
+  // archive object is named by its owner, the backup that wrote it (`storageKey`). See
+  // domain/object-references.ts for the rules that keep a referenced object from being deleted.
+
+  /**
+   * Records that backup `backupId` reads from the archive objects of `ownerIds` (idempotent: a
+   * reference already recorded is kept as it is); returns how many are new. An owner naming no
+   * backup is a foreign key error (P2003) and a backup referencing itself is refused; either
+   * way nothing is recorded.
+   */
+  addReferences(backupId: string, ownerIds: readonly string[]): Promise<number>;
+  /** Ids of the backups whose archive objects `backupId` reads from, ascending. */
+  referencedOwners(backupId: string): Promise<string[]>;
+  /**
+   * Ids of the live backups (pending, running, completed) that read from the archive object of
+   * `ownerId`, ascending. A deleting, deleted, failed or cancelled backup keeps nothing alive.
+   */
+  liveReferrers(ownerId: string): Promise<string[]>;
 }
+
+/** Backup states in which a backup keeps the archive objects it reads from (and its own) alive. */
+export const LIVE_BACKUP_STATUSES: BackupStatus[] = ['pending', 'running', 'completed'];
 
 // ----- instances and volumes -----
 

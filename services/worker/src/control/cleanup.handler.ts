@@ -1,9 +1,17 @@
-import { CairnError, backupPrefix, deletePrefix } from '@cairn/core';
+import { abortIncompleteUploads, CairnError, backupPrefix } from '@cairn/core';
+import { type ObjectDecision, releaseArchiveObjects } from '@cairn/core/domain/object-references.ts';
 import type { ControlHandler } from './control-context.ts';
 
 /**
- * Cleanup of a soft-deleted backup (SPEC §10): delete every object under its prefix (and any
- * incomplete upload), then mark it `deleted`. Idempotent: running it twice is harmless.
+ * Cleanup of a soft-deleted backup (SPEC §10), then mark it `deleted`:
+ * 1. what only this backup uses: any incomplete upload and every object under its prefix but its
+ *    archive object (the index...);
+ * 2. its archive object and those of the older backups it reads from (an incremental): each one
+ *    is deleted when its owner is dead and no live backup reads from it, and kept otherwise, to be
+ *    deleted by the cleanup of its last reader (domain/object-references.ts decides, under the GC
+ *    lock). The backup is marked `deleted` even when its archive object stays.
+ * Idempotent: running it twice is harmless. For a full backup nobody references, this removes
+ * everything under its prefix, as it always did.
  */
 export const runCleanup: ControlHandler = (ctx, payload) => ({
   record: payload.jobId ? { kind: 'existing', jobId: payload.jobId } : { kind: 'none' },
@@ -14,10 +22,26 @@ export const runCleanup: ControlHandler = (ctx, payload) => ({
       if (!backup) throw new CairnError('not-found', `backup ${payload.backupId} does not exist`);
       if (backup.status !== 'deleting' && backup.status !== 'deleted')
         throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}, not deleting`);
-      const deletedObjects = await deletePrefix(ctx.store, backupPrefix(backup.instanceId, backup.id));
+
+      const prefix = backupPrefix(backup.instanceId, backup.id);
+      await abortIncompleteUploads(ctx.store, prefix);
+      const own: string[] = [];
+      for await (const obj of ctx.store.listAll(prefix)) if (obj.key !== backup.storageKey) own.push(obj.key);
+      if (own.length) {
+        const { failed } = await ctx.store.deleteMany(own);
+        if (failed.length) throw new CairnError('unavailable', `could not delete ${failed.length} object(s): ${failed[0]!.message}`, { permanent: false });
+      }
+
+      const released = await releaseArchiveObjects(ctx.records, ctx.store, backup.id);
       await ctx.records.backups.transition(backup.id, ['deleting'], 'deleted', { deletedAt: backup.deletedAt ?? new Date() });
-      run.log.info({ backupId: backup.id, deletedObjects }, 'backup objects removed');
-      return { status: 'succeeded', result: { deletedObjects } };
+      const object = ({ ownerId, key }: ObjectDecision) => ({ backupId: ownerId, key });
+      const objects = {
+        deleted: [...own.map((key) => ({ backupId: backup.id, key })), ...released.deleted.map(object)],
+        kept: released.kept.map((d) => ({ ...object(d), status: d.ownerStatus, reason: d.reason, ...(d.referrers ? { referencedBy: d.referrers } : {}) })),
+      };
+      const deletedObjects = objects.deleted.length;
+      run.log.info({ backupId: backup.id, deletedObjects, kept: objects.kept.length }, 'backup objects removed');
+      return { status: 'succeeded', result: { deletedObjects, objects } };
     },
   },
 });
