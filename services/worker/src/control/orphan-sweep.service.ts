@@ -228,6 +228,12 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
   }
 
   // 5. orphan objects.
+  const referred = new Map<string, boolean>();
+  const hasLiveReferrers = async (backupId: string): Promise<boolean> => {
+    let live = referred.get(backupId);
+    if (live === undefined) referred.set(backupId, (live = (await records.backups.liveReferrers(backupId)).length > 0));
+    return live;
+  };
   const doomed: string[] = [];
   let doomedBytes = 0;
   for (const [key, info] of objects) {
@@ -238,6 +244,9 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
     }
     const state = status.get(owner.backupId);
     if (state !== undefined && !DEAD_BACKUP.includes(state)) continue;
+    // A dead backup's archive that a live incremental still reads from is not an orphan. No lock
+    // needed: a dead backup never gains a referrer (references only spread from a live parent).
+    if (state !== undefined && (await hasLiveReferrers(owner.backupId))) continue;
     if (now.getTime() - info.lastModified.getTime() < opts.orphanGraceMs) {
       report.youngOrphans++;
       continue;
