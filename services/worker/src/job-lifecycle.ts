@@ -1,5 +1,16 @@
 import { UnrecoverableError } from 'bullmq';
-import { CairnError, ProgressThrottle, type Job, type JobChanges, type JobRecords, type JobStatus, type Logger, type NewJob, type Progress } from '@cairn/core';
+import {
+  CairnError,
+  ProgressThrottle,
+  retryWrite,
+  type Job,
+  type JobChanges,
+  type JobRecords,
+  type JobStatus,
+  type Logger,
+  type NewJob,
+  type Progress,
+} from '@cairn/core';
 import { classify, toCairnError, type Failure } from './job-outcome.ts';
 
 /**
@@ -212,20 +223,18 @@ export class JobLifecycle {
    * write's error.
    */
   private async settle(jobId: string, to: JobStatus, changes: JobChanges, jobOutcome: string, from: JobStatus[] = ['queued', 'running']): Promise<boolean> {
-    let lastErr: unknown;
-    for (let i = 0; i < this.settleAttempts; i++) {
-      try {
-        const changed = await this.jobs.transition(jobId, from, to, changes);
-        if (!changed) this.logger.info({ jobId, to }, 'job record already changed by someone else (cancel or sweep); left as it is');
-        return true;
-      } catch (err) {
-        lastErr = err;
-        this.logger.warn({ jobId, to, attempt: i + 1, err: errorMessage(err) }, 'recording the job outcome failed; trying again');
-        if (i < this.settleAttempts - 1) await sleep(this.settleDelayMs * 2 ** i);
-      }
+    try {
+      const changed = await retryWrite(() => this.jobs.transition(jobId, from, to, changes), {
+        attempts: this.settleAttempts,
+        delayMs: this.settleDelayMs,
+        onRetry: (err, attempt) => this.logger.warn({ jobId, to, attempt, err: errorMessage(err) }, 'recording the job outcome failed; trying again'),
+      });
+      if (!changed) this.logger.info({ jobId, to }, 'job record already changed by someone else (cancel or sweep); left as it is');
+      return true;
+    } catch (err) {
+      this.logger.error({ jobId, to, jobOutcome, err: errorMessage(err) }, 'could not record the job outcome');
+      return false;
     }
-    this.logger.error({ jobId, to, jobOutcome, err: errorMessage(lastErr) }, 'could not record the job outcome');
-    return false;
   }
 }
 
@@ -234,26 +243,18 @@ export class JobLifecycle {
  * like the lifecycle's terminal write, then logged with the job id and rethrown.
  */
 export async function writeWithRetry<T>(what: string, write: () => Promise<T>, log: Logger, options: { attempts?: number; delayMs?: number } = {}): Promise<T> {
-  const attempts = options.attempts ?? 6;
-  const delayMs = options.delayMs ?? 250;
-  for (let i = 0; ; i++) {
-    try {
-      return await write();
-    } catch (err) {
-      if (i >= attempts - 1) {
-        log.error({ err: errorMessage(err), what }, 'state write failed');
-        throw toCairnError(err);
-      }
-      log.warn({ err: errorMessage(err), what, attempt: i + 1 }, 'state write failed; trying again');
-      await sleep(delayMs * 2 ** i);
-    }
+  try {
+    return await retryWrite(write, {
+      attempts: options.attempts ?? 6,
+      delayMs: options.delayMs ?? 250,
+      onRetry: (err, attempt) => log.warn({ err: errorMessage(err), what, attempt }, 'state write failed; trying again'),
+    });
+  } catch (err) {
+    log.error({ err: errorMessage(err), what }, 'state write failed');
+    throw toCairnError(err);
   }
 }
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { JobQueues } from '../queue/job-queues.ts';
 import type { Backup, Job, RecordSet, Records, Schedule } from '../records/records.ts';
 import { assertCron, assertTimeZone } from './cron.ts';
+import { failUnqueued } from '../domain/retry-write.ts';
 import { enqueueRetention, policyOf, previewRetention } from './retention.service.ts';
 import { retentionPolicyProblems, type RetentionPolicy } from './retention.ts';
 import { firingIds } from './firing-ids.ts';
@@ -67,21 +68,6 @@ export function scheduleView(s: Schedule): ScheduleView {
 function validation(details: { path: string; message: string }[]): CairnError {
   const shown = details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('; ');
   return new CairnError('validation', `invalid schedule: ${shown}`, { details });
-}
-
-const FAIL_WRITE_ATTEMPTS = 3;
-const FAIL_WRITE_DELAY_MS = 100;
-
-/** Runs `write`, trying again after a growing pause when it throws; the last error is thrown. */
-async function retryWrite<T>(write: () => Promise<T>, attempts: number, delayMs: number): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write();
-    } catch (err) {
-      if (attempt >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, delayMs * 2 ** (attempt - 1)));
-    }
-  }
 }
 
 export class ScheduleService {
@@ -286,20 +272,7 @@ export class ScheduleService {
    */
   private async failUnqueuedFiring(scheduleId: string, fireTime: number, cause: CairnError): Promise<void> {
     const { backupId, jobId } = firingIds(scheduleId, fireTime);
-    const writes = [
-      { row: `job ${jobId}`, write: () => this.records.jobs.transition(jobId, ['queued'], 'failed', { error: cause.message, errorCode: 'unavailable' }) },
-      { row: `backup ${backupId}`, write: () => this.records.backups.transition(backupId, ['pending'], 'failed', { error: cause.message }) },
-    ];
-    for (const { row, write } of writes) {
-      try {
-        await retryWrite(write, FAIL_WRITE_ATTEMPTS, FAIL_WRITE_DELAY_MS);
-      } catch (err) {
-        this.logger.error(
-          { scheduleId, jobId, backupId, err: (err as Error).message, cause: cause.message },
-          `could not mark ${row} failed after its enqueue failed; the sweep will close it`,
-        );
-      }
-    }
+    await failUnqueued(this.records, this.logger, { jobId, backupId, context: { scheduleId } }, cause.message);
   }
 
   /** Dry run of retention: what `policy` (default: the schedule's own) would keep and drop now. */

@@ -16,6 +16,7 @@ import {
   type Records,
   type SoftDeleteOptions,
   type SoftDeleted,
+  failUnqueued,
 } from '@cairn/core';
 import type { BackupList, BackupStarted, BatchDeleteResult, DeleteBackupResult, ListBackupsQuery, StartBackupBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
@@ -24,7 +25,6 @@ import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import type { InstanceService } from './instance.service.ts';
 import { backupView, jobView } from './presenters.ts';
-import { failUnqueued } from './unqueued-job.ts';
 
 export interface BackupServiceOptions {
   records: Records;

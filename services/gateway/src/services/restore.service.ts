@@ -1,4 +1,4 @@
-import { CairnError, activeInstanceJob, newId, nodeQueueName, type Logger, type Records } from '@cairn/core';
+import { CairnError, activeInstanceJob, newId, nodeQueueName, type Logger, type Records, failUnqueued } from '@cairn/core';
 import type { JobView, RestoreBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
@@ -8,7 +8,6 @@ import type { BackupFilesService } from './backup-files.service.ts';
 import { busyInstanceError, type BackupService } from './backup.service.ts';
 import type { InstanceService } from './instance.service.ts';
 import { jobView } from './presenters.ts';
-import { failUnqueued } from './unqueued-job.ts';
 
 export interface RestoreServiceOptions {
   records: Records;
