@@ -24,6 +24,9 @@ export async function streamInto<P, C>(
   const stop = new AbortController();
   const signal = AbortSignal.any([options.signal, stop.signal]);
   const pipe = new PassThrough({ highWaterMark: options.highWaterMark ?? 1 << 20 });
+  // The consumer learns of a producer failure through its reads; when it has already stopped
+  // reading, the buffer's 'error' must not become an uncaught exception.
+  pipe.on('error', () => {});
   const consuming = consume(pipe, signal);
   consuming.catch((err: unknown) => stop.abort(err));
   const producing = produce(pipe, signal).then(
