@@ -1,7 +1,7 @@
 // Builds the optional native helper (services/core/native) with the node-gyp that ships with
 // npm, run by `npm install`/`npm ci` (postinstall). It never fails the install: without a
-// compiler the archive engine uses its plain-Node code path (same archives, slower on many
-// small files), and this says so.
+// compiler the archive engine uses its plain-Node code paths (same archives, slower on many
+// small files; restores set mtimes to the microsecond, not the nanosecond), and this says so.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -29,15 +29,16 @@ function nodeDir() {
   return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined;
 }
 
+const FALLBACK = 'slower on many small files, restored mtimes to the microsecond';
 const gyp = nodeGyp();
 const nodedir = nodeDir();
 if (!gyp || !nodedir) {
-  console.warn(`cairn: native helper not built (${!gyp ? 'node-gyp not found' : 'Node headers not found'}); using the plain-Node reader`);
+  console.warn(`cairn: native helper not built (${!gyp ? 'node-gyp not found' : 'Node headers not found'}); using the plain-Node code paths (${FALLBACK})`);
   process.exit(0);
 }
 const r = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`], { cwd: dir, encoding: 'utf8' });
 if (r.status !== 0) {
-  console.warn(`cairn: native helper not built (node-gyp exited ${r.status}); using the plain-Node reader`);
+  console.warn(`cairn: native helper not built (node-gyp exited ${r.status}); using the plain-Node code paths (${FALLBACK})`);
   console.warn((r.stderr || r.stdout || '').split('\n').slice(-15).join('\n'));
   process.exit(0);
 }
