@@ -9,7 +9,6 @@ import { createGunzip, gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { CairnError } from '../errors.ts';
 import {
   ARCHIVE_FORMAT,
-  ARCHIVE_FORMAT_VERSION,
   type ArchiveBlock,
   type ArchiveEntry,
   type ArchiveIndex,
@@ -17,6 +16,7 @@ import {
   type EntrySource,
   type StreamedIndex,
 } from './archive-types.ts';
+import { READABLE_FORMAT_VERSIONS } from './archive-types.ts';
 import { EntrySpill } from './entry-spill.ts';
 import { padTo512 } from './tar-header.ts';
 
@@ -116,7 +116,7 @@ export function checkIndexHead(v: unknown): number {
   if (!v || typeof v !== 'object') throw badIndex('not an object');
   const ix = v as ArchiveIndexHead;
   if (ix.format !== ARCHIVE_FORMAT) throw badIndex(`format ${String(ix.format)}`);
-  if (ix.version !== ARCHIVE_FORMAT_VERSION) throw badIndex(`unsupported version ${String(ix.version)}`);
+  if (!READABLE_FORMAT_VERSIONS.includes(ix.version)) throw badIndex(`unsupported version ${String(ix.version)}`);
   if (ix.codec !== 'zstd' && ix.codec !== 'gzip' && ix.codec !== 'none') throw badIndex(`codec ${String(ix.codec)}`);
   if (!Array.isArray(ix.blocks) || !Array.isArray(ix.volumes)) throw badIndex('missing blocks or volumes');
   let c = 0;
@@ -124,8 +124,11 @@ export function checkIndexHead(v: unknown): number {
   for (const b of ix.blocks) {
     if (!isNum(b.compressedOffset) || !isNum(b.compressedLength) || !isNum(b.uncompressedOffset) || !isNum(b.uncompressedLength))
       throw badIndex('block fields');
-    if (b.compressedOffset !== c || b.uncompressedOffset !== u) throw badIndex('blocks are not contiguous');
-    c += b.compressedLength;
+    if (b.object !== undefined && (ix.version < 2 || typeof b.object !== 'string' || !b.object)) throw badIndex('block object');
+    // The tar is contiguous across all blocks; the archive's own object across its own blocks
+    // (a format 2 block in another object may sit anywhere in it).
+    if (b.uncompressedOffset !== u || (b.object === undefined && b.compressedOffset !== c)) throw badIndex('blocks are not contiguous');
+    if (b.object === undefined) c += b.compressedLength;
     u += b.uncompressedLength;
   }
   return u;

@@ -8,7 +8,16 @@ import type { Readable, Writable } from 'node:stream';
 export type Codec = 'zstd' | 'gzip' | 'none';
 
 export const ARCHIVE_FORMAT = 'cairn-archive';
-export const ARCHIVE_FORMAT_VERSION = 1;
+/**
+ * Format 2 (incremental backups, issue 11): frames are cut at entry boundaries, a large file is a
+ * header frame plus one frame per `chunkSize` bytes of content (aligned to file offsets), and a
+ * block may live in another backup's archive object (`ArchiveBlock.object`). Every frame is an
+ * independent zstd frame / gzip member / stored run, so the frames of a backup concatenated in
+ * order are its whole compressed tar, whichever objects they come from. Format 1 (one object,
+ * fixed-size blocks) stays readable.
+ */
+export const ARCHIVE_FORMAT_VERSION = 2;
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink';
 
@@ -41,8 +50,27 @@ export interface PackOptions {
   concurrency?: number;
   /** Where the index entries wait until the pack's result is released (default: the OS temp dir). */
   tempDir?: string;
+  /**
+   * An incremental pack: entries unchanged since the parent (same type, size, mtime, ctime,
+   * inode, device, mode, owner) are not read; the parent's frames holding them are referenced.
+   */
+  parent?: PackParent;
   /** Internal (tests): how far the walk may run ahead of the reader (pack-scanner.ts). */
   scanWindow?: { chunkItems: number; chunksAhead: number };
+}
+
+export interface PackParent {
+  /** The parent backup's id: written as `object` into blocks that point at the parent's own object. */
+  id: string;
+  /** The parent's index (format 2, same codec); its entries are read once, in order. */
+  index: ArchiveIndex | StreamedIndex;
+  /**
+   * Owners whose objects this pack may point into (the parent's id and the owners it references:
+   * referenceParent's answer). A parent frame in any other object is not reused.
+   */
+  objects: readonly string[];
+  /** Share (0..1) of unchanged files read anyway and compared with their sha256 (default 0.01). */
+  rehashShare?: number;
 }
 
 export type WarningCode = 'skipped-type' | 'changed' | 'vanished' | 'unreadable' | 'read-error' | 'unsupported-entry' | 'attributes' | 'time-precision';
@@ -55,6 +83,12 @@ export interface ArchiveWarning {
 }
 
 export interface ArchiveBlock {
+  /**
+   * Format 2: the id of the backup whose archive object holds this frame, when it is not the
+   * archive's own object (an incremental backup reusing its parent's frames). `compressedOffset`
+   * is then an offset in that object. Absent: the archive's own object.
+   */
+  object?: string;
   compressedOffset: number;
   compressedLength: number;
   uncompressedOffset: number;
@@ -86,6 +120,19 @@ export interface ArchiveEntry {
   dataOffset: number;
   /** sha256 of the content of a file. */
   sha256?: string;
+  /**
+   * Format 2, for change detection by the next incremental backup: the inode's ctime (ms, with
+   * the fraction Node's Stats gives), inode number and device, as the scan saw them.
+   */
+  ctimeMs?: number;
+  ino?: number;
+  dev?: number;
+  /**
+   * Format 2, a file larger than the index's `chunkSize`: the sha256 of each `chunkSize` piece of
+   * its content. Each piece is a frame of its own, so an incremental backup of a file rewritten
+   * in place stores only the pieces whose hash changed.
+   */
+  chunks?: string[];
 }
 
 /** Entry counts shared by a volume's summary and the archive's totals. */
@@ -113,6 +160,8 @@ export interface ArchiveTotals extends EntryCounts {
   storedBytes: number;
   blocks: number;
   warnings: number;
+  /** Format 2: stored bytes of the frames read from other backups' objects (not in storedBytes). */
+  reusedBytes?: number;
 }
 
 export interface ArchiveIndex {
@@ -123,7 +172,11 @@ export interface ArchiveIndex {
   codec: Codec;
   level: number;
   blockSize: number;
-  /** sha256 of the whole stored archive. */
+  /** Format 2: content bytes per frame of a large file (files larger than this are chunked). */
+  chunkSize?: number;
+  /** Format 2: the backups whose archive objects hold frames of this archive (besides its own). */
+  objects?: string[];
+  /** sha256 of the archive's own stored object (format 1: the whole archive). */
   sha256: string;
   volumes: VolumeSummary[];
   totals: ArchiveTotals;
@@ -166,13 +219,20 @@ export interface PackResult {
   sha256: string;
   storedBytes: number;
   logicalBytes: number;
+  /** Stored bytes of the frames reused from other objects (0 for a full pack). */
+  reusedBytes: number;
+  /** The owners whose objects the index points into (empty for a full pack). */
+  objects: string[];
   /** Regular files stored with their content (hard links not counted). */
   fileCount: number;
   warnings: ArchiveWarning[];
 }
 
-/** Serves stored-archive bytes [start, endInclusive]. */
-export type RangeReader = (start: number, endInclusive: number) => Promise<Readable>;
+/**
+ * Serves stored bytes [start, endInclusive] of the archive's own object (`object` undefined), or
+ * of the archive object written by backup `object` (a format 2 block's `object`).
+ */
+export type RangeReader = (start: number, endInclusive: number, object?: string) => Promise<Readable>;
 
 export type UnpackSource = { stream: Readable } | { rangeReader: RangeReader };
 

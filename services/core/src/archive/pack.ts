@@ -259,6 +259,8 @@ class PackedArchive implements PackResult {
   readonly sha256: string;
   readonly storedBytes: number;
   readonly logicalBytes: number;
+  readonly reusedBytes: number;
+  readonly objects: string[];
   readonly fileCount: number;
   readonly warnings: ArchiveWarning[];
 
@@ -269,6 +271,8 @@ class PackedArchive implements PackResult {
     this.sha256 = head.sha256;
     this.storedBytes = head.totals.storedBytes;
     this.logicalBytes = head.totals.logicalBytes;
+    this.reusedBytes = head.totals.reusedBytes ?? 0;
+    this.objects = head.objects ?? [];
     this.fileCount = head.totals.files;
     this.warnings = head.warnings;
   }
