@@ -133,6 +133,8 @@ export interface ArchiveEntry {
    * in place stores only the pieces whose hash changed.
    */
   chunks?: string[];
+  /** Format 2: the file could not be read whole (zeros stand in): the next backup reads it again. */
+  partial?: true;
 }
 
 /** Entry counts shared by a volume's summary and the archive's totals. */

@@ -12,7 +12,7 @@ import { CairnError } from '../errors.ts';
 import type { ArchiveEntry } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 
-interface Chunk {
+export interface SpillChunk {
   pos: number;
   length: number;
   /** Length of the JSON text the frame decodes to. */
@@ -31,7 +31,7 @@ const closeOnCollect = new FinalizationRegistry<number>((fd) => {
 export class EntrySpill {
   private fd: number;
   private pos = 0;
-  private readonly chunks: Chunk[] = [];
+  private readonly chunks: SpillChunk[] = [];
   private closed = false;
 
   constructor(dir = tmpdir()) {
@@ -62,24 +62,17 @@ export class EntrySpill {
 
   /** The entries in archive order, one block's worth at a time. */
   *batches(): Generator<ArchiveEntry[]> {
-    let buf = Buffer.alloc(0);
-    for (const c of this.chunks) {
-      this.check();
-      if (buf.length < c.length) buf = Buffer.allocUnsafe(c.length * 2);
-      for (let done = 0; done < c.length; ) {
-        const n = readSync(this.fd, buf, done, c.length - done, c.pos + done);
-        if (n === 0) throw new CairnError('internal', 'index spill file is shorter than written');
-        done += n;
-      }
-      let batch: unknown;
-      try {
-        batch = JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8'));
-      } catch (err) {
-        throw new CairnError('archive-corrupt', `index entries do not decode: ${(err as Error).message}`, { cause: err });
-      }
-      if (!Array.isArray(batch)) throw new CairnError('archive-corrupt', 'index entries do not decode: not a list');
-      yield batch as ArchiveEntry[];
-    }
+    this.check();
+    yield* readSpill(this.share(), () => this.check());
+  }
+
+  /**
+   * The file's descriptor and layout, for reading the entries from a worker thread (threads share
+   * the process's descriptors). Valid until close().
+   */
+  share(): SharedSpill {
+    this.check();
+    return { fd: this.fd, chunks: [...this.chunks] };
   }
 
   close(): void {
@@ -91,5 +84,33 @@ export class EntrySpill {
 
   private check(): void {
     if (this.closed) throw new CairnError('internal', "the pack's index entries were released (close() was called)");
+  }
+}
+
+/** A spill file as another thread reads it (EntrySpill.share). */
+export interface SharedSpill {
+  fd: number;
+  chunks: SpillChunk[];
+}
+
+/** The entries of a shared spill file in archive order, a batch at a time. */
+export function* readSpill(spill: SharedSpill, check: () => void = () => undefined): Generator<ArchiveEntry[]> {
+  let buf = Buffer.alloc(0);
+  for (const c of spill.chunks) {
+    check();
+    if (buf.length < c.length) buf = Buffer.allocUnsafe(c.length * 2);
+    for (let done = 0; done < c.length; ) {
+      const n = readSync(spill.fd, buf, done, c.length - done, c.pos + done);
+      if (n === 0) throw new CairnError('internal', 'index spill file is shorter than written');
+      done += n;
+    }
+    let batch: unknown;
+    try {
+      batch = JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8'));
+    } catch (err) {
+      throw new CairnError('archive-corrupt', `index entries do not decode: ${(err as Error).message}`, { cause: err });
+    }
+    if (!Array.isArray(batch)) throw new CairnError('archive-corrupt', 'index entries do not decode: not a list');
+    yield batch as ArchiveEntry[];
   }
 }

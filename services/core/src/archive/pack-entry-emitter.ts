@@ -4,14 +4,14 @@
  * native helper), written through the block writer; the index entry, warnings and counts go to
  * the report.
  */
-import { createHash, hash as hashOnce } from 'node:crypto';
+import { createHash, hash as hashOnce, type Hash } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
 import type { ArchiveEntry, EntryType } from './archive-types.ts';
 import { errnoName, Out, type NativeReads } from './native-reads.ts';
 import type { ReaderReport } from './pack-reader-report.ts';
 import { throwIfAborted } from './pack-scanner.ts';
-import { bytesToPath } from './path-bytes.ts';
-import type { TarBlockWriter } from './tar-block-writer.ts';
+import { bytesToPath, pathToBytes } from './path-bytes.ts';
+import type { ReusedFrame, TarBlockWriter } from './tar-block-writer.ts';
 import { encodeTarHeaders, msFromParts, mtimeString, RECORD } from './tar-header.ts';
 import { errCode, Kind, LINK_TARGET, type ScanItem } from './tree-scan.ts';
 
@@ -79,8 +79,14 @@ function indexEntry(item: ScanItem, path: string, type: EntryType, size: number,
     mtime: mtimeString(item.mtimeSec, item.mtimeNsec),
     headerOffset,
     dataOffset,
+    ctimeMs: item.ctimeMs,
+    ino: item.ino,
+    dev: item.dev,
   };
 }
+
+/** The parent's frame holding chunk `k` of its entry `parent` when it is `length` tar bytes and reusable (pack-reuse.ts). */
+export type ChunkFrames = (parent: ArchiveEntry, k: number, length: number) => ReusedFrame | undefined;
 
 const padding = (size: number): number => (RECORD - (size % RECORD)) % RECORD;
 
@@ -102,9 +108,19 @@ export class EntryEmitter {
     private readonly native: NativeReads | undefined,
     /** Int32Array over the pack threads' control slots (pack-scanner.ts): read for aborts. */
     private readonly ctrl: Int32Array,
+    /** An incremental pack's look-up of its parent's chunk frames. */
+    private readonly chunkFrames?: ChunkFrames,
   ) {}
 
-  emit(item: ScanItem): void {
+  /**
+   * Frames are cut at entry boundaries, so that a later incremental pack can reuse them whole: an
+   * entry that does not fit the rest of the block starts a new one; a directory's headers are a
+   * frame of their own; a file too big for a block is a frame of headers, then one frame per
+   * block's worth of content (its chunks).
+   * `parent`: the parent archive's entry for the same path (an incremental pack), whose chunk
+   * frames a changed large file reuses where their content is the same.
+   */
+  emit(item: ScanItem, parent?: ArchiveEntry): void {
     if (item.linkTo === LINK_TARGET) this.links.set(item.index, { arc: undefined, replacement: -1 });
     if (this.native && item.kind === Kind.File && this.emitSmallFile(item, this.native)) return;
     const fsPath = item.node ? item.node.fs : this.fsPaths.get(item.parent!.fs, item.name!);
@@ -125,9 +141,24 @@ export class EntryEmitter {
         break;
       default: {
         const fd = this.open(fsPath, arc, item);
-        if (fd >= 0) this.write(item, arc, 'file', undefined, fd);
+        if (fd >= 0) this.write(item, arc, 'file', undefined, fd, parent);
       }
     }
+  }
+
+  /** Whether the item with this global index (a hard link's target) is in the stream. */
+  isStored(index: number): boolean {
+    return this.links.get(index)?.arc !== undefined;
+  }
+
+  /** An entry an incremental pack did not read: its parent's frames hold it (pack-reuse.ts). */
+  storedReused(item: ScanItem, entry: ArchiveEntry): void {
+    if (item.linkTo === LINK_TARGET) this.links.set(item.index, { arc: undefined, replacement: -1 });
+    if (entry.type === 'file') {
+      this.report.filesDone++;
+      this.report.bytesDone += entry.size;
+    }
+    this.stored(item, entry, pathToBytes(entry.path));
   }
 
   /**
@@ -165,13 +196,24 @@ export class EntryEmitter {
   }
 
   /** Headers, then for a file (`fd`, closed here) its content and padding; then the index entry. */
-  private write(item: ScanItem, arc: Buffer, type: EntryType, linkTarget: Buffer | undefined, fd: number): void {
+  private write(item: ScanItem, arc: Buffer, type: EntryType, linkTarget: Buffer | undefined, fd: number, parent?: ArchiveEntry): void {
+    const out = this.out;
     const size = type === 'file' ? item.size : 0;
-    const headerOffset = this.out.tarPos;
-    this.out.put(headersOf(item, arc, type, size, linkTarget));
-    const entry = indexEntry(item, bytesToPath(arc), type, size, headerOffset, this.out.tarPos);
+    const headers = headersOf(item, arc, type, size, linkTarget);
+    const length = headers.length + size + padding(size);
+    // A directory's headers are a frame of their own: adding or removing a name changes them,
+    // and that must not make the frames of its unchanged files unusable.
+    const alone = type === 'dir' || length > out.blockSize;
+    if (alone || length > out.room) out.flush();
+    const headerOffset = out.tarPos;
+    out.put(headers);
+    if (alone) out.flush();
+    const entry = indexEntry(item, bytesToPath(arc), type, size, headerOffset, out.tarPos);
     if (linkTarget) entry.linkTarget = bytesToPath(linkTarget);
-    if (type === 'file') entry.sha256 = this.readContent(fd, size, entry.path, item);
+    if (type === 'file') {
+      if (alone) this.readChunks(fd, entry, item, parent);
+      else this.readContent(fd, entry, item);
+    }
     this.stored(item, entry, arc);
   }
 
@@ -211,7 +253,10 @@ export class EntryEmitter {
     const arc = this.arcPaths.get(item.parent!.arc, item.name!);
     const header = headersOf(item, arc, 'file', size, undefined);
     const pad = padding(size);
-    if (header.length + size + pad > out.room) return false;
+    if (header.length + size + pad > out.room) {
+      if (header.length + size + pad > out.blockSize) return false;
+      out.flush(); // a new frame rather than one split across two
+    }
     const at = out.pos + header.length;
     native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, this.nDigest);
     const path = bytesToPath(arc);
@@ -250,62 +295,127 @@ export class EntryEmitter {
     this.report.filesDone++;
     const entry = indexEntry(item, path, 'file', size, headerOffset, headerOffset + header.length);
     entry.sha256 = sha;
+    if (problem) entry.partial = true;
     this.stored(item, entry, arc);
     return true;
   }
 
-  /** Copies a file's content into the blocks, then its padding; closes `fd`; returns the sha256 of what was stored. */
-  private readContent(fd: number, size: number, path: string, item: ScanItem): string {
+  /** Copies a file's content into the blocks, then its padding; closes `fd`; sets the entry's sha256. */
+  private readContent(fd: number, entry: ArchiveEntry, item: ScanItem): void {
     const out = this.out;
+    const size = entry.size;
     const hash = SHA256.copy();
     let done = 0;
     let problem: string | undefined;
     try {
       while (done < size) {
         if (out.room === 0) out.flush();
-        let n: number;
-        try {
-          n = out.readFrom(fd, size - done, done, hash);
-        } catch (err) {
-          problem = `read error (${errCode(err)}); rest stored as zeros`;
-          break;
-        }
-        if (n === 0) {
-          problem = SHRANK;
+        const n = this.readSome(fd, size - done, done, hash);
+        if (typeof n === 'string') {
+          problem = n;
           break;
         }
         done += n;
-        this.report.bytesDone += n;
         if (out.room === 0) throwIfAborted(this.ctrl);
       }
       if (done < size) {
         out.putZeros(size - done, hash);
         this.report.bytesDone += size - done;
       }
-      let after: Stats | undefined;
-      try {
-        // Plain (not bigint) stats are cheaper; the scan kept comparable values.
-        after = fstatSync(fd);
-      } catch {
-        after = undefined;
-      }
-      if (
-        !problem &&
-        (!after ||
-          after.size !== size ||
-          after.mtimeMs !== msFromParts(item.mtimeSec, item.mtimeNsec) ||
-          after.ctimeMs !== item.ctimeMs ||
-          after.ino !== item.ino)
-      ) {
-        problem = CHANGED;
-      }
+      problem ??= this.changedSinceScan(fd, item);
     } finally {
       closeSync(fd);
     }
-    if (problem) this.readProblem(path, problem, item);
     const pad = padding(size);
     if (pad) out.putZeros(pad);
+    this.finishFile(entry, item, hash.digest('hex'), problem);
+  }
+
+  /**
+   * A large file's content, a frame per block's worth (its chunks, at file offsets k·blockSize),
+   * each hashed on its own; a chunk whose hash and length match the parent entry's chunk at the
+   * same offset reuses the parent's frame instead of being stored again. Closes `fd`.
+   */
+  private readChunks(fd: number, entry: ArchiveEntry, item: ScanItem, parent: ArchiveEntry | undefined): void {
+    const out = this.out;
+    const size = entry.size;
+    const chunkSize = out.blockSize;
+    const whole = SHA256.copy();
+    const chunks: string[] = [];
+    let done = 0;
+    let problem: string | undefined;
+    try {
+      for (let k = 0; done < size; k++) {
+        const end = Math.min(size, done + chunkSize);
+        // out.pos is 0: the chunk is block[0, end - done).
+        while (!problem && done < end) {
+          const n = this.readSome(fd, end - done, done, whole);
+          if (typeof n === 'string') problem = n;
+          else done += n;
+        }
+        if (done < end) {
+          out.putZeros(end - done, whole);
+          this.report.bytesDone += end - done;
+          done = end;
+        }
+        const sha = hashOf(out.block.subarray(0, out.pos));
+        chunks.push(sha);
+        if (done === size) out.putZeros(padding(size));
+        const reused = parent?.chunks?.[k] === sha ? this.chunkFrames?.(parent, k, out.pos) : undefined;
+        if (reused) {
+          out.discard();
+          out.reuse([reused], reused.uncompressedLength);
+        } else {
+          out.flush();
+        }
+        throwIfAborted(this.ctrl);
+      }
+      problem ??= this.changedSinceScan(fd, item);
+    } finally {
+      closeSync(fd);
+    }
+    entry.chunks = chunks;
+    this.finishFile(entry, item, whole.digest('hex'), problem);
+  }
+
+  /** Reads into the current block at most `max` bytes at `position`: the count, or the problem that stopped it. */
+  private readSome(fd: number, max: number, position: number, hash: Hash): number | string {
+    let n: number;
+    try {
+      n = this.out.readFrom(fd, max, position, hash);
+    } catch (err) {
+      return `read error (${errCode(err)}); rest stored as zeros`;
+    }
+    if (n === 0) return SHRANK;
+    this.report.bytesDone += n;
+    return n;
+  }
+
+  /** GNU tar's check after reading: the file is not what the scan saw any more. */
+  private changedSinceScan(fd: number, item: ScanItem): string | undefined {
+    let after: Stats | undefined;
+    try {
+      // Plain (not bigint) stats are cheaper; the scan kept comparable values.
+      after = fstatSync(fd);
+    } catch {
+      after = undefined;
+    }
+    const same =
+      after &&
+      after.size === item.size &&
+      after.mtimeMs === msFromParts(item.mtimeSec, item.mtimeNsec) &&
+      after.ctimeMs === item.ctimeMs &&
+      after.ino === item.ino;
+    return same ? undefined : CHANGED;
+  }
+
+  private finishFile(entry: ArchiveEntry, item: ScanItem, sha256: string, problem: string | undefined): void {
+    entry.sha256 = sha256;
+    if (problem) {
+      // Never reused by an incremental pack: the next backup reads the file again.
+      entry.partial = true;
+      this.readProblem(entry.path, problem, item);
+    }
     this.report.filesDone++;
-    return hash.digest('hex');
   }
 }

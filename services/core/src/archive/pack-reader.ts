@@ -18,7 +18,8 @@ import { loadNativeReads } from './native-reads.ts';
 import { EntryEmitter } from './pack-entry-emitter.ts';
 import { ReaderReport } from './pack-reader-report.ts';
 import { CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, throwIfAborted, type ScanFeed } from './pack-scanner.ts';
-import { TarBlockWriter, type ShipBlock } from './tar-block-writer.ts';
+import { IncrementalEmitter, ParentFrames, type PackParentData } from './pack-reuse.ts';
+import { TarBlockWriter, type ReusedFrame, type ShipBlock, type ShipFrames } from './tar-block-writer.ts';
 import { RECORD } from './tar-header.ts';
 import { ScanList } from './tree-scan.ts';
 
@@ -34,6 +35,8 @@ export interface PackReaderData {
   native: string | undefined;
   /** Block buffers handed back for reuse (read synchronously with receiveMessageOnPort). */
   recycle: MessagePort;
+  /** An incremental pack's parent (pack-reuse.ts). */
+  parent: PackParentData | undefined;
 }
 
 export interface PackReaderBlock {
@@ -50,6 +53,8 @@ export interface PackReaderBlock {
   warnings: ArchiveWarning[];
   bytesDone: number;
   filesDone: number;
+  /** Frames of other objects standing for the next `length` tar bytes (`buf` is then empty). */
+  frames?: ReusedFrame[];
 }
 
 export interface PackReaderEnd {
@@ -116,6 +121,26 @@ function acquireCredit(ctrl: Int32Array): void {
   }
 }
 
+/** What the report gathered since the last message, for the next one. */
+function reportPart(report: ReaderReport): Pick<PackReaderBlock, 'entries' | 'entriesLength' | 'warnings' | 'bytesDone' | 'filesDone'> {
+  const packed = packEntries(report.takeEntries());
+  return {
+    entries: packed?.buf,
+    entriesLength: packed?.length ?? 0,
+    warnings: report.takeWarnings(),
+    bytesDone: report.bytesDone,
+    filesDone: report.filesDone,
+  };
+}
+
+/** Sends reused frames in place of tar bytes; no block credit is needed (nothing to compress). */
+function frameShipper(d: PackReaderData, report: ReaderReport): ShipFrames {
+  return (frames, length) => {
+    const msg: PackReaderBlock = { t: 'block', buf: new ArrayBuffer(0), length, frames, ...reportPart(report) };
+    d.port.postMessage(msg, msg.entries ? [msg.entries] : []);
+  };
+}
+
 /**
  * Sends a full block to the main thread with what the report gathered since the block before,
  * once a credit allows; continues in a buffer the main thread handed back, or a new one.
@@ -123,18 +148,8 @@ function acquireCredit(ctrl: Int32Array): void {
 function blockShipper(d: PackReaderData, ctrl: Int32Array, report: ReaderReport): ShipBlock {
   return (block, length) => {
     acquireCredit(ctrl);
-    const packed = packEntries(report.takeEntries());
-    const msg: PackReaderBlock = {
-      t: 'block',
-      buf: block.buffer as ArrayBuffer,
-      length,
-      entries: packed?.buf,
-      entriesLength: packed?.length ?? 0,
-      warnings: report.takeWarnings(),
-      bytesDone: report.bytesDone,
-      filesDone: report.filesDone,
-    };
-    d.port.postMessage(msg, packed ? [msg.buf, packed.buf] : [msg.buf]);
+    const msg: PackReaderBlock = { t: 'block', buf: block.buffer as ArrayBuffer, length, ...reportPart(report) };
+    d.port.postMessage(msg, msg.entries ? [msg.buf, msg.entries] : [msg.buf]);
     const reused = receiveMessageOnPort(d.recycle)?.message as ArrayBuffer | undefined;
     return reused?.byteLength === d.blockSize ? Buffer.from(reused) : Buffer.allocUnsafeSlow(d.blockSize);
   };
@@ -144,29 +159,25 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const ctrl = new Int32Array(d.control);
   const report = new ReaderReport(d.volumes);
   const scan = new ScanInbox(d.scan, ctrl, report);
-  const out = new TarBlockWriter(d.blockSize, blockShipper(d, ctrl, report));
-  const emitter = new EntryEmitter(out, report, loadNativeReads(d.native), ctrl);
+  const out = new TarBlockWriter(d.blockSize, blockShipper(d, ctrl, report), frameShipper(d, report));
+  const frames = d.parent && new ParentFrames(d.parent);
+  const emitter = new EntryEmitter(out, report, loadNativeReads(d.native), ctrl, frames?.chunkFrame);
+  const incremental = d.parent && frames ? new IncrementalEmitter(emitter, out, report, d.parent, frames) : undefined;
   for (let list = scan.next(); list; list = scan.next()) {
     for (let i = 0; i < list.length; i++) {
       throwIfAborted(ctrl);
-      emitter.emit(list.item(i));
+      (incremental ?? emitter).emit(list.item(i));
     }
   }
+  incremental?.finish();
+  // The end-of-archive records are a frame of their own: the frames before them stay reusable.
+  out.flush();
   out.putZeros(2 * RECORD);
   const tarBytes = out.tarPos;
   out.flush();
   // Warnings raised after the last block was sent go on their own.
   if (report.hasWarnings)
-    d.port.postMessage({
-      t: 'block',
-      buf: new ArrayBuffer(0),
-      length: 0,
-      entries: undefined,
-      entriesLength: 0,
-      warnings: report.takeWarnings(),
-      bytesDone: report.bytesDone,
-      filesDone: report.filesDone,
-    } satisfies PackReaderBlock);
+    d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, ...reportPart(report) } satisfies PackReaderBlock);
   const result: PackReaderResult = { tarBytes, volumes: report.finish() };
   d.port.postMessage({ t: 'end', result } satisfies PackReaderEnd);
   return result;

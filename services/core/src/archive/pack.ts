@@ -23,14 +23,17 @@ import {
   type ArchiveWarning,
   type Codec,
   type PackOptions,
+  type PackParent,
   type PackResult,
   type PackSink,
   type ArchiveProgress,
 } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
 import { DEFAULT_LEVEL } from './block-codec.ts';
-import { EntrySpill } from './entry-spill.ts';
-import { encodeIndexStream } from './archive-index.ts';
+import { EntrySpill, type SharedSpill } from './entry-spill.ts';
+import { encodeIndexStream, entrySource } from './archive-index.ts';
+import type { PackParentData } from './pack-reuse.ts';
+import type { ReusedFrame } from './tar-block-writer.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
@@ -43,8 +46,10 @@ const MIN_BLOCK_SIZE = 4096;
 const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 const PROGRESS_INTERVAL_MS = 250;
 
+/** A block being compressed, or frames of other objects reused in its place (`frames`). */
 interface Slot {
-  result: Promise<CodecResult>;
+  result?: Promise<CodecResult>;
+  frames?: ReusedFrame[];
   length: number;
 }
 
@@ -74,6 +79,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const { codec, level, blockSize } = checkOptions(options);
   const signal = options.signal;
   if (signal?.aborted) throw abortError(signal);
+  const parent = options.parent && parentData(options.parent, codec, options.volumes, options.tempDir);
   const host = sharedWorkerHost();
   const concurrency = options.concurrency ?? defaultConcurrency();
   const { jobs, pool } = await CodecPool.openWith(host, concurrency, 2);
@@ -148,6 +154,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     for (const w of m.warnings) warnings.push(w);
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
+    if (m.frames) return void queue.push({ frames: m.frames, length: m.length });
     if (m.length === 0) return;
     const result = pool.run({ op: 'compress', codec, level, data: Buffer.from(m.buf, 0, m.length), hashOutput: hashBlocks, returnInput: true });
     result.catch(fail);
@@ -166,18 +173,40 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   scanJob.then(() => host.discard(scanner), fail);
   const job = reader.request<PackReaderResult>(
     'pack-reader',
-    { data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native } satisfies PackReaderData },
+    {
+      data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native, parent: parent?.data } satisfies PackReaderData,
+    },
     [port2, recycle.port2, feed.port2],
   );
   job.catch(fail);
 
   let storedBytes = 0;
+  let reusedBytes = 0;
+  const objects = new Set<string>();
   let tarOffset = 0;
   try {
     for (;;) {
       const next = await queue.next();
       if (next.done) break;
-      const out = await next.value.result;
+      if (next.value.frames) {
+        for (const f of next.value.frames) {
+          const block: ArchiveBlock = {
+            object: f.object,
+            compressedOffset: f.compressedOffset,
+            compressedLength: f.compressedLength,
+            uncompressedOffset: tarOffset,
+            uncompressedLength: f.uncompressedLength,
+          };
+          if (f.sha256) block.sha256 = f.sha256;
+          blocks.push(block);
+          objects.add(f.object);
+          reusedBytes += f.compressedLength;
+          tarOffset += f.uncompressedLength;
+        }
+        report(false);
+        continue;
+      }
+      const out = await next.value.result!;
       outHash.update(out.data);
       const block: ArchiveBlock = {
         compressedOffset: storedBytes,
@@ -207,6 +236,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     spill.close();
     throw signal?.aborted ? abortError(signal) : err;
   } finally {
+    parent?.close();
     signal?.removeEventListener('abort', onAbort);
     port1.close();
     recycle.port1.close();
@@ -233,6 +263,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     codec,
     level,
     blockSize,
+    chunkSize: blockSize,
+    objects: [...objects],
     sha256,
     volumes: r.volumes,
     totals: {
@@ -246,11 +278,45 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       storedBytes,
       blocks: blocks.length,
       warnings: warnings.length,
+      reusedBytes,
     },
     blocks,
     warnings,
   };
   return new PackedArchive(head, spill);
+}
+
+/**
+ * The parent of an incremental pack as the reader thread reads it: its entries in a spill file
+ * (the one readIndex made, or a copy of an in-memory index's), its block table and objects.
+ */
+function parentData(p: PackParent, codec: Codec, volumes: readonly { name: string }[], tempDir?: string): { data: PackParentData; close(): void } {
+  const ix = p.index;
+  if (ix.version < 2) throw new CairnError('validation', `parent backup ${p.id} is in archive format ${ix.version}: an incremental needs format 2`);
+  if (ix.codec !== codec) throw new CairnError('validation', `parent backup ${p.id} is compressed with ${ix.codec}, not ${codec}`);
+  const rehashShare = p.rehashShare ?? 0.01;
+  if (!(rehashShare >= 0 && rehashShare <= 1)) throw new CairnError('validation', `rehash share ${rehashShare} is outside 0..1`);
+  let spill: EntrySpill | undefined;
+  let shared: SharedSpill;
+  if (ix.entries instanceof EntrySpill) {
+    shared = ix.entries.share();
+  } else {
+    spill = new EntrySpill(tempDir);
+    for (const batch of entrySource(ix).batches()) for (let i = 0; i < batch.length; i += 1000) spill.appendJson(Buffer.from(JSON.stringify(batch.slice(i, i + 1000))));
+    shared = spill.share();
+  }
+  return {
+    data: {
+      id: p.id,
+      chunkSize: ix.chunkSize,
+      blocks: ix.blocks,
+      objects: [...p.objects],
+      entries: shared,
+      rehashShare,
+      volumes: volumes.map((v) => v.name),
+    },
+    close: () => spill?.close(),
+  };
 }
 
 /** PackResult: the index head in memory, the entries in the spill file until close(). */

@@ -13,6 +13,19 @@ const ZEROS = Buffer.alloc(64 * 1024);
  */
 export type ShipBlock = (block: Buffer, length: number) => Buffer;
 
+/** A frame of another archive object reused as it is (an incremental pack: pack-reuse.ts). */
+export interface ReusedFrame {
+  /** The backup whose archive object holds it. */
+  object: string;
+  compressedOffset: number;
+  compressedLength: number;
+  uncompressedLength: number;
+  sha256?: string;
+}
+
+/** Sends frames reused from other objects, which stand for the next `length` bytes of the tar. */
+export type ShipFrames = (frames: ReusedFrame[], length: number) => void;
+
 export class TarBlockWriter {
   /**
    * The current block and where the next byte goes in it. Written through the methods below,
@@ -26,6 +39,9 @@ export class TarBlockWriter {
   constructor(
     readonly blockSize: number,
     private readonly ship: ShipBlock,
+    private readonly shipFrames: ShipFrames = () => {
+      throw new Error('this pack reuses no frames');
+    },
   ) {
     this.block = Buffer.allocUnsafeSlow(blockSize);
   }
@@ -78,6 +94,21 @@ export class TarBlockWriter {
     hash.update(this.block.subarray(this.pos, this.pos + n));
     this.pos += n;
     return n;
+  }
+
+  /**
+   * Puts reused frames in the stream in place of `length` tar bytes. The current block must be
+   * empty (flushed, or its content dropped with `discard`): frames never share a block.
+   */
+  reuse(frames: ReusedFrame[], length: number): void {
+    if (this.pos !== 0) throw new Error('reused frames must start a block');
+    this.shipFrames(frames, length);
+    this.start += length;
+  }
+
+  /** Drops what the current block holds (a chunk that turned out to be reusable). */
+  discard(): void {
+    this.pos = 0;
   }
 
   /** Ships the current block if it holds anything. */

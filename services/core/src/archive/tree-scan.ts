@@ -55,6 +55,8 @@ export interface ScanItem {
   /** ctime and inode as Node's plain Stats has them, for comparing with a later fstat. */
   ctimeMs: number;
   ino: number;
+  /** Device number (with ctime and inode: the next incremental backup's change detection). */
+  dev: number;
   /** Hard link: global index of the inode's first name; LINK_TARGET for that first name; else -1. */
   linkTo: number;
 }
@@ -69,7 +71,7 @@ export interface ScanChunk {
   dirs: { fs: string; arc: string; rel: string }[];
 }
 
-const COLUMNS = ['kind', 'vol', 'mode', 'uid', 'gid', 'size', 'mtimeSec', 'mtimeNsec', 'ctimeMs', 'ino', 'parent', 'node', 'linkTo'] as const;
+const COLUMNS = ['kind', 'vol', 'mode', 'uid', 'gid', 'size', 'mtimeSec', 'mtimeNsec', 'ctimeMs', 'ino', 'dev', 'parent', 'node', 'linkTo'] as const;
 
 /**
  * Scanned items, column-wise: ~100 bytes per entry instead of ~300 for an object per entry
@@ -97,6 +99,7 @@ export class ScanList {
   mtimeNsec = new Uint32Array(0);
   ctimeMs = new Float64Array(0);
   ino = new Float64Array(0);
+  dev = new Float64Array(0);
   /** Index into `dirs` of the parent (-1 for a volume root) and, for directories, of their own node. */
   parent = new Int32Array(0);
   node = new Int32Array(0);
@@ -182,6 +185,7 @@ export class ScanList {
     this.mtimeNsec[i] = st.mtimeNsec;
     this.ctimeMs[i] = st.ctimeMs;
     this.ino[i] = st.ino;
+    this.dev[i] = st.dev;
     this.parent[i] = parentAt;
     this.node[i] = nodeAt;
     this.linkTo[i] = linkTo;
@@ -207,6 +211,7 @@ export class ScanList {
       mtimeNsec: this.mtimeNsec[i]!,
       ctimeMs: this.ctimeMs[i]!,
       ino: this.ino[i]!,
+      dev: this.dev[i]!,
       linkTo: this.linkTo[i]!,
     };
   }
@@ -224,6 +229,7 @@ interface Meta {
   /** As Node's plain Stats has it, for comparing with a later fstat. */
   ctimeMs: number;
   ino: number;
+  dev: number;
   nlink: number;
   /** Exact "dev:ino", the key that finds hard links. */
   inode: string;
@@ -245,6 +251,7 @@ function metaOf(st: BigIntStats): Meta {
     mtimeNsec: nsec,
     ctimeMs: msOfNs(st.ctimeNs),
     ino: Number(st.ino),
+    dev: Number(st.dev),
     nlink: Number(st.nlink),
     inode: `${st.dev}:${st.ino}`,
   };
@@ -303,6 +310,7 @@ function listWithNative(native: NativeReads, dirFsZ: Buffer): Listing | string {
         mtimeNsec: m[o + Meta_.MtimeNsec]!,
         ctimeMs: msFromParts(m[o + Meta_.CtimeSec]!, m[o + Meta_.CtimeNsec]!),
         ino: m[o + Meta_.Ino]!,
+        dev: m[o + Meta_.Dev]!,
         nlink: m[o + Meta_.Nlink]!,
         inode: `${m[o + Meta_.Dev]}:${m[o + Meta_.InoHi]}:${m[o + Meta_.InoLo]}`,
       };
