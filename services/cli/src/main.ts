@@ -18,8 +18,9 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
   instances                                      list instances
   register --name N --node ID --volume name=/path [--volume ...] [--tenant T]
   coverage <instanceId>                          which volumes can be backed up
-  backup <instanceId> [--volume V]... [--no-wait]
+  backup <instanceId> [--volume V]... [--kind auto|full|incremental] [--no-wait]
   backups <instanceId> [--status S]              list backups
+  show <backupId>                                one backup (kind, parent, stored/reused/exclusive bytes)
   files <backupId> [--prefix P]                  browse a backup
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
   restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
@@ -41,6 +42,7 @@ const options = {
   prefix: { type: 'string' },
   target: { type: 'string' },
   mode: { type: 'string' },
+  kind: { type: 'string' },
   status: { type: 'string' },
   type: { type: 'string' },
   instance: { type: 'string' },
@@ -60,6 +62,34 @@ const options = {
 } as const;
 
 class UsageError extends Error {}
+
+const KINDS = ['auto', 'full', 'incremental'];
+
+type BackupRow = {
+  id: string;
+  status: string;
+  kind: string;
+  parentId: string | null;
+  storedBytes: number | null;
+  reusedBytes: number | null;
+  logicalBytes: number | null;
+  [key: string]: unknown;
+};
+
+const kindOf = (b: Pick<BackupRow, 'kind' | 'parentId'>) => (b.kind === 'incremental' ? `incremental on ${b.parentId}` : b.kind);
+
+/** 1536 → "1.5 KiB"; null → "-". */
+function bytes(n: number | null | undefined): string {
+  if (n === null || n === undefined) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
 
 function token(explicit?: string): string {
   if (explicit) return explicit;
@@ -129,13 +159,42 @@ async function run(argv: string[]): Promise<number> {
       console.log(JSON.stringify(await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/coverage`), null, 2));
       return 0;
     case 'backup': {
-      const res = await client.request('POST', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups`, o.volume ? { volumes: o.volume } : {});
-      console.error(`backup ${res.backup.id} queued (job ${res.job.id})`);
-      return finish(client, res.job, wait);
+      if (o.kind && !KINDS.includes(o.kind)) throw new UsageError(`--kind must be ${KINDS.join(', ')}`);
+      const body = { ...(o.volume ? { volumes: o.volume } : {}), ...(o.kind ? { kind: o.kind } : {}) };
+      const res = await client.request('POST', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups`, body);
+      console.error(`backup ${res.backup.id} queued, ${kindOf(res.backup)} (job ${res.job.id})`);
+      const code = await finish(client, res.job, wait);
+      if (wait) {
+        const done: BackupRow = await client.request('GET', `/v1/backups/${enc(res.backup.id)}`);
+        const sizes = `stored ${bytes(done.storedBytes)}, reused ${bytes(done.reusedBytes)}, whole tree ${bytes(done.logicalBytes)}`;
+        console.log(`backup ${done.id} ${done.status}, ${kindOf(done)}: ${sizes}`);
+      }
+      return code;
     }
     case 'backups': {
       const { items } = await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups${query({ status: o.status })}`);
-      printTable(items, ['id', 'status', 'trigger', 'createdAt', 'sizeBytes', 'fileCount']);
+      printTable(items, ['id', 'status', 'trigger', 'kind', 'parentId', 'createdAt', 'storedBytes', 'reusedBytes', 'logicalBytes', 'fileCount']);
+      return 0;
+    }
+    case 'show': {
+      const b: BackupRow = await client.request('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}`);
+      printTable(
+        [b],
+        [
+          'id',
+          'status',
+          'trigger',
+          'kind',
+          'parentId',
+          'createdAt',
+          'completedAt',
+          'storedBytes',
+          'reusedBytes',
+          'logicalBytes',
+          'exclusiveBytes',
+          'fileCount',
+        ],
+      );
       return 0;
     }
     case 'files': {

@@ -28,7 +28,7 @@ import { TokenService } from './services/token.service.ts';
 export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
-  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'>;
+  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY'>>;
   logger: Logger;
   records: Records;
   queues: QueuePort;

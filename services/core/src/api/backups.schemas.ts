@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
 import { JobView } from './jobs.schemas.ts';
+import { BACKUP_KIND_REQUESTS } from '../domain/backup-kind.ts';
 import { named } from './registry.ts';
 
 export const BACKUP_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'deleting', 'deleted'] as const;
@@ -22,6 +23,13 @@ export const StartBackupBody = named(
   z
     .object({
       volumes: z.array(VolumeName).min(1).max(64).superRefine(uniqueNames('volume')).optional().describe('a subset of the instance volumes; all when absent'),
+      kind: z
+        .enum(BACKUP_KIND_REQUESTS, { error: `must be one of ${BACKUP_KIND_REQUESTS.join(', ')}` })
+        .optional()
+        .describe(
+          'auto (default): incremental on the newest completed backup of the same volumes and codec, a full one every FULL_BACKUP_EVERY backups; ' +
+            'full; incremental (409 when no backup can be its parent)',
+        ),
     })
     .strict(),
 );
@@ -43,8 +51,14 @@ export const BackupView = named(
     format: z.number().int(),
     compression: z.string(),
     encryption: z.object({ mode: z.string(), keyId: z.string().optional() }),
-    sizeBytes: z.number().nullable().describe('bytes stored (compressed)'),
-    logicalBytes: z.number().nullable(),
+    sizeBytes: z.number().nullable().describe('bytes stored (compressed) in its own archive object; the same as storedBytes'),
+    storedBytes: z.number().nullable().describe('bytes this backup uploaded: its own archive object (compressed)'),
+    logicalBytes: z.number().nullable().describe('bytes of the whole tree it restores (file contents)'),
+    reusedBytes: z.number().nullable().describe("stored bytes it reads from other backups' archive objects (an incremental's unchanged entries)"),
+    exclusiveBytes: z
+      .number()
+      .optional()
+      .describe('GET /v1/backups/:id of a completed backup: the bytes only this backup holds, what deleting it frees (archive objects, approximate)'),
     fileCount: z.number().int().nullable(),
     sha256: z.string().nullable(),
     warnings: z.array(z.unknown()),

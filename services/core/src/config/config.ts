@@ -50,6 +50,17 @@ const url = (protocols: string[]) =>
       `must be a URL (${protocols.join(' or ')})`,
     );
 
+/** A share between 0 and 1: `0.01`, `0`, `1`. */
+const share = z
+  .string()
+  .trim()
+  .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, 'must be a number between 0 and 1, such as 0.01')
+  .transform(Number);
+
+/** Defaults of the incremental backup settings, for the callers that are given no config of them (tests). */
+export const DEFAULT_FULL_BACKUP_EVERY = 7;
+export const DEFAULT_INCREMENTAL_REHASH_SHARE = 0.01;
+
 const list = z.string().transform((v) =>
   v
     .split(/[,:]/)
@@ -110,6 +121,11 @@ const schema = z.object({
   COMPRESSION: z.enum(['zstd', 'gzip', 'none']).default('zstd'),
   COMPRESSION_LEVEL: int(1, 19).default(3),
   MANUAL_BACKUP_LIMIT: int(1, 100_000).default(20),
+  // Incremental backups (SPEC §5): an `auto` backup is a full one every FULL_BACKUP_EVERY backups
+  // of a chain (1: always full), and an incremental one re-reads this share of the files it
+  // finds unchanged to compare their sha256 (0: never, 1: all).
+  FULL_BACKUP_EVERY: int(1, 10_000).default(DEFAULT_FULL_BACKUP_EVERY),
+  INCREMENTAL_REHASH_SHARE: share.default(DEFAULT_INCREMENTAL_REHASH_SHARE),
   BODY_LIMIT: bytes(1024, 64 * 1024 ** 2).default(1024 ** 2),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

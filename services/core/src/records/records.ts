@@ -146,6 +146,11 @@ export interface NewBackup {
 }
 
 export interface BackupChanges {
+  /** An auto backup's kind decided when its job starts (a schedule's), or an incremental turned full when its parent is unusable. */
+  kind?: BackupKind;
+  parentId?: string | null;
+  /** The archive format version the backup was written in (its index's `version`). */
+  format?: number;
   startedAt?: Date | null;
   completedAt?: Date | null;
   deletedAt?: Date | null;

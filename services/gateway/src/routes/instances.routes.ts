@@ -105,14 +105,16 @@ export function instanceRoutes(api: ApiRegistry, instances: InstanceService, bac
     path: '/v1/instances/:id/backups',
     operationId: 'startBackup',
     summary: 'Start a manual backup',
-    description: 'At most one backup or restore per instance runs at a time (409 with the running job id); manual backups are limited per instance (429).',
+    description:
+      'At most one backup or restore per instance runs at a time (409 with the running job id); manual backups are limited per instance (429). ' +
+      '`kind` chooses full, incremental or auto (default); the backup record carries the kind chosen and its parent.',
     tag: 'backups',
     access: 'member',
     params: IdParams,
     body: StartBackupBody,
     responses: {
       202: { description: 'the backup record and its job', schema: BackupStarted },
-      409: { description: 'a backup or restore of the instance is queued or running' },
+      409: { description: 'a backup or restore of the instance is queued or running, or kind incremental with no backup to build on' },
       422: { description: 'nothing to back up' },
       429: { description: 'manual backup limit reached' },
     },

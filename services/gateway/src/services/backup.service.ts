@@ -17,8 +17,11 @@ import {
   type SoftDeleteOptions,
   type SoftDeleted,
   failUnqueued,
+  DEFAULT_FULL_BACKUP_EVERY,
 } from '@cairn/core';
-import type { BackupList, BackupStarted, BatchDeleteResult, DeleteBackupResult, ListBackupsQuery, StartBackupBody } from '@cairn/core/api/index.ts';
+import { decideBackupKind } from '@cairn/core/domain/backup-kind.ts';
+import { exclusiveBytes } from '@cairn/core/domain/object-references.ts';
+import type { BackupList, BackupStarted, BackupView, BatchDeleteResult, DeleteBackupResult, ListBackupsQuery, StartBackupBody } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
@@ -30,7 +33,8 @@ export interface BackupServiceOptions {
   records: Records;
   queues: QueuePort;
   instances: InstanceService;
-  config: Pick<Config, 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'>;
+  /** FULL_BACKUP_EVERY defaults to the configuration's default. */
+  config: Pick<Config, 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY'>>;
   logger: Logger;
   now?: () => Date;
 }
@@ -64,6 +68,10 @@ export class BackupService {
    * instance's lock, so two requests cannot both pass the one-at-a-time rule), then enqueued on
    * the instance's node queue. If enqueueing fails the rows are marked failed and the caller
    * gets 503; nothing is left looking queued that no worker will ever see.
+   *
+   * Its kind (`body.kind`, default auto) is decided under the same lock, from the instance's
+   * completed backups (domain/backup-kind.ts); the row records it with its parent. The node worker
+   * falls back to a full backup when the parent turns out unusable by the time the job runs.
    */
   async start(actor: Actor, instanceId: string, body: StartBackupBody): Promise<BackupStarted> {
     const instance = await this.instances.findVisible(actor, instanceId);
@@ -85,7 +93,7 @@ export class BackupService {
     const compression = this.config.COMPRESSION as Compression;
     const backupId = newId();
     const jobId = newId();
-    const { backup, job } = await this.records.transaction(async (tx) => {
+    const { backup, job, choice } = await this.records.transaction(async (tx) => {
       await tx.lock('instance', instance.id);
       const active = await activeInstanceJob(tx, instance.id);
       if (active) throw busy(instance.name, active);
@@ -99,12 +107,20 @@ export class BackupService {
           },
         );
       }
+      const choice = await decideBackupKind(tx.backups, instance.id, {
+        requested: body.kind ?? 'auto',
+        volumes: selected,
+        instanceVolumes: names,
+        compression,
+        fullEvery: this.config.FULL_BACKUP_EVERY ?? DEFAULT_FULL_BACKUP_EVERY,
+      });
       const backup = await tx.backups.create({
         id: backupId,
         instanceId: instance.id,
         status: 'pending',
         trigger: 'manual',
-        kind: 'full',
+        kind: choice.kind,
+        parentId: choice.parentId,
         volumes: selected,
         storageKey: archiveKey(instance.id, backupId, compression),
         indexKey: indexKey(instance.id, backupId),
@@ -122,7 +138,7 @@ export class BackupService {
         params: { volumes: selected },
         requestedBy: actor.tokenId,
       });
-      return { backup, job };
+      return { backup, job, choice };
     });
 
     try {
@@ -132,7 +148,20 @@ export class BackupService {
       await failUnqueued(this.records, this.logger, { jobId, backupId }, reason);
       throw new CairnError('unavailable', reason, { cause: err, details: { backupId, jobId } });
     }
-    this.logger.info({ backupId, jobId, instanceId: instance.id, nodeId: instance.nodeId, volumes: selected, by: actor.tokenId }, 'backup requested');
+    this.logger.info(
+      {
+        backupId,
+        jobId,
+        instanceId: instance.id,
+        nodeId: instance.nodeId,
+        volumes: selected,
+        kind: choice.kind,
+        parentId: choice.parentId,
+        why: choice.reason,
+        by: actor.tokenId,
+      },
+      'backup requested',
+    );
     return { backup: backupView(backup), job: jobView(job) };
   }
 
@@ -146,8 +175,12 @@ export class BackupService {
     return { items: page.map(backupView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
 
-  async get(actor: Actor, id: string) {
-    return backupView(await this.findVisible(actor, id));
+  /** One backup; a completed one with the bytes only it holds (what deleting it frees). */
+  async get(actor: Actor, id: string): Promise<BackupView> {
+    const row = await this.findVisible(actor, id);
+    const view = backupView(row);
+    if (row.status !== 'completed') return view;
+    return { ...view, exclusiveBytes: Number(await exclusiveBytes(this.records, row.id)) };
   }
 
   /**

@@ -59,7 +59,9 @@ export function backupView(b: Backup): BackupView {
     // The wrapped data key stays in the database.
     encryption: { mode: typeof enc.mode === 'string' ? enc.mode : 'none', ...(typeof enc.keyId === 'string' ? { keyId: enc.keyId } : {}) },
     sizeBytes: num(b.sizeBytes),
+    storedBytes: num(b.sizeBytes),
     logicalBytes: num(b.logicalBytes),
+    reusedBytes: num(b.reusedBytes),
     fileCount: b.fileCount,
     sha256: b.sha256,
     warnings: Array.isArray(b.warnings) ? (b.warnings as unknown[]) : [],
