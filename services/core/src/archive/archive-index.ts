@@ -134,6 +134,18 @@ export function checkIndexHead(v: unknown): number {
   return u;
 }
 
+/** Format 2: some block lives in another backup's archive object (an incremental backup). */
+export function hasForeignBlocks(index: Pick<ArchiveIndexHead, 'blocks'>): boolean {
+  return index.blocks.some((b) => b.object !== undefined);
+}
+
+/** Length of the complete stored archive: every frame, wherever it is stored (exportArchive's output). */
+export function archiveLength(index: Pick<ArchiveIndexHead, 'blocks'>): number {
+  let n = 0;
+  for (const b of index.blocks) n += b.compressedLength;
+  return n;
+}
+
 /** Structural check of one entry against the tar length. */
 export function checkEntry(e: ArchiveEntry, tarEnd: number): void {
   if (!e || typeof e !== 'object') throw badIndex('entry is not an object');
@@ -262,6 +274,61 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     if (err instanceof CairnError) throw err;
     if (sourceError !== undefined) throw sourceError;
     throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * The head of an encoded index (everything but its entries), checked: only its first line is
+ * read when it has encodeIndex's layout (the rest of the object is not downloaded); a plain JSON
+ * document is read whole.
+ */
+export async function readIndexHead(src: Readable): Promise<ArchiveIndexHead> {
+  let sourceError: unknown;
+  src.once('error', (err) => (sourceError ??= err));
+  try {
+    const decoder = new StringDecoder('utf8');
+    const pieces: string[] = [];
+    let head: Record<string, unknown> | undefined;
+    let legacy = false;
+    for await (const chunk of await indexBytes(src)) {
+      const text = decoder.write(chunk as Buffer);
+      const nl = legacy ? -1 : text.indexOf('\n');
+      if (nl < 0) {
+        pieces.push(text);
+        continue;
+      }
+      pieces.push(text.slice(0, nl));
+      const first = pieces.join('');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(first);
+      } catch {
+        parsed = undefined;
+      }
+      if ((parsed as { layout?: unknown } | undefined)?.layout === 'jsonl') {
+        head = parsed as Record<string, unknown>;
+        break;
+      }
+      // A plain JSON document, maybe over several lines: read it whole.
+      legacy = true;
+      pieces.length = 0;
+      pieces.push(first, '\n', text.slice(nl + 1));
+    }
+    if (!head) {
+      pieces.push(decoder.end());
+      const { entries: _entries, ...rest } = checkIndex(JSON.parse(pieces.join('')));
+      return rest;
+    }
+    delete head.layout;
+    delete head.entryCount;
+    checkIndexHead(head);
+    return head as unknown as ArchiveIndexHead;
+  } catch (err) {
+    if (err instanceof CairnError) throw err;
+    if (sourceError !== undefined) throw sourceError;
+    throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
+  } finally {
+    src.destroy();
   }
 }
 

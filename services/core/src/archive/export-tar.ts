@@ -1,16 +1,22 @@
 /**
- * exportPathsAsTar: a plain (uncompressed) tar of chosen entries, built from only the blocks
- * that hold them ("download one path"). Entries are copied byte for byte from the archive —
- * their PAX headers included — so names, times and modes are exactly as stored; each block is
- * verified on decode and each file's content against its sha256 on the way out.
+ * Downloads built from range reads, never recompressed:
+ *
+ * - exportPathsAsTar: a plain (uncompressed) tar of chosen entries, built from only the blocks
+ *   that hold them ("download one path"). Entries are copied byte for byte from the archive —
+ *   their PAX headers included — so names, times and modes are exactly as stored; each block is
+ *   verified on decode and each file's content against its sha256 on the way out.
+ * - exportArchive: the complete stored archive (`.tar.zst` / `.tar.gz` / `.tar`) of a backup
+ *   whose frames live in several objects (format 2): the frames in block order, as stored.
+ *
+ * Both read a few ranges ahead (RangeReadAhead), so reads from several objects overlap.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CairnError } from '../errors.ts';
-import { checkIndex, entryEnd, planRuns, selectEntries } from './archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, RangeReader } from './archive-types.ts';
+import { abortError, CairnError } from '../errors.ts';
+import { checkIndex, checkIndexHead, entryEnd, planRuns, selectEntries } from './archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, RangeReader } from './archive-types.ts';
 import { decompressBlock } from './block-codec.ts';
-import { cutFrames } from './block-source.ts';
+import { blockError, describeBlock, RangeReadAhead, rangeFrames, segmentError, segmentsOf, type Segment } from './block-source.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { RECORD } from './tar-header.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
@@ -28,43 +34,163 @@ function exportEntries(index: ArchiveIndex, paths: readonly string[]): ArchiveEn
 export function exportPathsAsTar(index: ArchiveIndex, rangeReader: RangeReader, paths: readonly string[], options: ExportOptions = {}): Readable {
   checkIndex(index);
   const entries = exportEntries(index, paths);
-  return Readable.from(generate(index, rangeReader, entries, options.signal), { objectMode: false });
+  const segments = (function* () {
+    for (const run of planRuns(index, entries)) yield* segmentsOf(index.blocks, run.firstBlock, run.lastBlock);
+  })();
+  const reads = new RangeReadAhead(rangeReader, segments);
+  return generatorStream(generate(index, reads, entries), reads, options.signal);
 }
 
-async function* generate(index: ArchiveIndex, rangeReader: RangeReader, entries: ArchiveEntry[], signal?: AbortSignal): AsyncGenerator<Buffer> {
+async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: ArchiveEntry[]): AsyncGenerator<Buffer> {
   const verifier = new ExportVerifier(entries);
   const emit = (chunk: Buffer): Buffer => {
     verifier.push(chunk);
     return chunk;
   };
   let next = 0;
-  for (const run of planRuns(index, entries)) {
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new CairnError('cancelled', 'cancelled');
-    const b0 = index.blocks[run.firstBlock]!;
-    const b1 = index.blocks[run.lastBlock]!;
-    const stream = await rangeReader(b0.compressedOffset, b1.compressedOffset + b1.compressedLength - 1);
-    for await (const f of cutFrames(stream, index.blocks, run.firstBlock, run.lastBlock, () => true)) {
-      const b = index.blocks[f.block]!;
-      if (b.sha256 && createHash('sha256').update(f.data!).digest('hex') !== b.sha256) {
-        throw new CairnError('checksum-mismatch', `block ${f.block} does not match its sha256`);
-      }
-      const data = decompressBlock(index.codec, f.data!, b.uncompressedLength);
-      const start = b.uncompressedOffset;
-      const end = start + data.length;
-      // Copy the part of every selected entry that lies in this block.
-      for (let i = next; i < entries.length; i++) {
-        const e = entries[i]!;
-        if (e.headerOffset >= end) break;
-        const from = Math.max(e.headerOffset, start);
-        const to = Math.min(entryEnd(e), end);
-        if (to > from) yield emit(Buffer.from(data.subarray(from - start, to - start)));
-        if (entryEnd(e) <= end) next = i + 1;
-      }
+  for await (const f of rangeFrames(reads, index.blocks)) {
+    const b = index.blocks[f.block]!;
+    if (b.sha256 && createHash('sha256').update(f.data!).digest('hex') !== b.sha256) {
+      throw new CairnError('checksum-mismatch', `${describeBlock(index.blocks, f.block)} does not match its sha256`);
+    }
+    let data: Buffer;
+    try {
+      data = decompressBlock(index.codec, f.data!, b.uncompressedLength);
+    } catch (err) {
+      throw blockError(err, index.blocks, f.block);
+    }
+    const start = b.uncompressedOffset;
+    const end = start + data.length;
+    // Copy the part of every selected entry that lies in this block.
+    for (let i = next; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.headerOffset >= end) break;
+      const from = Math.max(e.headerOffset, start);
+      const to = Math.min(entryEnd(e), end);
+      if (to > from) yield emit(Buffer.from(data.subarray(from - start, to - start)));
+      if (entryEnd(e) <= end) next = i + 1;
     }
   }
   if (next < entries.length) throw new CairnError('archive-corrupt', `entry ${entries[next]!.path} was not found in its blocks`);
   yield emit(Buffer.alloc(2 * RECORD));
   verifier.finish();
+}
+
+/**
+ * The complete stored archive: every frame in block order, wherever it is stored, as stored
+ * (archiveLength(index) bytes). Contiguous frames of one object are one range read. A stored
+ * block's sha256 (codec `none`) is checked as it passes; zstd and gzip frames pass unopened (the
+ * client's decoder checks their checksums).
+ */
+export function exportArchive(index: ArchiveIndexHead, rangeReader: RangeReader, options: ExportOptions = {}): Readable {
+  checkIndexHead(index);
+  const reads = new RangeReadAhead(rangeReader, segmentsOf(index.blocks, 0, index.blocks.length - 1));
+  return generatorStream(storedFrames(index, reads), reads, options.signal);
+}
+
+async function* storedFrames(index: ArchiveIndexHead, reads: RangeReadAhead): AsyncGenerator<Buffer> {
+  try {
+    for (let r = await reads.next(); r; r = await reads.next()) {
+      const check = new SegmentCheck(index, r.segment);
+      try {
+        for await (const raw of r.stream) {
+          const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+          check.update(chunk);
+          yield chunk;
+        }
+        check.end();
+      } catch (err) {
+        throw segmentError(err, r.segment);
+      }
+    }
+  } finally {
+    reads.close();
+  }
+}
+
+/** Follows the blocks of one segment through its bytes: their count, and the sha256 of those that have one. */
+class SegmentCheck {
+  private block: number;
+  private filled = 0;
+  private hash: Hash | undefined;
+
+  constructor(
+    private readonly index: ArchiveIndexHead,
+    private readonly segment: Segment,
+  ) {
+    this.block = segment.firstBlock;
+    this.startBlock();
+  }
+
+  update(chunk: Buffer): void {
+    const blocks = this.index.blocks;
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.block > this.segment.lastBlock) throw new CairnError('archive-corrupt', 'the range read returned more bytes than were asked for');
+      const b = blocks[this.block]!;
+      const take = Math.min(b.compressedLength - this.filled, chunk.length - pos);
+      this.hash?.update(chunk.subarray(pos, pos + take));
+      this.filled += take;
+      pos += take;
+      if (this.filled === b.compressedLength) {
+        if (this.hash && this.hash.digest('hex') !== b.sha256)
+          throw new CairnError('checksum-mismatch', `${describeBlock(blocks, this.block)} does not match its sha256`);
+        this.block++;
+        this.filled = 0;
+        this.startBlock();
+      }
+    }
+  }
+
+  end(): void {
+    if (this.block <= this.segment.lastBlock)
+      throw new CairnError('archive-corrupt', `the archive ends inside block ${this.block} of ${this.index.blocks.length}`);
+  }
+
+  private startBlock(): void {
+    this.hash = this.index.blocks[this.block]?.sha256 !== undefined && this.block <= this.segment.lastBlock ? createHash('sha256') : undefined;
+  }
+}
+
+/**
+ * A Readable over a generator whose destroy (the client gone) or the signal's abort stops the
+ * range reads at once — Readable.from would wait for the generator's pending read first, which a
+ * stalled source never ends.
+ */
+function generatorStream(gen: AsyncGenerator<Buffer>, reads: RangeReadAhead, signal?: AbortSignal): Readable {
+  let pumping = false;
+  const onAbort = (): void => void out.destroy(abortError(signal!));
+  const out = new Readable({
+    read() {
+      if (pumping) return;
+      pumping = true;
+      void (async () => {
+        try {
+          for (;;) {
+            const n = await gen.next();
+            if (out.destroyed) return;
+            if (n.done) {
+              out.push(null);
+              return;
+            }
+            if (!out.push(n.value)) break;
+          }
+          pumping = false;
+        } catch (err) {
+          out.destroy(err instanceof Error ? err : new Error(String(err)));
+        }
+      })();
+    },
+    destroy(err, cb) {
+      signal?.removeEventListener('abort', onAbort);
+      reads.destroy(err ?? undefined);
+      gen.return(undefined).catch(() => undefined);
+      cb(err);
+    },
+  });
+  if (signal?.aborted) out.destroy(abortError(signal));
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  return out;
 }
 
 /** Parses the tar being sent and checks every entry against the index. */

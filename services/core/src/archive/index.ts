@@ -1,8 +1,19 @@
 /** The archive engine (SPEC §5–7): volumes -> block-compressed tar + index, and back. */
 export * from './archive-types.ts';
-export { encodeIndex, decodeIndex, readIndex, eachEntry, selectEntries, planRuns, entryEnd } from './archive-index.ts';
+export {
+  encodeIndex,
+  decodeIndex,
+  readIndex,
+  readIndexHead,
+  eachEntry,
+  selectEntries,
+  planRuns,
+  entryEnd,
+  hasForeignBlocks,
+  archiveLength,
+} from './archive-index.ts';
 export { packArchive } from './pack.ts';
 export { unpackArchive } from './unpack.ts';
-export { exportPathsAsTar } from './export-tar.ts';
+export { exportArchive, exportPathsAsTar } from './export-tar.ts';
 export { bytesToPath, pathToBytes } from './path-bytes.ts';
 export { sharedWorkerHost } from './worker-host.ts';

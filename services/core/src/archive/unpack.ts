@@ -10,14 +10,18 @@
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
  * the plan items they hold; a Failure keeps the first error and stops the others.
+ *
+ * Format 2 (incremental backups): blocks may live in other backups' archive objects. Such an
+ * archive is read only through a range reader, each run of blocks as segments (one range read
+ * per object and stretch of contiguous bytes), a few reads open ahead of the one being consumed.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
-import type { BlockRun } from './archive-index.ts';
-import type { ArchiveIndexHead, ArchiveProgress, UnpackOptions, UnpackResult } from './archive-types.ts';
-import { cutFrames, type Frame } from './block-source.ts';
+import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
+import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, UnpackOptions, UnpackResult } from './archive-types.ts';
+import { blockError, cutFrames, describeBlock, RangeReadAhead, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
@@ -173,22 +177,33 @@ class BlockDecoder {
     if (this.index.codec === 'zstd' && this.spareOutputs.length < MAX_SPARE) this.spareOutputs.push(buf);
   }
 
+  /** Blocks decoded whose frame does not verify itself (a zstd frame without its checksum, a stored block without sha256). */
+  unverified = 0;
+
   async decode(frames: AsyncGenerator<Frame>): Promise<void> {
     for await (const f of frames) {
       this.failure.throwIfFailed();
       if (!f.data) continue;
       const b = this.index.blocks[f.block]!;
+      if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
       const out = this.spareOutputs.pop();
-      const result = this.pool.run({
-        op: 'decompress',
-        codec: this.index.codec,
-        level: 0,
-        data: f.data,
-        expectedLength: b.uncompressedLength,
-        hashInput: b.sha256 !== undefined,
-        returnInput: this.index.codec !== 'none',
-        ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
-      });
+      const block = f.block;
+      const blocks = this.index.blocks;
+      const result = this.pool
+        .run({
+          op: 'decompress',
+          codec: this.index.codec,
+          level: 0,
+          data: f.data,
+          expectedLength: b.uncompressedLength,
+          hashInput: b.sha256 !== undefined,
+          returnInput: this.index.codec !== 'none',
+          ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+        })
+        .catch((err: unknown) => {
+          // Which block, in which object: a corrupt frame of another backup is named as such.
+          throw blockError(err, blocks, block);
+        });
       result.catch(this.failure.fail);
       this.inflight.push({ result, block: f.block });
       if (this.inflight.length >= this.maxInflight) await this.deliverOne();
@@ -205,7 +220,8 @@ class BlockDecoder {
     const out = await x.result;
     this.failure.throwIfFailed();
     const b = this.index.blocks[x.block]!;
-    if (b.sha256 && out.inputSha !== b.sha256) throw new CairnError('checksum-mismatch', `block ${x.block} does not match its sha256`);
+    if (b.sha256 && out.inputSha !== b.sha256)
+      throw new CairnError('checksum-mismatch', `${describeBlock(this.index.blocks, x.block)} does not match its sha256`);
     await this.deliver(x.block, out.data);
     if (out.input && this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
   }
@@ -213,8 +229,10 @@ class BlockDecoder {
 
 /**
  * Feeds the stored bytes to the decoder: the whole stream (blocks nobody needs are skipped), or
- * each run of blocks through the range reader. Returns whether the whole archive was read and
- * matched its sha256 (a mismatch throws).
+ * each run of blocks through the range reader, as segments read a few at a time ahead. Returns
+ * whether the whole archive was read and verified: the own object's sha256 compared (a mismatch
+ * throws) when every block is in it; with blocks in other objects, every frame verified by its
+ * codec (zstd checksum, gzip CRC, sha256 of a stored block).
  */
 async function readArchive(o: UnpackOptions, plan: Plan, decoder: BlockDecoder, failure: Failure): Promise<boolean> {
   const index = o.index;
@@ -229,19 +247,30 @@ async function readArchive(o: UnpackOptions, plan: Plan, decoder: BlockDecoder, 
     verifyWhole(hash.digest('hex'), expected);
     return true;
   }
-  const reader = o.source.rangeReader;
+  const foreign = hasForeignBlocks(index);
   const whole = plan.runs.length === 1 && plan.runs[0]!.firstBlock === 0 && plan.runs[0]!.lastBlock === last;
-  const hash = whole ? createHash('sha256') : undefined;
-  for (const r of plan.runs) {
-    const b0 = index.blocks[r.firstBlock]!;
-    const b1 = index.blocks[r.lastBlock]!;
-    failure.reading = await reader(b0.compressedOffset, b1.compressedOffset + b1.compressedLength - 1);
-    failure.throwIfFailed();
-    await decoder.decode(cutFrames(failure.reading, index.blocks, r.firstBlock, r.lastBlock, () => true, hash, decoder.allocFrame));
+  // Own blocks only: they are the own object, contiguous from its start, read in order.
+  const hash = whole && !foreign ? createHash('sha256') : undefined;
+  const segments = (function* () {
+    for (const r of plan.runs) yield* segmentsOf(index.blocks, r.firstBlock, r.lastBlock);
+  })();
+  const reads = new RangeReadAhead(o.source.rangeReader, segments);
+  failure.onFail(() => reads.destroy(failure.error instanceof Error ? failure.error : new Error(String(failure.error))));
+  await decoder.decode(rangeFrames(reads, index.blocks, decoder.allocFrame, hash));
+  if (hash) {
+    verifyWhole(hash.digest('hex'), expected);
+    return true;
   }
-  if (!hash) return false;
-  verifyWhole(hash.digest('hex'), expected);
-  return true;
+  return whole && decoder.unverified === 0;
+}
+
+/** Whether decoding `data` verifies it: a zstd frame with its content checksum, any gzip member (CRC-32), a stored block with a sha256. */
+function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
+  if (b.sha256 !== undefined) return true;
+  if (codec === 'gzip') return true;
+  // zstd: magic 28 B5 2F FD, then the frame header descriptor, whose bit 2 is Content_Checksum_flag.
+  if (codec === 'zstd') return data.length > 4 && data.readUInt32LE(0) === 0xfd2fb528 && (data[4]! & 0x04) !== 0;
+  return false;
 }
 
 function verifyWhole(actual: string, expected: string | undefined): void {
@@ -256,6 +285,12 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   let plan: Plan;
   try {
     plan = planExtraction(o, index);
+    if ('stream' in o.source && hasForeignBlocks(index))
+      throw new CairnError(
+        'internal',
+        "this archive has blocks in other backups' archive objects (an incremental backup): " +
+          "it can only be read through a range reader, not from its own object's stream",
+      );
   } catch (err) {
     // Refused before reading: the source (an S3 body, a file) is not left open.
     if ('stream' in o.source) o.source.stream.destroy();

@@ -1,8 +1,19 @@
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { CairnError, type Backup, type Logger } from '@cairn/core';
+import { archiveKey, CairnError, type Backup, type Logger } from '@cairn/core';
 import type { FileEntry, FileList, ListFilesQuery } from '@cairn/core/api/index.ts';
-import { decodeIndex, exportPathsAsTar, type ArchiveEntry, type ArchiveIndex, type RangeReader } from '@cairn/core/archive/index.ts';
+import {
+  archiveLength,
+  decodeIndex,
+  exportArchive,
+  exportPathsAsTar,
+  hasForeignBlocks,
+  readIndexHead,
+  type ArchiveEntry,
+  type ArchiveIndex,
+  type ArchiveIndexHead,
+  type RangeReader,
+} from '@cairn/core/archive/index.ts';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { validationError } from '../http/validation.ts';
 import type { Actor } from './actor.ts';
@@ -40,7 +51,9 @@ const ARCHIVE_TYPES: Record<string, { contentType: string; ext: string }> = {
 /**
  * Reads completed backups without a worker (SPEC §5): browsing through the index object only,
  * downloading the archive as stored, or one path of it as a plain tar built from the blocks
- * that hold it (S3 range reads).
+ * that hold it (S3 range reads). An incremental backup (format 2) whose frames partly live in
+ * other backups' archive objects downloads as the same complete archive, its frames read from
+ * each object in block order (exportArchive), never recompressed.
  */
 export class BackupFilesService {
   private readonly store: ObjectStore;
@@ -100,6 +113,13 @@ export class BackupFilesService {
     requireCompleted(backup, 'downloaded');
     if (path === undefined) {
       const type = ARCHIVE_TYPES[backup.compression] ?? ARCHIVE_TYPES.none!;
+      const head = await this.loadHead(backup);
+      if (hasForeignBlocks(head)) {
+        // Answered before the first byte: a missing object would otherwise cut the download short.
+        await this.assertObjects(backup, head);
+        const stream = exportArchive(head, this.rangeReader(backup, head, signal), { signal });
+        return { stream, contentType: type.contentType, filename: `${backup.id}.${type.ext}`, length: archiveLength(head) };
+      }
       const stream = await this.get(backup.storageKey, 'archive');
       return {
         stream,
@@ -110,8 +130,7 @@ export class BackupFilesService {
     }
     const { index, sorted } = await this.load(backup);
     if (!containsPath(sorted, path)) throw new CairnError('not-found', `path ${path} is not in backup ${backup.id}`);
-    const reader: RangeReader = (start, end) => this.store.get(backup.storageKey, { range: { start, end }, signal });
-    const stream = exportPathsAsTar(index, reader, [path], { signal });
+    const stream = exportPathsAsTar(index, this.rangeReader(backup, index, signal), [path], { signal });
     const base = path.split('/').pop() || 'backup';
     return { stream, contentType: 'application/x-tar', filename: `${base}.tar` };
   }
@@ -121,6 +140,41 @@ export class BackupFilesService {
     const { sorted } = await this.load(backup);
     const missing = paths.flatMap((p, i) => (containsPath(sorted, p) ? [] : [{ path: `${field}.${i}`, message: `${p} is not in backup ${backup.id}` }]));
     if (missing.length) throw validationError('request', missing);
+  }
+
+  /**
+   * Range reads of the backup's archive, in its own object or (a format 2 block's `object`) in
+   * the archive object of the backup it names: frames are only reused from backups of the same
+   * instance and codec, so that object's key follows from the id.
+   */
+  private rangeReader(backup: Backup, index: ArchiveIndexHead, signal: AbortSignal | undefined): RangeReader {
+    return async (start, end, object) => {
+      const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, index.codec);
+      try {
+        return await this.store.get(key, { range: { start, end }, signal });
+      } catch (err) {
+        if (err instanceof CairnError && err.code === 'not-found') throw objectMissing(object, key, err);
+        throw err;
+      }
+    };
+  }
+
+  /** Every archive object the blocks of `index` live in exists (else archive-missing, naming its key). */
+  private async assertObjects(backup: Backup, index: ArchiveIndexHead): Promise<void> {
+    const objects = new Set(index.blocks.map((b) => b.object));
+    await Promise.all(
+      [...objects].map(async (object) => {
+        const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, index.codec);
+        if (!(await this.store.head(key))) throw objectMissing(object, key);
+      }),
+    );
+  }
+
+  /** The index without its entries: the cached index when there is one, else only the index object's first line. */
+  private async loadHead(backup: Backup): Promise<ArchiveIndexHead> {
+    const hit = this.cache.get(backup.id);
+    if (hit) return (await hit).index;
+    return readIndexHead(await this.get(backup.indexKey, 'index'));
   }
 
   private load(backup: Backup): Promise<LoadedIndex> {
@@ -176,6 +230,12 @@ export class BackupFilesService {
       this.cache.delete(id);
     }
   }
+}
+
+/** An archive object a backup's blocks live in (its own, or another backup's) is missing. */
+function objectMissing(object: string | undefined, key: string, cause?: unknown): CairnError {
+  const what = object === undefined ? 'the archive object of this backup' : `the archive object of backup ${object}, which this backup reads from,`;
+  return new CairnError('archive-missing', `${what} is missing (${key})`, { cause });
 }
 
 function requireCompleted(backup: Backup, what: string): void {
