@@ -28,7 +28,10 @@ async function pack(id: string, parentId?: string, extra: Partial<PackOptions> =
   const parent = parentId
     ? { id: parentId, index: indexes.get(parentId)!, objects: [parentId, ...(indexes.get(parentId)!.objects ?? [])], rehashShare: 0 }
     : undefined;
-  const r = await packToFile({ volumes: [{ name: 'data', dir: vol }], codec: 'zstd', blockSize: MiB, tempDir: work, ...(parent ? { parent } : {}), ...extra }, file);
+  const r = await packToFile(
+    { volumes: [{ name: 'data', dir: vol }], codec: 'zstd', blockSize: MiB, tempDir: work, ...(parent ? { parent } : {}), ...extra },
+    file,
+  );
   objects.set(id, fs.readFileSync(file));
   indexes.set(id, r.index);
   return r;

@@ -176,8 +176,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const tarBytes = out.tarPos;
   out.flush();
   // Warnings raised after the last block was sent go on their own.
-  if (report.hasWarnings)
-    d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, ...reportPart(report) } satisfies PackReaderBlock);
+  if (report.hasWarnings) d.port.postMessage({ t: 'block', buf: new ArrayBuffer(0), length: 0, ...reportPart(report) } satisfies PackReaderBlock);
   const result: PackReaderResult = { tarBytes, volumes: report.finish() };
   d.port.postMessage({ t: 'end', result } satisfies PackReaderEnd);
   return result;

@@ -302,7 +302,8 @@ function parentData(p: PackParent, codec: Codec, volumes: readonly { name: strin
     shared = ix.entries.share();
   } else {
     spill = new EntrySpill(tempDir);
-    for (const batch of entrySource(ix).batches()) for (let i = 0; i < batch.length; i += 1000) spill.appendJson(Buffer.from(JSON.stringify(batch.slice(i, i + 1000))));
+    for (const batch of entrySource(ix).batches())
+      for (let i = 0; i < batch.length; i += 1000) spill.appendJson(Buffer.from(JSON.stringify(batch.slice(i, i + 1000))));
     shared = spill.share();
   }
   return {
