@@ -6,10 +6,12 @@
  * large half-compressible files, and 100k small files of 1–16 KiB in ~1000 directories.
  * Reference and Cairn runs alternate; the data is read right before every run (this VM
  * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
+ * Then the incremental scenarios of issue 11 (incremental.bench.ts): an unchanged second backup
+ * against the full one and against restic's unchanged re-backup.
  *
  * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
  * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_MANY_FILES (500000 tiny files, only for the peak-RSS
- * probes; 0 skips them), CAIRN_BENCH_ONLY (comma list of scenario names),
+ * probes; 0 skips them), CAIRN_BENCH_ONLY (comma list of scenario names, the incremental ones included),
  * CAIRN_BENCH_KEEP=1 keeps the extraction directories.
  */
 import { execFileSync } from 'node:child_process';
@@ -20,7 +22,8 @@ import { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
 import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
-import { ensureCommand, loadAverage, median, peakRssMiB, resetPeakRss, runShell, warm, type Sample } from './measure.ts';
+import { reportIncremental, runIncremental } from './incremental.bench.ts';
+import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type Sample } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
@@ -43,15 +46,7 @@ interface Result {
 let seq = 0;
 const fresh = (what: string): string => join(SCRATCH, `${what}-${process.pid}-${++seq}`);
 
-async function measureCairn(fn: () => Promise<void>): Promise<Sample> {
-  resetPeakRss();
-  const c0 = process.cpuUsage();
-  const t = performance.now();
-  await fn();
-  const seconds = (performance.now() - t) / 1000;
-  const cu = process.cpuUsage(c0);
-  return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
-}
+const measureCairn = measureAsync;
 
 const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
@@ -279,12 +274,17 @@ async function main(): Promise<void> {
     }
     results.push(res);
   }
-  console.log('\nmeasuring peak RSS in fresh processes...');
+  const incremental = await runIncremental({ large, small, reps: REPS, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
   const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
   const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
+  if (!ONLY) console.log('\nmeasuring peak RSS in fresh processes...');
   const probes = ONLY ? [] : await rssProbes(large, small, many);
   console.log('');
-  report(results, probes);
+  if (results.length || probes.length) report(results, probes);
+  if (incremental.length) {
+    console.log("\nIncremental backups of an unchanged volume (issue 11), archive and index written to files on the disk of restic's repository:");
+    reportIncremental(incremental);
+  }
   await sharedWorkerHost().close();
   if (process.env.CAIRN_BENCH_KEEP !== '1') {
     console.log(`\nremoving ${SCRATCH} ...`);

@@ -26,6 +26,17 @@ export function runShell(cmd: string): Sample {
   return { seconds, cpu };
 }
 
+/** Times an in-process run: wall time, this process's CPU (all its threads), peak RSS. */
+export async function measureAsync(fn: () => Promise<void>): Promise<Sample> {
+  resetPeakRss();
+  const c0 = process.cpuUsage();
+  const t = performance.now();
+  await fn();
+  const seconds = (performance.now() - t) / 1000;
+  const cu = process.cpuUsage(c0);
+  return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
+}
+
 /** Reads a data set so that it is in the page cache right before a run (the VM evicts idle pages). */
 export function warm(dir: string): void {
   execFileSync('bash', ['-c', `tar -cf - -C '${dir}' . | cat > /dev/null`]);
