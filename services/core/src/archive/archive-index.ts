@@ -34,17 +34,74 @@ export function encodeIndex(index: ArchiveIndex): Buffer {
   return Buffer.concat(members);
 }
 
-/** encodeIndex's bytes as a stream, from entries that arrive in batches (a pack's spill file). */
+/** encodeIndex's bytes as a stream, from entries that arrive in batches. */
 export function encodeIndexStream(head: ArchiveIndexHead, entryCount: number, batches: Iterable<ArchiveEntry[]>): Readable {
+  return gzipMembers(indexText(head, entryCount, batches));
+}
+
+/**
+ * encodeIndex's bytes from batches given as the JSON arrays JSON.stringify made of them (a pack's
+ * spill file): turned into lines in place, without parsing and printing every entry again (most
+ * of the cost of writing the index of 100k files). Relies on JSON.stringify's output: no
+ * whitespace, and entries are flat objects whose first key is a string, so the bytes `},{"` occur
+ * only between two entries (inside a string a quote is always escaped), and the comma becomes
+ * the newline. Each batch must say how many entries it holds: the lines are counted against it.
+ */
+export function encodeIndexStreamFromArrays(
+  head: ArchiveIndexHead,
+  entryCount: number,
+  arrays: Iterable<{ json: Buffer; count: number | undefined }>,
+): Readable {
+  return gzipMembers(
+    (function* () {
+      yield Buffer.from(`${JSON.stringify({ ...head, layout: 'jsonl', entryCount })}\n`);
+      let parts: Buffer[] = [];
+      let size = 0;
+      let written = 0;
+      for (const { json, count } of arrays) {
+        if (json.length <= 2) continue;
+        let lines = 1;
+        for (let i = json.indexOf(BETWEEN); i >= 0; i = json.indexOf(BETWEEN, i + 2)) {
+          json[i + 1] = 0x0a;
+          lines++;
+        }
+        if (count !== lines) throw new CairnError('internal', `an index batch holds ${lines} entries, its writer counted ${String(count)}`);
+        written += lines;
+        json[json.length - 1] = 0x0a; // the closing bracket ends the last line
+        parts.push(json.subarray(1));
+        size += json.length - 1;
+        if (size >= MEMBER_TEXT) {
+          yield Buffer.concat(parts, size);
+          parts = [];
+          size = 0;
+        }
+      }
+      if (size) yield Buffer.concat(parts, size);
+      if (written !== entryCount) throw new CairnError('internal', `index header counts ${entryCount} entries, ${written} were written`);
+    })(),
+  );
+}
+
+const BETWEEN = Buffer.from('},{"');
+
+/** Gzip members of the texts, in order, compressed two at a time on the thread pool. */
+function gzipMembers(texts: Iterable<Buffer>): Readable {
   return Readable.from(
     (async function* () {
-      for (const text of indexText(head, entryCount, batches)) yield await gzipAsync(text, { level: INDEX_GZIP_LEVEL });
+      const inflight: Promise<Buffer>[] = [];
+      for (const text of texts) {
+        const member = gzipAsync(text, { level: INDEX_GZIP_LEVEL });
+        member.catch(() => undefined); // awaited below, in order
+        inflight.push(member);
+        if (inflight.length >= 2) yield await inflight.shift()!;
+      }
+      while (inflight.length) yield await inflight.shift()!;
     })(),
     { objectMode: false },
   );
 }
 
-const INDEX_GZIP_LEVEL = 6;
+const INDEX_GZIP_LEVEL = 1;
 /** JSON text per gzip member. */
 const MEMBER_TEXT = 512 * 1024;
 
@@ -185,7 +242,7 @@ async function indexBytes(src: Readable): Promise<Readable> {
   );
   const head = first.done ? undefined : (first.value as Buffer);
   if (head?.[0] !== 0x1f || (head.length > 1 && head[1] !== 0x8b)) return body;
-  const gunzip = createGunzip();
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   pipeline(body, gunzip, () => undefined);
   return gunzip;
 }
@@ -203,59 +260,61 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
   let sourceError: unknown;
   src.once('error', (err) => (sourceError ??= err));
   try {
-    const decoder = new StringDecoder('utf8');
     let head: Record<string, unknown> | undefined;
-    let legacy: string[] | undefined;
-    let batch: string[] = [];
-    let batchText = 0;
+    let legacy: Buffer[] | undefined;
+    // Entry lines stay bytes (no decoding): each batch is '[' line (',' line)* ']' for the spill.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
     let count = 0;
     const flush = (): void => {
       if (!batch.length) return;
-      const json = Buffer.from(`[${batch.join(',')}]`);
-      spill.appendJson(json);
+      batch.push(CLOSE);
+      spill.appendJson(Buffer.concat(batch, batchBytes + 1));
       batch = [];
-      batchText = 0;
+      batchBytes = 0;
     };
-    const line = (text: string): void => {
-      if (legacy) return void legacy.push(text);
+    const line = (bytes: Buffer): void => {
+      if (legacy) return void legacy.push(bytes, NEWLINE);
       if (!head) {
         let first: unknown;
         try {
-          first = JSON.parse(text);
+          first = JSON.parse(bytes.toString('utf8'));
         } catch {
           first = undefined;
         }
         // A plain JSON document (no entry lines, maybe over several lines): read whole, as decodeIndex does.
         if ((first as { layout?: unknown } | undefined)?.layout === 'jsonl') head = first as Record<string, unknown>;
-        else legacy = [text];
+        else legacy = [bytes, NEWLINE];
         return;
       }
-      if (!text) return;
-      batch.push(text);
-      batchText += text.length;
+      if (!bytes.length) return;
+      batch.push(batch.length ? COMMA : OPEN, bytes);
+      batchBytes += bytes.length + 1;
       count++;
-      if (batchText >= SPILL_BATCH_TEXT) flush();
+      if (batchBytes >= SPILL_BATCH_TEXT) flush();
     };
-    // The unfinished line, in pieces: a long line (a big block table) is joined once, not
-    // copied and rescanned with every chunk.
-    let pieces: string[] = [];
+    // The unfinished line, in pieces: a long line (a big block table) is joined once.
+    let pieces: Buffer[] = [];
     for await (const chunk of await indexBytes(src)) {
-      const text = decoder.write(chunk as Buffer);
+      const buf = chunk as Buffer;
       let start = 0;
-      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-        pieces.push(text.slice(start, nl));
-        line(pieces.length === 1 ? pieces[0]! : pieces.join(''));
-        pieces = [];
+      for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+        const part = buf.subarray(start, nl);
+        if (pieces.length) {
+          pieces.push(part);
+          line(Buffer.concat(pieces));
+          pieces = [];
+        } else {
+          line(part);
+        }
         start = nl + 1;
       }
-      if (start < text.length) pieces.push(text.slice(start));
+      if (start < buf.length) pieces.push(buf.subarray(start));
     }
-    pieces.push(decoder.end());
-    const rest = pieces.join('');
-    if (rest) line(rest);
+    if (pieces.length) line(Buffer.concat(pieces));
     if (!head && !legacy) throw new Error('empty index');
     if (legacy) {
-      const whole = checkIndex(JSON.parse(legacy.join('\n')));
+      const whole = checkIndex(JSON.parse(Buffer.concat(legacy).toString('utf8')));
       const json = Buffer.from(JSON.stringify(whole.entries));
       spill.appendJson(json);
       const { entries: _entries, ...rest } = whole;
@@ -276,6 +335,11 @@ export async function readIndex(src: Readable, tempDir?: string): Promise<Stream
     throw new CairnError('archive-corrupt', `index does not decode: ${(err as Error).message}`, { cause: err });
   }
 }
+
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+const NEWLINE = Buffer.from('\n');
 
 /**
  * The head of an encoded index (everything but its entries), checked: only its first line is

@@ -17,6 +17,8 @@ export interface SpillChunk {
   length: number;
   /** Length of the JSON text the frame decodes to. */
   rawLength: number;
+  /** Entries in the batch, when the writer said. */
+  count?: number;
 }
 
 // A spill dropped without close() still gives its descriptor back.
@@ -48,10 +50,10 @@ export class EntrySpill {
   }
 
   /** Appends one frame (a zstd-compressed JSON array of entries). */
-  append(frame: Uint8Array, rawLength: number): void {
+  append(frame: Uint8Array, rawLength: number, count?: number): void {
     this.check();
     for (let done = 0; done < frame.length; ) done += writeSync(this.fd, frame, done, frame.length - done, this.pos + done);
-    this.chunks.push({ pos: this.pos, length: frame.length, rawLength });
+    this.chunks.push(count === undefined ? { pos: this.pos, length: frame.length, rawLength } : { pos: this.pos, length: frame.length, rawLength, count });
     this.pos += frame.length;
   }
 
@@ -64,6 +66,14 @@ export class EntrySpill {
   *batches(): Generator<ArchiveEntry[]> {
     this.check();
     yield* readSpill(this.share(), () => this.check());
+  }
+
+  /** Each batch as the JSON array it was appended as (a buffer of its own), with its entry count when known. */
+  *arrays(): Generator<{ json: Buffer; count: number | undefined }> {
+    this.check();
+    const shared = this.share();
+    let i = 0;
+    for (const json of spillJson(shared, () => this.check())) yield { json, count: shared.chunks[i++]!.count };
   }
 
   /**
@@ -95,6 +105,20 @@ export interface SharedSpill {
 
 /** The entries of a shared spill file in archive order, a batch at a time. */
 export function* readSpill(spill: SharedSpill, check: () => void = () => undefined): Generator<ArchiveEntry[]> {
+  for (const json of spillJson(spill, check)) {
+    let batch: unknown;
+    try {
+      batch = JSON.parse(json.toString('utf8'));
+    } catch (err) {
+      throw new CairnError('archive-corrupt', `index entries do not decode: ${(err as Error).message}`, { cause: err });
+    }
+    if (!Array.isArray(batch)) throw new CairnError('archive-corrupt', 'index entries do not decode: not a list');
+    yield batch as ArchiveEntry[];
+  }
+}
+
+/** Each batch's JSON array, as appended (each in a buffer of its own). */
+export function* spillJson(spill: SharedSpill, check: () => void = () => undefined): Generator<Buffer> {
   let buf = Buffer.alloc(0);
   for (const c of spill.chunks) {
     check();
@@ -104,13 +128,10 @@ export function* readSpill(spill: SharedSpill, check: () => void = () => undefin
       if (n === 0) throw new CairnError('internal', 'index spill file is shorter than written');
       done += n;
     }
-    let batch: unknown;
     try {
-      batch = JSON.parse(decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength).toString('utf8'));
+      yield decompressBlock('zstd', buf.subarray(0, c.length), c.rawLength);
     } catch (err) {
       throw new CairnError('archive-corrupt', `index entries do not decode: ${(err as Error).message}`, { cause: err });
     }
-    if (!Array.isArray(batch)) throw new CairnError('archive-corrupt', 'index entries do not decode: not a list');
-    yield batch as ArchiveEntry[];
   }
 }

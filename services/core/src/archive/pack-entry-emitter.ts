@@ -153,12 +153,12 @@ export class EntryEmitter {
 
   /** An entry an incremental pack did not read: its parent's frames hold it (pack-reuse.ts). */
   storedReused(item: ScanItem, entry: ArchiveEntry): void {
-    if (item.linkTo === LINK_TARGET) this.links.set(item.index, { arc: undefined, replacement: -1 });
+    if (item.linkTo === LINK_TARGET) this.links.set(item.index, { arc: pathToBytes(entry.path), replacement: -1 });
     if (entry.type === 'file') {
       this.report.filesDone++;
       this.report.bytesDone += entry.size;
     }
-    this.stored(item, entry, pathToBytes(entry.path));
+    this.report.stored(item.vol, entry);
   }
 
   /**

@@ -50,6 +50,7 @@ export interface PackReaderBlock {
    */
   entries: ArrayBuffer | undefined;
   entriesLength: number;
+  entriesCount: number;
   warnings: ArchiveWarning[];
   bytesDone: number;
   filesDone: number;
@@ -122,11 +123,13 @@ function acquireCredit(ctrl: Int32Array): void {
 }
 
 /** What the report gathered since the last message, for the next one. */
-function reportPart(report: ReaderReport): Pick<PackReaderBlock, 'entries' | 'entriesLength' | 'warnings' | 'bytesDone' | 'filesDone'> {
-  const packed = packEntries(report.takeEntries());
+function reportPart(report: ReaderReport): Pick<PackReaderBlock, 'entries' | 'entriesLength' | 'entriesCount' | 'warnings' | 'bytesDone' | 'filesDone'> {
+  const entries = report.takeEntries();
+  const packed = packEntries(entries);
   return {
     entries: packed?.buf,
     entriesLength: packed?.length ?? 0,
+    entriesCount: entries.length,
     warnings: report.takeWarnings(),
     bytesDone: report.bytesDone,
     filesDone: report.filesDone,

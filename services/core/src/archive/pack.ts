@@ -31,7 +31,7 @@ import {
 import { AsyncQueue } from './async-queue.ts';
 import { DEFAULT_LEVEL } from './block-codec.ts';
 import { EntrySpill, type SharedSpill } from './entry-spill.ts';
-import { encodeIndexStream, entrySource } from './archive-index.ts';
+import { encodeIndexStreamFromArrays, entrySource } from './archive-index.ts';
 import type { PackParentData } from './pack-reuse.ts';
 import type { ReusedFrame } from './tar-block-writer.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
@@ -145,7 +145,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     }
     if (m.entries) {
       try {
-        spill.append(new Uint8Array(m.entries), m.entriesLength);
+        spill.append(new Uint8Array(m.entries), m.entriesLength, m.entriesCount);
       } catch (err) {
         fail(err);
         return;
@@ -358,7 +358,8 @@ class PackedArchive implements PackResult {
   }
 
   indexStream(): Readable {
-    return encodeIndexStream(this.head, this.head.totals.entries, this.entries());
+    // The reader thread's batches are JSON.stringify output: turned into lines without re-parsing.
+    return encodeIndexStreamFromArrays(this.head, this.head.totals.entries, this.spill.arrays());
   }
 
   close(): void {
