@@ -70,7 +70,10 @@ const BACKUP_COLUMNS = [
   'instanceId',
   'kind',
   'logicalBytes',
+  'name',
+  'note',
   'parentId',
+  'pinned',
   'requestedBy',
   'reusedBytes',
   'scheduleId',
@@ -520,6 +523,9 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
           completedAt: null,
           deletedAt: null,
           error: null,
+          name: null,
+          note: null,
+          pinned: false,
         });
         expect(backup.createdAt).toBeInstanceOf(Date);
         expect(await r.backups.get(backup.id)).toEqual(backup);
@@ -1272,6 +1278,109 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         await rejection(r.tenants.ensure(name, existing.id));
         expect(await r.tenants.get(existing.id)).toEqual(existing);
         expect(await r.tenants.getByName(name)).toBeNull();
+      });
+    });
+
+    // ----- backup names and pins, instance policies (issue 13) -----
+
+    describe('backup names, pins and instance policies', () => {
+      test('a name is unique per instance among backups not deleting or deleted; deleting frees it, other instances may use it', async () => {
+        const w = await world(r);
+        const other = await world(r);
+        const named = await r.backups.create(newBackup(w.instance.id, { name: 'pre-upgrade', note: 'before 2.0', pinned: true }));
+        expect(named).toMatchObject({ name: 'pre-upgrade', note: 'before 2.0', pinned: true });
+        const dup = await expectUniqueViolation(r.backups.create(newBackup(w.instance.id, { name: 'pre-upgrade' })));
+        expect(dup.fields).toEqual(['instanceId', 'name']);
+        expect(await r.backups.count({ instanceId: w.instance.id })).toBe(1);
+        // Unnamed backups never clash; another instance may use the name.
+        await r.backups.create(newBackup(w.instance.id));
+        await r.backups.create(newBackup(w.instance.id));
+        expect((await r.backups.create(newBackup(other.instance.id, { name: 'pre-upgrade' }))).name).toBe('pre-upgrade');
+        // A failed backup keeps its name.
+        const failed = await r.backups.create(newBackup(w.instance.id, { name: 'nightly', status: 'failed' }));
+        await expectUniqueViolation(r.backups.create(newBackup(w.instance.id, { name: 'nightly' })));
+        // Renames: onto a taken name refused and nothing changes; onto a free one fine.
+        const b = await r.backups.create(newBackup(w.instance.id, { name: 'b' }));
+        expect((await expectUniqueViolation(r.backups.updateWhere({ id: b.id }, { name: 'pre-upgrade' }))).fields).toEqual(['instanceId', 'name']);
+        await expectUniqueViolation(r.backups.transition(b.id, ['pending'], 'running', { name: 'nightly' }));
+        expect(await r.backups.get(b.id)).toMatchObject({ name: 'b', status: 'pending' });
+        expect(await r.backups.updateWhere({ id: b.id }, { name: 'b2', note: 'n', pinned: true })).toBe(1);
+        expect(await r.backups.get(b.id)).toMatchObject({ name: 'b2', note: 'n', pinned: true });
+        // One update giving two backups the same name changes neither.
+        const c = await r.backups.create(newBackup(w.instance.id, { name: 'c' }));
+        await expectUniqueViolation(r.backups.updateWhere({ ids: [b.id, c.id] }, { name: 'same' }));
+        expect((await r.backups.get(b.id))?.name).toBe('b2');
+        expect((await r.backups.get(c.id))?.name).toBe('c');
+        // deleting (and deleted) free the name; a deleted backup may keep it alongside a new holder.
+        expect(await r.backups.transition(failed.id, ['failed'], 'deleting')).toBe(true);
+        const again = await r.backups.create(newBackup(w.instance.id, { name: 'nightly', status: 'completed' }));
+        expect(await r.backups.transition(failed.id, ['deleting'], 'deleted')).toBe(true);
+        expect((await r.backups.get(failed.id))?.name).toBe('nightly');
+        expect((await r.backups.get(again.id))?.name).toBe('nightly');
+        expect(await r.backups.updateWhere({ id: b.id }, { name: null })).toBe(1);
+        expect((await r.backups.get(b.id))?.name).toBeNull();
+      });
+
+      test('filters: name, namePrefix (no wildcards, unnamed never match) and pinned', async () => {
+        const w = await world(r);
+        const make = (name: string | null, pinned = false) => r.backups.create(newBackup(w.instance.id, { name, pinned })).then((b) => b.id);
+        const a = await make('app-1');
+        const a2 = await make('app-10', true);
+        const u = await make('a_b');
+        const pct = await make('x%y');
+        const plain = await make(null, true);
+        const none = await make(null);
+        const mine = { instanceId: w.instance.id };
+        const expectBackups = async (filter: Parameters<Records['backups']['find']>[0], expected: string[]) => {
+          expect(idsOf(await r.backups.find({ ...mine, ...filter }))).toEqual(sorted(expected));
+          expect(await r.backups.count({ ...mine, ...filter })).toBe(expected.length);
+        };
+        await expectBackups({ name: 'app-1' }, [a]);
+        await expectBackups({ namePrefix: 'app-1' }, [a, a2]);
+        await expectBackups({ namePrefix: 'app-10' }, [a2]);
+        await expectBackups({ namePrefix: 'APP' }, []);
+        await expectBackups({ namePrefix: 'a_' }, [u]);
+        await expectBackups({ namePrefix: 'x%' }, [pct]);
+        await expectBackups({ namePrefix: 'x' }, [pct]);
+        await expectBackups({ namePrefix: '' }, [a, a2, u, pct]);
+        await expectBackups({ pinned: true }, [a2, plain]);
+        await expectBackups({ pinned: false }, [a, u, pct, none]);
+        await expectBackups({ pinned: false, namePrefix: 'app' }, [a]);
+        await expectBackups({}, [a, a2, u, pct, plain, none]);
+      });
+
+      test('policies: upsert creates with defaults, then changes only what it is given; get, find (filters, page) and removal with the instance', async () => {
+        const w1 = await world(r);
+        const w2 = await world(r);
+        const w3 = await world(r);
+        expect(await r.policies.get(w1.instance.id)).toBeNull();
+        const created = await r.policies.upsert(w1.instance.id, { manualBackupLimit: 5 });
+        expect(keys(created)).toEqual(['createdAt', 'instanceId', 'manualBackupLimit', 'manualRetention', 'timezone', 'updatedAt']);
+        expect(created).toMatchObject({ instanceId: w1.instance.id, manualBackupLimit: 5, manualRetention: null, timezone: 'UTC' });
+        expect(created.updatedAt).toBeInstanceOf(Date);
+        const retention = { keepLast: 2, maxAgeDays: 30 };
+        const changed = await r.policies.upsert(w1.instance.id, { manualRetention: retention, timezone: 'Europe/Berlin' });
+        expect(changed).toMatchObject({ manualBackupLimit: 5, manualRetention: retention, timezone: 'Europe/Berlin' });
+        expect(await r.policies.get(w1.instance.id)).toEqual(changed);
+        await r.policies.upsert(w2.instance.id, { manualRetention: { keepDaily: 7 } });
+        await r.policies.upsert(w3.instance.id, { manualBackupLimit: 1 });
+        const ids = [w1.instance.id, w2.instance.id, w3.instance.id];
+        const ofFind = async (...args: Parameters<Records['policies']['find']>) => (await r.policies.find(...args)).map((p) => p.instanceId);
+        expect(await ofFind({ instanceIds: ids })).toEqual(sorted(ids));
+        expect(await ofFind({ instanceIds: ids, hasManualRetention: true })).toEqual(sorted([w1.instance.id, w2.instance.id]));
+        expect(await ofFind({ instanceIds: ids, hasManualRetention: false })).toEqual([w3.instance.id]);
+        expect(await ofFind({ instanceIds: ids }, { after: sorted(ids)[0], take: 1 })).toEqual([sorted(ids)[1]]);
+        expect(await ofFind({ instanceIds: ids }, { order: 'desc', before: sorted(ids)[2] })).toEqual([sorted(ids)[1], sorted(ids)[0]]);
+        // null clears an override.
+        expect(await r.policies.upsert(w1.instance.id, { manualBackupLimit: null, manualRetention: null })).toMatchObject({
+          manualBackupLimit: null,
+          manualRetention: null,
+          timezone: 'Europe/Berlin',
+        });
+        expect(await ofFind({ instanceIds: ids, hasManualRetention: true })).toEqual([w2.instance.id]);
+        await rejection(r.policies.upsert(newId(), { manualBackupLimit: 1 }));
+        await r.instances.delete(w3.instance.id);
+        expect(await r.policies.get(w3.instance.id)).toBeNull();
       });
     });
 

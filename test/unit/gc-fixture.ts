@@ -172,6 +172,7 @@ export function jittered(records: Records, maxMs = 3, referenceMs = maxMs): Reco
     schedules: records.schedules,
     tokens: records.tokens,
     tenants: records.tenants,
+    policies: records.policies,
     transaction: (work, options) => records.transaction((tx) => work({ ...tx, backups: slow(tx.backups) }), options),
     ping: () => records.ping(),
     close: () => records.close(),

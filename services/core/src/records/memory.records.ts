@@ -7,12 +7,15 @@ import {
   type BackupRecords,
   type Instance,
   type InstanceFilter,
+  type InstancePolicy,
+  type InstancePolicyRecords,
   type InstanceRecords,
   type InstanceWithVolumes,
   type Job,
   type JobFilter,
   type JobRecords,
   LIVE_BACKUP_STATUSES,
+  NAMED_BACKUP_STATUSES,
   type Node,
   type NodeRecords,
   type OneOrMany,
@@ -42,6 +45,8 @@ interface Tables {
   tenants: Map<string, Tenant>;
   /** BackupObjectRef rows, keyed by `<backupId> <ownerId>`. */
   objectRefs: Map<string, { backupId: string; ownerId: string }>;
+  /** InstancePolicy rows, keyed by instance id. */
+  policies: Map<string, InstancePolicy>;
 }
 
 const emptyTables = (): Tables => ({
@@ -54,6 +59,7 @@ const emptyTables = (): Tables => ({
   tokens: new Map(),
   tenants: new Map(),
   objectRefs: new Map(),
+  policies: new Map(),
 });
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -84,6 +90,7 @@ export class MemoryRecords implements Records {
   readonly schedules: ScheduleRecords;
   readonly tokens: TokenRecords;
   readonly tenants: TenantRecords;
+  readonly policies: InstancePolicyRecords;
   private readonly clock: () => Date;
 
   constructor(options: { clock?: () => Date } = {}) {
@@ -96,6 +103,7 @@ export class MemoryRecords implements Records {
     this.schedules = set.schedules;
     this.tokens = set.tokens;
     this.tenants = set.tenants;
+    this.policies = set.policies;
   }
 
   /** The next call of `method` (e.g. 'jobs.transition') throws `error` instead of running; repeat to fail several. */
@@ -208,8 +216,28 @@ function backupMatches(t: Tables, b: Backup, f: BackupFilter): boolean {
     (f.scheduleId === undefined || b.scheduleId === f.scheduleId) &&
     (f.completedBefore === undefined || (b.completedAt !== null && b.completedAt < f.completedBefore)) &&
     (f.deletedBefore === undefined || (b.deletedAt !== null && b.deletedAt < f.deletedBefore)) &&
-    (f.expires === undefined || (b.expiresAt !== null) === f.expires)
+    (f.expires === undefined || (b.expiresAt !== null) === f.expires) &&
+    (f.name === undefined || b.name === f.name) &&
+    (f.namePrefix === undefined || (b.name !== null && b.name.startsWith(f.namePrefix))) &&
+    (f.pinned === undefined || b.pinned === f.pinned)
   );
+}
+
+/**
+ * The partial unique index of backup names (Postgres: `(instanceId, name)` among the backups
+ * that are not deleting or deleted): refuses `rows` (new or changed backups, as they would be) when
+ * two of them, or one of them and a stored backup left as it is, hold the same name.
+ */
+function checkBackupNames(t: Tables, rows: readonly Backup[]): void {
+  const holds = (b: Backup) => b.name !== null && NAMED_BACKUP_STATUSES.includes(b.status);
+  const changing = new Set(rows.map((b) => b.id));
+  const taken = new Set([...t.backups.values()].filter((b) => !changing.has(b.id) && holds(b)).map((b) => `${b.instanceId} ${b.name}`));
+  for (const b of rows) {
+    if (!holds(b)) continue;
+    const key = `${b.instanceId} ${b.name}`;
+    if (taken.has(key)) throw new UniqueViolation(['instanceId', 'name']);
+    taken.add(key);
+  }
 }
 
 function instanceMatches(t: Tables, i: Instance, f: InstanceFilter): boolean {
@@ -384,25 +412,31 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         completedAt: null,
         deletedAt: null,
         error: null,
+        name: null,
+        note: null,
+        pinned: false,
         ...(defined(backup) as typeof backup),
       } as Backup;
+      checkBackupNames(t, [row]);
       t.backups.set(row.id, row);
       return row;
     },
     async transition(id, from, to, changes = {}) {
       const row = tables().backups.get(id);
       if (!row || !from.includes(row.status)) return false;
-      Object.assign(row, defined(changes), { status: to });
+      const next = Object.assign({ ...row }, defined(changes), { status: to });
+      checkBackupNames(tables(), [next]);
+      Object.assign(row, next);
       return true;
     },
     async updateWhere(f, changes) {
-      let n = 0;
-      for (const b of tables().backups.values()) {
-        if (!backupMatches(tables(), b, f)) continue;
-        Object.assign(b, defined(changes));
-        n++;
-      }
-      return n;
+      const t = tables();
+      // One statement in Postgres: a name clash changes none of them.
+      const matching = [...t.backups.values()].filter((b) => backupMatches(t, b, f));
+      const next = matching.map((b) => Object.assign({ ...b }, defined(changes)));
+      checkBackupNames(t, next);
+      for (const [i, b] of matching.entries()) Object.assign(b, next[i]);
+      return matching.length;
     },
     async deleteWhere(f) {
       const t = tables();
@@ -505,6 +539,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       if (!t.instances.has(id)) throw notFound('instance', id);
       if ([...t.backups.values()].some((b) => b.instanceId === id)) throw new Error(`foreign key: instance ${id} still has backups`);
       t.instances.delete(id);
+      t.policies.delete(id);
       for (const v of [...t.volumes.values()]) if (v.instanceId === id) t.volumes.delete(v.id);
       for (const s of [...t.schedules.values()]) if (s.instanceId === id) t.schedules.delete(s.id);
     },
@@ -642,5 +677,31 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     },
   };
 
-  return { jobs, backups, instances, nodes, schedules, tokens, tenants };
+  const policies: InstancePolicyRecords = {
+    get: async (instanceId) => tables().policies.get(instanceId) ?? null,
+    async find(f, page = {}) {
+      let out = [...tables().policies.values()].filter(
+        (p) =>
+          (f.instanceIds === undefined || f.instanceIds.includes(p.instanceId)) &&
+          (f.hasManualRetention === undefined || (p.manualRetention !== null) === f.hasManualRetention) &&
+          (page.after === undefined || p.instanceId > page.after) &&
+          (page.before === undefined || p.instanceId < page.before),
+      );
+      out.sort((a, b) => (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0));
+      if (page.order === 'desc') out.reverse();
+      if (page.take !== undefined) out = out.slice(0, page.take);
+      return out;
+    },
+    async upsert(instanceId, changes) {
+      const t = tables();
+      if (!t.instances.has(instanceId)) throw foreignKey('instancePolicy', 'instanceId', instanceId);
+      const now = clock();
+      const row = t.policies.get(instanceId) ?? { instanceId, manualBackupLimit: null, manualRetention: null, timezone: 'UTC', createdAt: now, updatedAt: now };
+      Object.assign(row, defined(changes), { updatedAt: now });
+      t.policies.set(instanceId, row);
+      return row;
+    },
+  };
+
+  return { jobs, backups, instances, nodes, schedules, tokens, tenants, policies };
 }

@@ -5,6 +5,7 @@ import {
   type BackupFilter,
   type BackupRecords,
   type InstanceFilter,
+  type InstancePolicyRecords,
   type InstanceRecords,
   type JobFilter,
   type JobRecords,
@@ -37,6 +38,7 @@ export class PrismaRecords implements Records {
   readonly schedules: ScheduleRecords;
   readonly tokens: TokenRecords;
   readonly tenants: TenantRecords;
+  readonly policies: InstancePolicyRecords;
 
   constructor(readonly prisma: PrismaClient) {
     const set = recordSet(prisma, prisma);
@@ -47,6 +49,7 @@ export class PrismaRecords implements Records {
     this.schedules = set.schedules;
     this.tokens = set.tokens;
     this.tenants = set.tenants;
+    this.policies = set.policies;
   }
 
   static open(databaseUrl: string, options: { max?: number } = {}): PrismaRecords {
@@ -83,6 +86,7 @@ function recordSet(db: Db, root: PrismaClient | null): RecordSet {
     schedules: scheduleRecords(db),
     tokens: tokenRecords(db),
     tenants: tenantRecords(db),
+    policies: policyRecords(db),
   };
 }
 
@@ -210,6 +214,9 @@ function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): P
     completedAt: f.completedBefore ? { lt: f.completedBefore } : undefined,
     deletedAt: f.deletedBefore ? { lt: f.deletedBefore } : undefined,
     expiresAt: f.expires === undefined ? undefined : f.expires ? { not: null } : null,
+    // Prisma passes startsWith to LIKE as it is: the prefix's own % _ \ are escaped to match literally.
+    name: f.name !== undefined || f.namePrefix !== undefined ? { equals: f.name, startsWith: f.namePrefix?.replace(/[\\%_]/g, '\\$&') } : undefined,
+    pinned: f.pinned,
   };
 }
 
@@ -240,18 +247,22 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
     create: (backup) => unique(db.backup.create({ data: backup })),
     async transition(id, from, to, changes = {}) {
       const { warnings, ...rest } = changes;
-      const { count } = await db.backup.updateMany({
-        where: { id, status: { in: [...from] } },
-        data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}), status: to },
-      });
+      const { count } = await unique(
+        db.backup.updateMany({
+          where: { id, status: { in: [...from] } },
+          data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}), status: to },
+        }),
+      );
       return count === 1;
     },
     async updateWhere(filter, changes) {
       const { warnings, ...rest } = changes;
-      const { count } = await db.backup.updateMany({
-        where: backupWhere(filter),
-        data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}) },
-      });
+      const { count } = await unique(
+        db.backup.updateMany({
+          where: backupWhere(filter),
+          data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}) },
+        }),
+      );
       return count;
     },
     async deleteWhere(filter) {
@@ -385,6 +396,31 @@ function scheduleRecords(db: Db): ScheduleRecords {
     },
     async delete(id) {
       await db.schedule.delete({ where: { id } });
+    },
+  };
+}
+
+// ----- instance policies -----
+
+function policyRecords(db: Db): InstancePolicyRecords {
+  return {
+    get: (instanceId) => db.instancePolicy.findUnique({ where: { instanceId } }),
+    find(filter, page = {}) {
+      const range = { ...(filter.instanceIds ? { in: [...filter.instanceIds] } : {}), gt: page.after, lt: page.before };
+      return db.instancePolicy.findMany({
+        where: {
+          instanceId: range,
+          ...(filter.hasManualRetention === undefined
+            ? {}
+            : { manualRetention: filter.hasManualRetention ? { not: Prisma.DbNull } : { equals: Prisma.DbNull } }),
+        },
+        orderBy: { instanceId: page.order ?? 'asc' },
+        take: page.take,
+      });
+    },
+    upsert(instanceId, { manualRetention, ...changes }) {
+      const data = { ...changes, ...(manualRetention !== undefined ? { manualRetention: nullableJson(manualRetention) } : {}) };
+      return unique(db.instancePolicy.upsert({ where: { instanceId }, create: { instanceId, ...data }, update: data }));
     },
   };
 }

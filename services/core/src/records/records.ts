@@ -5,6 +5,7 @@ import type {
   BackupStatus,
   BackupTrigger,
   Instance,
+  InstancePolicy,
   Job,
   JobStatus,
   JobType,
@@ -21,7 +22,7 @@ import type {
  * data model (SPEC §3); filters are small typed objects both implementations understand alike.
  */
 
-export type { ApiToken, Backup, BackupKind, BackupStatus, BackupTrigger, Instance, Job, JobStatus, JobType, Node, Schedule, Tenant, Volume };
+export type { ApiToken, Backup, BackupKind, BackupStatus, BackupTrigger, Instance, InstancePolicy, Job, JobStatus, JobType, Node, Schedule, Tenant, Volume };
 
 /** A JSON value as stored in a Json column. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -128,6 +129,11 @@ export interface BackupFilter {
   deletedBefore?: Date;
   /** true: only backups with an expiry; false: only those without. */
   expires?: boolean;
+  /** Exactly this name. */
+  name?: string;
+  /** Names starting with this (case-sensitive); unnamed backups never match. */
+  namePrefix?: string;
+  pinned?: boolean;
 }
 
 export interface NewBackup {
@@ -143,6 +149,10 @@ export interface NewBackup {
   indexKey: string;
   compression: string;
   requestedBy: string;
+  /** Unique per instance among the backups that are not deleting or deleted (UniqueViolation on ['instanceId', 'name']). */
+  name?: string | null;
+  note?: string | null;
+  pinned?: boolean;
 }
 
 export interface BackupChanges {
@@ -163,6 +173,10 @@ export interface BackupChanges {
   sha256?: string | null;
   warnings?: JsonInput;
   error?: string | null;
+  /** A name taken by another backup of the instance that is not deleting or deleted is a UniqueViolation on ['instanceId', 'name']. */
+  name?: string | null;
+  note?: string | null;
+  pinned?: boolean;
 }
 
 export interface BackupRecords {
@@ -207,6 +221,34 @@ export interface BackupRecords {
 
 /** Backup states in which a backup keeps the archive objects it reads from (and its own) alive. */
 export const LIVE_BACKUP_STATUSES: BackupStatus[] = ['pending', 'running', 'completed'];
+
+/** Backup states in which a backup's name is its own: a deleting or deleted backup frees its name. */
+export const NAMED_BACKUP_STATUSES: BackupStatus[] = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+
+// ----- instance policies -----
+
+export interface InstancePolicyFilter {
+  instanceIds?: readonly string[];
+  /** true: only policies with a manual retention policy; false: only those without. */
+  hasManualRetention?: boolean;
+}
+
+export interface InstancePolicyChanges {
+  /** null: the configured MANUAL_BACKUP_LIMIT. */
+  manualBackupLimit?: number | null;
+  /** null: manual backups are kept until deleted. */
+  manualRetention?: JsonInput | null;
+  timezone?: string;
+}
+
+/** Per-instance overrides (issue 13), one row per instance at most, removed with the instance. */
+export interface InstancePolicyRecords {
+  get(instanceId: string): Promise<InstancePolicy | null>;
+  /** Ordered and paged by instance id. */
+  find(filter: InstancePolicyFilter, page?: Page): Promise<InstancePolicy[]>;
+  /** Creates the instance's policy with `changes`, or changes the one it has; an unknown instance is a foreign key error (P2003). */
+  upsert(instanceId: string, changes: InstancePolicyChanges): Promise<InstancePolicy>;
+}
 
 // ----- instances and volumes -----
 
@@ -360,6 +402,7 @@ export interface RecordSet {
   schedules: ScheduleRecords;
   tokens: TokenRecords;
   tenants: TenantRecords;
+  policies: InstancePolicyRecords;
 }
 
 /** The records as seen inside one transaction. */
