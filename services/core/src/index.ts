@@ -13,6 +13,7 @@ export * from './domain/paths.ts';
 export * as api from './api/index.ts';
 export * from './domain/backup-deletion.ts';
 export * from './domain/job-cancel.ts';
+export * from './domain/migrate.ts';
 export * from './domain/retry-write.ts';
 export * from './schedule/cron.ts';
 export * from './schedule/retention.ts';
