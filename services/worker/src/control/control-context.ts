@@ -12,6 +12,8 @@ export interface ControlContext {
   queues: JobQueues;
   schedulers: SchedulerSync;
   compression: Compression;
+  /** FULL_BACKUP_EVERY: a migrate's backups choose their kind as any `auto` backup. */
+  fullBackupEvery?: number;
   sweep: Partial<SweepOptions>;
   /** Injectable clock for retention and sweeps (tests). */
   clock?: () => Date;

@@ -4,6 +4,7 @@ import type { Runtime } from '@cairn/core/runtime.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
 import { runCleanup } from './cleanup.handler.ts';
+import { runMigrate } from './migrate.handler.ts';
 import type { ControlContext, ControlHandler } from './control-context.ts';
 import type { SweepOptions } from './orphan-sweep.service.ts';
 import { runRetention } from './retention.handler.ts';
@@ -29,6 +30,7 @@ const HANDLERS: Record<string, ControlHandler> = checkHandlers('control', CONTRO
   'schedule-fire': runScheduleFire,
   retention: runRetention,
   sweep: runSweep,
+  migrate: runMigrate,
 });
 
 /** Job scheduler ids of the periodic control jobs (schedules use `schedule-<id>`). */
@@ -52,6 +54,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     queues: opts.queues,
     schedulers,
     compression: opts.config.COMPRESSION as Compression,
+    fullBackupEvery: opts.config.FULL_BACKUP_EVERY,
     sweep: opts.sweep ?? {},
     clock: opts.clock,
   };

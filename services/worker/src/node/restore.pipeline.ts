@@ -13,6 +13,13 @@ const restoreParams = z.object({
   volumes: z.array(z.string()).optional(),
   paths: z.array(z.string()).optional(),
   mode: z.enum(['replace', 'merge']).default('replace'),
+  /**
+   * A migrate's move (issue 12): volume name -> directory on this node to restore into instead of
+   * the instance's registered host path (which is on its current node).
+   */
+  hostPaths: z.record(z.string(), z.string()).optional(),
+  /** The host paths must be missing or empty (a move's first copy: nothing there may be replaced). */
+  requireEmpty: z.boolean().optional(),
 });
 
 export interface RestoreResult {
@@ -68,7 +75,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
     const index = await readIndex(await ctx.store.get(backup.indexKey, { signal: run.signal }));
     try {
       const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
-      const plans = await this.plan(job.id, target, volumeNames, params.paths);
+      const plans = await this.plan(job.id, target, volumeNames, params.paths, params.hostPaths, params.requireEmpty);
       const needed = bytesNeeded(index, plans);
       await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
       const total = [...needed.values()].reduce((a, b) => a + b, 0);
@@ -126,7 +133,14 @@ export class RestoreJob implements JobWork<RestoreResult> {
   }
 
   /** One plan per restored volume: where it lives, where it is staged, what is restored into it. */
-  private async plan(jobId: string, target: InstanceWithVolumes, volumeNames: string[], paths: string[] | undefined): Promise<VolumePlan[]> {
+  private async plan(
+    jobId: string,
+    target: InstanceWithVolumes,
+    volumeNames: string[],
+    paths: string[] | undefined,
+    hostPaths: Record<string, string> | undefined,
+    requireEmpty = false,
+  ): Promise<VolumePlan[]> {
     const byVolume = groupPaths(paths, volumeNames);
     // With paths, only the volumes they name are touched (a volume with none selected would
     // otherwise be "replaced" by an empty staging directory).
@@ -136,8 +150,18 @@ export class RestoreJob implements JobWork<RestoreResult> {
     for (const name of restored) {
       const volume = target.volumes.find((v) => v.name === name);
       if (!volume) throw new CairnError('validation', `target instance ${target.name} has no volume named ${name}`);
-      const live = await liveDir(volume.hostPath, realRoots);
+      const hostPath = hostPaths ? hostPaths[name] : volume.hostPath;
+      if (!hostPath) throw new CairnError('validation', `no host path on this node for volume ${name}`);
+      if (hostPaths && !path.isAbsolute(hostPath)) throw new CairnError('validation', `host path ${hostPath} of volume ${name} is not absolute`);
+      if (requireEmpty && !(await isMissingOrEmpty(hostPath)))
+        throw new CairnError('conflict', `${hostPath} (volume ${name}) on node ${this.ctx.nodeId} is not empty: a move never replaces data it did not write`);
+      const live = await liveDir(hostPath, realRoots);
       await assertNothingInside(live, volume.id, others);
+      // A move's target directory belongs to no instance yet: it must not be (inside) one that does.
+      if (hostPaths) {
+        const owner = others.find((o) => o.real === live || isInside(live, o.real));
+        if (owner) throw new CairnError('unsafe-path', `cannot restore into ${live}: it is ${owner.label} (${owner.real}) or inside it`);
+      }
       // A volume root cannot be renamed away (its parent is outside the roots): apply in place.
       const inPlace = realRoots.includes(live) || (await isMountPoint(live));
       const names = stagingNames(jobId, live);
@@ -174,6 +198,15 @@ function archiveRangeReader(store: ObjectStore, backup: Backup, codec: Codec, si
       throw err;
     }
   };
+}
+
+async function isMissingOrEmpty(dir: string): Promise<boolean> {
+  try {
+    return (await fs.readdir(dir)).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
 }
 
 /** Creates each plan's staging directory; one that exists belongs to another run of this job. */

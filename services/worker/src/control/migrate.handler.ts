@@ -1,0 +1,337 @@
+import {
+  archiveKey,
+  cancelJob,
+  CairnError,
+  DEFAULT_FULL_BACKUP_EVERY,
+  indexKey,
+  migrateParams,
+  nodeQueueName,
+  type InstanceWithVolumes,
+  type Job,
+  type MigrateParams,
+  type NodeJobName,
+} from '@cairn/core';
+import { decideBackupKind } from '@cairn/core/domain/backup-kind.ts';
+import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
+import { writeWithRetry } from '../job-lifecycle.ts';
+import type { Failure } from '../job-outcome.ts';
+import type { ControlContext, ControlHandler } from './control-context.ts';
+
+/**
+ * Migrate (SPEC §8, issue 12), run by the control worker as a sequence of child Jobs linked by
+ * `parentJobId`, each on the node queue that must run it:
+ *
+ * - copy: a backup on the source node (unless the migrate starts from a backup), then a restore
+ *   on the target instance's node (`replace`, or `merge` of the chosen paths);
+ * - move: a bulk backup on the source node while the instance keeps running, a restore of it into
+ *   the target host paths on the target node (which must be missing or empty); then the cutover:
+ *   a final incremental backup (the bulk one its parent), restored over the bulk copy (every
+ *   file's sha256 checked as it is written), and in one transaction the instance's node and
+ *   volume host paths switch to the target. The source's data is never touched.
+ *
+ * Resumable: a child's id is `<parent id>-<step>` and its Backup's likewise, so a run of the
+ * migrate after a control worker died finds the children already made and waits for them
+ * instead of starting them again. A failure or cancel before the switch leaves the instance on
+ * the source, and a `discard` job on the target node removes what the move staged there.
+ */
+export const runMigrate: ControlHandler = (ctx, payload) => ({
+  record: payload.jobId ? { kind: 'existing', jobId: payload.jobId } : { kind: 'none' },
+  work: new MigrateJob(ctx),
+});
+
+type Counters = { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number };
+
+export interface MigrateResult {
+  mode: MigrateParams['mode'];
+  /** The child jobs, by step. */
+  steps: Record<string, { jobId: string; backupId?: string | null }>;
+  /** Move: the instance's node before and after, and how long the cutover took (ms). */
+  fromNodeId?: string;
+  toNodeId?: string;
+  cutoverMs?: number;
+}
+
+const POLL_MS = 250;
+/** How long a cancelled migrate waits for a running child to stop before it gives up waiting. */
+const CANCEL_WAIT_MS = 60_000;
+/** How long a failed move waits for its target node to remove what it staged (the node may be down). */
+const DISCARD_WAIT_MS = 120_000;
+
+class MigrateJob implements JobWork<MigrateResult> {
+  private parent!: Job;
+  private params!: MigrateParams;
+  private readonly steps: MigrateResult['steps'] = {};
+  /** Bytes of the children finished so far: the parent's progress sums its children. */
+  private readonly finished = { bytes: 0, files: 0 };
+  /** A move that may have written into the target host paths (and not switched yet). */
+  private staged: { nodeId: string; hostPaths: Record<string, string> } | undefined;
+
+  constructor(private readonly ctx: ControlContext) {}
+
+  async run(run: JobRun): Promise<WorkOutcome<MigrateResult>> {
+    if (!run.job) throw new CairnError('validation', 'a migrate job needs its Job row (payload jobId)');
+    this.parent = run.job;
+    const parsed = migrateParams.safeParse(run.job.params ?? {});
+    if (!parsed.success) throw new CairnError('validation', `invalid migrate parameters: ${parsed.error.message}`);
+    this.params = parsed.data;
+    run.progress('preflight');
+    const source = await this.ctx.records.instances.get(this.params.sourceInstanceId);
+    if (!source) throw new CairnError('not-found', `instance ${this.params.sourceInstanceId} no longer exists`);
+    return this.params.mode === 'copy' ? this.copy(run, source) : this.move(run, source);
+  }
+
+  async onFailure(failure: Failure, run: JobRun): Promise<undefined> {
+    // A retry runs the same steps again (the children are found, not remade): keep what is staged.
+    if (failure.kind === 'retry' || !this.staged) return;
+    const { nodeId, hostPaths } = this.staged;
+    try {
+      // Not under this run's signal: a cancelled migrate still cleans up.
+      const instanceId = this.params.sourceInstanceId;
+      await this.runChild(
+        run,
+        'discard',
+        'discard',
+        { type: 'cleanup', nodeId, instanceId, params: { hostPaths } },
+        { cancellable: false, timeoutMs: DISCARD_WAIT_MS },
+      );
+    } catch (err) {
+      run.log.warn({ err: (err as Error).message, nodeId, hostPaths }, 'could not remove what the migrate staged on the target node');
+    }
+  }
+
+  private async copy(run: JobRun, source: InstanceWithVolumes): Promise<WorkOutcome<MigrateResult>> {
+    const p = this.params;
+    if (!p.targetInstanceId) throw new CairnError('validation', 'a copy needs targetInstanceId');
+    const target = await this.ctx.records.instances.get(p.targetInstanceId);
+    if (!target) throw new CairnError('not-found', `target instance ${p.targetInstanceId} no longer exists`);
+    const volumes = p.volumes?.length ? p.volumes : source.volumes.map((v) => v.name).sort();
+    const backupId = p.fromBackupId ?? (await this.backup(run, 'backup', source, volumes, 'auto'));
+    await this.restore(run, 'restore', backupId, target, {
+      volumes,
+      mode: p.paths?.length ? 'merge' : 'replace',
+      ...(p.paths?.length ? { paths: p.paths } : {}),
+    });
+    run.progress('done');
+    return { status: 'succeeded', result: { mode: 'copy', steps: this.steps } };
+  }
+
+  private async move(run: JobRun, source: InstanceWithVolumes): Promise<WorkOutcome<MigrateResult>> {
+    const p = this.params;
+    const toNode = p.targetNodeId;
+    if (!toNode || !p.hostPaths) throw new CairnError('validation', 'a move needs targetNodeId and hostPaths');
+    const fromNode = source.nodeId;
+    // Switched already (a run after the switch committed and the job was not recorded).
+    if (fromNode === toNode && source.volumes.every((v) => p.hostPaths![v.name] === v.hostPath)) {
+      return { status: 'succeeded', result: { mode: 'move', steps: this.steps, toNodeId: toNode } };
+    }
+    const volumes = source.volumes.map((v) => v.name).sort();
+    const missing = volumes.filter((v) => !p.hostPaths![v]);
+    if (missing.length) throw new CairnError('validation', `no target host path for volume(s) ${missing.join(', ')}`);
+
+    const bulk = p.fromBackupId ?? (await this.backup(run, 'bulk-backup', source, volumes, 'auto'));
+    this.staged = { nodeId: toNode, hostPaths: p.hostPaths };
+    await this.restore(run, 'bulk-restore', bulk, source, { volumes, mode: 'replace', hostPaths: p.hostPaths, requireEmpty: true }, toNode);
+
+    // Cutover: what changed during the bulk copy, as an incremental of the bulk backup.
+    const cutoverStart = Date.now();
+    const final = await this.backup(run, 'cutover-backup', source, volumes, { parentId: bulk });
+    await this.restore(run, 'cutover-apply', final, source, { volumes, mode: 'replace', hostPaths: p.hostPaths }, toNode);
+
+    if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the switch');
+    run.progress('switch');
+    await this.switchInstance(source, toNode, p.hostPaths);
+    this.staged = undefined; // the target paths are the instance's now
+    const cutoverMs = Date.now() - cutoverStart;
+    run.progress('done');
+    run.log.info({ instanceId: source.id, fromNode, toNode, cutoverMs }, 'instance moved');
+    return { status: 'succeeded', result: { mode: 'move', steps: this.steps, fromNodeId: fromNode, toNodeId: toNode, cutoverMs } };
+  }
+
+  /**
+   * One transaction, under the instance lock: the instance's node and every volume's host path
+   * switch to the target, only if the instance is still where the migrate found it.
+   */
+  private async switchInstance(source: InstanceWithVolumes, toNode: string, hostPaths: Record<string, string>): Promise<void> {
+    const outcome = await this.ctx.records.transaction(async (tx) => {
+      await tx.lock('instance', source.id);
+      const now = await tx.instances.get(source.id);
+      if (!now) return `instance ${source.id} no longer exists`;
+      const same = now.nodeId === source.nodeId && now.volumes.length === source.volumes.length;
+      if (!same || now.volumes.some((v) => source.volumes.find((s) => s.id === v.id)?.hostPath !== v.hostPath))
+        return `instance ${now.name} changed during the migrate (node or volumes); it stays where it is`;
+      await tx.instances.update(source.id, {
+        nodeId: toNode,
+        volumes: now.volumes.map((v) => ({ id: v.id, name: v.name, hostPath: hostPaths[v.name]!, excludes: v.excludes })),
+      });
+      return undefined;
+    });
+    if (outcome) throw new CairnError('conflict', outcome);
+  }
+
+  /** A backup of `source` on its node as child `step`; returns the Backup id once it completed. */
+  private async backup(run: JobRun, step: string, source: InstanceWithVolumes, volumes: string[], kind: 'auto' | { parentId: string }): Promise<string> {
+    const backupId = `${this.parent.id}-${step}`;
+    const compression = this.ctx.compression;
+    const child = await this.runChild(
+      run,
+      step,
+      'backup',
+      { type: 'backup', nodeId: source.nodeId, backupId, instanceId: source.id, params: { volumes } },
+      {
+        before: async (tx) => {
+          if (await tx.backups.get(backupId)) return;
+          const choice =
+            kind === 'auto'
+              ? await decideBackupKind(tx.backups, source.id, {
+                  requested: 'auto',
+                  volumes,
+                  instanceVolumes: source.volumes.map((v) => v.name).sort(),
+                  compression,
+                  fullEvery: this.ctx.fullBackupEvery ?? DEFAULT_FULL_BACKUP_EVERY,
+                })
+              : { kind: 'incremental' as const, parentId: kind.parentId };
+          await tx.backups.create({
+            id: backupId,
+            instanceId: source.id,
+            status: 'pending',
+            trigger: 'migrate',
+            kind: choice.kind,
+            parentId: choice.parentId,
+            volumes,
+            storageKey: archiveKey(source.id, backupId, compression),
+            indexKey: indexKey(source.id, backupId),
+            compression,
+            requestedBy: this.parent.requestedBy,
+          });
+        },
+      },
+    );
+    const backup = await this.ctx.records.backups.get(child.backupId ?? backupId);
+    if (backup?.status !== 'completed') throw new CairnError('conflict', `${step}: backup ${backupId} is ${backup?.status ?? 'missing'}, not completed`);
+    return backup.id;
+  }
+
+  /** A restore of `backupId` on `nodeId` (default the target instance's node) as child `step`. */
+  private async restore(
+    run: JobRun,
+    step: string,
+    backupId: string,
+    target: InstanceWithVolumes,
+    params: Record<string, unknown>,
+    nodeId = target.nodeId,
+  ): Promise<void> {
+    const backup = await this.ctx.records.backups.get(backupId);
+    if (!backup) throw new CairnError('not-found', `backup ${backupId} no longer exists`);
+    await this.runChild(run, step, 'restore', {
+      type: 'restore',
+      nodeId,
+      backupId,
+      instanceId: backup.instanceId,
+      targetInstanceId: target.id,
+      params,
+    });
+  }
+
+  /**
+   * Child `step`: its Job row made once (id `<parent>-<step>`, with whatever `before` writes in the
+   * same transaction), enqueued while queued, and awaited; the parent's progress follows it.
+   * Throws when it does not succeed. A cancel of the migrate cancels the child and waits for it.
+   */
+  private async runChild(
+    run: JobRun,
+    step: string,
+    name: NodeJobName,
+    spec: { type: Job['type']; nodeId: string; backupId?: string; instanceId: string; targetInstanceId?: string; params: Record<string, unknown> },
+    opts: {
+      before?: (tx: Parameters<Parameters<ControlContext['records']['transaction']>[0]>[0]) => Promise<void>;
+      cancellable?: boolean;
+      timeoutMs?: number;
+    } = {},
+  ): Promise<Job> {
+    const { records, queues } = this.ctx;
+    const id = `${this.parent.id}-${step}`;
+    this.steps[step] = { jobId: id, backupId: spec.backupId ?? null };
+    let child = await records.jobs.get(id);
+    if (!child) {
+      child = await records.transaction(async (tx) => {
+        const made = await tx.jobs.get(id);
+        if (made) return made;
+        await opts.before?.(tx);
+        return tx.jobs.create({
+          id,
+          type: spec.type,
+          status: 'queued',
+          instanceId: spec.instanceId,
+          backupId: spec.backupId ?? null,
+          targetInstanceId: spec.targetInstanceId ?? null,
+          nodeId: spec.nodeId,
+          queue: nodeQueueName(spec.nodeId),
+          params: spec.params,
+          requestedBy: this.parent.requestedBy,
+          parentJobId: this.parent.id,
+        });
+      });
+    }
+    // BullMQ job id = Cairn job id: enqueueing again is a no-op while BullMQ holds it.
+    if (child.status === 'queued') await queues.enqueueNode(spec.nodeId, name, { jobId: id });
+    const done = await this.wait(run, child, step, opts.cancellable ?? true, opts.timeoutMs);
+    if (done.status === 'succeeded') {
+      const p = done.progress as Partial<Counters> | null;
+      this.finished.bytes += p?.bytesTotal ?? 0;
+      this.finished.files += p?.filesTotal ?? 0;
+      return done;
+    }
+    if (done.status === 'cancelled' || run.signal.aborted)
+      throw new CairnError('cancelled', `${step} (job ${id}) was cancelled${done.error ? `: ${done.error}` : ''}`);
+    throw new CairnError(errorCodeOf(done), `${step} failed (job ${id}, ${done.status}): ${done.error ?? 'no error recorded'}`, {
+      details: { step, jobId: id },
+    });
+  }
+
+  /** Polls the child's row until it ends; on the migrate's cancel, cancels it and waits a while more. */
+  private async wait(run: JobRun, child: Job, step: string, cancellable: boolean, timeoutMs?: number): Promise<Job> {
+    const { records, queues } = this.ctx;
+    const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+    let current = child;
+    let cancelledAt: number | undefined;
+    for (;;) {
+      if (TERMINAL.has(current.status)) return current;
+      if (Date.now() > deadline) throw new CairnError('unavailable', `${step} (job ${current.id}) did not end within ${timeoutMs} ms`);
+      if (cancellable && run.signal.aborted && cancelledAt === undefined) {
+        cancelledAt = Date.now();
+        await cancelJob(records, queues, current, 'the migrate was cancelled').catch((err: Error) =>
+          run.log.warn({ err: err.message, jobId: current.id }, 'could not cancel a child job'),
+        );
+      }
+      if (cancelledAt !== undefined && Date.now() - cancelledAt > CANCEL_WAIT_MS)
+        throw new CairnError('cancelled', `cancelled; ${step} (job ${current.id}) had not stopped after ${CANCEL_WAIT_MS / 1000} s`);
+      const p = current.progress as Partial<Counters> | null;
+      run.progress(step, {
+        bytesDone: this.finished.bytes + (p?.bytesDone ?? 0),
+        bytesTotal: this.finished.bytes + (p?.bytesTotal ?? 0),
+        filesDone: this.finished.files + (p?.filesDone ?? 0),
+        filesTotal: this.finished.files + (p?.filesTotal ?? 0),
+      });
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      current = (await writeWithRetry(`child job ${current.id}`, () => records.jobs.get(current.id), run.log)) ?? current;
+    }
+  }
+}
+
+const TERMINAL = new Set<Job['status']>(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+function errorCodeOf(job: Job): CairnError['code'] {
+  const known: CairnError['code'][] = [
+    'validation',
+    'not-found',
+    'conflict',
+    'unsafe-path',
+    'volume-missing',
+    'insufficient-space',
+    'no-data',
+    'checksum-mismatch',
+    'archive-corrupt',
+    'archive-missing',
+  ];
+  return known.find((c) => c === job.errorCode) ?? 'conflict';
+}

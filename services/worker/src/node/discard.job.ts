@@ -1,0 +1,51 @@
+import fs from 'node:fs/promises';
+import { z } from 'zod';
+import { CairnError, containingRoot, isInside } from '@cairn/core';
+import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
+import type { NodeContext } from './node-context.ts';
+import { resolveReal } from './staging.ts';
+
+const discardParams = z.object({ hostPaths: z.record(z.string(), z.string()) }).strict();
+
+export interface DiscardResult {
+  removed: string[];
+  absent: string[];
+}
+
+/**
+ * Removes what a failed or cancelled move staged on its target node (issue 12): the directories a
+ * migrate restored the instance into before the switch. Only directories inside this node's
+ * volume roots (never a root itself) that no registered volume is, lies in, or holds; so data of
+ * an instance, including the moved instance once switched, is never touched. Idempotent.
+ */
+export class DiscardJob implements JobWork<DiscardResult> {
+  constructor(private readonly ctx: NodeContext) {}
+
+  async run(run: JobRun): Promise<WorkOutcome<DiscardResult>> {
+    const params = discardParams.parse(run.job?.params ?? {});
+    const roots = await Promise.all(this.ctx.volumeRoots.map((r) => resolveReal(r)));
+    const registered = await this.ctx.records.instances.volumes({ nodeId: this.ctx.nodeId });
+    const volumes = await Promise.all(
+      registered.map(async (v) => ({ label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })),
+    );
+    const result: DiscardResult = { removed: [], absent: [] };
+    for (const [name, hostPath] of Object.entries(params.hostPaths)) {
+      const real = await resolveReal(hostPath);
+      const root = containingRoot(real, roots);
+      if (!root || real === root) throw new CairnError('unsafe-path', `${hostPath} (volume ${name}) is not a directory inside this node's volume roots`);
+      const owner = volumes.find((v) => isInside(real, v.real) || isInside(v.real, real));
+      if (owner) throw new CairnError('unsafe-path', `${hostPath} belongs to ${owner.label} (${owner.real}); it is not removed`);
+      try {
+        await fs.lstat(real);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        result.absent.push(hostPath);
+        continue;
+      }
+      await fs.rm(real, { recursive: true, force: true });
+      result.removed.push(hostPath);
+      run.log.info({ hostPath, volume: name }, 'removed what a migrate staged');
+    }
+    return { status: 'succeeded', result };
+  }
+}
