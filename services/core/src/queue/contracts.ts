@@ -18,10 +18,11 @@ export const controlJobPayload = z
   .strict();
 export type ControlJobPayload = z.infer<typeof controlJobPayload>;
 
-export const NODE_JOB_NAMES = ['backup', 'restore'] as const;
+/** `discard`: a migrate's cleanup of what it staged on a target node (a Job of type cleanup). */
+export const NODE_JOB_NAMES = ['backup', 'restore', 'discard'] as const;
 export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
-// Only names a control worker has a handler for (it refuses to start otherwise): migrate and verify come with their issues.
-export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention'] as const;
+// Only names a control worker has a handler for (it refuses to start otherwise): verify comes with its issue.
+export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate'] as const;
 export type ControlJobName = (typeof CONTROL_JOB_NAMES)[number];
 
 /** Retry policy for transient failures (S3 5xx, connection loss); permanent ones are UnrecoverableError. */
