@@ -341,6 +341,7 @@ describe('retention preview', () => {
         { backupId: oldest, createdAt: at(5, 12).toISOString(), reason: expect.stringContaining('not kept by any rule') },
       ],
       untouched: 1,
+      pinned: [],
     });
 
     const override = await gw.api('POST', `/v1/schedules/${s.id}/retention/preview`, {

@@ -21,6 +21,7 @@ export * from './schedule/firing-ids.ts';
 export * from './schedule/schedule-firing.ts';
 export * from './schedule/scheduler-sync.ts';
 export * from './schedule/retention.service.ts';
+export * from './schedule/manual-retention.ts';
 export * from './schedule/schedule.service.ts';
 export * from './storage/object-store.ts';
 export * from './storage/s3.object-store.ts';

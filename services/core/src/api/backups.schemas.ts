@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
 import { JobView } from './jobs.schemas.ts';
 import { BACKUP_KIND_REQUESTS } from '../domain/backup-kind.ts';
+import { BACKUP_NAME_MAX, BackupName, BackupNote, PinnedFlag } from './backup-names.schemas.ts';
 import { named } from './registry.ts';
 
 export const BACKUP_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'deleting', 'deleted'] as const;
@@ -30,6 +31,9 @@ export const StartBackupBody = named(
           'auto (default): incremental on the newest completed backup of the same volumes and codec, a full one every FULL_BACKUP_EVERY backups; ' +
             'full; incremental (409 when no backup can be its parent)',
         ),
+      name: BackupName.optional().describe('409 when another backup of the instance that is not deleted has it'),
+      note: BackupNote.optional(),
+      pinned: z.boolean().optional().describe('pinned: never expired by retention, not counted against the manual limit, deletion refused until unpinned'),
     })
     .strict(),
 );
@@ -69,6 +73,9 @@ export const BackupView = named(
     deletedAt: NullableTimestamp,
     error: z.string().nullable(),
     requestedBy: z.string(),
+    name: z.string().nullable().describe('unique among the backups of its instance that are not deleting or deleted'),
+    note: z.string().nullable(),
+    pinned: z.boolean().describe('never expired by retention, not counted against the manual limit, deletion refused until unpinned'),
   }),
   'A backup is a restore point only when `completed`.',
 );
@@ -84,6 +91,9 @@ export const ListBackupsQuery = z
   .object({
     status: csvOf(BACKUP_STATUSES).optional().describe('comma-separated; by default every status except deleted'),
     trigger: csvOf(BACKUP_TRIGGERS).optional(),
+    name: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only the backup of this name'),
+    namePrefix: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only backups whose name starts with this (case-sensitive)'),
+    pinned: PinnedFlag.describe('true: only pinned backups; false: only unpinned ones'),
     cursor: Cursor.optional(),
     limit: Limit,
   })

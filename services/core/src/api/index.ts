@@ -4,5 +4,7 @@ export * from './jobs.schemas.ts';
 export * from './tokens.schemas.ts';
 export * from './instances.schemas.ts';
 export * from './backups.schemas.ts';
+export * from './backup-names.schemas.ts';
+export * from './instance-policy.schemas.ts';
 export * from './nodes.schemas.ts';
 export * from './schedules.schemas.ts';

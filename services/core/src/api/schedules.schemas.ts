@@ -158,6 +158,7 @@ export const RetentionPreview = named(
     ),
     drop: z.array(z.object({ backupId: z.string(), createdAt: Timestamp, reason: z.string() })),
     untouched: z.number().int().describe('backups of the schedule that are not completed (running, failed...): retention never deletes them'),
+    pinned: z.array(z.string()).describe('completed backups that are pinned, newest first: retention neither keeps nor drops them, they stay until unpinned'),
   }),
   'What a retention policy would keep and delete now, and why.',
 );

@@ -90,9 +90,17 @@ export async function softDeleteBackups(
   return results;
 }
 
+/** The refusal to delete a pinned backup (409), naming how to unpin it. */
+export function pinnedError(backup: Pick<Backup, 'id' | 'name'>): CairnError {
+  const named = backup.name ? ` (${backup.name})` : '';
+  return new CairnError('conflict', `backup ${backup.id}${named} is pinned; unpin it (PATCH /v1/backups/${backup.id} {"pinned": false}) before deleting it`, {
+    details: { backupId: backup.id, pinned: true },
+  });
+}
+
 /**
  * Soft-deletes one backup (`DELETE /backups/:id`) and throws what stops it: not-found (or another
- * tenant's), conflict (a restore, verify or migrate reads it; a state outside `from`), unavailable
+ * tenant's), conflict (a pinned backup; a restore, verify or migrate reads it; a state outside `from`), unavailable
  * (Redis down before anything changed, or the cleanup could not be enqueued: that cleanup job is
  * marked failed, the backup stays `deleting` and repeating the call retries).
  */
@@ -110,6 +118,7 @@ export async function softDeleteBackup(
   const seen = await records.backups.findFirst(where);
   if (!seen) throw new CairnError('not-found', `backup ${id} not found`);
   if (seen.status === 'deleted') return { id, backup: seen, cleanupJob: null, cancelledJobs: [] };
+  if (seen.pinned && seen.status !== 'deleting') throw pinnedError(seen);
   await queues.ready?.();
 
   const { backup, cleanup } = await records.transaction(async (tx) => {
@@ -117,6 +126,8 @@ export async function softDeleteBackup(
     const found = await tx.backups.findFirst(where);
     if (!found) throw new CairnError('not-found', `backup ${id} not found`);
     if (found.status === 'deleted') return { backup: found, cleanup: null };
+    // A pinned backup is never deleted (issue 13), by a user or by retention, until it is unpinned.
+    if (found.pinned && found.status !== 'deleting') throw pinnedError(found);
     const reader = await tx.jobs.findFirst({ backupId: id, type: READERS, status: ACTIVE_JOB_STATUSES });
     if (reader)
       throw new CairnError('conflict', `backup ${id} is being read by ${reader.type} job ${reader.id}; cancel it or wait`, { details: { jobId: reader.id } });

@@ -14,7 +14,14 @@ export const nodeJobPayload = z.object({ jobId: z.string().min(1) }).strict();
 export type NodeJobPayload = z.infer<typeof nodeJobPayload>;
 
 export const controlJobPayload = z
-  .object({ jobId: z.string().min(1).optional(), backupId: z.string().optional(), scheduleId: z.string().optional(), fireTime: z.number().optional() })
+  .object({
+    jobId: z.string().min(1).optional(),
+    backupId: z.string().optional(),
+    scheduleId: z.string().optional(),
+    fireTime: z.number().optional(),
+    /** retention: the manual retention policy of this instance (issue 13). */
+    instanceId: z.string().optional(),
+  })
   .strict();
 export type ControlJobPayload = z.infer<typeof controlJobPayload>;
 

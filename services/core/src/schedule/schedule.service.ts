@@ -290,6 +290,7 @@ export class ScheduleService {
       keep: r.plan.keep.map((k) => ({ backupId: k.id, createdAt: k.createdAt.toISOString(), reasons: k.reasons, expiresAt: iso(k.expiresAt) })),
       drop: r.plan.drop.map((d) => ({ backupId: d.id, createdAt: d.createdAt.toISOString(), reason: d.reason })),
       untouched: r.untouched,
+      pinned: r.pinned,
     };
   }
 }

@@ -9,6 +9,7 @@ import {
   JobStarted,
   ListFilesQuery,
   RestoreBody,
+  UpdateBackupBody,
 } from '@cairn/core/api/index.ts';
 import type { ApiRegistry } from '../http/api-routes.ts';
 import type { BackupFilesService } from '../services/backup-files.service.ts';
@@ -30,6 +31,26 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     },
   });
   api.add({
+    method: 'patch',
+    path: '/v1/backups/:id',
+    operationId: 'updateBackup',
+    summary: 'Name, annotate, pin or unpin a backup',
+    description:
+      'A name is unique among the backups of the instance that are not deleting or deleted (409 naming it). ' +
+      'A pinned backup is never expired by retention or maxAgeDays, is not counted against the manual limit, and refuses deletion (409) until unpinned.',
+    tag: 'backups',
+    access: 'member',
+    params: IdParams,
+    body: UpdateBackupBody,
+    responses: {
+      200: { description: 'the changed backup', schema: BackupView },
+      409: { description: 'the name is taken, the backup is being deleted, or it cannot be pinned in its state' },
+    },
+    async handler(ctx, { actor, params, body }) {
+      ctx.body = await backups.update(actor, params.id, body);
+    },
+  });
+  api.add({
     method: 'delete',
     path: '/v1/backups/:id',
     operationId: 'deleteBackup',
@@ -39,7 +60,7 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     params: IdParams,
     responses: {
       202: { description: 'the backup (deleting) and its cleanup job', schema: DeleteBackupResult },
-      409: { description: 'a restore is reading the backup' },
+      409: { description: 'the backup is pinned, or a restore is reading it' },
     },
     async handler(ctx, { actor, params }) {
       ctx.status = 202;
@@ -51,6 +72,7 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     path: '/v1/backups/delete',
     operationId: 'deleteBackups',
     summary: 'Delete several backups; one result per id',
+    description: 'Each id on its own: a pinned backup (or one being read) is refused with a conflict error in its result, the others are deleted.',
     tag: 'backups',
     access: 'member',
     body: BatchDeleteBody,

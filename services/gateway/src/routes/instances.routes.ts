@@ -107,16 +107,17 @@ export function instanceRoutes(api: ApiRegistry, instances: InstanceService, bac
     summary: 'Start a manual backup',
     description:
       'At most one backup or restore per instance runs at a time (409 with the running job id); manual backups are limited per instance (429). ' +
-      '`kind` chooses full, incremental or auto (default); the backup record carries the kind chosen and its parent.',
+      '`kind` chooses full, incremental or auto (default); the backup record carries the kind chosen and its parent. ' +
+      '`name` must be free among the backups of the instance that are not deleted (409 naming it); a `pinned` backup is not counted against the limit.',
     tag: 'backups',
     access: 'member',
     params: IdParams,
     body: StartBackupBody,
     responses: {
       202: { description: 'the backup record and its job', schema: BackupStarted },
-      409: { description: 'a backup or restore of the instance is queued or running, or kind incremental with no backup to build on' },
+      409: { description: 'a backup or restore of the instance is queued or running, kind incremental with no backup to build on, or the name is taken' },
       422: { description: 'nothing to back up' },
-      429: { description: 'manual backup limit reached' },
+      429: { description: "manual backup limit reached (the instance policy's, or MANUAL_BACKUP_LIMIT; pinned backups not counted)" },
     },
     async handler(ctx, { actor, params, body }) {
       ctx.status = 202;
@@ -128,6 +129,7 @@ export function instanceRoutes(api: ApiRegistry, instances: InstanceService, bac
     path: '/v1/instances/:id/backups',
     operationId: 'listBackups',
     summary: 'List the backups of an instance, newest first',
+    description: 'Filters: status, trigger, name (exact), namePrefix, pinned.',
     tag: 'backups',
     access: 'member',
     params: IdParams,

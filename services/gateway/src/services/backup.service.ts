@@ -18,15 +18,29 @@ import {
   type SoftDeleted,
   failUnqueued,
   DEFAULT_FULL_BACKUP_EVERY,
+  NAMED_BACKUP_STATUSES,
+  UniqueViolation,
+  type BackupChanges,
+  type RecordSet,
 } from '@cairn/core';
 import { decideBackupKind } from '@cairn/core/domain/backup-kind.ts';
 import { exclusiveBytes } from '@cairn/core/domain/object-references.ts';
-import type { BackupList, BackupStarted, BackupView, BatchDeleteResult, DeleteBackupResult, ListBackupsQuery, StartBackupBody } from '@cairn/core/api/index.ts';
+import type {
+  BackupList,
+  BackupStarted,
+  BackupView,
+  BatchDeleteResult,
+  DeleteBackupResult,
+  ListBackupsQuery,
+  StartBackupBody,
+  UpdateBackupBody,
+} from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import type { InstanceService } from './instance.service.ts';
+import { countedManualBackups, manualBackupLimitOf } from './instance-policy.service.ts';
 import { backupView, jobView } from './presenters.ts';
 
 export interface BackupServiceOptions {
@@ -72,6 +86,10 @@ export class BackupService {
    * Its kind (`body.kind`, default auto) is decided under the same lock, from the instance's
    * completed backups (domain/backup-kind.ts); the row records it with its parent. The node worker
    * falls back to a full backup when the parent turns out unusable by the time the job runs.
+   *
+   * Under the same lock too (issue 13): the name must be free among the instance's backups that are
+   * not deleting or deleted (409 naming it), and the manual limit (the instance's own, or
+   * MANUAL_BACKUP_LIMIT) counts the unpinned manual backups; a pinned one is never refused by it.
    */
   async start(actor: Actor, instanceId: string, body: StartBackupBody): Promise<BackupStarted> {
     const instance = await this.instances.findVisible(actor, instanceId);
@@ -97,15 +115,18 @@ export class BackupService {
       await tx.lock('instance', instance.id);
       const active = await activeInstanceJob(tx, instance.id);
       if (active) throw busy(instance.name, active);
-      const manual = await tx.backups.count({ instanceId: instance.id, trigger: 'manual', statusNot: ['deleting', 'deleted'] });
-      if (manual >= this.config.MANUAL_BACKUP_LIMIT) {
-        throw new CairnError(
-          'limit',
-          `instance ${instance.name} already has ${manual} manual backups (limit ${this.config.MANUAL_BACKUP_LIMIT}); delete some before taking another`,
-          {
-            details: { limit: this.config.MANUAL_BACKUP_LIMIT, count: manual },
-          },
-        );
+      if (body.name !== undefined) await refuseTakenName(tx, instance, body.name);
+      if (!body.pinned) {
+        const manual = await tx.backups.count(countedManualBackups(instance.id));
+        const { limit, source } = await manualBackupLimitOf(tx, instance.id, this.config.MANUAL_BACKUP_LIMIT);
+        if (manual >= limit) {
+          throw new CairnError(
+            'limit',
+            `instance ${instance.name} already has ${manual} unpinned manual backups (limit ${limit}, from the ${source}); ` +
+              'delete or pin some before taking another',
+            { details: { limit, count: manual, source } },
+          );
+        }
       }
       const choice = await decideBackupKind(tx.backups, instance.id, {
         requested: body.kind ?? 'auto',
@@ -114,7 +135,7 @@ export class BackupService {
         compression,
         fullEvery: this.config.FULL_BACKUP_EVERY ?? DEFAULT_FULL_BACKUP_EVERY,
       });
-      const backup = await tx.backups.create({
+      const created = tx.backups.create({
         id: backupId,
         instanceId: instance.id,
         status: 'pending',
@@ -126,6 +147,13 @@ export class BackupService {
         indexKey: indexKey(instance.id, backupId),
         compression,
         requestedBy: actor.tokenId,
+        name: body.name ?? null,
+        note: body.note ?? null,
+        pinned: body.pinned ?? false,
+      });
+      // The check above holds under the lock; the database's unique index is the last word.
+      const backup = await created.catch((err: unknown) => {
+        throw err instanceof UniqueViolation && body.name !== undefined ? nameTaken(instance.name, body.name) : err;
       });
       const job = await tx.jobs.create({
         id: jobId,
@@ -168,7 +196,14 @@ export class BackupService {
   async list(actor: Actor, instanceId: string, query: ListBackupsQuery): Promise<BackupList> {
     await this.instances.findVisible(actor, instanceId);
     const rows = await this.records.backups.find(
-      { instanceId, ...(query.status ? { status: query.status } : { statusNot: 'deleted' }), trigger: query.trigger },
+      {
+        instanceId,
+        ...(query.status ? { status: query.status } : { statusNot: 'deleted' }),
+        trigger: query.trigger,
+        name: query.name,
+        namePrefix: query.namePrefix,
+        pinned: query.pinned,
+      },
       { order: 'desc', before: query.cursor, take: query.limit + 1 },
     );
     const page = rows.slice(0, query.limit);
@@ -181,6 +216,47 @@ export class BackupService {
     const view = backupView(row);
     if (row.status !== 'completed') return view;
     return { ...view, exclusiveBytes: Number(await exclusiveBytes(this.records, row.id)) };
+  }
+
+  /**
+   * Names, notes and pins (issue 13), under the backup's lock (as a delete takes it, so a pin and a
+   * delete cannot cross) and the instance's (as a new backup's name is checked under it). A backup
+   * being deleted cannot be changed; only a live one (pending, running, completed) can be pinned.
+   * Pinning clears expiresAt: retention never expires a pinned backup.
+   */
+  async update(actor: Actor, id: string, body: UpdateBackupBody): Promise<BackupView> {
+    const seen = await this.findVisible(actor, id);
+    const updated = await this.records.transaction(async (tx) => {
+      await tx.lock('backup', id);
+      await tx.lock('instance', seen.instanceId);
+      const found = await tx.backups.findFirst({ id, tenantId: tenantScope(actor) });
+      if (!found) throw new CairnError('not-found', `backup ${id} not found`);
+      if (found.status === 'deleting' || found.status === 'deleted') {
+        throw new CairnError('conflict', `backup ${id} is ${found.status}; it can no longer be changed`, { details: { status: found.status } });
+      }
+      if (body.pinned === true && !['pending', 'running', 'completed'].includes(found.status)) {
+        throw new CairnError('conflict', `backup ${id} is ${found.status}; only a pending, running or completed backup can be pinned`, {
+          details: { status: found.status },
+        });
+      }
+      const newName = typeof body.name === 'string' && body.name !== found.name ? body.name : null;
+      const instance = newName !== null ? await this.instances.findVisible(actor, found.instanceId, tx) : null;
+      if (instance && newName !== null) await refuseTakenName(tx, instance, newName, id);
+      const changes: BackupChanges = {
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        ...(body.note !== undefined ? { note: body.note } : {}),
+        ...(body.pinned !== undefined ? { pinned: body.pinned } : {}),
+        ...(body.pinned === true ? { expiresAt: null } : {}),
+      };
+      try {
+        await tx.backups.updateWhere({ id, statusNot: ['deleting', 'deleted'] }, changes);
+      } catch (err) {
+        throw err instanceof UniqueViolation && instance && newName !== null ? nameTaken(instance.name, newName) : err;
+      }
+      return (await tx.backups.get(id))!;
+    });
+    this.logger.info({ backupId: id, changed: Object.keys(body), pinned: updated.pinned, by: actor.tokenId }, 'backup updated');
+    return backupView(updated);
   }
 
   /**
@@ -241,6 +317,21 @@ export class BackupService {
       .map((v) => `${v.name}: ${v.hostPath} is outside the volume roots of node ${node.id}`);
     if (reasons.length === volumes.length) throw new CairnError('no-data', `nothing to back up: ${reasons.join('; ')}`, { details: { skipped: reasons } });
   }
+}
+
+/** 409 when another backup of the instance that is not deleting or deleted has the name (`except`: the backup being renamed). */
+async function refuseTakenName(tx: RecordSet, instance: { id: string; name: string }, name: string, except?: string): Promise<void> {
+  const holder = await tx.backups.findFirst({ instanceId: instance.id, name, status: NAMED_BACKUP_STATUSES });
+  if (holder && holder.id !== except) throw nameTaken(instance.name, name, holder);
+}
+
+function nameTaken(instanceName: string, name: string, holder?: Backup): CairnError {
+  const which = holder ? ` (${holder.id}, ${holder.status})` : '';
+  return new CairnError(
+    'conflict',
+    `instance ${instanceName} already has a backup named ${JSON.stringify(name)}${which}; choose another name, or rename or delete that backup`,
+    { details: { name, ...(holder ? { backupId: holder.id } : {}) } },
+  );
 }
 
 function busy(instanceName: string, active: Job): CairnError {

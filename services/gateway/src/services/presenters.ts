@@ -72,6 +72,9 @@ export function backupView(b: Backup): BackupView {
     deletedAt: iso(b.deletedAt),
     error: b.error,
     requestedBy: b.requestedBy,
+    name: b.name,
+    note: b.note,
+    pinned: b.pinned,
   };
 }
 
