@@ -19,6 +19,7 @@ import {
   UniqueViolation,
 } from '@cairn/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hookRecordsContract } from './hook-records.contract.ts';
 
 export interface RecordsContractTarget {
   records: Records;
@@ -41,6 +42,7 @@ const JOB_COLUMNS = [
   'error',
   'errorCode',
   'finishedAt',
+  'hooks',
   'id',
   'instanceId',
   'nodeId',
@@ -88,7 +90,7 @@ const BACKUP_COLUMNS = [
 ];
 const INSTANCE_COLUMNS = ['createdAt', 'id', 'name', 'nodeId', 'tenant', 'tenantId', 'updatedAt', 'volumes'];
 const VOLUME_COLUMNS = ['excludes', 'hostPath', 'id', 'instanceId', 'name'];
-const NODE_COLUMNS = ['capacity', 'createdAt', 'id', 'labels', 'lastHeartbeatAt', 'version', 'volumeRoots'];
+const NODE_COLUMNS = ['capacity', 'createdAt', 'hookCommands', 'id', 'labels', 'lastHeartbeatAt', 'version', 'volumeRoots'];
 const SCHEDULE_COLUMNS = [
   'createdAt',
   'cron',
@@ -1702,6 +1704,8 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         });
       });
     });
+
+    hookRecordsContract(() => r, test);
 
     it('names only existing tests as known divergences', () => {
       expect([...unknown]).toEqual([]);

@@ -173,6 +173,7 @@ export function jittered(records: Records, maxMs = 3, referenceMs = maxMs): Reco
     tokens: records.tokens,
     tenants: records.tenants,
     policies: records.policies,
+    hooks: records.hooks,
     transaction: (work, options) => records.transaction((tx) => work({ ...tx, backups: slow(tx.backups) }), options),
     ping: () => records.ping(),
     close: () => records.close(),

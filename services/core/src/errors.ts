@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'archive-corrupt'
   | 'archive-missing'
   | 'config'
+  /** A pre/post hook failed with onError "fail" (issue 13). */
+  | 'hook-failed'
   | 'internal';
 
 export class CairnError extends Error {

@@ -1,4 +1,6 @@
 import { nodeQueueName } from '../queue/contracts.ts';
+import type { HookRecords } from './hook.records.ts';
+import { type HookTables, memoryHookRecords } from './memory-hook.records.ts';
 import {
   type ApiToken,
   type ApiTokenWithTenant,
@@ -47,6 +49,8 @@ interface Tables {
   objectRefs: Map<string, { backupId: string; ownerId: string }>;
   /** InstancePolicy rows, keyed by instance id. */
   policies: Map<string, InstancePolicy>;
+  instanceHooks: HookTables['instanceHooks'];
+  hookWindows: HookTables['hookWindows'];
 }
 
 const emptyTables = (): Tables => ({
@@ -60,6 +64,8 @@ const emptyTables = (): Tables => ({
   tenants: new Map(),
   objectRefs: new Map(),
   policies: new Map(),
+  instanceHooks: new Map(),
+  hookWindows: new Map(),
 });
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -91,6 +97,7 @@ export class MemoryRecords implements Records {
   readonly tokens: TokenRecords;
   readonly tenants: TenantRecords;
   readonly policies: InstancePolicyRecords;
+  readonly hooks: HookRecords;
   private readonly clock: () => Date;
 
   constructor(options: { clock?: () => Date } = {}) {
@@ -104,6 +111,7 @@ export class MemoryRecords implements Records {
     this.tokens = set.tokens;
     this.tenants = set.tenants;
     this.policies = set.policies;
+    this.hooks = set.hooks;
   }
 
   /** The next call of `method` (e.g. 'jobs.transition') throws `error` instead of running; repeat to fail several. */
@@ -135,7 +143,7 @@ export class MemoryRecords implements Records {
   // ----- seeding, for tests -----
 
   seedNode(node: Partial<Node> & { id: string }): Node {
-    const row: Node = { labels: {}, volumeRoots: [], version: null, lastHeartbeatAt: null, capacity: null, createdAt: this.clock(), ...node };
+    const row: Node = { labels: {}, volumeRoots: [], version: null, lastHeartbeatAt: null, capacity: null, hookCommands: [], createdAt: this.clock(), ...node };
     this.tables.nodes.set(row.id, structuredClone(row));
     return row;
   }
@@ -349,6 +357,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         startedAt: null,
         finishedAt: null,
         parentJobId: null,
+        hooks: null,
         ...(defined(job) as typeof job),
       } as Job;
       t.jobs.set(row.id, row);
@@ -540,6 +549,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       if ([...t.backups.values()].some((b) => b.instanceId === id)) throw new Error(`foreign key: instance ${id} still has backups`);
       t.instances.delete(id);
       t.policies.delete(id);
+      t.instanceHooks.delete(id);
       for (const v of [...t.volumes.values()]) if (v.instanceId === id) t.volumes.delete(v.id);
       for (const s of [...t.schedules.values()]) if (s.instanceId === id) t.schedules.delete(s.id);
     },
@@ -565,7 +575,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const t = tables();
       const row = t.nodes.get(id);
       if (row) Object.assign(row, defined(beat));
-      else t.nodes.set(id, { id, labels: {}, createdAt: clock(), ...defined(beat) } as Node);
+      else t.nodes.set(id, { id, labels: {}, hookCommands: [], createdAt: clock(), ...defined(beat) } as Node);
     },
   };
 
@@ -703,5 +713,5 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
     },
   };
 
-  return { jobs, backups, instances, nodes, schedules, tokens, tenants, policies };
+  return { jobs, backups, instances, nodes, schedules, tokens, tenants, policies, hooks: memoryHookRecords(tables, clock) };
 }

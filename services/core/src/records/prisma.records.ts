@@ -1,6 +1,8 @@
 import { createPrisma, type PrismaClient } from '../db/prisma.ts';
 import { Prisma } from '../generated/prisma/client.ts';
 import { nodeQueueName } from '../queue/contracts.ts';
+import type { HookRecords } from './hook.records.ts';
+import { prismaHookRecords } from './prisma-hook.records.ts';
 import {
   type BackupFilter,
   type BackupRecords,
@@ -39,6 +41,7 @@ export class PrismaRecords implements Records {
   readonly tokens: TokenRecords;
   readonly tenants: TenantRecords;
   readonly policies: InstancePolicyRecords;
+  readonly hooks: HookRecords;
 
   constructor(readonly prisma: PrismaClient) {
     const set = recordSet(prisma, prisma);
@@ -50,6 +53,7 @@ export class PrismaRecords implements Records {
     this.tokens = set.tokens;
     this.tenants = set.tenants;
     this.policies = set.policies;
+    this.hooks = set.hooks;
   }
 
   static open(databaseUrl: string, options: { max?: number } = {}): PrismaRecords {
@@ -87,6 +91,7 @@ function recordSet(db: Db, root: PrismaClient | null): RecordSet {
     tokens: tokenRecords(db),
     tenants: tenantRecords(db),
     policies: policyRecords(db),
+    hooks: prismaHookRecords(db),
   };
 }
 

@@ -14,6 +14,7 @@ import type {
   Tenant,
   Volume,
 } from '../generated/prisma/client.ts';
+import type { HookRecords } from './hook.records.ts';
 
 /**
  * The persistence seam (STYLE.md "A persistence seam"): every service, pipeline and handler reads
@@ -298,6 +299,8 @@ export interface NodeHeartbeat {
   version: string;
   lastHeartbeatAt: Date;
   capacity: JsonInput;
+  /** Names of the commands in the node worker's hooks file (CAIRN_NODE_HOOKS); left as stored when not given. */
+  hookCommands?: string[];
 }
 
 export interface NodeRecords {
@@ -403,6 +406,7 @@ export interface RecordSet {
   tokens: TokenRecords;
   tenants: TenantRecords;
   policies: InstancePolicyRecords;
+  hooks: HookRecords;
 }
 
 /** The records as seen inside one transaction. */
