@@ -74,9 +74,11 @@ describe('cairn backup --kind', () => {
       'REUSEDBYTES',
       'LOGICALBYTES',
       'FILECOUNT',
+      'NAME',
+      'PINNED',
     ]);
     expect(lines[0]!.split(/\s+/).slice(1, 5)).toEqual(['pending', 'manual', 'incremental', backupId]);
-    expect(lines[1]!.split(/\s+/)).toEqual([backupId, 'completed', 'manual', 'full', '-', expect.any(String), '2048', '0', '4096', '-']);
+    expect(lines[1]!.split(/\s+/)).toEqual([backupId, 'completed', 'manual', 'full', '-', expect.any(String), '2048', '0', '4096', '-', '-', 'false']);
 
     const show = await cli('show', backupId);
     expect(show.code, show.stderr).toBe(0);

@@ -18,9 +18,17 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
   instances                                      list instances
   register --name N --node ID --volume name=/path [--volume ...] [--tenant T]
   coverage <instanceId>                          which volumes can be backed up
-  backup <instanceId> [--volume V]... [--kind auto|full|incremental] [--no-wait]
-  backups <instanceId> [--status S]              list backups
-  show <backupId>                                one backup (kind, parent, stored/reused/exclusive bytes)
+  backup <instanceId> [--volume V]... [--kind auto|full|incremental] [--name N] [--note T] [--pin] [--no-wait]
+  backups <instanceId> [--status S] [--name-prefix P] [--pinned | --unpinned]
+                                                 list backups (with their names and pins)
+  show <backupId>                                one backup (kind, parent, stored/reused/exclusive bytes, name, pin, note)
+  name <backupId> <name> | name <backupId> --clear
+                                                 name a backup (unique among the instance's backups), or remove its name
+  note <backupId> <text> | note <backupId> --clear
+  pin <backupId>...                              pin: never expired by retention, not counted against the manual limit, not deletable
+  unpin <backupId>...
+  policy <instanceId> [--manual-limit N|default] [--keep-... N | --no-retention] [--tz Z] [--preview]
+                                                 show or change the instance's manual limit and manual retention; --preview: dry run
   files <backupId> [--prefix P]                  browse a backup
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
   restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
@@ -43,6 +51,15 @@ const options = {
   target: { type: 'string' },
   mode: { type: 'string' },
   kind: { type: 'string' },
+  note: { type: 'string' },
+  pin: { type: 'boolean', default: false },
+  pinned: { type: 'boolean', default: false },
+  unpinned: { type: 'boolean', default: false },
+  'name-prefix': { type: 'string' },
+  clear: { type: 'boolean', default: false },
+  'manual-limit': { type: 'string' },
+  'no-retention': { type: 'boolean', default: false },
+  preview: { type: 'boolean', default: false },
   status: { type: 'string' },
   type: { type: 'string' },
   instance: { type: 'string' },
@@ -77,6 +94,9 @@ type BackupRow = {
 };
 
 const kindOf = (b: Pick<BackupRow, 'kind' | 'parentId'>) => (b.kind === 'incremental' ? `incremental on ${b.parentId}` : b.kind);
+/** ` "name"` and ` (pinned)` after a backup id in messages, when it has them. */
+const labelOf = (b: { name?: unknown; pinned?: unknown }) => `${typeof b.name === 'string' ? ` "${b.name}"` : ''}${b.pinned === true ? ' (pinned)' : ''}`;
+const RETENTION_FLAGS = ['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly', 'max-age-days'] as const;
 
 /** 1536 → "1.5 KiB"; null → "-". */
 function bytes(n: number | null | undefined): string {
@@ -160,9 +180,15 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     case 'backup': {
       if (o.kind && !KINDS.includes(o.kind)) throw new UsageError(`--kind must be ${KINDS.join(', ')}`);
-      const body = { ...(o.volume ? { volumes: o.volume } : {}), ...(o.kind ? { kind: o.kind } : {}) };
+      const body = {
+        ...(o.volume ? { volumes: o.volume } : {}),
+        ...(o.kind ? { kind: o.kind } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.note !== undefined ? { note: o.note } : {}),
+        ...(o.pin ? { pinned: true } : {}),
+      };
       const res = await client.request('POST', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups`, body);
-      console.error(`backup ${res.backup.id} queued, ${kindOf(res.backup)} (job ${res.job.id})`);
+      console.error(`backup ${res.backup.id}${labelOf(res.backup)} queued, ${kindOf(res.backup)} (job ${res.job.id})`);
       const code = await finish(client, res.job, wait);
       if (wait) {
         const done: BackupRow = await client.request('GET', `/v1/backups/${enc(res.backup.id)}`);
@@ -172,8 +198,24 @@ async function run(argv: string[]): Promise<number> {
       return code;
     }
     case 'backups': {
-      const { items } = await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups${query({ status: o.status })}`);
-      printTable(items, ['id', 'status', 'trigger', 'kind', 'parentId', 'createdAt', 'storedBytes', 'reusedBytes', 'logicalBytes', 'fileCount']);
+      if (o.pinned && o.unpinned) throw new UsageError('--pinned and --unpinned exclude each other');
+      const pinned = o.pinned ? 'true' : o.unpinned ? 'false' : undefined;
+      const q = query({ status: o.status, namePrefix: o['name-prefix'], pinned });
+      const { items } = await client.request('GET', `/v1/instances/${enc(need(args[0], 'instance id'))}/backups${q}`);
+      printTable(items, [
+        'id',
+        'status',
+        'trigger',
+        'kind',
+        'parentId',
+        'createdAt',
+        'storedBytes',
+        'reusedBytes',
+        'logicalBytes',
+        'fileCount',
+        'name',
+        'pinned',
+      ]);
       return 0;
     }
     case 'show': {
@@ -193,8 +235,76 @@ async function run(argv: string[]): Promise<number> {
           'logicalBytes',
           'exclusiveBytes',
           'fileCount',
+          'name',
+          'pinned',
         ],
       );
+      if (typeof b.note === 'string') console.log(`note: ${b.note}`);
+      return 0;
+    }
+    case 'name':
+    case 'note': {
+      const id = need(args[0], 'backup id');
+      const value = o.clear ? null : need(args[1], command === 'name' ? 'name (or --clear)' : 'note text (or --clear)');
+      if (o.clear && args[1] !== undefined) throw new UsageError(`give a ${command} or --clear, not both`);
+      const b = await client.request('PATCH', `/v1/backups/${enc(id)}`, { [command]: value });
+      console.log(`backup ${b.id}${labelOf(b)}: ${command} ${value === null ? 'removed' : 'set'}`);
+      return 0;
+    }
+    case 'pin':
+    case 'unpin': {
+      if (!args.length) throw new UsageError('missing backup id');
+      let failed = 0;
+      for (const id of args) {
+        try {
+          const b = await client.request('PATCH', `/v1/backups/${enc(id)}`, { pinned: command === 'pin' });
+          console.log(`backup ${b.id}${labelOf(b)} ${command === 'pin' ? 'pinned' : 'unpinned'}`);
+        } catch (err) {
+          if (!(err instanceof ApiError)) throw err;
+          failed++;
+          console.error(`cairn: backup ${id}: ${err.message}`);
+        }
+      }
+      return failed ? 1 : 0;
+    }
+    case 'policy': {
+      const instanceId = need(args[0], 'instance id');
+      const route = `/v1/instances/${enc(instanceId)}/policy`;
+      const keeps = Object.fromEntries(
+        RETENTION_FLAGS.map((flag) => [flag.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()), int(o[flag], flag)] as const).filter(
+          ([, v]) => v !== undefined,
+        ),
+      );
+      const hasKeeps = Object.keys(keeps).length > 0;
+      if (hasKeeps && o['no-retention']) throw new UsageError('--no-retention excludes the --keep-*/--max-age-days flags');
+      if (o.preview) {
+        if (o['manual-limit'] !== undefined || o['no-retention']) throw new UsageError('--preview takes only --keep-*/--max-age-days and --tz');
+        const plan = await client.request('POST', `${route}/retention/preview`, {
+          ...(hasKeeps ? { retention: keeps } : {}),
+          ...(o.tz ? { timezone: o.tz } : {}),
+        });
+        const rows = [
+          ...plan.keep.map((k: { backupId: string; createdAt: string; reasons: { rule: string; bucket: string }[] }) => ({
+            backupId: k.backupId,
+            createdAt: k.createdAt,
+            action: 'keep',
+            why: k.reasons.map((r) => `${r.rule} ${r.bucket}`).join(', '),
+          })),
+          ...plan.drop.map((d: { backupId: string; createdAt: string; reason: string }) => ({ ...d, action: 'delete', why: d.reason })),
+          ...plan.pinned.map((id: string) => ({ backupId: id, action: 'keep', why: 'pinned' })),
+        ];
+        printTable(rows, ['backupId', 'createdAt', 'action', 'why']);
+        return 0;
+      }
+      const limit = o['manual-limit'];
+      if (limit !== undefined && limit !== 'default' && !/^\d+$/.test(limit)) throw new UsageError('--manual-limit must be a whole number or default');
+      const body = {
+        ...(limit !== undefined ? { manualBackupLimit: limit === 'default' ? null : Number(limit) } : {}),
+        ...(hasKeeps ? { manualRetention: keeps } : o['no-retention'] ? { manualRetention: null } : {}),
+        ...(o.tz ? { timezone: o.tz } : {}),
+      };
+      const policy = Object.keys(body).length ? await client.request('PATCH', route, body) : await client.request('GET', route);
+      console.log(JSON.stringify(policy, null, 2));
       return 0;
     }
     case 'files': {

@@ -43,8 +43,10 @@ export const UpdateBackupBody = named(
         .describe('true: never expired by retention, not counted against the manual limit, deletion refused (409) until false again'),
     })
     .strict()
-    .superRefine((b, ctx) => {
-      if (Object.values(b).every((v) => v === undefined)) ctx.addIssue({ code: 'custom', path: [], message: 'nothing to change: give name, note or pinned' });
+    // Only for a body that is otherwise valid: an unknown field alone is reported as such.
+    .refine((b) => Object.values(b).some((v) => v !== undefined), {
+      message: 'nothing to change: give name, note or pinned',
+      when: (payload) => payload.issues.length === 0,
     }),
 );
 export type UpdateBackupBody = z.infer<typeof UpdateBackupBody>;

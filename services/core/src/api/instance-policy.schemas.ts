@@ -42,10 +42,9 @@ export const UpdateInstancePolicyBody = named(
       timezone: TimeZoneName.optional().describe('default UTC'),
     })
     .strict()
-    .superRefine((b, ctx) => {
-      if (Object.values(b).every((v) => v === undefined)) {
-        ctx.addIssue({ code: 'custom', path: [], message: 'nothing to change: give manualBackupLimit, manualRetention or timezone' });
-      }
+    .refine((b) => Object.values(b).some((v) => v !== undefined), {
+      message: 'nothing to change: give manualBackupLimit, manualRetention or timezone',
+      when: (payload) => payload.issues.length === 0,
     }),
 );
 export type UpdateInstancePolicyBody = z.infer<typeof UpdateInstancePolicyBody>;

@@ -82,7 +82,10 @@ export function instanceRoutes(api: ApiRegistry, instances: InstanceService, bac
     access: 'member',
     params: IdParams,
     query: DeleteInstanceQuery,
-    responses: { 200: { description: 'removed', schema: DeletedInstance }, 409: { description: 'the instance still has backups or running jobs' } },
+    responses: {
+      200: { description: 'removed', schema: DeletedInstance },
+      409: { description: 'the instance still has backups or running jobs, or pinned backups (refused even with force)' },
+    },
     async handler(ctx, { actor, params, query }) {
       ctx.body = await instances.remove(actor, params.id, query.force);
     },

@@ -160,6 +160,8 @@ export class InstanceService {
         details: { jobId: active[0]!.id },
       });
     }
+    // Pinned backups refuse deletion, even a forced one (issue 13): checked before any job is cancelled, again under the lock.
+    await refusePinned(this.records, instance);
     // Stop the work first: if Redis is down this fails (503) before anything is deleted.
     const cancelled = await cancelJobs(this.records, this.queues, active, `instance ${id} deleted`);
     const { prefixes, schedules } = await this.records.transaction(
@@ -169,6 +171,7 @@ export class InstanceService {
         const schedules = (await tx.schedules.find({ instanceId: id }, { order: 'asc' })).map((s) => s.id);
         for (const scheduleId of schedules) await tx.lock('schedule', scheduleId);
         await tx.lock('instance', id);
+        await refusePinned(tx, instance);
         // Redis first: if it fails (503) the transaction rolls back and nothing is deleted.
         for (const scheduleId of schedules) await this.schedulers.removeScheduler(scheduleId);
         const backups = await tx.backups.find({ instanceId: id });
@@ -342,4 +345,15 @@ function uniqueToConflict(err: unknown, name: string): unknown {
 
 function newVolumes(volumes: VolumeSpec[]): NewVolume[] {
   return volumes.map((v) => ({ id: newId(), name: v.name, hostPath: v.hostPath, excludes: v.excludes ?? [] }));
+}
+
+/** 409 while the instance has pinned backups (not deleting or deleted): they must be unpinned before the instance can go. */
+async function refusePinned(records: RecordSet, instance: { id: string; name: string }): Promise<void> {
+  const pinned = await records.backups.find({ instanceId: instance.id, pinned: true, statusNot: ['deleting', 'deleted'] }, { take: 20 });
+  if (!pinned.length) return;
+  throw new CairnError(
+    'conflict',
+    `instance ${instance.name} has pinned backups (${pinned.map((b) => b.id).join(', ')}); unpin them before removing the instance, even with force`,
+    { details: { pinned: pinned.map((b) => b.id) } },
+  );
 }
