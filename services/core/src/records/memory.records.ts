@@ -226,7 +226,7 @@ function backupMatches(t: Tables, b: Backup, f: BackupFilter): boolean {
     (f.deletedBefore === undefined || (b.deletedAt !== null && b.deletedAt < f.deletedBefore)) &&
     (f.expires === undefined || (b.expiresAt !== null) === f.expires) &&
     (f.name === undefined || b.name === f.name) &&
-    (f.namePrefix === undefined || (b.name !== null && b.name.startsWith(f.namePrefix))) &&
+    (f.namePrefix === undefined || (b.name?.startsWith(f.namePrefix) ?? false)) &&
     (f.pinned === undefined || b.pinned === f.pinned)
   );
 }
