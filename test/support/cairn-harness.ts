@@ -26,8 +26,11 @@ export interface Cairn {
   /** Authenticated JSON request as admin (or with the given token). */
   api<T = any>(method: string, route: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
   waitForJob(jobId: string, until?: (job: any) => boolean, timeoutMs?: number): Promise<any>;
-  /** Starts the node worker as its own process (so a test can SIGKILL it). */
-  spawnNodeWorker(): ChildProcess;
+  /**
+   * Starts the node worker as its own process (so a test can SIGKILL it); `env` overrides its
+   * settings (another NODE_ID and VOLUME_ROOTS: a second host).
+   */
+  spawnNodeWorker(env?: Record<string, string>): ChildProcess;
   startInProcessNodeWorker(): Promise<void>;
   stopInProcessNodeWorker(): Promise<void>;
   close(): Promise<void>;
@@ -102,10 +105,10 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
       }
       throw new Error(`job ${jobId} did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
     },
-    spawnNodeWorker() {
+    spawnNodeWorker(extra = {}) {
       // `node --import tsx`, not the tsx wrapper: SIGKILL must hit the worker itself.
       const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('test/support/node-worker-process.ts')], {
-        env: { ...env, CAIRN_TEST_LOCK_MS: '5000' },
+        env: { ...env, CAIRN_TEST_LOCK_MS: '5000', ...extra },
         stdio: ['ignore', 'inherit', 'inherit'],
       });
       children.push(child);

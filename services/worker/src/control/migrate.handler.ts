@@ -82,7 +82,13 @@ class MigrateJob implements JobWork<MigrateResult> {
 
   async onFailure(failure: Failure, run: JobRun): Promise<undefined> {
     // A retry runs the same steps again (the children are found, not remade): keep what is staged.
-    if (failure.kind === 'retry' || !this.staged) return;
+    if (failure.kind === 'retry') return;
+    // A baseline made for a cutover that did not happen describes nothing.
+    if (this.parent)
+      await this.ctx.records.backups
+        .transition(`${this.parent.id}-baseline`, ['pending'], 'failed', { error: `the migrate ended: ${failure.error.message}`, completedAt: new Date() })
+        .catch(() => undefined);
+    if (!this.staged) return;
     const { nodeId, hostPaths } = this.staged;
     try {
       // Not under this run's signal: a cancelled migrate still cleans up.
@@ -91,7 +97,7 @@ class MigrateJob implements JobWork<MigrateResult> {
         run,
         'discard',
         'discard',
-        { type: 'cleanup', nodeId, instanceId, params: { hostPaths } },
+        { type: 'cleanup', nodeId, instanceId, params: { hostPaths, jobPrefix: this.parent.id } },
         { cancellable: false, timeoutMs: DISCARD_WAIT_MS },
       );
     } catch (err) {
@@ -135,7 +141,8 @@ class MigrateJob implements JobWork<MigrateResult> {
     // Cutover: what changed during the bulk copy, as an incremental of the bulk backup.
     const cutoverStart = Date.now();
     const final = await this.backup(run, 'cutover-backup', source, volumes, { parentId: bulk });
-    await this.restore(run, 'cutover-apply', final, source, { volumes, mode: 'replace', hostPaths: p.hostPaths }, toNode);
+    const baseline = await this.baselineBackup(source, volumes, final);
+    await this.restore(run, 'cutover-apply', final, source, { volumes, mode: 'replace', hostPaths: p.hostPaths, baseline }, toNode);
 
     if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the switch');
     run.progress('switch');
@@ -166,6 +173,30 @@ class MigrateJob implements JobWork<MigrateResult> {
       return undefined;
     });
     if (outcome) throw new CairnError('conflict', outcome);
+  }
+
+  /**
+   * The pending Backup the cutover's restore completes as the target's stat baseline (baseline.ts):
+   * the moved instance's next backup is then incremental on the target. Made once.
+   */
+  private async baselineBackup(source: InstanceWithVolumes, volumes: string[], parentId: string): Promise<string> {
+    const id = `${this.parent.id}-baseline`;
+    const compression = this.ctx.compression;
+    if (await this.ctx.records.backups.get(id)) return id;
+    await this.ctx.records.backups.create({
+      id,
+      instanceId: source.id,
+      status: 'pending',
+      trigger: 'migrate',
+      kind: 'incremental',
+      parentId,
+      volumes,
+      storageKey: archiveKey(source.id, id, compression),
+      indexKey: indexKey(source.id, id),
+      compression,
+      requestedBy: this.parent.requestedBy,
+    });
+    return id;
   }
 
   /** A backup of `source` on its node as child `step`; returns the Backup id once it completed. */

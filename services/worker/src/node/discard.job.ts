@@ -1,11 +1,18 @@
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { z } from 'zod';
 import { CairnError, containingRoot, isInside } from '@cairn/core';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import type { NodeContext } from './node-context.ts';
-import { resolveReal } from './staging.ts';
+import { OLD_PREFIX, resolveReal, STAGING_PREFIX } from './staging.ts';
 
-const discardParams = z.object({ hostPaths: z.record(z.string(), z.string()) }).strict();
+const discardParams = z
+  .object({
+    hostPaths: z.record(z.string(), z.string()),
+    /** The migrate's job id: its restores' staging and displaced directories beside the host paths go too. */
+    jobPrefix: z.string().min(1).optional(),
+  })
+  .strict();
 
 export interface DiscardResult {
   removed: string[];
@@ -14,7 +21,8 @@ export interface DiscardResult {
 
 /**
  * Removes what a failed or cancelled move staged on its target node (issue 12): the directories a
- * migrate restored the instance into before the switch. Only directories inside this node's
+ * migrate restored the instance into before the switch, and its restores' staging leftovers
+ * beside them (kept data, `.cairn-kept-*`, never). Only directories inside this node's
  * volume roots (never a root itself) that no registered volume is, lies in, or holds; so data of
  * an instance, including the moved instance once switched, is never touched. Idempotent.
  */
@@ -35,6 +43,19 @@ export class DiscardJob implements JobWork<DiscardResult> {
       if (!root || real === root) throw new CairnError('unsafe-path', `${hostPath} (volume ${name}) is not a directory inside this node's volume roots`);
       const owner = volumes.find((v) => isInside(real, v.real) || isInside(v.real, real));
       if (owner) throw new CairnError('unsafe-path', `${hostPath} belongs to ${owner.label} (${owner.real}); it is not removed`);
+      // What a restore of this migrate left beside it (a worker killed mid-restore): `.cairn-staging-<job>.<base>`...
+      if (params.jobPrefix) {
+        const home = path.dirname(real);
+        const base = path.basename(real);
+        const names = await fs.readdir(home).catch(() => [] as string[]);
+        for (const n of names) {
+          if (!n.endsWith(`.${base}`)) continue;
+          const prefix = [STAGING_PREFIX, OLD_PREFIX].find((p) => n.startsWith(`${p}${params.jobPrefix}-`));
+          if (!prefix) continue;
+          await fs.rm(path.join(home, n), { recursive: true, force: true });
+          result.removed.push(path.join(home, n));
+        }
+      }
       try {
         await fs.lstat(real);
       } catch (err) {

@@ -6,6 +6,7 @@ import { eachEntry, hasForeignBlocks, readIndex, unpackArchive, type Codec, type
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
+import { writeBaseline } from './baseline.ts';
 import type { NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
 
@@ -20,6 +21,8 @@ const restoreParams = z.object({
   hostPaths: z.record(z.string(), z.string()).optional(),
   /** The host paths must be missing or empty (a move's first copy: nothing there may be replaced). */
   requireEmpty: z.boolean().optional(),
+  /** A move's cutover: the pending Backup to complete as the target's stat baseline (baseline.ts). */
+  baseline: z.string().optional(),
 });
 
 export interface RestoreResult {
@@ -117,6 +120,11 @@ export class RestoreJob implements JobWork<RestoreResult> {
       // makes BullMQ run it again, which restores the same data again).
       this.plans.length = 0;
       notes.push(...(await removeReplaced(plans)));
+      if (params.baseline) {
+        const dirs = Object.fromEntries(plans.map((p) => [p.name, p.live]));
+        const written = await writeBaseline(ctx, run, { backupId: params.baseline, of: backup, index, dirs });
+        notes.push(written ? `stat baseline written as backup ${params.baseline}` : `no stat baseline: backup ${params.baseline} was not written`);
+      }
       run.progress('done');
       return { status: 'succeeded', result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes } };
     } finally {
