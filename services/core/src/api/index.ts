@@ -1,6 +1,7 @@
 export * from './registry.ts';
 export * from './common.schemas.ts';
 export * from './jobs.schemas.ts';
+export * from './hooks.schemas.ts';
 export * from './tokens.schemas.ts';
 export * from './instances.schemas.ts';
 export * from './backups.schemas.ts';

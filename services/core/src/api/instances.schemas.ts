@@ -13,6 +13,7 @@ import {
   pageOf,
   queryFlag,
 } from './common.schemas.ts';
+import { InstanceHooksBody } from './hooks.schemas.ts';
 import { named } from './registry.ts';
 
 export const VolumeSpec = named(
@@ -50,6 +51,7 @@ export const CreateInstanceBody = named(
       nodeId: NodeId,
       volumes: z.array(VolumeSpec).min(1).max(64),
       tenant: TenantName.optional().describe('admin only: the owning tenant (created when new); members always create in their own'),
+      hooks: InstanceHooksBody.optional().describe('pre/post backup and restore hooks; the response then carries the hook secret, once'),
     })
     .strict()
     .superRefine((b, ctx) => checkVolumes(b.volumes, ctx, 'volumes')),
@@ -63,11 +65,13 @@ export const UpdateInstanceBody = named(
       name: InstanceName.optional(),
       nodeId: NodeId.optional(),
       volumes: z.array(VolumeSpec).min(1).max(64).optional().describe('replaces the whole set'),
+      hooks: InstanceHooksBody.nullable().optional().describe('replaces the whole set of hooks (null: none); the first hooks make the hook secret'),
+      rotateHookSecret: z.literal(true).optional().describe('makes a new hook secret; the response carries it, once'),
     })
     .strict()
     .superRefine((b, ctx) => {
-      if (b.name === undefined && b.nodeId === undefined && b.volumes === undefined) {
-        ctx.addIssue({ code: 'custom', path: [], message: 'nothing to change: give name, nodeId or volumes' });
+      if (b.name === undefined && b.nodeId === undefined && b.volumes === undefined && b.hooks === undefined && b.rotateHookSecret === undefined) {
+        ctx.addIssue({ code: 'custom', path: [], message: 'nothing to change: give name, nodeId, volumes, hooks or rotateHookSecret' });
       }
       if (b.volumes) checkVolumes(b.volumes, ctx, 'volumes');
     }),
@@ -86,6 +90,11 @@ export const InstanceView = named(
     tenant: z.string(),
     nodeId: z.string(),
     volumes: z.array(VolumeView),
+    hooks: InstanceHooksBody.nullable().describe('the instance hooks (null: none)'),
+    hookSecret: z
+      .string()
+      .optional()
+      .describe('the key of the webhook signatures: only in the response that made it (the first hooks, or rotateHookSecret), never again'),
     createdAt: Timestamp,
     updatedAt: Timestamp,
   }),

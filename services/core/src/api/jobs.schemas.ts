@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Cursor, Id, Limit, NodeId, NullableTimestamp, Timestamp, csvOf, pageOf } from './common.schemas.ts';
+import { JobHooksView } from './hooks.schemas.ts';
 import { named } from './registry.ts';
 
 export const JOB_TYPES = ['backup', 'restore', 'migrate', 'cleanup', 'verify', 'sweep', 'schedule_skip'] as const;
@@ -53,6 +54,7 @@ export const JobView = named(
 export type JobView = z.infer<typeof JobView>;
 
 export const JobList = pageOf('JobList', JobView);
+    hooks: JobHooksView.nullable().describe("the instance's pre/post hooks around this job (issue 13): status, duration, output tail, quiesced time"),
 export type JobList = z.infer<typeof JobList>;
 
 export const ListJobsQuery = z

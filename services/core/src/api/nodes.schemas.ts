@@ -18,6 +18,7 @@ export const NodeView = named(
     runningJobs: z.number().int(),
     queuedJobs: z.number().int(),
     capacity: z.unknown().nullable().describe('free/total bytes per volume root and worker concurrency, from the last heartbeat'),
+    hookCommands: z.array(z.string()).describe("the commands of the node worker's hooks file (CAIRN_NODE_HOOKS) that command hooks may name"),
     createdAt: Timestamp,
   }),
 );

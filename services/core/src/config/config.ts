@@ -99,6 +99,8 @@ const schema = z.object({
     .refine((roots) => roots.every((r) => path.isAbsolute(r)), 'every root must be an absolute path')
     .transform((roots) => roots.map((r) => path.resolve(r)))
     .default([path.resolve('.cairn/volumes')]),
+  // Node worker: the hooks file (JSON, command name -> {argv, env?, cwd?}) whose commands instances' command hooks may name (issue 13).
+  CAIRN_NODE_HOOKS: z.string().trim().default(''),
   CAIRN_DATA_DIR: z.string().trim().min(1).default('.cairn'),
   PORT: int(0, 65535).default(8080),
   HOST: z.string().trim().min(1).default('127.0.0.1'),

@@ -31,6 +31,7 @@ import { fieldError, validationError } from '../http/validation.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from './presenters.ts';
 import type { BackupObjects } from './backup-objects.ts';
+import { applyHookChanges, checkHookCommands, hookRows, saveNewInstanceHooks, withSecret, type SavedHooks } from './instance-hooks.ts';
 
 export interface InstanceServiceOptions {
   records: Records;
@@ -70,17 +71,21 @@ export class InstanceService {
   async register(actor: Actor, body: CreateInstanceBody): Promise<InstanceView> {
     const node = await this.requireNode(body.nodeId);
     checkVolumesOnNode(body.volumes, node);
+    checkHookCommands(body.hooks, node);
     const id = newId();
+    let hooks = null as SavedHooks | null;
     try {
       const row = await this.records.transaction(async (tx) => {
         const tenantId = await this.resolveTenant(tx, actor, body.tenant);
         await checkNoOverlapOnNode(tx, node.id, body.volumes, null, tenantId);
         const existing = await tx.instances.findFirst({ tenantId, name: body.name });
         if (existing) throw duplicateName(body.name, existing.id);
-        return tx.instances.create({ id, tenantId, name: body.name, nodeId: node.id, volumes: newVolumes(body.volumes) });
+        const created = await tx.instances.create({ id, tenantId, name: body.name, nodeId: node.id, volumes: newVolumes(body.volumes) });
+        hooks = await saveNewInstanceHooks(tx, id, body.hooks);
+        return created;
       });
       this.logger.info({ instanceId: row.id, nodeId: row.nodeId, tenant: row.tenant.name, by: actor.tokenId }, 'instance registered');
-      return instanceView(row);
+      return withSecret(instanceView(row, hooks?.row ?? null), hooks);
     } catch (err) {
       throw uniqueToConflict(err, body.name);
     }
@@ -93,11 +98,16 @@ export class InstanceService {
       { order: 'desc', before: query.cursor, take: query.limit + 1 },
     );
     const page = rows.slice(0, query.limit);
-    return { items: page.map(instanceView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
+    const hooks = await hookRows(
+      this.records,
+      page.map((i) => i.id),
+    );
+    return { items: page.map((i) => instanceView(i, hooks.get(i.id) ?? null)), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
 
   async get(actor: Actor, id: string): Promise<InstanceView> {
-    return instanceView(await this.findVisible(actor, id));
+    const row = await this.findVisible(actor, id);
+    return instanceView(row, await this.records.hooks.getConfig(row.id));
   }
 
   /**
@@ -108,6 +118,7 @@ export class InstanceService {
   async update(actor: Actor, id: string, body: UpdateInstanceBody): Promise<InstanceView> {
     await this.findVisible(actor, id);
     const layoutChange = body.nodeId !== undefined || body.volumes !== undefined;
+    let hooks = null as SavedHooks | null;
     try {
       const row = await this.records.transaction(async (tx) => {
         await tx.lock('instance', id);
@@ -129,6 +140,9 @@ export class InstanceService {
           const clash = await tx.instances.findFirst({ tenantId: current.tenantId, name: body.name });
           if (clash) throw duplicateName(body.name, clash.id);
         }
+        // Command hooks given, or kept while the instance moves, must name commands of its node.
+        const hookNode = body.hooks !== undefined || body.nodeId !== undefined ? await tx.nodes.get(body.nodeId ?? current.nodeId) : null;
+        hooks = await applyHookChanges(tx, id, hookNode, body);
         return tx.instances.update(id, {
           name: body.name,
           nodeId: body.nodeId,
@@ -136,7 +150,7 @@ export class InstanceService {
         });
       });
       this.logger.info({ instanceId: id, by: actor.tokenId, changed: Object.keys(body) }, 'instance updated');
-      return instanceView(row);
+      return withSecret(instanceView(row, hooks?.row ?? null), hooks);
     } catch (err) {
       throw uniqueToConflict(err, body.name ?? '');
     }

@@ -1,11 +1,11 @@
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Middleware } from 'koa';
-import { CONTROL_QUEUE, nodeQueueName, type Logger, type Records } from '@cairn/core';
+import { CONTROL_QUEUE, nodeQueueName, type HookFailureCount, type Logger, type Records } from '@cairn/core';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { heartbeatAgeSeconds, isOnline } from './presenters.ts';
 
 export interface MetricsServiceOptions {
-  records: Pick<Records, 'jobs' | 'backups' | 'nodes'>;
+  records: Pick<Records, 'jobs' | 'backups' | 'nodes' | 'hooks'>;
   queues: QueuePort;
   logger: Logger;
   now?: () => Date;
@@ -21,6 +21,7 @@ interface FleetSnapshot {
   storedBytes: number;
   nodes: { id: string; ageSeconds: number | null; online: boolean }[];
   queues: { queue: string; counts: Record<string, number> }[];
+  hookFailures: HookFailureCount[];
 }
 
 /**
@@ -112,6 +113,17 @@ export class MetricsService {
         for (const n of s.nodes) this.set({ node: n.id }, n.online ? 1 : 0);
       },
     });
+    new Counter({
+      name: 'cairn_hook_failures_total',
+      help: 'Hook runs that failed or timed out, by stage (backup, restore), hook (pre, post) and status (failed, timeout), from Postgres',
+      labelNames: ['stage', 'hook', 'status'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const f of s.hookFailures) this.inc({ stage: f.stage, hook: f.phase, status: f.status }, f.count);
+      },
+    });
     new Gauge({
       name: 'cairn_queue_jobs',
       help: 'BullMQ jobs per queue and state',
@@ -152,14 +164,16 @@ export class MetricsService {
   private async readFleet(): Promise<FleetSnapshot> {
     const { records, queues, logger } = this.options;
     const at = (this.options.now ?? (() => new Date()))();
-    const s: FleetSnapshot = { sources: { postgres: false, redis: false }, jobs: [], backups: [], storedBytes: 0, nodes: [], queues: [] };
+    const s: FleetSnapshot = { sources: { postgres: false, redis: false }, jobs: [], backups: [], storedBytes: 0, nodes: [], queues: [], hookFailures: [] };
     try {
-      const [jobs, backups, stored, nodes] = await Promise.all([
+      const [jobs, backups, stored, nodes, hookFailures] = await Promise.all([
         records.jobs.countByTypeAndStatus(),
         records.backups.countByStatus(),
         records.backups.sumSizeBytes({ status: 'completed' }),
         records.nodes.list(),
+        records.hooks.countFailures(),
       ]);
+      s.hookFailures = hookFailures;
       s.jobs = jobs;
       s.backups = backups;
       s.storedBytes = Number(stored);

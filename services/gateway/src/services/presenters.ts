@@ -1,4 +1,5 @@
-import type { ApiToken, Backup, Instance, Job, Node, Tenant, Volume } from '@cairn/core';
+import type { ApiToken, Backup, Instance, InstanceHooks, Job, Node, Tenant, Volume } from '@cairn/core';
+import { hasHooks, hooksOf } from '@cairn/core/domain/hooks.ts';
 import {
   NODE_ONLINE_WITHIN_SECONDS,
   type BackupView,
@@ -28,7 +29,8 @@ export function tokenView(t: ApiToken & { tenant: Tenant | null }): TokenView {
 
 export type InstanceRow = Instance & { tenant: Tenant; volumes: Volume[] };
 
-export function instanceView(i: InstanceRow): InstanceView {
+/** `hooks`: the instance's hook row (its secret is never shown here). */
+export function instanceView(i: InstanceRow, hooks: InstanceHooks | null = null): InstanceView {
   return {
     id: i.id,
     name: i.name,
@@ -36,6 +38,7 @@ export function instanceView(i: InstanceRow): InstanceView {
     tenant: i.tenant.name,
     nodeId: i.nodeId,
     volumes: [...i.volumes].sort((a, b) => a.name.localeCompare(b.name)).map((v) => ({ name: v.name, hostPath: v.hostPath, excludes: v.excludes })),
+    hooks: hooks && hasHooks(hooksOf(hooks.hooks)) ? hooksOf(hooks.hooks) : null,
     createdAt: i.createdAt.toISOString(),
     updatedAt: i.updatedAt.toISOString(),
   };
@@ -92,6 +95,7 @@ export function jobView(j: Job): JobView {
     requestedBy: j.requestedBy,
     progress: progressOf(j.progress),
     result: j.result ?? null,
+    hooks: (j.hooks ?? null) as JobView['hooks'],
     attempts: j.attempts,
     error: j.error,
     errorCode: j.errorCode,
@@ -138,6 +142,7 @@ export function nodeView(n: Node, counts: { running: number; queued: number }, n
     runningJobs: counts.running,
     queuedJobs: counts.queued,
     capacity: n.capacity ?? null,
+    hookCommands: n.hookCommands ?? [],
     createdAt: n.createdAt.toISOString(),
   };
 }

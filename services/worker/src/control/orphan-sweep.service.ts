@@ -1,11 +1,15 @@
 import { parseBackupKey, softDeleteBackups, type BackupStatus, type DeletionQueues, type JobQueues, type Logger, type Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import type { ThawedWindow } from '../node/hooks/run-with-hooks.ts';
+import { thawAbandonedHookWindows } from './hook-thaw.ts';
 
 /**
  * The periodic orphan sweep (SPEC §10). In this order, each step feeding the next:
  * 1. Jobs `queued`/`running` whose BullMQ job is gone (or finished without the record being
  *    updated), or whose node has sent no heartbeat for `nodeOfflineMs` → `interrupted`; the backup
  *    they were producing → `failed`.
+ * 1b. Hook windows left open by a job that ended (its worker died between pre and post hooks) →
+ *    their webhook post hook run ("thaw"); a command post hook waits for its node worker's start.
  * 2. Backups stuck `deleting` with no cleanup job alive → a new cleanup job.
  * 3. `completed` backups (completed over `missingGraceMs` ago) whose archive (or index) object is
  *    missing → `failed` ("archive missing").
@@ -62,6 +66,8 @@ export interface SweepReport {
   youngOrphans: number;
   /** Keys under the prefix outside the backup layout: reported, never deleted. */
   foreignKeys: number;
+  /** Post hooks run for hook windows left open by a worker that died between pre and post (issue 13). */
+  thawedHookWindows: ThawedWindow[];
   /** Per-item problems (a delete that failed...); the sweep goes on. */
   problems: string[];
 }
@@ -87,9 +93,11 @@ export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOpti
     deletedObjects: { count: 0, bytes: 0, keys: [] },
     youngOrphans: 0,
     foreignKeys: 0,
+    thawedHookWindows: [],
     problems: [],
   };
   await sweepLostJobs(deps, opts, clock(), report);
+  report.thawedHookWindows = (await thawAbandonedHookWindows(deps, clock())).thawed.slice(0, LIST_CAP);
   await restartStuckDeletes(deps, opts, clock(), report);
   await sweepStorage(deps, opts, clock, report);
   return report;
@@ -275,6 +283,7 @@ export function summarise(report: SweepReport) {
     deletedObjects: report.deletedObjects.count,
     youngOrphans: report.youngOrphans,
     foreignKeys: report.foreignKeys,
+    thawedHookWindows: report.thawedHookWindows.length,
     problems: report.problems.length,
   };
 }

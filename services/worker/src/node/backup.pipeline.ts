@@ -15,6 +15,8 @@ import { referenceParent, releaseArchiveObjects } from '@cairn/core/domain/objec
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { writeWithRetry } from '../job-lifecycle.ts';
 import type { Failure } from '../job-outcome.ts';
+import { hookEnvOf } from './hooks/node-hooks.ts';
+import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import type { NodeContext } from './node-context.ts';
 import { isEmptyDir, resolveVolumeDir } from './volume-dirs.ts';
 
@@ -114,8 +116,12 @@ export class BackupJob implements JobWork<BackupResult> {
     if (!prepared) backup = this.backup!; // as it stands: an incremental may have fallen back to full
     const parent = prepared?.parent;
     let packed: PackResult;
+    let hookWarnings: Warning[];
     try {
-      packed = await this.packAndUpload(backup, sources, run, parent);
+      // The instance's pre hook runs before the first byte is read, its post hook once the archive is stored (issue 13).
+      const hooked = await this.withHooks(backup, run, () => this.packAndUpload(backup, sources, run, parent));
+      packed = hooked.value;
+      hookWarnings = hooked.warnings.map((w) => ({ path: '', code: w.code, message: w.message }));
     } finally {
       prepared?.index.entries.close();
     }
@@ -137,7 +143,7 @@ export class BackupJob implements JobWork<BackupResult> {
       packed.close();
     }
 
-    const allWarnings = [...this.notes, ...warnings, ...packed.warnings];
+    const allWarnings = [...this.notes, ...warnings, ...hookWarnings, ...packed.warnings];
     const completed = await records.backups.transition(backup.id, ['running'], 'completed', {
       completedAt: new Date(),
       format: packed.head.version,
@@ -299,6 +305,24 @@ export class BackupJob implements JobWork<BackupResult> {
       throw new CairnError('no-data', `nothing to back up: ${warnings.map((w) => w.message).join('; ') || 'the instance has no volumes'}`);
     }
     return { sources, warnings };
+  }
+
+  /** `work` between the instance's preBackup and postBackup hooks (none: just `work`). */
+  private async withHooks(backup: Backup, run: JobRun, work: () => Promise<PackResult>): Promise<Hooked<PackResult>> {
+    const instance = await this.ctx.records.instances.get(backup.instanceId);
+    if (!instance) throw new CairnError('not-found', `instance ${backup.instanceId} of backup ${backup.id} no longer exists`);
+    return runWithHooks(
+      hookEnvOf(this.ctx),
+      {
+        instance,
+        stage: 'backup',
+        job: { id: run.jobId!, attempt: run.attempt, backupId: backup.id },
+        signal: run.signal,
+        progress: (stage) => run.progress(stage),
+        discard: (packed: PackResult) => packed.close(),
+      },
+      work,
+    );
   }
 
   /** The archive packed straight into its upload; the two run together and stop together. */

@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { Logger, NodeRecords } from '@cairn/core';
+import type { HookCommands } from './hooks/hook-commands.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 
@@ -22,13 +23,17 @@ export async function startHeartbeat(opts: {
   concurrency: number;
   logger: Logger;
   intervalMs?: number;
+  /** The node's hooks file: re-read when it changed, its command names reported with each beat. */
+  hookCommands?: HookCommands;
 }): Promise<() => void> {
   const beat = async () => {
+    opts.hookCommands?.refresh(opts.logger);
     const data = {
       volumeRoots: opts.volumeRoots,
       version: opts.version,
       lastHeartbeatAt: new Date(),
       capacity: { roots: await capacity(opts.volumeRoots), concurrency: opts.concurrency },
+      ...(opts.hookCommands ? { hookCommands: opts.hookCommands.names() } : {}),
     };
     await opts.nodes.heartbeat(opts.nodeId, data);
   };

@@ -1,5 +1,6 @@
 import type { Config, JobQueues, Logger, Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import type { HookCommands } from './hooks/hook-commands.ts';
 
 /** What a node job's work needs; built once in the node worker from the runtime. */
 export interface NodeContext {
@@ -11,4 +12,6 @@ export interface NodeContext {
   queues: Pick<JobQueues, 'enqueueControl'>;
   logger: Logger;
   config: Pick<Config, 'COMPRESSION' | 'COMPRESSION_LEVEL' | 'ARCHIVE_BLOCK_SIZE'>;
+  /** The commands of the node's hooks file (CAIRN_NODE_HOOKS) that command hooks may name; none when absent. */
+  hookCommands?: HookCommands;
 }

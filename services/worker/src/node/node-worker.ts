@@ -7,6 +7,9 @@ import { checkHandlers } from '../job-handlers.ts';
 import { DiscardJob } from './discard.job.ts';
 import { LockLostError } from '../job-outcome.ts';
 import { BackupJob } from './backup.pipeline.ts';
+import { HookCommands } from './hooks/hook-commands.ts';
+import { hookEnvOf } from './hooks/node-hooks.ts';
+import { thawOpenWindows } from './hooks/run-with-hooks.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import type { NodeContext } from './node-context.ts';
 import { RestoreJob } from './restore.pipeline.ts';
@@ -23,6 +26,8 @@ export interface NodeWorkerOptions extends Runtime {
   /** BullMQ lock/stall timings; shorter in tests so a killed worker's job is picked up fast. */
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /** The node's hook commands (default: read from CAIRN_NODE_HOOKS). */
+  hookCommands?: HookCommands;
 }
 
 export interface RunningWorker {
@@ -48,7 +53,9 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
   const volumeRoots = runtime.volumeRoots ?? config.VOLUME_ROOTS;
   const logger = runtime.logger.child({ nodeId });
   const queueName = nodeQueueName(nodeId);
-  const ctx: NodeContext = { nodeId, volumeRoots, records, store, logger, config, queues: runtime.queues };
+  // A hooks file that cannot be read or is invalid stops the start (CAIRN_NODE_HOOKS).
+  const hookCommands = runtime.hookCommands ?? HookCommands.load(config.CAIRN_NODE_HOOKS);
+  const ctx: NodeContext = { nodeId, volumeRoots, records, store, logger, config, queues: runtime.queues, hookCommands };
   const lifecycle = new JobLifecycle({ jobs: records.jobs, logger, nodeId });
   const stopHeartbeat = await startHeartbeat({
     nodes: records.nodes,
@@ -57,6 +64,7 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     version: WORKER_VERSION,
     concurrency: config.WORKER_CONCURRENCY,
     logger,
+    hookCommands,
   });
   let worker: Worker | undefined;
   let cancels: CancelListener | undefined;
@@ -143,6 +151,8 @@ async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLi
     },
     {
       async run() {
+        // Before anything else: post hooks owed by runs this worker's previous life left between pre and post.
+        const thawed = await thawOpenWindows(hookEnvOf(ctx), await records.hooks.windows({ nodeId, status: ['open', 'thawing'] }), 'node-start');
         const volumes = await records.instances.volumes({ nodeId });
         const leftovers = await recoverLeftovers(
           volumes.map((v) => v.hostPath),
@@ -176,11 +186,16 @@ async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLi
           // Its half-written multipart upload would otherwise wait for the control sweep's grace period.
           for (const upload of await abortIncompleteUploads(store, backupPrefix(backup.instanceId, backup.id))) abortedUploads.push(upload.key);
         }
-        return { status: 'succeeded', result: { leftovers, interrupted, abortedUploads } };
+        return { status: 'succeeded', result: { thawedHookWindows: thawed, leftovers, interrupted, abortedUploads } };
       },
     },
   );
   if (outcome.status !== 'succeeded') return;
-  const { leftovers, interrupted } = outcome.result as { leftovers: { removed: string[]; restored: string[]; kept: string[] }; interrupted: string[] };
-  if (interrupted.length || leftovers.removed.length || leftovers.restored.length || leftovers.kept.length) logger.info(outcome.result, 'start-up sweep');
+  const { leftovers, interrupted, thawedHookWindows } = outcome.result as {
+    leftovers: { removed: string[]; restored: string[]; kept: string[] };
+    interrupted: string[];
+    thawedHookWindows: unknown[];
+  };
+  if (interrupted.length || thawedHookWindows.length || leftovers.removed.length || leftovers.restored.length || leftovers.kept.length)
+    logger.info(outcome.result, 'start-up sweep');
 }

@@ -6,6 +6,8 @@ import { eachEntry, hasForeignBlocks, readIndex, unpackArchive, type Codec, type
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
+import { hookEnvOf } from './hooks/node-hooks.ts';
+import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import { writeBaseline } from './baseline.ts';
 import type { NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
@@ -60,8 +62,36 @@ interface VolumePlan {
 export class RestoreJob implements JobWork<RestoreResult> {
   private readonly plans: VolumePlan[] = [];
   private readonly journal = new Journal();
+  /** Displaced data a failed swap could not put back (undone before the post hook ran). */
+  private readonly kept: string[] = [];
 
   constructor(private readonly ctx: NodeContext) {}
+
+  /** `work` between the target instance's preRestore and postRestore hooks (none: just `work`). */
+  private async withHooks(target: InstanceWithVolumes, run: JobRun, work: () => Promise<void>): Promise<Hooked<void>> {
+    let swapped = false;
+    try {
+      return await runWithHooks(
+        hookEnvOf(this.ctx),
+        {
+          instance: target,
+          stage: 'restore',
+          job: { id: run.jobId!, attempt: run.attempt, backupId: run.job?.backupId ?? null },
+          signal: run.signal,
+          progress: (stage) => run.progress(stage),
+        },
+        async () => {
+          await work();
+          swapped = true;
+        },
+      );
+    } catch (err) {
+      // A post hook that failed after the swap: the data is restored, the job still fails (onError "fail").
+      if (swapped && err instanceof CairnError && err.code === 'hook-failed')
+        throw new CairnError('hook-failed', `${err.message}; the restore itself completed: the volumes hold the restored data`, { details: err.details });
+      throw err;
+    }
+  }
 
   async run(run: JobRun): Promise<WorkOutcome<RestoreResult>> {
     const { ctx } = this;
@@ -108,17 +138,29 @@ export class RestoreJob implements JobWork<RestoreResult> {
 
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
-      run.progress('swapping');
       const notes: string[] = [];
-      for (const plan of plans) {
-        plan.touched = true;
-        await swapIn(plan, params.mode, this.journal);
-        if (plan.inPlace)
-          notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
-      }
-      // Every volume is in place: from here on nothing is undone (a failure to record the job
-      // makes BullMQ run it again, which restores the same data again).
-      this.plans.length = 0;
+      // The target instance's preRestore hook runs right before its data changes, its postRestore
+      // hook once the restored data is in place, or the previous data is back (issue 13).
+      const hooked = await this.withHooks(target, run, async () => {
+        run.progress('swapping');
+        try {
+          for (const plan of plans) {
+            plan.touched = true;
+            await swapIn(plan, params.mode, this.journal);
+            if (plan.inPlace)
+              notes.push(`${plan.name}: ${plan.live} is a mount point or volume root, entries were moved into place instead of swapping the directory`);
+          }
+        } catch (err) {
+          // Put the previous data back before the post hook wakes the application on it.
+          this.kept.push(...(await undo(this.plans, this.journal)));
+          this.plans.length = 0;
+          throw err;
+        }
+        // Every volume is in place: from here on nothing is undone (a failure to record the job
+        // makes BullMQ run it again, which restores the same data again).
+        this.plans.length = 0;
+      });
+      notes.push(...hooked.warnings.map((w) => w.message));
       notes.push(...(await removeReplaced(plans)));
       if (params.baseline) {
         const dirs = Object.fromEntries(plans.map((p) => [p.name, p.live]));
@@ -134,7 +176,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
 
   /** Undoes what this run changed; data that could not be put back is named in the error. */
   async onFailure(failure: Failure): Promise<Failure | undefined> {
-    const kept = await undo(this.plans, this.journal);
+    const kept = [...this.kept, ...(await undo(this.plans, this.journal))];
     if (kept.length)
       return amendFailure(failure, `${failure.error.message}; the restore could not be fully undone: the previous content is kept at ${kept.join(', ')}`);
     return undefined;
