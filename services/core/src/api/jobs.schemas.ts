@@ -41,6 +41,7 @@ export const JobView = named(
     requestedBy: z.string(),
     progress: JobProgress.nullable(),
     result: z.unknown().nullable(),
+    hooks: JobHooksView.nullable().describe("the instance's pre/post hooks around this job (issue 13): status, duration, output tail, quiesced time"),
     attempts: z.number().int(),
     error: z.string().nullable(),
     errorCode: z.string().nullable(),
@@ -54,7 +55,6 @@ export const JobView = named(
 export type JobView = z.infer<typeof JobView>;
 
 export const JobList = pageOf('JobList', JobView);
-    hooks: JobHooksView.nullable().describe("the instance's pre/post hooks around this job (issue 13): status, duration, output tail, quiesced time"),
 export type JobList = z.infer<typeof JobList>;
 
 export const ListJobsQuery = z
