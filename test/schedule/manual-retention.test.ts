@@ -110,6 +110,8 @@ describe('manual retention in the control worker', () => {
     const aPinned = await insertBackup(a.instanceId, 3, { pinned: true });
     const bOld = [await insertBackup(b.instanceId, 1), await insertBackup(b.instanceId, 2)];
 
+    // No periodic run here: the job scheduler an earlier test's worker left in Redis would run every policy.
+    await stack.flushRedis();
     const control = await stack.startControl();
     try {
       await enqueueManualRetention(stack.queues, a.instanceId);
