@@ -4,7 +4,9 @@ import {
   DEFAULT_INCREMENTAL_REHASH_SHARE,
   abortIncompleteUploads,
   backupPrefix,
+  enqueueManualRetention,
   enqueueRetention,
+  manualPolicyOf,
   streamInto,
   type Backup,
   type Config,
@@ -161,6 +163,12 @@ export class BackupJob implements JobWork<BackupResult> {
     if (backup.trigger === 'schedule' && backup.scheduleId) {
       // Best effort: the periodic retention run catches up if this enqueue fails.
       await enqueueRetention(this.ctx.queues, backup.scheduleId).catch((err: Error) => run.log.warn({ err: err.message }, 'could not enqueue retention'));
+    } else if (backup.trigger === 'manual') {
+      // The instance's manual retention policy, if it has one (issue 13), likewise after each manual backup.
+      await this.ctx.records.policies
+        .get(backup.instanceId)
+        .then((policy) => (manualPolicyOf(policy) ? enqueueManualRetention(this.ctx.queues, backup.instanceId) : undefined))
+        .catch((err: Error) => run.log.warn({ err: err.message }, 'could not enqueue manual retention'));
     }
     return succeeded({
       backupId: backup.id,
