@@ -134,6 +134,10 @@ describe('migrate between two nodes', () => {
     const cutover = await cairn.prisma.job.findUnique({ where: { id: `${jobId}-cutover-backup` } });
     const bulk = await cairn.prisma.backup.findUnique({ where: { id: `${jobId}-bulk-backup` } });
     expect(cutover?.status).toBe('succeeded');
+    // The cutover applied only what changed after the bulk backup: one file added, one changed, one deleted.
+    const apply = await cairn.prisma.job.findUnique({ where: { id: `${jobId}-cutover-apply` } });
+    expect(apply?.result).toMatchObject({ deleted: 1, extracted: 2 });
+    expect((job.result as { cutoverMs: number }).cutoverMs).toBeGreaterThan(0);
     expect(bulk?.status).toBe('completed');
 
     // The instance lives on the target now: its next backup runs there, and restores there.

@@ -410,8 +410,14 @@ function selectors(paths: readonly string[]): string[] {
 }
 
 /** The selector an entry path falls under (itself or an ancestor directory), if any. */
-function matchSelector(path: string, sel: readonly string[]): string | undefined {
-  for (const s of sel) if (path === s || path.startsWith(`${s}/`)) return s;
+function matchSelector(path: string, sel: ReadonlySet<string>): string | undefined {
+  // The path itself, then each ancestor: O(depth) whatever the number of selectors (a migrate's
+  // cutover selects every changed file).
+  if (sel.has(path)) return path;
+  for (let i = path.lastIndexOf('/'); i > 0; i = path.lastIndexOf('/', i - 1)) {
+    const ancestor = path.slice(0, i);
+    if (sel.has(ancestor)) return ancestor;
+  }
   return undefined;
 }
 
@@ -435,7 +441,8 @@ export function selectEntries(
   const source = entrySource(index);
   const inVolume = (e: ArchiveEntry): boolean => !volumes || volumes.has(volumeOf(e.path));
   if (!paths) return { selected: [...eachEntry(source)].filter(inVolume), sources: [] };
-  const sel = selectors(paths);
+  const list = selectors(paths);
+  const sel = new Set(list);
   const hit = new Set<string>();
   const selected: ArchiveEntry[] = [];
   for (const e of eachEntry(source)) {
@@ -445,7 +452,7 @@ export function selectEntries(
     hit.add(s);
     selected.push(e);
   }
-  const missing = sel.filter((s) => !hit.has(s));
+  const missing = list.filter((s) => !hit.has(s));
   if (missing.length) throw new CairnError('not-found', `not in this backup: ${missing.join(', ')}`, { details: { paths: missing } });
   const chosen = new Set(selected.map((e) => e.path));
   const wanted = new Set<string>();

@@ -149,7 +149,12 @@ export class ParentCursor {
   private currentKey: OrderKey | undefined;
   private readonly volumes: Map<string, number>;
 
-  constructor(spill: SharedSpill, volumes: readonly string[]) {
+  /** `onSkip`: called with each parent entry passed over (not in the walk: deleted, or of another type). */
+  constructor(
+    spill: SharedSpill,
+    volumes: readonly string[],
+    private readonly onSkip?: (e: ArchiveEntry) => void,
+  ) {
     this.batches = readSpill(spill);
     this.volumes = new Map(volumes.map((v, i) => [v, i]));
     this.advance();
@@ -194,9 +199,18 @@ export class ParentCursor {
       key ??= orderKey(arc, isDir, this.volumes);
       const c = compareOrder(this.key(), key);
       if (c > 0) return undefined;
+      this.onSkip?.(e);
       this.advance();
     }
     return undefined;
+  }
+
+  /** Passes over the rest of the parent's entries (calling onSkip for each). */
+  finish(): void {
+    while (this.current) {
+      this.onSkip?.(this.current);
+      this.advance();
+    }
   }
 }
 

@@ -25,9 +25,10 @@ import type { ControlContext, ControlHandler } from './control-context.ts';
  *   on the target instance's node (`replace`, or `merge` of the chosen paths);
  * - move: a bulk backup on the source node while the instance keeps running, a restore of it into
  *   the target host paths on the target node (which must be missing or empty); then the cutover:
- *   a final incremental backup (the bulk one its parent), restored over the bulk copy (every
- *   file's sha256 checked as it is written), and in one transaction the instance's node and
- *   volume host paths switch to the target. The source's data is never touched.
+ *   a final incremental backup (the bulk one its parent), of which only the changes are applied
+ *   over the bulk copy and the whole tree checked (node job apply, apply.job.ts), and in one
+ *   transaction the instance's node and volume host paths switch to the target. The source's
+ *   data is never touched.
  *
  * Resumable: a child's id is `<parent id>-<step>` and its Backup's likewise, so a run of the
  * migrate after a control worker died finds the children already made and waits for them
@@ -142,7 +143,15 @@ class MigrateJob implements JobWork<MigrateResult> {
     const cutoverStart = Date.now();
     const final = await this.backup(run, 'cutover-backup', source, volumes, { parentId: bulk });
     const baseline = await this.baselineBackup(source, volumes, final);
-    await this.restore(run, 'cutover-apply', final, source, { volumes, mode: 'replace', hostPaths: p.hostPaths, baseline }, toNode);
+    // Only what changed since the bulk copy is applied (node job apply), and the tree checked.
+    await this.runChild(run, 'cutover-apply', 'apply', {
+      type: 'restore',
+      nodeId: toNode,
+      backupId: final,
+      instanceId: source.id,
+      targetInstanceId: source.id,
+      params: { hostPaths: p.hostPaths, baseBackupId: bulk, baseline },
+    });
 
     if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the switch');
     run.progress('switch');
