@@ -25,8 +25,11 @@ export const controlJobPayload = z
   .strict();
 export type ControlJobPayload = z.infer<typeof controlJobPayload>;
 
-/** `discard`: a migrate's cleanup of what it staged on a target node (a Job of type cleanup). */
-export const NODE_JOB_NAMES = ['backup', 'restore', 'discard'] as const;
+/**
+ * A migrate's node jobs: `apply`, its cutover on the target node (a Job of type restore);
+ * `discard`, the removal of what it staged there after a failure (a Job of type cleanup).
+ */
+export const NODE_JOB_NAMES = ['backup', 'restore', 'apply', 'discard'] as const;
 export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
 // Only names a control worker has a handler for (it refuses to start otherwise): verify comes with its issue.
 export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate'] as const;

@@ -4,6 +4,7 @@ import type { Runtime } from '@cairn/core/runtime.ts';
 import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
 import { JobLifecycle, type JobWork } from '../job-lifecycle.ts';
 import { checkHandlers } from '../job-handlers.ts';
+import { ApplyJob } from './apply.job.ts';
 import { DiscardJob } from './discard.job.ts';
 import { LockLostError } from '../job-outcome.ts';
 import { BackupJob } from './backup.pipeline.ts';
@@ -39,6 +40,7 @@ export interface RunningWorker {
 const HANDLERS = checkHandlers('node', NODE_JOB_NAMES, {
   backup: (ctx: NodeContext): JobWork => new BackupJob(ctx),
   restore: (ctx: NodeContext): JobWork => new RestoreJob(ctx),
+  apply: (ctx: NodeContext): JobWork => new ApplyJob(ctx),
   discard: (ctx: NodeContext): JobWork => new DiscardJob(ctx),
 });
 
