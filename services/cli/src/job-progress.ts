@@ -9,9 +9,14 @@ function mib(n: number): string {
 
 /**
  * Follows a job's event stream to its end, drawing a progress bar on a terminal (plain lines
- * otherwise). Returns the final job.
+ * otherwise). Returns the final job. `stageOf` names the stage shown (default: the progress stage).
  */
-export async function followJob(client: CairnClient, jobId: string, out: NodeJS.WriteStream = process.stderr): Promise<any> {
+export async function followJob(
+  client: CairnClient,
+  jobId: string,
+  out: NodeJS.WriteStream = process.stderr,
+  stageOf: (job: { status: string; progress?: { stage?: string } | null }) => string = (job) => job.progress?.stage ?? job.status,
+): Promise<any> {
   const bar = out.isTTY
     ? new SingleBar(
         { format: '{stage} [{bar}] {percent}% | {done} of {total} | {files} files | eta {eta_formatted}', stream: out, hideCursor: true },
@@ -26,7 +31,7 @@ export async function followJob(client: CairnClient, jobId: string, out: NodeJS.
       last = data;
       const p = data.progress ?? {};
       const payload = {
-        stage: p.stage ?? data.status,
+        stage: stageOf(data),
         done: mib(p.bytesDone ?? 0),
         total: mib(p.bytesTotal ?? 0),
         files: `${p.filesDone ?? 0}/${p.filesTotal ?? 0}`,

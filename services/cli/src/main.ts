@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { ApiError, CairnClient } from './api-client.ts';
 import { followJob } from './job-progress.ts';
+import { MIGRATE_USAGE, migrateCommand } from './migrate.command.ts';
 import { printTable } from './output.ts';
 
 const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
@@ -32,6 +33,7 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
   files <backupId> [--prefix P]                  browse a backup
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
   restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
+${MIGRATE_USAGE}
   delete <backupId>...                           soft delete (objects removed by cleanup)
   jobs [--instance ID] [--status S] [--type T]   job history
   job <jobId> [--follow]                         show (and follow) a job
@@ -73,6 +75,11 @@ const options = {
   'keep-monthly': { type: 'string' },
   'keep-yearly': { type: 'string' },
   'max-age-days': { type: 'string' },
+  'to-node': { type: 'string' },
+  'to-instance': { type: 'string' },
+  'from-backup': { type: 'string' },
+  volumes: { type: 'string' },
+  paths: { type: 'string' },
   'no-wait': { type: 'boolean', default: false },
   follow: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -335,6 +342,21 @@ async function run(argv: string[]): Promise<number> {
       console.error(`restore queued (job ${res.job.id})`);
       return finish(client, res.job, wait);
     }
+    case 'migrate':
+      return migrateCommand(
+        client,
+        {
+          instance: args[0],
+          toNode: o['to-node'],
+          toInstance: o['to-instance'],
+          path: o.path,
+          volumes: o.volumes,
+          paths: o.paths,
+          fromBackup: o['from-backup'],
+          wait,
+        },
+        (message) => new UsageError(message),
+      );
     case 'delete': {
       if (!args.length) throw new UsageError('missing backup id');
       const res = await client.request('POST', '/v1/backups/delete', { ids: args });

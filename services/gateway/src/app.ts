@@ -12,6 +12,7 @@ import { backupRoutes } from './routes/backups.routes.ts';
 import { instanceRoutes } from './routes/instances.routes.ts';
 import { instancePolicyRoutes } from './routes/instance-policy.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
+import { migrateRoutes } from './routes/migrate.routes.ts';
 import { nodeRoutes } from './routes/nodes.routes.ts';
 import { opsRoutes } from './routes/ops.routes.ts';
 import { scheduleRoutes } from './routes/schedules.routes.ts';
@@ -23,6 +24,7 @@ import { InstanceService } from './services/instance.service.ts';
 import { InstancePolicyService } from './services/instance-policy.service.ts';
 import { JobService } from './services/job.service.ts';
 import { MetricsService } from './services/metrics.service.ts';
+import { MigrateService } from './services/migrate.service.ts';
 import { NodeService } from './services/node.service.ts';
 import { RestoreService } from './services/restore.service.ts';
 import { TokenService } from './services/token.service.ts';
@@ -56,6 +58,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const policies = new InstancePolicyService({ records, queues, instances, config, logger });
   const files = new BackupFilesService({ store, backups, logger });
   const restores = new RestoreService({ records, queues, instances, backups, files, logger });
+  const migrations = new MigrateService({ records, queues, instances, backups, files, logger });
   const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
   const nodes = new NodeService({ records });
   const metrics = new MetricsService({ records, queues, logger });
@@ -65,6 +68,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   instanceRoutes(registry, instances, backups);
   instancePolicyRoutes(registry, policies);
   backupRoutes(registry, backups, files, restores);
+  migrateRoutes(registry, migrations);
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
@@ -77,7 +81,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       (openapi ??= buildOpenApi(registry.operations(), {
         title: 'Cairn',
         version: GATEWAY_VERSION,
-        description: 'Backup, restore and cleanup of application instance volumes. Errors are `{"error": {"code", "message", "details?"}}`.',
+        description: 'Backup, restore, migrate and cleanup of application instance volumes. Errors are `{"error": {"code", "message", "details?"}}`.',
       })),
   );
   const api = registry.mount({ authenticate: bearerAuthenticator(tokens), bodyLimit: config.BODY_LIMIT });

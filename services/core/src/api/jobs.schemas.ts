@@ -26,6 +26,19 @@ export const JobProgress = named(
 );
 export type JobProgress = z.infer<typeof JobProgress>;
 
+/** One child of a job (a migrate's backup, restore, ... jobs, linked by `parentJobId`). */
+export const JobChild = named(
+  'JobChild',
+  z.object({
+    id: z.string(),
+    type: JobTypeName,
+    status: JobStatusName,
+    nodeId: z.string().nullable(),
+    progress: JobProgress.nullable(),
+  }),
+);
+export type JobChild = z.infer<typeof JobChild>;
+
 export const JobView = named(
   'Job',
   z.object({
@@ -49,6 +62,7 @@ export const JobView = named(
     startedAt: NullableTimestamp,
     finishedAt: NullableTimestamp,
     parentJobId: z.string().nullable(),
+    children: z.array(JobChild).optional().describe('a migrate job (GET /v1/jobs/:id, its events, cancel): its child jobs, oldest first'),
   }),
   'The history record of one unit of work; `progress` is updated by the worker while it runs.',
 );
@@ -69,6 +83,6 @@ export const ListJobsQuery = z
   .strict();
 export type ListJobsQuery = z.infer<typeof ListJobsQuery>;
 
-/** `202 {job}` for a restore (and later migrate). */
+/** `202 {job}` for a restore or a migrate. */
 export const JobStarted = named('JobStarted', z.object({ job: JobView }));
 export type JobStarted = z.infer<typeof JobStarted>;

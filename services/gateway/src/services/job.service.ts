@@ -2,6 +2,7 @@ import { CairnError, cancelJob, type Job, type JobFilter, type Logger, type Reco
 import { TERMINAL_JOB_STATES, type JobList, type JobView, type ListJobsQuery } from '@cairn/core/api/index.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
+import { presentJob } from './job-tree.ts';
 import { jobView } from './presenters.ts';
 
 export interface JobServiceOptions {
@@ -59,8 +60,9 @@ export class JobService {
     return { items: page.map(jobView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
 
+  /** One job; a migrate job with its children. */
   async get(actor: Actor, id: string): Promise<JobView> {
-    return jobView(await this.findVisible(actor, id));
+    return presentJob(this.records, await this.findVisible(actor, id));
   }
 
   /**
@@ -77,7 +79,7 @@ export class JobService {
     if (result === 'unchanged' && isTerminal(now.status) && now.status !== 'cancelled') {
       throw new CairnError('conflict', `job ${id} ended (${now.status}) before it could be cancelled`, { details: { status: now.status } });
     }
-    return { outcome: isTerminal(now.status) ? 'done' : 'signalled', job: jobView(now) };
+    return { outcome: isTerminal(now.status) ? 'done' : 'signalled', job: await presentJob(this.records, now) };
   }
 
   /**
@@ -85,14 +87,14 @@ export class JobService {
    * row is polled: it is where workers persist progress, and polling needs no extra connection.
    */
   async *watch(actor: Actor, id: string, signal: AbortSignal): AsyncGenerator<JobEvent> {
-    let last = jobView(await this.findVisible(actor, id));
+    let last = await presentJob(this.records, await this.findVisible(actor, id));
     yield { event: 'state', job: last };
     while (!isTerminal(last.status) && !signal.aborted) {
       await sleep(this.pollIntervalMs, signal);
       if (signal.aborted) return;
       const row = await this.records.jobs.get(id);
       if (!row) return;
-      const next = jobView(row);
+      const next = await presentJob(this.records, row);
       if (JSON.stringify(next) === JSON.stringify(last)) continue;
       const event = next.status !== last.status || next.error !== last.error ? 'state' : 'progress';
       last = next;
