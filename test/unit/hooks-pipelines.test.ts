@@ -118,7 +118,7 @@ describe('hooks in the pipelines', () => {
     expect(fs.readFileSync(path.join(s.volume, 'state.txt'), 'utf8')).toBe('live data');
     const job = await s.records.jobs.get(restoreId);
     expect(job?.status).toBe('failed');
-    expect((job?.hooks as { windows: { outcome: string; post: { status: string } }[] }).windows[0]).toMatchObject({
+    expect((job!.hooks as { windows: { outcome: string; post: { status: string } }[] }).windows[0]).toMatchObject({
       outcome: 'failed',
       post: { status: 'succeeded' },
     });
