@@ -117,6 +117,9 @@ describe('migrate between two nodes', () => {
     const id = await instance('mover', cairn.nodeId, src);
     const dst = path.join(rootB, 'mover', 'data');
     const jobId = await migrate(id, { targetNodeId: nodeB, hostPaths: { data: dst } });
+    // The instance is busy until the migrate ends: no other backup or restore gets in.
+    const busy = await cairn.api('POST', `/v1/instances/${id}/backups`, {});
+    expect(busy.status, JSON.stringify(busy.body)).toBe(409);
     // Written once the bulk backup is taken: only the cutover's final pass can carry it.
     await childReaches(jobId, 'bulk-backup', ['succeeded'], 120_000);
     fs.writeFileSync(path.join(src, 'written-during-bulk.txt'), 'late write');

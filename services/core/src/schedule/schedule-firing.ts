@@ -55,11 +55,16 @@ export function isEnqueueFailure(err: unknown): err is CairnError {
  * oldest when there are several. Pass the transaction's records to read under its locks.
  */
 export async function activeInstanceJob(records: RecordSet, instanceId: string): Promise<Job | null> {
-  // One after the other: inside a transaction both run on its one connection anyway.
-  const backup = await records.jobs.findFirst({ type: 'backup', instanceId, status: ACTIVE_JOB_STATUSES });
-  const restore = await records.jobs.findFirst({ type: 'restore', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES });
-  if (!backup || !restore) return backup ?? restore;
-  return backup.id < restore.id ? backup : restore;
+  // One after the other: inside a transaction they all run on its one connection anyway.
+  const found = [
+    await records.jobs.findFirst({ type: 'backup', instanceId, status: ACTIVE_JOB_STATUSES }),
+    await records.jobs.findFirst({ type: 'restore', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES }),
+    // A migrate holds its source and its target from its request to its end (its own child jobs
+    // are made by the migrate handler, which does not ask).
+    await records.jobs.findFirst({ type: 'migrate', instanceId, status: ACTIVE_JOB_STATUSES }),
+    await records.jobs.findFirst({ type: 'migrate', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES }),
+  ].filter((j): j is Job => j !== null);
+  return found.reduce<Job | null>((oldest, j) => (oldest === null || j.id < oldest.id ? j : oldest), null);
 }
 
 export async function fireSchedule(deps: FiringDeps, scheduleId: string, fireTimeMs: number, options: FireOptions = {}): Promise<FiringOutcome> {
