@@ -29,6 +29,7 @@ describe('migrate between two nodes', () => {
   let cairn: Cairn;
   let nodeB: string;
   let rootB: string;
+  let hookLog: string;
   const workers: Record<string, ChildProcess> = {};
 
   const spawnB = (): void => {
@@ -86,7 +87,12 @@ describe('migrate between two nodes', () => {
     cairn = await startCairn({ nodeWorker: 'none' });
     nodeB = `${cairn.nodeId}-b`;
     rootB = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-e2e-volb-'));
-    workers.a = cairn.spawnNodeWorker();
+    // Node A's hooks file: each hook appends "<hook> <job> <outcome> <ns>" to a log.
+    hookLog = path.join(cairn.volumeRoot, 'hooks.log');
+    const hooksFile = path.join(cairn.volumeRoot, 'hooks.json');
+    const line = `echo "$CAIRN_HOOK $CAIRN_JOB_ID $CAIRN_HOOK_OUTCOME $(date +%s%N)" >> ${hookLog}`;
+    fs.writeFileSync(hooksFile, JSON.stringify({ freeze: { argv: ['/bin/sh', '-c', line] }, thaw: { argv: ['/bin/sh', '-c', line] } }));
+    workers.a = cairn.spawnNodeWorker({ CAIRN_NODE_HOOKS: hooksFile });
     spawnB();
     await waitOnline(cairn.nodeId);
     await waitOnline(nodeB);
@@ -159,6 +165,48 @@ describe('migrate between two nodes', () => {
     expect((await cairn.waitForJob(r.body.job.id, undefined, 120_000)).status).toBe('succeeded');
     expect(snapshotTree(dst)).toEqual(before);
   }, 300_000);
+
+  it('a move with hooks: the source is quiesced from before the final backup until after the switch', async () => {
+    const src = path.join(cairn.volumeRoot, 'hooked', 'data');
+    fs.mkdirSync(src, { recursive: true });
+    populate(src, 4);
+    const before = snapshotTree(src);
+    const created = await cairn.api('POST', '/v1/instances', {
+      name: 'hooked',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: src }],
+      hooks: {
+        preBackup: { type: 'command', name: 'freeze', timeoutSeconds: 10, onError: 'fail' },
+        postBackup: { type: 'command', name: 'thaw', timeoutSeconds: 10, onError: 'continue' },
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const dst = path.join(rootB, 'hooked', 'data');
+    const jobId = await migrate(created.body.id, { targetNodeId: nodeB, hostPaths: { data: dst } });
+    const job = await cairn.waitForJob(jobId, undefined, 180_000);
+    expect(job.status, JSON.stringify(job)).toBe('succeeded');
+    expect(snapshotTree(dst)).toEqual(before);
+    const cutoverJob = `${jobId}-cutover-backup`;
+    const lines = fs
+      .readFileSync(hookLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter(([, job]) => job!.startsWith(jobId));
+    // The bulk backup is wrapped as any backup; the cutover's window stays open until the migrate ends it.
+    expect(lines.map(([hook, job]) => `${hook} ${job}`)).toEqual([
+      `preBackup ${jobId}-bulk-backup`,
+      `postBackup ${jobId}-bulk-backup`,
+      `preBackup ${cutoverJob}`,
+      `postBackup ${cutoverJob}`,
+    ]);
+    expect(lines[3]![2]).toBe('succeeded');
+    const apply = await cairn.prisma.job.findUnique({ where: { id: `${jobId}-cutover-apply` } });
+    const thawedAtMs = Number(BigInt(lines[3]![3]!) / 1_000_000n);
+    expect(thawedAtMs).toBeGreaterThanOrEqual(apply!.finishedAt!.getTime());
+    expect((job.result as { quiescedMs: number }).quiescedMs).toBeGreaterThan(0);
+  }, 240_000);
 
   it('a cancel during the bulk copy leaves the instance on its source and nothing on the target', async () => {
     const src = path.join(cairn.volumeRoot, 'cancelled', 'data');

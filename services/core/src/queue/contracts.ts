@@ -27,9 +27,10 @@ export type ControlJobPayload = z.infer<typeof controlJobPayload>;
 
 /**
  * A migrate's node jobs: `apply`, its cutover on the target node (a Job of type restore);
- * `discard`, the removal of what it staged there after a failure (a Job of type cleanup).
+ * `discard`, the removal of what it staged there after a failure, and `thaw`, the post hook that
+ * ends its quiesced window on the source node (Jobs of type cleanup).
  */
-export const NODE_JOB_NAMES = ['backup', 'restore', 'apply', 'discard'] as const;
+export const NODE_JOB_NAMES = ['backup', 'restore', 'apply', 'discard', 'thaw'] as const;
 export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
 // Only names a control worker has a handler for (it refuses to start otherwise): verify comes with its issue.
 export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate'] as const;

@@ -31,6 +31,9 @@ export async function thawAbandonedHookWindows(deps: { records: Records; logger:
       const job = await deps.records.jobs.get(w.jobId);
       if (job && !TERMINAL_JOB_STATUSES.includes(job.status)) continue; // its worker (or its node's next start) owns it
       if (job?.finishedAt && job.finishedAt > before) continue;
+      // A migrate's cutover backup holds its window open on purpose: the migrate thaws it when it ends.
+      const parent = job?.parentJobId ? await deps.records.jobs.get(job.parentJobId) : null;
+      if (parent && !TERMINAL_JOB_STATUSES.includes(parent.status)) continue;
       if (hookSpecOf((w.specs as { post?: unknown } | null)?.post)?.type === 'command') {
         report.leftForNodeStart.push(w.id);
         continue;

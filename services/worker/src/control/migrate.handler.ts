@@ -50,6 +50,9 @@ export interface MigrateResult {
   fromNodeId?: string;
   toNodeId?: string;
   cutoverMs?: number;
+  /** Move: the source's quiesced window (pre hook end to post hook start), when it has hooks. */
+  quiescedMs?: number | null;
+  notes?: string[];
 }
 
 const POLL_MS = 250;
@@ -57,6 +60,8 @@ const POLL_MS = 250;
 const CANCEL_WAIT_MS = 60_000;
 /** How long a failed move waits for its target node to remove what it staged (the node may be down). */
 const DISCARD_WAIT_MS = 120_000;
+/** How long a migrate waits for the source node to run the cutover's post hook. */
+const THAW_WAIT_MS = 120_000;
 
 class MigrateJob implements JobWork<MigrateResult> {
   private parent!: Job;
@@ -66,6 +71,8 @@ class MigrateJob implements JobWork<MigrateResult> {
   private readonly finished = { bytes: 0, files: 0 };
   /** A move that may have written into the target host paths (and not switched yet). */
   private staged: { nodeId: string; hostPaths: Record<string, string> } | undefined;
+  /** The cutover backup that holds the source's hook window open (move), and its node. */
+  private held: { nodeId: string; jobId: string } | undefined;
 
   constructor(private readonly ctx: ControlContext) {}
 
@@ -84,6 +91,8 @@ class MigrateJob implements JobWork<MigrateResult> {
   async onFailure(failure: Failure, run: JobRun): Promise<undefined> {
     // A retry runs the same steps again (the children are found, not remade): keep what is staged.
     if (failure.kind === 'retry') return;
+    // The application first: end the quiesced window if the cutover had begun.
+    await this.thaw(run, { status: failure.kind === 'cancelled' ? 'cancelled' : 'failed', error: failure.error.message });
     // A baseline made for a cutover that did not happen describes nothing.
     if (this.parent)
       await this.ctx.records.backups
@@ -139,9 +148,12 @@ class MigrateJob implements JobWork<MigrateResult> {
     this.staged = { nodeId: toNode, hostPaths: p.hostPaths };
     await this.restore(run, 'bulk-restore', bulk, source, { volumes, mode: 'replace', hostPaths: p.hostPaths, requireEmpty: true }, toNode);
 
-    // Cutover: what changed during the bulk copy, as an incremental of the bulk backup.
+    // Cutover: the instance's pre backup hook quiesces it and its window stays open (holdQuiesce)
+    // through the final incremental backup, its apply on the target and the switch; the post
+    // hook runs after the switch, or after a failure (node job thaw on the source node).
     const cutoverStart = Date.now();
-    const final = await this.backup(run, 'cutover-backup', source, volumes, { parentId: bulk });
+    this.held = { nodeId: fromNode, jobId: `${this.parent.id}-cutover-backup` };
+    const final = await this.backup(run, 'cutover-backup', source, volumes, { parentId: bulk }, { holdQuiesce: true });
     const baseline = await this.baselineBackup(source, volumes, final);
     // Only what changed since the bulk copy is applied (node job apply), and the tree checked.
     await this.runChild(run, 'cutover-apply', 'apply', {
@@ -154,13 +166,45 @@ class MigrateJob implements JobWork<MigrateResult> {
     });
 
     if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the switch');
+    // A source thawed meanwhile (its node worker restarted and ran the post hook) may have been
+    // written to after the final backup: switching would lose those writes.
+    const thawedEarly = (await this.ctx.records.hooks.windows({ jobId: this.held.jobId })).find((w) => w.status !== 'open');
+    if (thawedEarly)
+      throw new CairnError('conflict', `the source left its quiesced window before the switch (window ${thawedEarly.id} ${thawedEarly.status}); not switched`);
     run.progress('switch');
     await this.switchInstance(source, toNode, p.hostPaths);
     this.staged = undefined; // the target paths are the instance's now
     const cutoverMs = Date.now() - cutoverStart;
+    const notes = await this.thaw(run, { status: 'succeeded', error: null });
+    const quiescedMs = (await this.ctx.records.hooks.windows({ jobId: this.held.jobId })).reduce<number | null>((n, w) => w.quiescedMs ?? n, null);
+    this.held = undefined;
     run.progress('done');
-    run.log.info({ instanceId: source.id, fromNode, toNode, cutoverMs }, 'instance moved');
-    return { status: 'succeeded', result: { mode: 'move', steps: this.steps, fromNodeId: fromNode, toNodeId: toNode, cutoverMs } };
+    run.log.info({ instanceId: source.id, fromNode, toNode, cutoverMs, quiescedMs }, 'instance moved');
+    return {
+      status: 'succeeded',
+      result: { mode: 'move', steps: this.steps, fromNodeId: fromNode, toNodeId: toNode, cutoverMs, quiescedMs, ...(notes.length ? { notes } : {}) },
+    };
+  }
+
+  /** Ends the cutover's quiesced window: the post hook on the source node, told how the migrate ended. */
+  private async thaw(run: JobRun, outcome: { status: 'succeeded' | 'failed' | 'cancelled'; error: string | null }): Promise<string[]> {
+    const held = this.held;
+    if (!held) return [];
+    if (!(await this.ctx.records.hooks.windows({ jobId: held.jobId, status: 'open' })).length) return [];
+    try {
+      await this.runChild(
+        run,
+        'thaw',
+        'thaw',
+        { type: 'cleanup', nodeId: held.nodeId, instanceId: this.params.sourceInstanceId, params: { heldBy: held.jobId, outcome } },
+        { cancellable: false, timeoutMs: THAW_WAIT_MS },
+      );
+      return [];
+    } catch (err) {
+      const note = `the post backup hook of the cutover could not be run on node ${held.nodeId}: ${(err as Error).message}; that node worker runs it at its next start`;
+      run.log.warn({ err: (err as Error).message }, 'could not thaw the cutover window');
+      return [note];
+    }
   }
 
   /**
@@ -209,14 +253,21 @@ class MigrateJob implements JobWork<MigrateResult> {
   }
 
   /** A backup of `source` on its node as child `step`; returns the Backup id once it completed. */
-  private async backup(run: JobRun, step: string, source: InstanceWithVolumes, volumes: string[], kind: 'auto' | { parentId: string }): Promise<string> {
+  private async backup(
+    run: JobRun,
+    step: string,
+    source: InstanceWithVolumes,
+    volumes: string[],
+    kind: 'auto' | { parentId: string },
+    extra: Record<string, unknown> = {},
+  ): Promise<string> {
     const backupId = `${this.parent.id}-${step}`;
     const compression = this.ctx.compression;
     const child = await this.runChild(
       run,
       step,
       'backup',
-      { type: 'backup', nodeId: source.nodeId, backupId, instanceId: source.id, params: { volumes } },
+      { type: 'backup', nodeId: source.nodeId, backupId, instanceId: source.id, params: { volumes, ...extra } },
       {
         before: async (tx) => {
           if (await tx.backups.get(backupId)) return;

@@ -328,6 +328,8 @@ export class BackupJob implements JobWork<BackupResult> {
         signal: run.signal,
         progress: (stage) => run.progress(stage),
         discard: (packed: PackResult) => packed.close(),
+        // A migrate's cutover backup: the application stays quiesced until the migrate thaws it.
+        hold: (run.job?.params as { holdQuiesce?: unknown } | null)?.holdQuiesce === true,
       },
       work,
     );

@@ -6,6 +6,7 @@ import { JobLifecycle, type JobWork } from '../job-lifecycle.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { ApplyJob } from './apply.job.ts';
 import { DiscardJob } from './discard.job.ts';
+import { ThawJob } from './thaw.job.ts';
 import { LockLostError } from '../job-outcome.ts';
 import { BackupJob } from './backup.pipeline.ts';
 import { HookCommands } from './hooks/hook-commands.ts';
@@ -42,6 +43,7 @@ const HANDLERS = checkHandlers('node', NODE_JOB_NAMES, {
   restore: (ctx: NodeContext): JobWork => new RestoreJob(ctx),
   apply: (ctx: NodeContext): JobWork => new ApplyJob(ctx),
   discard: (ctx: NodeContext): JobWork => new DiscardJob(ctx),
+  thaw: (ctx: NodeContext): JobWork => new ThawJob(ctx),
 });
 
 /**

@@ -68,7 +68,8 @@ export class RestoreJob implements JobWork<RestoreResult> {
   constructor(private readonly ctx: NodeContext) {}
 
   /** `work` between the target instance's preRestore and postRestore hooks (none: just `work`). */
-  private async withHooks(target: InstanceWithVolumes, run: JobRun, work: () => Promise<void>): Promise<Hooked<void>> {
+  private async withHooks(target: InstanceWithVolumes | null, run: JobRun, work: () => Promise<void>): Promise<Hooked<void>> {
+    if (!target) return { value: await work(), warnings: [], window: null };
     let swapped = false;
     try {
       return await runWithHooks(
@@ -141,7 +142,8 @@ export class RestoreJob implements JobWork<RestoreResult> {
       const notes: string[] = [];
       // The target instance's preRestore hook runs right before its data changes, its postRestore
       // hook once the restored data is in place, or the previous data is back (issue 13).
-      const hooked = await this.withHooks(target, run, async () => {
+      // A move's copy on its target node is not the instance's live data yet: no restore hooks.
+      const hooked = await this.withHooks(params.hostPaths ? null : target, run, async () => {
         run.progress('swapping');
         try {
           for (const plan of plans) {

@@ -56,6 +56,12 @@ export interface HookTarget {
   progress?: (stage: string) => void;
   /** Releases what `work` returned when a post hook with onError "fail" fails after it (temporary files...). */
   discard?: (value: never) => void;
+  /**
+   * A migrate's cutover backup: after `work` succeeds the window stays open (the application stays
+   * quiesced) until the migrate has switched or failed and runs the post hook itself with
+   * {@link thawOpenWindows} (node job thaw). A failed `work` thaws at once, as always.
+   */
+  hold?: boolean;
 }
 
 /** A hook that failed with onError "continue": the job completes, with this warning. */
@@ -132,6 +138,11 @@ export async function runWithHooks<T>(env: HookEnv, target: HookTarget, work: ()
   } catch (err) {
     failure = { error: err };
   }
+  if (failure === null && target.hold) {
+    log.info({ windowId }, 'hook window held open for the migrate cutover');
+    const summary = await summarizeJob(env, target.job.id, log);
+    return { value: value as T, warnings, window: summary?.windows.find((w) => w.id === windowId) ?? null };
+  }
   const outcome: HookOutcome = {
     status: failure === null ? 'succeeded' : signal.aborted || isCairnError(failure.error, 'cancelled') ? 'cancelled' : 'failed',
     error: failure === null ? null : failure.error instanceof Error ? failure.error.message : String(failure.error),
@@ -178,7 +189,13 @@ export interface ThawedWindow {
  * died); the sweep for windows of finished jobs whose post hook it can run (webhooks). Each
  * window is claimed before its hook runs, so a post hook runs once.
  */
-export async function thawOpenWindows(env: HookEnv, windows: HookWindow[], by: 'node-start' | 'sweep'): Promise<ThawedWindow[]> {
+export async function thawOpenWindows(
+  env: HookEnv,
+  windows: HookWindow[],
+  by: 'node-start' | 'sweep' | 'migrate',
+  /** A migrate's own thaw: how its cutover ended (default: `interrupted`). */
+  ended?: { status: HookOutcome['status']; error: string | null },
+): Promise<ThawedWindow[]> {
   const out: ThawedWindow[] = [];
   for (const w of windows) {
     const log = env.logger.child({ jobId: w.jobId, instanceId: w.instanceId, windowId: w.id, thawedBy: by });
@@ -198,22 +215,25 @@ export async function thawOpenWindows(env: HookEnv, windows: HookWindow[], by: '
         instance: { id: w.instanceId, name: instance?.name ?? null, tenantId: instance?.tenantId ?? null },
         post,
         outcome: {
-          status: 'interrupted',
+          status: ended?.status ?? 'interrupted',
           error:
-            by === 'node-start'
-              ? 'the node worker stopped between the pre and post hooks; the post hook ran at its next start'
-              : "the job's worker stopped between the pre and post hooks; the post hook was run by the sweep",
+            ended !== undefined
+              ? ended.error
+              : by === 'node-start'
+                ? 'the node worker stopped between the pre and post hooks; the post hook ran at its next start'
+                : "the job's worker stopped between the pre and post hooks; the post hook was run by the sweep",
           preHook: pre ? { status: pre.status, exitCode: pre.exitCode ?? null, httpStatus: pre.httpStatus ?? null } : null,
         },
         quietFrom: pre?.finishedAt ? Date.parse(pre.finishedAt) : w.openedAt.getTime(),
         secret: config?.secret ?? null,
         from: by === 'node-start' ? ['open', 'thawing'] : ['open'],
-        thawedBy: by,
+        thawedBy: by === 'migrate' ? null : by,
         log,
       });
       await summarizeJob(env, w.jobId, log);
       out.push({ windowId: w.id, jobId: w.jobId, instanceId: w.instanceId, post: !result.claimed ? 'taken' : (result.report?.status ?? 'none') });
-      if (result.claimed) log.warn({ post: result.report?.status ?? 'none' }, 'ran the post hook of a window left open by a worker that stopped');
+      if (result.claimed && by !== 'migrate')
+        log.warn({ post: result.report?.status ?? 'none' }, 'ran the post hook of a window left open by a worker that stopped');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'could not thaw a hook window; it stays open');
     }
