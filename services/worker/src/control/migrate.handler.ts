@@ -201,7 +201,8 @@ class MigrateJob implements JobWork<MigrateResult> {
       );
       return [];
     } catch (err) {
-      const note = `the post backup hook of the cutover could not be run on node ${held.nodeId}: ${(err as Error).message}; that node worker runs it at its next start`;
+      const why = (err as Error).message;
+      const note = `the post backup hook of the cutover could not be run on node ${held.nodeId}: ${why}; that node worker runs it at its next start`;
       run.log.warn({ err: (err as Error).message }, 'could not thaw the cutover window');
       return [note];
     }
