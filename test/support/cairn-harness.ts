@@ -41,7 +41,7 @@ export interface Cairn {
  * gateway on an ephemeral port, control worker, and a node worker with its own volume root and
  * node id, all under a queue prefix of its own.
  */
-export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; compression?: string } = {}): Promise<Cairn> {
+export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; compression?: string; env?: Record<string, string> } = {}): Promise<Cairn> {
   const n = ++counter;
   const tag = `${process.env.CAIRN_TEST_RUN_ID ?? 'dev'}-${process.pid}-${n}`;
   const nodeId = `node-${tag}`;
@@ -58,6 +58,7 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
     ARCHIVE_BLOCK_SIZE: '1MiB',
     S3_PART_SIZE: '5MiB',
     ...(opts.compression ? { COMPRESSION: opts.compression } : {}),
+    ...opts.env,
   };
   const config = loadConfig(env);
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'e2e' });

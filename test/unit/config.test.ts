@@ -8,16 +8,25 @@ describe('configuration', () => {
     expect(config.WORKER_CONCURRENCY).toBe(2);
   });
 
-  it('refuses CAIRN_MASTER_KEY while encryption at rest is not implemented (nothing would be encrypted)', () => {
-    const err = (() => {
+  it('refuses CAIRN_MASTER_KEY (replaced by the CAIRN_MASTER_KEYS keyring) and names what is wrong in a keyring, never a key', () => {
+    const err = (env: Record<string, string>): unknown => {
       try {
-        loadConfig({ CAIRN_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') });
+        loadConfig(env);
       } catch (e) {
         return e;
       }
-    })();
-    expect(err).toBeInstanceOf(CairnError);
-    expect((err as CairnError).message).toMatch(/CAIRN_MASTER_KEY: encryption at rest is not implemented yet/);
+      return undefined;
+    };
+    expect((err({ CAIRN_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') }) as CairnError).message).toMatch(
+      /CAIRN_MASTER_KEY is replaced by CAIRN_MASTER_KEYS/,
+    );
+    const short = Buffer.alloc(16, 9).toString('base64');
+    const bad = err({ CAIRN_MASTER_KEYS: `k1:${short}` }) as CairnError;
+    expect(bad.message).toMatch(/key k1 must be 32 bytes/);
+    expect(bad.message).not.toContain(short);
+    expect((err({ CAIRN_MASTER_KEYS: 'no-colon' }) as CairnError).message).toMatch(/entry 1 must be <id>:<base64 key>/);
+    const good = loadConfig({ CAIRN_MASTER_KEYS: `a:${Buffer.alloc(32, 1).toString('base64')},b:${Buffer.alloc(32, 2).toString('base64')}` });
+    expect(good.CAIRN_MASTER_KEYS).toContain('a:');
   });
 
   it('reports every bad variable at once', () => {

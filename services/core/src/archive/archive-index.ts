@@ -197,10 +197,11 @@ export function hasForeignBlocks(index: Pick<ArchiveIndexHead, 'blocks'>): boole
 }
 
 /** Length of the complete stored archive: every frame, wherever it is stored (exportArchive's output). */
-export function archiveLength(index: Pick<ArchiveIndexHead, 'blocks'>): number {
+export function archiveLength(index: Pick<ArchiveIndexHead, 'blocks' | 'encryption'>): number {
   let n = 0;
   for (const b of index.blocks) n += b.compressedLength;
-  return n;
+  // An encrypted archive is exported opened: without each frame's authentication tag.
+  return index.encryption ? n - index.blocks.length * 16 : n;
 }
 
 /** Structural check of one entry against the tar length. */

@@ -55,6 +55,8 @@ export interface PackOptions {
    * inode, device, mode, owner) are not read; the parent's frames holding them are referenced.
    */
   parent?: PackParent;
+  /** Encrypt: each own frame sealed under `key`, bound to `object` (this backup's id). */
+  seal?: { key: Buffer; object: string };
   /** Internal (tests): how far the walk may run ahead of the reader (pack-scanner.ts). */
   scanWindow?: { chunkItems: number; chunksAhead: number };
 }
@@ -89,6 +91,8 @@ export interface ArchiveBlock {
    * is then an offset in that object. Absent: the archive's own object.
    */
   object?: string;
+  /** An encrypted archive: the last frame of its object (bound into the frame's seal: crypto/sealing.ts). */
+  last?: true;
   compressedOffset: number;
   compressedLength: number;
   uncompressedOffset: number;
@@ -178,6 +182,11 @@ export interface ArchiveIndex {
   chunkSize?: number;
   /** Format 2: the backups whose archive objects hold frames of this archive (besides its own). */
   objects?: string[];
+  /**
+   * Encryption at rest: every stored frame sealed with AES-256-GCM under the data key of the
+   * backup whose object holds it (crypto/sealing.ts); compressed lengths include the 16-byte tag.
+   */
+  encryption?: 'aes-256-gcm';
   /** sha256 of the archive's own stored object (format 1: the whole archive). */
   sha256: string;
   volumes: VolumeSummary[];
@@ -238,6 +247,9 @@ export type RangeReader = (start: number, endInclusive: number, object?: string)
 
 export type UnpackSource = { stream: Readable } | { rangeReader: RangeReader };
 
+/** An encrypted archive's frames, opened one by one (the data key of the object holding each). */
+export type FrameOpener = (block: ArchiveBlock, sealed: Buffer) => Buffer;
+
 export interface UnpackOptions {
   /** Entries land at <target>/<volume>/<rel> unless volumeDirs is given. */
   target: string;
@@ -256,6 +268,8 @@ export interface UnpackOptions {
   restoreOwnership?: boolean;
   /** Worker threads decompressing blocks (default: available parallelism, at most 4). */
   concurrency?: number;
+  /** Required for an encrypted archive (index `encryption`). */
+  open?: FrameOpener;
 }
 
 export interface UnpackResult {

@@ -14,7 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import { checkIndex, checkIndexHead, entryEnd, planRuns, selectEntries } from './archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, RangeReader } from './archive-types.ts';
+import type { FrameOpener, ArchiveEntry, ArchiveIndex, ArchiveIndexHead, RangeReader } from './archive-types.ts';
 import { decompressBlock } from './block-codec.ts';
 import { blockError, describeBlock, RangeReadAhead, rangeFrames, segmentError, segmentsOf, type Segment } from './block-source.ts';
 import { bytesToPath } from './path-bytes.ts';
@@ -23,6 +23,12 @@ import { TarParser, type ParsedEntry } from './tar-parser.ts';
 
 interface ExportOptions {
   signal?: AbortSignal;
+  /** Required for an encrypted archive: opens each frame (the key of the object holding it). */
+  open?: FrameOpener;
+}
+
+function needOpener(index: ArchiveIndexHead, open: FrameOpener | undefined): void {
+  if (index.encryption && !open) throw new CairnError('config', 'the archive is encrypted: reading it needs its data keys');
 }
 
 /** Entries written by an export of `paths` (hard-link targets brought along, archive order). */
@@ -33,15 +39,16 @@ function exportEntries(index: ArchiveIndex, paths: readonly string[]): ArchiveEn
 
 export function exportPathsAsTar(index: ArchiveIndex, rangeReader: RangeReader, paths: readonly string[], options: ExportOptions = {}): Readable {
   checkIndex(index);
+  needOpener(index, options.open);
   const entries = exportEntries(index, paths);
   const segments = (function* () {
     for (const run of planRuns(index, entries)) yield* segmentsOf(index.blocks, run.firstBlock, run.lastBlock);
   })();
   const reads = new RangeReadAhead(rangeReader, segments);
-  return generatorStream(generate(index, reads, entries), reads, options.signal);
+  return generatorStream(generate(index, reads, entries, options.open), reads, options.signal);
 }
 
-async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: ArchiveEntry[]): AsyncGenerator<Buffer> {
+async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: ArchiveEntry[], open: FrameOpener | undefined): AsyncGenerator<Buffer> {
   const verifier = new ExportVerifier(entries);
   const emit = (chunk: Buffer): Buffer => {
     verifier.push(chunk);
@@ -54,8 +61,9 @@ async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: Ar
       throw new CairnError('checksum-mismatch', `${describeBlock(index.blocks, f.block)} does not match its sha256`);
     }
     let data: Buffer;
+    const stored = open ? open(b, f.data!) : f.data!;
     try {
-      data = decompressBlock(index.codec, f.data!, b.uncompressedLength);
+      data = decompressBlock(index.codec, stored, b.uncompressedLength);
     } catch (err) {
       throw blockError(err, index.blocks, f.block);
     }
@@ -84,8 +92,18 @@ async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: Ar
  */
 export function exportArchive(index: ArchiveIndexHead, rangeReader: RangeReader, options: ExportOptions = {}): Readable {
   checkIndexHead(index);
+  needOpener(index, options.open);
   const reads = new RangeReadAhead(rangeReader, segmentsOf(index.blocks, 0, index.blocks.length - 1));
-  return generatorStream(storedFrames(index, reads), reads, options.signal);
+  return generatorStream(options.open ? openedFrames(index, reads, options.open) : storedFrames(index, reads), reads, options.signal);
+}
+
+/** An encrypted archive's frames, each opened (authenticated): the plain `.tar.zst` a client reads. */
+async function* openedFrames(index: ArchiveIndexHead, reads: RangeReadAhead, open: FrameOpener): AsyncGenerator<Buffer> {
+  try {
+    for await (const f of rangeFrames(reads, index.blocks)) yield open(index.blocks[f.block]!, f.data!);
+  } finally {
+    reads.close();
+  }
 }
 
 async function* storedFrames(index: ArchiveIndexHead, reads: RangeReadAhead): AsyncGenerator<Buffer> {

@@ -37,6 +37,7 @@ export interface PackParentData {
     uncompressedOffset: number;
     uncompressedLength: number;
     sha256?: string;
+    last?: true;
   }[];
   /** Objects frames may be reused from. */
   objects: string[];
@@ -65,6 +66,7 @@ export class ParentFrames {
       if (!allowed.has(object)) return undefined;
       const f: ReusedFrame = { object, compressedOffset: b.compressedOffset, compressedLength: b.compressedLength, uncompressedLength: b.uncompressedLength };
       if (b.sha256) f.sha256 = b.sha256;
+      if (b.last) f.last = true;
       return f;
     });
   }

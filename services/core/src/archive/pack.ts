@@ -38,6 +38,7 @@ import { CodecPool, type CodecResult } from './codec-pool.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
 import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
+import { sealFrame } from '../crypto/sealing.ts';
 import { SinkWriter } from './sink-writer.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
@@ -79,7 +80,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const { codec, level, blockSize } = checkOptions(options);
   const signal = options.signal;
   if (signal?.aborted) throw abortError(signal);
-  const parent = options.parent && parentData(options.parent, codec, options.volumes, options.tempDir);
+  const parent = options.parent && parentData(options.parent, codec, options.seal !== undefined, options.volumes, options.tempDir);
   const host = sharedWorkerHost();
   const concurrency = options.concurrency ?? defaultConcurrency();
   const { jobs, pool } = await CodecPool.openWith(host, concurrency, 2);
@@ -182,6 +183,18 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
 
   let storedBytes = 0;
   let reusedBytes = 0;
+  // Encryption at rest: each own frame sealed (AES-256-GCM) at its offset in the object.
+  const seal = options.seal;
+  let held: { block: ArchiveBlock; data: Buffer } | undefined;
+  const writeSealed = async (frame: { block: ArchiveBlock; data: Buffer }, last: boolean): Promise<void> => {
+    const sealed = sealFrame(seal!.key, seal!.object, storedBytes, frame.data, last);
+    frame.block.compressedOffset = storedBytes;
+    frame.block.compressedLength = sealed.length;
+    if (last) frame.block.last = true;
+    outHash.update(sealed);
+    storedBytes += sealed.length;
+    await writer.write(sealed, signal);
+  };
   const objects = new Set<string>();
   let tarOffset = 0;
   try {
@@ -198,6 +211,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
             uncompressedLength: f.uncompressedLength,
           };
           if (f.sha256) block.sha256 = f.sha256;
+          if (f.last) block.last = true;
           blocks.push(block);
           objects.add(f.object);
           reusedBytes += f.compressedLength;
@@ -207,18 +221,24 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
         continue;
       }
       const out = await next.value.result!;
-      outHash.update(out.data);
       const block: ArchiveBlock = {
         compressedOffset: storedBytes,
         compressedLength: out.data.length,
         uncompressedOffset: tarOffset,
         uncompressedLength: next.value.length,
       };
-      if (out.outputSha) block.sha256 = out.outputSha;
       blocks.push(block);
-      storedBytes += out.data.length;
       tarOffset += next.value.length;
-      await writer.write(out.data, signal);
+      if (seal) {
+        // Sealed one frame late: whether a frame is the object's last is known only at the end.
+        if (held) await writeSealed(held, false);
+        held = { block, data: out.data };
+      } else {
+        if (out.outputSha) block.sha256 = out.outputSha;
+        outHash.update(out.data);
+        storedBytes += out.data.length;
+        await writer.write(out.data, signal);
+      }
       // The raw block goes back to the reader once its frame is written: a few blocks circulate.
       if (out.input) recycle.port1.postMessage(out.input, [out.input]);
       Atomics.add(ctrl, 0, 1);
@@ -226,6 +246,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       report(false);
     }
     if (failed !== undefined) throw failed;
+    if (held) await writeSealed(held, true);
     // The reader's reply arrives on another port; its end message is the last on ours.
     await job;
     await scanJob;
@@ -265,6 +286,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     blockSize,
     chunkSize: blockSize,
     objects: [...objects],
+    ...(seal ? { encryption: 'aes-256-gcm' as const } : {}),
     sha256,
     volumes: r.volumes,
     totals: {
@@ -290,10 +312,18 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
  * The parent of an incremental pack as the reader thread reads it: its entries in a spill file
  * (the one readIndex made, or a copy of an in-memory index's), its block table and objects.
  */
-function parentData(p: PackParent, codec: Codec, volumes: readonly { name: string }[], tempDir?: string): { data: PackParentData; close(): void } {
+function parentData(
+  p: PackParent,
+  codec: Codec,
+  sealed: boolean,
+  volumes: readonly { name: string }[],
+  tempDir?: string,
+): { data: PackParentData; close(): void } {
   const ix = p.index;
   if (ix.version < 2) throw new CairnError('validation', `parent backup ${p.id} is in archive format ${ix.version}: an incremental needs format 2`);
   if (ix.codec !== codec) throw new CairnError('validation', `parent backup ${p.id} is compressed with ${ix.codec}, not ${codec}`);
+  if ((ix.encryption !== undefined) !== sealed)
+    throw new CairnError('validation', `parent backup ${p.id} is ${ix.encryption ? 'encrypted' : 'not encrypted'}; this backup ${sealed ? 'is' : 'is not'}`);
   const rehashShare = p.rehashShare ?? 0.01;
   if (!(rehashShare >= 0 && rehashShare <= 1)) throw new CairnError('validation', `rehash share ${rehashShare} is outside 0..1`);
   let spill: EntrySpill | undefined;

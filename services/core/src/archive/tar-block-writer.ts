@@ -21,6 +21,8 @@ export interface ReusedFrame {
   compressedLength: number;
   uncompressedLength: number;
   sha256?: string;
+  /** The last frame of its (encrypted) object. */
+  last?: boolean;
 }
 
 /** Sends frames reused from other objects, which stand for the next `length` bytes of the tar. */

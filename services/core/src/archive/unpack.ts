@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
-import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, UnpackOptions, UnpackResult } from './archive-types.ts';
+import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { blockError, cutFrames, describeBlock, RangeReadAhead, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
@@ -161,6 +161,8 @@ class BlockDecoder {
     private readonly index: ArchiveIndexHead,
     private readonly failure: Failure,
     private readonly deliver: (block: number, data: Buffer) => Promise<void>,
+    /** An encrypted archive's frames are opened (authenticated) here before they are decoded. */
+    private readonly open?: FrameOpener,
   ) {
     this.frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
     this.maxInflight = pool.size * 2;
@@ -185,7 +187,13 @@ class BlockDecoder {
       this.failure.throwIfFailed();
       if (!f.data) continue;
       const b = this.index.blocks[f.block]!;
-      if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
+      let data = f.data;
+      if (this.open) {
+        const plain = this.open(b, f.data);
+        // Into a buffer that owns its memory: it is transferred to a codec worker.
+        data = this.allocFrame(plain.length);
+        plain.copy(data);
+      } else if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
       const out = this.spareOutputs.pop();
       const block = f.block;
       const blocks = this.index.blocks;
@@ -194,7 +202,7 @@ class BlockDecoder {
           op: 'decompress',
           codec: this.index.codec,
           level: 0,
-          data: f.data,
+          data,
           expectedLength: b.uncompressedLength,
           hashInput: b.sha256 !== undefined,
           returnInput: this.index.codec !== 'none',
@@ -284,6 +292,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   if (signal?.aborted) throw abortError(signal);
   let plan: Plan;
   try {
+    if (index.encryption && !o.open) throw new CairnError('config', 'the archive is encrypted: restoring it needs its data keys');
     plan = planExtraction(o, index);
     if ('stream' in o.source && hasForeignBlocks(index))
       throw new CairnError(
@@ -331,10 +340,16 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
-  const decoder = new BlockDecoder(pool, index, failure, (block, data) => {
-    const b = index.blocks[block]!;
-    return channel.send(data, b.uncompressedOffset, runStarts.get(block), () => cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength));
-  });
+  const decoder = new BlockDecoder(
+    pool,
+    index,
+    failure,
+    (block, data) => {
+      const b = index.blocks[block]!;
+      return channel.send(data, b.uncompressedOffset, runStarts.get(block), () => cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength));
+    },
+    o.open,
+  );
 
   let archiveVerified = false;
   let result: ExtractJobResult;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { archiveKey, CairnError, type Backup, type Logger } from '@cairn/core';
+import { archiveKey, CairnError, frameOpenerFor, openIndexObject, type Backup, type Keyring, type Logger, type RecordSet } from '@cairn/core';
 import type { FileEntry, FileList, ListFilesQuery } from '@cairn/core/api/index.ts';
 import {
   archiveLength,
@@ -12,6 +12,7 @@ import {
   type ArchiveEntry,
   type ArchiveIndex,
   type ArchiveIndexHead,
+  type FrameOpener,
   type RangeReader,
 } from '@cairn/core/archive/index.ts';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
@@ -23,6 +24,9 @@ export interface BackupFilesServiceOptions {
   store: ObjectStore;
   backups: BackupService;
   logger: Logger;
+  /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS) and the records to find the data keys of backups read from. */
+  keyring?: Keyring;
+  records?: Pick<RecordSet, 'backups'>;
   /** Indexes kept in memory (most recently used). */
   cacheIndexes?: number;
   /** Entries kept in memory across cached indexes; bigger indexes evict older ones first. */
@@ -65,7 +69,12 @@ export class BackupFilesService {
   private readonly cache = new Map<string, Promise<LoadedIndex>>();
   private readonly sizes = new Map<string, number>();
 
+  private readonly keyring: Keyring | undefined;
+  private readonly records: Pick<RecordSet, 'backups'> | undefined;
+
   constructor(options: BackupFilesServiceOptions) {
+    this.keyring = options.keyring;
+    this.records = options.records;
     this.store = options.store;
     this.backups = options.backups;
     this.logger = options.logger;
@@ -114,10 +123,12 @@ export class BackupFilesService {
     if (path === undefined) {
       const type = ARCHIVE_TYPES[backup.compression] ?? ARCHIVE_TYPES.none!;
       const head = await this.loadHead(backup);
-      if (hasForeignBlocks(head)) {
+      // An encrypted archive is sent opened (a plain .tar.zst), frame by frame.
+      const open = await this.opener(backup, head);
+      if (hasForeignBlocks(head) || open) {
         // Answered before the first byte: a missing object would otherwise cut the download short.
         await this.assertObjects(backup, head);
-        const stream = exportArchive(head, this.rangeReader(backup, head, signal), { signal });
+        const stream = exportArchive(head, this.rangeReader(backup, head, signal), { signal, ...(open ? { open } : {}) });
         return { stream, contentType: type.contentType, filename: `${backup.id}.${type.ext}`, length: archiveLength(head) };
       }
       const stream = await this.get(backup.storageKey, 'archive');
@@ -130,7 +141,8 @@ export class BackupFilesService {
     }
     const { index, sorted } = await this.load(backup);
     if (!containsPath(sorted, path)) throw new CairnError('not-found', `path ${path} is not in backup ${backup.id}`);
-    const stream = exportPathsAsTar(index, this.rangeReader(backup, index, signal), [path], { signal });
+    const open = await this.opener(backup, index);
+    const stream = exportPathsAsTar(index, this.rangeReader(backup, index, signal), [path], { signal, ...(open ? { open } : {}) });
     const base = path.split('/').pop() || 'backup';
     return { stream, contentType: 'application/x-tar', filename: `${base}.tar` };
   }
@@ -174,7 +186,14 @@ export class BackupFilesService {
   private async loadHead(backup: Backup): Promise<ArchiveIndexHead> {
     const hit = this.cache.get(backup.id);
     if (hit) return (await hit).index;
-    return readIndexHead(await this.get(backup.indexKey, 'index'));
+    return readIndexHead(openIndexObject(this.keyring, backup, await this.get(backup.indexKey, 'index')));
+  }
+
+  /** The frame opener of an encrypted backup's archive (undefined when it is not encrypted). */
+  private opener(backup: Backup, index: ArchiveIndexHead): Promise<FrameOpener | undefined> {
+    if (!index.encryption) return Promise.resolve(undefined);
+    if (!this.records) throw new CairnError('internal', 'the backup files service has no records to find data keys');
+    return frameOpenerFor(this.keyring, this.records.backups, backup, index);
   }
 
   private load(backup: Backup): Promise<LoadedIndex> {
@@ -201,7 +220,7 @@ export class BackupFilesService {
   }
 
   private async fetchIndex(backup: Backup): Promise<LoadedIndex> {
-    const raw = await buffer(await this.get(backup.indexKey, 'index'));
+    const raw = await buffer(openIndexObject(this.keyring, backup, await this.get(backup.indexKey, 'index')));
     // decodeIndex gunzips and checks the structure (CairnError 'archive-corrupt' when it cannot).
     const index = decodeIndex(raw);
     const sorted = [...index.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { chmodSync, lchownSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { z } from 'zod';
-import { archiveKey, CairnError, containingRoot, isInside, type Backup } from '@cairn/core';
+import { archiveKey, CairnError, containingRoot, frameOpenerFor, isInside, keyringOf, openIndexObject, type Backup } from '@cairn/core';
 import { eachEntry, pathToBytes, readIndex, unpackArchive, type ArchiveEntry, type Codec, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { EntrySpill } from '@cairn/core/archive/entry-spill.ts';
@@ -63,10 +63,12 @@ export class ApplyJob implements JobWork<ApplyResult> {
     const dirs = await this.targetDirs(params.hostPaths);
 
     run.progress('reading-index');
-    const index = await readIndex(await ctx.store.get(final.indexKey, { signal: run.signal }));
+    const keyring = keyringOf(ctx.config as never);
+    const index = await readIndex(openIndexObject(keyring, final, await ctx.store.get(final.indexKey, { signal: run.signal })));
     let baseIndex: StreamedIndex | undefined;
     try {
-      baseIndex = await readIndex(await ctx.store.get(base.indexKey, { signal: run.signal }));
+      baseIndex = await readIndex(openIndexObject(keyring, base, await ctx.store.get(base.indexKey, { signal: run.signal })));
+      const open = await frameOpenerFor(keyring, ctx.records.backups, final, index);
       const changes = diffTrees(baseIndex, index);
       run.progress('applying');
       const notes: string[] = [];
@@ -79,6 +81,7 @@ export class ApplyJob implements JobWork<ApplyResult> {
           index,
           paths: changes.extract,
           source: { rangeReader: rangeReaderOf(ctx, final, index.codec, run.signal) },
+          ...(open ? { open } : {}),
           signal: run.signal,
           restoreOwnership: process.getuid?.() === 0,
           onProgress: (p) => run.progress('applying', p),

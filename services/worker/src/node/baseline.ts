@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
-import { CairnError, type Backup } from '@cairn/core';
+import { pipeline } from 'node:stream';
+import { CairnError, encryptionOf, keyringOf, sealIndexStream, type Backup } from '@cairn/core';
 import { encodeIndexStream } from '@cairn/core/archive/archive-index.ts';
 import { pathToBytes, type ArchiveEntry, type ArchiveIndexHead, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { msFromParts, splitNs } from '@cairn/core/archive/tar-header.ts';
@@ -61,7 +62,19 @@ export async function writeBaseline(
       blocks,
     };
     delete (head as Partial<StreamedIndex>).entries;
-    await store.put(baseline.indexKey, encodeIndexStream(head, count, batches), { signal: run.signal, contentType: 'application/gzip' });
+    // Its own data key when the backups are encrypted: the index is sealed like any other.
+    const dataKey = encryptionOf(of.encryption) ? keyringOf(ctx.config as never)?.newDataKey(backupId) : undefined;
+    if (encryptionOf(of.encryption) && !dataKey) throw new CairnError('config', `backup ${of.id} is encrypted and CAIRN_MASTER_KEYS is not set here`);
+    if (!(await records.backups.transition(backupId, ['running'], 'running', { encryption: dataKey?.encryption ?? { mode: 'none' } })))
+      throw new CairnError('conflict', `baseline backup ${backupId} changed while it was written`);
+    const plain = encodeIndexStream(head, count, batches);
+    let body: NodeJS.ReadableStream = plain;
+    if (dataKey) {
+      const sealed = sealIndexStream(dataKey.key, backupId);
+      pipeline(plain, sealed, () => undefined);
+      body = sealed;
+    }
+    await store.put(baseline.indexKey, body as never, { signal: run.signal, contentType: dataKey ? 'application/octet-stream' : 'application/gzip' });
     const done = await records.backups.transition(backupId, ['running'], 'completed', {
       completedAt: new Date(),
       sizeBytes: 0n,

@@ -8,6 +8,7 @@ import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
+import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
 import type { NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
@@ -106,7 +107,9 @@ export class RestoreJob implements JobWork<RestoreResult> {
 
     run.progress('reading-index');
     // Entries go to a temporary file as the index is read: memory does not grow with the file count.
-    const index = await readIndex(await ctx.store.get(backup.indexKey, { signal: run.signal }));
+    // An encrypted backup's keys first: a master key missing from the ring fails here, naming it.
+    const keyring = keyringOf(ctx.config as never);
+    const index = await readIndex(openIndexObject(keyring, backup, await ctx.store.get(backup.indexKey, { signal: run.signal })));
     try {
       const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
       const plans = await this.plan(job.id, target, volumeNames, params.paths, params.hostPaths, params.requireEmpty);
@@ -116,7 +119,9 @@ export class RestoreJob implements JobWork<RestoreResult> {
       await makeStaging(plans);
 
       run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
+      const open = await frameOpenerFor(keyring, ctx.records.backups, backup, index);
       const common = {
+        ...(open ? { open } : {}),
         target: plans[0]!.staging,
         volumeDirs: Object.fromEntries(plans.map((p) => [p.name, p.staging])),
         index,
