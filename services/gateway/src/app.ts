@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import { ScheduleService, type Check, type Config, type Logger, type Records } from '@cairn/core';
+import { keyringOf, ScheduleService, type Check, type Config, type Logger, type Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { bullBoard } from './admin/bull-board.ts';
 import { ApiRegistry } from './http/api-routes.ts';
@@ -32,7 +32,7 @@ import { TokenService } from './services/token.service.ts';
 export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
-  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY'>>;
+  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS'>>;
   logger: Logger;
   records: Records;
   queues: QueuePort;
@@ -56,7 +56,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const instances = new InstanceService({ records, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
   const backups = new BackupService({ records, queues, instances, config, logger });
   const policies = new InstancePolicyService({ records, queues, instances, config, logger });
-  const files = new BackupFilesService({ store, backups, logger });
+  const files = new BackupFilesService({ store, backups, logger, records, keyring: keyringOf(config) });
   const restores = new RestoreService({ records, queues, instances, backups, files, logger });
   const migrations = new MigrateService({ records, queues, instances, backups, files, logger });
   const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });

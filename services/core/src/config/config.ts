@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { Keyring } from '../crypto/keyring.ts';
 import { CairnError } from '../errors.ts';
 
 /**
@@ -109,12 +110,24 @@ const schema = z.object({
     .trim()
     .refine((v) => v === '' || v.length >= 24, 'must be at least 24 characters')
     .default(''),
-  // Encryption at rest is not built yet: a key that silently encrypted nothing would mislead the
-  // operator who set it, so setting one stops the process at start with this message.
+  // The single key of earlier drafts is gone: a keyring replaces it (rotation needs ids). Setting
+  // it stops the process at start, so nobody believes it encrypts anything.
   CAIRN_MASTER_KEY: z
     .string()
     .trim()
-    .refine((v) => v === '', 'encryption at rest is not implemented yet: nothing would be encrypted; unset CAIRN_MASTER_KEY')
+    .refine((v) => v === '', 'CAIRN_MASTER_KEY is replaced by CAIRN_MASTER_KEYS (<id>:<base64 32-byte key>[,...]); unset it')
+    .default(''),
+  // Encryption at rest (issue 14): when set, every new backup is encrypted under the first key.
+  CAIRN_MASTER_KEYS: z
+    .string()
+    .trim()
+    .superRefine((v, ctx) => {
+      try {
+        Keyring.parse(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    })
     .default(''),
   WORKER_CONCURRENCY: int(1, 64).default(2),
   // 1 MiB: what the benchmark measures, a few MiB in flight per pack, and a one-file restore
@@ -164,5 +177,6 @@ export function redactConfig(config: Config): Record<string, unknown> {
     S3_SECRET_ACCESS_KEY: mask(config.S3_SECRET_ACCESS_KEY),
     CAIRN_ADMIN_TOKEN: mask(config.CAIRN_ADMIN_TOKEN),
     CAIRN_MASTER_KEY: mask(config.CAIRN_MASTER_KEY),
+    CAIRN_MASTER_KEYS: mask(config.CAIRN_MASTER_KEYS),
   };
 }

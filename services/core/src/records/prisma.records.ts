@@ -5,6 +5,7 @@ import type { HookRecords } from './hook.records.ts';
 import { prismaHookRecords } from './prisma-hook.records.ts';
 import {
   type BackupFilter,
+  type BackupChanges,
   type BackupRecords,
   type InstanceFilter,
   type InstancePolicyRecords,
@@ -251,21 +252,19 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
     },
     create: (backup) => unique(db.backup.create({ data: backup })),
     async transition(id, from, to, changes = {}) {
-      const { warnings, ...rest } = changes;
       const { count } = await unique(
         db.backup.updateMany({
           where: { id, status: { in: [...from] } },
-          data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}), status: to },
+          data: { ...backupJsonChanges(changes), status: to },
         }),
       );
       return count === 1;
     },
     async updateWhere(filter, changes) {
-      const { warnings, ...rest } = changes;
       const { count } = await unique(
         db.backup.updateMany({
           where: backupWhere(filter),
-          data: { ...rest, ...(warnings !== undefined ? { warnings: json(warnings) } : {}) },
+          data: backupJsonChanges(changes),
         }),
       );
       return count;
@@ -468,5 +467,14 @@ function tenantRecords(db: Db): TenantRecords {
     get: (id) => db.tenant.findUnique({ where: { id } }),
     getByName: (name) => db.tenant.findUnique({ where: { name } }),
     ensure: (name, id) => unique(db.tenant.upsert({ where: { name }, create: { id, name }, update: {} })),
+  };
+}
+
+/** BackupChanges with its JSON columns (warnings, encryption) as Prisma takes them. */
+function backupJsonChanges({ warnings, encryption, ...rest }: BackupChanges) {
+  return {
+    ...rest,
+    ...(warnings !== undefined ? { warnings: json(warnings) } : {}),
+    ...(encryption !== undefined ? { encryption: json(encryption) } : {}),
   };
 }

@@ -154,6 +154,8 @@ export interface NewBackup {
   name?: string | null;
   note?: string | null;
   pinned?: boolean;
+  /** Encryption at rest: the wrap of the data key of this upload attempt (crypto/keyring.ts), or a re-wrap under another key. */
+  encryption?: JsonInput;
 }
 
 export interface BackupChanges {

@@ -11,6 +11,8 @@ import {
   type Backup,
   type Config,
 } from '@cairn/core';
+import { pipeline } from 'node:stream';
+import { encryptionOf, keyringOf, openIndexObject, sealIndexStream } from '@cairn/core';
 import { packArchive, readIndex, type PackParent, type PackResult, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { decideBackupKind, type KindChoice } from '@cairn/core/domain/backup-kind.ts';
 import { referenceParent, releaseArchiveObjects } from '@cairn/core/domain/object-references.ts';
@@ -117,11 +119,18 @@ export class BackupJob implements JobWork<BackupResult> {
     const prepared = backup.kind === 'incremental' ? await this.prepareParent(backup, run) : undefined;
     if (!prepared) backup = this.backup!; // as it stands: an incremental may have fallen back to full
     const parent = prepared?.parent;
+    // Encryption at rest (issue 14): a fresh data key for this attempt, wrapped on the row before a byte is stored.
+    const dataKey = keyringOf(this.ctx.config as never)?.newDataKey(backup.id);
+    if (!(await records.backups.transition(backup.id, ['running'], 'running', { encryption: dataKey?.encryption ?? { mode: 'none' } }))) {
+      prepared?.index.entries.close();
+      return this.lostRace(backup, run);
+    }
+    const seal = dataKey ? { key: dataKey.key, object: backup.id } : undefined;
     let packed: PackResult;
     let hookWarnings: Warning[];
     try {
       // The instance's pre hook runs before the first byte is read, its post hook once the archive is stored (issue 13).
-      const hooked = await this.withHooks(backup, run, () => this.packAndUpload(backup, sources, run, parent));
+      const hooked = await this.withHooks(backup, run, () => this.packAndUpload(backup, sources, run, parent, seal));
       packed = hooked.value;
       hookWarnings = hooked.warnings.map((w) => ({ path: '', code: w.code, message: w.message }));
     } finally {
@@ -140,7 +149,14 @@ export class BackupJob implements JobWork<BackupResult> {
     this.indexUploaded = true;
     // Streamed from the pack's temporary file: memory does not grow with the number of files.
     try {
-      await this.ctx.store.put(backup.indexKey, packed.indexStream(), { signal: run.signal, contentType: 'application/gzip' });
+      const index = packed.indexStream();
+      if (seal) {
+        const sealed = sealIndexStream(seal.key, seal.object);
+        pipeline(index, sealed, () => undefined);
+        await this.ctx.store.put(backup.indexKey, sealed, { signal: run.signal, contentType: 'application/octet-stream' });
+      } else {
+        await this.ctx.store.put(backup.indexKey, index, { signal: run.signal, contentType: 'application/gzip' });
+      }
     } finally {
       packed.close();
     }
@@ -243,7 +259,10 @@ export class BackupJob implements JobWork<BackupResult> {
       if (parent.status !== 'completed') throw unusable(`parent backup ${parentId} is ${parent.status}`);
       if (parent.compression !== backup.compression)
         throw unusable(`parent backup ${parentId} uses codec ${parent.compression}, this one ${backup.compression}`);
-      index = await readIndex(await store.get(parent.indexKey, { signal: run.signal }));
+      const keyring = keyringOf(this.ctx.config as never);
+      if ((encryptionOf(parent.encryption) !== undefined) !== (keyring !== undefined))
+        throw unusable(`parent backup ${parentId} is ${encryptionOf(parent.encryption) ? '' : 'not '}encrypted; this backup ${keyring ? 'is' : 'is not'}`);
+      index = await readIndex(openIndexObject(keyring, parent, await store.get(parent.indexKey, { signal: run.signal })));
       if (!PARENT_INDEX_VERSIONS.includes(index.version)) throw unusable(`the index of parent backup ${parentId} is in archive format ${index.version}`);
       if (index.codec !== backup.compression)
         throw unusable(`the index of parent backup ${parentId} has codec ${index.codec}, this backup ${backup.compression}`);
@@ -336,7 +355,13 @@ export class BackupJob implements JobWork<BackupResult> {
   }
 
   /** The archive packed straight into its upload; the two run together and stop together. */
-  private async packAndUpload(backup: Backup, sources: Source[], run: JobRun, parent: PackParent | undefined): Promise<PackResult> {
+  private async packAndUpload(
+    backup: Backup,
+    sources: Source[],
+    run: JobRun,
+    parent: PackParent | undefined,
+    seal: { key: Buffer; object: string } | undefined,
+  ): Promise<PackResult> {
     const codec = backup.compression as keyof typeof CONTENT_TYPE;
     const { produced, consumed } = await streamInto(
       (sink, signal) =>
@@ -350,6 +375,7 @@ export class BackupJob implements JobWork<BackupResult> {
             meta: { backupId: backup.id, instanceId: backup.instanceId, nodeId: this.ctx.nodeId },
             onProgress: (p) => run.progress('archiving', p),
             ...(parent ? { parent } : {}),
+            ...(seal ? { seal } : {}),
           },
           sink,
         ),
