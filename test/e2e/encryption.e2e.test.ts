@@ -17,6 +17,7 @@ import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 import { snapshotTree } from '../support/tree.ts';
 
 const KEY_A = `keyA:${randomBytes(32).toString('base64')}`;
+const KEY_B = `keyB:${randomBytes(32).toString('base64')}`;
 const MARKER = 'CAIRN-PLAINTEXT-MARKER-'.repeat(40);
 
 describe('encryption at rest', () => {
@@ -147,4 +148,37 @@ describe('encryption at rest', () => {
       await cairn.runtime.store.put(row!.storageKey, original);
     }
   });
+
+  it('rotation: back up under A, make B active, re-wrap, remove A: every backup restores; a missing key fails early by id', async () => {
+    // B active, A still listed (the processes read the ring at each use).
+    cairn.config.CAIRN_MASTER_KEYS = `${KEY_B},${KEY_A}`;
+    const underB = await backup();
+    expect(underB.encryption).toEqual({ mode: 'aes-256-gcm', keyId: 'keyB' });
+    const dry = await cairn.api('POST', '/v1/admin/keys/rewrap', { dryRun: true });
+    expect(dry.status, JSON.stringify(dry.body)).toBe(200);
+    expect(dry.body).toMatchObject({ activeKeyId: 'keyB', dryRun: true, failed: [] });
+    expect(dry.body.rewrapped).toBeGreaterThanOrEqual(2);
+    // Before the re-wrap, a ring without A cannot read A's backups: the restore fails early, naming the key.
+    cairn.config.CAIRN_MASTER_KEYS = KEY_B;
+    const early = await restoreInto(inc.id);
+    expect(early.job.status).toBe('failed');
+    expect(early.job.error).toMatch(/master key keyA, which is not in CAIRN_MASTER_KEYS/);
+    cairn.config.CAIRN_MASTER_KEYS = `${KEY_B},${KEY_A}`;
+    const done = await cairn.api('POST', '/v1/admin/keys/rewrap', {});
+    expect(done.status, JSON.stringify(done.body)).toBe(200);
+    expect(done.body.failed).toEqual([]);
+    expect(done.body.stillNeeded).toEqual([]);
+    expect((await cairn.api('GET', `/v1/backups/${full.id}`)).body.encryption.keyId).toBe('keyB');
+    // A removed: every backup still restores.
+    cairn.config.CAIRN_MASTER_KEYS = KEY_B;
+    for (const b of [full, inc, underB]) {
+      const r = await restoreInto(b.id);
+      expect(r.job.status, JSON.stringify(r.job)).toBe('succeeded');
+    }
+    const restored = await restoreInto(underB.id);
+    expect(snapshotTree(restored.dir)).toEqual(snapshotTree(data));
+    // A member may not rotate.
+    const member = await cairn.api('POST', '/v1/tokens', { name: 'm', role: 'member', tenant: cairn.tenant });
+    expect((await cairn.api('POST', '/v1/admin/keys/rewrap', {}, member.body.token)).status).toBe(403);
+  }, 180_000);
 });

@@ -12,6 +12,8 @@ import { backupRoutes } from './routes/backups.routes.ts';
 import { instanceRoutes } from './routes/instances.routes.ts';
 import { instancePolicyRoutes } from './routes/instance-policy.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
+import { keyRoutes } from './routes/keys.routes.ts';
+import { KeyRewrapService } from './services/key-rewrap.service.ts';
 import { migrateRoutes } from './routes/migrate.routes.ts';
 import { nodeRoutes } from './routes/nodes.routes.ts';
 import { opsRoutes } from './routes/ops.routes.ts';
@@ -56,7 +58,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const instances = new InstanceService({ records, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
   const backups = new BackupService({ records, queues, instances, config, logger });
   const policies = new InstancePolicyService({ records, queues, instances, config, logger });
-  const files = new BackupFilesService({ store, backups, logger, records, keyring: keyringOf(config) });
+  const files = new BackupFilesService({ store, backups, logger, records, keyring: () => keyringOf(config) });
   const restores = new RestoreService({ records, queues, instances, backups, files, logger });
   const migrations = new MigrateService({ records, queues, instances, backups, files, logger });
   const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
@@ -72,6 +74,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
+  keyRoutes(registry, new KeyRewrapService({ records, keyring: () => keyringOf(config), logger }));
   let openapi: unknown;
   const ops = opsRoutes(
     registry,

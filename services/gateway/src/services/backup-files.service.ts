@@ -24,8 +24,8 @@ export interface BackupFilesServiceOptions {
   store: ObjectStore;
   backups: BackupService;
   logger: Logger;
-  /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS) and the records to find the data keys of backups read from. */
-  keyring?: Keyring;
+  /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS, read at each use) and the records to find the data keys of backups read from. */
+  keyring?: () => Keyring | undefined;
   records?: Pick<RecordSet, 'backups'>;
   /** Indexes kept in memory (most recently used). */
   cacheIndexes?: number;
@@ -69,11 +69,11 @@ export class BackupFilesService {
   private readonly cache = new Map<string, Promise<LoadedIndex>>();
   private readonly sizes = new Map<string, number>();
 
-  private readonly keyring: Keyring | undefined;
+  private readonly ring: () => Keyring | undefined;
   private readonly records: Pick<RecordSet, 'backups'> | undefined;
 
   constructor(options: BackupFilesServiceOptions) {
-    this.keyring = options.keyring;
+    this.ring = options.keyring ?? (() => undefined);
     this.records = options.records;
     this.store = options.store;
     this.backups = options.backups;
@@ -186,14 +186,14 @@ export class BackupFilesService {
   private async loadHead(backup: Backup): Promise<ArchiveIndexHead> {
     const hit = this.cache.get(backup.id);
     if (hit) return (await hit).index;
-    return readIndexHead(openIndexObject(this.keyring, backup, await this.get(backup.indexKey, 'index')));
+    return readIndexHead(openIndexObject(this.ring(), backup, await this.get(backup.indexKey, 'index')));
   }
 
   /** The frame opener of an encrypted backup's archive (undefined when it is not encrypted). */
   private opener(backup: Backup, index: ArchiveIndexHead): Promise<FrameOpener | undefined> {
     if (!index.encryption) return Promise.resolve(undefined);
     if (!this.records) throw new CairnError('internal', 'the backup files service has no records to find data keys');
-    return frameOpenerFor(this.keyring, this.records.backups, backup, index);
+    return frameOpenerFor(this.ring(), this.records.backups, backup, index);
   }
 
   private load(backup: Backup): Promise<LoadedIndex> {
@@ -220,7 +220,7 @@ export class BackupFilesService {
   }
 
   private async fetchIndex(backup: Backup): Promise<LoadedIndex> {
-    const raw = await buffer(openIndexObject(this.keyring, backup, await this.get(backup.indexKey, 'index')));
+    const raw = await buffer(openIndexObject(this.ring(), backup, await this.get(backup.indexKey, 'index')));
     // decodeIndex gunzips and checks the structure (CairnError 'archive-corrupt' when it cannot).
     const index = decodeIndex(raw);
     const sorted = [...index.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
