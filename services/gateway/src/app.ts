@@ -4,6 +4,7 @@ import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { bullBoard } from './admin/bull-board.ts';
 import { ApiRegistry } from './http/api-routes.ts';
 import { buildOpenApi } from './http/openapi.ts';
+import { uiStatic } from './http/ui-static.ts';
 import { bearerAuthenticator } from './middleware/authenticate.ts';
 import { errorHandler } from './middleware/error-handler.ts';
 import { requestContext } from './middleware/request-context.ts';
@@ -98,6 +99,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   app.use(bullBoard({ basePath: '/admin/queues', tokens, queues, nodes }));
   app.use(ops.routes());
   app.use(api.routes());
+  app.use(uiStatic()); // the web UI at /ui (services/ui/dist)
   return { app, registry, tokens };
 }
 

@@ -1,0 +1,195 @@
+import type { ComponentChildren } from 'preact';
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { ApiError, api, watchJob } from './api.ts';
+import { formatBytes } from './format.ts';
+import { ACTIVE_JOB, type Job } from './types.ts';
+
+/** An error shown as the API states it: its code and message. */
+export function ErrorBox({ error }: { error: unknown }) {
+  if (!error) return null;
+  const e = error instanceof ApiError ? error : null;
+  return (
+    <div class="error" role="alert">
+      {e ? (
+        <>
+          <strong>{e.status ? `${e.status} ${e.code}` : e.code}</strong>: {e.message}
+        </>
+      ) : (
+        String((error as Error)?.message ?? error)
+      )}
+    </div>
+  );
+}
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: unknown;
+  loading: boolean;
+  reload: () => void;
+}
+
+/** Runs `load` when `deps` change (and on reload()), keeping the last data while reloading. */
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
+  const [state, setState] = useState<{ data?: T; error?: unknown; loading: boolean }>({ loading: true });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setState((s) => ({ ...s, loading: true }));
+    load().then(
+      (data) => live && setState({ data, loading: false }),
+      (error: unknown) => live && setState((s) => ({ data: s.data, error, loading: false })),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  return { data: state.data, error: state.error, loading: state.loading, reload };
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p class="muted" aria-busy="true">
+      Loading {what}…
+    </p>
+  );
+}
+
+export function Section({ title, id, children, actions }: { title: string; id: string; children: ComponentChildren; actions?: ComponentChildren }) {
+  return (
+    <section aria-labelledby={id} class="card">
+      <div class="card-head">
+        <h2 id={id}>{title}</h2>
+        {actions}
+      </div>
+      {children}
+    </section>
+  );
+}
+
+export function StatusBadge({ status }: { status: string }) {
+  return <span class={`badge status-${status}`}>{status}</span>;
+}
+
+/**
+ * Live progress of a job over its event stream: stage, a progress bar, files and bytes, and the
+ * final status (with the job's error). `onEnd` is called once with the last job.
+ */
+export function JobProgressView({ jobId, label, onEnd }: { jobId: string; label: string; onEnd?: (job: Job | null) => void }) {
+  const [job, setJob] = useState<Job | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [ended, setEnded] = useState(false);
+  const onEndRef = useRef(onEnd);
+  onEndRef.current = onEnd;
+  useEffect(() => {
+    const abort = new AbortController();
+    watchJob(jobId, setJob, abort.signal).then(
+      (last) => {
+        if (abort.signal.aborted) return;
+        setEnded(true);
+        onEndRef.current?.(last);
+      },
+      (err: unknown) => {
+        if (abort.signal.aborted) return;
+        setError(err);
+        setEnded(true);
+        onEndRef.current?.(null);
+      },
+    );
+    return () => abort.abort();
+  }, [jobId]);
+
+  const p = job?.progress;
+  const active = !ended && (!job || ACTIVE_JOB.has(job.status));
+  const percent = p ? Math.max(0, Math.min(100, Math.round(p.percent))) : 0;
+  return (
+    <div class="progress-box" data-testid="job-progress" data-job-id={jobId} data-status={job?.status ?? 'queued'} data-ended={String(ended)}>
+      <div class="progress-head">
+        <strong>{label}</strong> <StatusBadge status={job?.status ?? 'queued'} />
+        {active && job ? <CancelButton job={job} /> : null}
+      </div>
+      <progress max={100} value={job?.status === 'succeeded' ? 100 : percent} aria-label={`${label}: progress`}>
+        {percent}%
+      </progress>
+      <p aria-live="polite" class="progress-text">
+        {job?.status === 'succeeded'
+          ? 'Finished'
+          : job?.status && !ACTIVE_JOB.has(job.status)
+            ? `Ended: ${job.status}`
+            : p
+              ? `${p.stage}: ${percent}%`
+              : 'Waiting for a worker…'}
+        {p && p.filesTotal > 0 ? ` · ${p.filesDone}/${p.filesTotal} files` : ''}
+        {p && p.bytesTotal > 0 ? ` · ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}` : ''}
+        {p?.etaSeconds && active ? ` · about ${Math.ceil(p.etaSeconds)} s left` : ''}
+      </p>
+      {job?.error ? <ErrorBox error={new ApiError(0, job.errorCode ?? 'job-failed', job.error)} /> : null}
+      <ErrorBox error={error} />
+    </div>
+  );
+}
+
+export function CancelButton({ job, onDone }: { job: Job; onDone?: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  return (
+    <span>
+      <button
+        type="button"
+        class="secondary"
+        disabled={busy}
+        onClick={async () => {
+          setBusy(true);
+          setError(null);
+          try {
+            await api('POST', `/v1/jobs/${encodeURIComponent(job.id)}/cancel`);
+            onDone?.();
+          } catch (err) {
+            setError(err);
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        Cancel job
+      </button>
+      <ErrorBox error={error} />
+    </span>
+  );
+}
+
+/** A modal confirmation (`<dialog>`): focus moves into it, Escape closes it. */
+export function ConfirmDialog({
+  title,
+  children,
+  confirmLabel,
+  onConfirm,
+  onClose,
+}: {
+  title: string;
+  children: ComponentChildren;
+  confirmLabel: string;
+  onConfirm: () => void;
+  onClose: () => void;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  useEffect(() => {
+    const d = ref.current;
+    if (d && !d.open) d.showModal();
+    return () => d?.close();
+  }, []);
+  return (
+    <dialog ref={ref} aria-labelledby="confirm-title" onClose={onClose} onCancel={onClose}>
+      <h2 id="confirm-title">{title}</h2>
+      {children}
+      <div class="actions">
+        <button type="button" class="danger" onClick={onConfirm}>
+          {confirmLabel}
+        </button>
+        <button type="button" class="secondary" onClick={() => ref.current?.close()} autofocus>
+          Keep everything as it is
+        </button>
+      </div>
+    </dialog>
+  );
+}

@@ -1,0 +1,147 @@
+/** The API's JSON shapes the UI reads (a subset of the OpenAPI document at /openapi.json). */
+
+export interface ApiErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export interface Volume {
+  name: string;
+  hostPath: string;
+  excludes: string[];
+}
+
+export interface Instance {
+  id: string;
+  name: string;
+  tenant: string;
+  nodeId: string;
+  volumes: Volume[];
+  createdAt: string;
+}
+
+export interface VolumeCoverage {
+  name: string;
+  hostPath: string;
+  covered: boolean;
+  root: string | null;
+  freeBytes: number | null;
+  totalBytes: number | null;
+  reason: string | null;
+}
+
+export interface Coverage {
+  instanceId: string;
+  nodeId: string;
+  node: { known: boolean; online: boolean; lastHeartbeatAt: string | null; heartbeatAgeSeconds: number | null };
+  covered: string[];
+  skipped: { name: string; reason: string }[];
+  volumes: VolumeCoverage[];
+  warnings: string[];
+  lastBackup: { id: string; status: string; createdAt: string; completedAt: string | null; warnings: unknown[] } | null;
+}
+
+export type BackupStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled' | 'deleting' | 'deleted';
+
+export interface Backup {
+  id: string;
+  instanceId: string;
+  status: BackupStatus;
+  trigger: 'manual' | 'schedule' | 'migrate';
+  kind: 'full' | 'incremental';
+  parentId: string | null;
+  volumes: string[];
+  storedBytes: number | null;
+  logicalBytes: number | null;
+  fileCount: number | null;
+  warnings: unknown[];
+  createdAt: string;
+  completedAt: string | null;
+  error: string | null;
+  name: string | null;
+  note: string | null;
+  pinned: boolean;
+}
+
+export interface JobProgress {
+  stage: string;
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+  percent: number;
+  etaSeconds: number | null;
+}
+
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+export interface Job {
+  id: string;
+  type: string;
+  status: JobStatus;
+  instanceId: string | null;
+  backupId: string | null;
+  targetInstanceId: string | null;
+  nodeId: string | null;
+  progress: JobProgress | null;
+  result: unknown;
+  error: string | null;
+  errorCode: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface FileEntry {
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'hardlink';
+  size: number;
+  mode: number;
+  mtime: string;
+  linkTarget?: string;
+}
+
+export interface FileList extends Page<FileEntry> {
+  backupId: string;
+  prefix: string;
+}
+
+export interface RetentionPolicy {
+  keepLast?: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  keepYearly?: number;
+  maxAgeDays?: number;
+}
+
+export interface Schedule {
+  id: string;
+  instanceId: string;
+  cron: string;
+  timezone: string;
+  volumes: string[] | null;
+  retention: RetentionPolicy;
+  enabled: boolean;
+  lastFiredAt: string | null;
+  lastBackupId: string | null;
+  lastSkipReason: string | null;
+  nextRunAt: string | null;
+}
+
+export interface RetentionPreview {
+  scheduleId: string;
+  timezone: string;
+  at: string;
+  keep: { backupId: string; createdAt: string; reasons: { rule: string; bucket: string }[]; expiresAt: string | null }[];
+  drop: { backupId: string; createdAt: string; reason: string }[];
+  untouched: number;
+  pinned: string[];
+}
+
+export const ACTIVE_JOB: ReadonlySet<JobStatus> = new Set(['queued', 'running']);

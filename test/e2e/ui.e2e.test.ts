@@ -1,0 +1,213 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCairn, type Cairn } from '../support/cairn-harness.ts';
+
+/**
+ * The web UI (issue 15) in a real browser: Debian's Chromium driven by playwright-core against a
+ * running Cairn (gateway serving the built UI at /ui, control and node workers). Screenshots of
+ * each page go to services/ui/test-results/screenshots (gitignored).
+ */
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = path.resolve('services/ui/test-results/screenshots');
+
+/** Installs Debian's Chromium when it is missing (the test stack runs as root, like the Postgres it installs). */
+function ensureChromium(): void {
+  if (fs.existsSync(CHROMIUM)) return;
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot) throw new Error(`${CHROMIUM} is missing and this is not root: install Debian's chromium package (apt-get install -y chromium)`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const install = () => execFileSync('apt-get', ['install', '-y', '-q', 'chromium'], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 540_000 });
+  try {
+    install();
+  } catch {
+    try {
+      execFileSync('apt-get', ['update', '-q'], { env, stdio: ['ignore', 'ignore', 'pipe'], timeout: 180_000 });
+      install();
+    } catch (err) {
+      throw new Error(`could not install Chromium with apt-get (apt-get install -y chromium): ${(err as Error).message}`);
+    }
+  }
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium but ${CHROMIUM} is still missing`);
+}
+
+describe('web UI in Chromium', () => {
+  let cairn: Cairn;
+  let browser: Browser;
+  let admin: BrowserContext;
+  let page: Page;
+  let appDir: string;
+  let instanceId: string;
+  let otherId: string;
+  let memberToken: string;
+  let backupId: string;
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const instanceName = `ui-shop-${suffix}`;
+  const otherName = `ui-other-${suffix}`;
+  const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+  beforeAll(async () => {
+    ensureChromium();
+    // The gateway serves services/ui/dist: build it from the current sources.
+    execFileSync(process.execPath, ['scripts/build-ui.mjs', '--strict'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    fs.mkdirSync(SHOTS, { recursive: true });
+
+    cairn = await startCairn();
+    appDir = path.join(cairn.volumeRoot, 'shop');
+    fs.mkdirSync(path.join(appDir, 'data/docs'), { recursive: true });
+    fs.writeFileSync(path.join(appDir, 'data/hello.txt'), 'hello\n');
+    fs.writeFileSync(path.join(appDir, 'data/docs/readme.md'), '# original\n');
+    fs.writeFileSync(path.join(appDir, 'data/docs/notes.txt'), Buffer.alloc(200_000, 'n'));
+    const created = await cairn.api('POST', '/v1/instances', {
+      name: instanceName,
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: path.join(appDir, 'data') }],
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    instanceId = created.body.id;
+    fs.mkdirSync(path.join(cairn.volumeRoot, 'other/data'), { recursive: true });
+    const other = await cairn.api('POST', '/v1/instances', {
+      name: otherName,
+      nodeId: cairn.nodeId,
+      tenant: `${cairn.tenant}-b`,
+      volumes: [{ name: 'data', hostPath: path.join(cairn.volumeRoot, 'other/data') }],
+    });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    otherId = other.body.id;
+    const token = await cairn.api('POST', '/v1/tokens', { name: `ui-member-${suffix}`, role: 'member', tenant: cairn.tenant });
+    expect(token.status, JSON.stringify(token.body)).toBe(201);
+    memberToken = token.body.token;
+
+    // launch() gives Chromium a fresh, empty --user-data-dir of its own (removed at close).
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    admin = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+    page = await admin.newPage();
+  }, 600_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await cairn?.close();
+  });
+
+  it('redirects / to /ui and signs in with a token kept in sessionStorage', async () => {
+    await page.goto(cairn.url);
+    expect(new URL(page.url()).pathname).toBe('/ui/');
+    await shot(page, '01-sign-in');
+    await page.getByLabel('API token').fill('cairn_not-a-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('401 unauthorized');
+
+    await page.getByLabel('API token').fill(cairn.adminToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Instances' }).waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem('cairn.token'))).toBe(cairn.adminToken);
+    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+
+    const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: instanceName }) });
+    await row.getByText('backed up').waitFor();
+    expect(await row.textContent()).toContain('never'); // no successful backup yet
+    await expect.poll(() => page.getByRole('link', { name: otherName }).count()).toBe(1); // admins see every tenant
+    await shot(page, '02-instances');
+  });
+
+  it('backs up now and follows the progress to the end', async () => {
+    await page.getByRole('link', { name: instanceName }).click();
+    await page.getByRole('heading', { name: instanceName }).waitFor();
+    await page.getByRole('button', { name: 'Back up now' }).click();
+    const progress = page.getByTestId('job-progress');
+    await progress.waitFor();
+    await page.locator('[data-testid="job-progress"][data-ended="true"]').waitFor({ timeout: 30_000 });
+    expect(await progress.getAttribute('data-status')).toBe('succeeded');
+    expect(await progress.textContent()).toContain('Finished');
+    await shot(page, '03-instance-after-backup');
+
+    const backups = await cairn.api('GET', `/v1/instances/${instanceId}/backups`);
+    backupId = backups.body.items[0].id;
+    expect(backups.body.items[0].status).toBe('completed');
+    const row = page.locator(`tr[data-backup-id="${backupId}"]`);
+    await row.getByText('completed').waitFor();
+    expect(await row.textContent()).toContain('full');
+  });
+
+  it('browses the backup by directory and downloads one path', async () => {
+    await page.locator(`tr[data-backup-id="${backupId}"]`).getByRole('link', { name: 'Browse and restore' }).click();
+    await page.getByRole('button', { name: 'Open directory data' }).click();
+    await page.getByRole('button', { name: 'Open directory data/docs' }).click();
+    await page.locator('tr[data-path="data/docs/readme.md"]').waitFor();
+    expect(await page.locator('tr[data-path="data/docs/notes.txt"]').textContent()).toContain('195 KiB');
+    await shot(page, '04-backup-files');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download data/docs/readme.md' }).click()]);
+    expect(download.suggestedFilename()).toMatch(/\.tar$/);
+    const file = path.join(cairn.volumeRoot, 'readme-download.tar');
+    await download.saveAs(file);
+    expect(fs.readFileSync(file).includes(Buffer.from('# original\n'))).toBe(true);
+  });
+
+  it('restores one file after a confirmation naming what it replaces', async () => {
+    const target = path.join(appDir, 'data/docs/readme.md');
+    fs.writeFileSync(target, '# changed after the backup\n');
+    await page.getByLabel('Select data/docs/readme.md for restore').check();
+    await page.getByLabel(/The selected paths/).check();
+    await page.getByRole('button', { name: 'Restore…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    const replaces = await dialog.getByTestId('restore-replaces').textContent();
+    expect(replaces).toContain('data/docs/readme.md');
+    expect(replaces).toContain(target);
+    expect(await dialog.textContent()).toContain(instanceName);
+    await shot(page, '05-restore-confirm');
+    await dialog.getByRole('button', { name: 'Restore now' }).click();
+    await page.locator('[data-testid="job-progress"][data-ended="true"]').waitFor({ timeout: 30_000 });
+    expect(await page.getByTestId('job-progress').getAttribute('data-status')).toBe('succeeded');
+    await shot(page, '06-restore-done');
+    expect(fs.readFileSync(target, 'utf8')).toBe('# original\n');
+    expect(fs.readFileSync(path.join(appDir, 'data/hello.txt'), 'utf8')).toBe('hello\n');
+  });
+
+  it('lists jobs', async () => {
+    await page.getByRole('link', { name: 'Jobs' }).click();
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    await page.locator('tr[data-job-id]').first().waitFor();
+    await shot(page, '07-jobs');
+  });
+
+  it("shows a member only its tenant, and another tenant's instance as the API's 404, at phone width", async () => {
+    const member = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+    try {
+      const p = await member.newPage();
+      await p.goto(`${cairn.url}/ui/`);
+      await p.getByLabel('API token').fill(memberToken);
+      await p.getByRole('button', { name: 'Sign in' }).click();
+      await p.getByRole('link', { name: instanceName }).waitFor();
+      expect(await p.getByRole('link', { name: otherName }).count()).toBe(0);
+      await shot(p, '08-member-instances-phone');
+
+      await p.goto(`${cairn.url}/ui/#/instances/${otherId}`);
+      const alert = p.getByRole('alert');
+      await alert.waitFor();
+      expect(await alert.textContent()).toMatch(/^404 not-found: /);
+      await shot(p, '09-member-denied-phone');
+      // The page is readable at phone width: nothing wider than the screen.
+      expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    } finally {
+      await member.close();
+    }
+  });
+});
