@@ -22,6 +22,7 @@ import { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
 import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
+import { reportEncryption, runEncryption } from './encryption.bench.ts';
 import { reportIncremental, runIncremental } from './incremental.bench.ts';
 import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type Sample } from './measure.ts';
 
@@ -275,6 +276,7 @@ async function main(): Promise<void> {
     results.push(res);
   }
   const incremental = await runIncremental({ large, small, reps: REPS, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
+  const encryption = await runEncryption({ large, small, reps: REPS, ...(ONLY ? { only: ONLY } : {}) });
   const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
   const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
   if (!ONLY) console.log('\nmeasuring peak RSS in fresh processes...');
@@ -284,6 +286,10 @@ async function main(): Promise<void> {
   if (incremental.length) {
     console.log("\nIncremental backups of an unchanged volume (issue 11), archive and index written to files on the disk of restic's repository:");
     reportIncremental(incremental);
+  }
+  if (encryption.length) {
+    console.log('\nEncryption at rest (issue 14): pack, zstd, null sink, with and without every frame sealed (AES-256-GCM):');
+    reportEncryption(encryption);
   }
   await sharedWorkerHost().close();
   if (process.env.CAIRN_BENCH_KEEP !== '1') {
