@@ -540,6 +540,15 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(child).toMatchObject({ kind: 'incremental', parentId: backup.id, status: 'running' });
       });
 
+      test('create keeps a given creation time and encryption field (a row recreated by the catalog rebuild)', async () => {
+        const w = await world(r);
+        const createdAt = new Date('2025-03-04T05:06:07.089Z');
+        const encryption = { mode: 'aes-256-gcm', keyId: 'k1', wrappedKey: 'd3JhcHBlZA' };
+        const backup = await r.backups.create({ ...newBackup(w.instance.id), status: 'completed', createdAt, encryption });
+        expect(backup).toMatchObject({ status: 'completed', createdAt, encryption });
+        expect(await r.backups.get(backup.id)).toMatchObject({ createdAt, encryption });
+      });
+
       test('create refuses an instance that does not exist (foreign key)', async () => {
         const input = newBackup(newId());
         await rejection(r.backups.create(input));

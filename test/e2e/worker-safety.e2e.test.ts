@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CairnError, JobQueues, backupPrefix, cancelChannel, createLogger, createRedis, newId, type Records } from '@cairn/core';
+import { CairnError, JobQueues, backupPrefix, cancelChannel, createLogger, createRedis, manifestKey, newId, type Records } from '@cairn/core';
 import { JobLifecycle } from '@cairn/worker/job-lifecycle.ts';
 import { BackupJob } from '@cairn/worker/node/backup.pipeline.ts';
 import type { NodeContext } from '@cairn/worker/node/node-context.ts';
@@ -193,7 +193,7 @@ describe('backup and job records under failures and races', () => {
     const keys: string[] = [];
     for await (const o of cairn.runtime.store.listAll(backupPrefix(instanceId, backup.id))) keys.push(o.key);
     // Before the fix the catch-all deleted both objects: a completed row pointing at nothing.
-    expect(keys.sort()).toEqual([row.indexKey, row.storageKey].sort());
+    expect(keys.sort()).toEqual([row.indexKey, row.storageKey, manifestKey(instanceId, backup.id)].sort()); // the manifest: issue 14
 
     failing.on = false;
     await expect(runBackup(ctx, job.id, 2)).resolves.toMatchObject({ status: 'succeeded', result: { backupId: backup.id } });

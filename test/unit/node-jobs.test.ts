@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryObjectStore, MemoryRecords, archiveKey, backupPrefix, createLogger, indexKey, newId } from '@cairn/core';
+import { MemoryObjectStore, MemoryRecords, archiveKey, backupPrefix, createLogger, indexKey, manifestKey, newId } from '@cairn/core';
 import { JobLifecycle, type JobWork } from '@cairn/worker/job-lifecycle.ts';
 import { BackupJob } from '@cairn/worker/node/backup.pipeline.ts';
 import type { NodeContext } from '@cairn/worker/node/node-context.ts';
@@ -105,7 +105,10 @@ describe('backup job', () => {
     expect(row).toMatchObject({ status: 'completed', fileCount: 2, error: null });
     expect(row?.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(Number(row?.sizeBytes)).toBe((await s.store.head(backup.storageKey))?.size);
-    expect(await keysOf(s.store, backupPrefix(s.instanceId, backup.id))).toEqual([backup.storageKey, backup.indexKey].sort());
+    // The manifest (issue 14): what a catalog rebuild recreates the row from.
+    expect(await keysOf(s.store, backupPrefix(s.instanceId, backup.id))).toEqual(
+      [backup.storageKey, backup.indexKey, manifestKey(s.instanceId, backup.id)].sort(),
+    );
     expect((await s.records.jobs.get(jobId))?.status).toBe('succeeded');
     expect(s.enqueued).toEqual(['retention:sch-1']);
   });

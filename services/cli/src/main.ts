@@ -9,6 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { ApiError, CairnClient } from './api-client.ts';
+import { CATALOG_USAGE, catalogCommand } from './catalog.command.ts';
 import { followJob } from './job-progress.ts';
 import { MIGRATE_USAGE, migrateCommand } from './migrate.command.ts';
 import { printTable } from './output.ts';
@@ -34,6 +35,7 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
   restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
 ${MIGRATE_USAGE}
+${CATALOG_USAGE}
   delete <backupId>...                           soft delete (objects removed by cleanup)
   jobs [--instance ID] [--status S] [--type T]   job history
   job <jobId> [--follow]                         show (and follow) a job
@@ -82,6 +84,8 @@ const options = {
   paths: { type: 'string' },
   'no-wait': { type: 'boolean', default: false },
   follow: { type: 'boolean', default: false },
+  'dry-run': { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
@@ -357,6 +361,8 @@ async function run(argv: string[]): Promise<number> {
         },
         (message) => new UsageError(message),
       );
+    case 'catalog':
+      return catalogCommand(client, { sub: args[0], dryRun: o['dry-run'], json: o.json }, (message) => new UsageError(message));
     case 'delete': {
       if (!args.length) throw new UsageError('missing backup id');
       const res = await client.request('POST', '/v1/backups/delete', { ids: args });

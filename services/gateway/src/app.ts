@@ -10,6 +10,7 @@ import { errorHandler } from './middleware/error-handler.ts';
 import { requestContext } from './middleware/request-context.ts';
 import type { QueuePort } from './queue/queue-client.ts';
 import { backupRoutes } from './routes/backups.routes.ts';
+import { catalogRoutes } from './routes/catalog.routes.ts';
 import { instanceRoutes } from './routes/instances.routes.ts';
 import { instancePolicyRoutes } from './routes/instance-policy.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
@@ -75,6 +76,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
+  catalogRoutes(registry, { records, store, logger });
   keyRoutes(registry, new KeyRewrapService({ records, keyring: () => keyringOf(config), logger }));
   let openapi: unknown;
   const ops = opsRoutes(

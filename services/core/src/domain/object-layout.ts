@@ -23,3 +23,12 @@ export function parseBackupKey(key: string): { instanceId: string; backupId: str
   const m = /^instances\/([^/]+)\/backups\/([^/]+)\//.exec(key);
   return m ? { instanceId: m[1]!, backupId: m[2]! } : null;
 }
+
+/**
+ * The backup's manifest (issue 14, restore from the bucket alone): its row and its instance as
+ * JSON, written once the backup is completed. Part of the backup: its cleanup removes it with the
+ * index. Read by `cairn catalog rebuild` (domain/catalog-manifest.ts).
+ */
+export function manifestKey(instanceId: string, backupId: string): string {
+  return `${backupPrefix(instanceId, backupId)}manifest.json`;
+}

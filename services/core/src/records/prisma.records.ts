@@ -250,7 +250,8 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
       const agg = await db.backup.aggregate({ where: backupWhere(filter), _sum: { sizeBytes: true } });
       return agg._sum.sizeBytes ?? 0n;
     },
-    create: (backup) => unique(db.backup.create({ data: backup })),
+    create: ({ encryption, ...backup }) =>
+      unique(db.backup.create({ data: { ...backup, ...(encryption !== undefined ? { encryption: json(encryption) } : {}) } })),
     async transition(id, from, to, changes = {}) {
       const { count } = await unique(
         db.backup.updateMany({

@@ -154,7 +154,8 @@ export interface NewBackup {
   name?: string | null;
   note?: string | null;
   pinned?: boolean;
-  /** Encryption at rest: the wrap of the data key of this upload attempt (crypto/keyring.ts), or a re-wrap under another key. */
+  /** A row recreated from the bucket (catalog rebuild, issue 14) keeps its original creation time and encryption field. */
+  createdAt?: Date;
   encryption?: JsonInput;
 }
 
@@ -180,6 +181,8 @@ export interface BackupChanges {
   name?: string | null;
   note?: string | null;
   pinned?: boolean;
+  /** Encryption at rest: the wrap of the data key of this upload attempt (crypto/keyring.ts), or a re-wrap under another key. */
+  encryption?: JsonInput;
 }
 
 export interface BackupRecords {

@@ -1,4 +1,4 @@
-import { parseBackupKey, softDeleteBackups, type BackupStatus, type DeletionQueues, type JobQueues, type Logger, type Records } from '@cairn/core';
+import { manifestKey, parseBackupKey, softDeleteBackups, type BackupStatus, type DeletionQueues, type JobQueues, type Logger, type Records } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { ThawedWindow } from '../node/hooks/run-with-hooks.ts';
 import { thawAbandonedHookWindows } from './hook-thaw.ts';
@@ -15,7 +15,9 @@ import { thawAbandonedHookWindows } from './hook-thaw.ts';
  *    missing → `failed` ("archive missing").
  * 4. Incomplete multipart uploads older than `uploadGraceMs`, except those of a backup being produced.
  * 5. Objects under the prefix whose backup has no row or is `deleted`/`failed`/`cancelled`, older
- *    than `orphanGraceMs` → deleted.
+ *    than `orphanGraceMs` → deleted; except, for an instance with a backup manifest in the bucket
+ *    whose backup has no row at all (a lost database, issue 14), the objects of its backups
+ *    without a row: reported as unrecorded, left for `cairn catalog rebuild`.
  * Grace periods keep the sweep off work in flight: a row is written before its job is enqueued and
  * before its objects are uploaded, so young things are left for the next sweep.
  */
@@ -68,6 +70,11 @@ export interface SweepReport {
   foreignKeys: number;
   /** Post hooks run for hook windows left open by a worker that died between pre and post (issue 13). */
   thawedHookWindows: ThawedWindow[];
+  /**
+   * Backups with a manifest in the bucket and no row at all (a lost or emptied database): their
+   * instance's row-less objects are never deleted; `cairn catalog rebuild` recreates the rows.
+   */
+  unrecordedBackups: string[];
   /** Per-item problems (a delete that failed...); the sweep goes on. */
   problems: string[];
 }
@@ -94,6 +101,7 @@ export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOpti
     youngOrphans: 0,
     foreignKeys: 0,
     thawedHookWindows: [],
+    unrecordedBackups: [],
     problems: [],
   };
   await sweepLostJobs(deps, opts, clock(), report);
@@ -242,6 +250,19 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
     if (live === undefined) referred.set(backupId, (live = (await records.backups.liveReferrers(backupId)).length > 0));
     return live;
   };
+  // A completed backup's manifest without any row: the database lost the instance's records. Its
+  // objects (and those of its instance's other row-less backups: archives it reads from) are what a
+  // catalog rebuild recreates the rows from, never orphans.
+  const unrecorded = new Set<string>();
+  for (const key of objects.keys()) {
+    const owner = parseBackupKey(key);
+    if (owner && !status.has(owner.backupId) && key === manifestKey(owner.instanceId, owner.backupId)) {
+      unrecorded.add(owner.instanceId);
+      push(report.unrecordedBackups, owner.backupId);
+    }
+  }
+  if (unrecorded.size)
+    deps.logger.warn({ instances: [...unrecorded].slice(0, LIST_CAP) }, 'sweep: backups in the bucket have no records; run cairn catalog rebuild');
   const doomed: string[] = [];
   let doomedBytes = 0;
   for (const [key, info] of objects) {
@@ -251,6 +272,7 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
       continue;
     }
     const state = status.get(owner.backupId);
+    if (state === undefined && unrecorded.has(owner.instanceId)) continue;
     if (state !== undefined && !DEAD_BACKUP.includes(state)) continue;
     // A dead backup's archive that a live incremental still reads from is not an orphan. No lock
     // needed: a dead backup never gains a referrer (references only spread from a live parent).
@@ -284,6 +306,7 @@ export function summarise(report: SweepReport) {
     youngOrphans: report.youngOrphans,
     foreignKeys: report.foreignKeys,
     thawedHookWindows: report.thawedHookWindows.length,
+    unrecordedBackups: report.unrecordedBackups.length,
     problems: report.problems.length,
   };
 }

@@ -19,6 +19,7 @@ import { referenceParent, releaseArchiveObjects } from '@cairn/core/domain/objec
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { writeWithRetry } from '../job-lifecycle.ts';
 import type { Failure } from '../job-outcome.ts';
+import { recordBackupManifest } from './backup-manifest.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import type { NodeContext } from './node-context.ts';
@@ -175,6 +176,7 @@ export class BackupJob implements JobWork<BackupResult> {
     });
     if (!completed) return this.lostRace(backup, run);
     this.started = false; // completed: from here on nothing of it is undone
+    await recordBackupManifest(this.ctx, backup.id, run.log); // issue 14: what a catalog rebuild reads
     run.progress('done');
     if (backup.trigger === 'schedule' && backup.scheduleId) {
       // Best effort: the periodic retention run catches up if this enqueue fails.
