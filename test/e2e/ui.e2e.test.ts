@@ -116,8 +116,9 @@ describe('web UI in Chromium', () => {
     await page.getByLabel('API token').fill(cairn.adminToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Instances' }).waitFor();
-    expect(await page.evaluate(() => sessionStorage.getItem('cairn.token'))).toBe(cairn.adminToken);
-    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+    // Expressions as strings: this file is type-checked without the DOM library.
+    expect(await page.evaluate<string | null>("sessionStorage.getItem('cairn.token')")).toBe(cairn.adminToken);
+    expect(await page.evaluate<number>('localStorage.length')).toBe(0);
 
     const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: instanceName }) });
     await row.getByText('backed up').waitFor();
@@ -205,7 +206,7 @@ describe('web UI in Chromium', () => {
       expect(await alert.textContent()).toMatch(/^404 not-found: /);
       await shot(p, '09-member-denied-phone');
       // The page is readable at phone width: nothing wider than the screen.
-      expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      expect(await p.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
     } finally {
       await member.close();
     }
