@@ -155,6 +155,7 @@ describe('incremental backups end to end', () => {
     changed = snapshotTree(data);
     const b = await backup();
     incId = b.id;
+    process.stderr.write(`incremental after the changes: stored ${b.storedBytes} B, reused ${b.reusedBytes} B, logical ${b.logicalBytes} B\n`);
     expect(b.kind).toBe('incremental');
     expect(b.parentId).toBe(fullId);
     // 2 MiB of random blocks rewritten, plus the small files whose frames changed: the 200 MiB file
