@@ -85,6 +85,10 @@ const BACKUP_COLUMNS = [
   'status',
   'storageKey',
   'trigger',
+  'verifiedAt',
+  'verifyError',
+  'verifyLevel',
+  'verifyStatus',
   'volumes',
   'warnings',
 ];
@@ -1392,6 +1396,39 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         await rejection(r.policies.upsert(newId(), { manualBackupLimit: 1 }));
         await r.instances.delete(w3.instance.id);
         expect(await r.policies.get(w3.instance.id)).toBeNull();
+      });
+    });
+
+    describe('verification (issue 14)', () => {
+      test('verify fields are written and filtered on; the least recently verified completed backups come first', async () => {
+        const w = await world(r);
+        const older = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const newer = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const never = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const running = await r.backups.create(newBackup(w.instance.id, { status: 'running' }));
+        expect(older).toMatchObject({ verifiedAt: null, verifyLevel: null, verifyStatus: null, verifyError: null });
+        const t1 = new Date('2026-01-01T00:00:00.000Z');
+        const t2 = new Date('2026-01-02T00:00:00.000Z');
+        expect(
+          await r.backups.updateWhere({ id: older.id }, { verifiedAt: t1, verifyLevel: 'full', verifyStatus: 'failed', verifyError: 'block 3 is bad' }),
+        ).toBe(1);
+        expect(await r.backups.updateWhere({ id: newer.id }, { verifiedAt: t2, verifyLevel: 'quick', verifyStatus: 'ok' })).toBe(1);
+        expect(await r.backups.get(older.id)).toMatchObject({ verifiedAt: t1, verifyLevel: 'full', verifyStatus: 'failed', verifyError: 'block 3 is bad' });
+        expect((await r.backups.find({ instanceId: w.instance.id, verifyStatus: 'failed' })).map((b) => b.id)).toEqual([older.id]);
+        expect(await r.backups.count({ instanceId: w.instance.id, verifyStatus: 'ok' })).toBe(1);
+        const mine = new Set([older.id, newer.id, never.id, running.id]);
+        const order = (await r.backups.leastRecentlyVerified(100_000)).filter((b) => mine.has(b.id)).map((b) => b.id);
+        expect(order).toEqual([never.id, older.id, newer.id]);
+      });
+
+      test('jobs filter on their error code', async () => {
+        const w = await world(r);
+        const a = await r.jobs.create(newJob({ type: 'verify', instanceId: w.instance.id, status: 'running' }));
+        const b = await r.jobs.create(newJob({ type: 'verify', instanceId: w.instance.id, status: 'running' }));
+        await r.jobs.transition(a.id, ['running'], 'failed', { error: 'x', errorCode: 'archive-missing' });
+        await r.jobs.transition(b.id, ['running'], 'failed', { error: 'y', errorCode: 'unavailable' });
+        expect((await r.jobs.find({ instanceId: w.instance.id, errorCode: ['archive-missing', 'checksum-mismatch'] })).map((j) => j.id)).toEqual([a.id]);
+        expect(await r.jobs.count({ instanceId: w.instance.id, errorCode: 'unavailable' })).toBe(1);
       });
     });
 

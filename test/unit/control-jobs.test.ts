@@ -138,6 +138,6 @@ describe('handler registry', () => {
   });
 
   it('every declared control job name has a handler', () => {
-    expect([...CONTROL_JOB_NAMES].sort()).toEqual(['cleanup', 'migrate', 'retention', 'schedule-fire', 'sweep']);
+    expect([...CONTROL_JOB_NAMES].sort()).toEqual(['cleanup', 'migrate', 'retention', 'schedule-fire', 'sweep', 'verify']);
   });
 });

@@ -13,6 +13,7 @@ import { CATALOG_USAGE, catalogCommand } from './catalog.command.ts';
 import { followJob } from './job-progress.ts';
 import { MIGRATE_USAGE, migrateCommand } from './migrate.command.ts';
 import { printTable } from './output.ts';
+import { VERIFY_USAGE, verifyCommand } from './verify.command.ts';
 
 const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
 
@@ -35,6 +36,7 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar
   restore <backupId> [--target ID] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
 ${MIGRATE_USAGE}
+${VERIFY_USAGE}
 ${CATALOG_USAGE}
   delete <backupId>...                           soft delete (objects removed by cleanup)
   jobs [--instance ID] [--status S] [--type T]   job history
@@ -84,6 +86,8 @@ const options = {
   paths: { type: 'string' },
   'no-wait': { type: 'boolean', default: false },
   follow: { type: 'boolean', default: false },
+  level: { type: 'string' },
+  'sample-percent': { type: 'string' },
   'dry-run': { type: 'boolean', default: false },
   json: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -363,6 +367,8 @@ async function run(argv: string[]): Promise<number> {
       );
     case 'catalog':
       return catalogCommand(client, { sub: args[0], dryRun: o['dry-run'], json: o.json }, (message) => new UsageError(message));
+    case 'verify':
+      return verifyCommand(client, { backup: args[0], level: o.level, samplePercent: o['sample-percent'], wait }, (message) => new UsageError(message));
     case 'delete': {
       if (!args.length) throw new UsageError('missing backup id');
       const res = await client.request('POST', '/v1/backups/delete', { ids: args });

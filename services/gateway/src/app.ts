@@ -21,6 +21,7 @@ import { nodeRoutes } from './routes/nodes.routes.ts';
 import { opsRoutes } from './routes/ops.routes.ts';
 import { scheduleRoutes } from './routes/schedules.routes.ts';
 import { tokenRoutes } from './routes/tokens.routes.ts';
+import { verifyRoutes } from './routes/verify.routes.ts';
 import { BackupFilesService } from './services/backup-files.service.ts';
 import { BackupObjects } from './services/backup-objects.ts';
 import { BackupService } from './services/backup.service.ts';
@@ -32,6 +33,7 @@ import { MigrateService } from './services/migrate.service.ts';
 import { NodeService } from './services/node.service.ts';
 import { RestoreService } from './services/restore.service.ts';
 import { TokenService } from './services/token.service.ts';
+import { VerifyService } from './services/verify.service.ts';
 
 export const GATEWAY_VERSION = '0.1.0';
 
@@ -76,6 +78,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
   nodeRoutes(registry, nodes);
+  verifyRoutes(registry, new VerifyService({ records, queues, backups, logger }));
   catalogRoutes(registry, { records, store, logger });
   keyRoutes(registry, new KeyRewrapService({ records, keyring: () => keyringOf(config), logger }));
   let openapi: unknown;

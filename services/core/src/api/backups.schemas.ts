@@ -4,6 +4,7 @@ import { JobView } from './jobs.schemas.ts';
 import { BACKUP_KIND_REQUESTS } from '../domain/backup-kind.ts';
 import { BACKUP_NAME_MAX, BackupName, BackupNote, PinnedFlag } from './backup-names.schemas.ts';
 import { named } from './registry.ts';
+import { VerifyFields } from './verify.schemas.ts';
 
 export const BACKUP_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled', 'deleting', 'deleted'] as const;
 export const BACKUP_TRIGGERS = ['manual', 'schedule', 'migrate'] as const;
@@ -76,6 +77,7 @@ export const BackupView = named(
     name: z.string().nullable().describe('unique among the backups of its instance that are not deleting or deleted'),
     note: z.string().nullable(),
     pinned: z.boolean().describe('never expired by retention, not counted against the manual limit, deletion refused until unpinned'),
+    ...VerifyFields,
   }),
   'A backup is a restore point only when `completed`.',
 );

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { Keyring } from '../crypto/keyring.ts';
 import { CairnError } from '../errors.ts';
+import { parseDuration } from './duration.ts';
 
 /**
  * The whole environment of SPEC §13, parsed and validated once at start. Every bad variable is
@@ -141,6 +142,17 @@ const schema = z.object({
   // finds unchanged to compare their sha256 (0: never, 1: all).
   FULL_BACKUP_EVERY: int(1, 10_000).default(DEFAULT_FULL_BACKUP_EVERY),
   INCREMENTAL_REHASH_SHARE: share.default(DEFAULT_INCREMENTAL_REHASH_SHARE),
+  // Verify / scrub (issue 14): the control worker verifies completed backups every VERIFY_EVERY
+  // (empty: never), the least recently verified first, at VERIFY_LEVEL, until a run has read
+  // VERIFY_BYTES_BUDGET from S3.
+  VERIFY_EVERY: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || (parseDuration(v) ?? 0) >= 60_000, 'must be a duration of at least 1m, such as 24h or 30m (empty: off)')
+    .transform((v): number | null => (v === '' ? null : parseDuration(v)!))
+    .default(null),
+  VERIFY_LEVEL: z.enum(['quick', 'sample', 'full']).default('sample'),
+  VERIFY_BYTES_BUDGET: bytes(1, Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3),
   BODY_LIMIT: bytes(1024, 64 * 1024 ** 2).default(1024 ** 2),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -27,7 +27,8 @@ export type BackupKindRequest = (typeof BACKUP_KIND_REQUESTS)[number];
 export const PARENT_FORMAT_VERSIONS: readonly number[] = [2];
 
 /** What the choice reads of a backup row. */
-export type KindRow = Pick<Backup, 'id' | 'instanceId' | 'status' | 'kind' | 'parentId' | 'volumes' | 'compression' | 'format' | 'deletedAt' | 'completedAt'>;
+export type KindRow = Pick<Backup, 'id' | 'instanceId' | 'status' | 'kind' | 'parentId' | 'volumes' | 'compression' | 'format' | 'deletedAt' | 'completedAt'> &
+  Partial<Pick<Backup, 'verifyStatus'>>;
 
 export interface KindRequest {
   requested: BackupKindRequest;
@@ -64,6 +65,8 @@ export function parentIneligibility(row: KindRow, request: Omit<KindRequest, 're
   if (!sameSet(volumes, request.volumes)) return `it covers volumes ${[...volumes].sort().join(', ') || '(none)'}`;
   if (row.compression !== request.compression) return `its codec is ${row.compression}`;
   if (!PARENT_FORMAT_VERSIONS.includes(row.format)) return `it is in archive format ${row.format}`;
+  // Verification (issue 14) found it damaged: nothing may point at its frames again.
+  if (row.verifyStatus === 'failed') return 'it failed verification';
   return null;
 }
 

@@ -32,8 +32,8 @@ export type ControlJobPayload = z.infer<typeof controlJobPayload>;
  */
 export const NODE_JOB_NAMES = ['backup', 'restore', 'apply', 'discard', 'thaw'] as const;
 export type NodeJobName = (typeof NODE_JOB_NAMES)[number];
-// Only names a control worker has a handler for (it refuses to start otherwise): verify comes with its issue.
-export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate'] as const;
+// Only names a control worker has a handler for (it refuses to start otherwise).
+export const CONTROL_JOB_NAMES = ['cleanup', 'sweep', 'schedule-fire', 'retention', 'migrate', 'verify'] as const;
 export type ControlJobName = (typeof CONTROL_JOB_NAMES)[number];
 
 /** Retry policy for transient failures (S3 5xx, connection loss); permanent ones are UnrecoverableError. */

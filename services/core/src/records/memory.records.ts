@@ -208,7 +208,8 @@ function jobMatches(j: Job, f: JobFilter): boolean {
     (f.queue === undefined || j.queue === f.queue) &&
     (f.onNode === undefined || j.nodeId === f.onNode || j.queue === nodeQueueName(f.onNode)) &&
     (f.parentJobId === undefined || j.parentJobId === f.parentJobId) &&
-    (f.createdBefore === undefined || j.createdAt < f.createdBefore)
+    (f.createdBefore === undefined || j.createdAt < f.createdBefore) &&
+    (f.errorCode === undefined || (j.errorCode !== null && within(j.errorCode, f.errorCode)))
   );
 }
 
@@ -227,7 +228,8 @@ function backupMatches(t: Tables, b: Backup, f: BackupFilter): boolean {
     (f.expires === undefined || (b.expiresAt !== null) === f.expires) &&
     (f.name === undefined || b.name === f.name) &&
     (f.namePrefix === undefined || (b.name?.startsWith(f.namePrefix) ?? false)) &&
-    (f.pinned === undefined || b.pinned === f.pinned)
+    (f.pinned === undefined || b.pinned === f.pinned) &&
+    (f.verifyStatus === undefined || b.verifyStatus === f.verifyStatus)
   );
 }
 
@@ -388,6 +390,13 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         page,
       ),
     count: async (f) => [...tables().backups.values()].filter((b) => backupMatches(tables(), b, f)).length,
+    async leastRecentlyVerified(take) {
+      const at = (b: Backup) => b.verifiedAt?.getTime() ?? Number.NEGATIVE_INFINITY;
+      return [...tables().backups.values()]
+        .filter((b) => b.status === 'completed')
+        .sort((a, b) => at(a) - at(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        .slice(0, take);
+    },
     async countByStatus() {
       const counts = new Map<Backup['status'], number>();
       for (const b of tables().backups.values()) counts.set(b.status, (counts.get(b.status) ?? 0) + 1);
@@ -424,6 +433,10 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         name: null,
         note: null,
         pinned: false,
+        verifiedAt: null,
+        verifyLevel: null,
+        verifyStatus: null,
+        verifyError: null,
         ...(defined(backup) as typeof backup),
       } as Backup;
       checkBackupNames(t, [row]);

@@ -145,6 +145,7 @@ function jobWhere(f: JobFilter, idRange?: { gt?: string; lt?: string }): Prisma.
     queue: f.queue,
     parentJobId: f.parentJobId,
     createdAt: f.createdBefore ? { lt: f.createdBefore } : undefined,
+    errorCode: inList(f.errorCode),
     ...(and.length ? { AND: and } : {}),
   };
 }
@@ -223,6 +224,7 @@ function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): P
     // Prisma passes startsWith to LIKE as it is: the prefix's own % _ \ are escaped to match literally.
     name: f.name !== undefined || f.namePrefix !== undefined ? { equals: f.name, startsWith: f.namePrefix?.replace(/[\\%_]/g, '\\$&') } : undefined,
     pinned: f.pinned,
+    verifyStatus: f.verifyStatus,
   };
 }
 
@@ -242,6 +244,8 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
       return db.backup.findMany({ where: backupWhere(filter, p.idRange), orderBy: p.orderBy, take: p.take });
     },
     count: (filter) => db.backup.count({ where: backupWhere(filter) }),
+    leastRecentlyVerified: (take) =>
+      db.backup.findMany({ where: { status: 'completed' }, orderBy: [{ verifiedAt: { sort: 'asc', nulls: 'first' } }, { id: 'asc' }], take }),
     async countByStatus() {
       const groups = await db.backup.groupBy({ by: ['status'], _count: { _all: true } });
       return groups.map((g) => ({ status: g.status, count: g._count._all }));

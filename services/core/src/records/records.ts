@@ -12,6 +12,7 @@ import type {
   Node,
   Schedule,
   Tenant,
+  VerifyStatus,
   Volume,
 } from '../generated/prisma/client.ts';
 import type { HookRecords } from './hook.records.ts';
@@ -24,6 +25,7 @@ import type { HookRecords } from './hook.records.ts';
  */
 
 export type { ApiToken, Backup, BackupKind, BackupStatus, BackupTrigger, Instance, InstancePolicy, Job, JobStatus, JobType, Node, Schedule, Tenant, Volume };
+export type { VerifyStatus };
 
 /** A JSON value as stored in a Json column. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -62,6 +64,8 @@ export interface JobFilter {
   onNode?: string;
   parentJobId?: string;
   createdBefore?: Date;
+  /** Jobs that ended with one of these error codes (verify findings: metrics). */
+  errorCode?: OneOrMany<string>;
 }
 
 export interface NewJob {
@@ -135,6 +139,8 @@ export interface BackupFilter {
   /** Names starting with this (case-sensitive); unnamed backups never match. */
   namePrefix?: string;
   pinned?: boolean;
+  /** The outcome of the backup's last verification (issue 14). */
+  verifyStatus?: VerifyStatus;
 }
 
 export interface NewBackup {
@@ -183,6 +189,11 @@ export interface BackupChanges {
   pinned?: boolean;
   /** Encryption at rest: the wrap of the data key of this upload attempt (crypto/keyring.ts), or a re-wrap under another key. */
   encryption?: JsonInput;
+  /** The last verification (issue 14): when, at which level, its outcome and what was wrong. */
+  verifiedAt?: Date | null;
+  verifyLevel?: string | null;
+  verifyStatus?: VerifyStatus | null;
+  verifyError?: string | null;
 }
 
 export interface BackupRecords {
@@ -204,6 +215,11 @@ export interface BackupRecords {
    * in place still references the archive object of one of them.
    */
   deleteWhere(filter: BackupFilter): Promise<number>;
+  /**
+   * Completed backups, the least recently verified first (never verified before any, then by
+   * `verifiedAt`, then by id): the fleet-wide verify policy's order (issue 14).
+   */
+  leastRecentlyVerified(take: number): Promise<Backup[]>;
 
   // Object references (incremental backups): which backups read from which archive objects. An
   // archive object is named by its owner, the backup that wrote it (`storageKey`). See

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Middleware } from 'koa';
 import { CONTROL_QUEUE, nodeQueueName, type HookFailureCount, type Logger, type Records } from '@cairn/core';
+import { VERIFY_FINDING_CODES } from '@cairn/core/domain/backup-verify.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { heartbeatAgeSeconds, isOnline } from './presenters.ts';
 
@@ -22,6 +23,9 @@ interface FleetSnapshot {
   nodes: { id: string; ageSeconds: number | null; online: boolean }[];
   queues: { queue: string; counts: Record<string, number> }[];
   hookFailures: HookFailureCount[];
+  /** Verify (issue 14): verify jobs that found a problem, and completed backups whose last verification failed. */
+  verifyFindings?: number;
+  verifyFailedBackups?: number;
 }
 
 /**
@@ -124,6 +128,23 @@ export class MetricsService {
         for (const f of s.hookFailures) this.inc({ stage: f.stage, hook: f.phase, status: f.status }, f.count);
       },
     });
+    new Counter({
+      name: 'cairn_backup_verify_failures_total',
+      help: 'Verifications that found a backup damaged (checksum-mismatch, archive-corrupt, archive-missing), from Postgres',
+      registers,
+      async collect() {
+        this.reset();
+        this.inc((await fleet()).verifyFindings ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'cairn_backups_verify_failed',
+      help: 'Completed backups whose last verification failed',
+      registers,
+      async collect() {
+        this.set((await fleet()).verifyFailedBackups ?? 0);
+      },
+    });
     new Gauge({
       name: 'cairn_queue_jobs',
       help: 'BullMQ jobs per queue and state',
@@ -174,6 +195,10 @@ export class MetricsService {
         records.hooks.countFailures(),
       ]);
       s.hookFailures = hookFailures;
+      [s.verifyFindings, s.verifyFailedBackups] = await Promise.all([
+        records.jobs.count({ type: 'verify', status: 'failed', errorCode: [...VERIFY_FINDING_CODES] }),
+        records.backups.count({ status: 'completed', verifyStatus: 'failed' }),
+      ]);
       s.jobs = jobs;
       s.backups = backups;
       s.storedBytes = Number(stored);

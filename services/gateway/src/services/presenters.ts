@@ -78,6 +78,10 @@ export function backupView(b: Backup): BackupView {
     name: b.name,
     note: b.note,
     pinned: b.pinned,
+    verifiedAt: iso(b.verifiedAt),
+    verifyLevel: (b.verifyLevel as BackupView['verifyLevel']) ?? null,
+    verifyStatus: b.verifyStatus ?? null,
+    verifyError: b.verifyError ?? null,
   };
 }
 

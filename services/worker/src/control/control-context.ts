@@ -17,6 +17,8 @@ export interface ControlContext {
   sweep: Partial<SweepOptions>;
   /** Injectable clock for retention and sweeps (tests). */
   clock?: () => Date;
+  /** The fleet-wide verify run (VERIFY_LEVEL, VERIFY_BYTES_BUDGET); the built-in defaults when absent. */
+  verify?: { level: 'quick' | 'sample' | 'full'; bytesBudget: number };
 }
 
 /**

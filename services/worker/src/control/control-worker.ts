@@ -10,6 +10,7 @@ import type { SweepOptions } from './orphan-sweep.service.ts';
 import { runRetention } from './retention.handler.ts';
 import { runScheduleFire } from './schedule-fire.handler.ts';
 import { runSweep } from './sweep.handler.ts';
+import { runVerify } from './verify.handler.ts';
 
 export interface ControlWorkerOptions extends Runtime {
   /** Grace periods and timeouts of the orphan sweep (defaults: DEFAULT_SWEEP_OPTIONS). */
@@ -18,6 +19,8 @@ export interface ControlWorkerOptions extends Runtime {
   sweepEveryMs?: number | null;
   /** Period of retention over every schedule; null: not scheduled by this worker. Default 1 h. */
   retentionEveryMs?: number | null;
+  /** Period of the fleet-wide verify run; null: not scheduled. Default VERIFY_EVERY (empty: null). */
+  verifyEveryMs?: number | null;
   /** How often this worker checks that Redis still holds its schedulers (a flushed Redis). Default 5 min. */
   maintenanceCheckMs?: number;
   concurrency?: number;
@@ -31,11 +34,13 @@ const HANDLERS: Record<string, ControlHandler> = checkHandlers('control', CONTRO
   retention: runRetention,
   sweep: runSweep,
   migrate: runMigrate,
+  verify: runVerify,
 });
 
 /** Job scheduler ids of the periodic control jobs (schedules use `schedule-<id>`). */
 export const SWEEP_SCHEDULER_ID = 'cairn-sweep';
 export const RETENTION_SCHEDULER_ID = 'cairn-retention';
+export const VERIFY_SCHEDULER_ID = 'cairn-verify';
 const PERIODIC_JOB_OPTIONS = {
   attempts: 3,
   backoff: { type: 'exponential', delay: 10_000 },
@@ -57,6 +62,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     fullBackupEvery: opts.config.FULL_BACKUP_EVERY,
     sweep: opts.sweep ?? {},
     clock: opts.clock,
+    verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
   };
   const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
 
@@ -132,7 +138,8 @@ class Maintenance {
       const control = this.ctx.queues.queue(CONTROL_QUEUE);
       const sweepMissing = this.opts.sweepEveryMs !== null && !(await control.getJobScheduler(SWEEP_SCHEDULER_ID));
       const retentionMissing = this.opts.retentionEveryMs !== null && !(await control.getJobScheduler(RETENTION_SCHEDULER_ID));
-      if (sweepMissing || retentionMissing) {
+      const verifyMissing = this.verifyEvery() !== null && !(await control.getJobScheduler(VERIFY_SCHEDULER_ID));
+      if (sweepMissing || retentionMissing || verifyMissing) {
         this.ctx.logger.warn('periodic schedulers missing from Redis; reconciling every schedule');
         return await this.setUp();
       }
@@ -150,5 +157,14 @@ class Maintenance {
       await control.upsertJobScheduler(SWEEP_SCHEDULER_ID, { every: sweepEvery }, { name: 'sweep', data: {}, opts: PERIODIC_JOB_OPTIONS });
     if (retentionEvery !== null)
       await control.upsertJobScheduler(RETENTION_SCHEDULER_ID, { every: retentionEvery }, { name: 'retention', data: {}, opts: PERIODIC_JOB_OPTIONS });
+    // The fleet-wide verify run (issue 14): off (and its scheduler removed) when VERIFY_EVERY is empty.
+    const verifyEvery = this.verifyEvery();
+    if (verifyEvery !== null)
+      await control.upsertJobScheduler(VERIFY_SCHEDULER_ID, { every: verifyEvery }, { name: 'verify', data: {}, opts: PERIODIC_JOB_OPTIONS });
+    else if (this.opts.verifyEveryMs === undefined) await control.removeJobScheduler(VERIFY_SCHEDULER_ID);
+  }
+
+  private verifyEvery(): number | null {
+    return this.opts.verifyEveryMs === undefined ? (this.opts.config.VERIFY_EVERY ?? null) : this.opts.verifyEveryMs;
   }
 }

@@ -1,0 +1,210 @@
+/**
+ * Verification of a completed backup against what is stored (issue 14, verify / scrub), at one of
+ * three levels, each including the one before:
+ *
+ * - quick: the archive object exists with the size the backup recorded, every archive object its
+ *   index reads frames from (an incremental's) exists and is long enough, and the index reads and
+ *   agrees with the row and with itself (checkIndex: contiguous blocks, entries inside the tar);
+ * - sample: a random share of the files read back through only their frames (each frame checked
+ *   on decode, each file against its sha256) — files no restore has read included;
+ * - full: every frame of the archive decoded and checked, the whole tar parsed (every file's
+ *   sha256), and the sha256 of the archive's own object compared with the one recorded, so a
+ *   flipped byte anywhere in it is found, even in a frame no file owns (the end-of-archive one).
+ *
+ * A problem found is a CairnError whose code is one of VERIFY_FINDING_CODES and whose message
+ * names the object, block or file; anything else (S3 unreachable, a missing data key) is not a
+ * finding about the backup. Pure of the records: the caller records the outcome.
+ */
+import type { Readable } from 'node:stream';
+import { decodeIndex, planRuns } from '../archive/archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, Codec, FrameOpener, RangeReader } from '../archive/archive-types.ts';
+import { describeBlock } from '../archive/block-source.ts';
+import { drain, sampleFiles, verifyAllFrames, verifyFiles } from '../archive/verify-archive.ts';
+import { CairnError, type ErrorCode } from '../errors.ts';
+import type { Backup } from '../records/records.ts';
+import type { ObjectStore } from '../storage/object-store.ts';
+import { archiveKey, type Compression } from './object-layout.ts';
+import { createHash } from 'node:crypto';
+
+export const VERIFY_LEVELS = ['quick', 'sample', 'full'] as const;
+export type VerifyLevel = (typeof VERIFY_LEVELS)[number];
+export const DEFAULT_SAMPLE_PERCENT = 10;
+
+/** Error codes that are findings about the backup (recorded as a failed verification). */
+export const VERIFY_FINDING_CODES: readonly ErrorCode[] = ['checksum-mismatch', 'archive-corrupt', 'archive-missing'];
+
+export function isVerifyFinding(err: unknown): err is CairnError {
+  return err instanceof CairnError && VERIFY_FINDING_CODES.includes(err.code);
+}
+
+export interface VerifyRequest {
+  level: VerifyLevel;
+  /** sample: percent (0 < p ≤ 100) of the files read back (default 10). */
+  samplePercent?: number;
+}
+
+export interface BackupVerifyOptions extends VerifyRequest {
+  signal?: AbortSignal;
+  /** Random numbers in [0, 1) choosing the sample (tests). */
+  random?: () => number;
+  /** An encrypted backup: the stored index object as the index's bytes. */
+  openIndex?: (stored: Readable) => Readable;
+  /** An encrypted backup: the opener of its frames (given its index). */
+  frameOpener?: (index: ArchiveIndex) => Promise<FrameOpener | undefined>;
+  onProgress?: (stage: string, p?: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => void;
+}
+
+export interface VerifyReport {
+  level: VerifyLevel;
+  /** Archive objects found, own first. */
+  objects: { backupId: string; key: string; size: number }[];
+  blocks: number;
+  /** Frames read and checked (sample: those holding the chosen files; full: all). */
+  blocksChecked: number;
+  files: number;
+  filesChecked: number;
+  samplePercent?: number;
+  /** Stored bytes read from S3 (index and frames). */
+  bytesRead: number;
+  /** full: the sha256 of the archive's own object, as computed. */
+  sha256?: string;
+}
+
+function missing(what: string, key: string): CairnError {
+  return new CairnError('archive-missing', `${what} is missing (${key})`);
+}
+
+/** Range reads of the backup's archive objects (its own, or one it reads frames from), as a restore does them. */
+export function backupRangeReader(
+  store: ObjectStore,
+  backup: Pick<Backup, 'id' | 'instanceId' | 'storageKey'>,
+  codec: Codec,
+  signal?: AbortSignal,
+): RangeReader {
+  return async (start, end, object) => {
+    const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, codec as Compression);
+    try {
+      return await store.get(key, { range: { start, end }, signal });
+    } catch (err) {
+      if (err instanceof CairnError && err.code === 'not-found')
+        throw missing(
+          object === undefined ? `the archive object of backup ${backup.id}` : `the archive object of backup ${object}, which backup ${backup.id} reads from,`,
+          key,
+        );
+      throw err;
+    }
+  };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  await drain(stream, (c) => parts.push(c));
+  return Buffer.concat(parts);
+}
+
+/** Verifies one completed backup at `options.level`; throws a finding (see VERIFY_FINDING_CODES) naming what is wrong. */
+export async function verifyBackup(store: ObjectStore, backup: Backup, options: BackupVerifyOptions): Promise<VerifyReport> {
+  const { level, signal } = options;
+  const progress = options.onProgress ?? (() => undefined);
+  progress('checking-objects');
+
+  // The archive's own object, with the recorded size.
+  const own = await store.head(backup.storageKey);
+  if (!own) throw missing(`the archive object of backup ${backup.id}`, backup.storageKey);
+  if (backup.sizeBytes !== null && BigInt(own.size) !== backup.sizeBytes)
+    throw new CairnError(
+      'archive-corrupt',
+      `the archive object of backup ${backup.id} (${backup.storageKey}) holds ${own.size} bytes, the backup recorded ${backup.sizeBytes}`,
+    );
+
+  // The index: readable, well formed, and about this backup.
+  let stored: Readable;
+  try {
+    stored = await store.get(backup.indexKey, { signal });
+  } catch (err) {
+    if (err instanceof CairnError && err.code === 'not-found') throw missing(`the index object of backup ${backup.id}`, backup.indexKey);
+    throw err;
+  }
+  const raw = await readAll(options.openIndex ? options.openIndex(stored) : stored);
+  let bytesRead = raw.length;
+  let index: ArchiveIndex;
+  try {
+    index = decodeIndex(raw);
+  } catch (err) {
+    const e = err as CairnError;
+    throw new CairnError('archive-corrupt', `the index of backup ${backup.id} (${backup.indexKey}): ${e.message}`, { cause: err });
+  }
+  checkAgainstRow(backup, index, own.size);
+
+  // Every other archive object the index reads frames from: present and long enough.
+  const objects: VerifyReport['objects'] = [{ backupId: backup.id, key: backup.storageKey, size: own.size }];
+  const reach = new Map<string, number>();
+  index.blocks.forEach((b) => {
+    if (b.object !== undefined) reach.set(b.object, Math.max(reach.get(b.object) ?? 0, b.compressedOffset + b.compressedLength));
+  });
+  for (const [owner, needed] of reach) {
+    const key = archiveKey(backup.instanceId, owner, index.codec as Compression);
+    const info = await store.head(key);
+    if (!info) throw missing(`the archive object of backup ${owner}, which backup ${backup.id} reads from,`, key);
+    if (info.size < needed) {
+      const first = index.blocks.findIndex((b) => b.object === owner && b.compressedOffset + b.compressedLength > info.size);
+      throw new CairnError('archive-corrupt', `${describeBlock(index.blocks, first)} lies past the end of ${key} (${info.size} bytes)`);
+    }
+    objects.push({ backupId: owner, key, size: info.size });
+  }
+
+  const files = index.entries.filter((e) => e.type === 'file').length;
+  const report: VerifyReport = { level, objects, blocks: index.blocks.length, blocksChecked: 0, files, filesChecked: 0, bytesRead };
+  if (level === 'quick') return report;
+
+  const reader = backupRangeReader(store, backup, index.codec, signal);
+  const open = options.frameOpener ? await options.frameOpener(index) : undefined;
+  const onProgress = (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => progress('verifying', p);
+
+  if (level === 'sample') {
+    const percent = options.samplePercent ?? DEFAULT_SAMPLE_PERCENT;
+    const chosen = sampleFiles(index, percent, options.random);
+    const r = await verifyFiles(index, reader, chosen, { open, signal, onProgress });
+    bytesRead += r.bytesRead;
+    return { ...report, samplePercent: percent, filesChecked: r.filesChecked, blocksChecked: framesHolding(index, chosen), bytesRead };
+  }
+
+  const r = await verifyAllFrames(index, reader, { open, signal, onProgress });
+  bytesRead += r.bytesRead;
+  // The own object's bytes past its last frame (none when Cairn wrote it) count in its sha256 too.
+  const hash = r.ownBytes < own.size ? createHash('sha256') : undefined;
+  let sha256 = r.ownSha256;
+  if (hash) {
+    // Re-read whole: a tail no frame describes is itself suspicious, but its hash decides.
+    await drain(await reader(0, own.size - 1), (c) => {
+      hash.update(c);
+      bytesRead += c.length;
+    });
+    sha256 = hash.digest('hex');
+  }
+  const expected = backup.sha256 ?? index.sha256;
+  if (expected && sha256 !== expected)
+    throw new CairnError(
+      'checksum-mismatch',
+      `the archive object of backup ${backup.id} (${backup.storageKey}) does not match its sha256 (computed ${sha256}, recorded ${expected})`,
+    );
+  return { ...report, blocksChecked: r.blocksChecked, filesChecked: r.filesChecked, bytesRead, sha256 };
+}
+
+/** Number of frames the chosen entries lie in. */
+function framesHolding(index: ArchiveIndex, entries: readonly ArchiveEntry[]): number {
+  return planRuns(index, entries).reduce((n, r) => n + r.lastBlock - r.firstBlock + 1, 0);
+}
+
+/** The index agrees with the backup row: same archive, codec and sha256, and its own frames fit the object. */
+function checkAgainstRow(backup: Backup, index: ArchiveIndex, objectSize: number): void {
+  const bad = (why: string) => new CairnError('archive-corrupt', `the index of backup ${backup.id} (${backup.indexKey}) ${why}`);
+  const metaId = index.meta?.backupId;
+  if (typeof metaId === 'string' && metaId !== backup.id) throw bad(`belongs to backup ${metaId}`);
+  if (index.codec !== backup.compression) throw bad(`says codec ${index.codec}, the backup ${backup.compression}`);
+  if (backup.sha256 && index.sha256 && index.sha256 !== backup.sha256) throw bad(`records sha256 ${index.sha256}, the backup ${backup.sha256}`);
+  let ownEnd = 0;
+  for (const b of index.blocks) if (b.object === undefined) ownEnd = b.compressedOffset + b.compressedLength;
+  if (ownEnd > objectSize) throw bad(`places frames up to byte ${ownEnd} of the archive object, which holds ${objectSize}`);
+  if (backup.format >= 2 && backup.format !== index.version) throw bad(`is in archive format ${index.version}, the backup recorded ${backup.format}`);
+}

@@ -1,0 +1,242 @@
+/**
+ * Verify / scrub end to end (issue 14) through the REST API, with the real Postgres, Redis, S3
+ * server, control worker and node worker: each level catches what it promises — quick a deleted
+ * archive object, sample at 100% a corrupted frame of a file no restore has read, full a corrupted
+ * byte in the end-of-archive frame no file owns — the outcome is recorded on the backup and in the
+ * metrics, and a backup that failed verification is never an incremental parent.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeIndex, type ArchiveIndex } from '@cairn/core/archive/index.ts';
+import { startCairn, type Cairn } from '../support/cairn-harness.ts';
+
+const MiB = 1024 * 1024;
+const exec = promisify(execFile);
+
+describe('verify / scrub end to end', () => {
+  let cairn: Cairn;
+  let count = 0;
+
+  const read = async (key: string): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    for await (const c of await cairn.runtime.store.get(key)) parts.push(c as Buffer);
+    return Buffer.concat(parts);
+  };
+
+  /** A new instance with a few files, some over a frame long, and its first (full) backup. */
+  const instanceWithBackup = async (): Promise<{ instanceId: string; backup: any; data: string }> => {
+    const name = `v${++count}`;
+    const data = path.join(cairn.volumeRoot, name, 'data');
+    fs.mkdirSync(path.join(data, 'dir'), { recursive: true });
+    fs.writeFileSync(path.join(data, 'big1.bin'), randomBytes(Math.round(1.5 * MiB)));
+    fs.writeFileSync(path.join(data, 'big2.bin'), randomBytes(Math.round(2.5 * MiB)));
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(data, 'dir', `f${i}.txt`), `small file ${i}\n`.repeat(50 + i));
+    const created = await cairn.api('POST', '/v1/instances', { name, nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: [{ name: 'data', hostPath: data }] });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    return { instanceId: created.body.id, backup: await backup(created.body.id, { kind: 'full' }), data };
+  };
+
+  const backup = async (instanceId: string, body: object = {}): Promise<any> => {
+    const res = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, body);
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const job = await cairn.waitForJob(res.body.job.id, undefined, 120_000);
+    expect(job.status, JSON.stringify(job)).toBe('succeeded');
+    return (await cairn.api('GET', `/v1/backups/${res.body.backup.id}`)).body;
+  };
+
+  /** Runs a verify of `backupId` to its end; returns the job and the backup after it. */
+  const verify = async (backupId: string, body: object): Promise<{ job: any; backup: any }> => {
+    const res = await cairn.api('POST', `/v1/backups/${backupId}/verify`, body);
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    expect(res.body.job.type).toBe('verify');
+    const job = await cairn.waitForJob(res.body.job.id, undefined, 120_000);
+    return { job, backup: (await cairn.api('GET', `/v1/backups/${backupId}`)).body };
+  };
+
+  const indexOf = async (b: any): Promise<ArchiveIndex> => decodeIndex(await read(b.indexKey));
+
+  /** Flips one byte in the middle of block `block` of the backup's own archive object. */
+  const corruptBlock = async (b: any, index: ArchiveIndex, block: number): Promise<void> => {
+    const blk = index.blocks[block]!;
+    expect(blk.object).toBeUndefined();
+    const bytes = await read(b.storageKey);
+    const at = blk.compressedOffset + Math.floor(blk.compressedLength / 2);
+    bytes[at] = bytes[at]! ^ 0xff;
+    await cairn.runtime.store.put(b.storageKey, bytes);
+  };
+
+  const metric = async (name: string): Promise<number> => {
+    const text = await (await fetch(`${cairn.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ')[1]) : Number.NaN;
+  };
+
+  beforeAll(async () => {
+    cairn = await startCairn();
+  });
+
+  afterAll(async () => {
+    await cairn?.close();
+  });
+
+  it('quick, sample and full pass on an intact backup and record the outcome on it', async () => {
+    const { backup: b } = await instanceWithBackup();
+    expect(b.verifiedAt).toBeNull();
+    expect(b.verifyStatus).toBeNull();
+
+    const quick = await verify(b.id, { level: 'quick' });
+    expect(quick.job.status, JSON.stringify(quick.job)).toBe('succeeded');
+    expect(quick.backup).toMatchObject({ verifyStatus: 'ok', verifyLevel: 'quick', verifyError: null });
+    expect(Date.parse(quick.backup.verifiedAt)).toBeGreaterThan(Date.parse(b.completedAt));
+
+    const sample = await verify(b.id, { level: 'sample', samplePercent: 100 });
+    expect(sample.job.status, JSON.stringify(sample.job)).toBe('succeeded');
+    expect(sample.job.result).toMatchObject({ level: 'sample', files: 22, filesChecked: 22 });
+
+    const full = await verify(b.id, { level: 'full' });
+    expect(full.job.status, JSON.stringify(full.job)).toBe('succeeded');
+    const index = await indexOf(b);
+    expect(full.job.result).toMatchObject({ level: 'full', filesChecked: 22, blocksChecked: index.blocks.length, sha256: b.sha256 });
+    expect(full.backup).toMatchObject({ verifyStatus: 'ok', verifyLevel: 'full' });
+  });
+
+  it('answers 400 naming the field, 404 across tenants and 409 for a backup that is not completed', async () => {
+    const { instanceId, backup: b } = await instanceWithBackup();
+    const bad = await cairn.api('POST', `/v1/backups/${b.id}/verify`, { level: 'deep' });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('level');
+    const pct = await cairn.api('POST', `/v1/backups/${b.id}/verify`, { level: 'sample', samplePercent: 0 });
+    expect(pct.status).toBe(400);
+    expect(JSON.stringify(pct.body)).toContain('samplePercent');
+    const extra = await cairn.api('POST', `/v1/backups/${b.id}/verify`, { level: 'quick', deep: true });
+    expect(extra.status).toBe(400);
+
+    const other = await cairn.api('POST', '/v1/tokens', { name: `verify-other-${count}`, role: 'member', tenant: `${cairn.tenant}-other` });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    const foreign = await cairn.api('POST', `/v1/backups/${b.id}/verify`, { level: 'quick' }, other.body.token);
+    expect(foreign.status).toBe(404);
+
+    const second = await backup(instanceId);
+    const del = await cairn.api('DELETE', `/v1/backups/${second.id}`);
+    expect(del.status).toBe(202);
+    const gone = await cairn.api('POST', `/v1/backups/${second.id}/verify`, { level: 'quick' });
+    expect(gone.status).toBe(409);
+  });
+
+  it('cairn verify follows the job: exit 0 when the backup verifies, 1 with what was wrong, 2 for bad flags', async () => {
+    const cli = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+      try {
+        const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
+          env: { ...process.env, CAIRN_URL: cairn.url, CAIRN_TOKEN: cairn.adminToken },
+        });
+        return { code: 0, stdout: r.stdout, stderr: r.stderr };
+      } catch (err) {
+        const e = err as { code: number; stdout: string; stderr: string };
+        return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+      }
+    };
+    const { backup: b } = await instanceWithBackup();
+    const ok = await cli('verify', b.id, '--level', 'sample', '--sample-percent', '50');
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`backup ${b.id} verified (sample)`);
+    expect((await cairn.api('GET', `/v1/backups/${b.id}`)).body).toMatchObject({ verifyStatus: 'ok', verifyLevel: 'sample' });
+    expect((await cli('verify', b.id, '--level', 'deep')).code).toBe(2);
+    expect((await cli('verify', b.id, '--level', 'quick', '--sample-percent', '5')).code).toBe(2);
+    await cairn.runtime.store.delete(b.storageKey);
+    const bad = await cli('verify', b.id, '--level', 'quick');
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain('failed');
+    expect(bad.stdout).toContain(b.storageKey);
+  });
+
+  it('quick catches a deleted archive object', async () => {
+    const { backup: b } = await instanceWithBackup();
+    await cairn.runtime.store.delete(b.storageKey);
+    const { job, backup: after } = await verify(b.id, { level: 'quick' });
+    expect(job.status).toBe('failed');
+    expect(job.errorCode).toBe('archive-missing');
+    expect(job.error).toContain(b.storageKey);
+    expect(after).toMatchObject({ verifyStatus: 'failed', verifyLevel: 'quick' });
+    expect(after.verifyError).toContain(b.storageKey);
+  });
+
+  it('sample at 100% catches a corrupted frame of a file no restore has read; the backup is never a parent again', async () => {
+    const { instanceId, backup: b } = await instanceWithBackup();
+    const index = await indexOf(b);
+    const big2 = index.entries.find((e) => e.path === 'data/big2.bin')!;
+    // A content frame of big2.bin (format 2: a header frame, then one frame per MiB of content).
+    const block = index.blocks.findIndex((x) => x.uncompressedOffset > big2.dataOffset + MiB);
+    expect(block).toBeGreaterThan(0);
+    const failuresBefore = await metric('cairn_backup_verify_failures_total');
+    await corruptBlock(b, index, block);
+
+    // The object is still there with its size: quick cannot tell.
+    expect((await verify(b.id, { level: 'quick' })).job.status).toBe('succeeded');
+    const { job, backup: after } = await verify(b.id, { level: 'sample', samplePercent: 100 });
+    expect(job.status, JSON.stringify(job)).toBe('failed');
+    expect(['archive-corrupt', 'checksum-mismatch']).toContain(job.errorCode);
+    expect(job.error).toContain(`block ${block} `);
+    expect(after).toMatchObject({ verifyStatus: 'failed', verifyLevel: 'sample' });
+    expect(after.verifyError).toContain(`block ${block} `);
+
+    expect(await metric('cairn_backup_verify_failures_total')).toBeGreaterThanOrEqual(failuresBefore + 1);
+    expect(await metric('cairn_backups_verify_failed')).toBeGreaterThanOrEqual(1);
+
+    // Never an incremental parent: `incremental` is refused, `auto` makes a full backup.
+    const inc = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, { kind: 'incremental' });
+    expect(inc.status, JSON.stringify(inc.body)).toBe(409);
+    expect(inc.body.error.message).toContain('failed verification');
+    const auto = await backup(instanceId, { kind: 'auto' });
+    expect(auto).toMatchObject({ kind: 'full', parentId: null });
+  });
+
+  it('full catches a corrupted byte in the end-of-archive frame, which no file owns and sample never reads', async () => {
+    const { backup: b } = await instanceWithBackup();
+    const index = await indexOf(b);
+    const last = index.blocks.length - 1;
+    expect(index.entries.every((e) => e.headerOffset < index.blocks[last]!.uncompressedOffset)).toBe(true);
+    await corruptBlock(b, index, last);
+
+    expect((await verify(b.id, { level: 'sample', samplePercent: 100 })).job.status).toBe('succeeded');
+    const { job, backup: after } = await verify(b.id, { level: 'full' });
+    expect(job.status, JSON.stringify(job)).toBe('failed');
+    expect(['archive-corrupt', 'checksum-mismatch']).toContain(job.errorCode);
+    expect(job.error).toContain(`block ${last} `);
+    expect(after).toMatchObject({ verifyStatus: 'failed', verifyLevel: 'full' });
+  });
+});
+
+describe('the fleet-wide verify run (VERIFY_EVERY)', () => {
+  let cairn: Cairn;
+
+  beforeAll(async () => {
+    // A budget of one byte: each run checks one backup (quick), whichever test file it belongs to.
+    cairn = await startCairn({ nodeWorker: 'none', env: { VERIFY_EVERY: '1h', VERIFY_LEVEL: 'quick', VERIFY_BYTES_BUDGET: '1' } });
+  });
+
+  afterAll(async () => {
+    await cairn?.close();
+  });
+
+  it('the control worker schedules it, and a run is recorded as a verify job with its summary', async () => {
+    const scheduler = await cairn.runtime.queues.queue('control').getJobScheduler('cairn-verify');
+    expect(scheduler).toMatchObject({ every: 3_600_000 });
+    const deadline = Date.now() + 30_000;
+    let run: any;
+    while (!run && Date.now() < deadline) {
+      run = await cairn.prisma.job.findFirst({
+        where: { type: 'verify', backupId: null, params: { path: ['policy'], equals: true }, status: 'succeeded' },
+        orderBy: { id: 'desc' },
+      });
+      if (!run) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(run).toBeTruthy();
+    expect(run.params).toMatchObject({ level: 'quick', bytesBudget: 1 });
+    expect(run.result).toMatchObject({ level: 'quick', bytesBudget: 1 });
+    expect(run.result.checked).toBeLessThanOrEqual(1);
+  });
+});
