@@ -251,3 +251,87 @@ describe('catalog rebuild from the bucket alone', () => {
     expect(refs.map((r) => r.ownerId)).toEqual([fullId]);
   });
 });
+
+describe('catalog rebuild of encrypted backups after a key rotation', () => {
+  const KEY_A = `keyA:${randomBytes(32).toString('base64')}`;
+  const KEY_B = `keyB:${randomBytes(32).toString('base64')}`;
+  let cairn: Cairn;
+
+  beforeAll(async () => {
+    const saved = { prefix: process.env.S3_PREFIX, keys: process.env.CAIRN_MASTER_KEYS };
+    process.env.S3_PREFIX = `${saved.prefix ?? ''}/catalog-enc-${randomBytes(4).toString('hex')}`.replace(/^\/+/, '');
+    process.env.CAIRN_MASTER_KEYS = KEY_A;
+    cairn = await startCairn();
+    for (const [k, v] of [
+      ['S3_PREFIX', saved.prefix],
+      ['CAIRN_MASTER_KEYS', saved.keys],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await cairn?.close();
+  });
+
+  it('backs up under key A, rotates to B and removes A, loses the rows, rebuilds: the incremental restores byte for byte', async () => {
+    const data = path.join(cairn.volumeRoot, 'enc', 'data');
+    populate(data);
+    const res = await cairn.api('POST', '/v1/instances', {
+      name: 'catalog-enc',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: data }],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    const instanceId: string = res.body.id;
+    const backup = async (kind: string): Promise<string> => {
+      const r = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, { kind });
+      expect(r.status, JSON.stringify(r.body)).toBe(202);
+      const job = await cairn.waitForJob(r.body.job.id, undefined, 120_000);
+      expect(job.status, JSON.stringify(job)).toBe('succeeded');
+      return r.body.backup.id;
+    };
+    const fullId = await backup('full');
+    change(data);
+    const expected = snapshotTree(data);
+    const incId = await backup('incremental');
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: incId } })).encryption).toMatchObject({ keyId: 'keyA' });
+
+    cairn.config.CAIRN_MASTER_KEYS = `${KEY_B},${KEY_A}`;
+    const rewrap = await cairn.api('POST', '/v1/admin/keys/rewrap', {});
+    expect(rewrap.status, JSON.stringify(rewrap.body)).toBe(200);
+    cairn.config.CAIRN_MASTER_KEYS = KEY_B;
+
+    const p = cairn.prisma;
+    const ids = [fullId, incId];
+    await p.$transaction([
+      p.backupObjectRef.deleteMany({ where: { backupId: { in: ids } } }),
+      p.job.deleteMany({ where: { OR: [{ instanceId }, { backupId: { in: ids } }] } }),
+      p.backup.deleteMany({ where: { id: { in: ids } } }),
+      p.volume.deleteMany({ where: { instanceId } }),
+      p.instance.delete({ where: { id: instanceId } }),
+    ]);
+
+    const rebuilt = await cairn.api('POST', '/v1/admin/catalog/rebuild', {});
+    expect(rebuilt.status, JSON.stringify(rebuilt.body)).toBe(200);
+    expect(rebuilt.body.backups).toMatchObject({ created: 2, skipped: 0 });
+    expect((await p.backup.findUniqueOrThrow({ where: { id: incId } })).encryption).toMatchObject({ keyId: 'keyB' });
+
+    const dir = path.join(cairn.volumeRoot, 'enc-empty', 'data');
+    fs.mkdirSync(dir, { recursive: true });
+    const target = await cairn.api('POST', '/v1/instances', {
+      name: 'catalog-enc-empty',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: dir }],
+    });
+    expect(target.status, JSON.stringify(target.body)).toBe(201);
+    const restore = await cairn.api('POST', `/v1/backups/${incId}/restore`, { targetInstanceId: target.body.id });
+    expect(restore.status, JSON.stringify(restore.body)).toBe(202);
+    const job = await cairn.waitForJob(restore.body.job.id, undefined, 120_000);
+    expect(job.status, JSON.stringify(job)).toBe('succeeded');
+    expect(snapshotTree(dir)).toEqual(expected);
+  }, 300_000);
+});

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { archiveKey, createLogger, indexKey, manifestKey, MemoryObjectStore, MemoryRecords, type ObjectStore, type Records } from '@cairn/core';
-import { readBackupManifest, writeBackupManifest } from '@cairn/core/domain/catalog-manifest.ts';
+import { readBackupManifest, refreshManifests, writeBackupManifest } from '@cairn/core/domain/catalog-manifest.ts';
 import { rebuildCatalog } from '@cairn/core/domain/catalog-rebuild.ts';
 import { runOrphanSweep } from '@cairn/worker/control/orphan-sweep.service.ts';
 
@@ -199,5 +199,24 @@ describe('the orphan sweep after a lost database', () => {
     // A's archive (read by B) stays too: the rebuild recreates all three.
     expect(await store.head(archiveKey(INSTANCE, A, 'zstd'))).not.toBeNull();
     expect((await rebuildCatalog(records, store)).backups).toMatchObject({ created: 3, skipped: 0 });
+  });
+});
+
+describe('manifests after a key rotation', () => {
+  it('refreshManifests rewrites the re-wrapped backups’ manifests and their readers’; a rebuilt kept archive has its wrap', async () => {
+    const w = await bucket();
+    const rewrap = { mode: 'aes-256-gcm', keyId: 'k2', wrappedKey: 'bmV3' };
+    await w.records.backups.updateWhere({ ids: [A, B, C] }, { encryption: rewrap });
+    const out = await refreshManifests(w.records, w.store, [A, B, C]);
+    expect(out).toEqual({ written: 2, failed: [] }); // B (itself and A's reader) and C; A is deleted
+    const b = await readBackupManifest(w.store, manifestKey(INSTANCE, B));
+    expect(b.backup.encryption).toEqual(rewrap);
+    expect(b.owners[0]?.encryption).toEqual(rewrap);
+    expect((await readBackupManifest(w.store, manifestKey(INSTANCE, C))).backup.encryption).toEqual(rewrap);
+
+    const records = new MemoryRecords();
+    await rebuildCatalog(records, w.store);
+    expect((await records.backups.get(A))?.encryption).toEqual(rewrap);
+    expect((await records.backups.get(B))?.encryption).toEqual(rewrap);
   });
 });

@@ -80,7 +80,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   nodeRoutes(registry, nodes);
   verifyRoutes(registry, new VerifyService({ records, queues, backups, logger }));
   catalogRoutes(registry, { records, store, logger });
-  keyRoutes(registry, new KeyRewrapService({ records, keyring: () => keyringOf(config), logger }));
+  keyRoutes(registry, new KeyRewrapService({ records, keyring: () => keyringOf(config), logger, store }));
   let openapi: unknown;
   const ops = opsRoutes(
     registry,

@@ -40,6 +40,8 @@ export const ManifestOwner = z.object({
   trigger: z.enum(['manual', 'schedule', 'migrate']),
   kind: z.enum(['full', 'incremental']),
   createdAt: z.string().datetime(),
+  /** The owner's `encryption` field (its frames are sealed under its own data key). */
+  encryption: z.unknown().optional(),
 });
 export type ManifestOwner = z.infer<typeof ManifestOwner>;
 
@@ -94,7 +96,15 @@ export async function describeBackup(records: Records, backupId: string, now: ()
   for (const ownerId of await records.backups.referencedOwners(backupId)) {
     const o = await records.backups.get(ownerId);
     if (o)
-      owners.push({ id: o.id, storageKey: o.storageKey, compression: o.compression, trigger: o.trigger, kind: o.kind, createdAt: o.createdAt.toISOString() });
+      owners.push({
+        id: o.id,
+        storageKey: o.storageKey,
+        compression: o.compression,
+        trigger: o.trigger,
+        kind: o.kind,
+        createdAt: o.createdAt.toISOString(),
+        encryption: o.encryption,
+      });
   }
   return {
     format: MANIFEST_FORMAT,
@@ -164,4 +174,34 @@ export async function readBackupManifest(store: ObjectStore, key: string): Promi
   const result = BackupManifest.safeParse(parsed);
   if (!result.success) throw new CairnError('validation', `manifest ${key} is not a Cairn backup manifest: ${result.error.issues[0]?.message ?? 'invalid'}`);
   return result.data;
+}
+
+/**
+ * Rewrites the manifests that describe backups whose row changed after they completed (a key
+ * rotation re-wrapped their data keys): each completed one's own, and those of the completed
+ * backups reading from its archive object (they carry their owners' wraps). Best effort: the
+ * failures are returned, the rest is written.
+ */
+export async function refreshManifests(
+  records: Records,
+  store: ObjectStore,
+  changed: Iterable<string>,
+): Promise<{ written: number; failed: { backupId: string; error: string }[] }> {
+  const targets = new Set<string>();
+  for (const id of changed) {
+    const b = await records.backups.get(id);
+    if (b?.status === 'completed') targets.add(id);
+    for (const reader of await records.backups.liveReferrers(id)) targets.add(reader);
+  }
+  const out = { written: 0, failed: [] as { backupId: string; error: string }[] };
+  for (const id of [...targets].sort()) {
+    if ((await records.backups.get(id))?.status !== 'completed') continue;
+    try {
+      await writeBackupManifest(records, store, id);
+      out.written++;
+    } catch (err) {
+      out.failed.push({ backupId: id, error: (err as Error).message });
+    }
+  }
+  return out;
 }

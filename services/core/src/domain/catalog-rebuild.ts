@@ -430,6 +430,7 @@ class Rebuild {
         compression: owner.compression,
         requestedBy: REBUILT_BY,
         createdAt: new Date(owner.createdAt),
+        ...(owner.encryption !== undefined && owner.encryption !== null ? { encryption: owner.encryption as JsonInput } : {}),
       },
       { deletedAt: this.now(), sizeBytes: BigInt(files.get(owner.storageKey)!.size) },
       [],
