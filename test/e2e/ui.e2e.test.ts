@@ -42,11 +42,13 @@ describe('web UI in Chromium', () => {
   let appDir: string;
   let instanceId: string;
   let otherId: string;
+  let copyDir: string;
   let memberToken: string;
   let backupId: string;
   const suffix = Math.random().toString(36).slice(2, 8);
   const instanceName = `ui-shop-${suffix}`;
   const otherName = `ui-other-${suffix}`;
+  const copyName = `ui-copy-${suffix}`;
   const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
   beforeAll(async () => {
@@ -69,6 +71,15 @@ describe('web UI in Chromium', () => {
     });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     instanceId = created.body.id;
+    copyDir = path.join(cairn.volumeRoot, 'copy/data');
+    fs.mkdirSync(copyDir, { recursive: true });
+    const copy = await cairn.api('POST', '/v1/instances', {
+      name: copyName,
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: copyDir }],
+    });
+    expect(copy.status, JSON.stringify(copy.body)).toBe(201);
     fs.mkdirSync(path.join(cairn.volumeRoot, 'other/data'), { recursive: true });
     const other = await cairn.api('POST', '/v1/instances', {
       name: otherName,
@@ -182,11 +193,46 @@ describe('web UI in Chromium', () => {
     expect(fs.readFileSync(path.join(appDir, 'data/hello.txt'), 'utf8')).toBe('hello\n');
   });
 
+  it('restores the whole backup into another instance of the tenant', async () => {
+    const previous = await page.getByTestId('job-progress').getAttribute('data-job-id');
+    await page.getByLabel(/The whole backup/).check();
+    await page.getByLabel('Into instance').selectOption({ label: `${copyName} (${cairn.tenant})` });
+    await page.getByRole('button', { name: 'Restore…' }).click();
+    const dialog = page.getByRole('dialog');
+    expect(await dialog.getByRole('heading').textContent()).toContain(copyName);
+    expect(await dialog.getByTestId('restore-replaces').textContent()).toContain(copyDir);
+    await dialog.getByRole('button', { name: 'Restore now' }).click();
+    const done = page.locator(`[data-testid="job-progress"][data-ended="true"]:not([data-job-id="${previous}"])`);
+    await done.waitFor({ timeout: 30_000 });
+    expect(await done.getAttribute('data-status')).toBe('succeeded');
+    expect(fs.readFileSync(path.join(copyDir, 'docs/readme.md'), 'utf8')).toBe('# original\n');
+    expect(fs.readFileSync(path.join(copyDir, 'hello.txt'), 'utf8')).toBe('hello\n');
+  });
+
   it('lists jobs', async () => {
     await page.getByRole('link', { name: 'Jobs' }).click();
     await page.getByRole('heading', { name: 'Jobs' }).waitFor();
     await page.locator('tr[data-job-id]').first().waitFor();
     await shot(page, '07-jobs');
+  });
+
+  it('is readable at phone width', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [name, hash, heading] of [
+      ['10-instance-phone', `#/instances/${instanceId}`, instanceName],
+      ['11-backup-phone', `#/backups/${backupId}`, `Backup ${backupId}`],
+    ] as const) {
+      await page.goto(`${cairn.url}/ui/${hash}`);
+      await page.getByRole('heading', { name: heading }).waitFor();
+      await page
+        .getByRole('heading', { name: 'Backups' })
+        .or(page.getByRole('heading', { name: 'Files' }))
+        .first()
+        .waitFor();
+      await shot(page, name);
+      expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("shows a member only its tenant, and another tenant's instance as the API's 404, at phone width", async () => {
