@@ -136,6 +136,9 @@ describe('catalog rebuild from the bucket alone', () => {
     change(data);
     expected = snapshotTree(data);
     incId = await backup({ kind: 'incremental' });
+    // Changed after completion: the manifest is rewritten, so the rebuild brings back the change.
+    const patched = await cairn.api('PATCH', `/v1/backups/${incId}`, { note: 'noted later', pinned: true });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
     before = { instance: (await cairn.api('GET', `/v1/instances/${instanceId}`)).body, backups: await backupsOf(instanceId) };
     expect(before.backups.map((b) => [b.id, b.kind, b.parentId])).toEqual([
       [fullId, 'full', null],
@@ -199,6 +202,7 @@ describe('catalog rebuild from the bucket alone', () => {
     expect(instance.volumes.map((v: Row) => [v.name, v.hostPath, v.excludes])).toEqual([['data', data, ['*.tmp']]]);
     const after = await backupsOf(instanceId);
     expect(after.map(pick)).toEqual(before.backups.map(pick));
+    expect(after[1]).toMatchObject({ note: 'noted later', pinned: true });
     const refs = await cairn.prisma.backupObjectRef.findMany({ where: { backupId: incId } });
     expect(refs.map((r) => r.ownerId)).toEqual([fullId]);
   });

@@ -60,7 +60,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const tokens = new TokenService({ records, logger });
   const schedules = new ScheduleService({ records, queues, config, logger });
   const instances = new InstanceService({ records, queues, objects: new BackupObjects(store), schedulers: schedules.schedulers, logger });
-  const backups = new BackupService({ records, queues, instances, config, logger });
+  const backups = new BackupService({ records, queues, instances, config, logger, store });
   const policies = new InstancePolicyService({ records, queues, instances, config, logger });
   const files = new BackupFilesService({ store, backups, logger, records, keyring: () => keyringOf(config) });
   const restores = new RestoreService({ records, queues, instances, backups, files, logger });

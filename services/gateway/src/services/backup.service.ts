@@ -37,6 +37,8 @@ import type {
 } from '@cairn/core/api/index.ts';
 import { validationError } from '../http/validation.ts';
 import { toCairnError } from '../middleware/error-handler.ts';
+import { writeBackupManifest } from '@cairn/core/domain/catalog-manifest.ts';
+import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { tenantScope, type Actor } from './actor.ts';
 import type { InstanceService } from './instance.service.ts';
@@ -51,6 +53,8 @@ export interface BackupServiceOptions {
   config: Pick<Config, 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY'>>;
   logger: Logger;
   now?: () => Date;
+  /** Where a completed backup's manifest is rewritten when its name, note or pin changes (issue 14: what a catalog rebuild reads). */
+  store?: ObjectStore;
 }
 
 /** Starting, listing and deleting backups (SPEC §4, §9, §10, §11). */
@@ -62,7 +66,7 @@ export class BackupService {
   private readonly logger: Logger;
   private readonly now: () => Date;
 
-  constructor(options: BackupServiceOptions) {
+  constructor(private readonly options: BackupServiceOptions) {
     this.records = options.records;
     this.queues = options.queues;
     this.instances = options.instances;
@@ -256,6 +260,14 @@ export class BackupService {
       return (await tx.backups.get(id))!;
     });
     this.logger.info({ backupId: id, changed: Object.keys(body), pinned: updated.pinned, by: actor.tokenId }, 'backup updated');
+    if (updated.status === 'completed' && this.options.store) {
+      await writeBackupManifest(this.records, this.options.store, id).catch((err: Error) =>
+        this.logger.warn(
+          { backupId: id, err: err.message },
+          'could not rewrite the backup manifest; a catalog rebuild would bring back the old name, note or pin',
+        ),
+      );
+    }
     return backupView(updated);
   }
 
