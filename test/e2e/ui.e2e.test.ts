@@ -235,6 +235,37 @@ describe('web UI in Chromium', () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
+  it("previews a schedule's retention", async () => {
+    const created = await cairn.api('POST', `/v1/instances/${instanceId}/schedules`, { cron: '0 3 * * *', timezone: 'UTC', retention: { keepLast: 5 } });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await page.goto(`${cairn.url}/ui/#/instances/${instanceId}`);
+    const schedule = page.locator(`li[data-schedule-id="${created.body.id}"]`);
+    await schedule.getByText('retention: keep last 5').waitFor();
+    await schedule.getByLabel('Keep last').fill('0');
+    await schedule.getByLabel('Max age (days)').fill('1');
+    await schedule.getByRole('button', { name: 'Preview retention' }).click();
+    await schedule.getByText(/keeps \d+, deletes \d+/).waitFor();
+    await shot(page, '12-schedule-preview');
+    // The instance list names the next scheduled run now.
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Instances' }).click();
+    const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: instanceName }) });
+    await row.getByText(/^in \d/).waitFor();
+  });
+
+  it('cancels a queued job from the jobs page', async () => {
+    await cairn.stopInProcessNodeWorker(); // nothing picks the job up: it stays queued
+    const started = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, { kind: 'full' });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    const jobId = started.body.job.id;
+    await page.getByRole('link', { name: 'Jobs' }).click();
+    const row = page.locator(`tr[data-job-id="${jobId}"]`);
+    await row.getByText('queued', { exact: true }).waitFor();
+    await row.getByRole('button', { name: 'Cancel job' }).click();
+    await row.getByText('cancelled', { exact: true }).waitFor();
+    await shot(page, '13-job-cancelled');
+    expect((await cairn.api('GET', `/v1/jobs/${jobId}`)).body.status).toBe('cancelled');
+  });
+
   it("shows a member only its tenant, and another tenant's instance as the API's 404, at phone width", async () => {
     const member = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
     try {

@@ -54,6 +54,7 @@ function PreviewResult({ preview }: { preview: RetentionPreview }) {
         {preview.pinned.length ? `, leaves ${preview.pinned.length} pinned alone` : ''}
         {preview.untouched ? `, ${preview.untouched} not completed (never deleted by retention)` : ''}.
       </p>
+      <p class="muted small">A schedule's retention counts only the backups this schedule took; manual backups follow the instance's own policy.</p>
       {preview.keep.length ? (
         <>
           <h4>Kept</h4>
