@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { Compression, ControlJobPayload, JobQueues, Logger, Records, SchedulerSync } from '@cairn/core';
+import type { Compression, ControlJobPayload, JobQueues, Keyring, Logger, Records, SchedulerSync } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { JobRecordMode, JobWork } from '../job-lifecycle.ts';
 import type { SweepOptions } from './orphan-sweep.service.ts';
@@ -17,6 +17,8 @@ export interface ControlContext {
   sweep: Partial<SweepOptions>;
   /** Injectable clock for retention and sweeps (tests). */
   clock?: () => Date;
+  /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS) a verify opens encrypted backups with. */
+  keyring?: () => Keyring | undefined;
   /** The fleet-wide verify run (VERIFY_LEVEL, VERIFY_BYTES_BUDGET); the built-in defaults when absent. */
   verify?: { level: 'quick' | 'sample' | 'full'; bytesBudget: number };
 }

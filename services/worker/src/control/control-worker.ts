@@ -1,5 +1,5 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, type Compression } from '@cairn/core';
+import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, keyringOf, type Compression } from '@cairn/core';
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
@@ -63,6 +63,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     sweep: opts.sweep ?? {},
     clock: opts.clock,
     verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
+    keyring: () => keyringOf(opts.config),
   };
   const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
 

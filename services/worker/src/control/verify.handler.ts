@@ -1,4 +1,4 @@
-import { CairnError, newId, type Backup, type Job } from '@cairn/core';
+import { CairnError, frameOpenerFor, newId, openIndexObject, type Backup, type Job } from '@cairn/core';
 import {
   DEFAULT_SAMPLE_PERCENT,
   VERIFY_LEVELS,
@@ -83,6 +83,10 @@ async function verifyOne(ctx: ControlContext, backupId: string, request: VerifyR
     const report = await verifyBackup(ctx.store, backup, {
       ...request,
       signal: run.signal,
+      // An encrypted backup: its index and frames opened with the data keys the keyring unwraps
+      // (a missing key is a config error naming it, not a finding about the backup).
+      openIndex: (stored) => openIndexObject(ctx.keyring?.(), backup, stored),
+      frameOpener: (index) => frameOpenerFor(ctx.keyring?.(), ctx.records.backups, backup, index),
       onProgress: (stage, p) => run.progress(stage, p),
     });
     await record(ctx, backup, { verifiedAt: now(), verifyLevel: request.level, verifyStatus: 'ok', verifyError: null });
