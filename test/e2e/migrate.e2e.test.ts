@@ -91,7 +91,14 @@ describe('migrate between two nodes', () => {
     hookLog = path.join(cairn.volumeRoot, 'hooks.log');
     const hooksFile = path.join(cairn.volumeRoot, 'hooks.json');
     const line = `echo "$CAIRN_HOOK $CAIRN_JOB_ID $CAIRN_HOOK_OUTCOME $(date +%s%N)" >> ${hookLog}`;
-    fs.writeFileSync(hooksFile, JSON.stringify({ freeze: { argv: ['/bin/sh', '-c', line] }, thaw: { argv: ['/bin/sh', '-c', line] } }));
+    fs.writeFileSync(
+      hooksFile,
+      JSON.stringify({
+        freeze: { argv: ['/bin/sh', '-c', line] },
+        thaw: { argv: ['/bin/sh', '-c', line] },
+        'slow-freeze': { argv: ['/bin/sh', '-c', `${line}; sleep 4`] },
+      }),
+    );
     workers.a = cairn.spawnNodeWorker({ CAIRN_NODE_HOOKS: hooksFile });
     spawnB();
     await waitOnline(cairn.nodeId);
@@ -206,6 +213,45 @@ describe('migrate between two nodes', () => {
     const thawedAtMs = Number(BigInt(lines[3]![3]!) / 1_000_000n);
     expect(thawedAtMs).toBeGreaterThanOrEqual(apply!.finishedAt!.getTime());
     expect((job.result as { quiescedMs: number }).quiescedMs).toBeGreaterThan(0);
+  }, 240_000);
+
+  it('a cancel during the cutover (its pre hook running) leaves the instance on its source, thawed, and nothing on the target', async () => {
+    const src = path.join(cairn.volumeRoot, 'cut', 'data');
+    fs.mkdirSync(src, { recursive: true });
+    populate(src, 2);
+    const before = snapshotTree(src);
+    const created = await cairn.api('POST', '/v1/instances', {
+      name: 'cut',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: src }],
+      hooks: {
+        preBackup: { type: 'command', name: 'slow-freeze', timeoutSeconds: 30, onError: 'fail' },
+        postBackup: { type: 'command', name: 'thaw', timeoutSeconds: 10, onError: 'continue' },
+      },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const dst = path.join(rootB, 'cut', 'data');
+    const jobId = await migrate(created.body.id, { targetNodeId: nodeB, hostPaths: { data: dst } });
+    await childReaches(jobId, 'cutover-backup', ['running'], 120_000);
+    await new Promise((r) => setTimeout(r, 1000)); // inside the slow pre hook of the cutover
+    const cancel = await cairn.api('POST', `/v1/jobs/${jobId}/cancel`, {});
+    expect([200, 202], JSON.stringify(cancel.body)).toContain(cancel.status);
+    const job = await cairn.waitForJob(jobId, undefined, 120_000);
+    expect(job.status, JSON.stringify(job)).toBe('cancelled');
+    const inst = (await cairn.api('GET', `/v1/instances/${created.body.id}`)).body;
+    expect(inst.nodeId).toBe(cairn.nodeId);
+    expect(snapshotTree(src)).toEqual(before);
+    expect(fs.existsSync(dst)).toBe(false);
+    expect(stagingLeftovers(rootB)).toEqual([]);
+    // The cutover's post hook ran (the source is thawed), told the backup was cancelled.
+    const post = fs
+      .readFileSync(hookLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter(([hook, id]) => hook === 'postBackup' && id === `${jobId}-cutover-backup`);
+    expect(post.map(([, , outcome]) => outcome)).toEqual(['cancelled']);
   }, 240_000);
 
   it('a cancel during the bulk copy leaves the instance on its source and nothing on the target', async () => {
