@@ -90,9 +90,32 @@ function InstanceRow({ instance }: { instance: Instance }) {
 /** The token's instances (every tenant's for an admin), with coverage, last success and next run. */
 export function InstancesPage() {
   const [pages, setPages] = useState<string[]>(['']);
+  const [filter, setFilter] = useState({ tenant: '', node: '' });
+  const [draft, setDraft] = useState(filter);
   return (
     <>
       <h1>Instances</h1>
+      <form
+        class="inline-form"
+        aria-label="Filter instances"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setFilter({ tenant: draft.tenant.trim(), node: draft.node.trim() });
+          setPages(['']);
+        }}
+      >
+        <div class="field">
+          <label for="filter-tenant">Tenant</label>
+          <input id="filter-tenant" value={draft.tenant} onInput={(e) => setDraft({ ...draft, tenant: (e.target as HTMLInputElement).value })} />
+        </div>
+        <div class="field">
+          <label for="filter-node">Node</label>
+          <input id="filter-node" value={draft.node} onInput={(e) => setDraft({ ...draft, node: (e.target as HTMLInputElement).value })} />
+        </div>
+        <button type="submit" class="secondary">
+          Filter
+        </button>
+      </form>
       <div class="table-wrap">
         <table class="responsive">
           <caption class="sr-only">Instances with their coverage, last successful backup and next scheduled run</caption>
@@ -107,7 +130,13 @@ export function InstancesPage() {
             </tr>
           </thead>
           {pages.map((cursor, i) => (
-            <InstanceListPage key={cursor} cursor={cursor} last={i === pages.length - 1} onMore={(next) => setPages([...pages, next])} />
+            <InstanceListPage
+              key={`${filter.tenant}|${filter.node}|${cursor}`}
+              filter={filter}
+              cursor={cursor}
+              last={i === pages.length - 1}
+              onMore={(next) => setPages([...pages, next])}
+            />
           ))}
         </table>
       </div>
@@ -115,8 +144,18 @@ export function InstancesPage() {
   );
 }
 
-function InstanceListPage({ cursor, last, onMore }: { cursor: string; last: boolean; onMore: (cursor: string) => void }) {
-  const list = useLoad(() => api<Page<Instance>>('GET', `/v1/instances${query({ cursor, limit: 50 })}`), [cursor]);
+function InstanceListPage({
+  filter,
+  cursor,
+  last,
+  onMore,
+}: {
+  filter: { tenant: string; node: string };
+  cursor: string;
+  last: boolean;
+  onMore: (cursor: string) => void;
+}) {
+  const list = useLoad(() => api<Page<Instance>>('GET', `/v1/instances${query({ tenant: filter.tenant, node: filter.node, cursor, limit: 50 })}`), [cursor]);
   if (!list.data)
     return (
       <tbody>
