@@ -205,6 +205,27 @@ describe('verify / scrub end to end', () => {
     expect(auto).toMatchObject({ kind: 'full', parentId: null });
   });
 
+  it('an incremental never points at frames in the object of a backup that failed verification, even through a healthy parent', async () => {
+    const { instanceId, backup: full } = await instanceWithBackup();
+    const inc = await backup(instanceId);
+    expect(inc).toMatchObject({ kind: 'incremental', parentId: full.id });
+    const fullIndex = await indexOf(full);
+    const big2 = fullIndex.entries.find((e) => e.path === 'data/big2.bin')!;
+    await corruptBlock(
+      full,
+      fullIndex,
+      fullIndex.blocks.findIndex((x) => x.uncompressedOffset > big2.dataOffset + MiB),
+    );
+    expect((await verify(full.id, { level: 'sample', samplePercent: 100 })).backup.verifyStatus).toBe('failed');
+    // The unchanged incremental's frames are the full backup's; the next one builds on it but reads the files again.
+    expect((await indexOf(inc)).blocks.some((b) => b.object === full.id)).toBe(true);
+    const next = await backup(instanceId);
+    expect(next).toMatchObject({ kind: 'incremental', parentId: inc.id });
+    expect((await indexOf(next)).blocks.some((b) => b.object === full.id)).toBe(false);
+    const checked = await verify(next.id, { level: 'full' });
+    expect(checked.job.status, JSON.stringify(checked.job)).toBe('succeeded');
+  });
+
   it('full catches a corrupted byte in the end-of-archive frame, which no file owns and sample never reads', async () => {
     const { backup: b } = await instanceWithBackup();
     const index = await indexOf(b);

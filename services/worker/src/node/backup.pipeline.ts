@@ -259,6 +259,7 @@ export class BackupJob implements JobWork<BackupResult> {
       const parent = await records.backups.get(parentId);
       if (!parent) throw unusable(`parent backup ${parentId} no longer exists`);
       if (parent.status !== 'completed') throw unusable(`parent backup ${parentId} is ${parent.status}`);
+      if (parent.verifyStatus === 'failed') throw unusable(`parent backup ${parentId} failed verification`);
       if (parent.compression !== backup.compression)
         throw unusable(`parent backup ${parentId} uses codec ${parent.compression}, this one ${backup.compression}`);
       const keyring = keyringOf(this.ctx.config as never);
@@ -268,7 +269,10 @@ export class BackupJob implements JobWork<BackupResult> {
       if (!PARENT_INDEX_VERSIONS.includes(index.version)) throw unusable(`the index of parent backup ${parentId} is in archive format ${index.version}`);
       if (index.codec !== backup.compression)
         throw unusable(`the index of parent backup ${parentId} has codec ${index.codec}, this backup ${backup.compression}`);
-      const objects = await referenceParent(records, { backupId: backup.id, parentId });
+      // Frames in the object of a backup that failed verification (issue 14) are not reused: the pack reads those files again.
+      const referenced = await referenceParent(records, { backupId: backup.id, parentId });
+      const damaged = new Set((await records.backups.find({ ids: referenced, verifyStatus: 'failed' })).map((b) => b.id));
+      const objects = referenced.filter((id) => !damaged.has(id));
       const rehashShare = this.settings().INCREMENTAL_REHASH_SHARE ?? DEFAULT_INCREMENTAL_REHASH_SHARE;
       run.log.info({ backupId: backup.id, parentId, objects }, 'incremental backup: parent referenced');
       return { parent: { id: parentId, index, objects, rehashShare }, index };
