@@ -21,6 +21,19 @@ export function ErrorBox({ error }: { error: unknown }) {
   );
 }
 
+/** A page whose object the API would not show (404 for another tenant's, 401...): the API's error and a way back. */
+export function NotShown({ title, error }: { title: string; error: unknown }) {
+  return (
+    <>
+      <h1>{title}</h1>
+      <ErrorBox error={error} />
+      <p>
+        <a href="#/instances">Back to the instances</a>
+      </p>
+    </>
+  );
+}
+
 export interface Loaded<T> {
   data: T | undefined;
   error: unknown;

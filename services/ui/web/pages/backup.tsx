@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, download, query, restoreRequestFields } from '../api.ts';
-import { ConfirmDialog, ErrorBox, JobProgressView, Loading, Section, StatusBadge, useLoad } from '../components.tsx';
+import { ConfirmDialog, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
 import { formatBytes, formatTime, formatWarning } from '../format.ts';
 import type { Backup, FileEntry, FileList, Instance, Job, Page } from '../types.ts';
 
@@ -10,7 +10,7 @@ export function BackupPage({ id }: { id: string }) {
   const backup = useLoad(() => api<Backup>('GET', `/v1/backups/${enc}`), [id]);
   const [selected, setSelected] = useState<string[]>([]);
   const [error, setError] = useState<unknown>(null);
-  if (!backup.data) return backup.error ? <ErrorBox error={backup.error} /> : <Loading what="the backup" />;
+  if (!backup.data) return backup.error ? <NotShown title="Backup" error={backup.error} /> : <Loading what="the backup" />;
   const b = backup.data;
   return (
     <>

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, download, query } from '../api.ts';
-import { CancelButton, ErrorBox, JobProgressView, Loading, Section, StatusBadge, useLoad } from '../components.tsx';
+import { CancelButton, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
 import { formatAge, formatBytes, formatTime, formatWarning } from '../format.ts';
 import { ACTIVE_JOB, type Backup, type Instance, type Job, type Page } from '../types.ts';
 import { CoverageList, loadSummary } from './instances.tsx';
@@ -15,7 +15,7 @@ export function InstancePage({ id }: { id: string }) {
   const jobs = useLoad(() => api<Page<Job>>('GET', `/v1/jobs${query({ instance: id, limit: 20 })}`), [id]);
   const [running, setRunning] = useState<{ jobId: string; backupId: string; ended: boolean } | null>(null);
 
-  if (!instance.data) return instance.error ? <ErrorBox error={instance.error} /> : <Loading what="the instance" />;
+  if (!instance.data) return instance.error ? <NotShown title="Instance" error={instance.error} /> : <Loading what="the instance" />;
   const inst = instance.data;
   const refresh = () => {
     summary.reload();
