@@ -12,8 +12,8 @@ import { Writable } from 'node:stream';
 import type { Job as BullJob } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryObjectStore, MemoryRecords, archiveKey, createLogger, indexKey, newId, type JobQueues } from '@cairn/core';
-import { encodeIndex, packArchive, type ArchiveIndex } from '@cairn/core/archive/index.ts';
-import { sampleFiles } from '@cairn/core/archive/verify-archive.ts';
+import { encodeIndex, packArchive, type ArchiveEntry, type ArchiveIndex } from '@cairn/core/archive/index.ts';
+import { sampleFiles, sampleSize } from '@cairn/core/archive/verify-archive.ts';
 import { parseDuration } from '@cairn/core/config/duration.ts';
 import { parentIneligibility } from '@cairn/core/domain/backup-kind.ts';
 import { verifyBackup } from '@cairn/core/domain/backup-verify.ts';
@@ -266,16 +266,25 @@ describe('the verify handler', () => {
 });
 
 describe('pure parts', () => {
-  it('sampleFiles: the share asked, at least one, all at 100%, in archive order', () => {
-    const entries = Array.from({ length: 20 }, (_, i) => ({ path: `v/f${i}`, type: 'file' as const, headerOffset: i * 1024 }));
-    const index = { entries: [{ path: 'v', type: 'dir' as const, headerOffset: 0 }, ...entries] } as unknown as ArchiveIndex;
-    expect(sampleFiles(index, 100)).toHaveLength(20);
-    expect(sampleFiles(index, 10)).toHaveLength(2);
-    expect(sampleFiles(index, 1)).toHaveLength(1);
-    expect(sampleFiles(index, 0)).toHaveLength(0);
-    const picked = sampleFiles(index, 50, () => 0.5);
+  it('sampleFiles: the share asked, at least one, all at 100%, in archive order, in one pass', () => {
+    const files = Array.from({ length: 20 }, (_, i) => ({ path: `v/f${i}`, type: 'file' as const, headerOffset: (i + 1) * 1024 }));
+    const entries = [{ path: 'v', type: 'dir' as const, headerOffset: 0 }, ...files] as unknown as ArchiveEntry[];
+    expect(sampleSize(20, 10)).toBe(2);
+    expect(sampleSize(20, 1)).toBe(1);
+    expect(sampleSize(0, 50)).toBe(0);
+    expect(sampleFiles(entries, 20, 100)).toHaveLength(20);
+    expect(sampleFiles(entries, 20, 10)).toHaveLength(2);
+    expect(sampleFiles(entries, 20, 0)).toHaveLength(0);
+    let n = 0;
+    const random = () => (n = (n * 7919 + 13) % 1000) / 1000;
+    const picked = sampleFiles(entries, 20, 50, random);
     expect(new Set(picked.map((e) => e.path)).size).toBe(10);
+    expect(picked.every((e) => e.type === 'file')).toBe(true);
     expect(picked.map((e) => e.headerOffset)).toEqual([...picked.map((e) => e.headerOffset)].sort((a, b) => a - b));
+    // Every file can be chosen: over many samples of one, each shows up.
+    const seen = new Set<string>();
+    for (let k = 0; k < 400; k++) seen.add(sampleFiles(entries, 20, 1)[0]!.path);
+    expect(seen.size).toBe(20);
   });
 
   it('parseDuration', () => {

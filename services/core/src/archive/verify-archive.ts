@@ -15,8 +15,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
-import { checkIndex } from './archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, FrameOpener, RangeReader } from './archive-types.ts';
+import { checkEntry, checkIndexHead, eachEntry, entrySource } from './archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, EntrySource, FrameOpener, RangeReader, StreamedIndex } from './archive-types.ts';
 import { decompressBlock } from './block-codec.ts';
 import { blockError, describeBlock, RangeReadAhead, rangeFrames, segmentsOf } from './block-source.ts';
 import { exportPathsAsTar } from './export-tar.ts';
@@ -24,6 +24,8 @@ import { bytesToPath } from './path-bytes.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
 
 export interface VerifyArchiveOptions {
+  /** full: the number of regular files the index lists (progress only). */
+  files?: number;
   /** Required for an encrypted archive (index `encryption`). */
   open?: FrameOpener;
   signal?: AbortSignal;
@@ -56,21 +58,56 @@ export function countingReader(reader: RangeReader, count: (n: number) => void):
   };
 }
 
+/** How many of `files` regular files a `percent` % sample takes: at least one when there is any, all at 100. */
+export function sampleSize(files: number, percent: number): number {
+  if (files === 0 || percent <= 0) return 0;
+  return Math.min(files, Math.max(1, Math.ceil((files * Math.min(percent, 100)) / 100)));
+}
+
 /**
- * `percent` % of the regular files of an index (at least one when there is any, all at 100),
- * chosen at random (`random` in [0, 1), Math.random by default), in archive order.
+ * `percent` % of the regular files among `entries` (sampleSize of `files`, their count), chosen at
+ * random in one pass holding only the sample (reservoir sampling; `random` in [0, 1), Math.random
+ * by default), returned in archive order.
  */
-export function sampleFiles(index: Pick<ArchiveIndex, 'entries'>, percent: number, random: () => number = Math.random): ArchiveEntry[] {
-  const files = index.entries.filter((e) => e.type === 'file');
-  if (files.length === 0 || percent <= 0) return [];
-  const want = Math.min(files.length, Math.max(1, Math.ceil((files.length * Math.min(percent, 100)) / 100)));
-  // Partial Fisher–Yates: the first `want` of a random permutation.
-  const pool = [...files];
-  for (let i = 0; i < want; i++) {
-    const j = i + Math.floor(random() * (pool.length - i));
-    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+export function sampleFiles(entries: Iterable<ArchiveEntry>, files: number, percent: number, random: () => number = Math.random): ArchiveEntry[] {
+  const want = sampleSize(files, percent);
+  const chosen: ArchiveEntry[] = [];
+  if (want === 0) return chosen;
+  let seen = 0;
+  for (const e of entries) {
+    if (e.type !== 'file') continue;
+    seen++;
+    if (chosen.length < want) chosen.push(e);
+    else {
+      const j = Math.floor(random() * seen);
+      if (j < want) chosen[j] = e;
+    }
   }
-  return pool.slice(0, want).sort((a, b) => a.headerOffset - b.headerOffset);
+  return chosen.sort((x, y) => x.headerOffset - y.headerOffset);
+}
+
+/**
+ * One pass over an index's entries: each well formed and inside the tar (checkEntry), in archive
+ * order without overlap. Returns the number of entries and of regular files.
+ */
+export function checkEntries(index: ArchiveIndex | StreamedIndex): { entries: number; files: number } {
+  const tarEnd = checkIndexHead(index);
+  let entries = 0;
+  let files = 0;
+  let end = 0;
+  try {
+    for (const e of eachEntry(entrySource(index))) {
+      checkEntry(e, tarEnd);
+      if (e.headerOffset < end) throw new CairnError('archive-corrupt', `invalid archive index: entry ${e.path} overlaps the one before it`);
+      end = e.dataOffset + (e.type === 'file' ? Math.ceil(e.size / 512) * 512 : 0);
+      entries++;
+      if (e.type === 'file') files++;
+    }
+  } catch (err) {
+    if (err instanceof CairnError) throw err;
+    throw new CairnError('archive-corrupt', `the index entries do not decode: ${(err as Error).message}`, { cause: err });
+  }
+  return { entries, files };
 }
 
 /** Reads the chosen files back through only the frames holding them, checking frames and hashes. */
@@ -101,8 +138,8 @@ export async function verifyFiles(
 }
 
 /** Reads and checks every frame of the archive and every entry of its tar (see the module comment). */
-export async function verifyAllFrames(index: ArchiveIndex, reader: RangeReader, options: VerifyArchiveOptions = {}): Promise<VerifyAllResult> {
-  checkIndex(index);
+export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reader: RangeReader, options: VerifyArchiveOptions = {}): Promise<VerifyAllResult> {
+  checkIndexHead(index);
   if (index.encryption && !options.open) throw new CairnError('config', 'the archive is encrypted: verifying it needs its data keys');
   const { signal } = options;
   if (signal?.aborted) throw abortError(signal);
@@ -118,7 +155,7 @@ export async function verifyAllFrames(index: ArchiveIndex, reader: RangeReader, 
   let ownBytes = 0;
   let storedTotal = 0;
   for (const b of blocks) storedTotal += b.compressedLength;
-  const tar = new TarCheck(index.entries);
+  const tar = new TarCheck(entrySource(index), options.files);
   let blocksChecked = 0;
   let storedDone = 0;
   try {
@@ -156,32 +193,34 @@ export async function verifyAllFrames(index: ArchiveIndex, reader: RangeReader, 
   return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: own.digest('hex'), ownBytes };
 }
 
-/** Parses the whole tar and checks it against the index: every entry where it is listed, every file's sha256, the end marker. */
+/**
+ * Parses the whole tar and checks it against the index entries, read in archive order alongside
+ * (memory: one batch of entries): every entry where the index lists it, every file's sha256, the
+ * end-of-archive marker, and no entry missing or extra.
+ */
 class TarCheck {
   private readonly parser: TarParser;
-  private readonly expected = new Map<string, ArchiveEntry>();
-  private readonly seen = new Set<string>();
+  private readonly entries: Iterator<ArchiveEntry>;
   private hash: Hash | undefined;
   private current: ArchiveEntry | undefined;
-  readonly files: number;
+  private found = 0;
   filesChecked = 0;
 
-  constructor(entries: readonly ArchiveEntry[]) {
-    let files = 0;
-    for (const e of entries) {
-      this.expected.set(e.path, e);
-      if (e.type === 'file') files++;
-    }
-    this.files = files;
+  constructor(
+    source: EntrySource,
+    readonly files = 0,
+  ) {
+    this.entries = eachEntry(source);
     this.parser = new TarParser({
       entry: (e: ParsedEntry) => {
         const path = bytesToPath(e.path);
-        const want = this.expected.get(path);
-        if (!want || want.type !== e.type || this.seen.has(path))
-          throw new CairnError('archive-corrupt', `archive entry ${path} at tar offset ${e.headerOffset} does not match the index`);
+        const want = this.next();
+        if (!want) throw new CairnError('archive-corrupt', `archive entry ${path} at tar offset ${e.headerOffset} is not in the index`);
+        if (want.path !== path || want.type !== e.type)
+          throw new CairnError('archive-corrupt', `archive entry ${path} at tar offset ${e.headerOffset} does not match the index (${want.path} there)`);
         if (want.headerOffset !== e.headerOffset || want.dataOffset !== e.dataOffset)
           throw new CairnError('archive-corrupt', `archive entry ${path} is at tar offset ${e.headerOffset}, the index says ${want.headerOffset}`);
-        this.seen.add(path);
+        this.found++;
         this.current = want;
         this.hash = want.type === 'file' ? createHash('sha256') : undefined;
       },
@@ -204,9 +243,17 @@ class TarCheck {
   finish(): void {
     this.parser.finish();
     if (!this.parser.ended) throw new CairnError('archive-corrupt', 'the archive has no end-of-archive marker');
-    if (this.seen.size !== this.expected.size) {
-      const missing = [...this.expected.keys()].find((p) => !this.seen.has(p));
-      throw new CairnError('archive-corrupt', `entry ${missing} of the index is not in the archive (${this.seen.size} of ${this.expected.size} found)`);
+    const missing = this.next();
+    if (missing) throw new CairnError('archive-corrupt', `entry ${missing.path} of the index is not in the archive (${this.found} entries found before it)`);
+  }
+
+  private next(): ArchiveEntry | undefined {
+    try {
+      const n = this.entries.next();
+      return n.done ? undefined : n.value;
+    } catch (err) {
+      if (err instanceof CairnError) throw err;
+      throw new CairnError('archive-corrupt', `the index entries do not decode: ${(err as Error).message}`, { cause: err });
     }
   }
 }

@@ -15,11 +15,11 @@
  * names the object, block or file; anything else (S3 unreachable, a missing data key) is not a
  * finding about the backup. Pure of the records: the caller records the outcome.
  */
-import type { Readable } from 'node:stream';
-import { decodeIndex, planRuns } from '../archive/archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, Codec, FrameOpener, RangeReader } from '../archive/archive-types.ts';
+import { pipeline, Transform, type Readable } from 'node:stream';
+import { eachEntry, entrySource, planRuns, readIndex } from '../archive/archive-index.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, Codec, FrameOpener, RangeReader, StreamedIndex } from '../archive/archive-types.ts';
 import { describeBlock } from '../archive/block-source.ts';
-import { drain, sampleFiles, verifyAllFrames, verifyFiles } from '../archive/verify-archive.ts';
+import { checkEntries, drain, sampleFiles, verifyAllFrames, verifyFiles } from '../archive/verify-archive.ts';
 import { CairnError, type ErrorCode } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -50,7 +50,9 @@ export interface BackupVerifyOptions extends VerifyRequest {
   /** An encrypted backup: the stored index object as the index's bytes. */
   openIndex?: (stored: Readable) => Readable;
   /** An encrypted backup: the opener of its frames (given its index). */
-  frameOpener?: (index: ArchiveIndex) => Promise<FrameOpener | undefined>;
+  frameOpener?: (index: ArchiveIndexHead) => Promise<FrameOpener | undefined>;
+  /** Where the index entries wait while they are checked (default: the OS temp dir). */
+  tempDir?: string;
   onProgress?: (stage: string, p?: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => void;
 }
 
@@ -96,17 +98,10 @@ export function backupRangeReader(
   };
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  await drain(stream, (c) => parts.push(c));
-  return Buffer.concat(parts);
-}
-
 /** Verifies one completed backup at `options.level`; throws a finding (see VERIFY_FINDING_CODES) naming what is wrong. */
 export async function verifyBackup(store: ObjectStore, backup: Backup, options: BackupVerifyOptions): Promise<VerifyReport> {
-  const { level, signal } = options;
-  const progress = options.onProgress ?? (() => undefined);
-  progress('checking-objects');
+  const { signal } = options;
+  options.onProgress?.('checking-objects');
 
   // The archive's own object, with the recorded size.
   const own = await store.head(backup.storageKey);
@@ -125,16 +120,49 @@ export async function verifyBackup(store: ObjectStore, backup: Backup, options: 
     if (err instanceof CairnError && err.code === 'not-found') throw missing(`the index object of backup ${backup.id}`, backup.indexKey);
     throw err;
   }
-  const raw = await readAll(options.openIndex ? options.openIndex(stored) : stored);
-  let bytesRead = raw.length;
-  let index: ArchiveIndex;
+  let bytesRead = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytesRead += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  pipeline(stored, counted, () => undefined);
+  // Entries go to a temporary file as they arrive: memory does not grow with the file count.
+  let index: StreamedIndex;
   try {
-    index = decodeIndex(raw);
+    index = await readIndex(options.openIndex ? options.openIndex(counted) : counted, options.tempDir);
+  } catch (err) {
+    if (!(err instanceof CairnError) || err.code === 'unavailable' || err.code === 'cancelled') throw err;
+    throw new CairnError(err.code, `the index of backup ${backup.id} (${backup.indexKey}): ${err.message}`, { cause: err });
+  }
+  try {
+    return await verifyWithIndex(store, backup, index, own.size, bytesRead, options);
+  } finally {
+    index.entries.close();
+  }
+}
+
+async function verifyWithIndex(
+  store: ObjectStore,
+  backup: Backup,
+  index: StreamedIndex,
+  ownSize: number,
+  indexBytes: number,
+  options: BackupVerifyOptions,
+): Promise<VerifyReport> {
+  const { level, signal } = options;
+  const progress = options.onProgress ?? (() => undefined);
+  let bytesRead = indexBytes;
+  checkAgainstRow(backup, index, ownSize);
+  let files: number;
+  try {
+    files = checkEntries(index).files;
   } catch (err) {
     const e = err as CairnError;
-    throw new CairnError('archive-corrupt', `the index of backup ${backup.id} (${backup.indexKey}): ${e.message}`, { cause: err });
+    throw new CairnError(e.code, `the index of backup ${backup.id} (${backup.indexKey}): ${e.message}`, { cause: err });
   }
-  checkAgainstRow(backup, index, own.size);
+  const own = { size: ownSize };
 
   // Every other archive object the index reads frames from: present and long enough.
   const objects: VerifyReport['objects'] = [{ backupId: backup.id, key: backup.storageKey, size: own.size }];
@@ -153,7 +181,6 @@ export async function verifyBackup(store: ObjectStore, backup: Backup, options: 
     objects.push({ backupId: owner, key, size: info.size });
   }
 
-  const files = index.entries.filter((e) => e.type === 'file').length;
   const report: VerifyReport = { level, objects, blocks: index.blocks.length, blocksChecked: 0, files, filesChecked: 0, bytesRead };
   if (level === 'quick') return report;
 
@@ -163,13 +190,16 @@ export async function verifyBackup(store: ObjectStore, backup: Backup, options: 
 
   if (level === 'sample') {
     const percent = options.samplePercent ?? DEFAULT_SAMPLE_PERCENT;
-    const chosen = sampleFiles(index, percent, options.random);
-    const r = await verifyFiles(index, reader, chosen, { open, signal, onProgress });
+    const chosen = sampleFiles(eachEntry(entrySource(index)), files, percent, options.random);
+    // Only the chosen files' entries are held: exportPathsAsTar reads the frames holding them.
+    const { entries: _all, ...head } = index;
+    const sampled: ArchiveIndex = { ...head, entries: chosen };
+    const r = await verifyFiles(sampled, reader, chosen, { open, signal, onProgress });
     bytesRead += r.bytesRead;
-    return { ...report, samplePercent: percent, filesChecked: r.filesChecked, blocksChecked: framesHolding(index, chosen), bytesRead };
+    return { ...report, samplePercent: percent, filesChecked: r.filesChecked, blocksChecked: framesHolding(sampled, chosen), bytesRead };
   }
 
-  const r = await verifyAllFrames(index, reader, { open, signal, onProgress });
+  const r = await verifyAllFrames(index, reader, { open, signal, onProgress, files });
   bytesRead += r.bytesRead;
   // The own object's bytes past its last frame (none when Cairn wrote it) count in its sha256 too.
   const hash = r.ownBytes < own.size ? createHash('sha256') : undefined;
@@ -197,7 +227,7 @@ function framesHolding(index: ArchiveIndex, entries: readonly ArchiveEntry[]): n
 }
 
 /** The index agrees with the backup row: same archive, codec and sha256, and its own frames fit the object. */
-function checkAgainstRow(backup: Backup, index: ArchiveIndex, objectSize: number): void {
+function checkAgainstRow(backup: Backup, index: ArchiveIndexHead, objectSize: number): void {
   const bad = (why: string) => new CairnError('archive-corrupt', `the index of backup ${backup.id} (${backup.indexKey}) ${why}`);
   const metaId = index.meta?.backupId;
   if (typeof metaId === 'string' && metaId !== backup.id) throw bad(`belongs to backup ${metaId}`);
