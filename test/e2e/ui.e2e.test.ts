@@ -125,7 +125,7 @@ describe('web UI in Chromium', () => {
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('401 unauthorized');
 
     await page.getByLabel('API token').fill(cairn.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByLabel('API token').press('Enter'); // the keyboard alone signs in
     await page.getByRole('heading', { name: 'Instances' }).waitFor();
     // Expressions as strings: this file is type-checked without the DOM library.
     expect(await page.evaluate<string | null>("sessionStorage.getItem('cairn.token')")).toBe(cairn.adminToken);
@@ -177,9 +177,16 @@ describe('web UI in Chromium', () => {
     fs.writeFileSync(target, '# changed after the backup\n');
     await page.getByLabel('Select data/docs/readme.md for restore').check();
     await page.getByLabel(/The selected paths/).check();
+    // Escape leaves the confirmation without restoring; the keyboard opens it again.
     await page.getByRole('button', { name: 'Restore…' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await page.getByRole('button', { name: 'Restore…' }).focus();
+    await page.keyboard.press('Enter');
+    await dialog.waitFor();
+    expect(await page.evaluate<string | undefined>('document.activeElement?.textContent')).toBe('Keep everything as it is'); // the safe choice has focus
     const replaces = await dialog.getByTestId('restore-replaces').textContent();
     expect(replaces).toContain('data/docs/readme.md');
     expect(replaces).toContain(target);
