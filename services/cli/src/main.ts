@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { ApiError, CairnClient } from './api-client.ts';
 import { CATALOG_USAGE, catalogCommand } from './catalog.command.ts';
+import { KEYS_USAGE, keysCommand } from './keys.command.ts';
 import { followJob } from './job-progress.ts';
 import { MIGRATE_USAGE, migrateCommand } from './migrate.command.ts';
 import { printTable } from './output.ts';
@@ -38,6 +39,7 @@ const USAGE = `usage: cairn [--url URL] [--token TOKEN] <command> [options]
 ${MIGRATE_USAGE}
 ${VERIFY_USAGE}
 ${CATALOG_USAGE}
+${KEYS_USAGE}
   delete <backupId>...                           soft delete (objects removed by cleanup)
   jobs [--instance ID] [--status S] [--type T]   job history
   job <jobId> [--follow]                         show (and follow) a job
@@ -365,6 +367,8 @@ async function run(argv: string[]): Promise<number> {
         },
         (message) => new UsageError(message),
       );
+    case 'keys':
+      return keysCommand(client, { sub: args[0], dryRun: o['dry-run'], json: o.json }, (message) => new UsageError(message));
     case 'catalog':
       return catalogCommand(client, { sub: args[0], dryRun: o['dry-run'], json: o.json }, (message) => new UsageError(message));
     case 'verify':
