@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backupPrefix } from '@cairn/core';
+import { backupPrefix, manifestKey } from '@cairn/core';
 import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 import { snapshotTree } from '../support/tree.ts';
 
@@ -97,6 +97,10 @@ describe('cancellation and crashes', () => {
     const queue = new Queue(`node.${cairn.nodeId}`, { connection: { url: cairn.config.REDIS_URL }, prefix: cairn.config.QUEUE_PREFIX });
     expect(await (await queue.getJob(job.id))?.getState()).toBe('completed');
     await queue.close();
-    expect(await objectsUnder(cairn, backupPrefix(instanceId, backup.id))).toEqual({ keys: [row.indexKey, row.storageKey].sort(), uploads: [] });
+    // Archive, index and the catalog manifest (issue 14): nothing else, no incomplete upload.
+    expect(await objectsUnder(cairn, backupPrefix(instanceId, backup.id))).toEqual({
+      keys: [row.indexKey, row.storageKey, manifestKey(instanceId, backup.id)].sort(),
+      uploads: [],
+    });
   }, 180_000);
 });
