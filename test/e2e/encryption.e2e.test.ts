@@ -154,10 +154,14 @@ describe('encryption at rest', () => {
     cairn.config.CAIRN_MASTER_KEYS = `${KEY_B},${KEY_A}`;
     const underB = await backup();
     expect(underB.encryption).toEqual({ mode: 'aes-256-gcm', keyId: 'keyB' });
+    // The re-wrap covers every backup of the fleet: the run's database holds other test files' too.
+    const ours = (r: { failed: { backupId: string }[] }) => r.failed.filter((f) => [full.id, inc.id, underB.id].includes(f.backupId));
     const dry = await cairn.api('POST', '/v1/admin/keys/rewrap', { dryRun: true });
     expect(dry.status, JSON.stringify(dry.body)).toBe(200);
-    expect(dry.body).toMatchObject({ activeKeyId: 'keyB', dryRun: true, failed: [] });
+    expect(dry.body).toMatchObject({ activeKeyId: 'keyB', dryRun: true });
+    expect(ours(dry.body)).toEqual([]);
     expect(dry.body.rewrapped).toBeGreaterThanOrEqual(2);
+    expect((await cairn.api('GET', `/v1/backups/${full.id}`)).body.encryption.keyId).toBe('keyA'); // a dry run changes nothing
     // Before the re-wrap, a ring without A cannot read A's backups: the restore fails early, naming the key.
     cairn.config.CAIRN_MASTER_KEYS = KEY_B;
     const early = await restoreInto(inc.id);
@@ -166,8 +170,7 @@ describe('encryption at rest', () => {
     cairn.config.CAIRN_MASTER_KEYS = `${KEY_B},${KEY_A}`;
     const done = await cairn.api('POST', '/v1/admin/keys/rewrap', {});
     expect(done.status, JSON.stringify(done.body)).toBe(200);
-    expect(done.body.failed).toEqual([]);
-    expect(done.body.stillNeeded).toEqual([]);
+    expect(ours(done.body)).toEqual([]);
     expect((await cairn.api('GET', `/v1/backups/${full.id}`)).body.encryption.keyId).toBe('keyB');
     // A removed: every backup still restores.
     cairn.config.CAIRN_MASTER_KEYS = KEY_B;
