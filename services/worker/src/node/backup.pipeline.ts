@@ -6,6 +6,7 @@ import {
   backupPrefix,
   enqueueManualRetention,
   enqueueRetention,
+  manifestKey,
   manualPolicyOf,
   streamInto,
   type Backup,
@@ -86,7 +87,12 @@ export class BackupJob implements JobWork<BackupResult> {
     if (!backup) throw new CairnError('not-found', `job ${run.jobId} has no backup record`);
     this.backup = backup;
     // An earlier run completed the backup and stopped before recording it on the Job.
-    if (backup.status === 'completed') return succeeded(resultOf(backup));
+    if (backup.status === 'completed') {
+      // Its run may have died before writing the catalog manifest: write it when it is missing.
+      const manifest = await this.ctx.store.head(manifestKey(backup.instanceId, backup.id)).catch(() => null);
+      if (!manifest) await recordBackupManifest(this.ctx, backup.id, run.log);
+      return succeeded(resultOf(backup));
+    }
     if (backup.status !== 'pending' && backup.status !== 'running') return { status: 'cancelled', reason: `backup is ${backup.status}` };
     // A scheduled backup not started before is `auto`: decided now, written with the start (once:
     // a retry finds startedAt set and keeps what was decided, a fallback to full included).
