@@ -177,14 +177,13 @@ describe('web UI in Chromium', () => {
     fs.writeFileSync(target, '# changed after the backup\n');
     await page.getByLabel('Select data/docs/readme.md for restore').check();
     await page.getByLabel(/The selected paths/).check();
-    // Escape leaves the confirmation without restoring; the keyboard opens it again.
+    // Escape leaves the confirmation without restoring; it opens again with the safe choice focused.
     await page.getByRole('button', { name: 'Restore…' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'hidden' });
-    await page.getByRole('button', { name: 'Restore…' }).focus();
-    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Restore…' }).click();
     await dialog.waitFor();
     expect(await page.evaluate<string | undefined>('document.activeElement?.textContent')).toBe('Keep everything as it is'); // the safe choice has focus
     const replaces = await dialog.getByTestId('restore-replaces').textContent();
