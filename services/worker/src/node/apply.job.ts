@@ -1,16 +1,18 @@
 import fs from 'node:fs/promises';
 import { chmodSync, lchownSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { z } from 'zod';
-import { archiveKey, CairnError, containingRoot, frameOpenerFor, isInside, keyringOf, openIndexObject, type Backup } from '@cairn/core';
-import { eachEntry, pathToBytes, readIndex, unpackArchive, type ArchiveEntry, type Codec, type StreamedIndex } from '@cairn/core/archive/index.ts';
+import { CairnError, frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
+import { eachEntry, pathToBytes, readIndex, unpackArchive, type ArchiveEntry, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { EntrySpill } from '@cairn/core/archive/entry-spill.ts';
 import { ParentCursor } from '@cairn/core/archive/pack-reuse.ts';
 import { createTimeSetter } from '@cairn/core/archive/time-setter.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { writeBaseline } from './baseline.ts';
+import { unownedDirs } from './registered-volumes.ts';
+import { archiveRangeReader } from './restore.pipeline.ts';
 import type { NodeContext } from './node-context.ts';
-import { isCairnName, resolveReal } from './staging.ts';
+import { isCairnName } from './staging.ts';
 
 const applyParams = z
   .object({
@@ -80,7 +82,7 @@ export class ApplyJob implements JobWork<ApplyResult> {
           volumeDirs: dirs,
           index,
           paths: changes.extract,
-          source: { rangeReader: rangeReaderOf(ctx, final, index.codec, run.signal) },
+          source: { rangeReader: archiveRangeReader(ctx.store, final, index.codec, run.signal) },
           ...(open ? { open } : {}),
           signal: run.signal,
           restoreOwnership: process.getuid?.() === 0,
@@ -106,37 +108,14 @@ export class ApplyJob implements JobWork<ApplyResult> {
     }
   }
 
-  /** The host paths, resolved: inside this node's roots (not a root), registered to no instance, and present. */
+  /** The host paths, resolved (unownedDirs), each holding the bulk copy. */
   private async targetDirs(hostPaths: Record<string, string>): Promise<Record<string, string>> {
-    const roots = await Promise.all(this.ctx.volumeRoots.map((r) => resolveReal(r)));
-    const registered = await this.ctx.records.instances.volumes({ nodeId: this.ctx.nodeId });
-    const volumes = await Promise.all(
-      registered.map(async (v) => ({ label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })),
-    );
-    const out: Record<string, string> = {};
-    for (const [name, hostPath] of Object.entries(hostPaths)) {
-      const real = await resolveReal(hostPath);
-      const root = containingRoot(real, roots);
-      if (!root || real === root) throw new CairnError('unsafe-path', `${hostPath} (volume ${name}) is not a directory inside this node's volume roots`);
-      const owner = volumes.find((v) => isInside(real, v.real) || isInside(v.real, real));
-      if (owner) throw new CairnError('unsafe-path', `${hostPath} belongs to ${owner.label}; a cutover applies only to a migrate's own copy`);
-      if (!(await fs.stat(real).catch(() => null))?.isDirectory()) throw new CairnError('conflict', `${hostPath} (volume ${name}) does not hold the bulk copy`);
-      out[name] = real;
-    }
-    return out;
+    const dirs = await unownedDirs(this.ctx, hostPaths, "a cutover applies only to a migrate's own copy");
+    for (const [name, real] of Object.entries(dirs))
+      if (!(await fs.stat(real).catch(() => null))?.isDirectory())
+        throw new CairnError('conflict', `${hostPaths[name]} (volume ${name}) does not hold the bulk copy`);
+    return dirs;
   }
-}
-
-function rangeReaderOf(ctx: NodeContext, backup: Backup, codec: Codec, signal: AbortSignal) {
-  return async (start: number, end: number, object?: string) => {
-    const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, codec);
-    try {
-      return await ctx.store.get(key, { range: { start, end }, signal });
-    } catch (err) {
-      if (err instanceof CairnError && err.code === 'not-found') throw new CairnError('archive-missing', `archive object ${key} is missing`, { cause: err });
-      throw err;
-    }
-  };
 }
 
 const sameContent = (b: ArchiveEntry, e: ArchiveEntry): boolean =>

@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { CairnError, containingRoot, isInside } from '@cairn/core';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import type { NodeContext } from './node-context.ts';
-import { OLD_PREFIX, resolveReal, STAGING_PREFIX } from './staging.ts';
+import { unownedDirs } from './registered-volumes.ts';
+import { OLD_PREFIX, STAGING_PREFIX } from './staging.ts';
 
 const discardParams = z
   .object({
@@ -31,18 +31,10 @@ export class DiscardJob implements JobWork<DiscardResult> {
 
   async run(run: JobRun): Promise<WorkOutcome<DiscardResult>> {
     const params = discardParams.parse(run.job?.params ?? {});
-    const roots = await Promise.all(this.ctx.volumeRoots.map((r) => resolveReal(r)));
-    const registered = await this.ctx.records.instances.volumes({ nodeId: this.ctx.nodeId });
-    const volumes = await Promise.all(
-      registered.map(async (v) => ({ label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })),
-    );
+    const dirs = await unownedDirs(this.ctx, params.hostPaths, 'it is not removed');
     const result: DiscardResult = { removed: [], absent: [] };
-    for (const [name, hostPath] of Object.entries(params.hostPaths)) {
-      const real = await resolveReal(hostPath);
-      const root = containingRoot(real, roots);
-      if (!root || real === root) throw new CairnError('unsafe-path', `${hostPath} (volume ${name}) is not a directory inside this node's volume roots`);
-      const owner = volumes.find((v) => isInside(real, v.real) || isInside(v.real, real));
-      if (owner) throw new CairnError('unsafe-path', `${hostPath} belongs to ${owner.label} (${owner.real}); it is not removed`);
+    for (const [name, real] of Object.entries(dirs)) {
+      const hostPath = params.hostPaths[name]!;
       // What a restore of this migrate left beside it (a worker killed mid-restore): `.cairn-staging-<job>.<base>`...
       if (params.jobPrefix) {
         const home = path.dirname(real);

@@ -10,6 +10,7 @@ import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
+import { registeredVolumes, type RegisteredVolume } from './registered-volumes.ts';
 import type { NodeContext } from './node-context.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
 
@@ -203,7 +204,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
     // otherwise be "replaced" by an empty staging directory).
     const restored = paths?.length ? volumeNames.filter((n) => byVolume.has(n)) : volumeNames;
     const realRoots = await Promise.all(this.ctx.volumeRoots.map((r) => fs.realpath(r).catch(() => path.resolve(r))));
-    const others = await otherVolumes(this.ctx);
+    const others = await registeredVolumes(this.ctx);
     for (const name of restored) {
       const volume = target.volumes.find((v) => v.name === name);
       if (!volume) throw new CairnError('validation', `target instance ${target.name} has no volume named ${name}`);
@@ -241,7 +242,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
  * Range reads of a backup's archive: its own object, or (a format 2 block's `object`) the archive
  * object of the backup named, which is of the same instance and codec (frames are reused only so).
  */
-function archiveRangeReader(store: ObjectStore, backup: Backup, codec: Codec, signal: AbortSignal): RangeReader {
+export function archiveRangeReader(store: ObjectStore, backup: Backup, codec: Codec, signal: AbortSignal): RangeReader {
   return async (start, end, object) => {
     const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, codec);
     try {
@@ -295,23 +296,11 @@ async function liveDir(hostPath: string, realRoots: readonly string[]): Promise<
   return real;
 }
 
-interface OtherVolume {
-  id: string;
-  label: string;
-  real: string;
-}
-
-/** Every volume registered on this node, resolved (symlinks followed). */
-async function otherVolumes(ctx: NodeContext): Promise<OtherVolume[]> {
-  const rows = await ctx.records.instances.volumes({ nodeId: ctx.nodeId });
-  return Promise.all(rows.map(async (v) => ({ id: v.id, label: `volume ${v.name} of instance ${v.instance.name}`, real: await resolveReal(v.hostPath) })));
-}
-
 /**
  * Refuses to restore into a directory that holds (or is) another registered volume: replacing it
  * would replace, and then delete, that volume's data too.
  */
-async function assertNothingInside(live: string, volumeId: string, others: OtherVolume[]): Promise<void> {
+async function assertNothingInside(live: string, volumeId: string, others: RegisteredVolume[]): Promise<void> {
   for (const o of others) {
     if (o.id === volumeId || !isInside(o.real, live)) continue;
     throw new CairnError('unsafe-path', `cannot restore into ${live}: ${o.label} (${o.real}) lies inside it`);
