@@ -235,22 +235,27 @@ class MigrateJob implements JobWork<MigrateResult> {
    */
   private async baselineBackup(source: InstanceWithVolumes, volumes: string[], parentId: string): Promise<string> {
     const id = `${this.parent.id}-baseline`;
-    const compression = this.ctx.compression;
     if (await this.ctx.records.backups.get(id)) return id;
-    await this.ctx.records.backups.create({
+    await this.ctx.records.backups.create(this.backupRow(id, source, volumes, { kind: 'incremental', parentId }));
+    return id;
+  }
+
+  /** The pending row of a Backup this migrate makes of `source` (trigger `migrate`). */
+  private backupRow(id: string, source: InstanceWithVolumes, volumes: string[], kind: { kind: 'full' | 'incremental'; parentId: string | null }) {
+    const compression = this.ctx.compression;
+    return {
       id,
       instanceId: source.id,
-      status: 'pending',
-      trigger: 'migrate',
-      kind: 'incremental',
-      parentId,
+      status: 'pending' as const,
+      trigger: 'migrate' as const,
+      kind: kind.kind,
+      parentId: kind.parentId,
       volumes,
       storageKey: archiveKey(source.id, id, compression),
       indexKey: indexKey(source.id, id),
       compression,
       requestedBy: this.parent.requestedBy,
-    });
-    return id;
+    };
   }
 
   /** A backup of `source` on its node as child `step`; returns the Backup id once it completed. */
@@ -282,19 +287,7 @@ class MigrateJob implements JobWork<MigrateResult> {
                   fullEvery: this.ctx.fullBackupEvery ?? DEFAULT_FULL_BACKUP_EVERY,
                 })
               : { kind: 'incremental' as const, parentId: kind.parentId };
-          await tx.backups.create({
-            id: backupId,
-            instanceId: source.id,
-            status: 'pending',
-            trigger: 'migrate',
-            kind: choice.kind,
-            parentId: choice.parentId,
-            volumes,
-            storageKey: archiveKey(source.id, backupId, compression),
-            indexKey: indexKey(source.id, backupId),
-            compression,
-            requestedBy: this.parent.requestedBy,
-          });
+          await tx.backups.create(this.backupRow(backupId, source, volumes, choice));
         },
       },
     );
