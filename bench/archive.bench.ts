@@ -7,7 +7,8 @@
  * Reference and Cairn runs alternate; the data is read right before every run (this VM
  * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
  * Then the incremental scenarios of issue 11 (incremental.bench.ts): an unchanged second backup
- * against the full one and against restic's unchanged re-backup.
+ * against the full one and against restic's unchanged re-backup. Then the gateway scenario of
+ * issue 17 (gateway.bench.ts, `gateway`): fixed-rate API load, alone and with 300 progress streams.
  *
  * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
  * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_MANY_FILES (500000 tiny files, only for the peak-RSS
@@ -23,6 +24,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
 import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
 import { reportEncryption, runEncryption } from './encryption.bench.ts';
+import { GATEWAY_SCENARIOS, reportGateway, runGateway } from './gateway.bench.ts';
 import { reportIncremental, runIncremental } from './incremental.bench.ts';
 import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type Sample } from './measure.ts';
 
@@ -241,6 +243,13 @@ function report(results: Result[], probes: Probe[]): void {
 }
 
 async function main(): Promise<void> {
+  if (ONLY?.every((name) => GATEWAY_SCENARIOS.includes(name))) {
+    // No archive scenario chosen: no data sets to prepare.
+    console.log(`cairn gateway bench: ${availableParallelism()} CPUs, load average ${loadAverage()}`);
+    const gateway = await runGateway({ only: ONLY });
+    if (gateway) reportGateway(gateway);
+    return;
+  }
   if (!ensureCommand('zstd', 'zstd') || !ensureCommand('pigz', 'pigz')) throw new Error('zstd and pigz are needed (apt-get install zstd pigz)');
   mkdirSync(SCRATCH, { recursive: true });
   console.log(
@@ -277,6 +286,7 @@ async function main(): Promise<void> {
   }
   const incremental = await runIncremental({ large, small, reps: REPS, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
   const encryption = await runEncryption({ large, small, reps: REPS, ...(ONLY ? { only: ONLY } : {}) });
+  const gateway = await runGateway(ONLY ? { only: ONLY } : {});
   const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
   const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
   if (!ONLY) console.log('\nmeasuring peak RSS in fresh processes...');
@@ -290,6 +300,10 @@ async function main(): Promise<void> {
   if (encryption.length) {
     console.log('\nEncryption at rest (issue 14): pack, zstd, null sink, with and without every frame sealed (AES-256-GCM):');
     reportEncryption(encryption);
+  }
+  if (gateway) {
+    console.log('\nGateway under load (issue 17): list/show/jobs at a fixed rate, alone and with progress streams open:');
+    reportGateway(gateway);
   }
   await sharedWorkerHost().close();
   if (process.env.CAIRN_BENCH_KEEP !== '1') {

@@ -55,6 +55,8 @@ const JOB_COLUMNS = [
   'startedAt',
   'status',
   'targetInstanceId',
+  'targetTenantId',
+  'tenantId',
   'type',
 ];
 const BACKUP_COLUMNS = [
@@ -388,6 +390,26 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
           await expectJobs({ parentJobId: a.id }, [c]);
           await expectJobs({ instanceId: w.instance.id, status: 'running', type: 'restore', nodeId: node2 }, [b]);
           await expectJobs({ instanceId: w.instance.id, status: 'queued', type: 'restore' }, []);
+        });
+
+        test('touchesTenant matches jobs whose instance or restore target is of the tenant, until that instance is removed', async () => {
+          // Worlds of this test's own: the other filter tests count the jobs of `w`.
+          const mine = await world(r);
+          const other = await world(r);
+          const own = await r.jobs.create(newJob({ instanceId: other.instance.id }));
+          const outgoing = await r.jobs.create(newJob({ type: 'restore', instanceId: mine.instance.id, targetInstanceId: other.instance.id }));
+          const incoming = await r.jobs.create(newJob({ type: 'restore', instanceId: other.instance.id, targetInstanceId: mine.instance.id }));
+          const sweep = await r.jobs.create(newJob({ type: 'sweep', queue: 'control' }));
+          const orphan = await r.jobs.create(newJob({ instanceId: `gone-${other.tag}` }));
+          const created = idsOf([own, outgoing, incoming, sweep, orphan]);
+          await expectJobs({ touchesTenant: other.tenant.id }, [own, outgoing, incoming]);
+          await expectJobs({ ids: created, touchesTenant: mine.tenant.id }, [outgoing, incoming]);
+          await expectJobs({ touchesTenant: other.tenant.id, type: 'restore' }, [outgoing, incoming]);
+          await expectJobs({ touchesTenant: other.tenant.id, touchesInstance: other.instance.id, targetInstanceId: mine.instance.id }, [incoming]);
+          expect(await r.jobs.findFirst({ touchesTenant: other.tenant.id }, { order: 'desc' })).toMatchObject({ id: incoming.id });
+          await r.instances.delete(other.instance.id);
+          await expectJobs({ touchesTenant: other.tenant.id }, []);
+          await expectJobs({ ids: created, touchesTenant: mine.tenant.id }, [outgoing, incoming]);
         });
 
         test('touchesInstances and touchesInstance match the source or the restore target, and combine', async () => {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishJobChange } from '@cairn/core';
 import { startTestGateway, type TestGateway } from './gateway-harness.ts';
 
 let gw: TestGateway;
@@ -350,11 +351,16 @@ describe('jobs', () => {
     await readUntil('event: state');
     expect(text).toContain('"status":"queued"');
     const progress = { stage: 'uploading', bytesDone: 5, bytesTotal: 10, filesDone: 1, filesTotal: 2, percent: 50, etaSeconds: 3 };
-    await gw.prisma.job.update({ where: { id: job.id }, data: { status: 'running', startedAt: new Date() } });
+    // As a worker does: write the row, then publish the change notice the gateway's streams follow.
+    const write = async (data: object) => {
+      await gw.prisma.job.update({ where: { id: job.id }, data });
+      await publishJobChange(gw.runtime.redis, gw.config.QUEUE_PREFIX, { jobId: job.id });
+    };
+    await write({ status: 'running', startedAt: new Date() });
     await readUntil('"status":"running"');
-    await gw.prisma.job.update({ where: { id: job.id }, data: { progress } });
+    await write({ progress });
     await readUntil('event: progress');
-    await gw.prisma.job.update({ where: { id: job.id }, data: { status: 'succeeded', finishedAt: new Date() } });
+    await write({ status: 'succeeded', finishedAt: new Date() });
     await readUntil('event: end');
     const { done } = await reader.read();
     expect(done).toBe(true);

@@ -9,6 +9,7 @@ export * from './domain/object-layout.ts';
 export * from './domain/progress.ts';
 export * from './queue/contracts.ts';
 export * from './queue/job-queues.ts';
+export * from './queue/job-changes.ts';
 export * from './domain/paths.ts';
 export * as api from './api/index.ts';
 export * from './domain/backup-deletion.ts';

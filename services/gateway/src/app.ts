@@ -8,6 +8,7 @@ import { uiStatic } from './http/ui-static.ts';
 import { bearerAuthenticator } from './middleware/authenticate.ts';
 import { errorHandler } from './middleware/error-handler.ts';
 import { requestContext } from './middleware/request-context.ts';
+import type { JobChangeFeed } from './queue/job-change-feed.ts';
 import type { QueuePort } from './queue/queue-client.ts';
 import { backupRoutes } from './routes/backups.routes.ts';
 import { catalogRoutes } from './routes/catalog.routes.ts';
@@ -38,14 +39,15 @@ import { VerifyService } from './services/verify.service.ts';
 export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
-  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS'>>;
+  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> &
+    Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS' | 'JOB_STREAMS_PER_TOKEN' | 'JOB_STREAM_POLL_MS'>>;
   logger: Logger;
   records: Records;
   queues: QueuePort;
   store: ObjectStore;
   readinessChecks: Record<string, Check>;
-  /** Event streams re-read their job this often (ms). */
-  jobPollIntervalMs?: number;
+  /** Job change notices from the workers (Redis pub/sub), which progress streams follow. */
+  jobChanges?: JobChangeFeed;
 }
 
 export interface Gateway {
@@ -65,7 +67,14 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const files = new BackupFilesService({ store, backups, logger, records, keyring: () => keyringOf(config) });
   const restores = new RestoreService({ records, queues, instances, backups, files, logger });
   const migrations = new MigrateService({ records, queues, instances, backups, files, logger });
-  const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
+  const jobs = new JobService({
+    records,
+    queues,
+    logger,
+    changes: deps.jobChanges,
+    pollIntervalMs: config.JOB_STREAM_POLL_MS,
+    streamsPerToken: config.JOB_STREAMS_PER_TOKEN,
+  });
   const nodes = new NodeService({ records });
   const metrics = new MetricsService({ records, queues, logger });
 

@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { CairnError, loadConfig, reconcileSchedulers, redactConfig } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import { createGateway } from './app.ts';
+import { redisJobChangeFeed } from './queue/job-change-feed.ts';
 import { QueueClient } from './queue/queue-client.ts';
 
 export interface RunningGateway {
@@ -15,18 +16,21 @@ export interface RunningGateway {
 
 /**
  * Serves the API on HOST:PORT over a runtime its caller built (the gateway's own main, the
- * all-in-one, tests) and closes; opens no connection of its own. Makes CAIRN_ADMIN_TOKEN a valid
- * admin token and rebuilds the BullMQ job schedulers from the schedule table.
+ * all-in-one, tests) and closes; its connections are the runtime's (one of them subscribed to job
+ * change notices, closed with the gateway). Makes CAIRN_ADMIN_TOKEN a valid admin token and
+ * rebuilds the BullMQ job schedulers from the schedule table.
  */
 export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
   const { config, logger, records, redis, store } = runtime;
   const queues = new QueueClient(runtime.queues, redis);
+  const jobChanges = redisJobChangeFeed(runtime.connection('job-changes'), redis, config.QUEUE_PREFIX, logger);
   const gateway = createGateway({
     config,
     logger,
     records,
     queues,
     store,
+    jobChanges,
     readinessChecks: {
       postgres: () => records.ping(),
       redis: async () => {
@@ -97,6 +101,7 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
         clearTimeout(timer);
         // A reconcile still running would fail once the runtime closes: give it a moment first.
         await Promise.race([reconciling, delay(2000)]);
+        jobChanges.close();
         logger.info('gateway stopped');
       })()),
   };

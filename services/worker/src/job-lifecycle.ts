@@ -5,6 +5,7 @@ import {
   retryWrite,
   type Job,
   type JobChanges,
+  type JobChangeNotice,
   type JobRecords,
   type JobStatus,
   type Logger,
@@ -93,6 +94,11 @@ export interface JobLifecycleOptions {
   settleAttempts?: number;
   settleDelayMs?: number;
   progressIntervalMs?: number;
+  /**
+   * Told after each write of a job's progress or state (issue 17: published on Redis so the
+   * gateway's progress streams re-read the job); must not throw or wait.
+   */
+  onChange?: (notice: JobChangeNotice) => void;
 }
 
 export class JobLifecycle {
@@ -121,11 +127,14 @@ export class JobLifecycle {
       return { status: 'skipped', reason: claimed.reason };
     }
     const { jobId, job } = claimed;
+    if (jobId) this.changed(jobId, job?.parentJobId);
     const log = this.logger.child({ ...(jobId ? { jobId } : {}), job: invocation.name });
     const throttle = new ProgressThrottle(
       async (p) => {
         await invocation.publishProgress?.(p);
-        if (jobId) await this.jobs.setProgress(jobId, p);
+        if (!jobId) return;
+        await this.jobs.setProgress(jobId, p);
+        this.changed(jobId, job?.parentJobId);
       },
       this.options.progressIntervalMs ?? 500,
       Date.now,
@@ -153,8 +162,10 @@ export class JobLifecycle {
     if (jobId && outcome.status !== 'skipped') {
       const recorded =
         outcome.status === 'succeeded'
-          ? await this.settle(jobId, 'succeeded', { result: outcome.result as object, error: null, errorCode: null }, 'succeeded')
-          : await this.settle(jobId, 'cancelled', { error: outcome.reason, errorCode: 'cancelled' }, outcome.reason);
+          ? await this.settle(jobId, 'succeeded', { result: outcome.result as object, error: null, errorCode: null }, 'succeeded', {
+              parentJobId: job?.parentJobId,
+            })
+          : await this.settle(jobId, 'cancelled', { error: outcome.reason, errorCode: 'cancelled' }, outcome.reason, { parentJobId: job?.parentJobId });
       // The work is done but its record is not: BullMQ retries, and the next run finds it done
       // (a completed backup) or does it again (a restore), then records it.
       if (!recorded) throw new CairnError('unavailable', `job ${jobId} ended ${outcome.status}, but recording it failed`, { permanent: false });
@@ -187,6 +198,10 @@ export class JobLifecycle {
     return { ok: true, jobId: job.id, job: { ...job, status: 'running', attempts: invocation.attempt } };
   }
 
+  private changed(jobId: string, parentJobId: string | null | undefined): void {
+    this.options.onChange?.({ jobId, parentJobId: parentJobId ?? null });
+  }
+
   /** Records a failure and returns what the processor must throw. */
   private async fail<R>(run: JobRun, classified: Failure, work: JobWork<R>): Promise<Error> {
     let failure = classified;
@@ -207,13 +222,17 @@ export class JobLifecycle {
     if (kind === 'retry') {
       // Unrecorded (logged by settle), BullMQ still retries, and the next claim takes it from `running`.
       if (run.jobId)
-        await this.settle(run.jobId, 'queued', { error: `attempt ${run.attempt} failed, will retry: ${error.message}`, errorCode: error.code }, error.message, [
-          'running',
-        ]);
+        await this.settle(run.jobId, 'queued', { error: `attempt ${run.attempt} failed, will retry: ${error.message}`, errorCode: error.code }, error.message, {
+          from: ['running'],
+          parentJobId: run.job?.parentJobId,
+        });
       return error;
     }
     // Unrecorded (logged by settle), BullMQ records this same error and the sweep copies it onto the row.
-    if (run.jobId) await this.settle(run.jobId, kind === 'cancelled' ? 'cancelled' : 'failed', { error: error.message, errorCode: error.code }, error.message);
+    if (run.jobId)
+      await this.settle(run.jobId, kind === 'cancelled' ? 'cancelled' : 'failed', { error: error.message, errorCode: error.code }, error.message, {
+        parentJobId: run.job?.parentJobId,
+      });
     return new UnrecoverableError(`${error.code}: ${error.message}`);
   }
 
@@ -222,7 +241,13 @@ export class JobLifecycle {
    * Returns false when every try failed, after logging the job id, the job's own outcome and the
    * write's error.
    */
-  private async settle(jobId: string, to: JobStatus, changes: JobChanges, jobOutcome: string, from: JobStatus[] = ['queued', 'running']): Promise<boolean> {
+  private async settle(
+    jobId: string,
+    to: JobStatus,
+    changes: JobChanges,
+    jobOutcome: string,
+    { from = ['queued', 'running'], parentJobId }: { from?: JobStatus[]; parentJobId?: string | null } = {},
+  ): Promise<boolean> {
     try {
       const changed = await retryWrite(() => this.jobs.transition(jobId, from, to, changes), {
         attempts: this.settleAttempts,
@@ -230,6 +255,7 @@ export class JobLifecycle {
         onRetry: (err, attempt) => this.logger.warn({ jobId, to, attempt, err: errorMessage(err) }, 'recording the job outcome failed; trying again'),
       });
       if (!changed) this.logger.info({ jobId, to }, 'job record already changed by someone else (cancel or sweep); left as it is');
+      else this.changed(jobId, parentJobId);
       return true;
     } catch (err) {
       this.logger.error({ jobId, to, jobOutcome, err: errorMessage(err) }, 'could not record the job outcome');

@@ -503,7 +503,7 @@ export function addToRuns(runs: BlockRun[], blocks: readonly ArchiveBlock[], e: 
 }
 
 /** Groups entries into runs of consecutive blocks to fetch. */
-export function planRuns(index: ArchiveIndex, entries: readonly ArchiveEntry[]): BlockRun[] {
+export function planRuns(index: Pick<ArchiveIndexHead, 'blocks'>, entries: readonly ArchiveEntry[]): BlockRun[] {
   const sorted = [...entries].sort((a, b) => a.headerOffset - b.headerOffset);
   const runs: BlockRun[] = [];
   for (const e of sorted) addToRuns(runs, index.blocks, e);

@@ -13,8 +13,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
-import { checkIndex, checkIndexHead, entryEnd, planRuns, selectEntries } from './archive-index.ts';
-import type { FrameOpener, ArchiveEntry, ArchiveIndex, ArchiveIndexHead, RangeReader } from './archive-types.ts';
+import { checkEntry, checkIndexHead, entryEnd, planRuns, selectEntries } from './archive-index.ts';
+import type { FrameOpener, ArchiveEntry, ArchiveIndex, ArchiveIndexHead, RangeReader, StreamedIndex } from './archive-types.ts';
 import { decompressBlock } from './block-codec.ts';
 import { blockError, describeBlock, RangeReadAhead, rangeFrames, segmentError, segmentsOf, type Segment } from './block-source.ts';
 import { bytesToPath } from './path-bytes.ts';
@@ -32,15 +32,25 @@ function needOpener(index: ArchiveIndexHead, open: FrameOpener | undefined): voi
 }
 
 /** Entries written by an export of `paths` (hard-link targets brought along, archive order). */
-function exportEntries(index: ArchiveIndex, paths: readonly string[]): ArchiveEntry[] {
+function exportEntries(index: ArchiveIndex | StreamedIndex, paths: readonly string[]): ArchiveEntry[] {
   const { selected, sources } = selectEntries(index, paths);
   return [...selected, ...sources].sort((a, b) => a.headerOffset - b.headerOffset);
 }
 
-export function exportPathsAsTar(index: ArchiveIndex, rangeReader: RangeReader, paths: readonly string[], options: ExportOptions = {}): Readable {
-  checkIndex(index);
+/**
+ * `index` may keep its entries on disk (readIndex): the entries to export are taken from it before
+ * this returns, and each is checked against the block table as checkIndex would.
+ */
+export function exportPathsAsTar(
+  index: ArchiveIndex | StreamedIndex,
+  rangeReader: RangeReader,
+  paths: readonly string[],
+  options: ExportOptions = {},
+): Readable {
+  const tarEnd = checkIndexHead(index);
   needOpener(index, options.open);
   const entries = exportEntries(index, paths);
+  for (const e of entries) checkEntry(e, tarEnd);
   const segments = (function* () {
     for (const run of planRuns(index, entries)) yield* segmentsOf(index.blocks, run.firstBlock, run.lastBlock);
   })();
@@ -48,7 +58,7 @@ export function exportPathsAsTar(index: ArchiveIndex, rangeReader: RangeReader, 
   return generatorStream(generate(index, reads, entries, options.open), reads, options.signal);
 }
 
-async function* generate(index: ArchiveIndex, reads: RangeReadAhead, entries: ArchiveEntry[], open: FrameOpener | undefined): AsyncGenerator<Buffer> {
+async function* generate(index: ArchiveIndexHead, reads: RangeReadAhead, entries: ArchiveEntry[], open: FrameOpener | undefined): AsyncGenerator<Buffer> {
   const verifier = new ExportVerifier(entries);
   const emit = (chunk: Buffer): Buffer => {
     verifier.push(chunk);

@@ -154,6 +154,10 @@ const schema = z.object({
   VERIFY_LEVEL: z.enum(['quick', 'sample', 'full']).default('sample'),
   VERIFY_BYTES_BUDGET: bytes(1, Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3),
   BODY_LIMIT: bytes(1024, 64 * 1024 ** 2).default(1024 ** 2),
+  // Progress streams (issue 17): open streams one token may hold in one gateway (429 beyond), and
+  // how often watched jobs are re-read when no change notice arrives.
+  JOB_STREAMS_PER_TOKEN: int(1, 10_000).default(20),
+  JOB_STREAM_POLL_MS: int(50, 600_000).default(5000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

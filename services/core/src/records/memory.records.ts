@@ -204,6 +204,7 @@ function jobMatches(j: Job, f: JobFilter): boolean {
       (j.instanceId !== null && f.touchesInstances.includes(j.instanceId)) ||
       (j.targetInstanceId !== null && f.touchesInstances.includes(j.targetInstanceId))) &&
     (f.touchesInstance === undefined || j.instanceId === f.touchesInstance || j.targetInstanceId === f.touchesInstance) &&
+    (f.touchesTenant === undefined || j.tenantId === f.touchesTenant || j.targetTenantId === f.touchesTenant) &&
     (f.nodeId === undefined || j.nodeId === f.nodeId) &&
     (f.queue === undefined || j.queue === f.queue) &&
     (f.onNode === undefined || j.nodeId === f.onNode || j.queue === nodeQueueName(f.onNode)) &&
@@ -361,6 +362,8 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         parentJobId: null,
         hooks: null,
         ...(defined(job) as typeof job),
+        tenantId: (job.instanceId && t.instances.get(job.instanceId)?.tenantId) || null,
+        targetTenantId: (job.targetInstanceId && t.instances.get(job.targetInstanceId)?.tenantId) || null,
       } as Job;
       t.jobs.set(row.id, row);
       return row;
@@ -565,6 +568,10 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       t.instanceHooks.delete(id);
       for (const v of [...t.volumes.values()]) if (v.instanceId === id) t.volumes.delete(v.id);
       for (const s of [...t.schedules.values()]) if (s.instanceId === id) t.schedules.delete(s.id);
+      for (const j of t.jobs.values()) {
+        if (j.instanceId === id) j.tenantId = null;
+        if (j.targetInstanceId === id) j.targetTenantId = null;
+      }
     },
     async volumes(f) {
       const t = tables();

@@ -129,6 +129,7 @@ function jobWhere(f: JobFilter, idRange?: { gt?: string; lt?: string }): Prisma.
   const and: Prisma.JobWhereInput[] = [];
   if (f.touchesInstances) and.push({ OR: [{ instanceId: { in: [...f.touchesInstances] } }, { targetInstanceId: { in: [...f.touchesInstances] } }] });
   if (f.touchesInstance !== undefined) and.push({ OR: [{ instanceId: f.touchesInstance }, { targetInstanceId: f.touchesInstance }] });
+  if (f.touchesTenant !== undefined) and.push({ OR: [{ tenantId: f.touchesTenant }, { targetTenantId: f.touchesTenant }] });
   if (f.onNode) and.push({ OR: [{ nodeId: f.onNode }, { queue: nodeQueueName(f.onNode) }] });
   const id =
     f.id !== undefined || f.ids !== undefined || idRange
@@ -170,16 +171,25 @@ function jobRecords(db: Db): JobRecords {
       const groups = await db.job.groupBy({ by: ['nodeId'], where: { AND: [jobWhere(filter), { nodeId: { not: null } }] }, _count: { _all: true } });
       return groups.map((g) => ({ nodeId: g.nodeId!, count: g._count._all }));
     },
-    create: (job) =>
-      unique(
+    async create(job) {
+      const instanceIds = [job.instanceId, job.targetInstanceId].filter((id): id is string => !!id);
+      const tenants = new Map(
+        instanceIds.length
+          ? (await db.instance.findMany({ where: { id: { in: instanceIds } }, select: { id: true, tenantId: true } })).map((i) => [i.id, i.tenantId])
+          : [],
+      );
+      return unique(
         db.job.create({
           data: {
             ...job,
             params: json(job.params),
             result: nullableJson(job.result),
+            tenantId: job.instanceId ? (tenants.get(job.instanceId) ?? null) : null,
+            targetTenantId: job.targetInstanceId ? (tenants.get(job.targetInstanceId) ?? null) : null,
           },
         }),
-      ),
+      );
+    },
     async transition(id, from, to, changes = {}) {
       const { result, progress, ...rest } = changes;
       const { count } = await db.job.updateMany({
@@ -348,6 +358,9 @@ function instanceRecords(db: Db): InstanceRecords {
     },
     async delete(id) {
       await db.instance.delete({ where: { id } });
+      // After the delete: one that is refused leaves its jobs visible to the tenant.
+      await db.job.updateMany({ where: { tenantId: { not: null }, instanceId: id }, data: { tenantId: null } });
+      await db.job.updateMany({ where: { targetTenantId: { not: null }, targetInstanceId: id }, data: { targetTenantId: null } });
     },
     volumes: (filter) =>
       db.volume.findMany({

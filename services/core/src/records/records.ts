@@ -56,6 +56,8 @@ export interface JobFilter {
   targetInstanceId?: string;
   /** Jobs acting on any of these instances, as source or as restore target. */
   touchesInstances?: readonly string[];
+  /** Jobs acting on an instance of this tenant, as source or as restore target (one indexed condition, no list of instances). */
+  touchesTenant?: string;
   /** Jobs acting on this instance, as source or as restore target (combines with `touchesInstances`: both must hold). */
   touchesInstance?: string;
   nodeId?: string;
@@ -98,6 +100,10 @@ export interface JobChanges {
   progress?: JsonInput | null;
 }
 
+/**
+ * A job records the tenants of its instance and restore target when created (`touchesTenant`);
+ * removing the instance clears them, so the tenant no longer finds the job.
+ */
 export interface JobRecords {
   get(id: string): Promise<Job | null>;
   findFirst(filter: JobFilter, page?: Page): Promise<Job | null>;

@@ -37,12 +37,16 @@ export function jobRoutes(api: ApiRegistry, jobs: JobService): void {
     summary: 'Progress stream (Server-Sent Events)',
     description: [
       'Sends the current job at once (`event: state`), then `state` (status changed) and `progress` events,',
-      'each with the whole job as data, and `end` when the job has ended.',
+      'each with the whole job as data, and `end` when the job has ended; a `: keep-alive` comment every 15 s.',
+      'A token may hold JOB_STREAMS_PER_TOKEN streams open at once (default 20); one more is a 429.',
     ].join(' '),
     tag: 'jobs',
     access: 'member',
     params: IdParams,
-    responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
+    responses: {
+      200: { description: 'an event stream', contentType: 'text/event-stream' },
+      429: { description: 'this token already holds JOB_STREAMS_PER_TOKEN open streams' },
+    },
     async handler(ctx, { actor, params }) {
       const abort = new AbortController();
       const events = jobs.watch(actor, params.id, abort.signal);

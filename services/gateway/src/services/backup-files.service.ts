@@ -1,16 +1,13 @@
 import type { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { archiveKey, CairnError, frameOpenerFor, openIndexObject, type Backup, type Keyring, type Logger, type RecordSet } from '@cairn/core';
 import type { FileEntry, FileList, ListFilesQuery } from '@cairn/core/api/index.ts';
 import {
   archiveLength,
-  decodeIndex,
   exportArchive,
   exportPathsAsTar,
   hasForeignBlocks,
   readIndexHead,
   type ArchiveEntry,
-  type ArchiveIndex,
   type ArchiveIndexHead,
   type FrameOpener,
   type RangeReader,
@@ -19,6 +16,7 @@ import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import { validationError } from '../http/validation.ts';
 import type { Actor } from './actor.ts';
 import type { BackupService } from './backup.service.ts';
+import { PagedIndex } from './paged-index.ts';
 
 export interface BackupFilesServiceOptions {
   store: ObjectStore;
@@ -27,16 +25,15 @@ export interface BackupFilesServiceOptions {
   /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS, read at each use) and the records to find the data keys of backups read from. */
   keyring?: () => Keyring | undefined;
   records?: Pick<RecordSet, 'backups'>;
-  /** Indexes kept in memory (most recently used). */
+  /** Indexes kept read (most recently used): their entries in temporary files, a path range per batch in memory. */
   cacheIndexes?: number;
-  /** Entries kept in memory across cached indexes; bigger indexes evict older ones first. */
-  cacheEntries?: number;
 }
 
-/** An index with its entries sorted by path, for prefix listing and lookups by binary search. */
-interface LoadedIndex {
-  index: ArchiveIndex;
-  sorted: ArchiveEntry[];
+/** A read index and the requests using it: one evicted while in use is closed when the last one is done. */
+interface CachedIndex {
+  loading: Promise<PagedIndex>;
+  users: number;
+  evicted: boolean;
 }
 
 export interface Download {
@@ -64,10 +61,8 @@ export class BackupFilesService {
   private readonly backups: BackupService;
   private readonly logger: Logger;
   private readonly cacheIndexes: number;
-  private readonly cacheEntries: number;
-  /** Insertion order is recency: a hit is deleted and re-inserted. Promises, so concurrent loads share one download. */
-  private readonly cache = new Map<string, Promise<LoadedIndex>>();
-  private readonly sizes = new Map<string, number>();
+  /** Insertion order is recency: a hit is deleted and re-inserted. Concurrent loads share one download. */
+  private readonly cache = new Map<string, CachedIndex>();
 
   private readonly ring: () => Keyring | undefined;
   private readonly records: Pick<RecordSet, 'backups'> | undefined;
@@ -79,39 +74,22 @@ export class BackupFilesService {
     this.backups = options.backups;
     this.logger = options.logger;
     this.cacheIndexes = options.cacheIndexes ?? 8;
-    this.cacheEntries = options.cacheEntries ?? 2_000_000;
   }
 
+  /**
+   * A page of the backup's files in path order, read from its index a batch at a time (memory
+   * holds a page, not the index).
+   */
   async list(actor: Actor, backupId: string, query: ListFilesQuery): Promise<FileList> {
     const backup = await this.backups.findVisible(actor, backupId);
-    const { sorted } = await this.load(backup);
     const prefix = query.prefix.replace(/\/+$/, '');
     if (prefix.startsWith('/')) throw validationError('query parameters', [{ path: 'prefix', message: "must not start with '/'" }]);
-
-    const items: ArchiveEntry[] = [];
-    const after = (p: string) => query.cursor === undefined || p > query.cursor;
-    const take = (e: ArchiveEntry) => {
-      if (after(e.path)) items.push(e);
-      return items.length > query.limit;
-    };
-    if (prefix === '') {
-      for (let i = query.cursor ? upperBound(sorted, query.cursor) : 0; i < sorted.length; i++) {
-        const e = sorted[i]!;
-        if (!query.recursive && e.path.includes('/')) continue;
-        if (take(e)) break;
-      }
-    } else {
-      const self = sorted[lowerBound(sorted, prefix)];
-      let full = false;
-      if (query.recursive && self?.path === prefix) full = take(self);
-      const below = `${prefix}/`;
-      for (let i = Math.max(lowerBound(sorted, below), query.cursor ? upperBound(sorted, query.cursor) : 0); !full && i < sorted.length; i++) {
-        const e = sorted[i]!;
-        if (!e.path.startsWith(below)) break;
-        if (!query.recursive && e.path.indexOf('/', below.length) !== -1) continue;
-        full = take(e);
-      }
-    }
+    const below = `${prefix}/`;
+    const matches =
+      prefix === ''
+        ? (p: string) => query.recursive || !p.includes('/')
+        : (p: string) => (query.recursive && p === prefix) || (p.startsWith(below) && (query.recursive || p.indexOf('/', below.length) === -1));
+    const items = await this.withIndex(backup, (ix) => ix.page(query.limit + 1, { prefix, cursor: query.cursor, matches }));
     const page = items.slice(0, query.limit);
     return { backupId, prefix, items: page.map(fileEntry), nextCursor: items.length > query.limit ? page[page.length - 1]!.path : null };
   }
@@ -139,18 +117,21 @@ export class BackupFilesService {
         ...(backup.sizeBytes !== null ? { length: Number(backup.sizeBytes) } : {}),
       };
     }
-    const { index, sorted } = await this.load(backup);
-    if (!containsPath(sorted, path)) throw new CairnError('not-found', `path ${path} is not in backup ${backup.id}`);
-    const open = await this.opener(backup, index);
-    const stream = exportPathsAsTar(index, this.rangeReader(backup, index, signal), [path], { signal, ...(open ? { open } : {}) });
+    const stream = await this.withIndex(backup, async (ix) => {
+      if (!(await ix.contains(path))) throw new CairnError('not-found', `path ${path} is not in backup ${backup.id}`);
+      const { index } = ix;
+      const open = await this.opener(backup, index);
+      // Takes the entries it exports from the index now: the index may be released once it returns.
+      return exportPathsAsTar(index, this.rangeReader(backup, index, signal), [path], { signal, ...(open ? { open } : {}) });
+    });
     const base = path.split('/').pop() || 'backup';
     return { stream, contentType: 'application/x-tar', filename: `${base}.tar` };
   }
 
   /** 400 naming each requested path (by its position in `paths`) that the backup does not hold. */
   async assertPaths(backup: Backup, paths: string[], field = 'paths'): Promise<void> {
-    const { sorted } = await this.load(backup);
-    const missing = paths.flatMap((p, i) => (containsPath(sorted, p) ? [] : [{ path: `${field}.${i}`, message: `${p} is not in backup ${backup.id}` }]));
+    const found = await this.withIndex(backup, (ix) => Promise.all(paths.map((p) => ix.contains(p))));
+    const missing = paths.flatMap((p, i) => (found[i] ? [] : [{ path: `${field}.${i}`, message: `${p} is not in backup ${backup.id}` }]));
     if (missing.length) throw validationError('request', missing);
   }
 
@@ -185,7 +166,7 @@ export class BackupFilesService {
   /** The index without its entries: the cached index when there is one, else only the index object's first line. */
   private async loadHead(backup: Backup): Promise<ArchiveIndexHead> {
     const hit = this.cache.get(backup.id);
-    if (hit) return (await hit).index;
+    if (hit) return (await hit.loading).index;
     return readIndexHead(openIndexObject(this.ring(), backup, await this.get(backup.indexKey, 'index')));
   }
 
@@ -196,36 +177,39 @@ export class BackupFilesService {
     return frameOpenerFor(this.ring(), this.records.backups, backup, index);
   }
 
-  private load(backup: Backup): Promise<LoadedIndex> {
+  /** Runs `use` with the backup's index, read once and kept for the next requests (most recently used). */
+  private async withIndex<T>(backup: Backup, use: (index: PagedIndex) => Promise<T>): Promise<T> {
     requireCompleted(backup, 'browsed');
-    const hit = this.cache.get(backup.id);
-    if (hit) {
+    let entry = this.cache.get(backup.id);
+    if (entry) {
       this.cache.delete(backup.id);
-      this.cache.set(backup.id, hit);
-      return hit;
+    } else {
+      entry = { loading: this.readPagedIndex(backup), users: 0, evicted: false };
+      const failed = entry;
+      entry.loading.catch(() => {
+        if (this.cache.get(backup.id) === failed) this.cache.delete(backup.id);
+        failed.evicted = true;
+      });
     }
-    const loading = this.fetchIndex(backup).then(
-      (loaded) => {
-        this.sizes.set(backup.id, loaded.sorted.length);
-        this.evict();
-        return loaded;
-      },
-      (err: unknown) => {
-        this.cache.delete(backup.id);
-        throw err;
-      },
-    );
-    this.cache.set(backup.id, loading);
-    return loading;
+    this.cache.set(backup.id, entry);
+    this.evict();
+    entry.users++;
+    try {
+      return await use(await entry.loading);
+    } finally {
+      entry.users--;
+      if (entry.evicted && entry.users === 0)
+        void entry.loading.then(
+          (ix) => ix.close(),
+          () => undefined,
+        );
+    }
   }
 
-  private async fetchIndex(backup: Backup): Promise<LoadedIndex> {
-    const raw = await buffer(openIndexObject(this.ring(), backup, await this.get(backup.indexKey, 'index')));
-    // decodeIndex gunzips and checks the structure (CairnError 'archive-corrupt' when it cannot).
-    const index = decodeIndex(raw);
-    const sorted = [...index.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    this.logger.debug({ backupId: backup.id, entries: sorted.length }, 'index loaded');
-    return { index, sorted };
+  private async readPagedIndex(backup: Backup): Promise<PagedIndex> {
+    const index = await PagedIndex.read(openIndexObject(this.ring(), backup, await this.get(backup.indexKey, 'index')));
+    this.logger.debug({ backupId: backup.id, batches: index.ranges.length }, 'index read');
+    return index;
   }
 
   private async get(key: string, what: string): Promise<Readable> {
@@ -238,15 +222,17 @@ export class BackupFilesService {
     }
   }
 
+  /** Drops the least recently used indexes past `cacheIndexes`; one still in use is closed by its last user. */
   private evict(): void {
-    let total = [...this.sizes.values()].reduce((a, b) => a + b, 0);
-    for (const id of this.cache.keys()) {
-      if (this.cache.size <= this.cacheIndexes && total <= this.cacheEntries) break;
-      if (!this.sizes.has(id)) continue; // still loading
-      if (this.cache.size === 1) break; // always keep the index just used
-      total -= this.sizes.get(id)!;
-      this.sizes.delete(id);
+    for (const [id, entry] of this.cache) {
+      if (this.cache.size <= this.cacheIndexes) break;
       this.cache.delete(id);
+      entry.evicted = true;
+      if (entry.users === 0)
+        void entry.loading.then(
+          (ix) => ix.close(),
+          () => undefined,
+        );
     }
   }
 }
@@ -261,36 +247,6 @@ function requireCompleted(backup: Backup, what: string): void {
   if (backup.status !== 'completed') {
     throw new CairnError('conflict', `backup ${backup.id} is ${backup.status}: only completed backups can be ${what}`, { details: { status: backup.status } });
   }
-}
-
-/** First index whose path is >= key. */
-function lowerBound(sorted: ArchiveEntry[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]!.path < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** First index whose path is > key. */
-function upperBound(sorted: ArchiveEntry[], key: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid]!.path <= key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The path is an entry, or a directory some entry lies below. */
-function containsPath(sorted: ArchiveEntry[], path: string): boolean {
-  if (sorted[lowerBound(sorted, path)]?.path === path) return true;
-  return sorted[lowerBound(sorted, `${path}/`)]?.path.startsWith(`${path}/`) ?? false;
 }
 
 function fileEntry(e: ArchiveEntry): FileEntry {

@@ -1,5 +1,5 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, keyringOf, type Compression } from '@cairn/core';
+import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, keyringOf, publishJobChange, type Compression } from '@cairn/core';
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
@@ -65,7 +65,11 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
     keyring: () => keyringOf(opts.config),
   };
-  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
+  const lifecycle = new JobLifecycle({
+    jobs: opts.records.jobs,
+    logger,
+    onChange: (notice) => void publishJobChange(opts.redis, opts.config.QUEUE_PREFIX, notice),
+  });
 
   const worker = new Worker(
     CONTROL_QUEUE,

@@ -1,5 +1,5 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { NODE_JOB_NAMES, abortIncompleteUploads, backupPrefix, newId, nodeJobPayload, nodeQueueName } from '@cairn/core';
+import { NODE_JOB_NAMES, abortIncompleteUploads, backupPrefix, newId, nodeJobPayload, nodeQueueName, publishJobChange } from '@cairn/core';
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
 import { JobLifecycle, type JobWork } from '../job-lifecycle.ts';
@@ -60,7 +60,12 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
   // A hooks file that cannot be read or is invalid stops the start (CAIRN_NODE_HOOKS).
   const hookCommands = runtime.hookCommands ?? HookCommands.load(config.CAIRN_NODE_HOOKS);
   const ctx: NodeContext = { nodeId, volumeRoots, records, store, logger, config, queues: runtime.queues, hookCommands };
-  const lifecycle = new JobLifecycle({ jobs: records.jobs, logger, nodeId });
+  const lifecycle = new JobLifecycle({
+    jobs: records.jobs,
+    logger,
+    nodeId,
+    onChange: (notice) => void publishJobChange(runtime.redis, config.QUEUE_PREFIX, notice),
+  });
   const stopHeartbeat = await startHeartbeat({
     nodes: records.nodes,
     nodeId,

@@ -1,0 +1,442 @@
+/**
+ * The gateway scenario of `npm run bench` (issue 17), named `gateway`: a gateway process over a
+ * database holding CAIRN_BENCH_GW_BACKUPS (10,000) backups and as many jobs, driven at a fixed
+ * rate (CAIRN_BENCH_GW_RATE, 200 req/s) on list/show/jobs for CAIRN_BENCH_GW_SECONDS (30) per
+ * phase: first alone, then with CAIRN_BENCH_GW_STREAMS (300) progress streams open on
+ * CAIRN_BENCH_GW_RUNNING (30) running jobs whose progress a simulated worker writes and publishes
+ * every 500 ms, as a node worker does. Target: p99 <= 50 ms in both phases.
+ *
+ * The load is open-loop (wrk2-style): request i is due at start + i / rate whether or not earlier
+ * ones have answered, and its latency is measured from that due time, so a stalled gateway shows
+ * as latency instead of as fewer requests (no coordinated omission).
+ *
+ * The gateway runs as a process of its own; the load, the streams and the simulated worker run in
+ * this one. The database is one of its own, created, migrated and dropped here.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { createRedis, newId, PrismaRecords, publishJobChange, type Records } from '../services/core/src/index.ts';
+import { startLocalStack } from '../scripts/local-stack/index.ts';
+import { loadAverage } from './measure.ts';
+
+export const GATEWAY_SCENARIOS = ['gateway'];
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const TARGET_P99_MS = 50;
+
+interface Route {
+  name: string;
+  path: () => string;
+}
+
+interface PhaseResult {
+  name: string;
+  rate: number;
+  seconds: number;
+  sent: number;
+  ok: number;
+  failed: number;
+  latencies: number[];
+  byRoute: Map<string, number[]>;
+  loadBefore: string;
+  loadAfter: string;
+  gatewayCpuShare: number;
+  benchLoopP99Ms: number;
+  streams?: { open: number; events: number; refusedBeyondCap: boolean };
+}
+
+export interface GatewayResult {
+  backups: number;
+  jobs: number;
+  phases: PhaseResult[];
+}
+
+/** Runs the scenario unless CAIRN_BENCH_ONLY leaves it out. */
+export async function runGateway(o: { only?: string[] } = {}): Promise<GatewayResult | undefined> {
+  if (o.only && !o.only.includes('gateway')) return undefined;
+  const backups = env('CAIRN_BENCH_GW_BACKUPS', 10_000);
+  const rate = env('CAIRN_BENCH_GW_RATE', 200);
+  const seconds = env('CAIRN_BENCH_GW_SECONDS', 30);
+  const streamCount = env('CAIRN_BENCH_GW_STREAMS', 300);
+  const runningJobs = env('CAIRN_BENCH_GW_RUNNING', 30);
+
+  const runId = `${Date.now().toString(36)}${process.pid}`;
+  const s3Directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-bench-gw-s3-'));
+  const stack = await startLocalStack({
+    database: `cairn_bench_gw_${runId}`,
+    dropDatabaseOnStop: true,
+    bucket: `cairn-bench-gw-${runId}`,
+    s3Directory,
+    log: (m) => console.log(`  [stack] ${m}`),
+  });
+  const prefix = `{cairn-bench-gw-${runId}}`;
+  const records = PrismaRecords.open(stack.env.DATABASE_URL!, { max: 8 });
+  const redis = createRedis(stack.env.REDIS_URL!);
+  let gateway: ChildProcess | undefined;
+  try {
+    console.log(`  seeding ${backups} backups and their jobs...`);
+    const t0 = performance.now();
+    const seeded = await seed(records, backups, runningJobs);
+    console.log(`  seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${seeded.instances.length} instances, ${seeded.jobCount} jobs`);
+
+    const adminToken = `cairn_${randomBytes(24).toString('base64url')}`;
+    const port = await freePort();
+    gateway = spawn(process.execPath, ['--import', 'tsx', 'services/gateway/src/main.ts'], {
+      env: { ...process.env, ...stack.env, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: prefix, CAIRN_ADMIN_TOKEN: adminToken, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(`${base}/healthz`, 60_000);
+    // Member tokens of the seeded tenant: the tenant-scoped paths are the ones measured.
+    const tokens: string[] = [];
+    const perToken = 20; // JOB_STREAMS_PER_TOKEN's default
+    for (let i = 0; i < Math.max(1, Math.ceil(streamCount / perToken)); i++) {
+      const res = await request(base, 'POST', '/v1/tokens', adminToken, { name: `bench-${i}`, role: 'member', tenant: seeded.tenant });
+      if (res.status !== 201) throw new Error(`creating a token answered ${res.status}: ${res.body}`);
+      tokens.push(JSON.parse(res.body).token as string);
+    }
+    const member = tokens[0]!;
+    let i = 0;
+    const pick = <T>(xs: readonly T[]): T => xs[i++ % xs.length]!;
+    const routes: Route[] = [
+      { name: 'list backups', path: () => `/v1/instances/${pick(seeded.instances)}/backups?limit=50` },
+      { name: 'show backup', path: () => `/v1/backups/${pick(seeded.backupIds)}` },
+      { name: 'list jobs', path: () => `/v1/jobs?limit=50` },
+    ];
+    const gwPid = gateway.pid!;
+
+    // Warm-up (JIT, connection pools), not measured.
+    await fixedRate(base, member, routes, rate, 3, gwPid);
+    const phases: PhaseResult[] = [];
+    phases.push({ ...(await fixedRate(base, member, routes, rate, seconds, gwPid)), name: 'alone' });
+    console.log(`  ${describe(phases.at(-1)!)}`);
+
+    const streams = await openStreams(base, tokens, seeded.running, streamCount);
+    const refused = await request(base, 'GET', `/v1/jobs/${seeded.running[0]}/events`, tokens[0]!);
+    const worker = simulateWorker(records, redis, prefix, seeded.running);
+    try {
+      const phase = await fixedRate(base, member, routes, rate, seconds, gwPid);
+      phases.push({
+        ...phase,
+        name: `${streams.open} streams`,
+        streams: { open: streams.open, events: streams.events(), refusedBeyondCap: refused.status === 429 },
+      });
+      console.log(`  ${describe(phases.at(-1)!)}`);
+    } finally {
+      await worker.stop();
+      streams.close();
+    }
+    return { backups, jobs: seeded.jobCount, phases };
+  } finally {
+    gateway?.kill('SIGTERM');
+    if (gateway && gateway.exitCode === null) await new Promise((r) => gateway!.once('exit', r));
+    redis.disconnect();
+    await records.close();
+    await stack.stop();
+    fs.rmSync(s3Directory, { recursive: true, force: true });
+  }
+}
+
+export function reportGateway(r: GatewayResult): void {
+  console.log(`gateway over ${r.backups} backups and ${r.jobs} jobs; latency from each request's due time (open loop)`);
+  console.log('phase        rate/s  sent   failed  p50 ms  p90 ms  p99 ms  max ms  gateway CPU  load before -> after      p99 <= 50 ms');
+  for (const p of r.phases) {
+    const q = quantiles(p.latencies);
+    console.log(
+      `${p.name.padEnd(12)} ${String(p.rate).padStart(6)}  ${String(p.sent).padStart(5)}  ${String(p.failed).padStart(6)}  ` +
+        `${q.p50.toFixed(1).padStart(6)}  ${q.p90.toFixed(1).padStart(6)}  ${q.p99.toFixed(1).padStart(6)}  ${q.max.toFixed(0).padStart(6)}  ` +
+        `${`${(p.gatewayCpuShare * 100).toFixed(0)}%`.padStart(11)}  ${`${p.loadBefore} -> ${p.loadAfter}`.padEnd(24)} ` +
+        `${q.p99 <= TARGET_P99_MS && p.failed === 0 ? 'met' : 'NOT met'}`,
+    );
+    const routes = [...p.byRoute].map(([name, xs]) => `${name} p99 ${quantiles(xs).p99.toFixed(1)}`).join(', ');
+    console.log(`             per route: ${routes}; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
+    if (p.streams)
+      console.log(
+        `             streams: ${p.streams.open} open, ${p.streams.events} events received, one more on a full token: ` +
+          `${p.streams.refusedBeyondCap ? '429 (capped)' : 'NOT refused'}`,
+      );
+  }
+  console.log('  (a shared machine: compare with the load averages; the target is for a quiet one)');
+}
+
+// ----- seeding -----
+
+interface Seeded {
+  tenant: string;
+  instances: string[];
+  backupIds: string[];
+  running: string[];
+  jobCount: number;
+}
+
+/**
+ * Through the records layer, a few writes in flight: a tenant of 20 instances holding 80% of the
+ * backups and another of 5 holding the rest (tenant scoping has rows to leave out), one succeeded
+ * backup job per backup, and `running` running jobs of the first tenant for the streams.
+ */
+async function seed(records: Records, backups: number, running: number): Promise<Seeded> {
+  const nodeId = 'bench-node';
+  await records.nodes.heartbeat(nodeId, { volumeRoots: ['/srv'], version: 'bench', lastHeartbeatAt: new Date(), capacity: {} });
+  const tenants = [
+    { name: `bench-${newId().toLowerCase()}`, instances: 20, share: 0.8 },
+    { name: `other-${newId().toLowerCase()}`, instances: 5, share: 0.2 },
+  ];
+  const out: Seeded = { tenant: tenants[0]!.name, instances: [], backupIds: [], running: [], jobCount: 0 };
+  const work: Array<() => Promise<void>> = [];
+  for (const [t, spec] of tenants.entries()) {
+    const tenant = await records.tenants.ensure(spec.name, newId());
+    const count = Math.round(backups * spec.share);
+    const instanceIds: string[] = [];
+    for (let n = 0; n < spec.instances; n++) {
+      const id = newId();
+      await records.instances.create({
+        id,
+        tenantId: tenant.id,
+        name: `app-${n}`,
+        nodeId,
+        volumes: [{ id: newId(), name: 'data', hostPath: `/srv/${spec.name}/app-${n}`, excludes: [] }],
+      });
+      instanceIds.push(id);
+    }
+    for (let n = 0; n < count; n++) {
+      const instanceId = instanceIds[n % instanceIds.length]!;
+      work.push(async () => {
+        const backup = await records.backups.create({
+          id: newId(),
+          instanceId,
+          status: 'completed',
+          trigger: 'manual',
+          volumes: ['data'],
+          storageKey: `bench/${instanceId}/${n}.tar.zst`,
+          indexKey: `bench/${instanceId}/${n}.index.json.gz`,
+          compression: 'zstd',
+          requestedBy: 'bench',
+        });
+        await records.jobs.create({ id: newId(), type: 'backup', status: 'succeeded', instanceId, backupId: backup.id, requestedBy: 'bench' });
+        if (t === 0) out.backupIds.push(backup.id);
+      });
+    }
+    if (t === 0) out.instances = instanceIds;
+  }
+  await inParallel(work, 8);
+  out.jobCount = backups;
+  for (let n = 0; n < running; n++) {
+    const id = newId();
+    const instanceId = out.instances[n % out.instances.length]!;
+    await records.jobs.create({ id, type: 'backup', status: 'running', instanceId, nodeId, requestedBy: 'bench', startedAt: new Date() });
+    out.running.push(id);
+  }
+  out.jobCount += running;
+  return out;
+}
+
+async function inParallel(work: Array<() => Promise<void>>, width: number): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < work.length) await work[next++]!();
+    }),
+  );
+}
+
+// ----- load -----
+
+/** Requests at a fixed rate over keep-alive connections; each latency runs from the request's due time. */
+async function fixedRate(base: string, token: string, routes: Route[], rate: number, seconds: number, gatewayPid: number): Promise<PhaseResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const total = Math.round(rate * seconds);
+  const latencies: number[] = [];
+  const byRoute = new Map<string, number[]>(routes.map((r) => [r.name, []]));
+  let ok = 0;
+  let failed = 0;
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  const loadBefore = loadAverage();
+  const cpuBefore = processCpuSeconds(gatewayPid);
+  const start = performance.now();
+  const inFlight: Promise<void>[] = [];
+  for (let n = 0; n < total; n++) {
+    const due = start + (n * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const route = routes[n % routes.length]!;
+    inFlight.push(
+      get(agent, `${base}${route.path()}`, token).then((status) => {
+        const ms = performance.now() - due;
+        latencies.push(ms);
+        byRoute.get(route.name)!.push(ms);
+        if (status === 200) ok++;
+        else failed++;
+      }),
+    );
+  }
+  await Promise.all(inFlight);
+  const elapsed = (performance.now() - start) / 1000;
+  const gatewayCpuShare = (processCpuSeconds(gatewayPid) - cpuBefore) / elapsed;
+  loop.disable();
+  agent.destroy();
+  return {
+    name: '',
+    rate,
+    seconds,
+    sent: total,
+    ok,
+    failed,
+    latencies,
+    byRoute,
+    loadBefore,
+    loadAfter: loadAverage(),
+    gatewayCpuShare,
+    benchLoopP99Ms: loop.percentile(99) / 1e6,
+  };
+}
+
+/** A GET answering its status (599: no answer within 10 s or a connection error); the body is read and dropped. */
+function get(agent: http.Agent, url: string, token: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` }, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(599));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(599));
+  });
+}
+
+function request(base: string, method: string, route: string, token: string, body?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      `${base}${route}`,
+      { method, headers: { authorization: `Bearer ${token}`, ...(data ? { 'content-type': 'application/json' } : {}) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+          // An event stream that was granted: its first event is enough.
+          if (res.statusCode === 200 && res.headers['content-type']?.startsWith('text/event-stream')) req.destroy();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('close', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** `count` event streams, spread over the tokens (at most 20 each) and the running jobs. */
+async function openStreams(base: string, tokens: string[], jobs: string[], count: number) {
+  const requests: http.ClientRequest[] = [];
+  let events = 0;
+  let open = 0;
+  await Promise.all(
+    Array.from({ length: count }, (_, n) => {
+      return new Promise<void>((resolve, reject) => {
+        const req = http.get(
+          `${base}/v1/jobs/${jobs[n % jobs.length]}/events`,
+          { headers: { authorization: `Bearer ${tokens[n % tokens.length]}` } },
+          (res) => {
+            if (res.statusCode !== 200) return reject(new Error(`stream ${n} answered ${res.statusCode}`));
+            open++;
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              events += chunk.split('\nevent: ').length - 1 + (chunk.startsWith('event: ') ? 1 : 0);
+            });
+            res.on('error', () => {});
+            resolve();
+          },
+        );
+        req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+        requests.push(req);
+      });
+    }),
+  );
+  return {
+    open,
+    events: () => events,
+    close: () => {
+      for (const req of requests) req.destroy();
+    },
+  };
+}
+
+/** What node workers do while jobs run: write each job's progress and publish its change notice, every 500 ms. */
+function simulateWorker(records: Records, redis: ReturnType<typeof createRedis>, prefix: string, jobs: string[]) {
+  let bytesDone = 0;
+  let stopping = false;
+  const tick = async () => {
+    bytesDone += 1 << 20;
+    for (const jobId of jobs) {
+      if (stopping) return;
+      await records.jobs.setProgress(jobId, { stage: 'uploading', bytesDone, bytesTotal: 1 << 40, filesDone: 0, filesTotal: 0, percent: 0, etaSeconds: null });
+      await publishJobChange(redis, prefix, { jobId });
+    }
+  };
+  let running = tick();
+  const timer = setInterval(() => {
+    running = running.then(tick);
+  }, 500);
+  return {
+    async stop() {
+      stopping = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+// ----- helpers -----
+
+function quantiles(xs: number[]): { p50: number; p90: number; p99: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? Number.NaN;
+  return { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s.at(-1) ?? Number.NaN };
+}
+
+function describe(p: PhaseResult): string {
+  const q = quantiles(p.latencies);
+  return `${p.name}: ${p.sent} requests at ${p.rate}/s, ${p.failed} failed, p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms, load ${p.loadAfter}`;
+}
+
+/** user + system CPU seconds of a process so far (Linux /proc). */
+function processCpuSeconds(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}
