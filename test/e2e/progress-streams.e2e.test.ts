@@ -64,6 +64,8 @@ describe('progress streams (issue 17)', () => {
     // The periodic re-read is made far longer than the test: every change a stream sees after its
     // first event comes through the workers' Redis notices.
     cairn = await startCairn({ nodeWorker: 'none', compression: 'none', env: { JOB_STREAMS_PER_TOKEN: '3', JOB_STREAM_POLL_MS: '600000' } });
+    // Registered as its worker would; the worker itself starts when a test wants the job to run.
+    await cairn.runtime.records.nodes.heartbeat(cairn.nodeId, { volumeRoots: [cairn.volumeRoot], version: 'test', lastHeartbeatAt: new Date(), capacity: {} });
     const dir = path.join(cairn.volumeRoot, 'app/data');
     writeRandomFiles(dir, 6, 8 << 20);
     const created = await cairn.api('POST', '/v1/instances', {

@@ -1,7 +1,7 @@
--- Issue 17: a member's job list and job lookups filter on the tenant in the query itself (no
+-- Issue 17: the job list of a member and job lookups filter on the tenant in the query itself (no
 -- per-request load of every instance id of the tenant). A job records the tenant of the instance
--- it acts on and of its restore target; the columns are cleared when that instance is removed,
--- as its jobs were no longer found through the tenant's instances before.
+-- it acts on and of its restore target, and the columns are cleared when that instance is removed,
+-- as its jobs were no longer found through the instances of the tenant before.
 ALTER TABLE "Job" ADD COLUMN "tenantId" TEXT;
 ALTER TABLE "Job" ADD COLUMN "targetTenantId" TEXT;
 
