@@ -10,8 +10,9 @@
  * ones have answered, and its latency is measured from that due time, so a stalled gateway shows
  * as latency instead of as fewer requests (no coordinated omission).
  *
- * The gateway runs as a process of its own; the load, the streams and the simulated worker run in
- * this one. The database is one of its own, created, migrated and dropped here.
+ * The gateway runs as a process of its own (CAIRN_BENCH_GW_PROFILE=<dir>: with a V8 CPU profile
+ * written there when it stops); the load, the streams and the simulated worker run in this one.
+ * The database is one of its own, created, migrated and dropped here.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +43,8 @@ interface PhaseResult {
   sent: number;
   ok: number;
   failed: number;
+  /** Answers by HTTP status (599: none within 10 s, or a connection error). */
+  statuses: Map<number, number>;
   latencies: number[];
   byRoute: Map<string, number[]>;
   loadBefore: string;
@@ -87,7 +90,9 @@ export async function runGateway(o: { only?: string[] } = {}): Promise<GatewayRe
 
     const adminToken = `cairn_${randomBytes(24).toString('base64url')}`;
     const port = await freePort();
-    gateway = spawn(process.execPath, ['--import', 'tsx', 'services/gateway/src/main.ts'], {
+    // CAIRN_BENCH_GW_PROFILE=<dir>: the gateway writes a V8 CPU profile there when it stops.
+    const profile = process.env.CAIRN_BENCH_GW_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_BENCH_GW_PROFILE}`] : [];
+    gateway = spawn(process.execPath, [...profile, '--import', 'tsx', 'services/gateway/src/main.ts'], {
       env: { ...process.env, ...stack.env, PORT: String(port), HOST: '127.0.0.1', QUEUE_PREFIX: prefix, CAIRN_ADMIN_TOKEN: adminToken, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -155,7 +160,8 @@ export function reportGateway(r: GatewayResult): void {
         `${q.p99 <= TARGET_P99_MS && p.failed === 0 ? 'met' : 'NOT met'}`,
     );
     const routes = [...p.byRoute].map(([name, xs]) => `${name} p99 ${quantiles(xs).p99.toFixed(1)}`).join(', ');
-    console.log(`             per route: ${routes}; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
+    const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
+    console.log(`             per route: ${routes}; answers ${answers}; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
     if (p.streams)
       console.log(
         `             streams: ${p.streams.open} open, ${p.streams.events} events received, one more on a full token: ` +
@@ -176,11 +182,13 @@ interface Seeded {
 }
 
 /**
- * Through the records layer, a few writes in flight: a tenant of 20 instances holding 80% of the
- * backups and another of 5 holding the rest (tenant scoping has rows to leave out), one succeeded
- * backup job per backup, and `running` running jobs of the first tenant for the streams.
+ * A tenant of 20 instances holding 80% of the backups and another of 5 holding the rest (tenant
+ * scoping has rows to leave out), one succeeded backup job per backup, and `running` running jobs
+ * of the first tenant for the streams. Tenants, instances and the running jobs go through the
+ * records layer; the bulk rows are inserted a thousand per statement (one by one took minutes on
+ * a loaded machine), with the columns the records layer would set.
  */
-async function seed(records: Records, backups: number, running: number): Promise<Seeded> {
+async function seed(records: PrismaRecords, backups: number, running: number): Promise<Seeded> {
   const nodeId = 'bench-node';
   await records.nodes.heartbeat(nodeId, { volumeRoots: ['/srv'], version: 'bench', lastHeartbeatAt: new Date(), capacity: {} });
   const tenants = [
@@ -188,10 +196,8 @@ async function seed(records: Records, backups: number, running: number): Promise
     { name: `other-${newId().toLowerCase()}`, instances: 5, share: 0.2 },
   ];
   const out: Seeded = { tenant: tenants[0]!.name, instances: [], backupIds: [], running: [], jobCount: 0 };
-  const work: Array<() => Promise<void>> = [];
   for (const [t, spec] of tenants.entries()) {
     const tenant = await records.tenants.ensure(spec.name, newId());
-    const count = Math.round(backups * spec.share);
     const instanceIds: string[] = [];
     for (let n = 0; n < spec.instances; n++) {
       const id = newId();
@@ -204,27 +210,43 @@ async function seed(records: Records, backups: number, running: number): Promise
       });
       instanceIds.push(id);
     }
-    for (let n = 0; n < count; n++) {
-      const instanceId = instanceIds[n % instanceIds.length]!;
-      work.push(async () => {
-        const backup = await records.backups.create({
-          id: newId(),
-          instanceId,
-          status: 'completed',
-          trigger: 'manual',
-          volumes: ['data'],
-          storageKey: `bench/${instanceId}/${n}.tar.zst`,
-          indexKey: `bench/${instanceId}/${n}.index.json.gz`,
-          compression: 'zstd',
-          requestedBy: 'bench',
-        });
-        await records.jobs.create({ id: newId(), type: 'backup', status: 'succeeded', instanceId, backupId: backup.id, requestedBy: 'bench' });
-        if (t === 0) out.backupIds.push(backup.id);
+    const count = Math.round(backups * spec.share);
+    for (let from = 0; from < count; from += 1000) {
+      const rows = Array.from({ length: Math.min(1000, count - from) }, (_, k) => {
+        const instanceId = instanceIds[(from + k) % instanceIds.length]!;
+        return { id: newId(), instanceId };
       });
+      await records.prisma.backup.createMany({
+        data: rows.map(({ id, instanceId }) => ({
+          id,
+          instanceId,
+          status: 'completed' as const,
+          trigger: 'manual' as const,
+          volumes: ['data'],
+          storageKey: `bench/${instanceId}/${id}.tar.zst`,
+          indexKey: `bench/${instanceId}/${id}.index.json.gz`,
+          compression: 'zstd',
+          sizeBytes: BigInt(1 << 20),
+          requestedBy: 'bench',
+          completedAt: new Date(),
+        })),
+      });
+      await records.prisma.job.createMany({
+        data: rows.map(({ id, instanceId }) => ({
+          id: newId(),
+          type: 'backup' as const,
+          status: 'succeeded' as const,
+          instanceId,
+          tenantId: tenant.id,
+          backupId: id,
+          requestedBy: 'bench',
+          finishedAt: new Date(),
+        })),
+      });
+      if (t === 0) out.backupIds.push(...rows.map((r) => r.id));
     }
     if (t === 0) out.instances = instanceIds;
   }
-  await inParallel(work, 8);
   out.jobCount = backups;
   for (let n = 0; n < running; n++) {
     const id = newId();
@@ -234,15 +256,6 @@ async function seed(records: Records, backups: number, running: number): Promise
   }
   out.jobCount += running;
   return out;
-}
-
-async function inParallel(work: Array<() => Promise<void>>, width: number): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < work.length) await work[next++]!();
-    }),
-  );
 }
 
 // ----- load -----
@@ -255,6 +268,7 @@ async function fixedRate(base: string, token: string, routes: Route[], rate: num
   const byRoute = new Map<string, number[]>(routes.map((r) => [r.name, []]));
   let ok = 0;
   let failed = 0;
+  const statuses = new Map<number, number>();
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
   const loadBefore = loadAverage();
@@ -271,6 +285,7 @@ async function fixedRate(base: string, token: string, routes: Route[], rate: num
         const ms = performance.now() - due;
         latencies.push(ms);
         byRoute.get(route.name)!.push(ms);
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
         if (status === 200) ok++;
         else failed++;
       }),
@@ -288,6 +303,7 @@ async function fixedRate(base: string, token: string, routes: Route[], rate: num
     sent: total,
     ok,
     failed,
+    statuses,
     latencies,
     byRoute,
     loadBefore,
@@ -325,6 +341,7 @@ function request(base: string, method: string, route: string, token: string, bod
           if (res.statusCode === 200 && res.headers['content-type']?.startsWith('text/event-stream')) req.destroy();
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, body: text }));
         res.on('close', () => resolve({ status: res.statusCode ?? 0, body: text }));
       },
     );
@@ -404,7 +421,8 @@ function quantiles(xs: number[]): { p50: number; p90: number; p99: number; max: 
 
 function describe(p: PhaseResult): string {
   const q = quantiles(p.latencies);
-  return `${p.name}: ${p.sent} requests at ${p.rate}/s, ${p.failed} failed, p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms, load ${p.loadAfter}`;
+  const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
+  return `${p.name}: ${p.sent} requests at ${p.rate}/s (${answers}), p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms, load ${p.loadAfter}`;
 }
 
 /** user + system CPU seconds of a process so far (Linux /proc). */

@@ -11,3 +11,6 @@ UPDATE "Job" j SET "targetTenantId" = i."tenantId" FROM "Instance" i WHERE i."id
 -- Newest first, one page at a time: (tenant, id) serves `ORDER BY id DESC LIMIT n` for each side.
 CREATE INDEX "Job_tenantId_id_idx" ON "Job"("tenantId", "id");
 CREATE INDEX "Job_targetTenantId_id_idx" ON "Job"("targetTenantId", "id");
+
+-- A page of the backups of one instance, newest first, whatever their number.
+CREATE INDEX "Backup_instanceId_id_idx" ON "Backup"("instanceId", "id");

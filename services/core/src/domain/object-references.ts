@@ -157,7 +157,7 @@ export async function releaseArchiveObjects(records: Records, store: ObjectStore
 }
 
 /**
- * The bytes only backup `backupId` holds: what deleting it would free in the store. Its own
+ * The bytes only backup `of` (an id or its row) holds: what deleting it would free in the store. Its own
  * archive object's size when no other live backup reads from it, plus the size of every dead
  * owner's object it is the last live reader of.
  *
@@ -167,9 +167,11 @@ export async function releaseArchiveObjects(records: Records, store: ObjectStore
  * out; and it is a snapshot taken without the GC lock, so a backup starting at the same moment
  * may make it smaller.
  */
-export async function exclusiveBytes(records: Records, backupId: string): Promise<bigint> {
-  const backup = await records.backups.get(backupId);
-  if (!backup) throw new CairnError('not-found', `backup ${backupId} not found`);
+export async function exclusiveBytes(records: Records, of: string | Backup): Promise<bigint> {
+  // A row the caller already read saves reading it again (GET /v1/backups/:id).
+  const backup = typeof of === 'string' ? await records.backups.get(of) : of;
+  if (!backup) throw new CairnError('not-found', `backup ${String(of)} not found`);
+  const backupId = backup.id;
   const onlyThis = (referrers: string[]) => referrers.every((id) => id === backupId);
   let bytes = onlyThis(await records.backups.liveReferrers(backupId)) ? (backup.sizeBytes ?? 0n) : 0n;
   for (const ownerId of await records.backups.referencedOwners(backupId)) {

@@ -198,7 +198,7 @@ export class BackupService {
   }
 
   async list(actor: Actor, instanceId: string, query: ListBackupsQuery): Promise<BackupList> {
-    await this.instances.findVisible(actor, instanceId);
+    await this.instances.assertVisible(actor, instanceId);
     const rows = await this.records.backups.find(
       {
         instanceId,
@@ -219,7 +219,7 @@ export class BackupService {
     const row = await this.findVisible(actor, id);
     const view = backupView(row);
     if (row.status !== 'completed') return view;
-    return { ...view, exclusiveBytes: Number(await exclusiveBytes(this.records, row.id)) };
+    return { ...view, exclusiveBytes: Number(await exclusiveBytes(this.records, row)) };
   }
 
   /**

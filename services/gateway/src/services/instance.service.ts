@@ -61,6 +61,12 @@ export class InstanceService {
     this.now = options.now ?? (() => new Date());
   }
 
+  /** 404 unless the actor may see the instance: one indexed look-up of its id, nothing loaded (list paths). */
+  async assertVisible(actor: Actor, id: string): Promise<void> {
+    const [found] = await this.records.instances.ids({ id, tenantId: tenantScope(actor) });
+    if (!found) throw new CairnError('not-found', `instance ${id} not found`);
+  }
+
   /** The instance if the actor may see it; another tenant's instance is "not found". */
   async findVisible(actor: Actor, id: string, db: RecordSet = this.records): Promise<InstanceRow> {
     const row = await db.instances.findFirst({ id, tenantId: tenantScope(actor) });
