@@ -19,6 +19,9 @@ export interface PathRange {
  * requests around it.
  */
 export class PagedIndex {
+  /** Batches read from the spill file by look-ups so far (what a page costs). */
+  batchesRead = 0;
+
   private constructor(
     /** The index with its entries on disk: what the exports take. */
     readonly index: StreamedIndex,
@@ -49,6 +52,7 @@ export class PagedIndex {
   async *scan(skip: (range: PathRange) => boolean): AsyncGenerator<ArchiveEntry> {
     for (let i = 0; i < this.ranges.length; i++) {
       if (skip(this.ranges[i]!)) continue;
+      this.batchesRead++;
       for (const batch of readSpill({ fd: this.spill.fd, chunks: [this.spill.chunks[i]!] })) yield* batch;
       await yieldToLoop();
     }
