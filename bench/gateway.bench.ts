@@ -182,79 +182,75 @@ interface Seeded {
 }
 
 /**
- * A tenant of 20 instances holding 80% of the backups and another of 5 holding the rest (tenant
- * scoping has rows to leave out), one succeeded backup job per backup, and `running` running jobs
- * of the first tenant for the streams. Tenants, instances and the running jobs go through the
- * records layer; the bulk rows are inserted a thousand per statement (one by one took minutes on
- * a loaded machine), with the columns the records layer would set.
+ * A tenant of 20 instances and another of 5 (tenant scoping has rows to leave out), their backups
+ * spread evenly over the 25 instances and interleaved in time as real ones are (the first tenant
+ * holds 80%), one succeeded backup job per backup, and `running` running jobs of the first tenant
+ * for the streams. Tenants, instances and the running jobs go through the records layer; the bulk
+ * rows are inserted a thousand per statement (one by one took minutes on a loaded machine), with
+ * the columns the records layer would set. Then ANALYZE, as autovacuum would after such a load.
  */
 async function seed(records: PrismaRecords, backups: number, running: number): Promise<Seeded> {
   const nodeId = 'bench-node';
   await records.nodes.heartbeat(nodeId, { volumeRoots: ['/srv'], version: 'bench', lastHeartbeatAt: new Date(), capacity: {} });
-  const tenants = [
-    { name: `bench-${newId().toLowerCase()}`, instances: 20, share: 0.8 },
-    { name: `other-${newId().toLowerCase()}`, instances: 5, share: 0.2 },
-  ];
-  const out: Seeded = { tenant: tenants[0]!.name, instances: [], backupIds: [], running: [], jobCount: 0 };
-  for (const [t, spec] of tenants.entries()) {
-    const tenant = await records.tenants.ensure(spec.name, newId());
-    const instanceIds: string[] = [];
-    for (let n = 0; n < spec.instances; n++) {
+  const instances: Array<{ id: string; tenantId: string }> = [];
+  const names: string[] = [];
+  for (const [name, count] of [
+    [`bench-${newId().toLowerCase()}`, 20],
+    [`other-${newId().toLowerCase()}`, 5],
+  ] as const) {
+    const tenant = await records.tenants.ensure(name, newId());
+    names.push(name);
+    for (let n = 0; n < count; n++) {
       const id = newId();
-      await records.instances.create({
-        id,
-        tenantId: tenant.id,
-        name: `app-${n}`,
-        nodeId,
-        volumes: [{ id: newId(), name: 'data', hostPath: `/srv/${spec.name}/app-${n}`, excludes: [] }],
-      });
-      instanceIds.push(id);
+      const volumes = [{ id: newId(), name: 'data', hostPath: `/srv/${name}/app-${n}`, excludes: [] }];
+      await records.instances.create({ id, tenantId: tenant.id, name: `app-${n}`, nodeId, volumes });
+      instances.push({ id, tenantId: tenant.id });
     }
-    const count = Math.round(backups * spec.share);
-    for (let from = 0; from < count; from += 1000) {
-      const rows = Array.from({ length: Math.min(1000, count - from) }, (_, k) => {
-        const instanceId = instanceIds[(from + k) % instanceIds.length]!;
-        return { id: newId(), instanceId };
-      });
-      await records.prisma.backup.createMany({
-        data: rows.map(({ id, instanceId }) => ({
-          id,
-          instanceId,
-          status: 'completed' as const,
-          trigger: 'manual' as const,
-          volumes: ['data'],
-          storageKey: `bench/${instanceId}/${id}.tar.zst`,
-          indexKey: `bench/${instanceId}/${id}.index.json.gz`,
-          compression: 'zstd',
-          sizeBytes: BigInt(1 << 20),
-          requestedBy: 'bench',
-          completedAt: new Date(),
-        })),
-      });
-      await records.prisma.job.createMany({
-        data: rows.map(({ id, instanceId }) => ({
-          id: newId(),
-          type: 'backup' as const,
-          status: 'succeeded' as const,
-          instanceId,
-          tenantId: tenant.id,
-          backupId: id,
-          requestedBy: 'bench',
-          finishedAt: new Date(),
-        })),
-      });
-      if (t === 0) out.backupIds.push(...rows.map((r) => r.id));
-    }
-    if (t === 0) out.instances = instanceIds;
   }
-  out.jobCount = backups;
+  const first = instances[0]!.tenantId;
+  const out: Seeded = { tenant: names[0]!, instances: instances.filter((i) => i.tenantId === first).map((i) => i.id), backupIds: [], running: [], jobCount: 0 };
+  for (let from = 0; from < backups; from += 1000) {
+    const rows = Array.from({ length: Math.min(1000, backups - from) }, (_, k) => {
+      const instance = instances[(from + k) % instances.length]!;
+      return { id: newId(), instanceId: instance.id, tenantId: instance.tenantId };
+    });
+    await records.prisma.backup.createMany({
+      data: rows.map(({ id, instanceId }) => ({
+        id,
+        instanceId,
+        status: 'completed' as const,
+        trigger: 'manual' as const,
+        volumes: ['data'],
+        storageKey: `bench/${instanceId}/${id}.tar.zst`,
+        indexKey: `bench/${instanceId}/${id}.index.json.gz`,
+        compression: 'zstd',
+        sizeBytes: BigInt(1 << 20),
+        requestedBy: 'bench',
+        completedAt: new Date(),
+      })),
+    });
+    await records.prisma.job.createMany({
+      data: rows.map((row) => ({
+        id: newId(),
+        type: 'backup' as const,
+        status: 'succeeded' as const,
+        instanceId: row.instanceId,
+        tenantId: row.tenantId,
+        backupId: row.id,
+        requestedBy: 'bench',
+        finishedAt: new Date(),
+      })),
+    });
+    out.backupIds.push(...rows.filter((r) => r.tenantId === first).map((r) => r.id));
+  }
   for (let n = 0; n < running; n++) {
     const id = newId();
     const instanceId = out.instances[n % out.instances.length]!;
     await records.jobs.create({ id, type: 'backup', status: 'running', instanceId, nodeId, requestedBy: 'bench', startedAt: new Date() });
     out.running.push(id);
   }
-  out.jobCount += running;
+  out.jobCount = backups + running;
+  await records.prisma.$executeRawUnsafe('ANALYZE');
   return out;
 }
 
@@ -355,6 +351,9 @@ async function openStreams(base: string, tokens: string[], jobs: string[], count
   const requests: http.ClientRequest[] = [];
   let events = 0;
   let open = 0;
+  const closeAll = () => {
+    for (const req of requests) req.destroy();
+  };
   await Promise.all(
     Array.from({ length: count }, (_, n) => {
       return new Promise<void>((resolve, reject) => {
@@ -362,13 +361,16 @@ async function openStreams(base: string, tokens: string[], jobs: string[], count
           `${base}/v1/jobs/${jobs[n % jobs.length]}/events`,
           { headers: { authorization: `Bearer ${tokens[n % tokens.length]}` } },
           (res) => {
-            if (res.statusCode !== 200) return reject(new Error(`stream ${n} answered ${res.statusCode}`));
+            res.on('error', () => {});
+            if (res.statusCode !== 200) {
+              res.resume();
+              return reject(new Error(`stream ${n} answered ${res.statusCode}`));
+            }
             open++;
             res.setEncoding('utf8');
             res.on('data', (chunk: string) => {
               events += chunk.split('\nevent: ').length - 1 + (chunk.startsWith('event: ') ? 1 : 0);
             });
-            res.on('error', () => {});
             resolve();
           },
         );
@@ -376,14 +378,11 @@ async function openStreams(base: string, tokens: string[], jobs: string[], count
         requests.push(req);
       });
     }),
-  );
-  return {
-    open,
-    events: () => events,
-    close: () => {
-      for (const req of requests) req.destroy();
-    },
-  };
+  ).catch((err: unknown) => {
+    closeAll();
+    throw err;
+  });
+  return { open, events: () => events, close: closeAll };
 }
 
 /** What node workers do while jobs run: write each job's progress and publish its change notice, every 500 ms. */
