@@ -50,6 +50,8 @@ interface PhaseResult {
   loadBefore: string;
   loadAfter: string;
   gatewayCpuShare: number;
+  /** Transactions per second in the bench's database during the phase (the simulated worker's progress writes included). */
+  dbTxPerSecond: number;
   benchLoopP99Ms: number;
   streams?: { open: number; events: number; refusedBeyondCap: boolean };
 }
@@ -117,16 +119,16 @@ export async function runGateway(o: { only?: string[] } = {}): Promise<GatewayRe
     const gwPid = gateway.pid!;
 
     // Warm-up (JIT, connection pools), not measured.
-    await fixedRate(base, member, routes, rate, 3, gwPid);
+    await fixedRate(base, member, routes, rate, 3, gwPid, records);
     const phases: PhaseResult[] = [];
-    phases.push({ ...(await fixedRate(base, member, routes, rate, seconds, gwPid)), name: 'alone' });
+    phases.push({ ...(await fixedRate(base, member, routes, rate, seconds, gwPid, records)), name: 'alone' });
     console.log(`  ${describe(phases.at(-1)!)}`);
 
     const streams = await openStreams(base, tokens, seeded.running, streamCount);
     const refused = await request(base, 'GET', `/v1/jobs/${seeded.running[0]}/events`, tokens[0]!);
     const worker = simulateWorker(records, redis, prefix, seeded.running);
     try {
-      const phase = await fixedRate(base, member, routes, rate, seconds, gwPid);
+      const phase = await fixedRate(base, member, routes, rate, seconds, gwPid, records);
       phases.push({
         ...phase,
         name: `${streams.open} streams`,
@@ -161,7 +163,8 @@ export function reportGateway(r: GatewayResult): void {
     );
     const routes = [...p.byRoute].map(([name, xs]) => `${name} p99 ${quantiles(xs).p99.toFixed(1)}`).join(', ');
     const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
-    console.log(`             per route: ${routes}; answers ${answers}; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
+    console.log(`             per route: ${routes}; answers ${answers}`);
+    console.log(`             database ${p.dbTxPerSecond.toFixed(0)} transactions/s; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
     if (p.streams)
       console.log(
         `             streams: ${p.streams.open} open, ${p.streams.events} events received, one more on a full token: ` +
@@ -257,7 +260,16 @@ async function seed(records: PrismaRecords, backups: number, running: number): P
 // ----- load -----
 
 /** Requests at a fixed rate over keep-alive connections; each latency runs from the request's due time. */
-async function fixedRate(base: string, token: string, routes: Route[], rate: number, seconds: number, gatewayPid: number): Promise<PhaseResult> {
+async function fixedRate(
+  base: string,
+  token: string,
+  routes: Route[],
+  rate: number,
+  seconds: number,
+  gatewayPid: number,
+  records: PrismaRecords,
+): Promise<PhaseResult> {
+  const txBefore = await transactions(records);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const total = Math.round(rate * seconds);
   const latencies: number[] = [];
@@ -290,6 +302,7 @@ async function fixedRate(base: string, token: string, routes: Route[], rate: num
   await Promise.all(inFlight);
   const elapsed = (performance.now() - start) / 1000;
   const gatewayCpuShare = (processCpuSeconds(gatewayPid) - cpuBefore) / elapsed;
+  const dbTxPerSecond = ((await transactions(records)) - txBefore) / elapsed;
   loop.disable();
   agent.destroy();
   return {
@@ -305,6 +318,7 @@ async function fixedRate(base: string, token: string, routes: Route[], rate: num
     loadBefore,
     loadAfter: loadAverage(),
     gatewayCpuShare,
+    dbTxPerSecond,
     benchLoopP99Ms: loop.percentile(99) / 1e6,
   };
 }
@@ -422,6 +436,13 @@ function describe(p: PhaseResult): string {
   const q = quantiles(p.latencies);
   const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
   return `${p.name}: ${p.sent} requests at ${p.rate}/s (${answers}), p50 ${q.p50.toFixed(1)} ms, p99 ${q.p99.toFixed(1)} ms, load ${p.loadAfter}`;
+}
+
+/** Transactions committed in the bench's database so far (Postgres statistics; refreshed per transaction of ours). */
+async function transactions(records: PrismaRecords): Promise<number> {
+  await records.prisma.$executeRawUnsafe('SELECT pg_stat_clear_snapshot()');
+  const rows = await records.prisma.$queryRawUnsafe<Array<{ n: bigint }>>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
+  return Number(rows[0]?.n ?? 0);
 }
 
 /** user + system CPU seconds of a process so far (Linux /proc). */
