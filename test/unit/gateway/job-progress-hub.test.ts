@@ -83,7 +83,10 @@ describe('JobProgressHub', () => {
         ['progress', 'running', 40],
         ['state', 'succeeded', 100],
       ]);
+      expect(w.seen.every((e) => e.json === JSON.stringify(e.job))).toBe(true);
     }
+    // One serialization per change, shared by both streams.
+    expect(a.seen[1]!.json).toBe(b.seen[1]!.json);
     expect(hub.watchers('j1')).toBe(0);
     expect(hub.watchedJobs).toBe(0);
   });

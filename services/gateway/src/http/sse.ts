@@ -4,6 +4,8 @@ import type { Context } from 'koa';
 export interface ServerSentEvent {
   event: string;
   data: unknown;
+  /** `data` already serialized (one serialization shared by many streams). */
+  json?: string;
 }
 
 /**
@@ -22,7 +24,7 @@ export async function sendEventStream(ctx: Context, events: AsyncIterator<Server
   const write = (chunk: string) => {
     if (!stream.destroyed && !stream.writableEnded) stream.write(chunk);
   };
-  const send = (e: ServerSentEvent) => write(`id: ${++id}\nevent: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`);
+  const send = (e: ServerSentEvent) => write(`id: ${++id}\nevent: ${e.event}\ndata: ${e.json ?? JSON.stringify(e.data)}\n\n`);
   const keepAlive = setInterval(() => write(': keep-alive\n\n'), keepAliveMs);
   keepAlive.unref();
 
@@ -36,17 +38,17 @@ export async function sendEventStream(ctx: Context, events: AsyncIterator<Server
   write('retry: 2000\n\n');
 
   void (async () => {
-    let last: unknown;
+    let last: ServerSentEvent | undefined;
     try {
       if (!first.done) {
         send(first.value);
-        last = first.value.data;
+        last = first.value;
         for (let next = await events.next(); !next.done; next = await events.next()) {
           send(next.value);
-          last = next.value.data;
+          last = next.value;
         }
       }
-      if (!abort.signal.aborted) send({ event: 'end', data: last ?? null });
+      if (!abort.signal.aborted) send({ event: 'end', data: last?.data ?? null, ...(last?.json !== undefined ? { json: last.json } : {}) });
     } catch (err) {
       send({ event: 'error', data: { error: { code: 'unavailable', message: `event stream stopped: ${(err as Error).message}` } } });
     } finally {

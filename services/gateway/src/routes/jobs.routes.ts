@@ -55,7 +55,7 @@ export function jobRoutes(api: ApiRegistry, jobs: JobService): void {
         {
           next: async () => {
             const r = await events.next();
-            return r.done ? { done: true, value: undefined } : { done: false, value: { event: r.value.event, data: r.value.job } };
+            return r.done ? { done: true, value: undefined } : { done: false, value: { event: r.value.event, data: r.value.job, json: r.value.json } };
           },
           return: async () => {
             await events.return(undefined);

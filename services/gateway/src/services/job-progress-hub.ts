@@ -1,7 +1,14 @@
 import type { Logger } from '@cairn/core';
 import { TERMINAL_JOB_STATES, type JobView } from '@cairn/core/api/index.ts';
 
-export type JobEvent = { event: 'state' | 'progress'; job: JobView };
+/** `json`: the job as JSON, serialized once per change for all of its streams. */
+export type JobEvent = { event: 'state' | 'progress'; job: JobView; json: string };
+
+/** A view with its JSON, made once per read and shared by every watcher. */
+interface Snapshot {
+  view: JobView;
+  json: string;
+}
 
 export interface JobProgressHubOptions {
   /** The current views of these jobs, in one read for all of them; a job missing from the answer is gone. */
@@ -20,15 +27,15 @@ const isTerminal = (status: string) => (TERMINAL_JOB_STATES as readonly string[]
 
 /** One stream's mailbox: only the newest view waits, so a slow client never makes it grow. */
 class Watcher {
-  private pending: JobView | null = null;
+  private pending: Snapshot | null = null;
   private wake: (() => void) | null = null;
   gone = false;
   /** Joined since the entry's last read: the next read is offered even if the entry saw it before. */
   fresh = true;
 
-  offer(view: JobView): void {
+  offer(snapshot: Snapshot): void {
     this.fresh = false;
-    this.pending = view;
+    this.pending = snapshot;
     this.wake?.();
   }
 
@@ -38,7 +45,7 @@ class Watcher {
   }
 
   /** The next view, or null once the job is gone or `signal` aborted. */
-  async take(signal: AbortSignal): Promise<JobView | null> {
+  async take(signal: AbortSignal): Promise<Snapshot | null> {
     while (!this.pending && !this.gone && !signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -51,9 +58,9 @@ class Watcher {
       });
     }
     if (signal.aborted || (this.gone && !this.pending)) return null;
-    const view = this.pending;
+    const snapshot = this.pending;
     this.pending = null;
-    return view;
+    return snapshot;
   }
 }
 
@@ -86,7 +93,8 @@ export class JobProgressHub {
    * of status or error is a `state` event, anything else `progress`.
    */
   async *watch(initial: JobView, signal: AbortSignal): AsyncGenerator<JobEvent> {
-    yield { event: 'state', job: initial };
+    let sentJson = JSON.stringify(initial);
+    yield { event: 'state', job: initial, json: sentJson };
     if (isTerminal(initial.status) || signal.aborted) return;
     const watcher = new Watcher();
     const entry = this.enter(initial, watcher);
@@ -94,15 +102,14 @@ export class JobProgressHub {
     this.notify(initial.id);
     try {
       let sent = initial;
-      let sentJson = JSON.stringify(initial);
       for (let next = await watcher.take(signal); next; next = await watcher.take(signal)) {
-        const json = JSON.stringify(next);
+        const { view, json } = next;
         if (json === sentJson) continue;
-        const event = next.status !== sent.status || next.error !== sent.error ? 'state' : 'progress';
-        sent = next;
+        const event = view.status !== sent.status || view.error !== sent.error ? 'state' : 'progress';
+        sent = view;
         sentJson = json;
-        yield { event, job: next };
-        if (isTerminal(next.status)) return;
+        yield { event, job: view, json };
+        if (isTerminal(view.status)) return;
       }
     } finally {
       this.leave(initial.id, entry, watcher);
@@ -192,7 +199,8 @@ export class JobProgressHub {
       const json = JSON.stringify(view);
       const changed = json !== entry.last;
       entry.last = json;
-      for (const w of entry.watchers) if (changed || w.fresh) w.offer(view);
+      const snapshot = { view, json };
+      for (const w of entry.watchers) if (changed || w.fresh) w.offer(snapshot);
     }
   }
 }
