@@ -398,6 +398,7 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
           const other = await world(r);
           const own = await r.jobs.create(newJob({ instanceId: other.instance.id }));
           const outgoing = await r.jobs.create(newJob({ type: 'restore', instanceId: mine.instance.id, targetInstanceId: other.instance.id }));
+          await sleep(15); // ids made in the same millisecond do not sort by creation
           const incoming = await r.jobs.create(newJob({ type: 'restore', instanceId: other.instance.id, targetInstanceId: mine.instance.id }));
           const sweep = await r.jobs.create(newJob({ type: 'sweep', queue: 'control' }));
           const orphan = await r.jobs.create(newJob({ instanceId: `gone-${other.tag}` }));
