@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
+import { BackupPath, BackupPathPrefix, Cursor, Id, Limit, NullableTimestamp, Text, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
 import { JobView } from './jobs.schemas.ts';
 import { BACKUP_KIND_REQUESTS } from '../domain/backup-kind.ts';
 import { BACKUP_NAME_MAX, BackupName, BackupNote, PinnedFlag } from './backup-names.schemas.ts';
@@ -93,8 +93,8 @@ export const ListBackupsQuery = z
   .object({
     status: csvOf(BACKUP_STATUSES).optional().describe('comma-separated; by default every status except deleted'),
     trigger: csvOf(BACKUP_TRIGGERS).optional(),
-    name: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only the backup of this name'),
-    namePrefix: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only backups whose name starts with this (case-sensitive)'),
+    name: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only the backup of this name'),
+    namePrefix: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only backups whose name starts with this (case-sensitive)'),
     pinned: PinnedFlag.describe('true: only pinned backups; false: only unpinned ones'),
     cursor: Cursor.optional(),
     limit: Limit,
@@ -149,7 +149,7 @@ export type FileList = z.infer<typeof FileList>;
 
 export const ListFilesQuery = z
   .object({
-    prefix: z.string().max(4096).default('').describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
+    prefix: BackupPathPrefix.default('').describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
     recursive: queryFlag(true).describe('false: only the direct children of prefix'),
     cursor: Cursor.optional().describe('the last path of the previous page'),
     limit: z.coerce.number().int().min(1).max(1000).default(200),
