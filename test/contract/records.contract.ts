@@ -1269,6 +1269,20 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(all.some((k) => k.id === a.id)).toBe(true);
         expect(all.some((k) => k.id === b.id)).toBe(false);
       });
+
+      test('countActive counts the tokens not revoked, by role and tenant, leaving one out if asked', async () => {
+        const w = await world(r);
+        const [a, b] = await Promise.all([r.tokens.create(newToken(w.tenant.id)), r.tokens.create(newToken(w.tenant.id))]);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id })).toBe(2);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, role: 'member' })).toBe(2);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, role: 'admin' })).toBe(0);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, notId: a.id })).toBe(1);
+        await r.tokens.revoke(b.id, new Date());
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id })).toBe(1);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, notId: a.id })).toBe(0);
+        // Without a tenant, every tenant's tokens count (other tests' tokens too: at least ours).
+        expect(await r.tokens.countActive({ role: 'member' })).toBeGreaterThanOrEqual(1);
+      });
     });
 
     describe('tenants', () => {
@@ -1285,6 +1299,16 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(await r.tenants.getByName(name)).toEqual(created);
         expect(await r.tenants.get(newId())).toBeNull();
         expect(await r.tenants.getByName(`no-${name}`)).toBeNull();
+      });
+
+      test('concurrent ensures of one new name, inside and outside transactions, all get the one row', async () => {
+        const name = `tenant-${newId()}`;
+        const rows = await Promise.all([
+          ...Array.from({ length: 6 }, () => r.tenants.ensure(name, newId())),
+          ...Array.from({ length: 4 }, () => r.transaction((tx) => tx.tenants.ensure(name, newId()))),
+        ]);
+        expect(new Set(rows.map((t) => t.id)).size).toBe(1);
+        expect(await r.tenants.getByName(name)).toEqual(rows[0]);
       });
 
       test('ensure of a new name with an id already taken fails and changes nothing', async () => {

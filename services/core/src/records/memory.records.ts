@@ -684,6 +684,11 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const row = tables().tokens.get(id);
       if (row && row.revokedAt === null) row.revokedAt = at;
     },
+    countActive: async (f) =>
+      [...tables().tokens.values()].filter(
+        (k) =>
+          k.revokedAt === null && (f.role === undefined || k.role === f.role) && (f.tenantId === undefined || k.tenantId === f.tenantId) && k.id !== f.notId,
+      ).length,
   };
 
   const tenants: TenantRecords = {

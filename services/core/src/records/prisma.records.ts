@@ -464,6 +464,15 @@ function tokenRecords(db: Db): TokenRecords {
     async revoke(id, at) {
       await db.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: at } });
     },
+    countActive: (f) =>
+      db.apiToken.count({
+        where: {
+          revokedAt: null,
+          ...(f.role ? { role: f.role } : {}),
+          ...(f.tenantId !== undefined ? { tenantId: f.tenantId } : {}),
+          ...(f.notId !== undefined ? { id: { not: f.notId } } : {}),
+        },
+      }),
   };
 }
 
@@ -471,7 +480,15 @@ function tenantRecords(db: Db): TenantRecords {
   return {
     get: (id) => db.tenant.findUnique({ where: { id } }),
     getByName: (name) => db.tenant.findUnique({ where: { name } }),
-    ensure: (name, id) => unique(db.tenant.upsert({ where: { name }, create: { id, name }, update: {} })),
+    async ensure(name, id) {
+      // INSERT ... ON CONFLICT DO NOTHING, then read: concurrent first uses of a name all get the
+      // one row (the insert waits for a concurrent one to commit) and no unique error is raised,
+      // so no caller's transaction is aborted by it.
+      await db.tenant.createMany({ data: [{ id, name }], skipDuplicates: true });
+      const row = await db.tenant.findUnique({ where: { name } });
+      if (!row) throw new Error(`tenant ${name} was neither created nor found`);
+      return row;
+    },
   };
 }
 

@@ -401,12 +401,18 @@ export interface TokenRecords {
   touch(id: string, at: Date, staleBefore: Date): Promise<void>;
   /** Revokes the token unless already revoked. */
   revoke(id: string, at: Date): Promise<void>;
+  /** How many tokens are not revoked, of `role` and `tenantId` (null: none) if given, other than `notId` if given. */
+  countActive(filter: { role?: ApiToken['role']; tenantId?: string | null; notId?: string }): Promise<number>;
 }
 
 export interface TenantRecords {
   get(id: string): Promise<Tenant | null>;
   getByName(name: string): Promise<Tenant | null>;
-  /** The tenant of this name, created (with `id`) when new. */
+  /**
+   * The tenant of this name, created (with `id`) when new. Concurrent calls for one new name all
+   * succeed with the same row; call it outside a request's transaction, so that transaction never
+   * waits on another's insert of the name.
+   */
   ensure(name: string, id: string): Promise<Tenant>;
 }
 
@@ -416,7 +422,8 @@ export interface TenantRecords {
 export const ACTIVE_JOB_STATUSES: JobStatus[] = ['queued', 'running'];
 export const TERMINAL_JOB_STATUSES: JobStatus[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
 
-export type LockKind = 'instance' | 'backup' | 'schedule' | 'node';
+/** `admin-tokens` (id `all`): the set of active admin tokens, so the last one is never revoked. */
+export type LockKind = 'instance' | 'backup' | 'schedule' | 'node' | 'admin-tokens';
 
 export interface RecordSet {
   jobs: JobRecords;

@@ -75,8 +75,10 @@ export class InstanceService {
     const id = newId();
     let hooks = null as SavedHooks | null;
     try {
+      // Before the transaction: a new tenant is created (or found) race-free on its own, so
+      // concurrent first registrations in a tenant do not trip over each other's insert of it.
+      const tenantId = await this.resolveTenant(actor, body.tenant);
       const row = await this.records.transaction(async (tx) => {
-        const tenantId = await this.resolveTenant(tx, actor, body.tenant);
         await checkNoOverlapOnNode(tx, node.id, body.volumes, null, tenantId);
         const existing = await tx.instances.findFirst({ tenantId, name: body.name });
         if (existing) throw duplicateName(body.name, existing.id);
@@ -277,17 +279,17 @@ export class InstanceService {
     return node;
   }
 
-  private async resolveTenant(tx: TxRecords, actor: Actor, tenantName: string | undefined): Promise<string> {
+  private async resolveTenant(actor: Actor, tenantName: string | undefined): Promise<string> {
     if (actor.role === 'member') {
       const own = tenantScope(actor)!;
       if (tenantName !== undefined) {
-        const tenant = await tx.tenants.get(own);
+        const tenant = await this.records.tenants.get(own);
         if (tenant?.name !== tenantName) throw new CairnError('forbidden', 'members create instances in their own tenant only; omit tenant');
       }
       return own;
     }
     if (tenantName !== undefined) {
-      const tenant = await tx.tenants.ensure(tenantName, newId());
+      const tenant = await this.records.tenants.ensure(tenantName, newId());
       return tenant.id;
     }
     if (actor.tenantId) return actor.tenantId;
