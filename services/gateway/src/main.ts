@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { CairnError, loadConfig, reconcileSchedulers, redactConfig } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
 import { createGateway } from './app.ts';
+import { answerClientError, MAX_HEADER_BYTES } from './http/client-error.ts';
 import { QueueClient } from './queue/queue-client.ts';
 
 export interface RunningGateway {
@@ -52,7 +53,8 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
   };
   await bootstrap();
 
-  const server = http.createServer(gateway.app.callback());
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, gateway.app.callback());
+  server.on('clientError', answerClientError); // 431/400 in the API's error shape, not an empty body
   server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   try {
     await new Promise<void>((resolve, reject) => {
