@@ -94,7 +94,11 @@ describe('gateway app (in memory)', () => {
   });
 
   it('maps a unique violation to 409 and a database outage to 503', () => {
-    expect(toCairnError(new UniqueViolation(['name']))).toMatchObject({ code: 'conflict', details: { fields: ['name'] } });
+    // The constraint stays out of the response (it is logged as the cause).
+    const conflict = toCairnError(new UniqueViolation(['name']));
+    expect(conflict).toMatchObject({ code: 'conflict', message: 'a record with the same unique name already exists' });
+    expect(conflict.details).toBeUndefined();
+    expect(toCairnError(Object.assign(new Error('x'), { code: 'P2002', meta: { target: ['Tenant_name_key'] } })).details).toBeUndefined();
     expect(toCairnError(Object.assign(new Error('gone'), { code: 'P1001' }))).toMatchObject({ code: 'unavailable', message: 'database unavailable' });
   });
 });
