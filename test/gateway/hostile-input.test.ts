@@ -200,6 +200,8 @@ describe('hostile input, case by case', () => {
   it('answers a 100 KB header with 431 and a malformed request with 400, both in the error shape', async () => {
     const big = await send({ method: 'GET', target: '/v1/instances', headers: { 'x-filler': 'a'.repeat(100 * 1024) } }, cairn.adminToken);
     expect(big.status).toBe(431);
+    const doc = (await cairn.api('GET', '/openapi.json')).body as OpenApiDocument;
+    for (const item of Object.values(doc.paths)) for (const op of Object.values(item)) expect(Object.keys(op.responses), op.operationId).toContain('431');
     expect(JSON.parse(big.text)).toEqual({ error: { code: 'headers-too-large', message: expect.stringContaining('16384') } });
 
     const url = new URL(cairn.url);
@@ -249,6 +251,7 @@ describe('token revocation', () => {
     const res = await cairn.api('DELETE', `/v1/tokens/${bootstrap.id}`);
     expect(res.status).toBe(409);
     expect(res.body.error).toMatchObject({ code: 'conflict', message: expect.stringContaining('bootstrap admin token') });
+    expect(Object.keys((await cairn.api('GET', '/openapi.json')).body.paths['/v1/tokens/{id}'].delete.responses)).toContain('409');
     expect((await cairn.api('GET', '/v1/tokens?limit=1')).status).toBe(200);
 
     const other = await cairn.api('POST', '/v1/tokens', { name: 'second-admin', role: 'admin' });
