@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import type { Logger, NodeRecords } from '@cairn/core';
+import type { Logger, NodeRecords, VolumeStateReports } from '@cairn/core';
 import type { HookCommands } from './hooks/hook-commands.ts';
 
 export const HEARTBEAT_INTERVAL_MS = 10_000;
@@ -25,15 +25,23 @@ export async function startHeartbeat(opts: {
   intervalMs?: number;
   /** The node's hooks file: re-read when it changed, its command names reported with each beat. */
   hookCommands?: HookCommands;
+  /** What the node sees at each registered volume's host path, reported with each beat (coverage). */
+  volumeStates?: () => Promise<VolumeStateReports>;
 }): Promise<() => void> {
   const beat = async () => {
     opts.hookCommands?.refresh(opts.logger);
+    // A failed check of the volumes leaves the last report standing; the beat itself still goes out.
+    const volumeStates = await opts.volumeStates?.().catch((err: Error) => {
+      opts.logger.warn({ err: err.message }, 'could not check the volumes');
+      return undefined;
+    });
     const data = {
       volumeRoots: opts.volumeRoots,
       version: opts.version,
       lastHeartbeatAt: new Date(),
       capacity: { roots: await capacity(opts.volumeRoots), concurrency: opts.concurrency },
       ...(opts.hookCommands ? { hookCommands: opts.hookCommands.names() } : {}),
+      ...(volumeStates ? { volumeStates } : {}),
     };
     await opts.nodes.heartbeat(opts.nodeId, data);
   };
