@@ -46,7 +46,12 @@ describe('metrics and alert rules against a running Cairn', () => {
     const port = await freePort();
     cairn.spawnNodeWorker({ WORKER_METRICS_PORT: String(port), HOST: '127.0.0.1' });
     workerMetricsUrl = `http://127.0.0.1:${port}/metrics`;
-    await until('the node worker heartbeat', async () => ((await cairn.api('GET', `/v1/nodes/${cairn.nodeId}`)).body?.status === 'online' ? true : undefined));
+    // A worker process starting on a loaded 2-core machine can take a while.
+    await until(
+      'the node worker heartbeat',
+      async () => ((await cairn.api('GET', `/v1/nodes/${cairn.nodeId}`)).body?.status === 'online' ? true : undefined),
+      120_000,
+    );
 
     const data = path.join(cairn.volumeRoot, 'm', 'data');
     fs.mkdirSync(path.join(data, 'sub'), { recursive: true });
@@ -70,7 +75,7 @@ describe('metrics and alert rules against a running Cairn', () => {
     const job = await cairn.waitForJob(started.body.job.id, undefined, 120_000);
     expect(job.status, JSON.stringify(job)).toBe('succeeded');
     backup = (await cairn.api('GET', `/v1/backups/${started.body.backup.id}`)).body;
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     await cairn?.close();
@@ -145,7 +150,7 @@ describe('metrics and alert rules against a running Cairn', () => {
         return res.body.volumes.find((v: { name: string }) => v.name === 'ghost')?.state ? res.body : undefined;
       },
       // The node reports with its heartbeat, every 10 s.
-      25_000,
+      60_000,
     );
     expect(coverage.covered).toEqual(['data']);
     expect(coverage.skipped).toEqual([{ name: 'ghost', reason: expect.stringMatching(/^node .* reports that .*\/m\/ghost does not exist \(checked /) }]);
@@ -155,7 +160,7 @@ describe('metrics and alert rules against a running Cairn', () => {
     await until(
       'ghost covered',
       async () => ((await cairn.api('GET', `/v1/instances/${instanceId}/coverage`)).body.covered.includes('ghost') ? true : undefined),
-      25_000,
+      60_000,
     );
-  }, 60_000);
+  }, 150_000);
 });
