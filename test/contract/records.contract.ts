@@ -1473,7 +1473,7 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         const a = (await schedule(w1.instance.id)).id;
         const b = (await schedule(w1.instance.id)).id;
         await schedule(w2.instance.id);
-        expect(idsOf(await r.schedules.find({ nodeId: w1.nodeId }))).toEqual([a, b]);
+        expect(idsOf(await r.schedules.find({ nodeId: w1.nodeId }))).toEqual(sorted([a, b]));
         expect(idsOf(await r.schedules.find({ nodeId: w1.nodeId, tenantId: w2.tenant.id }))).toEqual([]);
         expect(idsOf(await r.schedules.find({ nodeId: `node-${newId()}` }))).toEqual([]);
       });

@@ -143,7 +143,7 @@ describe('starting a backup', () => {
     const logs = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member, body: { volumes: ['logs'] } })).body;
     const ids = async (q: string) =>
       (await gw.api('GET', `/v1/instances/${inst.id}/backups?${q}`, { token: member })).body.items.map((b: { id: string }) => b.id);
-    expect(await ids('volume=logs')).toEqual([logs.backup.id, both.backup.id]);
+    expect(await ids('volume=logs')).toEqual([logs.backup.id, both.backup.id].sort().reverse());
     expect(await ids('volume=data')).toEqual([both.backup.id]);
     expect(await ids('volume=nothing')).toEqual([]);
     const bad = await gw.api('GET', `/v1/instances/${inst.id}/backups?volume=${encodeURIComponent('../x')}`, { token: member });

@@ -327,11 +327,13 @@ describe('fleet view (GET /v1/schedules)', () => {
     expect(onNode.status, onNode.text).toBe(200);
     expect(ids(onNode)).toEqual(expect.arrayContaining([a.id, b.id, c.id]));
     expect(onNode.body.items.find((i: { id: string }) => i.id === c.id)).toMatchObject({ instanceId: theirs.id, cron: '@hourly', enabled: true });
-    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}`))).toEqual([a.id, b.id]);
+    // Oldest first: by id (ids made within one millisecond may sort either way).
+    const [first, second] = [a.id, b.id].sort();
+    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}`))).toEqual([first, second]);
     expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}&enabled=false`))).toEqual([b.id]);
     const page = await gw.api('GET', `/v1/schedules?instance=${ours.id}&limit=1`);
-    expect(ids(page)).toEqual([a.id]);
-    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}&limit=1&cursor=${page.body.nextCursor}`))).toEqual([b.id]);
+    expect(ids(page)).toEqual([first]);
+    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}&limit=1&cursor=${page.body.nextCursor}`))).toEqual([second]);
     expect(ids(await gw.api('GET', `/v1/schedules?node=nowhere-${gw.tag}`))).toEqual([]);
 
     const mine = ids(await gw.api('GET', '/v1/schedules?limit=500', { token: stranger.token }));

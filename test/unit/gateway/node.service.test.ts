@@ -63,7 +63,7 @@ describe('NodeService', () => {
     const all = await f.nodes.get(admin, 'n1');
     expect(all.activeJobs.map((j) => j.id).sort()).toEqual([active.job.id, other.job.id].sort());
     expect(all.recentJobs.map((j) => j.id).sort()).toEqual([done.job.id, sweep.id].sort());
-    expect(all.schedules.map((s) => s.id)).toEqual([s1.id, s2.id]);
+    expect(all.schedules.map((s) => s.id)).toEqual([s1.id, s2.id].sort());
 
     const acme = (await f.records.tenants.getByName('acme'))!;
     const mine = await f.nodes.get(member(acme.id), 'n1');
