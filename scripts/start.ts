@@ -10,6 +10,7 @@ import { CairnError, loadConfig, type Config } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
+import { startWorkerMetrics } from '@cairn/worker/metrics/process-metrics.ts';
 import { startNodeWorker } from '@cairn/worker/node/node-worker.ts';
 import { startLocalStack } from './local-stack/index.ts';
 
@@ -32,9 +33,12 @@ async function main(): Promise<void> {
   for (const root of config.VOLUME_ROOTS) fs.mkdirSync(root, { recursive: true });
 
   const runtime = createRuntime(config, { name: 'all-in-one' });
-  const gateway = await startGateway(runtime);
-  const control = await startControlWorker(runtime);
-  const node = await startNodeWorker(runtime);
+  // The workers' metrics join the gateway's /metrics (process metrics once, from the gateway); also
+  // on their own port when WORKER_METRICS_PORT is set.
+  const workerMetrics = await startWorkerMetrics(runtime, { defaultMetrics: false });
+  const gateway = await startGateway(runtime, { extraMetrics: [workerMetrics.metrics.registry] });
+  const control = await startControlWorker({ ...runtime, metrics: workerMetrics.metrics });
+  const node = await startNodeWorker({ ...runtime, metrics: workerMetrics.metrics });
 
   const root = config.VOLUME_ROOTS[0]!;
   console.log(`
@@ -42,6 +46,7 @@ Cairn is running (all-in-one): ${gateway.url}
   admin token: ${admin.location}
   node worker: ${node.nodeId}, volume roots ${config.VOLUME_ROOTS.join(', ')}
   Bull Board:  ${gateway.url}/admin/queues (user admin, password the admin token)
+  metrics:     ${gateway.url}/metrics (gateway and workers)
 
 First backup:
   TOKEN=$(cat ${admin.location.startsWith('/') ? admin.location : '<token>'})
@@ -62,6 +67,7 @@ First backup:
     await node.close().catch(warn('node worker'));
     await control.close().catch(warn('control worker'));
     await gateway.close().catch(warn('gateway'));
+    await workerMetrics.server?.close().catch(warn('worker metrics'));
     await runtime.close().catch(warn('connections'));
     await stack.stop();
     process.exit(0);

@@ -28,7 +28,7 @@ import { BackupService } from './services/backup.service.ts';
 import { InstanceService } from './services/instance.service.ts';
 import { InstancePolicyService } from './services/instance-policy.service.ts';
 import { JobService } from './services/job.service.ts';
-import { MetricsService } from './services/metrics.service.ts';
+import { MetricsService, type MetricsServiceOptions } from './services/metrics.service.ts';
 import { MigrateService } from './services/migrate.service.ts';
 import { NodeService } from './services/node.service.ts';
 import { RestoreService } from './services/restore.service.ts';
@@ -46,6 +46,8 @@ export interface GatewayDeps {
   readinessChecks: Record<string, Check>;
   /** Event streams re-read their job this often (ms). */
   jobPollIntervalMs?: number;
+  /** Metrics of other roles in this process, appended to /metrics (the all-in-one's workers). */
+  extraMetrics?: MetricsServiceOptions['extra'];
 }
 
 export interface Gateway {
@@ -67,7 +69,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const migrations = new MigrateService({ records, queues, instances, backups, files, logger });
   const jobs = new JobService({ records, queues, logger, pollIntervalMs: deps.jobPollIntervalMs });
   const nodes = new NodeService({ records });
-  const metrics = new MetricsService({ records, queues, logger });
+  const metrics = new MetricsService({ records, queues, logger, extra: deps.extraMetrics });
 
   const registry = new ApiRegistry();
   tokenRoutes(registry, tokens);

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startControlWorker } from './control/control-worker.ts';
+import { startWorkerMetrics } from './metrics/process-metrics.ts';
 import { startNodeWorker } from './node/node-worker.ts';
 
 /**
@@ -19,8 +20,11 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
   const stops: Array<() => Promise<void>> = [];
-  if (values.node) stops.push((await startNodeWorker({ ...runtime, nodeId: values.node })).close);
-  if (values.control) stops.push((await startControlWorker(runtime)).close);
+  // One /metrics per process (WORKER_METRICS_PORT), shared by its node and control workers.
+  const { metrics, server } = await startWorkerMetrics(runtime);
+  if (values.node) stops.push((await startNodeWorker({ ...runtime, nodeId: values.node, metrics })).close);
+  if (values.control) stops.push((await startControlWorker({ ...runtime, metrics })).close);
+  if (server) stops.push(server.close);
   const shutdown = async (signal: string) => {
     runtime.logger.info({ signal }, 'shutting down');
     for (const stop of stops) await stop().catch((err: Error) => runtime.logger.warn({ err: err.message }, 'stopping a worker failed'));

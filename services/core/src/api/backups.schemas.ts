@@ -96,6 +96,7 @@ export const ListBackupsQuery = z
     name: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only the backup of this name'),
     namePrefix: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only backups whose name starts with this (case-sensitive)'),
     pinned: PinnedFlag.describe('true: only pinned backups; false: only unpinned ones'),
+    volume: VolumeName.optional().describe('only backups that include the volume of this name'),
     cursor: Cursor.optional(),
     limit: Limit,
   })

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CRON_PRESETS, canonicalTimeZone, describeCronErrors, parseCron } from '../schedule/cron.ts';
 import { retentionPolicyProblems } from '../schedule/retention.ts';
-import { NullableTimestamp, Text, Timestamp, VolumeName, pageOf } from './common.schemas.ts';
+import { Cursor, Id, Limit, NodeId, NullableTimestamp, Text, Timestamp, VolumeName, pageOf } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 /** Request and response shapes of schedules (SPEC §9, §11). */
@@ -122,6 +122,22 @@ export type ScheduleView = z.infer<typeof ScheduleView>;
 
 export const ScheduleList = pageOf('ScheduleList', ScheduleView);
 export type ScheduleList = z.infer<typeof ScheduleList>;
+
+/** `GET /v1/schedules`: every schedule an admin may see (a member: its tenant's), oldest first. */
+export const ListAllSchedulesQuery = z
+  .object({
+    instance: Id.optional().describe('only the schedules of this instance'),
+    node: NodeId.optional().describe('only the schedules of instances on this node'),
+    enabled: z
+      .enum(['true', 'false'])
+      .transform((v) => v === 'true')
+      .optional()
+      .describe('true: only enabled schedules; false: only paused ones'),
+    cursor: Cursor.optional(),
+    limit: Limit,
+  })
+  .strict();
+export type ListAllSchedulesQuery = z.infer<typeof ListAllSchedulesQuery>;
 
 export const DeletedSchedule = named(
   'DeletedSchedule',

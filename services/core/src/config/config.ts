@@ -105,6 +105,8 @@ const schema = z.object({
   CAIRN_NODE_HOOKS: z.string().trim().default(''),
   CAIRN_DATA_DIR: z.string().trim().min(1).default('.cairn'),
   PORT: int(0, 65535).default(8080),
+  // Workers (issue 15): their own Prometheus /metrics on HOST:WORKER_METRICS_PORT (empty: not served).
+  WORKER_METRICS_PORT: int(0, 65535).optional(),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   CAIRN_ADMIN_TOKEN: z
     .string()

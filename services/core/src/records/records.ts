@@ -141,6 +141,8 @@ export interface BackupFilter {
   pinned?: boolean;
   /** The outcome of the backup's last verification (issue 14). */
   verifyStatus?: VerifyStatus;
+  /** Backups that include the volume of this name. */
+  volume?: string;
 }
 
 export interface NewBackup {
@@ -202,6 +204,8 @@ export interface BackupRecords {
   find(filter: BackupFilter, page?: Page): Promise<Backup[]>;
   count(filter: BackupFilter): Promise<number>;
   countByStatus(): Promise<Array<{ status: BackupStatus; count: number }>>;
+  /** For each instance with a completed backup, when the newest of them completed (metrics: last success). */
+  lastCompletedPerInstance(): Promise<Array<{ instanceId: string; completedAt: Date }>>;
   /** Sum of `sizeBytes` over the matching backups. */
   sumSizeBytes(filter: BackupFilter): Promise<bigint>;
   create(backup: NewBackup): Promise<Backup>;
@@ -322,6 +326,8 @@ export interface NodeHeartbeat {
   capacity: JsonInput;
   /** Names of the commands in the node worker's hooks file (CAIRN_NODE_HOOKS); left as stored when not given. */
   hookCommands?: string[];
+  /** What the node sees at each registered volume's host path (hostPath -> VolumeState); left as stored when not given. */
+  volumeStates?: JsonInput;
 }
 
 export interface NodeRecords {
@@ -337,6 +343,8 @@ export interface ScheduleFilter {
   id?: string;
   instanceId?: string;
   tenantId?: string;
+  /** Schedules of the instances on this node. */
+  nodeId?: string;
   enabled?: boolean;
 }
 
