@@ -1,19 +1,23 @@
 import type { CairnClient } from './api-client.ts';
 import { UsageError } from './api-client.ts';
 import { readApplyFile } from './apply/apply-file.ts';
-import { type CurrentInstance, type CurrentPolicy, type CurrentSchedule, type CurrentState, type Step, planApply } from './apply/apply-plan.ts';
+import {
+  type CurrentInstance,
+  type CurrentNode,
+  type CurrentPolicy,
+  type CurrentSchedule,
+  type CurrentState,
+  type Step,
+  planApply,
+} from './apply/apply-plan.ts';
 import type { Opts } from './cli-options.ts';
 import { listAllInstances } from './instance-ref.ts';
 import { printJson } from './output.ts';
 
-export const APPLY_USAGE = `  apply -f FILE [--dry-run] [--prune]            make instances (volumes, excludes, hooks, policy) and their schedules
-                                                 match a YAML file (examples/cairn.yaml); --dry-run prints the
-                                                 changes and makes none; --prune also deletes schedules not in the file`;
-
 /** What the server has for the file's instances: all instances and nodes, and the policy and schedules apply compares. */
 async function fetchCurrent(client: CairnClient, wanted: { policy: boolean; schedules: boolean; name: string; tenant?: string }[]): Promise<CurrentState> {
   const instances = (await listAllInstances(client)) as unknown as CurrentInstance[];
-  const nodes = ((await client.request('GET', '/v1/nodes?limit=500')).items as { id: string }[]).map((n) => n.id);
+  const nodes = (await client.request('GET', '/v1/nodes')).items as CurrentNode[];
   const policies = new Map<string, CurrentPolicy>();
   const schedules = new Map<string, CurrentSchedule[]>();
   for (const w of wanted) {

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { type CairnClient, UsageError } from './api-client.ts';
 import { type Opts, enc, need, query } from './cli-options.ts';
 import { type InstanceSummary, resolveInstanceId } from './instance-ref.ts';
@@ -46,7 +45,7 @@ function volumesFrom(o: Opts, base: Volume[] | null): Volume[] | undefined {
   return volumes;
 }
 
-function hooksFrom(o: Opts): unknown {
+async function hooksFrom(o: Opts): Promise<unknown> {
   if (o.hooks && o['no-hooks']) throw new UsageError('--hooks and --no-hooks exclude each other');
   if (o['no-hooks']) return null;
   if (!o.hooks) return undefined;
@@ -56,8 +55,9 @@ function hooksFrom(o: Opts): unknown {
   } catch (err) {
     throw new UsageError(`--hooks: cannot read ${o.hooks}: ${(err as Error).message}`);
   }
+  const { parse } = await import('yaml'); // only for --hooks: most calls need no YAML parser
   try {
-    return parseYaml(text);
+    return parse(text);
   } catch (err) {
     throw new UsageError(`--hooks: ${o.hooks} is not YAML/JSON: ${(err as Error).message}`);
   }
@@ -128,7 +128,7 @@ export async function instancesCommand(client: CairnClient, command: string, arg
     case 'create': {
       const volumes = volumesFrom(o, null);
       if (!volumes?.length) throw new UsageError('at least one --volume name=/path');
-      const hooks = hooksFrom(o);
+      const hooks = await hooksFrom(o);
       const body = {
         name: need(o.name, '--name'),
         nodeId: need(o.node, '--node'),
@@ -145,7 +145,7 @@ export async function instancesCommand(client: CairnClient, command: string, arg
       const id = await resolveInstanceId(client, need(rest[0], 'instance'));
       const current = o.exclude?.length && !o.volume ? await client.request('GET', `/v1/instances/${enc(id)}`) : null;
       const volumes = volumesFrom(o, current?.volumes ?? null);
-      const hooks = hooksFrom(o);
+      const hooks = await hooksFrom(o);
       const body = {
         ...(o.name ? { name: o.name } : {}),
         ...(o.node ? { nodeId: o.node } : {}),

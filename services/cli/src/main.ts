@@ -4,7 +4,6 @@
  */
 import { parseArgs } from 'node:util';
 import { ApiError, CairnClient, UsageError } from './api-client.ts';
-import { APPLY_USAGE, applyCommand } from './apply.command.ts';
 import { BACKUPS_USAGE, backupsCommand } from './backups.command.ts';
 import { CATALOG_USAGE, catalogCommand } from './catalog.command.ts';
 import { DEFAULT_URL, resolveConfig } from './cli-config.ts';
@@ -29,7 +28,9 @@ configuration; 3 Cairn cannot be reached; 130 Ctrl-C (a job being waited for kee
 
 Setup
 ${LOGIN_USAGE}
-${APPLY_USAGE}
+  apply -f FILE [--dry-run] [--prune]            make instances (volumes, excludes, hooks, policy) and their schedules
+                                                 match a YAML file (examples/cairn.yaml); --dry-run prints the
+                                                 changes and makes none; --prune also deletes schedules not in the file
 
 Nodes and instances
 ${INSTANCES_USAGE}
@@ -80,8 +81,11 @@ async function run(argv: string[]): Promise<number> {
       return jobsCommand(client, command, args, o);
     case 'tokens':
       return tokensCommand(client, args, o);
-    case 'apply':
+    case 'apply': {
+      // Loaded only here: the file's checks bring the API's schemas (zod, cron) along.
+      const { applyCommand } = await import('./apply.command.ts');
       return applyCommand(client, o);
+    }
     case 'migrate':
       return migrateCommand(
         client,

@@ -28,9 +28,13 @@ export interface CurrentSchedule {
   volumes: string[] | null;
   enabled: boolean;
 }
+export interface CurrentNode {
+  id: string;
+  volumeRoots: string[];
+}
 export interface CurrentState {
   instances: CurrentInstance[];
-  nodes: string[];
+  nodes: CurrentNode[];
   /** By instance id; only for instances of the file that exist and have a `policy` there. */
   policies: Map<string, CurrentPolicy>;
   /** By instance id; only for instances of the file that exist and have `schedules` there. */
@@ -101,10 +105,16 @@ function findInstance(d: DesiredInstance, current: CurrentInstance[], at: string
   return matches[0] ?? null;
 }
 
-function nodeFor(d: DesiredInstance, nodes: string[], at: string): string {
+/** The file's node, else the one node whose volume roots hold every volume path of the instance. */
+function nodeFor(d: DesiredInstance, nodes: CurrentNode[], at: string): string {
   if (d.node) return d.node;
-  if (nodes.length === 1) return nodes[0]!;
-  throw new UsageError(`${at}.node: required, Cairn knows ${nodes.length ? `${nodes.length} nodes (${nodes.join(', ')})` : 'no node yet'}`);
+  const inside = (p: string, root: string) => p === root || p.startsWith(root.endsWith('/') ? root : `${root}/`);
+  const fits = nodes.filter((n) => d.volumes.every((v) => n.volumeRoots.some((r) => inside(v.hostPath, r))));
+  if (fits.length === 1) return fits[0]!.id;
+  const why = fits.length
+    ? `nodes ${fits.map((n) => n.id).join(', ')} all have volume roots holding its paths`
+    : 'no node has volume roots holding all its paths';
+  throw new UsageError(`${at}.node: required: ${why}`);
 }
 
 function scheduleBody(s: DesiredSchedule) {
