@@ -20,12 +20,19 @@ export interface CliOptions {
 
 /**
  * The environment every CLI call of the tests starts from: the test process's own without any
- * CAIRN_URL/CAIRN_TOKEN it may have, and a config directory of the test run's own, so a
+ * CAIRN_URL/CAIRN_TOKEN/CAIRN_DATA_DIR it may have, and a config directory of the test run's own, so a
  * developer's `cairn login` is never read or written.
  */
 const configHome = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-cli-config-'));
 function baseEnv(extra: CliOptions['env'] = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, CAIRN_URL: undefined, CAIRN_TOKEN: undefined, ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    XDG_CONFIG_HOME: configHome,
+    CAIRN_URL: undefined,
+    CAIRN_TOKEN: undefined,
+    CAIRN_DATA_DIR: undefined,
+    ...extra,
+  };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   return env;
 }

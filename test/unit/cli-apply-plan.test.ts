@@ -47,9 +47,12 @@ const applied = (): CurrentState => ({
 const plan = (text: string, current: CurrentState, prune = false) => planApply(parseApplyFile(text, 'f.yaml', env), current, { prune, source: 'f.yaml' });
 
 describe('cairn apply: the file', () => {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the apply file's own ${VAR} syntax
   it('reads ${VAR} and ${VAR:-default} from the environment, and names an unset variable', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the apply file's own ${VAR} syntax
     const d = parseApplyFile("instances: [{name: a, node: '${N:-host-a}', volumes: [{name: v, hostPath: '${ROOT}/a'}]}]", 'f.yaml', env);
     expect(d.instances[0]).toMatchObject({ node: 'host-a', volumes: [{ hostPath: '/srv/a/a' }] });
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the apply file's own ${VAR} syntax
     expect(() => parseApplyFile("instances: [{name: a, volumes: [{name: v, hostPath: '${NOPE}/a'}]}]", 'f.yaml', {})).toThrow(
       /f\.yaml\.instances\[0\]\.volumes\[0\]\.hostPath: variable NOPE is not set/,
     );
