@@ -19,7 +19,7 @@ export const BACKUPS_USAGE = `  backup <instance> [--volume V]... [--kind auto|f
   policy <instance> [--manual-limit N|default] [--keep-... N | --no-retention] [--tz Z] [--preview]
                                                  show or change the instance's manual limit and manual retention; --preview: dry run
   files <backupId> [--prefix P]                  browse a backup
-  download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar (-o -: to stdout)
+  download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar (-o -: to stdout; --json: {file, bytes})
   restore <backupId> [--target INSTANCE] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
   delete <backupId>...                           soft delete, several at once (objects removed by cleanup)`;
 
