@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { DEFAULT_HOOK_TIMEOUT_SECONDS } from '@cairn/core/domain/hooks.ts';
 import { describe, expect, it } from 'vitest';
 import { parseApplyFile } from '../../services/cli/src/apply/apply-file.ts';
 import { type CurrentState, planApply } from '../../services/cli/src/apply/apply-plan.ts';
@@ -112,6 +113,20 @@ describe('cairn apply: the plan', () => {
     expect(steps[0]!.changes[0]).toMatch(/^volumes: .*uploads=\/srv\/a\/shop\/uploads \(excludes cache\/\*\*, \*\.tmp\)$/);
     expect(steps[2]!.request).toEqual({ method: 'PATCH', path: '/v1/schedules/s1', body: { retention: { keepDaily: 14 } } });
     expect(steps[2]!.changes).toEqual(['retention: keepDaily 7 → keepDaily 14']);
+  });
+
+  it("compares hooks with the API's defaults filled in; hooks: null removes them; no hooks key leaves them", () => {
+    const withHook = FILE.replace('    policy:', "    hooks: { preBackup: { type: webhook, url: 'https://shop.example/freeze' } }\n    policy:");
+    const state = applied();
+    state.instances[0]!.hooks = {
+      preBackup: { type: 'webhook', url: 'https://shop.example/freeze', timeoutSeconds: DEFAULT_HOOK_TIMEOUT_SECONDS, onError: 'fail' },
+    };
+    expect(plan(withHook, state)[0]).toMatchObject({ action: 'unchanged' });
+    expect(plan(FILE, state)[0]).toMatchObject({ action: 'unchanged' });
+    const removed = plan(FILE.replace('    policy:', '    hooks: null\n    policy:'), state)[0]!;
+    expect(removed).toMatchObject({ action: 'update', changes: ['hooks: preBackup webhook https://shop.example/freeze → none'] });
+    expect(removed.request).toEqual({ method: 'PATCH', path: '/v1/instances/i1', body: { hooks: null } });
+    expect(plan(withHook, applied())[0]!.request).toMatchObject({ body: { hooks: { preBackup: { type: 'webhook', onError: 'fail' } } } });
   });
 
   it('updates a schedule whose cron changed in place, keeps one not in the file unless --prune', () => {
