@@ -1,6 +1,6 @@
 import type { CairnClient } from './api-client.ts';
 import { followJob } from './job-progress.ts';
-import { printJson } from './output.ts';
+import { humanBytes, printJson } from './output.ts';
 
 /** `cairn verify`'s flags, as parsed by main.ts. */
 export interface VerifyArgs {
@@ -53,7 +53,7 @@ export async function verifyCommand(client: CairnClient, a: VerifyArgs, usage: (
   }
   if (done.status === 'succeeded') {
     const r = (done.result ?? {}) as { filesChecked?: number; blocksChecked?: number; bytesRead?: number };
-    const counts = `${r.filesChecked ?? 0} files, ${r.blocksChecked ?? 0} blocks checked, ${r.bytesRead ?? 0} bytes read`;
+    const counts = `${r.filesChecked ?? 0} files, ${r.blocksChecked ?? 0} blocks checked, ${humanBytes(r.bytesRead ?? 0)} read`;
     console.log(`backup ${a.backup} verified (${String(body.level)}): ${counts}`);
     return 0;
   }
