@@ -127,6 +127,9 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     path: '/v1/backups/:id/restore',
     operationId: 'restoreBackup',
     summary: 'Restore a completed backup into its instance or another one',
+    description:
+      'With dryRun: true the job only compares: its result.changes counts what the restore would create, change, delete and leave ' +
+      '(with up to 20 sample paths of each kind), and nothing is written. A real restore reports the same result.changes.',
     tag: 'backups',
     access: 'member',
     params: IdParams,
