@@ -11,6 +11,7 @@ import { requestContext } from './middleware/request-context.ts';
 import type { QueuePort } from './queue/queue-client.ts';
 import { backupRoutes } from './routes/backups.routes.ts';
 import { catalogRoutes } from './routes/catalog.routes.ts';
+import { downloadLinkRoutes } from './routes/download-links.routes.ts';
 import { instanceRoutes } from './routes/instances.routes.ts';
 import { instancePolicyRoutes } from './routes/instance-policy.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
@@ -25,6 +26,7 @@ import { verifyRoutes } from './routes/verify.routes.ts';
 import { BackupFilesService } from './services/backup-files.service.ts';
 import { BackupObjects } from './services/backup-objects.ts';
 import { BackupService } from './services/backup.service.ts';
+import { DownloadLinkService, downloadLinkKey } from './services/download-link.service.ts';
 import { InstanceService } from './services/instance.service.ts';
 import { InstancePolicyService } from './services/instance-policy.service.ts';
 import { JobService } from './services/job.service.ts';
@@ -38,7 +40,8 @@ import { VerifyService } from './services/verify.service.ts';
 export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
-  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> & Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS'>>;
+  config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> &
+    Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS' | 'DOWNLOAD_LINK_SECRET' | 'CAIRN_ADMIN_TOKEN'>>;
   logger: Logger;
   records: Records;
   queues: QueuePort;
@@ -76,6 +79,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   instanceRoutes(registry, instances, backups);
   instancePolicyRoutes(registry, policies);
   backupRoutes(registry, backups, files, restores);
+  const links = new DownloadLinkService({ key: downloadLinkKey(config, logger), backups, files, tokens, logger });
+  const linkDownloads = downloadLinkRoutes(registry, links);
   migrateRoutes(registry, migrations);
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
@@ -105,6 +110,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   app.use(errorHandler(logger));
   app.use(bullBoard({ basePath: '/admin/queues', tokens, queues, nodes }));
   app.use(ops.routes());
+  app.use(linkDownloads.routes()); // public: the signed link is the credential
   app.use(api.routes());
   app.use(uiStatic()); // the web UI at /ui (services/ui/dist)
   return { app, registry, tokens };

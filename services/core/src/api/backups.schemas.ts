@@ -178,6 +178,13 @@ export const RestoreBody = named(
         .enum(['replace', 'merge'])
         .optional()
         .describe('replace (default): the volume (or each path) becomes exactly the backup; merge: write over what is there'),
+      dryRun: z
+        .boolean()
+        .optional()
+        .describe(
+          'true: a job that only compares the backup with the target and reports what the restore would create, change and delete ' +
+            '(result.changes); it writes nothing, runs no hooks and does not hold the instance',
+        ),
     })
     .strict(),
 );

@@ -113,6 +113,12 @@ const schema = z.object({
     .trim()
     .refine((v) => v === '' || v.length >= 24, 'must be at least 24 characters')
     .default(''),
+  // Signs download links (issue 15); when unset, derived from CAIRN_ADMIN_TOKEN (download-link.service.ts).
+  DOWNLOAD_LINK_SECRET: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || v.length >= 32, 'must be at least 32 characters')
+    .default(''),
   // The single key of earlier drafts is gone: a keyring replaces it (rotation needs ids). Setting
   // it stops the process at start, so nobody believes it encrypts anything.
   CAIRN_MASTER_KEY: z
@@ -190,6 +196,7 @@ export function redactConfig(config: Config): Record<string, unknown> {
     REDIS_URL: maskUrl(config.REDIS_URL),
     S3_SECRET_ACCESS_KEY: mask(config.S3_SECRET_ACCESS_KEY),
     CAIRN_ADMIN_TOKEN: mask(config.CAIRN_ADMIN_TOKEN),
+    DOWNLOAD_LINK_SECRET: mask(config.DOWNLOAD_LINK_SECRET),
     CAIRN_MASTER_KEY: mask(config.CAIRN_MASTER_KEY),
     CAIRN_MASTER_KEYS: mask(config.CAIRN_MASTER_KEYS),
   };

@@ -52,6 +52,13 @@ export class TokenService {
     return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
   }
 
+  /** The actor of a token by id (a download link's issuer); a missing or revoked token is 401. */
+  async actorOf(tokenId: string): Promise<Actor> {
+    const row = await this.records.tokens.get(tokenId);
+    if (!row || row.revokedAt) throw new CairnError('unauthorized', 'the token that issued this link is revoked');
+    return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
+  }
+
   /**
    * Makes `secret` (CAIRN_ADMIN_TOKEN) a valid admin token. Other tokens are left alone: several
    * deployments (or test runs) may share a database, each with its own bootstrap secret, so a
