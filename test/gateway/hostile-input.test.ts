@@ -139,6 +139,10 @@ beforeAll(async () => {
   expect(schedule.status).toBe(201);
   seed.schedules = schedule.body.id;
   seed.nodes = cairn.nodeId;
+  // A real signed download link, so the public /v1/downloads/{token} route is fuzzed too.
+  const link = await cairn.api('POST', `/v1/backups/${seed.backups}/download-links`, {});
+  expect(link.status).toBe(201);
+  seed.downloads = String(link.body.url).split('/').pop()!;
   const throwaway = await cairn.api('POST', '/v1/tokens', { name: 'fuzz-throwaway', role: 'member', tenant: cairn.tenant });
   seed.tokens = throwaway.body.id;
   const m = await cairn.api('POST', '/v1/tokens', { name: 'fuzz-member', role: 'member', tenant: cairn.tenant });
