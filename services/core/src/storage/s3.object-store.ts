@@ -55,6 +55,10 @@ export interface S3ObjectStoreOptions {
   queueSize?: number;
   /** SDK attempts per request (retries of transient errors). Default 3. */
   maxAttempts?: number;
+  /** A request whose response has not begun this long after it was sent fails (then is retried). Default 15 min. */
+  requestTimeoutMs?: number;
+  /** A connection with no traffic this long, mid-request or mid-download, fails (then is retried). Default 60 s. */
+  socketTimeoutMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -118,8 +122,15 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
     requestChecksumCalculation: options.checksumMode ?? 'WHEN_SUPPORTED',
     responseChecksumValidation: options.checksumMode ?? 'WHEN_SUPPORTED',
     maxAttempts: options.maxAttempts ?? 3,
-    // Fail fast when nothing answers (readiness); no request timeout, parts can be large.
-    requestHandler: { connectionTimeout: 5000 },
+    // Fail fast when nothing answers (readiness). A stalled transfer must end too, or it hangs its
+    // job forever: a bound on the wait for a response (generous, parts can be large) and on a
+    // silent connection, which also covers a download that stops mid-body.
+    requestHandler: {
+      connectionTimeout: 5000,
+      requestTimeout: options.requestTimeoutMs ?? 15 * 60_000,
+      throwOnRequestTimeout: true,
+      socketTimeout: options.socketTimeoutMs ?? 60_000,
+    },
   };
   if (options.endpoint) config.endpoint = options.endpoint;
   if (options.accessKeyId && options.secretAccessKey) {
@@ -290,7 +301,9 @@ export class S3ObjectStore implements ObjectStore {
       queueSize: this.queueSize,
       leavePartsOnError: false,
     });
+    let abortedBeforeFailure = false;
     const onAbort = () => {
+      abortedBeforeFailure = true;
       tracked.abortParts();
       void upload.abort();
       counter?.destroy(abortError(signal!));
@@ -300,12 +313,15 @@ export class S3ObjectStore implements ObjectStore {
       const result = await upload.done();
       return { size, etag: stripQuotes(result.ETag) };
     } catch (err) {
+      // Only a cancel that came before the upload failed explains it: the cancel of a failed
+      // upload (streamInto stops the packer when the store fails) must not hide the store's error.
+      const cancelled = signal?.aborted === true && abortedBeforeFailure;
       counter?.destroy();
       // Upload's own cleanup may still be running (after abort() it rejects at once): wait for
       // it, then abort whatever multipart upload it created so nothing incomplete is left.
       await tracked.settle();
       await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
-      if (signal?.aborted) throw abortError(signal);
+      if (cancelled) throw abortError(signal!);
       if (sourceError !== undefined) throw sourceError;
       throw this.toCairnError(err, `put of "${key}"`);
     } finally {
