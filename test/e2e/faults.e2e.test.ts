@@ -66,7 +66,7 @@ describe('faults and reconciliation', () => {
         S3_PREFIX: `faults-${process.env.CAIRN_TEST_RUN_ID ?? 'dev'}-${process.pid}`,
         RECONCILE_EVERY: '3s',
         LOST_JOB_GRACE: '2s',
-        NODE_DEAD_AFTER: '15s',
+        NODE_DEAD_AFTER: '30s',
         DB_OUTAGE_TOLERANCE: '5m',
         S3_SOCKET_TIMEOUT: '3s',
         S3_REQUEST_TIMEOUT: '60s',

@@ -2,7 +2,15 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { answers as postgresAnswers, clusterCommand, createDatabase, initCluster, migrate, postgresBinDir, withDatabase } from '../../scripts/local-stack/postgres.ts';
+import {
+  answers as postgresAnswers,
+  clusterCommand,
+  createDatabase,
+  initCluster,
+  migrate,
+  postgresBinDir,
+  withDatabase,
+} from '../../scripts/local-stack/postgres.ts';
 import { findBinary, freePort, spawnService, stopChild, tcpAnswers, waitFor } from '../../scripts/local-stack/process.ts';
 import { startS3FaultProxy, type S3FaultProxy } from './s3-fault-proxy.ts';
 

@@ -73,13 +73,10 @@ export async function startS3FaultProxy(upstream: string): Promise<S3FaultProxy>
     const reset = take(info, 'reset');
     const headers = { ...req.headers, host: target.host };
     delete headers.expect; // the body is sent at once; the upstream's 100-continue is not relayed
-    const out = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers },
-      (upstreamRes) => {
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-        pipeline(upstreamRes, res, () => undefined);
-      },
-    );
+    const out = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      pipeline(upstreamRes, res, () => undefined);
+    });
     out.on('error', () => res.destroy());
     let sent = 0;
     const counter = new Transform({

@@ -50,7 +50,7 @@ export const DEFAULT_SWEEP_OPTIONS: Readonly<SweepOptions> = {
 export interface SweepDeps {
   records: Records;
   store: ObjectStore;
-  queues: Pick<JobQueues, 'queue' | 'enqueueNode'> & DeletionQueues;
+  queues: Pick<JobQueues, 'queue' | 'enqueueNode' | 'isHeld'> & DeletionQueues;
   logger: Logger;
   clock?: () => Date;
 }

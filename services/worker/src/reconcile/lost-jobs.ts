@@ -17,7 +17,7 @@ import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 export interface LostJobDeps {
   records: Records;
   store: Pick<ObjectStore, 'listIncompleteUploads' | 'abortIncompleteUpload'>;
-  queues: Pick<JobQueues, 'queue' | 'enqueueNode' | 'cancel'>;
+  queues: Pick<JobQueues, 'queue' | 'enqueueNode' | 'cancel' | 'isHeld'>;
   logger: Logger;
   clock?: () => Date;
 }
@@ -66,11 +66,15 @@ export async function reconcileLostJobs(deps: LostJobDeps, options: LostJobOptio
     { ...scope, status: 'running' as const },
     { ...scope, status: 'queued' as const, createdBefore: new Date(now.getTime() - options.lostJobGraceMs) },
   ];
+  // A running job enqueued again is `queued` when the second batch is read: judged once per check.
+  const judged = new Set<string>();
   for (const filter of batches) {
     let cursor: string | undefined;
     for (;;) {
       const jobs = await records.jobs.find(filter, { after: cursor, take: BATCH });
       for (const job of jobs) {
+        if (judged.has(job.id)) continue;
+        judged.add(job.id);
         const verdict = await judge(deps, job, now, lastSeen, options);
         if (!verdict) continue;
         const outcome = verdict.requeue ? await requeue(deps, job, verdict.reason) : await interrupt(deps, job, verdict.reason, verdict.removeQueued, now);
@@ -108,7 +112,8 @@ async function judge(
   const nodeId = nodeOfQueue(job.queue);
   if (nodeId) {
     const seen = lastSeen(nodeId);
-    if (seen.dead) {
+    // A node whose beats do not arrive but whose worker still holds this job's lock is alive.
+    if (seen.dead && !(await deps.queues.isHeld(job.queue!, job.id))) {
       const since = seen.at ? `no heartbeat since ${seen.at.toISOString()}` : 'never registered';
       return { reason: `node ${nodeId} is offline (${since})`, requeue: false, removeQueued: true };
     }
