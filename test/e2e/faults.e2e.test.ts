@@ -104,7 +104,7 @@ describe('faults and reconciliation', () => {
     expect(finished).toMatchObject({ status: 'succeeded', error: null, errorCode: null });
     expect(finished.attempts).toBeGreaterThanOrEqual(2);
     expect(stack.s3.faults.reset).toBe(3);
-  });
+  }, 180_000);
 
   it(`Postgres stopped for ${PG_OUTAGE_MS / 1000} s mid-backup: the uploaded backup is committed once it is back`, async () => {
     const instanceId = await instance('pg-outage', 12);
@@ -162,6 +162,9 @@ describe('faults and reconciliation', () => {
     expect(Date.now() - killed).toBeLessThan(120_000);
     const row = await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } });
     expect(row.status).toBe('failed');
+    // Its half-written upload is aborted right after the rows are settled.
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(200))
+      if ((await cairn.runtime.store.listIncompleteUploads(`instances/${instanceId}/`)).length === 0) break;
     expect(await cairn.runtime.store.listIncompleteUploads(`instances/${instanceId}/`)).toEqual([]);
     expect(await unfinishedJobs()).toEqual([]);
     // Unlocked: a new backup is accepted (it waits for the node, which the reconciler settles too).

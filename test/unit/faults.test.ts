@@ -1,7 +1,7 @@
 import type { Job as BullJob } from 'bullmq';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { CairnError, MemoryRecords, isUnavailableError, newId, retryWrite, type JobQueues, type JobStatus, type JobType } from '@cairn/core';
+import { CairnError, MemoryRecords, isUnavailableError, loadConfig, newId, retryWrite, type JobQueues, type JobStatus, type JobType } from '@cairn/core';
 import { MemoryObjectStore } from '@cairn/core/storage/memory.object-store.ts';
 import { JobLifecycle } from '@cairn/worker/job-lifecycle.ts';
 import { reconcileLostJobs, safeToRunAgain } from '@cairn/worker/reconcile/lost-jobs.ts';
@@ -15,6 +15,34 @@ function unreachable(): Error {
     meta: { driverAdapterError: { name: 'DriverAdapterError', cause: { kind: 'DatabaseNotReachable', host: '127.0.0.1', port: 5432 } } },
   });
 }
+
+describe('fault settings', () => {
+  it('defaults to minutes of database patience, a 30 s reconcile and nodes dead after 90 s; durations are checked', () => {
+    expect(loadConfig({})).toMatchObject({
+      DB_OUTAGE_TOLERANCE: 15 * 60_000,
+      RECONCILE_EVERY: 30_000,
+      LOST_JOB_GRACE: 30_000,
+      NODE_DEAD_AFTER: 90_000,
+      S3_REQUEST_TIMEOUT: 15 * 60_000,
+      S3_SOCKET_TIMEOUT: 60_000,
+    });
+    expect(loadConfig({ RECONCILE_EVERY: '5s', NODE_DEAD_AFTER: '2m', S3_SOCKET_TIMEOUT: '1500' })).toMatchObject({
+      RECONCILE_EVERY: 5000,
+      NODE_DEAD_AFTER: 120_000,
+      S3_SOCKET_TIMEOUT: 1500,
+    });
+    // Below the heartbeat period every node would look dead.
+    const bad = (() => {
+      try {
+        loadConfig({ NODE_DEAD_AFTER: '10s', RECONCILE_EVERY: 'soon' });
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
+    expect(bad).toContain('NODE_DEAD_AFTER: must be a duration of at least 15s');
+    expect(bad).toContain('RECONCILE_EVERY: must be a duration');
+  });
+});
 
 describe('isUnavailableError', () => {
   it('recognises an unreachable or restarting Postgres, and nothing else', () => {

@@ -71,7 +71,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
     keyring: () => keyringOf(opts.config),
   };
-  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
+  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger, outageToleranceMs: opts.config.DB_OUTAGE_TOLERANCE });
 
   const worker = new Worker(
     CONTROL_QUEUE,
