@@ -120,7 +120,8 @@ async function judge(
   }
   if (!job.queue) {
     // Records of work without a queue job (sweeps) whose process died.
-    if (job.type === 'sweep' && !options.nodeId && now.getTime() - job.createdAt.getTime() > SWEEP_RECORD_STALE_MS)
+    const age = now.getTime() - job.createdAt.getTime();
+    if (job.type === 'sweep' && !options.nodeId && age > Math.max(SWEEP_RECORD_STALE_MS, options.lostJobGraceMs))
       return { reason: 'the sweep never finished (its worker stopped)', requeue: false, removeQueued: false };
     return null;
   }
