@@ -15,7 +15,11 @@ import { S3_SERVER_CREDENTIALS, startS3Server, type S3Server } from '../support/
 async function produce(sink: Writable, bytes: number): Promise<number> {
   for (let sent = 0; sent < bytes; sent += 64 * 1024) {
     if (sink.destroyed) throw new Error('the output stream closed before the archive was complete');
-    if (!sink.write(randomBytes(64 * 1024))) await new Promise((resolve) => (sink.once('drain', resolve), sink.once('close', resolve)));
+    if (!sink.write(randomBytes(64 * 1024)))
+      await new Promise((resolve) => {
+        sink.once('drain', resolve);
+        sink.once('close', resolve);
+      });
   }
   return bytes;
 }
