@@ -42,6 +42,9 @@ describe('S3 object store under network faults', () => {
       forcePathStyle: true,
       checksumMode: 'WHEN_REQUIRED',
       socketTimeoutMs: 1000,
+      // Small parts, one at a time: the producer is still writing when the first part fails.
+      partSize: 5 * 1024 * 1024,
+      queueSize: 1,
     });
     await store.ensureBucket();
   });
@@ -65,10 +68,10 @@ describe('S3 object store under network faults', () => {
   });
 
   it("an upload whose connection is reset fails with the store's error, not the producer's", async () => {
-    // Every try the SDK makes is cut mid-body.
+    // Every try the SDK makes of the first part is cut mid-body.
     proxy.reset((r) => r.method === 'PUT' && r.path.endsWith('/reset/object'), 128 * 1024, 10);
     const failure = await streamInto(
-      (sink) => produce(sink, 3 * 1024 * 1024),
+      (sink) => produce(sink, 32 * 1024 * 1024),
       (source, signal) => store.put('reset/object', source, { signal }),
       { signal: new AbortController().signal },
     ).then(

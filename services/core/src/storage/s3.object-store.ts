@@ -147,6 +147,8 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
  */
 class TrackedClient {
   readonly uploadIds: string[] = [];
+  /** The first request of this upload that failed on its own (not cut short by abortParts). */
+  failure: unknown;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly parts = new AbortController();
 
@@ -162,7 +164,9 @@ class TrackedClient {
           const id = command instanceof CreateMultipartUploadCommand ? (out as { UploadId?: string }).UploadId : undefined;
           if (id) this.uploadIds.push(id);
         },
-        () => undefined,
+        (err: unknown) => {
+          if (this.failure === undefined && !this.parts.signal.aborted) this.failure = err;
+        },
       );
       this.inFlight.add(tracked);
       void tracked.finally(() => this.inFlight.delete(tracked));
@@ -301,9 +305,10 @@ export class S3ObjectStore implements ObjectStore {
       queueSize: this.queueSize,
       leavePartsOnError: false,
     });
-    let abortedBeforeFailure = false;
+    // Set when the cancel came before any request of the upload failed: then it is the cancel's.
+    let cancelledFirst = false;
     const onAbort = () => {
-      abortedBeforeFailure = true;
+      cancelledFirst = tracked.failure === undefined;
       tracked.abortParts();
       void upload.abort();
       counter?.destroy(abortError(signal!));
@@ -313,15 +318,15 @@ export class S3ObjectStore implements ObjectStore {
       const result = await upload.done();
       return { size, etag: stripQuotes(result.ETag) };
     } catch (err) {
-      // Only a cancel that came before the upload failed explains it: the cancel of a failed
-      // upload (streamInto stops the packer when the store fails) must not hide the store's error.
-      const cancelled = signal?.aborted === true && abortedBeforeFailure;
       counter?.destroy();
       // Upload's own cleanup may still be running (after abort() it rejects at once): wait for
       // it, then abort whatever multipart upload it created so nothing incomplete is left.
       await tracked.settle();
       await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
-      if (cancelled) throw abortError(signal!);
+      // A request that failed first explains the failure: the packer then only saw its output
+      // close (and streamInto cancelled this put), which must not hide the store's own error.
+      if (tracked.failure !== undefined && !cancelledFirst) throw this.toCairnError(tracked.failure, `put of "${key}"`);
+      if (signal?.aborted) throw abortError(signal);
       if (sourceError !== undefined) throw sourceError;
       throw this.toCairnError(err, `put of "${key}"`);
     } finally {
