@@ -1,9 +1,11 @@
+import { EventEmitter } from 'node:events';
 import type { Job as BullJob } from 'bullmq';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { CairnError, MemoryRecords, isUnavailableError, loadConfig, newId, retryWrite, type JobQueues, type JobStatus, type JobType } from '@cairn/core';
 import { MemoryObjectStore } from '@cairn/core/storage/memory.object-store.ts';
 import { JobLifecycle } from '@cairn/worker/job-lifecycle.ts';
+import { watchLostJobs } from '@cairn/worker/reconcile/lost-job-watch.ts';
 import { reconcileLostJobs, safeToRunAgain } from '@cairn/worker/reconcile/lost-jobs.ts';
 
 const logger = pino({ level: 'silent' });
@@ -286,3 +288,73 @@ describe('lost jobs', () => {
     expect(self).toEqual([]);
   });
 });
+
+describe('lost-job watch', () => {
+  it('checks on its period and gives nodes time to beat again after the database was away', async () => {
+    const records = new MemoryRecords();
+    records.seedNode({ id: 'quiet', lastHeartbeatAt: new Date(Date.now() - 3600_000) });
+    const jobId = newId();
+    await records.jobs.create({ id: jobId, type: 'backup', status: 'running', requestedBy: 't', queue: 'node.quiet' });
+    const { queues } = fakeQueues({ [jobId]: 'active' });
+    let down = true;
+    let checks = 0;
+    const list = records.nodes.list.bind(records.nodes);
+    records.nodes.list = async () => {
+      checks++;
+      if (down) throw unreachable();
+      return list();
+    };
+    const redis = new EventEmitter() as EventEmitter & { status: string };
+    redis.status = 'ready';
+    const watch = watchLostJobs(
+      { records, store: new MemoryObjectStore(), queues, logger },
+      { everyMs: 30, redis: redis as never, reconnectDelayMs: 0, lostJobGraceMs: 0, nodeDeadMs: 1000 },
+    );
+    try {
+      await waitUntil(() => checks >= 2); // periodic checks, failing while the database is away
+      down = false;
+      // Back: the node, silent for an hour by its row, is given nodeDeadMs from now.
+      await waitUntil(() => checks >= 4);
+      expect((await records.jobs.get(jobId))?.status).toBe('running');
+      await waitUntil(async () => (await records.jobs.get(jobId))?.status === 'interrupted');
+    } finally {
+      watch.stop();
+    }
+    // Stopped: no more periodic checks; a reconnect after a stop starts none either.
+    const after = checks;
+    redis.emit('ready');
+    await sleep(100);
+    expect(checks).toBe(after);
+  });
+
+  it('a Redis reconnect starts a check at once', async () => {
+    const records = new MemoryRecords();
+    let checks = 0;
+    const list = records.nodes.list.bind(records.nodes);
+    records.nodes.list = async () => {
+      checks++;
+      return list();
+    };
+    const redis = new EventEmitter() as EventEmitter & { status: string };
+    redis.status = 'ready';
+    const watch = watchLostJobs(
+      { records, store: new MemoryObjectStore(), queues: fakeQueues().queues, logger },
+      { everyMs: null, redis: redis as never, reconnectDelayMs: 0, lostJobGraceMs: 0, nodeDeadMs: 1000 },
+    );
+    try {
+      await sleep(50);
+      expect(checks).toBe(0); // no period: only reconnects
+      redis.emit('ready');
+      await waitUntil(() => checks === 1);
+    } finally {
+      watch.stop();
+    }
+  });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(10)) if (await check()) return;
+  throw new Error('condition not met in time');
+}
