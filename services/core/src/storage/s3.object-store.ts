@@ -55,6 +55,10 @@ export interface S3ObjectStoreOptions {
   queueSize?: number;
   /** SDK attempts per request (retries of transient errors). Default 3. */
   maxAttempts?: number;
+  /** A request whose response has not begun this long after it was sent fails (then is retried). Default 15 min. */
+  requestTimeoutMs?: number;
+  /** A connection with no traffic this long, mid-request or mid-download, fails (then is retried). Default 60 s. */
+  socketTimeoutMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -137,8 +141,15 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
     requestChecksumCalculation: options.checksumMode ?? 'WHEN_SUPPORTED',
     responseChecksumValidation: options.checksumMode ?? 'WHEN_SUPPORTED',
     maxAttempts: options.maxAttempts ?? 3,
-    // Fail fast when nothing answers (readiness); no request timeout, parts can be large.
-    requestHandler: { connectionTimeout: 5000 },
+    // Fail fast when nothing answers (readiness). A stalled transfer must end too, or it hangs its
+    // job forever: a bound on the wait for a response (generous, parts can be large) and on a
+    // silent connection, which also covers a download that stops mid-body.
+    requestHandler: {
+      connectionTimeout: 5000,
+      requestTimeout: options.requestTimeoutMs ?? 15 * 60_000,
+      throwOnRequestTimeout: true,
+      socketTimeout: options.socketTimeoutMs ?? 60_000,
+    },
   };
   if (options.endpoint) config.endpoint = options.endpoint;
   if (options.accessKeyId && options.secretAccessKey) {
@@ -155,6 +166,8 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
  */
 class TrackedClient {
   readonly uploadIds: string[] = [];
+  /** The first request of this upload that failed on its own (not cut short by abortParts). */
+  failure: unknown;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly parts = new AbortController();
 
@@ -170,7 +183,9 @@ class TrackedClient {
           const id = command instanceof CreateMultipartUploadCommand ? (out as { UploadId?: string }).UploadId : undefined;
           if (id) this.uploadIds.push(id);
         },
-        () => undefined,
+        (err: unknown) => {
+          if (this.failure === undefined && !this.parts.signal.aborted) this.failure = err;
+        },
       );
       this.inFlight.add(tracked);
       void tracked.finally(() => this.inFlight.delete(tracked));
@@ -310,7 +325,10 @@ export class S3ObjectStore implements ObjectStore {
       queueSize: this.queueSize,
       leavePartsOnError: false,
     });
+    // Set when the cancel came before any request of the upload failed: then it is the cancel's.
+    let cancelledFirst = false;
     const onAbort = () => {
+      cancelledFirst = tracked.failure === undefined;
       tracked.abortParts();
       void upload.abort();
       counter?.destroy(abortError(signal!));
@@ -325,6 +343,9 @@ export class S3ObjectStore implements ObjectStore {
       // it, then abort whatever multipart upload it created so nothing incomplete is left.
       await tracked.settle();
       await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
+      // A request that failed first explains the failure: the packer then only saw its output
+      // close (and streamInto cancelled this put), which must not hide the store's own error.
+      if (tracked.failure !== undefined && !cancelledFirst) throw this.toCairnError(tracked.failure, `put of "${key}"`);
       if (signal?.aborted) throw abortError(signal);
       if (sourceError !== undefined) throw sourceError;
       throw this.toCairnError(err, `put of "${key}"`);
