@@ -37,9 +37,10 @@ const sourceLocation = {
   name: 'cairn-source-import-meta-url',
   setup(build) {
     build.onLoad({ filter: /\.ts$/ }, (args) => {
-      // An entry point's own import.meta.url stays the bundle's: `main()` runs when it is argv[1].
-      if (entryFiles.has(args.path)) return undefined;
       const source = readFileSync(args.path, 'utf8');
+      // An entry point's own import.meta.url stays the bundle's (`main()` runs when it is argv[1]);
+      // its `node --import tsx` hashbang becomes plain node.
+      if (entryFiles.has(args.path)) return { contents: source.replace(/^#!.*/, '#!/usr/bin/env node'), loader: 'ts' };
       if (!source.includes('import.meta.url')) return undefined;
       const rel = posix(relative(outdir, args.path));
       return { contents: source.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`), loader: 'ts' };
