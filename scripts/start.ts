@@ -69,7 +69,8 @@ async function main(): Promise<void> {
     if (!portInUse(err)) throw err;
     throw new CairnError(
       'conflict',
-      `port ${config.PORT} on ${config.HOST} is already in use (another Cairn?); stop what listens there or choose another port, e.g. PORT=${config.PORT + 1} npm start`,
+      `port ${config.PORT} on ${config.HOST} is already in use (another Cairn?); ` +
+        `stop what listens there or choose another port, e.g. PORT=${config.PORT + 1} npm start`,
     );
   });
   started('gateway', () => gateway.close());
