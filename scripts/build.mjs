@@ -16,7 +16,7 @@ const { values } = parseArgs({ options: { outdir: { type: 'string' }, 'skip-ui':
 const outdir = resolve(root, values.outdir ?? 'dist');
 
 /** Entry points: output name (without .js) → source. The Dockerfile's commands name these. */
-export const ENTRIES = {
+const ENTRIES = {
   gateway: 'services/gateway/src/main.ts',
   worker: 'services/worker/src/main.ts',
   cli: 'services/cli/src/main.ts',

@@ -143,6 +143,10 @@ describe('npm start', () => {
     const tree = descendants(run.child.pid!);
     expect(tree.length).toBeGreaterThanOrEqual(2);
     expect(await tcpAnswers('127.0.0.1', s3Port)).toBe(true);
+    // The all-in-one runs its node worker: glibc's arenas are capped from the process start on.
+    const cairn = tree.find((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('scripts/start.ts'));
+    expect(cairn, 'no process runs scripts/start.ts').toBeDefined();
+    expect(fs.readFileSync(`/proc/${cairn}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
 
     const sent = Date.now();
     run.child.kill('SIGINT');
