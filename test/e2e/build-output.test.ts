@@ -7,6 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { builtinModules } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +91,20 @@ describe('production build', () => {
     for (const f of fs.readdirSync(outdir).filter((f) => /\.(c?js)$/.test(f))) {
       expect(fs.readFileSync(path.join(outdir, f), 'utf8'), f).not.toMatch(/from ['"]s3rver['"]|require\(['"]s3rver['"]\)|tsx\/esm/);
     }
+  });
+
+  it('the build output loads only production dependencies (the final image installs no dev dependencies)', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const imported = new Set<string>();
+    for (const f of fs.readdirSync(outdir).filter((f) => /\.c?js$/.test(f))) {
+      const code = fs.readFileSync(path.join(outdir, f), 'utf8');
+      for (const m of code.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\(\s*)["']((?:@[a-z0-9][\w.-]*\/)?[a-z0-9][\w.-]*)(?:\/[\w./-]*)?["']/g)) {
+        imported.add(m[1]!);
+      }
+    }
+    const packages = [...imported].filter((name) => !name.startsWith('node:') && !builtinModules.includes(name));
+    expect(packages).toEqual(expect.arrayContaining(['bullmq', 'koa', '@prisma/client', 'zstd-napi']));
+    expect(packages.filter((name) => !(name in pkg.dependencies))).toEqual([]);
   });
 
   it('the compiled gateway and node worker, run by plain node, back up and restore', async () => {
