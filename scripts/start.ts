@@ -10,6 +10,7 @@ import { CairnError, loadConfig, type Config } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
+import { startWorkerMetrics } from '@cairn/worker/metrics/process-metrics.ts';
 import { startNodeWorker } from '@cairn/worker/node/node-worker.ts';
 import { startLocalStack } from './local-stack/index.ts';
 
@@ -65,7 +66,11 @@ async function main(): Promise<void> {
 
   const runtime = createRuntime(config, { name: 'all-in-one' });
   started('connections', () => runtime.close());
-  const gateway = await startGateway(runtime).catch((err: unknown) => {
+  // The workers' metrics join the gateway's /metrics (process metrics once, from the gateway); also
+  // on their own port when WORKER_METRICS_PORT is set.
+  const workerMetrics = await startWorkerMetrics(runtime, { defaultMetrics: false });
+  started('worker metrics', async () => workerMetrics.server?.close());
+  const gateway = await startGateway(runtime, { extraMetrics: [workerMetrics.metrics.registry] }).catch((err: unknown) => {
     if (!portInUse(err)) throw err;
     throw new CairnError(
       'conflict',
@@ -74,9 +79,9 @@ async function main(): Promise<void> {
     );
   });
   started('gateway', () => gateway.close());
-  const control = await startControlWorker(runtime);
+  const control = await startControlWorker({ ...runtime, metrics: workerMetrics.metrics });
   started('control worker', () => control.close());
-  const node = await startNodeWorker(runtime);
+  const node = await startNodeWorker({ ...runtime, metrics: workerMetrics.metrics });
   started('node worker', () => node.close());
 
   const root = config.VOLUME_ROOTS[0]!;
@@ -85,6 +90,7 @@ Cairn is running (all-in-one): ${gateway.url}
   admin token: ${admin.location}
   node worker: ${node.nodeId}, volume roots ${config.VOLUME_ROOTS.join(', ')}
   Bull Board:  ${gateway.url}/admin/queues (user admin, password the admin token)
+  metrics:     ${gateway.url}/metrics (gateway and workers)
 
 First backup:
   TOKEN=$(cat ${admin.location.startsWith('/') ? admin.location : '<token>'})

@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { CairnError, loadConfig, reconcileSchedulers, redactConfig } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
-import { createGateway } from './app.ts';
+import { createGateway, type GatewayDeps } from './app.ts';
+import { answerClientError, MAX_HEADER_BYTES } from './http/client-error.ts';
 import { QueueClient } from './queue/queue-client.ts';
 
 export interface RunningGateway {
@@ -18,7 +19,7 @@ export interface RunningGateway {
  * all-in-one, tests) and closes; opens no connection of its own. Makes CAIRN_ADMIN_TOKEN a valid
  * admin token and rebuilds the BullMQ job schedulers from the schedule table.
  */
-export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
+export async function startGateway(runtime: Runtime, options: Pick<GatewayDeps, 'extraMetrics'> = {}): Promise<RunningGateway> {
   const { config, logger, records, redis, store } = runtime;
   const queues = new QueueClient(runtime.queues, redis);
   const gateway = createGateway({
@@ -27,6 +28,7 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
     records,
     queues,
     store,
+    extraMetrics: options.extraMetrics,
     readinessChecks: {
       postgres: () => records.ping(),
       redis: async () => {
@@ -52,7 +54,8 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
   };
   await bootstrap();
 
-  const server = http.createServer(gateway.app.callback());
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, gateway.app.callback());
+  server.on('clientError', answerClientError); // 431/400 in the API's error shape, not an empty body
   server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   try {
     await new Promise<void>((resolve, reject) => {

@@ -84,8 +84,17 @@ export interface JobInvocation {
   publishProgress?: (p: Progress) => Promise<unknown>;
 }
 
+/** How one run of a job ended, as metrics count it. */
+export type JobEnd = 'succeeded' | 'failed' | 'cancelled' | 'retry' | 'lost';
+
+/** Told of every run that was claimed, when it ends (worker metrics: durations by type and outcome, bytes). */
+export interface JobObserver {
+  jobEnded(run: { name: string; outcome: JobEnd; seconds: number; result?: unknown }): void;
+}
+
 export interface JobLifecycleOptions {
   jobs: JobRecords;
+  observer?: JobObserver;
   logger: Logger;
   /** Recorded on the claimed Job (node workers). */
   nodeId?: string;
@@ -141,13 +150,18 @@ export class JobLifecycle {
       progress: (stage, counters) => (counters ? throttle.update(stage, counters) : throttle.stage(stage)),
     };
     log.info({ attempt: run.attempt }, 'job started');
+    const started = performance.now();
+    const ended = (outcome: JobEnd, result?: unknown) =>
+      this.options.observer?.jobEnded({ name: invocation.name, outcome, seconds: (performance.now() - started) / 1000, result });
 
     let outcome: WorkOutcome<R>;
     try {
       outcome = await work.run(run);
     } catch (err) {
       await throttle.drain();
-      throw await this.fail(run, classify(err, run), work);
+      const { thrown, kind } = await this.fail(run, classify(err, run), work);
+      ended(kind);
+      throw thrown;
     }
     await throttle.drain();
     if (jobId && outcome.status !== 'skipped') {
@@ -160,6 +174,8 @@ export class JobLifecycle {
       if (!recorded) throw new CairnError('unavailable', `job ${jobId} ended ${outcome.status}, but recording it failed`, { permanent: false });
     }
     log.info({ status: outcome.status }, 'job finished');
+    if (outcome.status === 'succeeded') ended('succeeded', outcome.result);
+    else if (outcome.status === 'cancelled') ended('cancelled');
     return outcome;
   }
 
@@ -187,12 +203,12 @@ export class JobLifecycle {
     return { ok: true, jobId: job.id, job: { ...job, status: 'running', attempts: invocation.attempt } };
   }
 
-  /** Records a failure and returns what the processor must throw. */
-  private async fail<R>(run: JobRun, classified: Failure, work: JobWork<R>): Promise<Error> {
+  /** Records a failure and returns what the processor must throw, with how the run ended. */
+  private async fail<R>(run: JobRun, classified: Failure, work: JobWork<R>): Promise<{ thrown: Error; kind: Failure['kind'] }> {
     let failure = classified;
     if (failure.kind === 'lost') {
       run.log.warn({ err: failure.error.message }, 'job lost to another worker; this run stops');
-      return failure.error;
+      return { thrown: failure.error, kind: 'lost' };
     }
     if (work.onFailure) {
       try {
@@ -210,11 +226,11 @@ export class JobLifecycle {
         await this.settle(run.jobId, 'queued', { error: `attempt ${run.attempt} failed, will retry: ${error.message}`, errorCode: error.code }, error.message, [
           'running',
         ]);
-      return error;
+      return { thrown: error, kind };
     }
     // Unrecorded (logged by settle), BullMQ records this same error and the sweep copies it onto the row.
     if (run.jobId) await this.settle(run.jobId, kind === 'cancelled' ? 'cancelled' : 'failed', { error: error.message, errorCode: error.code }, error.message);
-    return new UnrecoverableError(`${error.code}: ${error.message}`);
+    return { thrown: new UnrecoverableError(`${error.code}: ${error.message}`), kind };
   }
 
   /**

@@ -105,11 +105,19 @@ const schema = z.object({
   CAIRN_NODE_HOOKS: z.string().trim().default(''),
   CAIRN_DATA_DIR: z.string().trim().min(1).default('.cairn'),
   PORT: int(0, 65535).default(8080),
+  // Workers (issue 15): their own Prometheus /metrics on HOST:WORKER_METRICS_PORT (empty: not served).
+  WORKER_METRICS_PORT: int(0, 65535).optional(),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   CAIRN_ADMIN_TOKEN: z
     .string()
     .trim()
     .refine((v) => v === '' || v.length >= 24, 'must be at least 24 characters')
+    .default(''),
+  // Signs download links (issue 15); when unset, derived from CAIRN_ADMIN_TOKEN (download-link.service.ts).
+  DOWNLOAD_LINK_SECRET: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || v.length >= 32, 'must be at least 32 characters')
     .default(''),
   // The single key of earlier drafts is gone: a keyring replaces it (rotation needs ids). Setting
   // it stops the process at start, so nobody believes it encrypts anything.
@@ -188,6 +196,7 @@ export function redactConfig(config: Config): Record<string, unknown> {
     REDIS_URL: maskUrl(config.REDIS_URL),
     S3_SECRET_ACCESS_KEY: mask(config.S3_SECRET_ACCESS_KEY),
     CAIRN_ADMIN_TOKEN: mask(config.CAIRN_ADMIN_TOKEN),
+    DOWNLOAD_LINK_SECRET: mask(config.DOWNLOAD_LINK_SECRET),
     CAIRN_MASTER_KEY: mask(config.CAIRN_MASTER_KEY),
     CAIRN_MASTER_KEYS: mask(config.CAIRN_MASTER_KEYS),
   };

@@ -103,6 +103,25 @@ function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** What went wrong with one S3 request, for the `cairn_s3_request_errors_total` metric (a small, fixed set). */
+export type S3ErrorKind = 'throttled' | 'server' | 'network' | 'access-denied' | 'not-found' | 'aborted' | 'client';
+
+/** Sorts an SDK error (one attempt of one request) into an S3ErrorKind. */
+export function s3ErrorKind(err: unknown): S3ErrorKind {
+  const status = statusOf(err);
+  const name = nameOf(err);
+  if (name === 'AbortError') return 'aborted';
+  if (networkCode(err)) return 'network';
+  if (status === 429 || THROTTLING.has(name)) return 'throttled';
+  if ((status !== undefined && status >= 500) || TRANSIENT.has(name)) return 'server';
+  if (status === 403 || ACCESS.has(name)) return 'access-denied';
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchBucket' || name === 'NoSuchUpload') return 'not-found';
+  return status === undefined ? 'network' : 'client';
+}
+
+/** Told of every failed attempt of an S3 request: the operation (`PutObject`, `UploadPart`...) and the kind of error. */
+export type S3RequestErrorListener = (error: { operation: string; kind: S3ErrorKind }) => void;
+
 function stripQuotes(etag: string | undefined): string | undefined {
   return etag?.replace(/^"|"$/g, '');
 }
@@ -187,6 +206,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly ownsClient: boolean;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly errorListeners: S3RequestErrorListener[] = [];
 
   /** Builds its own client from `options` unless one is given (tests, shared clients). */
   constructor(options: S3ObjectStoreOptions, client?: S3Client) {
@@ -497,6 +517,28 @@ export class S3ObjectStore implements ObjectStore {
       if (nameOf(err) === 'BucketAlreadyOwnedByYou' || nameOf(err) === 'BucketAlreadyExists') return;
       throw this.toCairnError(err, `creation of bucket "${this.bucket}"`);
     }
+  }
+
+  /**
+   * Calls `listener` for each failed attempt of every request of this store's client (metrics).
+   * Added inside the SDK's retry step, so a request retried after a throttle counts each refusal.
+   */
+  onRequestError(listener: S3RequestErrorListener): void {
+    this.errorListeners.push(listener);
+    if (this.errorListeners.length > 1) return;
+    const listeners = this.errorListeners;
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        try {
+          return await next(args);
+        } catch (err) {
+          const error = { operation: String(context.commandName ?? 'unknown').replace(/Command$/, ''), kind: s3ErrorKind(err) };
+          for (const l of listeners) l(error);
+          throw err;
+        }
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'cairnRequestErrors' },
+    );
   }
 
   /** Releases the client's sockets when this store created the client. */

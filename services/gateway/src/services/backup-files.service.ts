@@ -85,8 +85,7 @@ export class BackupFilesService {
   async list(actor: Actor, backupId: string, query: ListFilesQuery): Promise<FileList> {
     const backup = await this.backups.findVisible(actor, backupId);
     const { sorted } = await this.load(backup);
-    const prefix = query.prefix.replace(/\/+$/, '');
-    if (prefix.startsWith('/')) throw validationError('query parameters', [{ path: 'prefix', message: "must not start with '/'" }]);
+    const prefix = query.prefix; // checked like every backup path (BackupPathPrefix)
 
     const items: ArchiveEntry[] = [];
     const after = (p: string) => query.cursor === undefined || p > query.cursor;

@@ -35,10 +35,8 @@ export class JobService {
    * A member sees the jobs that act on its tenant's instances (as source or restore target);
    * jobs of no instance (sweeps) are admin-only.
    */
-  private async visibility(actor: Actor): Promise<JobFilter> {
-    const tenantId = tenantScope(actor);
-    if (!tenantId) return {};
-    return { touchesInstances: await this.records.instances.ids({ tenantId }) };
+  private visibility(actor: Actor): Promise<JobFilter> {
+    return jobVisibility(this.records, actor);
   }
 
   async findVisible(actor: Actor, id: string): Promise<Job> {
@@ -113,4 +111,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/** The jobs an actor may see: all for an admin; for a member, those acting on its tenant's instances. */
+export async function jobVisibility(records: Pick<Records, 'instances'>, actor: Actor): Promise<JobFilter> {
+  const tenantId = tenantScope(actor);
+  if (!tenantId) return {};
+  return { touchesInstances: await records.instances.ids({ tenantId }) };
 }

@@ -3,6 +3,7 @@ import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, key
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
+import type { WorkerMetrics } from '../metrics/worker-metrics.ts';
 import { runCleanup } from './cleanup.handler.ts';
 import { runMigrate } from './migrate.handler.ts';
 import type { ControlContext, ControlHandler } from './control-context.ts';
@@ -26,6 +27,8 @@ export interface ControlWorkerOptions extends Runtime {
   concurrency?: number;
   /** Injectable clock for retention and sweeps (tests). */
   clock?: () => Date;
+  /** Where job durations are counted (the process's worker metrics); none: not counted. */
+  metrics?: WorkerMetrics;
 }
 
 const HANDLERS: Record<string, ControlHandler> = checkHandlers('control', CONTROL_JOB_NAMES, {
@@ -65,7 +68,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
     keyring: () => keyringOf(opts.config),
   };
-  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger });
+  const lifecycle = new JobLifecycle({ jobs: opts.records.jobs, logger, observer: opts.metrics });
 
   const worker = new Worker(
     CONTROL_QUEUE,

@@ -8,11 +8,13 @@ import { ApplyJob } from './apply.job.ts';
 import { DiscardJob } from './discard.job.ts';
 import { ThawJob } from './thaw.job.ts';
 import { LockLostError } from '../job-outcome.ts';
+import type { WorkerMetrics } from '../metrics/worker-metrics.ts';
 import { BackupJob } from './backup.pipeline.ts';
 import { HookCommands } from './hooks/hook-commands.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
 import { thawOpenWindows } from './hooks/run-with-hooks.ts';
 import { startHeartbeat } from './heartbeat.ts';
+import { volumeStateReports } from './volume-states.ts';
 import type { NodeContext } from './node-context.ts';
 import { RestoreJob } from './restore.pipeline.ts';
 import { recoverLeftovers } from './staging.ts';
@@ -30,6 +32,8 @@ export interface NodeWorkerOptions extends Runtime {
   stalledIntervalMs?: number;
   /** The node's hook commands (default: read from CAIRN_NODE_HOOKS). */
   hookCommands?: HookCommands;
+  /** Where job durations and bytes are counted (the process's worker metrics); none: not counted. */
+  metrics?: WorkerMetrics;
 }
 
 export interface RunningWorker {
@@ -60,7 +64,7 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
   // A hooks file that cannot be read or is invalid stops the start (CAIRN_NODE_HOOKS).
   const hookCommands = runtime.hookCommands ?? HookCommands.load(config.CAIRN_NODE_HOOKS);
   const ctx: NodeContext = { nodeId, volumeRoots, records, store, logger, config, queues: runtime.queues, hookCommands };
-  const lifecycle = new JobLifecycle({ jobs: records.jobs, logger, nodeId });
+  const lifecycle = new JobLifecycle({ jobs: records.jobs, logger, nodeId, observer: runtime.metrics });
   const stopHeartbeat = await startHeartbeat({
     nodes: records.nodes,
     nodeId,
@@ -69,6 +73,7 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     concurrency: config.WORKER_CONCURRENCY,
     logger,
     hookCommands,
+    volumeStates: () => volumeStateReports(ctx),
   });
   let worker: Worker | undefined;
   let cancels: CancelListener | undefined;
