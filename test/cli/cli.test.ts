@@ -38,7 +38,17 @@ describe('cairn CLI', { timeout: CLI_TEST_TIMEOUT }, () => {
     expect(rowsOf(files.stdout)).toContainEqual(['data/hello.txt', 'file', '6 B', '0644', expect.any(String)]);
 
     fs.writeFileSync(path.join(dir, 'hello.txt'), 'changed\n');
-    const restore = await cli('restore', backupId);
+    // A replace restore shows what it would change first; a script must confirm with --yes.
+    const plan = await cli('restore', backupId, '--dry-run');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/would create 0, change 1, delete 0, leave \d+ unchanged/);
+    expect(plan.stdout).toContain('data/hello.txt');
+    expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('changed\n');
+    const unconfirmed = await cli('restore', backupId);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/replaces 1 and deletes 0 entries: pass --yes/);
+    expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('changed\n');
+    const restore = await cli('restore', backupId, '--yes');
     expect(restore.code, restore.stderr).toBe(0);
     expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('hello\n');
   });

@@ -6,6 +6,7 @@ import { resolveInstanceId } from './instance-ref.ts';
 import { finishJob } from './jobs.command.ts';
 import { followJob } from './job-progress.ts';
 import { humanBytes, printJson, printTable, withSizes } from './output.ts';
+import { confirmReplace, printDryRun } from './restore-plan.ts';
 
 export const BACKUPS_USAGE = `  backup <instance> [--volume V]... [--kind auto|full|incremental] [--name N] [--note T] [--pin] [--no-wait]
   backups <instance> [--status S] [--name-prefix P] [--pinned | --unpinned]
@@ -20,7 +21,9 @@ export const BACKUPS_USAGE = `  backup <instance> [--volume V]... [--kind auto|f
                                                  show or change the instance's manual limit and manual retention; --preview: dry run
   files <backupId> [--prefix P]                  browse a backup
   download <backupId> [--path P] [-o FILE]       whole archive, or one path as a tar (-o -: to stdout; --json: {file, bytes})
-  restore <backupId> [--target INSTANCE] [--volume V]... [--path P]... [--mode replace|merge] [--no-wait]
+  restore <backupId> [--target INSTANCE] [--volume V]... [--path P]... [--mode replace|merge] [--dry-run] [--yes] [--no-wait]
+                                                 --dry-run: what would be created, changed, deleted (nothing is written);
+                                                 a replace first shows that and asks (scripts: --yes)
   delete <backupId>...                           soft delete, several at once (objects removed by cleanup)`;
 
 const KINDS = ['auto', 'full', 'incremental'];
@@ -216,6 +219,8 @@ export async function backupsCommand(client: CairnClient, command: string, args:
         ...(o.path ? { paths: o.path } : {}),
         ...(o.mode ? { mode: o.mode } : {}),
       };
+      if (o['dry-run']) return printDryRun(client, backupId, body, o);
+      if ((o.mode ?? 'replace') === 'replace' && !o.yes) await confirmReplace(client, backupId, body);
       const res = await client.request('POST', `/v1/backups/${enc(backupId)}/restore`, body);
       console.error(`restore queued (job ${res.job.id})`);
       return finishJob(client, res.job, o);

@@ -10,6 +10,7 @@ export const OPTIONS = {
   file: { type: 'string', short: 'f' },
   'dry-run': { type: 'boolean', default: false },
   prune: { type: 'boolean', default: false },
+  yes: { type: 'boolean', short: 'y', default: false },
   name: { type: 'string' },
   node: { type: 'string' },
   tenant: { type: 'string' },
