@@ -26,8 +26,16 @@ export function describeChanges(changes: RestoreChanges, notes: string[] = []): 
   return `${lines.join('\n')}\n`;
 }
 
+/** A finished restore dry-run job, as the API shows it. */
+interface DryRunJob {
+  id: string;
+  status: string;
+  error?: string | null;
+  result?: { changes: RestoreChanges; notes?: string[] } | null;
+}
+
 /** Runs a restore dry run with `body` and returns its finished job (progress on stderr). */
-export async function dryRunRestore(client: CairnClient, backupId: string, body: Record<string, unknown>): Promise<any> {
+export async function dryRunRestore(client: CairnClient, backupId: string, body: Record<string, unknown>): Promise<DryRunJob> {
   const res = await client.request('POST', `/v1/backups/${enc(backupId)}/restore`, { ...body, dryRun: true });
   const done = await followJob(client, res.job.id);
   return done.result ? done : await client.request('GET', `/v1/jobs/${enc(res.job.id)}`);
@@ -37,7 +45,7 @@ export async function dryRunRestore(client: CairnClient, backupId: string, body:
 export async function printDryRun(client: CairnClient, backupId: string, body: Record<string, unknown>, o: Pick<Opts, 'json'>): Promise<number> {
   const job = await dryRunRestore(client, backupId, body);
   if (o.json) printJson(job);
-  else if (job.status === 'succeeded') process.stdout.write(describeChanges(job.result.changes, job.result.notes));
+  else if (job.status === 'succeeded' && job.result) process.stdout.write(describeChanges(job.result.changes, job.result.notes));
   else console.error(`cairn: dry run ${job.status}${job.error ? `: ${job.error}` : ''}`);
   return job.status === 'succeeded' ? 0 : 1;
 }
@@ -48,7 +56,7 @@ export async function printDryRun(client: CairnClient, backupId: string, body: R
  */
 export async function confirmReplace(client: CairnClient, backupId: string, body: Record<string, unknown>): Promise<void> {
   const job = await dryRunRestore(client, backupId, body);
-  if (job.status !== 'succeeded') throw new UsageError(`the restore's dry run ${job.status}${job.error ? `: ${job.error}` : ''}`);
+  if (job.status !== 'succeeded' || !job.result) throw new UsageError(`the restore's dry run ${job.status}${job.error ? `: ${job.error}` : ''}`);
   const changes = job.result.changes as RestoreChanges;
   process.stderr.write(describeChanges(changes, job.result.notes));
   if (changes.deleted + changes.changed === 0) return;
