@@ -5,7 +5,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { aptInstall, findBinary, isLoopback, spawnService, waitFor, type Log, type Started } from './process.ts';
 
-async function answers(url: string): Promise<boolean> {
+export async function answers(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: withDatabase(url, 'postgres'), connectionTimeoutMillis: 2000 });
   client.on('error', () => {});
   try {
@@ -25,7 +25,7 @@ export function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-function postgresBinDir(log: Log): string | null {
+export function postgresBinDir(log: Log): string | null {
   const debianDirs = () =>
     fs.existsSync('/usr/lib/postgresql')
       ? fs
@@ -56,14 +56,39 @@ export async function ensurePostgres(url: string, log: Log): Promise<{ url: stri
   const port = Number(u.port || 5432);
   const user = decodeURIComponent(u.username || 'postgres');
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pg-'));
-  // initdb refuses to run as root: run the cluster as the `postgres` system user then.
-  const asRoot = process.getuid?.() === 0;
-  const wrap = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
-  if (asRoot) spawnSync('chown', ['postgres:', dataDir]);
-  const [initCmd, initArgs] = wrap(path.join(bin, 'initdb'), ['-D', dataDir, '-U', user, '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  initCluster(bin, dataDir, user);
+  const [cmd, args] = clusterCommand(bin, dataDir, port);
+  const { child, started } = spawnService('postgres', cmd, args, path.join(dataDir, 'server.log'));
+  await waitFor(`postgres on port ${port}`, () => answers(url), 30_000, child);
+  log(`postgres: started a throwaway server on 127.0.0.1:${port} (data ${dataDir})`);
+  return {
+    url,
+    started: {
+      name: 'postgres',
+      async stop() {
+        await started.stop();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      },
+    },
+  };
+}
+
+/** initdb as root runs as the `postgres` system user: commands are wrapped then. */
+function asPostgresUser(cmd: string, args: string[]): [string, string[]] {
+  return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+}
+
+/** A throwaway cluster in `dataDir` (trust auth, superuser `user`). */
+export function initCluster(bin: string, dataDir: string, user: string): void {
+  if (process.getuid?.() === 0) spawnSync('chown', ['postgres:', dataDir]);
+  const [initCmd, initArgs] = asPostgresUser(path.join(bin, 'initdb'), ['-D', dataDir, '-U', user, '--auth=trust', '-E', 'UTF8', '--no-sync']);
   const init = spawnSync(initCmd, initArgs, { encoding: 'utf8' });
   if (init.status !== 0) throw new Error(`postgres: initdb failed: ${init.stderr || init.stdout}`);
-  const [cmd, args] = wrap(path.join(bin, 'postgres'), [
+}
+
+/** The command that runs the cluster in `dataDir` on 127.0.0.1:`port` (durability off: throwaway data). */
+export function clusterCommand(bin: string, dataDir: string, port: number): [string, string[]] {
+  return asPostgresUser(path.join(bin, 'postgres'), [
     '-D',
     dataDir,
     '-p',
@@ -81,19 +106,6 @@ export async function ensurePostgres(url: string, log: Log): Promise<{ url: stri
     '-c',
     'max_connections=300',
   ]);
-  const { child, started } = spawnService('postgres', cmd, args, path.join(dataDir, 'server.log'));
-  await waitFor(`postgres on port ${port}`, () => answers(url), 30_000, child);
-  log(`postgres: started a throwaway server on 127.0.0.1:${port} (data ${dataDir})`);
-  return {
-    url,
-    started: {
-      name: 'postgres',
-      async stop() {
-        await started.stop();
-        fs.rmSync(dataDir, { recursive: true, force: true });
-      },
-    },
-  };
 }
 
 export async function createDatabase(url: string, database: string): Promise<void> {

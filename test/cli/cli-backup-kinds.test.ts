@@ -1,26 +1,13 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../gateway/gateway-harness.ts';
-
-const exec = promisify(execFile);
+import { CLI_TEST_TIMEOUT, cliFor, rowsOf } from './cli-fixture.ts';
 
 /** `cairn backup --kind` and the backup columns of `cairn backups` / `cairn show`, against a gateway (no worker: jobs stay queued). */
-describe('cairn backup --kind', () => {
+describe('cairn backup --kind', { timeout: CLI_TEST_TIMEOUT }, () => {
   let gw: TestGateway;
   let instanceId: string;
 
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
-        env: { ...process.env, CAIRN_URL: gw.url, CAIRN_TOKEN: gw.adminToken },
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  }
+  const cli = (...args: string[]) => cliFor(gw)(...args);
 
   beforeAll(async () => {
     gw = await startTestGateway();
@@ -62,8 +49,8 @@ describe('cairn backup --kind', () => {
     expect(auto.stderr).toContain(`queued, incremental on ${backupId}`);
 
     const list = await cli('backups', instanceId);
-    const [header, ...lines] = list.stdout.trim().split('\n');
-    expect(header!.split(/\s+/)).toEqual([
+    const [header, ...lines] = rowsOf(list.stdout);
+    expect(header).toEqual([
       'ID',
       'STATUS',
       'TRIGGER',
@@ -77,12 +64,15 @@ describe('cairn backup --kind', () => {
       'NAME',
       'PINNED',
     ]);
-    expect(lines[0]!.split(/\s+/).slice(1, 5)).toEqual(['pending', 'manual', 'incremental', backupId]);
-    expect(lines[1]!.split(/\s+/)).toEqual([backupId, 'completed', 'manual', 'full', '-', expect.any(String), '2048', '0', '4096', '-', '-', 'false']);
+    expect(lines[0]!.slice(1, 5)).toEqual(['pending', 'manual', 'incremental', backupId]);
+    // Sizes read as KiB/MiB in tables; --json keeps the API's byte counts.
+    expect(lines[1]).toEqual([backupId, 'completed', 'manual', 'full', '-', expect.any(String), '2.0 KiB', '0 B', '4.0 KiB', '-', '-', 'false']);
+    const listed = JSON.parse((await cli('backups', instanceId, '--json')).stdout);
+    expect(listed.items[1]).toMatchObject({ id: backupId, storedBytes: 2048, reusedBytes: 0, logicalBytes: 4096 });
 
     const show = await cli('show', backupId);
     expect(show.code, show.stderr).toBe(0);
     expect(show.stdout).toMatch(/EXCLUSIVEBYTES/);
-    expect(show.stdout.trim().split('\n')[1]!.split(/\s+/)).toContain('2048');
+    expect(rowsOf(show.stdout)[1]).toContain('2.0 KiB');
   });
 });

@@ -1,38 +1,19 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../gateway/gateway-harness.ts';
-
-const exec = promisify(execFile);
+import { CLI_TEST_TIMEOUT, cliFor, rowsOf } from './cli-fixture.ts';
 
 /** `cairn backup --name/--note/--pin`, `name`, `note`, `pin`, `unpin`, `policy` and the NAME/PINNED columns, against a gateway (no worker). */
-describe('cairn names, notes, pins and the instance policy', () => {
+describe('cairn names, notes, pins and the instance policy', { timeout: CLI_TEST_TIMEOUT }, () => {
   let gw: TestGateway;
   let instanceId: string;
 
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
-        env: { ...process.env, CAIRN_URL: gw.url, CAIRN_TOKEN: gw.adminToken },
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  }
+  const cli = (...args: string[]) => cliFor(gw)(...args);
 
   /** Completes the backup's row and job as a node worker would, so the next backup may start. */
   async function complete(backupId: string): Promise<void> {
     await gw.prisma.backup.update({ where: { id: backupId }, data: { status: 'completed', completedAt: new Date(), format: 2, sizeBytes: 10n } });
     await gw.prisma.job.updateMany({ where: { backupId }, data: { status: 'succeeded', finishedAt: new Date() } });
   }
-
-  const rowsOf = (stdout: string) =>
-    stdout
-      .trim()
-      .split('\n')
-      .map((l) => l.split(/\s+/));
 
   beforeAll(async () => {
     gw = await startTestGateway();
@@ -94,8 +75,10 @@ describe('cairn names, notes, pins and the instance policy', () => {
     expect(show.stdout).toMatch(/^note: before 2\.0$/m);
 
     // Deleting the pinned backup is refused until it is unpinned.
-    const del = await cli('delete', pinnedId);
+    const del = await cli('delete', pinnedId, '--json');
+    expect(del.code).toBe(1);
     expect(JSON.parse(del.stdout).results[0]).toMatchObject({ ok: false, error: { code: 'conflict' } });
+    expect((await cli('delete', pinnedId)).stderr).toContain(`cairn: backup ${pinnedId}: `);
 
     const named = await cli('name', plainId, 'nightly-1');
     expect(named.code, named.stderr).toBe(0);

@@ -1,27 +1,14 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_TEST_TIMEOUT, cliFor } from './cli-fixture.ts';
 import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 
-const exec = promisify(execFile);
-
 /** `cairn migrate` against a whole Cairn (gateway, control worker, one node worker). */
-describe('cairn migrate', () => {
+describe('cairn migrate', { timeout: CLI_TEST_TIMEOUT }, () => {
   let cairn: Cairn;
 
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
-        env: { ...process.env, CAIRN_URL: cairn.url, CAIRN_TOKEN: cairn.adminToken },
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  }
+  const cli = (...args: string[]) => cliFor(cairn)(...args);
 
   async function register(name: string): Promise<{ id: string; dir: string }> {
     const dir = path.join(cairn.volumeRoot, name, 'data');

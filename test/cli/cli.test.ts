@@ -1,28 +1,15 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_TEST_TIMEOUT, cliFor, rowsOf } from './cli-fixture.ts';
 import { startCairn, type Cairn } from '../support/cairn-harness.ts';
 
-const exec = promisify(execFile);
-
-describe('cairn CLI', () => {
+describe('cairn CLI', { timeout: CLI_TEST_TIMEOUT }, () => {
   let cairn: Cairn;
   let dir: string;
 
   /** Runs the CLI as a user would; resolves with exit code and output instead of throwing. */
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await exec(process.execPath, ['--import', 'tsx', 'services/cli/src/main.ts', ...args], {
-        env: { ...process.env, CAIRN_URL: cairn.url, CAIRN_TOKEN: cairn.adminToken },
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  }
+  const cli = (...args: string[]) => cliFor(cairn)(...args);
 
   beforeAll(async () => {
     cairn = await startCairn();
@@ -35,7 +22,7 @@ describe('cairn CLI', () => {
   });
 
   it('registers, backs up (waiting for the job), browses and restores', async () => {
-    const reg = await cli('register', '--name', 'cli-app', '--node', cairn.nodeId, '--tenant', cairn.tenant, '--volume', `data=${dir}`);
+    const reg = await cli('register', '--name', 'cli-app', '--node', cairn.nodeId, '--tenant', cairn.tenant, '--volume', `data=${dir}`, '--json');
     expect(reg.code, reg.stderr).toBe(0);
     const instanceId = JSON.parse(reg.stdout).id as string;
 
@@ -48,10 +35,20 @@ describe('cairn CLI', () => {
     expect(list.stdout).toContain('completed');
 
     const files = await cli('files', backupId);
-    expect(files.stdout).toMatch(/data\/hello\.txt\s+file\s+6\s+0644/);
+    expect(rowsOf(files.stdout)).toContainEqual(['data/hello.txt', 'file', '6 B', '0644', expect.any(String)]);
 
     fs.writeFileSync(path.join(dir, 'hello.txt'), 'changed\n');
-    const restore = await cli('restore', backupId);
+    // A replace restore shows what it would change first; a script must confirm with --yes.
+    const plan = await cli('restore', backupId, '--dry-run');
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/would create 0, change 1, delete 0, leave \d+ unchanged/);
+    expect(plan.stdout).toContain('data/hello.txt');
+    expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('changed\n');
+    const unconfirmed = await cli('restore', backupId);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toMatch(/replaces 1 and deletes 0 entries: pass --yes/);
+    expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('changed\n');
+    const restore = await cli('restore', backupId, '--yes');
     expect(restore.code, restore.stderr).toBe(0);
     expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).toBe('hello\n');
   });

@@ -96,7 +96,7 @@ const BACKUP_COLUMNS = [
 ];
 const INSTANCE_COLUMNS = ['createdAt', 'id', 'name', 'nodeId', 'tenant', 'tenantId', 'updatedAt', 'volumes'];
 const VOLUME_COLUMNS = ['excludes', 'hostPath', 'id', 'instanceId', 'name'];
-const NODE_COLUMNS = ['capacity', 'createdAt', 'hookCommands', 'id', 'labels', 'lastHeartbeatAt', 'version', 'volumeRoots'];
+const NODE_COLUMNS = ['capacity', 'createdAt', 'hookCommands', 'id', 'labels', 'lastHeartbeatAt', 'version', 'volumeRoots', 'volumeStates'];
 const SCHEDULE_COLUMNS = [
   'createdAt',
   'cron',
@@ -1292,6 +1292,20 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(all.some((k) => k.id === a.id)).toBe(true);
         expect(all.some((k) => k.id === b.id)).toBe(false);
       });
+
+      test('countActive counts the tokens not revoked, by role and tenant, leaving one out if asked', async () => {
+        const w = await world(r);
+        const [a, b] = await Promise.all([r.tokens.create(newToken(w.tenant.id)), r.tokens.create(newToken(w.tenant.id))]);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id })).toBe(2);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, role: 'member' })).toBe(2);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, role: 'admin' })).toBe(0);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, notId: a.id })).toBe(1);
+        await r.tokens.revoke(b.id, new Date());
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id })).toBe(1);
+        expect(await r.tokens.countActive({ tenantId: w.tenant.id, notId: a.id })).toBe(0);
+        // Without a tenant, every tenant's tokens count (other tests' tokens too: at least ours).
+        expect(await r.tokens.countActive({ role: 'member' })).toBeGreaterThanOrEqual(1);
+      });
     });
 
     describe('tenants', () => {
@@ -1308,6 +1322,16 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(await r.tenants.getByName(name)).toEqual(created);
         expect(await r.tenants.get(newId())).toBeNull();
         expect(await r.tenants.getByName(`no-${name}`)).toBeNull();
+      });
+
+      test('concurrent ensures of one new name, inside and outside transactions, all get the one row', async () => {
+        const name = `tenant-${newId()}`;
+        const rows = await Promise.all([
+          ...Array.from({ length: 6 }, () => r.tenants.ensure(name, newId())),
+          ...Array.from({ length: 4 }, () => r.transaction((tx) => tx.tenants.ensure(name, newId()))),
+        ]);
+        expect(new Set(rows.map((t) => t.id)).size).toBe(1);
+        expect(await r.tenants.getByName(name)).toEqual(rows[0]);
       });
 
       test('ensure of a new name with an id already taken fails and changes nothing', async () => {
@@ -1452,6 +1476,69 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         await r.jobs.transition(b.id, ['running'], 'failed', { error: 'y', errorCode: 'unavailable' });
         expect((await r.jobs.find({ instanceId: w.instance.id, errorCode: ['archive-missing', 'checksum-mismatch'] })).map((j) => j.id)).toEqual([a.id]);
         expect(await r.jobs.count({ instanceId: w.instance.id, errorCode: 'unavailable' })).toBe(1);
+      });
+    });
+
+    describe('metrics, fleet views and volume states (issue 15)', () => {
+      test('lastCompletedPerInstance: when the newest completed backup of each instance completed', async () => {
+        const w1 = await world(r);
+        const w2 = await world(r);
+        const w3 = await world(r);
+        const older = (await r.backups.create(newBackup(w1.instance.id, { status: 'completed' }))).id;
+        const newer = (await r.backups.create(newBackup(w1.instance.id, { status: 'completed' }))).id;
+        const failedLater = (await r.backups.create(newBackup(w1.instance.id, { status: 'failed' }))).id;
+        const only = (await r.backups.create(newBackup(w2.instance.id, { status: 'completed' }))).id;
+        await r.backups.create(newBackup(w3.instance.id, { status: 'running' }));
+        await r.backups.updateWhere({ id: older }, { completedAt: new Date('2024-05-02T00:00:00.000Z') });
+        await r.backups.updateWhere({ id: newer }, { completedAt: new Date('2024-05-01T00:00:00.000Z') });
+        await r.backups.updateWhere({ id: failedLater }, { completedAt: new Date('2024-06-01T00:00:00.000Z') });
+        await r.backups.updateWhere({ id: only }, { completedAt: new Date('2024-04-01T00:00:00.000Z') });
+        const ours = (await r.backups.lastCompletedPerInstance()).filter((l) => [w1, w2, w3].some((w) => w.instance.id === l.instanceId));
+        expect(ours.sort((a, b) => a.completedAt.getTime() - b.completedAt.getTime())).toEqual([
+          { instanceId: w2.instance.id, completedAt: new Date('2024-04-01T00:00:00.000Z') },
+          // By completion time, not by id: the later-created backup completed first.
+          { instanceId: w1.instance.id, completedAt: new Date('2024-05-02T00:00:00.000Z') },
+        ]);
+      });
+
+      test('backups filter volume: the backups that include that volume', async () => {
+        const w = await world(r);
+        const both = (await r.backups.create(newBackup(w.instance.id, { volumes: ['data', 'logs'] }))).id;
+        const data = (await r.backups.create(newBackup(w.instance.id, { volumes: ['data'] }))).id;
+        const logs = (await r.backups.create(newBackup(w.instance.id, { volumes: ['logs'] }))).id;
+        expect(idsOf(await r.backups.find({ instanceId: w.instance.id, volume: 'logs' }))).toEqual(sorted([both, logs]));
+        expect(await r.backups.count({ instanceId: w.instance.id, volume: 'data' })).toBe(2);
+        expect(idsOf(await r.backups.find({ instanceId: w.instance.id, volume: 'dat' }))).toEqual([]);
+        expect(data).toBeDefined();
+      });
+
+      test('schedules filter nodeId: the schedules of the instances on that node', async () => {
+        const w1 = await world(r);
+        const w2 = await world(r);
+        const schedule = (instanceId: string) =>
+          r.schedules.create({ id: newId(), instanceId, cron: '0 * * * *', timezone: 'UTC', volumes: [], retention, enabled: true });
+        const a = (await schedule(w1.instance.id)).id;
+        const b = (await schedule(w1.instance.id)).id;
+        await schedule(w2.instance.id);
+        expect(idsOf(await r.schedules.find({ nodeId: w1.nodeId }))).toEqual(sorted([a, b]));
+        expect(idsOf(await r.schedules.find({ nodeId: w1.nodeId, tenantId: w2.tenant.id }))).toEqual([]);
+        expect(idsOf(await r.schedules.find({ nodeId: `node-${newId()}` }))).toEqual([]);
+      });
+
+      test('heartbeat stores the volume states it is given and keeps them when a beat has none', async () => {
+        const id = `node-${newId()}`;
+        await r.nodes.heartbeat(id, beat());
+        expect((await r.nodes.get(id))!.volumeStates).toBeNull();
+        const states = {
+          '/srv/a/data': { state: 'exists', checkedAt: '2024-05-01T00:00:00.000Z' },
+          '/srv/a/gone': { state: 'missing', checkedAt: '2024-05-01T00:00:00.000Z' },
+        };
+        await r.nodes.heartbeat(id, { ...beat(), volumeStates: states });
+        expect((await r.nodes.get(id))!.volumeStates).toEqual(states);
+        await r.nodes.heartbeat(id, beat());
+        expect((await r.nodes.get(id))!.volumeStates).toEqual(states);
+        await r.nodes.heartbeat(id, { ...beat(), volumeStates: {} });
+        expect((await r.nodes.get(id))!.volumeStates).toEqual({});
       });
     });
 

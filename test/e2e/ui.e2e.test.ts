@@ -49,6 +49,7 @@ describe('web UI in Chromium', () => {
   const instanceName = `ui-shop-${suffix}`;
   const otherName = `ui-other-${suffix}`;
   const copyName = `ui-copy-${suffix}`;
+  const backupName = `before-upgrade-${suffix}`;
   const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
   beforeAll(async () => {
@@ -157,7 +158,7 @@ describe('web UI in Chromium', () => {
     expect(await row.textContent()).toContain('full');
   });
 
-  it('browses the backup by directory and downloads one path', async () => {
+  it('browses the backup by directory and downloads one path through a signed link', async () => {
     await page.locator(`tr[data-backup-id="${backupId}"]`).getByRole('link', { name: 'Browse and restore' }).click();
     await page.getByRole('button', { name: 'Open directory data' }).click();
     await page.getByRole('button', { name: 'Open directory data/docs' }).click();
@@ -167,9 +168,26 @@ describe('web UI in Chromium', () => {
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download data/docs/readme.md' }).click()]);
     expect(download.suggestedFilename()).toMatch(/\.tar$/);
+    // The browser itself fetched a signed link (streamed to disk, no Blob), which carries no API token.
+    expect(new URL(download.url()).pathname).toMatch(/^\/v1\/downloads\/[\w-]+\.[\w-]+$/);
+    expect(download.url()).not.toContain(cairn.adminToken);
     const file = path.join(cairn.volumeRoot, 'readme-download.tar');
     await download.saveAs(file);
     expect(fs.readFileSync(file).includes(Buffer.from('# original\n'))).toBe(true);
+
+    const [whole] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download the whole backup' }).click()]);
+    expect(new URL(whole.url()).pathname).toMatch(/^\/v1\/downloads\//);
+    const archive = path.join(cairn.volumeRoot, 'whole-download.tar.zst');
+    await whole.saveAs(archive);
+    const stored = (await cairn.api('GET', `/v1/backups/${backupId}`)).body;
+    expect(fs.statSync(archive).size).toBe(stored.sizeBytes);
+    // The link works without the browser's session too, and stops working once altered.
+    const link = await cairn.api('POST', `/v1/backups/${backupId}/download-links`, { path: 'data/hello.txt' });
+    expect(link.status, JSON.stringify(link.body)).toBe(201);
+    expect((await fetch(`${cairn.url}${link.body.url}`)).status).toBe(200);
+    const altered = await fetch(`${cairn.url}${link.body.url.slice(0, -2)}xx`);
+    expect(altered.status).toBe(401);
+    expect(((await altered.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
   });
 
   it('restores one file after a confirmation naming what it replaces', async () => {
@@ -190,6 +208,10 @@ describe('web UI in Chromium', () => {
     expect(replaces).toContain('data/docs/readme.md');
     expect(replaces).toContain(target);
     expect(await dialog.textContent()).toContain(instanceName);
+    // The dry run's answer, before anything is restored: the one file differs, nothing is deleted.
+    await expect.poll(() => dialog.getByTestId('restore-dry-run-counts').textContent(), { timeout: 30_000 }).toContain('0 deleted, 1 changed, 0 created');
+    expect(await dialog.getByTestId('restore-dry-run').textContent()).toContain('data/docs/readme.md');
+    expect(fs.readFileSync(target, 'utf8')).toBe('# changed after the backup\n'); // the dry run changed nothing
     await shot(page, '05-restore-confirm');
     await dialog.getByRole('button', { name: 'Restore now' }).click();
     await page.locator('[data-testid="job-progress"][data-ended="true"]').waitFor({ timeout: 30_000 });
@@ -199,7 +221,8 @@ describe('web UI in Chromium', () => {
     expect(fs.readFileSync(path.join(appDir, 'data/hello.txt'), 'utf8')).toBe('hello\n');
   });
 
-  it('restores the whole backup into another instance of the tenant', async () => {
+  it('restores the whole backup into another instance of the tenant, announcing and reporting what it deletes', async () => {
+    fs.writeFileSync(path.join(copyDir, 'stale.txt'), 'not in the backup\n');
     const previous = await page.getByTestId('job-progress').getAttribute('data-job-id');
     await page.getByLabel(/The whole backup/).check();
     await page.getByLabel('Into instance').selectOption({ label: `${copyName} (${cairn.tenant})` });
@@ -207,12 +230,83 @@ describe('web UI in Chromium', () => {
     const dialog = page.getByRole('dialog');
     expect(await dialog.getByRole('heading').textContent()).toContain(copyName);
     expect(await dialog.getByTestId('restore-replaces').textContent()).toContain(copyDir);
+    await expect.poll(() => dialog.getByTestId('restore-dry-run-counts').textContent(), { timeout: 30_000 }).toMatch(/^1 deleted, 0 changed, \d+ created/);
+    expect(await dialog.getByTestId('restore-dry-run').textContent()).toContain('data/stale.txt');
+    expect(fs.existsSync(path.join(copyDir, 'stale.txt'))).toBe(true);
+    await shot(page, '05b-restore-confirm-deletes');
     await dialog.getByRole('button', { name: 'Restore now' }).click();
     const done = page.locator(`[data-testid="job-progress"][data-ended="true"]:not([data-job-id="${previous}"])`);
     await done.waitFor({ timeout: 30_000 });
     expect(await done.getAttribute('data-status')).toBe('succeeded');
     expect(fs.readFileSync(path.join(copyDir, 'docs/readme.md'), 'utf8')).toBe('# original\n');
     expect(fs.readFileSync(path.join(copyDir, 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect(fs.existsSync(path.join(copyDir, 'stale.txt'))).toBe(false);
+    const job = (await cairn.api('GET', `/v1/jobs/${await done.getAttribute('data-job-id')}`)).body;
+    expect(job.result.changes).toMatchObject({ deleted: 1, samples: { deleted: ['data/stale.txt'] } });
+  });
+
+  it('names, annotates, pins and unpins a backup, and shows its verification', async () => {
+    const verify = await cairn.api('POST', `/v1/backups/${backupId}/verify`, { level: 'quick' });
+    expect(verify.status, JSON.stringify(verify.body)).toBe(202);
+    expect((await cairn.waitForJob(verify.body.job.id)).status).toBe('succeeded');
+    await page.goto(`${cairn.url}/ui/#/backups/${backupId}`);
+    await page.reload(); // the same address: load the backup again
+    await page.getByTestId('backup-verify').getByText('quick check').waitFor();
+    expect(await page.getByTestId('backup-verify').textContent()).toContain('ok');
+
+    await page.getByRole('textbox', { name: 'Name', exact: true }).fill(backupName);
+    await page.getByRole('textbox', { name: 'Note' }).fill('before the upgrade');
+    await page.getByRole('button', { name: 'Save name and note' }).click();
+    await page.getByRole('heading', { name: `Backup ${backupName}` }).waitFor();
+    await page.getByRole('button', { name: 'Pin', exact: true }).click();
+    await page.getByRole('button', { name: 'Unpin' }).waitFor();
+    expect((await cairn.api('GET', `/v1/backups/${backupId}`)).body).toMatchObject({ name: backupName, note: 'before the upgrade', pinned: true });
+    await shot(page, '06b-backup-named-pinned');
+    // A refusal is shown as the API states it: an invalid name.
+    await page.getByRole('textbox', { name: 'Name', exact: true }).fill('-bad');
+    await page.getByRole('button', { name: 'Save name and note' }).click();
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toMatch(/^400 validation: /);
+    await page.getByRole('button', { name: 'Unpin' }).click();
+    await page.getByRole('button', { name: 'Pin', exact: true }).waitFor();
+    expect((await cairn.api('GET', `/v1/backups/${backupId}`)).body.pinned).toBe(false);
+  });
+
+  it("shows and edits the instance's manual backups policy, with a retention preview", async () => {
+    await page.goto(`${cairn.url}/ui/#/instances/${instanceId}`);
+    const policy = page.getByTestId('instance-policy');
+    await policy.waitFor();
+    await policy.getByLabel(/Manual backup limit/).fill('5');
+    await policy.getByLabel(/Apply a retention policy/).check();
+    await policy.getByLabel('Keep last').fill('10'); // keeps every backup: later tests use them
+    await policy.getByRole('button', { name: 'Preview manual retention' }).click();
+    await policy.getByText(/keeps \d+, deletes \d+/).waitFor();
+    await policy.getByRole('button', { name: 'Save policy' }).click();
+    await policy.getByText('Limit: 5 manual backups').waitFor();
+    expect((await cairn.api('GET', `/v1/instances/${instanceId}/policy`)).body).toMatchObject({ manualBackupLimit: 5, manualRetention: { keepLast: 10 } });
+    await shot(page, '06c-instance-policy');
+  });
+
+  it("edits the instance's hooks, shows the webhook secret once and the API's refusal as stated", async () => {
+    const hooks = page.getByTestId('instance-hooks');
+    await page.locator('#hook-preBackup-type').selectOption('webhook');
+    await page.locator('#hook-preBackup-target').fill('not a url');
+    await hooks.getByRole('button', { name: 'Save hooks' }).click();
+    await expect.poll(() => page.getByRole('alert').first().textContent()).toMatch(/^400 validation: .*http/);
+    await page.locator('#hook-preBackup-target').fill('http://127.0.0.1:9/hook');
+    await page.locator('#hook-preBackup-onerror').selectOption('continue');
+    await hooks.getByRole('button', { name: 'Save hooks' }).click();
+    const secret = page.getByTestId('hook-secret');
+    await secret.waitFor();
+    const shown = await secret.locator('code').last().textContent();
+    const inst = (await cairn.api('GET', `/v1/instances/${instanceId}`)).body;
+    expect(inst.hooks).toMatchObject({ preBackup: { type: 'webhook', url: 'http://127.0.0.1:9/hook', onError: 'continue' } });
+    expect(inst.hookSecret).toBeUndefined(); // the API gave it once: to the page
+    expect(shown?.length).toBeGreaterThan(20);
+    await shot(page, '06d-instance-hooks');
+    // Back to none: later tests back up without a webhook.
+    await page.locator('#hook-preBackup-type').selectOption('');
+    await hooks.getByRole('button', { name: 'Save hooks' }).click();
+    await expect.poll(async () => (await cairn.api('GET', `/v1/instances/${instanceId}`)).body.hooks).toBeNull();
   });
 
   it('lists jobs', async () => {
@@ -226,7 +320,7 @@ describe('web UI in Chromium', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const [name, hash, heading] of [
       ['10-instance-phone', `#/instances/${instanceId}`, instanceName],
-      ['11-backup-phone', `#/backups/${backupId}`, `Backup ${backupId}`],
+      ['11-backup-phone', `#/backups/${backupId}`, `Backup ${backupName}`],
     ] as const) {
       await page.goto(`${cairn.url}/ui/${hash}`);
       await page.getByRole('heading', { name: heading }).waitFor();

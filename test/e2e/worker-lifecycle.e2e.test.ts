@@ -100,7 +100,7 @@ describe('node worker lifecycle and rules', () => {
     expect(fs.readdirSync(path.dirname(dir))).toEqual(['data']);
   });
 
-  it('at start cleans restore leftovers, puts back a half-swapped volume and marks lost jobs interrupted', async () => {
+  it('at start cleans restore leftovers, puts back a half-swapped volume and runs a backup lost from the queue again', async () => {
     await cairn.stopInProcessNodeWorker();
     const { id, dir } = await instance((d) => fs.writeFileSync(path.join(d, 'x'), 'x'));
     const { id: id2, dir: dir2 } = await instance((d) => fs.writeFileSync(path.join(d, 'precious'), 'keep me'));
@@ -153,17 +153,18 @@ describe('node worker lifecycle and rules', () => {
     expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toHaveLength(1);
 
     await cairn.startInProcessNodeWorker();
-    expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toEqual([]);
     const sweep = await cairn.prisma.job.findFirstOrThrow({ where: { type: 'sweep', nodeId: cairn.nodeId }, orderBy: { id: 'desc' } });
     expect(sweep.status).toBe('succeeded');
-    expect(sweep.result).toMatchObject({ interrupted: [jobId], abortedUploads: [key] });
+    // A backup is safe to run again (issue 16): enqueued again; its run aborts the half-written upload first.
+    expect(sweep.result).toMatchObject({ interrupted: [], requeued: [jobId] });
+    const job = await cairn.waitForJob(jobId);
+    expect(job).toMatchObject({ status: 'succeeded', error: null, attempts: 1 });
+    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } })).status).toBe('completed');
+    expect(await store.listIncompleteUploads(backupPrefix(id, backupId))).toEqual([]);
     s3.destroy();
     expect(fs.existsSync(staging)).toBe(false);
     expect(fs.readFileSync(path.join(dir2, 'precious'), 'utf8')).toBe('keep me');
     expect(fs.readdirSync(path.dirname(dir2))).toEqual(['data']);
-    const job = await cairn.prisma.job.findUniqueOrThrow({ where: { id: jobId } });
-    expect(job.status).toBe('interrupted');
-    expect((await cairn.prisma.backup.findUniqueOrThrow({ where: { id: backupId } })).status).toBe('failed');
     expect(id2).toBeTruthy();
   });
 });

@@ -136,6 +136,21 @@ describe('starting a backup', () => {
     expect(bad.status).toBe(400);
     expect(bad.body.error.details[0].path).toBe('status');
   });
+
+  it('filters backups by the volume they include', async () => {
+    const inst = await instance();
+    const both = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
+    await complete(both.backup.id, both.job.id);
+    const logs = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member, body: { volumes: ['logs'] } })).body;
+    const ids = async (q: string) =>
+      (await gw.api('GET', `/v1/instances/${inst.id}/backups?${q}`, { token: member })).body.items.map((b: { id: string }) => b.id);
+    expect(await ids('volume=logs')).toEqual([logs.backup.id, both.backup.id].sort().reverse());
+    expect(await ids('volume=data')).toEqual([both.backup.id]);
+    expect(await ids('volume=nothing')).toEqual([]);
+    const bad = await gw.api('GET', `/v1/instances/${inst.id}/backups?volume=${encodeURIComponent('../x')}`, { token: member });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.details[0].path).toBe('volume');
+  });
 });
 
 describe('deleting backups', () => {
@@ -386,5 +401,28 @@ describe('nodes', () => {
     expect(staleView).toMatchObject({ status: 'offline' });
     expect(staleView.heartbeatAgeSeconds).toBeGreaterThanOrEqual(300);
     expect((await gw.api('GET', '/v1/nodes/nope', { token: member })).status).toBe(404);
+  });
+
+  it('shows the active and recent jobs on a node and the schedules of its instances', async () => {
+    const inst = await instance();
+    const done = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
+    await complete(done.backup.id, done.job.id);
+    const queued = (await gw.api('POST', `/v1/instances/${inst.id}/backups`, { token: member })).body;
+    const sched = await gw.api('POST', `/v1/instances/${inst.id}/schedules`, {
+      token: member,
+      body: { cron: '@daily', timezone: 'UTC', retention: { keepLast: 2 } },
+    });
+    expect(sched.status).toBe(201);
+    // Another tenant's view of the same node holds none of it.
+    const stranger = (await gw.token('member', `bk-stranger-${gw.tag}`)).token;
+    const res = await gw.api('GET', `/v1/nodes/${nodeId}`, { token: member });
+    expect(res.status).toBe(200);
+    expect(res.body.activeJobs.map((j: { id: string }) => j.id)).toContain(queued.job.id);
+    expect(res.body.activeJobs.find((j: { id: string }) => j.id === queued.job.id)).toMatchObject({ type: 'backup', status: 'queued' });
+    expect(res.body.recentJobs.map((j: { id: string }) => j.id)).toContain(done.job.id);
+    expect(res.body.schedules.map((s: { id: string }) => s.id)).toContain(sched.body.id);
+    const other = await gw.api('GET', `/v1/nodes/${nodeId}`, { token: stranger });
+    expect(other.status).toBe(200);
+    expect(other.body).toMatchObject({ id: nodeId, activeJobs: [], recentJobs: [], schedules: [] });
   });
 });

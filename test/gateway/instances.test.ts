@@ -131,14 +131,19 @@ describe('instance registration', () => {
     expect(sibling.status).toBe(201);
   });
 
-  it('lets an admin register into a named tenant and requires one when its token has none', async () => {
+  it("lets an admin register into a named tenant, and into the 'default' tenant (created on first use) when its token has none", async () => {
     const tenant = `adm-${gw.tag}`;
     const res = await register({ name: 'adm', nodeId, tenant, volumes: [{ name: 'data', hostPath: `${root}/adm` }] }, gw.adminToken);
     expect(res.status).toBe(201);
     expect(res.body.tenant).toBe(tenant);
-    const none = await register({ name: 'adm2', nodeId, volumes: [{ name: 'data', hostPath: `${root}/adm2` }] }, gw.adminToken);
-    expect(none.status).toBe(400);
-    expect(paths(none)).toEqual(['tenant']);
+    const none = await register({ name: `adm2-${gw.tag}`, nodeId, volumes: [{ name: 'data', hostPath: `${root}/adm2` }] }, gw.adminToken);
+    expect(none.status).toBe(201);
+    expect(none.body.tenant).toBe('default');
+    const again = await register({ name: `adm3-${gw.tag}`, nodeId, volumes: [{ name: 'data', hostPath: `${root}/adm3` }] }, gw.adminToken);
+    expect(again.status).toBe(201);
+    expect(again.body.tenantId).toBe(none.body.tenantId);
+    const listed = await gw.api('GET', '/v1/instances?tenant=default', { token: gw.adminToken });
+    expect(listed.body.items.map((i: { id: string }) => i.id)).toEqual(expect.arrayContaining([none.body.id, again.body.id]));
   });
 });
 
@@ -198,6 +203,47 @@ describe('instance listing, changes and removal', () => {
     expect(res.body.node).toMatchObject({ known: true, online: false });
     expect(res.body.warnings).toEqual([expect.stringContaining('offline')]);
     expect(res.body.lastBackup).toBeNull();
+  });
+
+  it("reports coverage from what the node worker saw: a missing directory is registered but skipped, naming the node's check", async () => {
+    const seen = `inst-seen-${gw.tag}`;
+    await gw.node(seen, [root]);
+    const inst = (
+      await register({
+        name: 'seen',
+        nodeId: seen,
+        volumes: [
+          { name: 'here', hostPath: `${root}/seen/here` },
+          { name: 'gone', hostPath: `${root}/seen/gone` },
+          { name: 'file', hostPath: `${root}/seen/file` },
+          { name: 'new', hostPath: `${root}/seen/new` },
+        ],
+      })
+    ).body;
+    expect(inst.id).toBeDefined();
+    const checkedAt = '2026-12-05T08:00:00.000Z';
+    // As the node worker's heartbeat reports them ('new' was registered after its last check).
+    await gw.prisma.node.update({
+      where: { id: seen },
+      data: {
+        volumeStates: {
+          [`${root}/seen/here`]: { state: 'exists', checkedAt },
+          [`${root}/seen/gone`]: { state: 'missing', checkedAt },
+          [`${root}/seen/file`]: { state: 'not-a-directory', checkedAt },
+        },
+      },
+    });
+    const res = await gw.api('GET', `/v1/instances/${inst.id}/coverage`, { token: member });
+    expect(res.status).toBe(200);
+    expect(res.body.covered).toEqual(['here', 'new']);
+    expect(res.body.skipped).toEqual([
+      { name: 'file', reason: `node ${seen} reports that ${root}/seen/file is not a directory (checked ${checkedAt})` },
+      { name: 'gone', reason: `node ${seen} reports that ${root}/seen/gone does not exist (checked ${checkedAt})` },
+    ]);
+    const byName = Object.fromEntries(res.body.volumes.map((v: { name: string }) => [v.name, v]));
+    expect(byName.gone).toMatchObject({ covered: false, state: 'missing', stateCheckedAt: checkedAt });
+    expect(byName.here).toMatchObject({ covered: true, state: 'exists', stateCheckedAt: checkedAt, reason: null });
+    expect(byName.new).toMatchObject({ covered: true, state: null, stateCheckedAt: null });
   });
 
   it('refuses to delete an instance with backups unless forced', async () => {

@@ -304,6 +304,47 @@ describe('tenancy', () => {
   });
 });
 
+describe('fleet view (GET /v1/schedules)', () => {
+  it('lists every schedule for an admin, filtered by node, instance and enabled; a member sees its tenant only', async () => {
+    const ours = await instance();
+    const a = await schedule(ours.id);
+    const b = await schedule(ours.id, { enabled: false });
+    const theirs = (
+      await gw.api('POST', '/v1/instances', {
+        token: stranger.token,
+        body: { name: `fleet-${gw.tag}`, nodeId, volumes: [{ name: 'data', hostPath: `${root}/fleet-theirs/data` }] },
+      })
+    ).body;
+    const c = (
+      await gw.api('POST', `/v1/instances/${theirs.id}/schedules`, {
+        token: stranger.token,
+        body: { cron: '@hourly', timezone: 'UTC', retention: { keepLast: 1 } },
+      })
+    ).body;
+    const ids = (res: { body: { items: { id: string }[] } }) => res.body.items.map((i) => i.id);
+
+    const onNode = await gw.api('GET', `/v1/schedules?node=${nodeId}&limit=500`);
+    expect(onNode.status, onNode.text).toBe(200);
+    expect(ids(onNode)).toEqual(expect.arrayContaining([a.id, b.id, c.id]));
+    expect(onNode.body.items.find((i: { id: string }) => i.id === c.id)).toMatchObject({ instanceId: theirs.id, cron: '@hourly', enabled: true });
+    // Oldest first: by id (ids made within one millisecond may sort either way).
+    const [first, second] = [a.id, b.id].sort();
+    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}`))).toEqual([first, second]);
+    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}&enabled=false`))).toEqual([b.id]);
+    const page = await gw.api('GET', `/v1/schedules?instance=${ours.id}&limit=1`);
+    expect(ids(page)).toEqual([first]);
+    expect(ids(await gw.api('GET', `/v1/schedules?instance=${ours.id}&limit=1&cursor=${page.body.nextCursor}`))).toEqual([second]);
+    expect(ids(await gw.api('GET', `/v1/schedules?node=nowhere-${gw.tag}`))).toEqual([]);
+
+    const mine = ids(await gw.api('GET', '/v1/schedules?limit=500', { token: stranger.token }));
+    expect(mine).toEqual([c.id]);
+
+    const bad = await gw.api('GET', '/v1/schedules?enabled=maybe&colour=red');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.details.map((d: { path: string }) => d.path).sort()).toEqual(['colour', 'enabled']);
+  });
+});
+
 describe('retention preview', () => {
   it('shows what the policy (or an override) would keep and drop, with reasons, and changes nothing', async () => {
     const inst = await instance();

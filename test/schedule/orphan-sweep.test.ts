@@ -146,8 +146,9 @@ describe('orphan sweep', () => {
       expect(first.record).toMatchObject({ requestedBy: 'system', params: { kind: 'orphans' } });
       const summary = (first.record.result as { summary: Record<string, number> }).summary;
       expect(summary).toMatchObject({
-        interruptedJobs: 2,
-        failedBackups: 2,
+        interruptedJobs: 1,
+        requeuedJobs: 1,
+        failedBackups: 1,
         cleanupsRestarted: 1,
         archiveMissing: 2,
         abortedUploads: 0,
@@ -160,11 +161,10 @@ describe('orphan sweep', () => {
       const young = noRowKeys.length + 2 * deadRows.length + 2;
       expect([young, young + 2]).toContain(summary.youngOrphans);
 
-      expect(await jobOf(lostJob)).toMatchObject({ status: 'interrupted', error: expect.stringMatching(/lost from the queue/) });
-      expect(await stack.prisma.backup.findUnique({ where: { id: lost.id } })).toMatchObject({
-        status: 'failed',
-        error: expect.stringMatching(/^interrupted: /),
-      });
+      // A backup lost from the queue is safe to run again (issue 16): back in its node's queue.
+      expect(await jobOf(lostJob)).toMatchObject({ status: 'queued', error: expect.stringMatching(/lost from the queue.*; enqueued again$/) });
+      expect(await (await stack.queues.nodeQueue(onlineNode).getJob(lostJob))?.getState()).toBe('waiting');
+      expect(await statusOf(lost.id)).toBe('running');
       expect(await jobOf(strandedJob)).toMatchObject({ status: 'interrupted', error: expect.stringMatching(new RegExp(`node ${offlineNode} is offline`)) });
       expect(await statusOf(stranded.id)).toBe('failed');
       expect(await stack.queues.nodeQueue(offlineNode).getJob(strandedJob)).toBeUndefined(); // no longer waiting for the dead node

@@ -122,11 +122,12 @@ describe('schedule firing with real BullMQ', () => {
     const control = await stack.startControl();
     try {
       const schedule = await stack.schedules.create(instanceId, { cron: '* * * * * *', timezone: 'UTC', retention: { keepLast: 50, maxAgeDays: 30 } });
-      await waitFor('two backups', async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, status: 'completed' } })) >= 2, 10_000);
+      // Generous bounds: under a loaded full run firings come late and some are skipped (instance busy).
+      await waitFor('two backups', async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, status: 'completed' } })) >= 2, 30_000);
       await waitFor(
         'expiresAt set by retention',
         async () => (await stack.prisma.backup.count({ where: { scheduleId: schedule.id, expiresAt: { not: null } } })) >= 1,
-        10_000,
+        30_000,
       );
       const ids = (await backupsOf(schedule.id)).map((b) => b.id);
       const deleted = await stack.schedules.remove(schedule.id);
@@ -136,7 +137,10 @@ describe('schedule firing with real BullMQ', () => {
       expect(await stack.prisma.schedule.findUnique({ where: { id: schedule.id } })).toBeNull();
       await sleep(2000);
       const after = await stack.prisma.backup.findMany({ where: { instanceId }, orderBy: { id: 'asc' } });
-      expect(after.map((b) => b.id).slice(0, ids.length)).toEqual(ids);
+      // Every backup is kept. Not "ids come first": a firing delivered late (its job ran after the
+      // next second's) may land between the read above and the delete with an older fire time,
+      // so its id sorts among them.
+      expect(after.map((b) => b.id)).toEqual(expect.arrayContaining(ids));
       expect(after.every((b) => b.scheduleId === null && b.expiresAt === null && b.status !== 'deleting' && b.status !== 'deleted')).toBe(true);
       // Nothing fires any more (a firing already taken by the worker may add one, not more).
       expect(after.length).toBeLessThanOrEqual(deleted.keptBackups + 1);

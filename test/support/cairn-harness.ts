@@ -41,7 +41,9 @@ export interface Cairn {
  * gateway on an ephemeral port, control worker, and a node worker with its own volume root and
  * node id, all under a queue prefix of its own.
  */
-export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; compression?: string; env?: Record<string, string> } = {}): Promise<Cairn> {
+export async function startCairn(
+  opts: { nodeWorker?: 'in-process' | 'none'; compression?: string; env?: Record<string, string>; reconcileLostJobs?: boolean } = {},
+): Promise<Cairn> {
   const n = ++counter;
   const tag = `${process.env.CAIRN_TEST_RUN_ID ?? 'dev'}-${process.pid}-${n}`;
   const nodeId = `node-${tag}`;
@@ -64,8 +66,14 @@ export async function startCairn(opts: { nodeWorker?: 'in-process' | 'none'; com
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'e2e' });
   const runtime = createRuntime(config, { logger });
   const gateway = await startGateway(runtime);
-  // Periodic sweeps would act on other test files' rows in the shared run database.
-  const control = await startControlWorker({ ...runtime, sweepEveryMs: null, retentionEveryMs: null });
+  // Periodic sweeps and lost-job checks would act on other test files' rows in the shared run
+  // database (their queues are under other prefixes); a suite with a database of its own turns them on.
+  const control = await startControlWorker({
+    ...runtime,
+    sweepEveryMs: null,
+    retentionEveryMs: null,
+    ...(opts.reconcileLostJobs ? {} : { reconcileEveryMs: null }),
+  });
   let node: { close(): Promise<void> } | null = null;
   const children: ChildProcess[] = [];
 

@@ -26,3 +26,39 @@ describe('node heartbeat', () => {
     expect(calls).toBe(2);
   });
 });
+
+describe('node heartbeat: volume states', () => {
+  const logger = createLogger({ level: 'silent', name: 't' });
+
+  it('reports the volume states with the beat, and beats without them while a check hangs, never running two checks', async () => {
+    const beats: Array<Record<string, unknown>> = [];
+    const nodes: Pick<NodeRecords, 'heartbeat'> = {
+      heartbeat: async (_id, beat) => {
+        beats.push(beat as unknown as Record<string, unknown>);
+      },
+    };
+    let checks = 0;
+    const volumeStates = () => {
+      checks++;
+      // The first check answers; every later one hangs, like a stat on a dead NFS volume.
+      return checks === 1 ? Promise.resolve({ '/srv/a/x': { state: 'missing' as const, checkedAt: 'then' } }) : new Promise<never>(() => {});
+    };
+    const stop = await startHeartbeat({
+      nodes,
+      nodeId: 'n1',
+      volumeRoots: [],
+      version: 't',
+      concurrency: 1,
+      logger,
+      intervalMs: 20,
+      volumeStates,
+      volumeCheckTimeoutMs: 10,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    stop();
+    expect(beats[0]!.volumeStates).toEqual({ '/srv/a/x': { state: 'missing', checkedAt: 'then' } });
+    expect(beats.length).toBeGreaterThanOrEqual(4);
+    expect(beats.slice(1).every((b) => !('volumeStates' in b))).toBe(true);
+    expect(checks).toBe(2);
+  });
+});

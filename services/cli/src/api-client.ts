@@ -13,6 +13,12 @@ export class ApiError extends Error {
   }
 }
 
+/** A mistake in how `cairn` was called (or configured): exit code 2, with the usage. */
+export class UsageError extends Error {}
+
+/** How to point the CLI elsewhere; said in --help and whenever the gateway cannot be reached. */
+export const URL_HINT = 'point cairn at another gateway with --url URL, the CAIRN_URL variable, or cairn login --url URL --token T';
+
 export interface JobEvent {
   event: string;
   data: any;
@@ -22,10 +28,15 @@ export interface JobEvent {
 export class CairnClient {
   constructor(
     readonly baseUrl: string,
-    private readonly token: string,
+    private readonly token: string | null,
   ) {}
 
   private async fetch(method: string, route: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+    if (!this.token) {
+      throw new UsageError(
+        'no token: pass --token, set CAIRN_TOKEN, run cairn login --url URL --token T, or run from the all-in-one directory (.cairn/admin-token)',
+      );
+    }
     let res: Response;
     try {
       res = await fetch(new URL(route, this.baseUrl), {
@@ -34,11 +45,8 @@ export class CairnClient {
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
     } catch (err) {
-      throw new ApiError(
-        0,
-        'unreachable',
-        `cannot reach Cairn at ${this.baseUrl}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
-      );
+      const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message;
+      throw new ApiError(0, 'unreachable', `cannot reach Cairn at ${this.baseUrl}: ${cause}\n${URL_HINT}`);
     }
     if (!res.ok) {
       const text = await res.text();

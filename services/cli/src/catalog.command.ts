@@ -1,7 +1,7 @@
 import type { CairnClient } from './api-client.ts';
 
 /** `cairn catalog rebuild [--dry-run]` (issue 14, restore from the bucket alone). */
-export const CATALOG_USAGE = `  catalog rebuild [--dry-run] [--json]            recreate lost instance and backup records from the bucket (admin);
+export const CATALOG_USAGE = `  catalog rebuild [--dry-run] [--json]           recreate lost instance and backup records from the bucket (admin);
                                                  --dry-run: report what would be created, write nothing`;
 
 interface Item {

@@ -1,5 +1,7 @@
 import type { CairnClient } from './api-client.ts';
 import { followJob } from './job-progress.ts';
+import { resolveInstanceId } from './instance-ref.ts';
+import { printJson } from './output.ts';
 
 /** `cairn migrate`'s flags, as parsed by main.ts. */
 export interface MigrateArgs {
@@ -15,12 +17,14 @@ export interface MigrateArgs {
   paths?: string;
   fromBackup?: string;
   wait: boolean;
+  /** Print the API's JSON: the started job with --no-wait, else the job as it ended. */
+  json?: boolean;
 }
 
 export const MIGRATE_USAGE = [
-  '  migrate <instanceId> --to-node ID [--path volume=/abs/path]...   move the instance to another node',
-  '  migrate <instanceId> --to-instance ID [--volumes a,b] [--paths p1,p2]   copy its data into another instance',
-  '          [--from-backup BACKUP] (start from a completed backup; then <instanceId> may be left out) [--no-wait]',
+  '  migrate <instance> --to-node ID [--path volume=/abs/path]...   move the instance to another node',
+  '  migrate <instance> --to-instance INSTANCE [--volumes a,b] [--paths p1,p2]   copy its data into another instance',
+  '          [--from-backup BACKUP] (start from a completed backup; then <instance> may be left out) [--no-wait]',
 ].join('\n');
 
 const csv = (v: string) =>
@@ -74,7 +78,14 @@ export function migrateStage(job: { id?: string; status: string; progress?: { st
 }
 
 /** `cairn migrate`: starts the migrate and, unless --no-wait, follows it to its end; 0 only when it succeeded. */
-export async function migrateCommand(client: CairnClient, a: MigrateArgs, usage: (message: string) => Error): Promise<number> {
+export async function migrateCommand(client: CairnClient, args: MigrateArgs, usage: (message: string) => Error): Promise<number> {
+  migrateRequest(args, usage); // bad flags are refused before any request
+  // Names become ids: the checks below and the request speak ids.
+  const a = {
+    ...args,
+    ...(args.instance ? { instance: await resolveInstanceId(client, args.instance) } : {}),
+    ...(args.toInstance ? { toInstance: await resolveInstanceId(client, args.toInstance, 'target instance') } : {}),
+  };
   const { route, body } = migrateRequest(a, usage);
   if (a.fromBackup && a.instance) {
     const backup = await client.request('GET', `/v1/backups/${encodeURIComponent(a.fromBackup)}`);
@@ -84,10 +95,15 @@ export async function migrateCommand(client: CairnClient, a: MigrateArgs, usage:
   const what = a.toNode ? `move to node ${a.toNode}` : `copy into instance ${a.toInstance}`;
   console.error(`migrate queued: ${what} (job ${job.id})`);
   if (!a.wait) {
-    console.log(job.id);
+    if (a.json) printJson({ job });
+    else console.log(job.id);
     return 0;
   }
   const done = await followJob(client, job.id, process.stderr, migrateStage);
+  if (a.json) {
+    printJson(await client.request('GET', `/v1/jobs/${encodeURIComponent(job.id)}`));
+    return done.status === 'succeeded' ? 0 : 1;
+  }
   if (done.status !== 'succeeded') {
     const stage = done.progress?.stage ? ` at stage ${done.progress.stage}` : '';
     console.log(`job ${done.id} ${done.status}${stage}${done.error ? `: ${done.error}` : ''}`);

@@ -1,5 +1,6 @@
 import type { CairnClient } from './api-client.ts';
 import { followJob } from './job-progress.ts';
+import { humanBytes, printJson } from './output.ts';
 
 /** `cairn verify`'s flags, as parsed by main.ts. */
 export interface VerifyArgs {
@@ -7,10 +8,13 @@ export interface VerifyArgs {
   level?: string;
   samplePercent?: string;
   wait: boolean;
+  /** Print the API's JSON: the started job with --no-wait, else the job as it ended. */
+  json?: boolean;
 }
 
 export const VERIFY_USAGE =
-  '  verify <backupId> [--level quick|sample|full] [--sample-percent N] [--no-wait]   check a backup against what is stored (default sample, 10%)';
+  '  verify <backupId> [--level quick|sample|full] [--sample-percent N] [--no-wait]\n' +
+  '                                                 check a backup against what is stored (default sample, 10%)';
 
 const LEVELS = ['quick', 'sample', 'full'];
 
@@ -38,13 +42,18 @@ export async function verifyCommand(client: CairnClient, a: VerifyArgs, usage: (
   const res = await client.request('POST', route, body);
   console.error(`verify queued (job ${res.job.id}, level ${String(body.level)})`);
   if (!a.wait) {
-    console.log(res.job.id);
+    if (a.json) printJson(res);
+    else console.log(res.job.id);
     return 0;
   }
   const done = await followJob(client, res.job.id);
+  if (a.json) {
+    printJson(await client.request('GET', `/v1/jobs/${encodeURIComponent(res.job.id)}`));
+    return done.status === 'succeeded' ? 0 : 1;
+  }
   if (done.status === 'succeeded') {
     const r = (done.result ?? {}) as { filesChecked?: number; blocksChecked?: number; bytesRead?: number };
-    const counts = `${r.filesChecked ?? 0} files, ${r.blocksChecked ?? 0} blocks checked, ${r.bytesRead ?? 0} bytes read`;
+    const counts = `${r.filesChecked ?? 0} files, ${r.blocksChecked ?? 0} blocks checked, ${humanBytes(r.bytesRead ?? 0)} read`;
     console.log(`backup ${a.backup} verified (${String(body.level)}): ${counts}`);
     return 0;
   }

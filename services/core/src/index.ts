@@ -19,6 +19,7 @@ export * from './crypto/keyring.ts';
 export * from './crypto/backup-keys.ts';
 export * from './crypto/sealing.ts';
 export * from './domain/retry-write.ts';
+export * from './domain/volume-state.ts';
 export * from './schedule/cron.ts';
 export * from './schedule/retention.ts';
 export * from './schedule/firing-ids.ts';

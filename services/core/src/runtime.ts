@@ -86,6 +86,8 @@ export function createObjectStore(config: Config): ObjectStore {
     forcePathStyle: config.S3_FORCE_PATH_STYLE,
     checksumMode: config.S3_CHECKSUM_MODE,
     partSize: config.S3_PART_SIZE,
+    requestTimeoutMs: config.S3_REQUEST_TIMEOUT,
+    socketTimeoutMs: config.S3_SOCKET_TIMEOUT,
   });
 }
 

@@ -12,6 +12,7 @@ import type { JobChangeFeed } from './queue/job-change-feed.ts';
 import type { QueuePort } from './queue/queue-client.ts';
 import { backupRoutes } from './routes/backups.routes.ts';
 import { catalogRoutes } from './routes/catalog.routes.ts';
+import { downloadLinkRoutes } from './routes/download-links.routes.ts';
 import { instanceRoutes } from './routes/instances.routes.ts';
 import { instancePolicyRoutes } from './routes/instance-policy.routes.ts';
 import { jobRoutes } from './routes/jobs.routes.ts';
@@ -26,10 +27,11 @@ import { verifyRoutes } from './routes/verify.routes.ts';
 import { BackupFilesService } from './services/backup-files.service.ts';
 import { BackupObjects } from './services/backup-objects.ts';
 import { BackupService } from './services/backup.service.ts';
+import { DownloadLinkService, downloadLinkKey } from './services/download-link.service.ts';
 import { InstanceService } from './services/instance.service.ts';
 import { InstancePolicyService } from './services/instance-policy.service.ts';
 import { JobService } from './services/job.service.ts';
-import { MetricsService } from './services/metrics.service.ts';
+import { MetricsService, type MetricsServiceOptions } from './services/metrics.service.ts';
 import { MigrateService } from './services/migrate.service.ts';
 import { NodeService } from './services/node.service.ts';
 import { RestoreService } from './services/restore.service.ts';
@@ -40,7 +42,9 @@ export const GATEWAY_VERSION = '0.1.0';
 
 export interface GatewayDeps {
   config: Pick<Config, 'BODY_LIMIT' | 'COMPRESSION' | 'MANUAL_BACKUP_LIMIT'> &
-    Partial<Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS' | 'JOB_STREAMS_PER_TOKEN' | 'JOB_STREAM_POLL_MS'>>;
+    Partial<
+      Pick<Config, 'FULL_BACKUP_EVERY' | 'CAIRN_MASTER_KEYS' | 'DOWNLOAD_LINK_SECRET' | 'CAIRN_ADMIN_TOKEN' | 'JOB_STREAMS_PER_TOKEN' | 'JOB_STREAM_POLL_MS'>
+    >;
   logger: Logger;
   records: Records;
   queues: QueuePort;
@@ -48,6 +52,8 @@ export interface GatewayDeps {
   readinessChecks: Record<string, Check>;
   /** Job change notices from the workers (Redis pub/sub), which progress streams follow. */
   jobChanges?: JobChangeFeed;
+  /** Metrics of other roles in this process, appended to /metrics (the all-in-one's workers). */
+  extraMetrics?: MetricsServiceOptions['extra'];
 }
 
 export interface Gateway {
@@ -76,13 +82,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
     streamsPerToken: config.JOB_STREAMS_PER_TOKEN,
   });
   const nodes = new NodeService({ records });
-  const metrics = new MetricsService({ records, queues, logger });
+  const metrics = new MetricsService({ records, queues, logger, extra: deps.extraMetrics });
 
   const registry = new ApiRegistry();
   tokenRoutes(registry, tokens);
   instanceRoutes(registry, instances, backups);
   instancePolicyRoutes(registry, policies);
   backupRoutes(registry, backups, files, restores);
+  const links = new DownloadLinkService({ key: downloadLinkKey(config, logger), backups, files, tokens, logger });
+  const linkDownloads = downloadLinkRoutes(registry, links);
   migrateRoutes(registry, migrations);
   scheduleRoutes(registry, schedules);
   jobRoutes(registry, jobs);
@@ -112,6 +120,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   app.use(errorHandler(logger));
   app.use(bullBoard({ basePath: '/admin/queues', tokens, queues, nodes }));
   app.use(ops.routes());
+  app.use(linkDownloads.routes()); // public: the signed link is the credential
   app.use(api.routes());
   app.use(uiStatic()); // the web UI at /ui (services/ui/dist)
   return { app, registry, tokens };

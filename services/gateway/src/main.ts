@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { CairnError, loadConfig, reconcileSchedulers, redactConfig } from '@cairn/core';
 import { createRuntime, type Runtime } from '@cairn/core/runtime.ts';
-import { createGateway } from './app.ts';
+import { createGateway, type GatewayDeps } from './app.ts';
+import { answerClientError, MAX_HEADER_BYTES } from './http/client-error.ts';
 import { redisJobChangeFeed } from './queue/job-change-feed.ts';
 import { QueueClient } from './queue/queue-client.ts';
 
@@ -20,7 +21,7 @@ export interface RunningGateway {
  * change notices, closed with the gateway). Makes CAIRN_ADMIN_TOKEN a valid admin token and
  * rebuilds the BullMQ job schedulers from the schedule table.
  */
-export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
+export async function startGateway(runtime: Runtime, options: Pick<GatewayDeps, 'extraMetrics'> = {}): Promise<RunningGateway> {
   const { config, logger, records, redis, store } = runtime;
   const queues = new QueueClient(runtime.queues, redis);
   const jobChanges = redisJobChangeFeed(runtime.connection('job-changes'), redis, config.QUEUE_PREFIX, logger);
@@ -31,6 +32,7 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
     queues,
     store,
     jobChanges,
+    extraMetrics: options.extraMetrics,
     readinessChecks: {
       postgres: () => records.ping(),
       redis: async () => {
@@ -56,7 +58,8 @@ export async function startGateway(runtime: Runtime): Promise<RunningGateway> {
   };
   await bootstrap();
 
-  const server = http.createServer(gateway.app.callback());
+  const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES }, gateway.app.callback());
+  server.on('clientError', answerClientError); // 431/400 in the API's error shape, not an empty body
   server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   try {
     await new Promise<void>((resolve, reject) => {

@@ -131,36 +131,17 @@ export async function watchJob(jobId: string, onJob: (job: Job) => void, signal:
 }
 
 /**
- * Downloads `GET /v1/backups/:id/download[?path=]` with the session's token (a plain link cannot
- * carry it) and hands the file to the browser under the name the API gives.
+ * Downloads a backup (or one path of it) by a short-lived signed link (`POST
+ * /v1/backups/:id/download-links`): the browser fetches the link itself and streams the file to
+ * disk, so nothing is held in this page's memory and the token never appears in a URL.
  */
 export async function download(backupId: string, path?: string): Promise<string> {
-  const res = await send('GET', `/v1/backups/${encodeURIComponent(backupId)}/download${query({ path })}`);
-  const disposition = res.headers.get('content-disposition') ?? '';
-  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
-  const plain = /filename="([^"]+)"/i.exec(disposition);
-  const filename = star ? decodeURIComponent(star[1]!) : (plain?.[1] ?? `${backupId}.tar`);
-  const blob = await res.blob();
-  const url = URL.createObjectURL(blob);
+  const link = await api<{ url: string }>('POST', `/v1/backups/${encodeURIComponent(backupId)}/download-links`, path ? { path } : {});
   const a = document.createElement('a');
-  a.href = url;
-  a.download = filename;
+  a.href = link.url;
+  a.rel = 'noreferrer';
   document.body.append(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return filename;
-}
-
-let restoreFields: Promise<Set<string>> | null = null;
-
-/** The fields POST /v1/backups/:id/restore accepts, from the OpenAPI document (to offer a dry run when the gateway has one). */
-export function restoreRequestFields(): Promise<Set<string>> {
-  restoreFields ??= fetch('/openapi.json')
-    .then((r) => r.json())
-    .then((doc: { components?: { schemas?: Record<string, { properties?: Record<string, unknown> }> } }) => {
-      return new Set(Object.keys(doc.components?.schemas?.RestoreRequest?.properties ?? {}));
-    })
-    .catch(() => new Set<string>());
-  return restoreFields;
+  return link.url;
 }

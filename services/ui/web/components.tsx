@@ -206,3 +206,83 @@ export function ConfirmDialog({
     </dialog>
   );
 }
+
+/** One column of a DataTable: its header, its cell, and whether it names the row (a row header). */
+export interface Column<T> {
+  header: string;
+  cell: (row: T) => ComponentChildren;
+  /** The cell is the row's `<th scope="row">` (screen readers announce it with each cell). */
+  rowHeader?: boolean;
+}
+
+/**
+ * The one table of the UI: a caption for screen readers, column headers, one row per item with
+ * `data-*` attributes for finding it, and each cell labelled with its header for the stacked
+ * layout at phone width (style.css `.responsive`).
+ */
+export function DataTable<T>({
+  caption,
+  columns,
+  rows,
+  rowKey,
+  rowData,
+  empty,
+  busy,
+  class: className,
+}: {
+  caption: string;
+  columns: (Column<T> | null | false | undefined)[];
+  rows: T[];
+  rowKey: (row: T) => string;
+  /** `data-*` attributes of a row, without the prefix (`{ 'backup-id': b.id }`). */
+  rowData?: (row: T) => Record<string, string>;
+  /** Shown in place of the table when there is no row (or as its only row when the table stays). */
+  empty?: ComponentChildren;
+  busy?: boolean;
+  class?: string;
+}) {
+  const cols = columns.filter((c): c is Column<T> => Boolean(c));
+  return (
+    <div class="table-wrap">
+      <table class={`responsive${className ? ` ${className}` : ''}`} aria-busy={busy}>
+        <caption class="sr-only">{caption}</caption>
+        <thead>
+          <tr>
+            {cols.map((c) => (
+              <th scope="col" key={c.header}>
+                {c.header}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((row) => {
+            const data = Object.fromEntries(Object.entries(rowData?.(row) ?? {}).map(([k, v]) => [`data-${k}`, v]));
+            return (
+              <tr key={rowKey(row)} {...data}>
+                {cols.map((c) =>
+                  c.rowHeader ? (
+                    <th scope="row" key={c.header}>
+                      {c.cell(row)}
+                    </th>
+                  ) : (
+                    <td data-label={c.header} key={c.header}>
+                      {c.cell(row)}
+                    </td>
+                  ),
+                )}
+              </tr>
+            );
+          })}
+          {rows.length === 0 && empty ? (
+            <tr>
+              <td colSpan={cols.length} class="muted">
+                {empty}
+              </td>
+            </tr>
+          ) : null}
+        </tbody>
+      </table>
+    </div>
+  );
+}

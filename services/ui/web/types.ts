@@ -15,12 +15,25 @@ export interface Volume {
   excludes: string[];
 }
 
+export interface Hook {
+  type: 'webhook' | 'command';
+  url?: string;
+  name?: string;
+  timeoutSeconds?: number;
+  onError?: 'fail' | 'continue';
+}
+
+export type HookStage = 'preBackup' | 'postBackup' | 'preRestore' | 'postRestore';
+
 export interface Instance {
   id: string;
   name: string;
   tenant: string;
   nodeId: string;
   volumes: Volume[];
+  hooks: Partial<Record<HookStage, Hook>> | null;
+  /** Only in the response that made it (the first hooks, or rotateHookSecret). */
+  hookSecret?: string;
   createdAt: string;
 }
 
@@ -65,6 +78,10 @@ export interface Backup {
   name: string | null;
   note: string | null;
   pinned: boolean;
+  verifiedAt: string | null;
+  verifyLevel: 'quick' | 'sample' | 'full' | null;
+  verifyStatus: 'ok' | 'failed' | null;
+  verifyError: string | null;
 }
 
 export interface JobProgress {
@@ -87,6 +104,7 @@ export interface Job {
   backupId: string | null;
   targetInstanceId: string | null;
   nodeId: string | null;
+  params: Record<string, unknown>;
   progress: JobProgress | null;
   result: unknown;
   error: string | null;
@@ -143,5 +161,34 @@ export interface RetentionPreview {
   untouched: number;
   pinned: string[];
 }
+
+/** What a restore would do (a dry run's `result.changes`) or did (a restore's). */
+export interface RestoreChanges {
+  created: number;
+  changed: number;
+  deleted: number;
+  unchanged: number;
+  samples: { created: string[]; changed: string[]; deleted: string[] };
+}
+
+export interface RestoreDryRun {
+  dryRun: true;
+  mode: 'replace' | 'merge';
+  changes: RestoreChanges;
+  bytesToWrite: number;
+  notes: string[];
+}
+
+export interface InstancePolicy {
+  instanceId: string;
+  manualBackupLimit: number | null;
+  effectiveManualBackupLimit: number;
+  manualRetention: RetentionPolicy | null;
+  timezone: string;
+  manualBackups: { counted: number; pinned: number };
+  updatedAt: string | null;
+}
+
+export type ManualRetentionPreview = Omit<RetentionPreview, 'scheduleId'> & { instanceId: string };
 
 export const ACTIVE_JOB: ReadonlySet<JobStatus> = new Set(['queued', 'running']);

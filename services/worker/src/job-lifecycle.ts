@@ -27,9 +27,14 @@ import { classify, toCairnError, type Failure } from './job-outcome.ts';
  *   nothing, when this run lost the job to another worker), with code and message; permanent
  *   ones thrown as `UnrecoverableError` so BullMQ does not retry them;
  * - the terminal write, retried on failure (a Postgres blip must not leave a job `running` with
- *   its error lost) and logged with the job id and the original error when it still fails; the
- *   error BullMQ records is then the job's real error, which the sweep copies onto the row.
+ *   its error lost), for as long as `outageToleranceMs` while Postgres is unreachable (a backup
+ *   whose objects are uploaded is recorded once it is back), and logged with the job id and the
+ *   original error when it still fails; the error BullMQ records is then the job's real error,
+ *   which the lost-job check copies onto the row.
  */
+
+/** Retries during an outage ask at least this often whether Postgres is back. */
+const MAX_RETRY_DELAY_MS = 5000;
 
 export interface JobRun {
   /** The Cairn Job id (null for BullMQ-only jobs: retention runs, schedule firings). */
@@ -41,6 +46,8 @@ export interface JobRun {
   attempt: number;
   /** True when a transient failure now would not be retried by BullMQ. */
   lastAttempt: boolean;
+  /** How long the work's own state writes (writeWithRetry) keep trying while Postgres is unreachable. */
+  outageToleranceMs?: number;
   progress(stage: string, counters?: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }): void;
   log: Logger;
 }
@@ -85,14 +92,28 @@ export interface JobInvocation {
   publishProgress?: (p: Progress) => Promise<unknown>;
 }
 
+/** How one run of a job ended, as metrics count it. */
+export type JobEnd = 'succeeded' | 'failed' | 'cancelled' | 'retry' | 'lost';
+
+/** Told of every run that was claimed, when it ends (worker metrics: durations by type and outcome, bytes). */
+export interface JobObserver {
+  jobEnded(run: { name: string; outcome: JobEnd; seconds: number; result?: unknown }): void;
+}
+
 export interface JobLifecycleOptions {
   jobs: JobRecords;
+  observer?: JobObserver;
   logger: Logger;
   /** Recorded on the claimed Job (node workers). */
   nodeId?: string;
   /** How often, and how far apart at first, a failed terminal write is tried again. */
   settleAttempts?: number;
   settleDelayMs?: number;
+  /**
+   * How long the claim and the terminal write keep trying while Postgres is unreachable (config
+   * DB_OUTAGE_TOLERANCE); passed on to the work as `run.outageToleranceMs`. Default 0: settleAttempts only.
+   */
+  outageToleranceMs?: number;
   progressIntervalMs?: number;
   /**
    * Told after each write of a job's progress or state (issue 17: published on Redis so the
@@ -106,12 +127,14 @@ export class JobLifecycle {
   private readonly logger: Logger;
   private readonly settleAttempts: number;
   private readonly settleDelayMs: number;
+  private readonly outageToleranceMs: number;
 
   constructor(private readonly options: JobLifecycleOptions) {
     this.jobs = options.jobs;
     this.logger = options.logger;
     this.settleAttempts = options.settleAttempts ?? 6;
     this.settleDelayMs = options.settleDelayMs ?? 250;
+    this.outageToleranceMs = options.outageToleranceMs ?? 0;
   }
 
   /**
@@ -146,17 +169,23 @@ export class JobLifecycle {
       signal: invocation.signal,
       attempt: invocation.attempt,
       lastAttempt,
+      outageToleranceMs: this.outageToleranceMs,
       log,
       progress: (stage, counters) => (counters ? throttle.update(stage, counters) : throttle.stage(stage)),
     };
     log.info({ attempt: run.attempt }, 'job started');
+    const started = performance.now();
+    const ended = (outcome: JobEnd, result?: unknown) =>
+      this.options.observer?.jobEnded({ name: invocation.name, outcome, seconds: (performance.now() - started) / 1000, result });
 
     let outcome: WorkOutcome<R>;
     try {
       outcome = await work.run(run);
     } catch (err) {
       await throttle.drain();
-      throw await this.fail(run, classify(err, run), work);
+      const { thrown, kind } = await this.fail(run, classify(err, run), work);
+      ended(kind);
+      throw thrown;
     }
     await throttle.drain();
     if (jobId && outcome.status !== 'skipped') {
@@ -171,6 +200,8 @@ export class JobLifecycle {
       if (!recorded) throw new CairnError('unavailable', `job ${jobId} ended ${outcome.status}, but recording it failed`, { permanent: false });
     }
     log.info({ status: outcome.status }, 'job finished');
+    if (outcome.status === 'succeeded') ended('succeeded', outcome.result);
+    else if (outcome.status === 'cancelled') ended('cancelled');
     return outcome;
   }
 
@@ -184,30 +215,37 @@ export class JobLifecycle {
       const job = await this.jobs.create({ ...record.job, status: 'running', startedAt: now, attempts: 1 } as NewJob);
       return { ok: true, jobId: job.id, job };
     }
-    const job = await this.jobs.get(record.jobId);
+    // Postgres down when the job is picked up: wait for it rather than spend BullMQ's attempts.
+    const job = await this.outlastOutage(`claim of job ${record.jobId}`, () => this.jobs.get(record.jobId));
     if (!job) throw new UnrecoverableError(`not-found: job ${record.jobId} has no record`);
     if (job.status !== 'queued' && job.status !== 'running') return { ok: false, jobId: job.id, reason: `job is ${job.status}` };
-    const claimed = await this.jobs.transition(job.id, ['queued', 'running'], 'running', {
-      startedAt: job.startedAt ?? now,
-      attempts: invocation.attempt,
-      ...(this.options.nodeId ? { nodeId: this.options.nodeId } : {}),
-      error: null,
-      errorCode: null,
-    });
+    // Every run counts, a re-run after a crash (a stall, which BullMQ does not count) or a re-enqueue
+    // included; what an earlier attempt left (its error, its progress) is cleared.
+    const attempts = Math.max(invocation.attempt, job.attempts + 1);
+    const claimed = await this.outlastOutage(`claim of job ${job.id}`, () =>
+      this.jobs.transition(job.id, ['queued', 'running'], 'running', {
+        startedAt: job.startedAt ?? now,
+        attempts,
+        ...(this.options.nodeId ? { nodeId: this.options.nodeId } : {}),
+        error: null,
+        errorCode: null,
+        progress: null,
+      }),
+    );
     if (!claimed) return { ok: false, jobId: job.id, reason: 'the job changed state before it could be claimed' };
-    return { ok: true, jobId: job.id, job: { ...job, status: 'running', attempts: invocation.attempt } };
+    return { ok: true, jobId: job.id, job: { ...job, status: 'running', attempts } };
   }
 
   private changed(jobId: string, parentJobId: string | null | undefined): void {
     this.options.onChange?.({ jobId, parentJobId: parentJobId ?? null });
   }
 
-  /** Records a failure and returns what the processor must throw. */
-  private async fail<R>(run: JobRun, classified: Failure, work: JobWork<R>): Promise<Error> {
+  /** Records a failure and returns what the processor must throw, with how the run ended. */
+  private async fail<R>(run: JobRun, classified: Failure, work: JobWork<R>): Promise<{ thrown: Error; kind: Failure['kind'] }> {
     let failure = classified;
     if (failure.kind === 'lost') {
       run.log.warn({ err: failure.error.message }, 'job lost to another worker; this run stops');
-      return failure.error;
+      return { thrown: failure.error, kind: 'lost' };
     }
     if (work.onFailure) {
       try {
@@ -226,14 +264,25 @@ export class JobLifecycle {
           from: ['running'],
           parentJobId: run.job?.parentJobId,
         });
-      return error;
+      return { thrown: error, kind };
     }
     // Unrecorded (logged by settle), BullMQ records this same error and the sweep copies it onto the row.
     if (run.jobId)
       await this.settle(run.jobId, kind === 'cancelled' ? 'cancelled' : 'failed', { error: error.message, errorCode: error.code }, error.message, {
         parentJobId: run.job?.parentJobId,
       });
-    return new UnrecoverableError(`${error.code}: ${error.message}`);
+    return { thrown: new UnrecoverableError(`${error.code}: ${error.message}`), kind };
+  }
+
+  /** A read or write that only an unreachable Postgres makes fail: tried again while the outage lasts (within the tolerance). */
+  private outlastOutage<T>(what: string, work: () => Promise<T>): Promise<T> {
+    return retryWrite(work, {
+      attempts: 1,
+      delayMs: this.settleDelayMs,
+      maxDelayMs: MAX_RETRY_DELAY_MS,
+      outlastOutagesMs: this.outageToleranceMs,
+      onRetry: (err, attempt) => this.logger.warn({ what, attempt, err: errorMessage(err) }, 'database unreachable; trying again'),
+    });
   }
 
   /**
@@ -252,6 +301,8 @@ export class JobLifecycle {
       const changed = await retryWrite(() => this.jobs.transition(jobId, from, to, changes), {
         attempts: this.settleAttempts,
         delayMs: this.settleDelayMs,
+        maxDelayMs: MAX_RETRY_DELAY_MS,
+        outlastOutagesMs: this.outageToleranceMs,
         onRetry: (err, attempt) => this.logger.warn({ jobId, to, attempt, err: errorMessage(err) }, 'recording the job outcome failed; trying again'),
       });
       if (!changed) this.logger.info({ jobId, to }, 'job record already changed by someone else (cancel or sweep); left as it is');
@@ -268,11 +319,18 @@ export class JobLifecycle {
  * A state write of a job's own records (a Backup row...) that must not be lost to a blip: tried
  * like the lifecycle's terminal write, then logged with the job id and rethrown.
  */
-export async function writeWithRetry<T>(what: string, write: () => Promise<T>, log: Logger, options: { attempts?: number; delayMs?: number } = {}): Promise<T> {
+export async function writeWithRetry<T>(
+  what: string,
+  write: () => Promise<T>,
+  log: Logger,
+  options: { attempts?: number; delayMs?: number; outlastOutagesMs?: number } = {},
+): Promise<T> {
   try {
     return await retryWrite(write, {
       attempts: options.attempts ?? 6,
       delayMs: options.delayMs ?? 250,
+      maxDelayMs: MAX_RETRY_DELAY_MS,
+      outlastOutagesMs: options.outlastOutagesMs ?? 0,
       onRetry: (err, attempt) => log.warn({ err: errorMessage(err), what, attempt }, 'state write failed; trying again'),
     });
   } catch (err) {

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startControlWorker } from './control/control-worker.ts';
+import { startWorkerMetrics } from './metrics/process-metrics.ts';
 import { startNodeWorker } from './node/node-worker.ts';
 
 /**
@@ -18,9 +19,16 @@ async function main(): Promise<void> {
   }
   const config = loadConfig();
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
+  // glibc reads MALLOC_ARENA_MAX only at process start: npm start, `npm run worker` and the image
+  // set it; a node worker started otherwise says so (uncapped arenas cost it tens of MiB of RSS).
+  if (values.node && process.platform === 'linux' && !process.env.MALLOC_ARENA_MAX)
+    runtime.logger.warn('MALLOC_ARENA_MAX is not set: start node workers with MALLOC_ARENA_MAX=2 (npm run worker and the image do) to cap their memory');
   const stops: Array<() => Promise<void>> = [];
-  if (values.node) stops.push((await startNodeWorker({ ...runtime, nodeId: values.node })).close);
-  if (values.control) stops.push((await startControlWorker(runtime)).close);
+  // One /metrics per process (WORKER_METRICS_PORT), shared by its node and control workers.
+  const { metrics, server } = await startWorkerMetrics(runtime);
+  if (values.node) stops.push((await startNodeWorker({ ...runtime, nodeId: values.node, metrics })).close);
+  if (values.control) stops.push((await startControlWorker({ ...runtime, metrics })).close);
+  if (server) stops.push(server.close);
   const shutdown = async (signal: string) => {
     runtime.logger.info({ signal }, 'shutting down');
     for (const stop of stops) await stop().catch((err: Error) => runtime.logger.warn({ err: err.message }, 'stopping a worker failed'));

@@ -92,7 +92,7 @@ export async function startScheduleStack(): Promise<ScheduleStack> {
     logger,
     schedules,
     async startControl(options = {}) {
-      const w = await startControlWorker({ ...runtime, sweepEveryMs: null, retentionEveryMs: null, ...options });
+      const w = await startControlWorker({ ...runtime, sweepEveryMs: null, retentionEveryMs: null, reconcileEveryMs: null, ...options });
       workers.push(w);
       let closed = false;
       return {

@@ -93,8 +93,23 @@ describe('gateway app (in memory)', () => {
     expect(ready.body.error.details).toEqual({ failing: ['redis'] });
   });
 
+  it('serves download links without a bearer token and refuses a forged one in the error shape, uncached', async () => {
+    const { api } = await serve();
+    const forged = await api('GET', `/v1/downloads/${Buffer.from('{"b":"x","p":null,"t":"y","e":9e15}').toString('base64url')}.AAAA`, undefined, null);
+    expect(forged.status).toBe(401);
+    expect(forged.body.error).toMatchObject({ code: 'unauthorized', message: expect.stringMatching(/invalid download link/) });
+    expect(forged.headers.get('cache-control')).toBe('no-store');
+    const missing = await api('POST', '/v1/backups/01JNOPE0000000000000000000/download-links', {});
+    expect(missing.status).toBe(404);
+    expect((await api('POST', '/v1/backups/01JNOPE0000000000000000000/download-links', {}, null)).status).toBe(401);
+  });
+
   it('maps a unique violation to 409 and a database outage to 503', () => {
-    expect(toCairnError(new UniqueViolation(['name']))).toMatchObject({ code: 'conflict', details: { fields: ['name'] } });
+    // The constraint stays out of the response (it is logged as the cause).
+    const conflict = toCairnError(new UniqueViolation(['name']));
+    expect(conflict).toMatchObject({ code: 'conflict', message: 'a record with the same unique name already exists' });
+    expect(conflict.details).toBeUndefined();
+    expect(toCairnError(Object.assign(new Error('x'), { code: 'P2002', meta: { target: ['Tenant_name_key'] } })).details).toBeUndefined();
     expect(toCairnError(Object.assign(new Error('gone'), { code: 'P1001' }))).toMatchObject({ code: 'unavailable', message: 'database unavailable' });
   });
 });

@@ -276,4 +276,61 @@ describe('InstanceService: coverage', () => {
     expect(cov.warnings).toEqual([expect.stringContaining('node n1 is offline (last heartbeat 120 s ago)')]);
     expect(cov.lastBackup).toMatchObject({ id: backup.id, status: 'pending', warnings: [] });
   });
+
+  it('skips a volume the node reports missing, not a directory or unreadable, with what the node saw', async () => {
+    const f = gatewayFixture();
+    f.node('n1', ['/srv/a']);
+    const inst = await f.instance({
+      nodeId: 'n1',
+      volumes: ['ok', 'gone', 'file', 'locked', 'unseen'].map((name) => ({ name, hostPath: `/srv/a/${name}` })),
+    });
+    const checkedAt = '2026-12-01T11:59:55.000Z';
+    await f.records.nodes.heartbeat('n1', {
+      volumeRoots: ['/srv/a'],
+      version: 'test',
+      lastHeartbeatAt: f.clock.now,
+      capacity: { roots: { '/srv/a': { freeBytes: 1e9, totalBytes: 2e9 } } },
+      volumeStates: {
+        '/srv/a/ok': { state: 'exists', checkedAt },
+        '/srv/a/gone': { state: 'missing', checkedAt },
+        '/srv/a/file': { state: 'not-a-directory', checkedAt },
+        '/srv/a/locked': { state: 'unreadable', checkedAt, error: 'EACCES' },
+      },
+    });
+    const cov = await f.instances.coverage(admin, inst.id);
+    expect(cov.covered).toEqual(['ok', 'unseen']);
+    expect(cov.skipped).toEqual([
+      { name: 'file', reason: `node n1 reports that /srv/a/file is not a directory (checked ${checkedAt})` },
+      { name: 'gone', reason: `node n1 reports that /srv/a/gone does not exist (checked ${checkedAt})` },
+      { name: 'locked', reason: `node n1 cannot read /srv/a/locked: EACCES (checked ${checkedAt})` },
+    ]);
+    expect(cov.volumes.map((v) => [v.name, v.state, v.stateCheckedAt])).toEqual([
+      ['file', 'not-a-directory', checkedAt],
+      ['gone', 'missing', checkedAt],
+      ['locked', 'unreadable', checkedAt],
+      ['ok', 'exists', checkedAt],
+      ['unseen', null, null],
+    ]);
+  });
+});
+
+describe('InstanceService: the default tenant', () => {
+  it("registers an admin's instance without a tenant into 'default', created on first use", async () => {
+    const f = gatewayFixture();
+    f.node('n1', ['/srv/a']);
+    expect(await f.records.tenants.getByName('default')).toBeNull();
+    const tenantless = { ...admin, tenantId: null };
+    const first = await f.instances.register(tenantless, { name: 'one', nodeId: 'n1', volumes: [{ name: 'd', hostPath: '/srv/a/one' }] });
+    const second = await f.instances.register(tenantless, { name: 'two', nodeId: 'n1', volumes: [{ name: 'd', hostPath: '/srv/a/two' }] });
+    const tenant = await f.records.tenants.getByName('default');
+    expect(first).toMatchObject({ tenant: 'default', tenantId: tenant!.id });
+    expect(second.tenantId).toBe(tenant!.id);
+    // An admin token with a tenant of its own still registers there.
+    const own = await f.tenant('ops');
+    const mine = await f.instances.register(
+      { ...admin, tenantId: own.id },
+      { name: 'three', nodeId: 'n1', volumes: [{ name: 'd', hostPath: '/srv/a/three' }] },
+    );
+    expect(mine.tenant).toBe('ops');
+  });
 });

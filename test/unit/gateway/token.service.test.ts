@@ -31,6 +31,7 @@ describe('TokenService', () => {
   it('answers 401 for unknown and revoked secrets', async () => {
     const f = gatewayFixture();
     expect((await rejection(f.tokens.authenticate(generateToken()))).code).toBe('unauthorized');
+    await f.tokens.create(admin, { name: 'keeper', role: 'admin' });
     const t = await f.tokens.create(admin, { name: 'x', role: 'admin' });
     await f.tokens.revoke(admin, t.id);
     const err = await rejection(f.tokens.authenticate(t.token));
@@ -103,8 +104,34 @@ describe('TokenService', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ name: BOOTSTRAP_TOKEN_NAME, role: 'admin', tenantId: null, tokenHash: hashToken(secret) });
 
-    await f.tokens.revoke(admin, rows[0]!.id);
+    // Revoked outside this gateway (one whose CAIRN_ADMIN_TOKEN is another): a restart does not undo it.
+    await f.records.tokens.revoke(rows[0]!.id, new Date());
     await f.tokens.ensureBootstrapAdmin(secret);
     expect((await rejection(f.tokens.authenticate(secret))).code).toBe('unauthorized');
+  });
+
+  it('never revokes the bootstrap admin token, even with other admin tokens left (409)', async () => {
+    const f = gatewayFixture();
+    const secret = generateToken();
+    await f.tokens.ensureBootstrapAdmin(secret);
+    await f.tokens.create(admin, { name: 'other', role: 'admin' });
+    const bootstrap = (await f.records.tokens.getByHash(hashToken(secret)))!;
+    const err = await rejection(f.tokens.revoke(admin, bootstrap.id));
+    expect(err).toMatchObject({ code: 'conflict', message: expect.stringContaining('bootstrap admin token') });
+    expect((await f.tokens.authenticate(secret)).tokenId).toBe(bootstrap.id);
+  });
+
+  it('refuses to revoke the last admin token (409); members and other admins revoke freely', async () => {
+    const f = gatewayFixture();
+    const a = await f.tokens.create(admin, { name: 'a', role: 'admin' });
+    const b = await f.tokens.create(admin, { name: 'b', role: 'admin' });
+    const m = await f.tokens.create(admin, { name: 'm', role: 'member', tenant: 'acme' });
+    expect((await f.tokens.revoke(admin, a.id)).revokedAt).not.toBeNull();
+    const err = await rejection(f.tokens.revoke(admin, b.id));
+    expect(err).toMatchObject({ code: 'conflict', message: expect.stringContaining('last admin token') });
+    expect((await f.tokens.authenticate(b.token)).role).toBe('admin');
+    expect((await f.tokens.revoke(admin, m.id)).revokedAt).not.toBeNull();
+    // Already revoked: still idempotent, not a conflict.
+    expect((await f.tokens.revoke(admin, a.id)).revokedAt).not.toBeNull();
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Text } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 /** Names, notes and pins of backups (issue 13). */
@@ -25,11 +26,9 @@ export const BackupName = z
   })
   .describe(`1-${BACKUP_NAME_MAX} letters, digits and _ . - : @ +, starting with a letter or digit; unique among the instance's backups that are not deleted`);
 
-export const BackupNote = z
-  .string()
-  .max(BACKUP_NOTE_MAX, `must be at most ${BACKUP_NOTE_MAX} characters`)
-  .refine((v) => !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(v), 'must not contain control characters (line breaks and tabs are fine)')
-  .describe(`free text, up to ${BACKUP_NOTE_MAX} characters`);
+export const BackupNote = Text({ max: BACKUP_NOTE_MAX }, (v) =>
+  /[\u0000-\u0008\u000b-\u001f\u007f]/.test(v) ? 'must not contain control characters (line breaks and tabs are fine)' : null,
+).describe(`free text, up to ${BACKUP_NOTE_MAX} characters`);
 
 export const UpdateBackupBody = named(
   'UpdateBackupRequest',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BackupPath, Cursor, Id, Limit, NullableTimestamp, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
+import { BackupPath, BackupPathPrefix, Cursor, Id, Limit, NullableTimestamp, Text, Timestamp, VolumeName, csvOf, pageOf, queryFlag } from './common.schemas.ts';
 import { JobView } from './jobs.schemas.ts';
 import { BACKUP_KIND_REQUESTS } from '../domain/backup-kind.ts';
 import { BACKUP_NAME_MAX, BackupName, BackupNote, PinnedFlag } from './backup-names.schemas.ts';
@@ -93,9 +93,10 @@ export const ListBackupsQuery = z
   .object({
     status: csvOf(BACKUP_STATUSES).optional().describe('comma-separated; by default every status except deleted'),
     trigger: csvOf(BACKUP_TRIGGERS).optional(),
-    name: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only the backup of this name'),
-    namePrefix: z.string().min(1).max(BACKUP_NAME_MAX).optional().describe('only backups whose name starts with this (case-sensitive)'),
+    name: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only the backup of this name'),
+    namePrefix: Text({ min: 1, max: BACKUP_NAME_MAX }).optional().describe('only backups whose name starts with this (case-sensitive)'),
     pinned: PinnedFlag.describe('true: only pinned backups; false: only unpinned ones'),
+    volume: VolumeName.optional().describe('only backups that include the volume of this name'),
     cursor: Cursor.optional(),
     limit: Limit,
   })
@@ -149,7 +150,7 @@ export type FileList = z.infer<typeof FileList>;
 
 export const ListFilesQuery = z
   .object({
-    prefix: z.string().max(4096).default('').describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
+    prefix: BackupPathPrefix.default('').describe("'<volume>' or '<volume>/<dir>': entries below it (and the entry itself); empty for everything"),
     recursive: queryFlag(true).describe('false: only the direct children of prefix'),
     cursor: Cursor.optional().describe('the last path of the previous page'),
     limit: z.coerce.number().int().min(1).max(1000).default(200),
@@ -177,6 +178,13 @@ export const RestoreBody = named(
         .enum(['replace', 'merge'])
         .optional()
         .describe('replace (default): the volume (or each path) becomes exactly the backup; merge: write over what is there'),
+      dryRun: z
+        .boolean()
+        .optional()
+        .describe(
+          'true: a job that only compares the backup with the target and reports what the restore would create, change and delete ' +
+            '(result.changes); it writes nothing, runs no hooks and does not hold the instance',
+        ),
     })
     .strict(),
 );

@@ -21,41 +21,66 @@ export const Timestamp = z.iso.datetime();
 export const NullableTimestamp = Timestamp.nullable();
 
 /**
+ * Why a string cannot be stored or passed on, or null: Postgres text refuses NUL, and a lone
+ * UTF-16 surrogate has no UTF-8 form (Postgres and JSON consumers reject it). Every request string
+ * that reaches the database, a file name or another service goes through this one check.
+ */
+export function unstorableText(v: string): string | null {
+  if (v.includes('\0')) return 'must not contain NUL';
+  if (LONE_SURROGATE.test(v)) return 'must not contain a lone UTF-16 surrogate';
+  return null;
+}
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The one text type of requests: length bounds, no NUL, no lone surrogate. `then` adds the
+ * field's own rule, run only on storable text within bounds (so one problem is reported once).
+ */
+export function Text(bounds: { min?: number; max: number; trim?: boolean; tooShort?: string }, then?: (v: string) => string | null) {
+  const base = bounds.trim ? z.string().trim() : z.string();
+  return base
+    .min(bounds.min ?? 0, bounds.tooShort ?? (bounds.min === 1 ? 'must not be empty' : `must be at least ${bounds.min} characters`))
+    .max(bounds.max, `must be at most ${bounds.max} characters`)
+    .superRefine((v, ctx) => {
+      if (v.length < (bounds.min ?? 0) || v.length > bounds.max) return;
+      const problem = unstorableText(v) ?? then?.(v) ?? null;
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
+}
+
+/**
  * An absolute, normalised host path. Containment in the node's volume roots needs the Node row
  * and is checked by the gateway; symlinked escapes are refused by the worker at run time.
  */
-export const HostPath = z
-  .string()
-  .min(2, 'must be an absolute path below /')
-  .max(4096)
-  .superRefine((p, ctx) => {
-    if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: 'must not contain NUL' });
-    else if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', message: 'must be an absolute path' });
-    else if (p.split('/').includes('..')) ctx.addIssue({ code: 'custom', message: "must not contain '..'" });
-    else if (p.endsWith('/') || path.posix.normalize(p) !== p) ctx.addIssue({ code: 'custom', message: "must be normalised (no '.', '//' or trailing '/')" });
-  });
+export const HostPath = Text({ min: 2, max: 4096, tooShort: 'must be an absolute path below /' }, (p) => {
+  if (!p.startsWith('/')) return 'must be an absolute path';
+  if (p.split('/').includes('..')) return "must not contain '..'";
+  if (p.endsWith('/') || path.posix.normalize(p) !== p) return "must be normalised (no '.', '//' or trailing '/')";
+  return null;
+});
 
 /**
- * A path inside a backup: `<volume>` or `<volume>/<relative path>`, never absolute, never with
- * `.`/`..` components — the same form as the archive's entry names.
+ * Why `p` is not a path inside a backup, or null: `<volume>` or `<volume>/<relative path>`, never
+ * absolute, never with `.`/`..` components — the same form as the archive's entry names. The one
+ * check of every backup path a request names (download, restore, migrate, the files prefix).
  */
-export const BackupPath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .superRefine((p, ctx) => {
-    if (p.includes('\0')) ctx.addIssue({ code: 'custom', message: 'must not contain NUL' });
-    else if (p.startsWith('/')) ctx.addIssue({ code: 'custom', message: "must be '<volume>/<path>' without a leading '/'" });
-    else if (p.split('/').some((s) => s === '..' || s === '.')) ctx.addIssue({ code: 'custom', message: "must not contain '.' or '..' components" });
-    else if (p.endsWith('/') || p.includes('//')) ctx.addIssue({ code: 'custom', message: "must not contain empty components or a trailing '/'" });
-    else if (!ResourceName.safeParse(p.split('/')[0]).success) ctx.addIssue({ code: 'custom', message: 'must start with a volume name' });
-  });
+export function backupPathProblem(p: string): string | null {
+  if (p.startsWith('/')) return "must be '<volume>/<path>' without a leading '/'";
+  if (p.split('/').some((s) => s === '..' || s === '.')) return "must not contain '.' or '..' components";
+  if (p.endsWith('/') || p.includes('//')) return "must not contain empty components or a trailing '/'";
+  if (!ResourceName.safeParse(p.split('/')[0]).success) return 'must start with a volume name';
+  return null;
+}
 
-export const GlobPattern = z
-  .string()
-  .min(1)
-  .max(1024)
-  .refine((p) => !p.includes('\0'), 'must not contain NUL');
+export const BackupPath = Text({ min: 1, max: 4096 }, backupPathProblem);
+
+/** A backup path to list below: empty for everything; trailing '/' are dropped before the check. */
+export const BackupPathPrefix = Text({ max: 4096 }, (p) => {
+  const trimmed = p.replace(/\/+$/, '');
+  return trimmed === '' && p !== '' ? "must not be only '/'" : trimmed === '' ? null : backupPathProblem(trimmed);
+}).transform((p) => p.replace(/\/+$/, ''));
+
+export const GlobPattern = Text({ min: 1, max: 1024 });
 
 /** A boolean query parameter: `true`/`false` (or `1`/`0`), documented as such. */
 export const queryFlag = (defaultValue: boolean) =>
@@ -66,7 +91,7 @@ export const queryFlag = (defaultValue: boolean) =>
 
 /** Cursor pagination: `cursor` is the last id of the previous page (ids sort by creation time). */
 export const Limit = z.coerce.number().int().min(1).max(500).default(50);
-export const Cursor = z.string().min(1).max(4096);
+export const Cursor = Text({ min: 1, max: 4096 });
 export const PageQuery = z.object({ cursor: Cursor.optional(), limit: Limit }).strict();
 export type PageQuery = z.infer<typeof PageQuery>;
 

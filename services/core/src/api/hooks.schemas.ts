@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_HOOK_TIMEOUT_SECONDS, MAX_HOOK_TIMEOUT_SECONDS } from '../domain/hooks.ts';
+import { Text } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 /** Instance hooks in requests and responses (issue 13); what they do is in domain/hooks.ts and the README. */
@@ -17,17 +18,14 @@ const OnError = z
   .default('fail')
   .describe('fail: a failing pre hook fails the job (naming the hook, its exit code or HTTP status and its output); continue: the job goes on with a warning');
 
-const WebhookUrl = z
-  .string()
-  .max(2048)
-  .refine((v) => {
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
-    } catch {
-      return false;
-    }
-  }, 'must be an http:// or https:// URL');
+const WebhookUrl = Text({ max: 2048 }, (v) => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '' ? null : 'must be an http:// or https:// URL';
+  } catch {
+    return 'must be an http:// or https:// URL';
+  }
+});
 
 export const HookCommandName = z
   .string()

@@ -9,3 +9,4 @@ export * from './backup-names.schemas.ts';
 export * from './instance-policy.schemas.ts';
 export * from './nodes.schemas.ts';
 export * from './schedules.schemas.ts';
+export * from './download-links.schemas.ts';

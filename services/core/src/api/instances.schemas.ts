@@ -13,6 +13,7 @@ import {
   pageOf,
   queryFlag,
 } from './common.schemas.ts';
+import { VOLUME_STATES } from '../domain/volume-state.ts';
 import { InstanceHooksBody } from './hooks.schemas.ts';
 import { named } from './registry.ts';
 
@@ -139,6 +140,11 @@ export const VolumeCoverage = named(
     freeBytes: z.number().nullable().describe("free bytes of that root, from the node's last heartbeat"),
     totalBytes: z.number().nullable(),
     reason: z.string().nullable().describe('why the volume is skipped'),
+    state: z
+      .enum(VOLUME_STATES)
+      .nullable()
+      .describe("what the node worker saw at hostPath at its last check (each heartbeat); null: not checked yet. Anything but 'exists' skips the volume"),
+    stateCheckedAt: NullableTimestamp.describe('when the node worker checked hostPath'),
   }),
 );
 export type VolumeCoverage = z.infer<typeof VolumeCoverage>;

@@ -1,30 +1,24 @@
 import { z } from 'zod';
 import { CRON_PRESETS, canonicalTimeZone, describeCronErrors, parseCron } from '../schedule/cron.ts';
 import { retentionPolicyProblems } from '../schedule/retention.ts';
-import { NullableTimestamp, Timestamp, VolumeName, pageOf } from './common.schemas.ts';
+import { Cursor, Id, Limit, NodeId, NullableTimestamp, Text, Timestamp, VolumeName, pageOf } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 /** Request and response shapes of schedules (SPEC §9, §11). */
 
-export const CronExpression = z
-  .string()
-  .max(200)
-  .superRefine((v, ctx) => {
-    const result = parseCron(v);
-    if (!result.ok) ctx.addIssue({ code: 'custom', message: describeCronErrors(result.errors) });
-  })
-  .describe(
-    [
-      '5 fields (minute hour day-of-month month day-of-week: numbers, ranges 1-5, steps */6 1-5/2, lists 1,3,5, names jan mon) or',
-      Object.keys(CRON_PRESETS).join(' '),
-    ].join(' '),
-  );
+export const CronExpression = Text({ max: 200 }, (v) => {
+  const result = parseCron(v);
+  return result.ok ? null : describeCronErrors(result.errors);
+}).describe(
+  [
+    '5 fields (minute hour day-of-month month day-of-week: numbers, ranges 1-5, steps */6 1-5/2, lists 1,3,5, names jan mon) or',
+    Object.keys(CRON_PRESETS).join(' '),
+  ].join(' '),
+);
 
-export const TimeZoneName = z
-  .string()
-  .max(64)
-  .refine((v) => canonicalTimeZone(v) !== null, 'must be an IANA time zone such as Europe/Berlin or UTC')
-  .describe('IANA time zone the cron expression and the retention calendar are read in');
+export const TimeZoneName = Text({ max: 64 }, (v) =>
+  canonicalTimeZone(v) !== null ? null : 'must be an IANA time zone such as Europe/Berlin or UTC',
+).describe('IANA time zone the cron expression and the retention calendar are read in');
 
 const keepCount = (what: string) => z.int('must be a whole number ≥ 0').min(0, 'must be a whole number ≥ 0').max(100_000).optional().describe(what);
 
@@ -128,6 +122,22 @@ export type ScheduleView = z.infer<typeof ScheduleView>;
 
 export const ScheduleList = pageOf('ScheduleList', ScheduleView);
 export type ScheduleList = z.infer<typeof ScheduleList>;
+
+/** `GET /v1/schedules`: every schedule an admin may see (a member: its tenant's), oldest first. */
+export const ListAllSchedulesQuery = z
+  .object({
+    instance: Id.optional().describe('only the schedules of this instance'),
+    node: NodeId.optional().describe('only the schedules of instances on this node'),
+    enabled: z
+      .enum(['true', 'false'])
+      .transform((v) => v === 'true')
+      .optional()
+      .describe('true: only enabled schedules; false: only paused ones'),
+    cursor: Cursor.optional(),
+    limit: Limit,
+  })
+  .strict();
+export type ListAllSchedulesQuery = z.infer<typeof ListAllSchedulesQuery>;
 
 export const DeletedSchedule = named(
   'DeletedSchedule',

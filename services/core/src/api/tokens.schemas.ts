@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Cursor, Limit, NullableTimestamp, TenantName, Timestamp, pageOf, queryFlag } from './common.schemas.ts';
+import { Cursor, Limit, NullableTimestamp, TenantName, Text, Timestamp, pageOf, queryFlag } from './common.schemas.ts';
 import { named } from './registry.ts';
 
 export const TokenRoleName = z.enum(['admin', 'member']);
@@ -9,7 +9,7 @@ export const CreateTokenBody = named(
   'CreateTokenRequest',
   z
     .object({
-      name: z.string().trim().min(1).max(100),
+      name: Text({ min: 1, max: 100, trim: true }),
       role: TokenRoleName,
       tenant: TenantName.optional().describe('tenant name, created when new; required for members'),
     })

@@ -4,11 +4,18 @@
  * is bundled once per process with esbuild (the transformer tsx itself uses, always installed
  * with it) into one CommonJS script run with `eval: true`: ~5 MB and ~30 ms per worker. If
  * esbuild cannot be loaded, workers fall back to `worker-entry.mjs`, which registers tsx.
+ * Compiled by `npm run build`, the worker code is already a file beside the bundles: that is used.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-type WorkerSpec = { kind: 'eval'; code: string } | { kind: 'url'; url: URL; workerData: { entry: string } };
+type WorkerSpec = { kind: 'eval'; code: string } | { kind: 'url'; url: URL; workerData?: { entry: string } };
+
+/**
+ * Set only in the build output (scripts/build.mjs, esbuild `define`): where the compiled archive
+ * worker is, relative to this file's source location. Undeclared (typeof 'undefined') under tsx.
+ */
+declare const CAIRN_BUILT_ARCHIVE_WORKER: string | undefined;
 
 interface EsbuildLike {
   build(options: Record<string, unknown>): Promise<{ outputFiles?: { text: string }[] }>;
@@ -17,6 +24,10 @@ interface EsbuildLike {
 let spec: Promise<WorkerSpec> | undefined;
 
 export function workerSpec(): Promise<WorkerSpec> {
+  if (typeof CAIRN_BUILT_ARCHIVE_WORKER === 'string') {
+    spec ??= Promise.resolve({ kind: 'url', url: new URL(CAIRN_BUILT_ARCHIVE_WORKER, import.meta.url) });
+    return spec;
+  }
   spec ??= bundle().catch(
     (): WorkerSpec => ({
       kind: 'url',

@@ -115,7 +115,7 @@ export class WorkerHost {
       spec.kind === 'eval'
         ? // Not the parent's flags: tsx's loader would cost each worker ~25 MB and ~200 ms (worker-bundle.ts).
           new Worker(spec.code, { eval: true, execArgv: [] })
-        : // The entry registers tsx itself; inherited loader flags would register it twice.
+        : // The compiled worker, or an entry that registers tsx itself (inherited loader flags would register it twice).
           new Worker(spec.url, { workerData: spec.workerData, execArgv: [] });
     const pooled = new PooledWorker(worker);
     await new Promise<void>((resolve, reject) => {

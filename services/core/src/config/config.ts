@@ -59,6 +59,14 @@ const share = z
   .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, 'must be a number between 0 and 1, such as 0.01')
   .transform(Number);
 
+/** A duration such as `90s`, `5m` or plain milliseconds, at least `minMs` (config/duration.ts). */
+const duration = (minMs: number, example: string) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => (parseDuration(v) ?? -1) >= minMs, `must be a duration of at least ${minMs / 1000}s, such as ${example}`)
+    .transform((v) => parseDuration(v)!);
+
 /** Defaults of the incremental backup settings, for the callers that are given no config of them (tests). */
 export const DEFAULT_FULL_BACKUP_EVERY = 7;
 export const DEFAULT_INCREMENTAL_REHASH_SHARE = 0.01;
@@ -92,6 +100,10 @@ const schema = z.object({
   S3_FORCE_PATH_STYLE: bool.default(true),
   S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
   S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(16 * 1024 ** 2),
+  // A request whose response has not begun this long after it was sent, or a connection silent
+  // this long mid-transfer, is abandoned and retried: a stalled transfer never hangs its job.
+  S3_REQUEST_TIMEOUT: duration(1000, '15m').default(15 * 60_000),
+  S3_SOCKET_TIMEOUT: duration(1000, '60s').default(60_000),
   NODE_ID: z
     .string()
     .trim()
@@ -105,11 +117,19 @@ const schema = z.object({
   CAIRN_NODE_HOOKS: z.string().trim().default(''),
   CAIRN_DATA_DIR: z.string().trim().min(1).default('.cairn'),
   PORT: int(0, 65535).default(8080),
+  // Workers (issue 15): their own Prometheus /metrics on HOST:WORKER_METRICS_PORT (empty: not served).
+  WORKER_METRICS_PORT: int(0, 65535).optional(),
   HOST: z.string().trim().min(1).default('127.0.0.1'),
   CAIRN_ADMIN_TOKEN: z
     .string()
     .trim()
     .refine((v) => v === '' || v.length >= 24, 'must be at least 24 characters')
+    .default(''),
+  // Signs download links (issue 15); when unset, derived from CAIRN_ADMIN_TOKEN (download-link.service.ts).
+  DOWNLOAD_LINK_SECRET: z
+    .string()
+    .trim()
+    .refine((v) => v === '' || v.length >= 32, 'must be at least 32 characters')
     .default(''),
   // The single key of earlier drafts is gone: a keyring replaces it (rotation needs ids). Setting
   // it stops the process at start, so nobody believes it encrypts anything.
@@ -153,6 +173,15 @@ const schema = z.object({
     .default(null),
   VERIFY_LEVEL: z.enum(['quick', 'sample', 'full']).default('sample'),
   VERIFY_BYTES_BUDGET: bytes(1, Number.MAX_SAFE_INTEGER).default(10 * 1024 ** 3),
+  // Faults and reconciliation (issue 16): a job's state writes keep trying for DB_OUTAGE_TOLERANCE
+  // while Postgres is unreachable; every RECONCILE_EVERY the control worker (and a node worker after
+  // a Redis reconnect) looks for jobs lost from the queue (queued ones once older than
+  // LOST_JOB_GRACE) or held by a node silent for NODE_DEAD_AFTER, and re-enqueues or settles them.
+  DB_OUTAGE_TOLERANCE: duration(1000, '15m').default(15 * 60_000),
+  RECONCILE_EVERY: duration(1000, '30s').default(30_000),
+  LOST_JOB_GRACE: duration(1000, '30s').default(30_000),
+  // Above the node heartbeat period (10 s) with room for a slow beat.
+  NODE_DEAD_AFTER: duration(15_000, '90s').default(90_000),
   BODY_LIMIT: bytes(1024, 64 * 1024 ** 2).default(1024 ** 2),
   // Progress streams (issue 17): open streams one token may hold in one gateway (429 beyond), and
   // how often watched jobs are re-read when no change notice arrives.
@@ -192,6 +221,7 @@ export function redactConfig(config: Config): Record<string, unknown> {
     REDIS_URL: maskUrl(config.REDIS_URL),
     S3_SECRET_ACCESS_KEY: mask(config.S3_SECRET_ACCESS_KEY),
     CAIRN_ADMIN_TOKEN: mask(config.CAIRN_ADMIN_TOKEN),
+    DOWNLOAD_LINK_SECRET: mask(config.DOWNLOAD_LINK_SECRET),
     CAIRN_MASTER_KEY: mask(config.CAIRN_MASTER_KEY),
     CAIRN_MASTER_KEYS: mask(config.CAIRN_MASTER_KEYS),
   };

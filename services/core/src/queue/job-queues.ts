@@ -72,6 +72,15 @@ export class JobQueues {
     return 'signalled';
   }
 
+  /**
+   * True while a worker holds the job: its lock, renewed by the worker every half lock duration,
+   * exists. A worker that died lets it expire (30 s), so this tells a live node from a dead one
+   * even when the node's heartbeats cannot reach Postgres.
+   */
+  async isHeld(queueName: string, jobId: string): Promise<boolean> {
+    return (await this.connection.exists(`${this.queue(queueName).toKey(jobId)}:lock`)) === 1;
+  }
+
   async ping(): Promise<void> {
     await this.connection.ping();
   }

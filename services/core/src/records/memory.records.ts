@@ -143,7 +143,17 @@ export class MemoryRecords implements Records {
   // ----- seeding, for tests -----
 
   seedNode(node: Partial<Node> & { id: string }): Node {
-    const row: Node = { labels: {}, volumeRoots: [], version: null, lastHeartbeatAt: null, capacity: null, hookCommands: [], createdAt: this.clock(), ...node };
+    const row: Node = {
+      labels: {},
+      volumeRoots: [],
+      version: null,
+      lastHeartbeatAt: null,
+      capacity: null,
+      hookCommands: [],
+      volumeStates: null,
+      createdAt: this.clock(),
+      ...node,
+    };
     this.tables.nodes.set(row.id, structuredClone(row));
     return row;
   }
@@ -230,7 +240,8 @@ function backupMatches(t: Tables, b: Backup, f: BackupFilter): boolean {
     (f.name === undefined || b.name === f.name) &&
     (f.namePrefix === undefined || (b.name?.startsWith(f.namePrefix) ?? false)) &&
     (f.pinned === undefined || b.pinned === f.pinned) &&
-    (f.verifyStatus === undefined || b.verifyStatus === f.verifyStatus)
+    (f.verifyStatus === undefined || b.verifyStatus === f.verifyStatus) &&
+    (f.volume === undefined || b.volumes.includes(f.volume))
   );
 }
 
@@ -268,6 +279,7 @@ function scheduleMatches(t: Tables, s: Schedule, f: ScheduleFilter): boolean {
     (f.id === undefined || s.id === f.id) &&
     (f.instanceId === undefined || s.instanceId === f.instanceId) &&
     (f.tenantId === undefined || t.instances.get(s.instanceId)?.tenantId === f.tenantId) &&
+    (f.nodeId === undefined || t.instances.get(s.instanceId)?.nodeId === f.nodeId) &&
     (f.enabled === undefined || s.enabled === f.enabled)
   );
 }
@@ -404,6 +416,15 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const counts = new Map<Backup['status'], number>();
       for (const b of tables().backups.values()) counts.set(b.status, (counts.get(b.status) ?? 0) + 1);
       return [...counts].map(([status, count]) => ({ status, count }));
+    },
+    async lastCompletedPerInstance() {
+      const newest = new Map<string, Date>();
+      for (const b of tables().backups.values()) {
+        if (b.status !== 'completed' || !b.completedAt) continue;
+        const seen = newest.get(b.instanceId);
+        if (!seen || b.completedAt > seen) newest.set(b.instanceId, b.completedAt);
+      }
+      return [...newest].map(([instanceId, completedAt]) => ({ instanceId, completedAt }));
     },
     async sumSizeBytes(f) {
       let sum = 0n;
@@ -595,7 +616,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const t = tables();
       const row = t.nodes.get(id);
       if (row) Object.assign(row, defined(beat));
-      else t.nodes.set(id, { id, labels: {}, hookCommands: [], createdAt: clock(), ...defined(beat) } as Node);
+      else t.nodes.set(id, { id, labels: {}, hookCommands: [], volumeStates: null, createdAt: clock(), ...defined(beat) } as Node);
     },
   };
 
@@ -691,6 +712,11 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
       const row = tables().tokens.get(id);
       if (row && row.revokedAt === null) row.revokedAt = at;
     },
+    countActive: async (f) =>
+      [...tables().tokens.values()].filter(
+        (k) =>
+          k.revokedAt === null && (f.role === undefined || k.role === f.role) && (f.tenantId === undefined || k.tenantId === f.tenantId) && k.id !== f.notId,
+      ).length,
   };
 
   const tenants: TenantRecords = {

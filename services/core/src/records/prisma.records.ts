@@ -235,6 +235,7 @@ function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): P
     name: f.name !== undefined || f.namePrefix !== undefined ? { equals: f.name, startsWith: f.namePrefix?.replace(/[\\%_]/g, '\\$&') } : undefined,
     pinned: f.pinned,
     verifyStatus: f.verifyStatus,
+    volumes: f.volume !== undefined ? { has: f.volume } : undefined,
   };
 }
 
@@ -259,6 +260,10 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
     async countByStatus() {
       const groups = await db.backup.groupBy({ by: ['status'], _count: { _all: true } });
       return groups.map((g) => ({ status: g.status, count: g._count._all }));
+    },
+    async lastCompletedPerInstance() {
+      const groups = await db.backup.groupBy({ by: ['instanceId'], where: { status: 'completed', completedAt: { not: null } }, _max: { completedAt: true } });
+      return groups.flatMap((g) => (g._max.completedAt ? [{ instanceId: g.instanceId, completedAt: g._max.completedAt }] : []));
     },
     async sumSizeBytes(filter) {
       const agg = await db.backup.aggregate({ where: backupWhere(filter), _sum: { sizeBytes: true } });
@@ -378,7 +383,12 @@ function nodeRecords(db: Db): NodeRecords {
     get: (id) => db.node.findUnique({ where: { id } }),
     list: () => db.node.findMany({ orderBy: { id: 'asc' } }),
     async heartbeat(id, beat) {
-      const data = { ...beat, capacity: beat.capacity as Prisma.InputJsonValue };
+      const { volumeStates, ...rest } = beat;
+      const data = {
+        ...rest,
+        capacity: beat.capacity as Prisma.InputJsonValue,
+        ...(volumeStates !== undefined ? { volumeStates: volumeStates as Prisma.InputJsonValue } : {}),
+      };
       await db.node.upsert({ where: { id }, create: { id, ...data }, update: data });
     },
   };
@@ -388,7 +398,8 @@ function nodeRecords(db: Db): NodeRecords {
 
 function scheduleWhere(f: ScheduleFilter, idRange?: { gt?: string; lt?: string }): Prisma.ScheduleWhereInput {
   const id = f.id !== undefined || idRange ? { ...(f.id !== undefined ? { equals: f.id } : {}), ...idRange } : undefined;
-  return { id, instanceId: f.instanceId, instance: f.tenantId ? { tenantId: f.tenantId } : undefined, enabled: f.enabled };
+  const instance = f.tenantId !== undefined || f.nodeId !== undefined ? { tenantId: f.tenantId, nodeId: f.nodeId } : undefined;
+  return { id, instanceId: f.instanceId, instance, enabled: f.enabled };
 }
 
 function scheduleRecords(db: Db): ScheduleRecords {
@@ -477,6 +488,15 @@ function tokenRecords(db: Db): TokenRecords {
     async revoke(id, at) {
       await db.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: at } });
     },
+    countActive: (f) =>
+      db.apiToken.count({
+        where: {
+          revokedAt: null,
+          ...(f.role ? { role: f.role } : {}),
+          ...(f.tenantId !== undefined ? { tenantId: f.tenantId } : {}),
+          ...(f.notId !== undefined ? { id: { not: f.notId } } : {}),
+        },
+      }),
   };
 }
 
@@ -484,7 +504,15 @@ function tenantRecords(db: Db): TenantRecords {
   return {
     get: (id) => db.tenant.findUnique({ where: { id } }),
     getByName: (name) => db.tenant.findUnique({ where: { name } }),
-    ensure: (name, id) => unique(db.tenant.upsert({ where: { name }, create: { id, name }, update: {} })),
+    async ensure(name, id) {
+      // INSERT ... ON CONFLICT DO NOTHING, then read: concurrent first uses of a name all get the
+      // one row (the insert waits for a concurrent one to commit) and no unique error is raised,
+      // so no caller's transaction is aborted by it.
+      await db.tenant.createMany({ data: [{ id, name }], skipDuplicates: true });
+      const row = await db.tenant.findUnique({ where: { name } });
+      if (!row) throw new Error(`tenant ${name} was neither created nor found`);
+      return row;
+    },
   };
 }
 

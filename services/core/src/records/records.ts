@@ -147,6 +147,8 @@ export interface BackupFilter {
   pinned?: boolean;
   /** The outcome of the backup's last verification (issue 14). */
   verifyStatus?: VerifyStatus;
+  /** Backups that include the volume of this name. */
+  volume?: string;
 }
 
 export interface NewBackup {
@@ -208,6 +210,8 @@ export interface BackupRecords {
   find(filter: BackupFilter, page?: Page): Promise<Backup[]>;
   count(filter: BackupFilter): Promise<number>;
   countByStatus(): Promise<Array<{ status: BackupStatus; count: number }>>;
+  /** For each instance with a completed backup, when the newest of them completed (metrics: last success). */
+  lastCompletedPerInstance(): Promise<Array<{ instanceId: string; completedAt: Date }>>;
   /** Sum of `sizeBytes` over the matching backups. */
   sumSizeBytes(filter: BackupFilter): Promise<bigint>;
   create(backup: NewBackup): Promise<Backup>;
@@ -328,6 +332,8 @@ export interface NodeHeartbeat {
   capacity: JsonInput;
   /** Names of the commands in the node worker's hooks file (CAIRN_NODE_HOOKS); left as stored when not given. */
   hookCommands?: string[];
+  /** What the node sees at each registered volume's host path (hostPath -> VolumeState); left as stored when not given. */
+  volumeStates?: JsonInput;
 }
 
 export interface NodeRecords {
@@ -343,6 +349,8 @@ export interface ScheduleFilter {
   id?: string;
   instanceId?: string;
   tenantId?: string;
+  /** Schedules of the instances on this node. */
+  nodeId?: string;
   enabled?: boolean;
 }
 
@@ -407,12 +415,18 @@ export interface TokenRecords {
   touch(id: string, at: Date, staleBefore: Date): Promise<void>;
   /** Revokes the token unless already revoked. */
   revoke(id: string, at: Date): Promise<void>;
+  /** How many tokens are not revoked, of `role` and `tenantId` (null: none) if given, other than `notId` if given. */
+  countActive(filter: { role?: ApiToken['role']; tenantId?: string | null; notId?: string }): Promise<number>;
 }
 
 export interface TenantRecords {
   get(id: string): Promise<Tenant | null>;
   getByName(name: string): Promise<Tenant | null>;
-  /** The tenant of this name, created (with `id`) when new. */
+  /**
+   * The tenant of this name, created (with `id`) when new. Concurrent calls for one new name all
+   * succeed with the same row; call it outside a request's transaction, so that transaction never
+   * waits on another's insert of the name.
+   */
   ensure(name: string, id: string): Promise<Tenant>;
 }
 
@@ -422,7 +436,8 @@ export interface TenantRecords {
 export const ACTIVE_JOB_STATUSES: JobStatus[] = ['queued', 'running'];
 export const TERMINAL_JOB_STATUSES: JobStatus[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
 
-export type LockKind = 'instance' | 'backup' | 'schedule' | 'node';
+/** `admin-tokens` (id `all`): the set of active admin tokens, so the last one is never revoked. */
+export type LockKind = 'instance' | 'backup' | 'schedule' | 'node' | 'admin-tokens';
 
 export interface RecordSet {
   jobs: JobRecords;

@@ -266,3 +266,21 @@ export function nextRunAt(cron: string | ParsedCron, timezone: string, from: Dat
     return null;
   }
 }
+
+/**
+ * The longest gap, in seconds, between the next `runs` fire times after `from`: how long a
+ * schedule may go without firing (alerting: "no successful backup within 1.5 × the interval").
+ * The longest, not the first, so that `0 2 * * 1,3` is judged by its 5-day gap. Null when the
+ * expression has fewer than two future runs or cannot be read.
+ */
+export function cronIntervalSeconds(cron: string | ParsedCron, timezone: string, from: Date, runs = 8): number | null {
+  let times: Date[];
+  try {
+    times = nextRunTimes(cron, timezone, from, runs);
+  } catch {
+    return null;
+  }
+  let longest = 0;
+  for (let i = 1; i < times.length; i++) longest = Math.max(longest, times[i]!.getTime() - times[i - 1]!.getTime());
+  return longest > 0 ? longest / 1000 : null;
+}

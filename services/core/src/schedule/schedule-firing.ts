@@ -50,6 +50,11 @@ export function isEnqueueFailure(err: unknown): err is CairnError {
   return err instanceof CairnError && (err.details as { stage?: string } | undefined)?.stage === 'enqueue';
 }
 
+/** True for a restore job that only reports what it would change (`POST /v1/backups/:id/restore {dryRun: true}`). */
+export function isDryRun(job: Pick<Job, 'type' | 'params'>): boolean {
+  return job.type === 'restore' && (job.params as { dryRun?: unknown } | null)?.dryRun === true;
+}
+
 /**
  * The queued or running backup of an instance, or restore into it (at most one: SPEC §4); the
  * oldest when there are several. Pass the transaction's records to read under its locks.
@@ -58,7 +63,8 @@ export async function activeInstanceJob(records: RecordSet, instanceId: string):
   // One after the other: inside a transaction they all run on its one connection anyway.
   const found = [
     await records.jobs.findFirst({ type: 'backup', instanceId, status: ACTIVE_JOB_STATUSES }),
-    await records.jobs.findFirst({ type: 'restore', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES }),
+    // A restore's dry run only reads: it holds nothing (issue 15).
+    ...(await records.jobs.find({ type: 'restore', targetInstanceId: instanceId, status: ACTIVE_JOB_STATUSES })).filter((j) => !isDryRun(j)),
     // A migrate holds its source and its target from its request to its end (its own child jobs
     // are made by the migrate handler, which does not ask).
     await records.jobs.findFirst({ type: 'migrate', instanceId, status: ACTIVE_JOB_STATUSES }),

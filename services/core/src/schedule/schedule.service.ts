@@ -177,6 +177,20 @@ export class ScheduleService {
     return { items: page.map(scheduleView), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
   }
 
+  /** Every schedule in the scope (an admin's fleet view, a member's tenant), oldest first, optionally of one instance or node. */
+  async listAll(
+    query: { instance?: string; node?: string; enabled?: boolean; cursor?: string; limit?: number } = {},
+    scope: ScheduleScope = {},
+  ): Promise<ScheduleList> {
+    const limit = query.limit ?? 50;
+    const rows = await this.records.schedules.find(
+      { tenantId: scope.tenantId, instanceId: query.instance, nodeId: query.node, enabled: query.enabled },
+      { after: query.cursor, take: limit + 1 },
+    );
+    const page = rows.slice(0, limit);
+    return { items: page.map(scheduleView), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+  }
+
   async get(id: string, scope: ScheduleScope = {}): Promise<ScheduleView> {
     return scheduleView(await this.findSchedule(id, scope));
   }

@@ -55,6 +55,10 @@ export interface S3ObjectStoreOptions {
   queueSize?: number;
   /** SDK attempts per request (retries of transient errors). Default 3. */
   maxAttempts?: number;
+  /** A request whose response has not begun this long after it was sent fails (then is retried). Default 15 min. */
+  requestTimeoutMs?: number;
+  /** A connection with no traffic this long, mid-request or mid-download, fails (then is retried). Default 60 s. */
+  socketTimeoutMs?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -103,6 +107,25 @@ function networkCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** What went wrong with one S3 request, for the `cairn_s3_request_errors_total` metric (a small, fixed set). */
+export type S3ErrorKind = 'throttled' | 'server' | 'network' | 'access-denied' | 'not-found' | 'aborted' | 'client';
+
+/** Sorts an SDK error (one attempt of one request) into an S3ErrorKind. */
+export function s3ErrorKind(err: unknown): S3ErrorKind {
+  const status = statusOf(err);
+  const name = nameOf(err);
+  if (name === 'AbortError') return 'aborted';
+  if (networkCode(err)) return 'network';
+  if (status === 429 || THROTTLING.has(name)) return 'throttled';
+  if ((status !== undefined && status >= 500) || TRANSIENT.has(name)) return 'server';
+  if (status === 403 || ACCESS.has(name)) return 'access-denied';
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchBucket' || name === 'NoSuchUpload') return 'not-found';
+  return status === undefined ? 'network' : 'client';
+}
+
+/** Told of every failed attempt of an S3 request: the operation (`PutObject`, `UploadPart`...) and the kind of error. */
+export type S3RequestErrorListener = (error: { operation: string; kind: S3ErrorKind }) => void;
+
 function stripQuotes(etag: string | undefined): string | undefined {
   return etag?.replace(/^"|"$/g, '');
 }
@@ -118,8 +141,15 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
     requestChecksumCalculation: options.checksumMode ?? 'WHEN_SUPPORTED',
     responseChecksumValidation: options.checksumMode ?? 'WHEN_SUPPORTED',
     maxAttempts: options.maxAttempts ?? 3,
-    // Fail fast when nothing answers (readiness); no request timeout, parts can be large.
-    requestHandler: { connectionTimeout: 5000 },
+    // Fail fast when nothing answers (readiness). A stalled transfer must end too, or it hangs its
+    // job forever: a bound on the wait for a response (generous, parts can be large) and on a
+    // silent connection, which also covers a download that stops mid-body.
+    requestHandler: {
+      connectionTimeout: 5000,
+      requestTimeout: options.requestTimeoutMs ?? 15 * 60_000,
+      throwOnRequestTimeout: true,
+      socketTimeout: options.socketTimeoutMs ?? 60_000,
+    },
   };
   if (options.endpoint) config.endpoint = options.endpoint;
   if (options.accessKeyId && options.secretAccessKey) {
@@ -136,6 +166,8 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
  */
 class TrackedClient {
   readonly uploadIds: string[] = [];
+  /** The first request of this upload that failed on its own (not cut short by abortParts). */
+  failure: unknown;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly parts = new AbortController();
 
@@ -151,7 +183,9 @@ class TrackedClient {
           const id = command instanceof CreateMultipartUploadCommand ? (out as { UploadId?: string }).UploadId : undefined;
           if (id) this.uploadIds.push(id);
         },
-        () => undefined,
+        (err: unknown) => {
+          if (this.failure === undefined && !this.parts.signal.aborted) this.failure = err;
+        },
       );
       this.inFlight.add(tracked);
       void tracked.finally(() => this.inFlight.delete(tracked));
@@ -187,6 +221,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly ownsClient: boolean;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly errorListeners: S3RequestErrorListener[] = [];
 
   /** Builds its own client from `options` unless one is given (tests, shared clients). */
   constructor(options: S3ObjectStoreOptions, client?: S3Client) {
@@ -290,7 +325,10 @@ export class S3ObjectStore implements ObjectStore {
       queueSize: this.queueSize,
       leavePartsOnError: false,
     });
+    // Set when the cancel came before any request of the upload failed: then it is the cancel's.
+    let cancelledFirst = false;
     const onAbort = () => {
+      cancelledFirst = tracked.failure === undefined;
       tracked.abortParts();
       void upload.abort();
       counter?.destroy(abortError(signal!));
@@ -305,6 +343,9 @@ export class S3ObjectStore implements ObjectStore {
       // it, then abort whatever multipart upload it created so nothing incomplete is left.
       await tracked.settle();
       await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
+      // A request that failed first explains the failure: the packer then only saw its output
+      // close (and streamInto cancelled this put), which must not hide the store's own error.
+      if (tracked.failure !== undefined && !cancelledFirst) throw this.toCairnError(tracked.failure, `put of "${key}"`);
       if (signal?.aborted) throw abortError(signal);
       if (sourceError !== undefined) throw sourceError;
       throw this.toCairnError(err, `put of "${key}"`);
@@ -497,6 +538,28 @@ export class S3ObjectStore implements ObjectStore {
       if (nameOf(err) === 'BucketAlreadyOwnedByYou' || nameOf(err) === 'BucketAlreadyExists') return;
       throw this.toCairnError(err, `creation of bucket "${this.bucket}"`);
     }
+  }
+
+  /**
+   * Calls `listener` for each failed attempt of every request of this store's client (metrics).
+   * Added inside the SDK's retry step, so a request retried after a throttle counts each refusal.
+   */
+  onRequestError(listener: S3RequestErrorListener): void {
+    this.errorListeners.push(listener);
+    if (this.errorListeners.length > 1) return;
+    const listeners = this.errorListeners;
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        try {
+          return await next(args);
+        } catch (err) {
+          const error = { operation: String(context.commandName ?? 'unknown').replace(/Command$/, ''), kind: s3ErrorKind(err) };
+          for (const l of listeners) l(error);
+          throw err;
+        }
+      },
+      { step: 'finalizeRequest', priority: 'low', name: 'cairnRequestErrors' },
+    );
   }
 
   /** Releases the client's sockets when this store created the client. */

@@ -93,9 +93,10 @@ export class ApiRegistry {
         const query = route.query ? parseOrThrow(route.query, flattenQuery(ctx.query), 'query parameters') : undefined;
         let body: unknown;
         if (route.body) {
-          // An absent body is an empty object, so routes whose fields are all optional accept it.
-          const raw = (await readJsonBody(ctx, options.bodyLimit)) ?? {};
-          body = parseOrThrow(route.body, raw, 'request body');
+          // An absent body is an empty object, so routes whose fields are all optional accept it;
+          // a JSON `null` is not absent and fails like any other non-object.
+          const raw = await readJsonBody(ctx, options.bodyLimit);
+          body = parseOrThrow(route.body, raw === undefined ? {} : raw, 'request body');
         }
         await route.handler(ctx, { params, query, body, actor } as RouteInput<Schema, Schema, Schema>);
       });

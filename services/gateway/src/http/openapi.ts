@@ -13,6 +13,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   413: 'request body too large',
   422: 'nothing to back up',
   429: 'limit reached',
+  431: 'request headers larger than 16 KiB',
   503: 'a dependency (Postgres, Redis, S3) is unavailable',
 };
 
@@ -76,8 +77,9 @@ export function buildOpenApi(operations: readonly OperationDoc[], info: { title:
 }
 
 function errorStatuses(op: OperationDoc): number[] {
-  if (op.access === 'public') return [];
-  const out = [401, 503];
+  // Oversized headers are refused before routing, whatever the operation (http/client-error.ts).
+  if (op.access === 'public') return [431];
+  const out = [401, 431, 503];
   if (op.access === 'admin' || op.access === 'basic') out.push(403);
   if (op.params) out.push(404);
   if (op.query || op.body || op.params) out.push(400);

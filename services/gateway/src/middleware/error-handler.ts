@@ -60,10 +60,10 @@ export function errorHandler(logger: Logger): Middleware {
 export function toCairnError(err: unknown): CairnError {
   if (err instanceof CairnError) return err;
   const e = (err ?? {}) as { name?: string; code?: unknown; status?: number; expose?: boolean; message?: string; type?: string; meta?: unknown };
-  // Unique violations are duplicate names raced past the service's own check.
-  if (err instanceof UniqueViolation)
-    return new CairnError('conflict', 'a record with the same unique name already exists', { details: { fields: err.fields } });
-  if (e.code === 'P2002') return new CairnError('conflict', 'a record with the same unique name already exists', { details: e.meta });
+  // Unique violations are duplicate names raced past the service's own check. The constraint and
+  // driver details stay in the log: a response never carries database internals.
+  if (err instanceof UniqueViolation || e.code === 'P2002')
+    return new CairnError('conflict', 'a record with the same unique name already exists', { cause: err });
   if (e.code === 'P2025') return new CairnError('not-found', 'record not found');
   if ((typeof e.code === 'string' && PRISMA_UNAVAILABLE.has(e.code)) || e.name === 'PrismaClientInitializationError') {
     return new CairnError('unavailable', 'database unavailable', { cause: err });

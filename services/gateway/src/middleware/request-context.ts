@@ -16,7 +16,9 @@ export function requestContext(logger: Logger): Middleware {
     } finally {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       if (ctx.path !== '/healthz' && ctx.path !== '/metrics') {
-        ctx.state.log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
+        // A download link's path is its credential: never logged.
+        const path = ctx.path.startsWith('/v1/downloads/') ? '/v1/downloads/***' : ctx.path;
+        ctx.state.log.info({ method: ctx.method, path, status: ctx.status, ms: Math.round(ms * 10) / 10 }, 'request');
       }
     }
   };

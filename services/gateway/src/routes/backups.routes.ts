@@ -11,8 +11,9 @@ import {
   RestoreBody,
   UpdateBackupBody,
 } from '@cairn/core/api/index.ts';
+import type { Context } from 'koa';
 import type { ApiRegistry } from '../http/api-routes.ts';
-import type { BackupFilesService } from '../services/backup-files.service.ts';
+import type { BackupFilesService, Download } from '../services/backup-files.service.ts';
 import type { BackupService } from '../services/backup.service.ts';
 import type { RestoreService } from '../services/restore.service.ts';
 
@@ -109,17 +110,7 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
       409: { description: 'the backup is not completed' },
     },
     async handler(ctx, { actor, params, query }) {
-      const gone = new AbortController();
-      ctx.res.once('close', () => {
-        if (!ctx.res.writableFinished) gone.abort(new Error('client disconnected'));
-      });
-      const download = await files.download(actor, params.id, query.path, gone.signal);
-      ctx.status = 200;
-      ctx.type = download.contentType;
-      ctx.set('Content-Disposition', contentDisposition(download.filename));
-      ctx.body = download.stream;
-      // After the body: Koa drops Content-Length when a stream body is set.
-      if (download.length !== undefined) ctx.length = download.length;
+      await sendDownload(ctx, (signal) => files.download(actor, params.id, query.path, signal));
     },
   });
   api.add({
@@ -127,6 +118,9 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
     path: '/v1/backups/:id/restore',
     operationId: 'restoreBackup',
     summary: 'Restore a completed backup into its instance or another one',
+    description:
+      'With dryRun: true the job only compares: its result.changes counts what the restore would create, change, delete and leave ' +
+      '(with up to 20 sample paths of each kind), and nothing is written. A real restore reports the same result.changes.',
     tag: 'backups',
     access: 'member',
     params: IdParams,
@@ -140,6 +134,21 @@ export function backupRoutes(api: ApiRegistry, backups: BackupService, files: Ba
       ctx.body = { job: await restores.start(actor, params.id, body) };
     },
   });
+}
+
+/** Streams a download as an attachment; the client going away stops the reads behind it. */
+export async function sendDownload(ctx: Context, open: (signal: AbortSignal) => Promise<Download>): Promise<void> {
+  const gone = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) gone.abort(new Error('client disconnected'));
+  });
+  const download = await open(gone.signal);
+  ctx.status = 200;
+  ctx.type = download.contentType;
+  ctx.set('Content-Disposition', contentDisposition(download.filename));
+  ctx.body = download.stream;
+  // After the body: Koa drops Content-Length when a stream body is set.
+  if (download.length !== undefined) ctx.length = download.length;
 }
 
 /** `attachment` with an ASCII fallback and the exact UTF-8 name (RFC 6266 / 5987). */

@@ -11,7 +11,10 @@ export function keyRoutes(api: ApiRegistry, keys: KeyRewrapService): void {
     tag: 'admin',
     access: 'admin',
     body: RewrapBody,
-    responses: { 200: { description: 'what was re-wrapped, and which master keys are still needed', schema: RewrapReport } },
+    responses: {
+      200: { description: 'what was re-wrapped, and which master keys are still needed', schema: RewrapReport },
+      409: { description: 'encryption at rest is off (CAIRN_MASTER_KEYS is not set)' },
+    },
     async handler(ctx, { body }) {
       ctx.body = await keys.rewrap(body.dryRun);
     },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NodeId, NodeList, NodeView } from '@cairn/core/api/index.ts';
+import { NodeDetail, NodeId, NodeList } from '@cairn/core/api/index.ts';
 import type { ApiRegistry } from '../http/api-routes.ts';
 import type { NodeService } from '../services/node.service.ts';
 
@@ -22,13 +22,14 @@ export function nodeRoutes(api: ApiRegistry, nodes: NodeService): void {
     method: 'get',
     path: '/v1/nodes/:id',
     operationId: 'getNode',
-    summary: 'Show a node',
+    summary: 'Show a node with its active and recent jobs and the schedules of its instances',
+    description: 'A member sees only the jobs and schedules of its tenant.',
     tag: 'nodes',
     access: 'member',
     params: NodeParams,
-    responses: { 200: { description: 'the node', schema: NodeView } },
-    async handler(ctx, { params }) {
-      ctx.body = await nodes.get(params.id);
+    responses: { 200: { description: 'the node', schema: NodeDetail } },
+    async handler(ctx, { actor, params }) {
+      ctx.body = await nodes.get(actor, params.id);
     },
   });
 }

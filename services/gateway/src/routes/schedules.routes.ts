@@ -4,6 +4,7 @@ import {
   CreateScheduleBody,
   DeletedSchedule,
   IdParams,
+  ListAllSchedulesQuery,
   PageQuery,
   RetentionPreview,
   RetentionPreviewBody,
@@ -49,6 +50,20 @@ export function scheduleRoutes(api: ApiRegistry, schedules: ScheduleService): vo
     responses: { 200: { description: 'a page of schedules', schema: ScheduleList } },
     async handler(ctx, { actor, params, query }) {
       ctx.body = await schedules.list(params.id, query, scopeOf(actor));
+    },
+  });
+  api.add({
+    method: 'get',
+    path: '/v1/schedules',
+    operationId: 'listAllSchedules',
+    summary: 'List every schedule (an admin: the fleet; a member: its tenant), oldest first',
+    description: 'Filters: `instance`, `node` (instances on that node), `enabled`.',
+    tag: 'schedules',
+    access: 'member',
+    query: ListAllSchedulesQuery,
+    responses: { 200: { description: 'a page of schedules', schema: ScheduleList } },
+    async handler(ctx, { actor, query }) {
+      ctx.body = await schedules.listAll(query, scopeOf(actor));
     },
   });
   api.add({

@@ -38,7 +38,10 @@ export function tokenRoutes(api: ApiRegistry, tokens: TokenService): void {
     tag: 'tokens',
     access: 'admin',
     params: IdParams,
-    responses: { 200: { description: 'the revoked token', schema: TokenView } },
+    responses: {
+      200: { description: 'the revoked token', schema: TokenView },
+      409: { description: 'the bootstrap admin token (CAIRN_ADMIN_TOKEN), or the last admin token that is not revoked' },
+    },
     async handler(ctx, { actor, params }) {
       ctx.body = await tokens.revoke(actor, params.id);
     },

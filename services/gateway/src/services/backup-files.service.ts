@@ -82,8 +82,7 @@ export class BackupFilesService {
    */
   async list(actor: Actor, backupId: string, query: ListFilesQuery): Promise<FileList> {
     const backup = await this.backups.findVisible(actor, backupId);
-    const prefix = query.prefix.replace(/\/+$/, '');
-    if (prefix.startsWith('/')) throw validationError('query parameters', [{ path: 'prefix', message: "must not start with '/'" }]);
+    const prefix = query.prefix; // checked like every backup path (BackupPathPrefix), trailing '/' removed
     const below = `${prefix}/`;
     const matches =
       prefix === ''

@@ -207,6 +207,7 @@ export class BackupService {
         name: query.name,
         namePrefix: query.namePrefix,
         pinned: query.pinned,
+        volume: query.volume,
       },
       { order: 'desc', before: query.cursor, take: query.limit + 1 },
     );

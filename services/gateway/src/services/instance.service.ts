@@ -7,6 +7,8 @@ import {
   isInside,
   newId,
   UniqueViolation,
+  volumeStateOf,
+  volumeStateProblem,
   type Logger,
   type Node,
   type NewVolume,
@@ -32,6 +34,9 @@ import { tenantScope, type Actor } from './actor.ts';
 import { heartbeatAgeSeconds, instanceView, isOnline, type InstanceRow } from './presenters.ts';
 import type { BackupObjects } from './backup-objects.ts';
 import { applyHookChanges, checkHookCommands, hookRows, saveNewInstanceHooks, withSecret, type SavedHooks } from './instance-hooks.ts';
+
+/** The tenant of instances an admin without a tenant of its own registers without naming one. */
+export const DEFAULT_TENANT = 'default';
 
 export interface InstanceServiceOptions {
   records: Records;
@@ -81,8 +86,10 @@ export class InstanceService {
     const id = newId();
     let hooks = null as SavedHooks | null;
     try {
+      // Before the transaction: a new tenant is created (or found) race-free on its own, so
+      // concurrent first registrations in a tenant do not trip over each other's insert of it.
+      const tenantId = await this.resolveTenant(actor, body.tenant);
       const row = await this.records.transaction(async (tx) => {
-        const tenantId = await this.resolveTenant(tx, actor, body.tenant);
         await checkNoOverlapOnNode(tx, node.id, body.volumes, null, tenantId);
         const existing = await tx.instances.findFirst({ tenantId, name: body.name });
         if (existing) throw duplicateName(body.name, existing.id);
@@ -225,11 +232,14 @@ export class InstanceService {
       .map((v) => {
         const root = node ? (containingRoot(v.hostPath, node.volumeRoots) ?? null) : null;
         const cap = root ? roots.get(root) : undefined;
+        // What the node itself saw at the path (issue 15): the gateway never looks at volume data.
+        const seen = node ? volumeStateOf(node.volumeStates, v.hostPath) : null;
         let reason: string | null = null;
         if (!node) reason = `node ${instance.nodeId} is not registered`;
         else if (node.volumeRoots.length === 0) reason = `node ${node.id} has no volume roots`;
         else if (!root) reason = `${v.hostPath} is outside the volume roots of node ${node.id} (${node.volumeRoots.join(', ')})`;
         else if (cap?.error) reason = `volume root ${root} is not usable on the node: ${cap.error}`;
+        else if (seen) reason = volumeStateProblem(node.id, v.hostPath, seen);
         return {
           name: v.name,
           hostPath: v.hostPath,
@@ -238,6 +248,8 @@ export class InstanceService {
           freeBytes: cap?.freeBytes ?? null,
           totalBytes: cap?.totalBytes ?? null,
           reason,
+          state: seen?.state ?? null,
+          stateCheckedAt: seen?.checkedAt ?? null,
         };
       });
     const online = node ? isOnline(node, now) : false;
@@ -283,21 +295,22 @@ export class InstanceService {
     return node;
   }
 
-  private async resolveTenant(tx: TxRecords, actor: Actor, tenantName: string | undefined): Promise<string> {
+  private async resolveTenant(actor: Actor, tenantName: string | undefined): Promise<string> {
     if (actor.role === 'member') {
       const own = tenantScope(actor)!;
       if (tenantName !== undefined) {
-        const tenant = await tx.tenants.get(own);
+        const tenant = await this.records.tenants.get(own);
         if (tenant?.name !== tenantName) throw new CairnError('forbidden', 'members create instances in their own tenant only; omit tenant');
       }
       return own;
     }
     if (tenantName !== undefined) {
-      const tenant = await tx.tenants.ensure(tenantName, newId());
+      const tenant = await this.records.tenants.ensure(tenantName, newId());
       return tenant.id;
     }
     if (actor.tenantId) return actor.tenantId;
-    throw fieldError('tenant', 'required: this admin token has no tenant of its own');
+    // An admin token without a tenant of its own registers into `default` (issue 15), created on first use.
+    return (await this.records.tenants.ensure(DEFAULT_TENANT, newId())).id;
   }
 }
 

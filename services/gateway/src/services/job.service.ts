@@ -59,8 +59,7 @@ export class JobService {
    * jobs of no instance (sweeps) are admin-only.
    */
   private visibility(actor: Actor): JobFilter {
-    const tenantId = tenantScope(actor);
-    return tenantId ? { touchesTenant: tenantId } : {};
+    return jobVisibility(actor);
   }
 
   async findVisible(actor: Actor, id: string): Promise<Job> {
@@ -132,4 +131,10 @@ export class JobService {
     const views = await Promise.all(rows.map((row) => presentJob(this.records, row)));
     return new Map(views.map((v) => [v.id, v]));
   }
+}
+
+/** The jobs an actor may see: all for an admin; for a member, those acting on its tenant's instances (as source or restore target). */
+export function jobVisibility(actor: Actor): JobFilter {
+  const tenantId = tenantScope(actor);
+  return tenantId ? { touchesTenant: tenantId } : {};
 }

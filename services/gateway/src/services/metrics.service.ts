@@ -1,18 +1,30 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Middleware } from 'koa';
-import { CONTROL_QUEUE, nodeQueueName, type HookFailureCount, type Logger, type Records } from '@cairn/core';
+import { CONTROL_QUEUE, cronIntervalSeconds, nodeQueueName, type HookFailureCount, type Logger, type Records, type Schedule } from '@cairn/core';
 import { VERIFY_FINDING_CODES } from '@cairn/core/domain/backup-verify.ts';
 import type { QueuePort } from '../queue/queue-client.ts';
 import { heartbeatAgeSeconds, isOnline } from './presenters.ts';
 
 export interface MetricsServiceOptions {
-  records: Pick<Records, 'jobs' | 'backups' | 'nodes' | 'hooks'>;
+  records: Pick<Records, 'jobs' | 'backups' | 'nodes' | 'hooks' | 'schedules'>;
   queues: QueuePort;
   logger: Logger;
   now?: () => Date;
+  /** Other registries of this process rendered after the gateway's own (the all-in-one's workers). */
+  extra?: Array<{ metrics(): Promise<string> }>;
 }
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'failed'] as const;
+
+interface InstanceBackupState {
+  id: string;
+  /** Unix seconds of the newest completed backup's completion. */
+  lastSuccess: number | null;
+  /** The shortest interval among its enabled schedules (each judged by its longest gap), in seconds. */
+  interval: number | null;
+  /** Unix seconds when that schedule was created: the "since" of an instance never backed up. */
+  scheduledSince: number | null;
+}
 
 /** Everything read from Postgres and Redis for one scrape. */
 interface FleetSnapshot {
@@ -23,6 +35,8 @@ interface FleetSnapshot {
   nodes: { id: string; ageSeconds: number | null; online: boolean }[];
   queues: { queue: string; counts: Record<string, number> }[];
   hookFailures: HookFailureCount[];
+  /** Per instance: its last successful backup and, when scheduled, the interval its schedules promise. */
+  instances: InstanceBackupState[];
   /** Verify (issue 14): verify jobs that found a problem, and completed backups whose last verification failed. */
   verifyFindings?: number;
   verifyFailedBackups?: number;
@@ -93,6 +107,41 @@ export class MetricsService {
       registers,
       async collect() {
         this.set((await fleet()).storedBytes);
+      },
+    });
+    // The only metrics labelled by instance (bounded by the instances registered): what the
+    // "backup overdue" alert needs, last success against the schedule's interval.
+    new Gauge({
+      name: 'cairn_instance_last_successful_backup_timestamp_seconds',
+      help: 'Unix time at which the newest completed backup of each instance completed',
+      labelNames: ['instance_id'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const i of s.instances) if (i.lastSuccess !== null) this.set({ instance_id: i.id }, i.lastSuccess);
+      },
+    });
+    new Gauge({
+      name: 'cairn_instance_backup_interval_seconds',
+      help: "Longest gap between two runs of each scheduled instance's most frequent enabled schedule",
+      labelNames: ['instance_id'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const i of s.instances) if (i.interval !== null) this.set({ instance_id: i.id }, i.interval);
+      },
+    });
+    new Gauge({
+      name: 'cairn_instance_scheduled_since_timestamp_seconds',
+      help: 'Unix time at which the schedule behind cairn_instance_backup_interval_seconds was created',
+      labelNames: ['instance_id'],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const i of s.instances) if (i.scheduledSince !== null) this.set({ instance_id: i.id }, i.scheduledSince);
       },
     });
     new Gauge({
@@ -172,7 +221,8 @@ export class MetricsService {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const bodies = await Promise.all([this.registry, ...(this.options.extra ?? [])].map((r) => r.metrics()));
+    return { contentType: this.registry.contentType, body: bodies.join('\n') };
   }
 
   /** One read per scrape: concurrent collectors (and scrapes within a second) share it. */
@@ -185,16 +235,28 @@ export class MetricsService {
   private async readFleet(): Promise<FleetSnapshot> {
     const { records, queues, logger } = this.options;
     const at = (this.options.now ?? (() => new Date()))();
-    const s: FleetSnapshot = { sources: { postgres: false, redis: false }, jobs: [], backups: [], storedBytes: 0, nodes: [], queues: [], hookFailures: [] };
+    const s: FleetSnapshot = {
+      sources: { postgres: false, redis: false },
+      jobs: [],
+      backups: [],
+      storedBytes: 0,
+      nodes: [],
+      queues: [],
+      hookFailures: [],
+      instances: [],
+    };
     try {
-      const [jobs, backups, stored, nodes, hookFailures] = await Promise.all([
+      const [jobs, backups, stored, nodes, hookFailures, lastSuccess, schedules] = await Promise.all([
         records.jobs.countByTypeAndStatus(),
         records.backups.countByStatus(),
         records.backups.sumSizeBytes({ status: 'completed' }),
         records.nodes.list(),
         records.hooks.countFailures(),
+        records.backups.lastCompletedPerInstance(),
+        records.schedules.find({ enabled: true }),
       ]);
       s.hookFailures = hookFailures;
+      s.instances = instanceBackupStates(lastSuccess, schedules, at);
       [s.verifyFindings, s.verifyFailedBackups] = await Promise.all([
         records.jobs.count({ type: 'verify', status: 'failed', errorCode: [...VERIFY_FINDING_CODES] }),
         records.backups.count({ status: 'completed', verifyStatus: 'failed' }),
@@ -217,4 +279,21 @@ export class MetricsService {
     }
     return s;
   }
+}
+
+/** Last success and schedule interval per instance (instances with neither are left out). */
+function instanceBackupStates(lastSuccess: Array<{ instanceId: string; completedAt: Date }>, schedules: Schedule[], at: Date): InstanceBackupState[] {
+  const byId = new Map<string, InstanceBackupState>();
+  const entry = (id: string) => byId.get(id) ?? byId.set(id, { id, lastSuccess: null, interval: null, scheduledSince: null }).get(id)!;
+  for (const l of lastSuccess) entry(l.instanceId).lastSuccess = l.completedAt.getTime() / 1000;
+  for (const schedule of schedules) {
+    const interval = cronIntervalSeconds(schedule.cron, schedule.timezone, at);
+    if (interval === null) continue;
+    const e = entry(schedule.instanceId);
+    if (e.interval === null || interval < e.interval) {
+      e.interval = interval;
+      e.scheduledSince = schedule.createdAt.getTime() / 1000;
+    }
+  }
+  return [...byId.values()];
 }

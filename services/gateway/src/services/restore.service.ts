@@ -22,6 +22,8 @@ export interface RestoreServiceOptions {
  * Restore requests (SPEC §7): everything a worker would only discover late is checked here —
  * the backup is completed, the target is visible, every restored volume exists on the target,
  * every path is in the backup — then one Job row is written and enqueued on the target's node.
+ * A dry run (`dryRun: true`) is the same job with the same checks, reporting what the restore would
+ * create, change and delete (restore-changes.ts on the node) without writing or holding anything.
  */
 export class RestoreService {
   private readonly records: Records;
@@ -88,9 +90,12 @@ export class RestoreService {
           details: { status: current?.status },
         });
       }
-      await tx.lock('instance', target.id);
-      const active = await activeInstanceJob(tx, target.id);
-      if (active) throw busyInstanceError(target.name, active);
+      // A dry run reads only: it neither waits for nor holds the target (issue 15).
+      if (!body.dryRun) {
+        await tx.lock('instance', target.id);
+        const active = await activeInstanceJob(tx, target.id);
+        if (active) throw busyInstanceError(target.name, active);
+      }
       return tx.jobs.create({
         id: jobId,
         type: 'restore',
@@ -100,7 +105,7 @@ export class RestoreService {
         targetInstanceId: target.id,
         nodeId: target.nodeId,
         queue: nodeQueueName(target.nodeId),
-        params: { volumes, ...(body.paths ? { paths: body.paths } : {}), mode },
+        params: { volumes, ...(body.paths ? { paths: body.paths } : {}), mode, ...(body.dryRun ? { dryRun: true } : {}) },
         requestedBy: actor.tokenId,
       });
     });
@@ -114,7 +119,7 @@ export class RestoreService {
     }
     this.logger.info(
       { jobId, backupId: backup.id, targetInstanceId: target.id, nodeId: target.nodeId, volumes, paths: body.paths?.length ?? 0, mode, by: actor.tokenId },
-      'restore requested',
+      body.dryRun ? 'restore dry run requested' : 'restore requested',
     );
     return jobView(job);
   }

@@ -29,6 +29,8 @@ export class TokenService {
   private readonly logger: Logger;
   private readonly touchIntervalMs: number;
   private readonly now: () => Date;
+  /** sha256 of CAIRN_ADMIN_TOKEN, once ensureBootstrapAdmin ran: that token cannot be revoked. */
+  private bootstrapHash: string | undefined;
 
   constructor(options: TokenServiceOptions) {
     this.records = options.records;
@@ -50,23 +52,31 @@ export class TokenService {
     return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
   }
 
+  /** The actor of a token by id (a download link's issuer); a missing or revoked token is 401. */
+  async actorOf(tokenId: string): Promise<Actor> {
+    const row = await this.records.tokens.get(tokenId);
+    if (!row || row.revokedAt) throw new CairnError('unauthorized', 'the token that issued this link is revoked');
+    return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
+  }
+
   /**
    * Makes `secret` (CAIRN_ADMIN_TOKEN) a valid admin token. Other tokens are left alone: several
    * deployments (or test runs) may share a database, each with its own bootstrap secret, so a
-   * rotated secret's old row is revoked through the API, not implicitly here. A bootstrap token
-   * revoked through the API stays revoked: an explicit revocation wins over a restart.
+   * rotated secret's old row is revoked through the API, not implicitly here. The current one
+   * cannot be revoked (see revoke); one revoked elsewhere stays revoked: a revocation wins over a restart.
    */
   async ensureBootstrapAdmin(secret: string): Promise<void> {
+    // Known before the row is written, so it is protected from revocation even while Postgres is down.
+    this.bootstrapHash = hashToken(secret);
     // Another replica starting at the same moment may create it first: that one is kept.
     await this.records.tokens.createUnlessExists({ id: newId(), tenantId: null, role: 'admin', name: BOOTSTRAP_TOKEN_NAME, tokenHash: hashToken(secret) });
   }
 
   async create(actor: Actor, body: CreateTokenBody): Promise<CreatedToken> {
     const secret = generateToken();
-    const row = await this.records.transaction(async (tx) => {
-      const tenant = body.tenant ? await tx.tenants.ensure(body.tenant, newId()) : null;
-      return tx.tokens.create({ id: newId(), name: body.name, role: body.role, tenantId: tenant?.id ?? null, tokenHash: hashToken(secret) });
-    });
+    // A new tenant is made race-free on its own (concurrent first uses of it all succeed).
+    const tenant = body.tenant ? await this.records.tenants.ensure(body.tenant, newId()) : null;
+    const row = await this.records.tokens.create({ id: newId(), name: body.name, role: body.role, tenantId: tenant?.id ?? null, tokenHash: hashToken(secret) });
     this.logger.info({ tokenId: row.id, role: row.role, tenant: row.tenant?.name, by: actor.tokenId }, 'token created');
     return { ...tokenView(row), token: secret };
   }
@@ -77,12 +87,33 @@ export class TokenService {
     return { items: page.map(tokenView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }
 
-  /** Revoking is idempotent: a token already revoked keeps its first revocation time. */
+  /**
+   * Revoking is idempotent: a token already revoked keeps its first revocation time. Nobody can
+   * lock everyone out: the bootstrap admin token (this gateway's CAIRN_ADMIN_TOKEN) is never
+   * revoked, and neither is the last admin token that is not revoked (both 409). The admin set is
+   * counted under one lock, so two admins revoking each other at once cannot both succeed.
+   */
   async revoke(actor: Actor, id: string): Promise<TokenView> {
-    await this.records.tokens.revoke(id, this.now());
-    const row = await this.records.tokens.get(id);
-    if (!row) throw new CairnError('not-found', `token ${id} not found`);
-    this.logger.info({ tokenId: id, by: actor.tokenId }, 'token revoked');
-    return tokenView(row);
+    const found = await this.records.tokens.get(id);
+    if (!found) throw new CairnError('not-found', `token ${id} not found`);
+    if (this.bootstrapHash !== undefined && found.tokenHash === this.bootstrapHash) {
+      throw new CairnError(
+        'conflict',
+        'the bootstrap admin token (CAIRN_ADMIN_TOKEN) cannot be revoked: set a new CAIRN_ADMIN_TOKEN, restart the gateways, then revoke the old one',
+      );
+    }
+    if (!found.revokedAt) {
+      await this.records.transaction(async (tx) => {
+        if (found.role === 'admin') {
+          await tx.lock('admin-tokens', 'all');
+          if ((await tx.tokens.countActive({ role: 'admin', notId: id })) === 0) {
+            throw new CairnError('conflict', `token ${id} is the last admin token: create another admin token before revoking it`);
+          }
+        }
+        await tx.tokens.revoke(id, this.now());
+      });
+      this.logger.info({ tokenId: id, by: actor.tokenId }, 'token revoked');
+    }
+    return tokenView((await this.records.tokens.get(id)) ?? found);
   }
 }

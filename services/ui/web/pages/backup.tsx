@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, download, query, restoreRequestFields } from '../api.ts';
-import { ConfirmDialog, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
+import { ApiError, api, download, query, watchJob } from '../api.ts';
+import { ConfirmDialog, DataTable, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
 import { formatBytes, formatTime, formatWarning } from '../format.ts';
-import type { Backup, FileEntry, FileList, Instance, Job, Page } from '../types.ts';
+import type { Backup, FileEntry, FileList, Instance, Job, Page, RestoreChanges, RestoreDryRun } from '../types.ts';
 
 /** A backup: its facts, its files by directory (download whole or one path), and restore. */
 export function BackupPage({ id }: { id: string }) {
@@ -36,18 +36,25 @@ export function BackupPage({ id }: { id: string }) {
         </dd>
         <dt>Volumes</dt>
         <dd>{b.volumes.join(', ')}</dd>
-        {b.pinned ? (
-          <>
-            <dt>Pinned</dt>
-            <dd>yes</dd>
-          </>
-        ) : null}
+        <dt>Pinned</dt>
+        <dd>{b.pinned ? 'yes: never expired by retention, deletion refused until unpinned' : 'no'}</dd>
         {b.note ? (
           <>
             <dt>Note</dt>
-            <dd>{b.note}</dd>
+            <dd class="note">{b.note}</dd>
           </>
         ) : null}
+        <dt>Verified</dt>
+        <dd data-testid="backup-verify">
+          {b.verifiedAt ? (
+            <>
+              <StatusBadge status={b.verifyStatus ?? 'unknown'} /> {b.verifyLevel} check, {formatTime(b.verifiedAt)}
+              {b.verifyError ? <div class="error-text small">{b.verifyError}</div> : null}
+            </>
+          ) : (
+            <span class="muted">never</span>
+          )}
+        </dd>
         {b.warnings.length ? (
           <>
             <dt>Warnings</dt>
@@ -67,6 +74,7 @@ export function BackupPage({ id }: { id: string }) {
         </button>
       </p>
       <ErrorBox error={error} />
+      {b.status !== 'deleting' && b.status !== 'deleted' ? <BackupEditor key={`${b.name}|${b.note}|${b.pinned}`} backup={b} onSaved={backup.reload} /> : null}
       {b.status === 'completed' ? (
         <>
           <FileBrowser backupId={b.id} selected={selected} onSelect={setSelected} />
@@ -132,66 +140,61 @@ function FileBrowser({ backupId, selected, onSelect }: { backupId: string; selec
         })}
       </nav>
       <ErrorBox error={error} />
-      <div class="table-wrap">
-        <table class="responsive files" aria-busy={loading}>
-          <caption class="sr-only">Entries of {prefix || 'the backup'}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Select</th>
-              <th scope="col">Name</th>
-              <th scope="col">Type</th>
-              <th scope="col">Size</th>
-              <th scope="col">Modified</th>
-              <th scope="col">Download</th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.map((e) => (
-              <tr key={e.path} data-path={e.path}>
-                <td data-label="Select">
-                  <input
-                    type="checkbox"
-                    id={`sel-${e.path}`}
-                    checked={selected.includes(e.path)}
-                    onChange={(ev) => toggle(e.path, (ev.target as HTMLInputElement).checked)}
-                    aria-label={`Select ${e.path} for restore`}
-                  />
-                </td>
-                <th scope="row">
-                  {e.type === 'dir' ? (
-                    <button type="button" class="link" onClick={() => setPrefix(e.path)} aria-label={`Open directory ${e.path}`}>
-                      {baseName(e.path)}/
-                    </button>
-                  ) : (
-                    <span>{baseName(e.path)}</span>
-                  )}
-                  {e.linkTarget ? <span class="muted small"> → {e.linkTarget}</span> : null}
-                </th>
-                <td data-label="Type">{e.type}</td>
-                <td data-label="Size">{e.type === 'dir' ? '' : formatBytes(e.size)}</td>
-                <td data-label="Modified">{formatTime(e.mtime)}</td>
-                <td data-label="Download">
-                  <button
-                    type="button"
-                    class="secondary"
-                    onClick={() => download(backupId, e.path).then(() => setError(null), setError)}
-                    aria-label={`Download ${e.path}`}
-                  >
-                    Download
+      <DataTable
+        class="files"
+        caption={`Entries of ${prefix || 'the backup'}`}
+        busy={loading}
+        rows={items}
+        rowKey={(e) => e.path}
+        rowData={(e) => ({ path: e.path })}
+        empty={!loading && !error ? 'Empty directory.' : undefined}
+        columns={[
+          {
+            header: 'Select',
+            cell: (e) => (
+              <input
+                type="checkbox"
+                id={`sel-${e.path}`}
+                checked={selected.includes(e.path)}
+                onChange={(ev) => toggle(e.path, (ev.target as HTMLInputElement).checked)}
+                aria-label={`Select ${e.path} for restore`}
+              />
+            ),
+          },
+          {
+            header: 'Name',
+            rowHeader: true,
+            cell: (e) => (
+              <>
+                {e.type === 'dir' ? (
+                  <button type="button" class="link" onClick={() => setPrefix(e.path)} aria-label={`Open directory ${e.path}`}>
+                    {baseName(e.path)}/
                   </button>
-                </td>
-              </tr>
-            ))}
-            {!loading && items.length === 0 && !error ? (
-              <tr>
-                <td colSpan={6} class="muted">
-                  Empty directory.
-                </td>
-              </tr>
-            ) : null}
-          </tbody>
-        </table>
-      </div>
+                ) : (
+                  <span>{baseName(e.path)}</span>
+                )}
+                {e.linkTarget ? <span class="muted small"> → {e.linkTarget}</span> : null}
+              </>
+            ),
+          },
+          { header: 'Type', cell: (e) => e.type },
+          { header: 'Size', cell: (e) => (e.type === 'dir' ? '' : formatBytes(e.size)) },
+          { header: 'Modified', cell: (e) => formatTime(e.mtime) },
+          {
+            header: 'Download',
+            cell: (e) => (
+              <button
+                type="button"
+                class="secondary"
+                onClick={() => download(backupId, e.path).then(() => setError(null), setError)}
+                aria-label={`Download ${e.path}`}
+              >
+                Download
+              </button>
+            ),
+          },
+        ]}
+      />
       {cursor ? (
         <button type="button" class="secondary" onClick={() => load(prefix, cursor)}>
           More entries
@@ -209,32 +212,119 @@ function FileBrowser({ backupId, selected, onSelect }: { backupId: string; selec
   );
 }
 
-/** Lists of a restore dry run's answer (created, changed, deleted...), whatever its exact shape. */
-function DryRunView({ result }: { result: unknown }) {
-  const body = (result && typeof result === 'object' && 'dryRun' in result ? (result as { dryRun: unknown }).dryRun : result) as Record<string, unknown>;
-  if (!body || typeof body !== 'object') return null;
-  const lists = Object.entries(body).filter(([, v]) => Array.isArray(v)) as [string, unknown[]][];
-  if (!lists.length) return null;
+/** Name, note and pin of a backup (PATCH /v1/backups/:id); the API's refusals (a taken name...) shown as it states them. */
+function BackupEditor({ backup, onSaved }: { backup: Backup; onSaved: () => void }) {
+  const [name, setName] = useState(backup.name ?? '');
+  const [note, setNote] = useState(backup.note ?? '');
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const save = async (changes: Record<string, unknown>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await api('PATCH', `/v1/backups/${encodeURIComponent(backup.id)}`, changes);
+      onSaved();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
   return (
-    <div class="dry-run">
-      <h3>What the restore would do</h3>
-      {lists.map(([k, v]) => (
-        <div key={k}>
-          <strong>
-            {k} ({v.length})
-          </strong>
-          {v.length ? (
-            <ul>
-              {v.slice(0, 50).map((x, i) => (
-                <li key={i}>{typeof x === 'string' ? x : JSON.stringify(x)}</li>
-              ))}
-              {v.length > 50 ? <li>… and {v.length - 50} more</li> : null}
-            </ul>
-          ) : null}
+    <Section title="Name, note and pin" id="edit-title">
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void save({ name: name.trim() || null, note: note.trim() || null });
+        }}
+      >
+        <div class="inline-form">
+          <div class="field">
+            <label for="edit-name">Name</label>
+            <input id="edit-name" value={name} maxLength={100} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+          </div>
+          <div class="field grow">
+            <label for="edit-note">Note</label>
+            <textarea id="edit-note" rows={2} value={note} onInput={(e) => setNote((e.target as HTMLTextAreaElement).value)} />
+          </div>
         </div>
+        <div class="actions">
+          <button type="submit" disabled={busy}>
+            Save name and note
+          </button>
+          <button type="button" class="secondary" disabled={busy} onClick={() => save({ pinned: !backup.pinned })}>
+            {backup.pinned ? 'Unpin' : 'Pin'}
+          </button>
+        </div>
+        <ErrorBox error={error} />
+      </form>
+    </Section>
+  );
+}
+
+const CHANGE_KINDS: { key: keyof RestoreChanges['samples']; verb: string }[] = [
+  { key: 'deleted', verb: 'deleted' },
+  { key: 'changed', verb: 'changed' },
+  { key: 'created', verb: 'created' },
+];
+
+/** A dry run's answer: how many entries the restore creates, changes, deletes and leaves, with sample paths of each. */
+function DryRunSummary({ run }: { run: RestoreDryRun }) {
+  const c = run.changes;
+  return (
+    <div class="dry-run" data-testid="restore-dry-run" aria-live="polite">
+      <h3>What the restore would do</h3>
+      <p data-testid="restore-dry-run-counts">
+        <strong class={c.deleted ? 'error-text' : ''}>{c.deleted} deleted</strong>, {c.changed} changed, {c.created} created, {c.unchanged} unchanged (
+        {formatBytes(run.bytesToWrite)} to write)
+      </p>
+      {CHANGE_KINDS.filter((k) => c.samples[k.key].length).map((k) => (
+        <details key={k.key} open={k.key === 'deleted'}>
+          <summary>
+            {k.verb === 'deleted' ? 'Deleted' : k.verb === 'changed' ? 'Changed' : 'Created'}: {c[k.key]}
+          </summary>
+          <ul class="paths">
+            {c.samples[k.key].map((p) => (
+              <li key={p}>
+                <code>{p}</code>
+              </li>
+            ))}
+            {c[k.key] > c.samples[k.key].length ? <li class="muted">… and {c[k.key] - c.samples[k.key].length} more</li> : null}
+          </ul>
+        </details>
+      ))}
+      {run.notes.map((n) => (
+        <p key={n} class="muted small">
+          {n}
+        </p>
       ))}
     </div>
   );
+}
+
+/**
+ * Runs a restore's dry run (the same request with `dryRun: true`) and follows its job to the end:
+ * the answer, the job's own error, or the API's refusal of the request.
+ */
+function useDryRun(backupId: string, body: Record<string, unknown> | null): { run: RestoreDryRun | null; error: unknown; pending: boolean } {
+  const [state, setState] = useState<{ run: RestoreDryRun | null; error: unknown; pending: boolean }>({ run: null, error: null, pending: false });
+  const key = body ? JSON.stringify(body) : null;
+  useEffect(() => {
+    if (!body) return;
+    const abort = new AbortController();
+    setState({ run: null, error: null, pending: true });
+    (async () => {
+      const { job } = await api<{ job: Job }>('POST', `/v1/backups/${encodeURIComponent(backupId)}/restore`, { ...body, dryRun: true });
+      const last = (await watchJob(job.id, () => {}, abort.signal)) ?? job;
+      if (last.status !== 'succeeded') throw new ApiError(0, last.errorCode ?? last.status, last.error ?? `the dry run ended ${last.status}`);
+      return last.result as RestoreDryRun;
+    })().then(
+      (run) => !abort.signal.aborted && setState({ run, error: null, pending: false }),
+      (error: unknown) => !abort.signal.aborted && setState({ run: null, error, pending: false }),
+    );
+    return () => abort.abort();
+  }, [backupId, key]);
+  return state;
 }
 
 function RestorePanel({ backup, selected }: { backup: Backup; selected: string[] }) {
@@ -243,7 +333,6 @@ function RestorePanel({ backup, selected }: { backup: Backup; selected: string[]
   const [target, setTarget] = useState(backup.instanceId);
   const [mode, setMode] = useState<'replace' | 'merge'>('replace');
   const [confirming, setConfirming] = useState(false);
-  const [dryRun, setDryRun] = useState<unknown>(null);
   const [error, setError] = useState<unknown>(null);
   const [job, setJob] = useState<Job | null>(null);
   const [restoring, setRestoring] = useState(false);
@@ -263,17 +352,10 @@ function RestorePanel({ backup, selected }: { backup: Backup; selected: string[]
   const targetName = targetInstance ? `${targetInstance.name} (${targetInstance.id})` : target;
   const hostPath = (volume: string) => targetInstance?.volumes.find((v) => v.name === volume)?.hostPath;
 
-  const open = async () => {
+  const dryRun = useDryRun(backup.id, confirming ? body : null);
+  const open = () => {
     setError(null);
-    setDryRun(null);
     setConfirming(true);
-    if ((await restoreRequestFields()).has('dryRun')) {
-      try {
-        setDryRun(await api('POST', `/v1/backups/${encodeURIComponent(backup.id)}/restore`, { ...body, dryRun: true }));
-      } catch (err) {
-        setError(err);
-      }
-    }
   };
   const start = async () => {
     setConfirming(false);
@@ -369,7 +451,18 @@ function RestorePanel({ backup, selected }: { backup: Backup; selected: string[]
                   </li>
                 ))}
           </ul>
-          {dryRun ? <DryRunView result={dryRun} /> : null}
+          {dryRun.pending ? (
+            <p role="status" class="muted" data-testid="restore-dry-run-pending">
+              Comparing the backup with {targetName} (a dry run: nothing is changed)…
+            </p>
+          ) : null}
+          {dryRun.run ? <DryRunSummary run={dryRun.run} /> : null}
+          {dryRun.error ? (
+            <>
+              <p>The dry run could not tell what would change:</p>
+              <ErrorBox error={dryRun.error} />
+            </>
+          ) : null}
         </ConfirmDialog>
       ) : null}
       {job ? <JobProgressView key={job.id} jobId={job.id} label={`Restore into ${targetName}`} onEnd={() => setRestoring(false)} /> : null}

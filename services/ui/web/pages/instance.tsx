@@ -1,12 +1,14 @@
 import { useState } from 'preact/hooks';
 import { api, download, query } from '../api.ts';
-import { CancelButton, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
+import { CancelButton, DataTable, ErrorBox, JobProgressView, Loading, NotShown, Section, StatusBadge, useLoad } from '../components.tsx';
 import { formatAge, formatBytes, formatTime, formatWarning } from '../format.ts';
 import { ACTIVE_JOB, type Backup, type Instance, type Job, type Page } from '../types.ts';
+import { InstanceHooksSection } from './instance-hooks.tsx';
+import { InstancePolicySection } from './instance-policy.tsx';
 import { CoverageList, loadSummary } from './instances.tsx';
 import { SchedulesSection } from './schedules.tsx';
 
-/** One instance: coverage, "Back up now" with live progress, its backups, schedules and jobs. */
+/** One instance: coverage, "Back up now" with live progress, its backups, schedules, policy, hooks and jobs. */
 export function InstancePage({ id }: { id: string }) {
   const enc = encodeURIComponent(id);
   const instance = useLoad(() => api<Instance>('GET', `/v1/instances/${enc}`), [id]);
@@ -82,6 +84,10 @@ export function InstancePage({ id }: { id: string }) {
 
       <SchedulesSection instanceId={id} onChange={summary.reload} />
 
+      <InstancePolicySection instanceId={id} />
+
+      <InstanceHooksSection instance={inst} onSaved={instance.reload} />
+
       <Section
         title="Jobs"
         id="jobs-title"
@@ -151,142 +157,171 @@ function BackupsTable({ backups }: { backups: Backup[] }) {
   const [error, setError] = useState<unknown>(null);
   if (backups.length === 0) return <p class="muted">No backups yet.</p>;
   return (
-    <div class="table-wrap">
+    <>
       <ErrorBox error={error} />
-      <table class="responsive">
-        <caption class="sr-only">Backups, newest first</caption>
-        <thead>
-          <tr>
-            <th scope="col">Created</th>
-            <th scope="col">Status</th>
-            <th scope="col">Kind</th>
-            <th scope="col">Size</th>
-            <th scope="col">Name</th>
-            <th scope="col">Warnings</th>
-            <th scope="col">Actions</th>
-          </tr>
-        </thead>
-        <tbody>
-          {backups.map((b) => (
-            <tr key={b.id} data-backup-id={b.id}>
-              <th scope="row">
+      <DataTable
+        caption="Backups, newest first"
+        rows={backups}
+        rowKey={(b) => b.id}
+        rowData={(b) => ({ 'backup-id': b.id })}
+        columns={[
+          {
+            header: 'Created',
+            rowHeader: true,
+            cell: (b) => (
+              <>
                 {formatTime(b.createdAt)}
                 <div class="muted small">
                   {b.id} · {b.trigger}
                 </div>
-              </th>
-              <td data-label="Status">
+              </>
+            ),
+          },
+          {
+            header: 'Status',
+            cell: (b) => (
+              <>
                 <StatusBadge status={b.status} />
                 {b.error ? <div class="error-text small">{b.error}</div> : null}
-              </td>
-              <td data-label="Kind">{b.kind}</td>
-              <td data-label="Size">
+                {b.verifyStatus ? <div class="small">verify: {b.verifyStatus}</div> : null}
+              </>
+            ),
+          },
+          { header: 'Kind', cell: (b) => b.kind },
+          {
+            header: 'Size',
+            cell: (b) => (
+              <>
                 {formatBytes(b.storedBytes)}
                 {b.logicalBytes !== null ? <div class="muted small">{formatBytes(b.logicalBytes)} of files</div> : null}
-              </td>
-              <td data-label="Name">
+              </>
+            ),
+          },
+          {
+            header: 'Name',
+            cell: (b) => (
+              <>
                 {b.name ?? <span class="muted">—</span>}
                 {b.pinned ? <span class="badge pinned">pinned</span> : null}
                 {b.note ? <div class="muted small">{b.note}</div> : null}
-              </td>
-              <td data-label="Warnings">
-                {b.warnings.length ? (
-                  <ul class="warnings">
-                    {b.warnings.map((w, i) => (
-                      <li key={i}>{formatWarning(w)}</li>
-                    ))}
-                  </ul>
-                ) : (
-                  <span class="muted">none</span>
-                )}
-              </td>
-              <td data-label="Actions">
+              </>
+            ),
+          },
+          {
+            header: 'Warnings',
+            cell: (b) =>
+              b.warnings.length ? (
+                <ul class="warnings">
+                  {b.warnings.map((w, i) => (
+                    <li key={i}>{formatWarning(w)}</li>
+                  ))}
+                </ul>
+              ) : (
+                <span class="muted">none</span>
+              ),
+          },
+          {
+            header: 'Actions',
+            cell: (b) => (
+              <div class="row-actions">
+                <a class="button secondary" href={`#/backups/${encodeURIComponent(b.id)}`}>
+                  {b.status === 'completed' ? 'Browse and restore' : 'Details'}
+                </a>
                 {b.status === 'completed' ? (
-                  <div class="row-actions">
-                    <a class="button secondary" href={`#/backups/${encodeURIComponent(b.id)}`}>
-                      Browse and restore
-                    </a>
-                    <button
-                      type="button"
-                      class="secondary"
-                      onClick={() => download(b.id).then(() => setError(null), setError)}
-                      aria-label={`Download backup ${b.name ?? b.id}`}
-                    >
-                      Download
-                    </button>
-                  </div>
+                  <button
+                    type="button"
+                    class="secondary"
+                    onClick={() => download(b.id).then(() => setError(null), setError)}
+                    aria-label={`Download backup ${b.name ?? b.id}`}
+                  >
+                    Download
+                  </button>
                 ) : null}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+              </div>
+            ),
+          },
+        ]}
+      />
+    </>
   );
+}
+
+/** A restore's answer: what it created, changed and deleted (a dry run's: what it would). */
+function restoreSummary(j: Job): string | null {
+  const r = j.result as { dryRun?: boolean; changes?: { created: number; changed: number; deleted: number } } | null;
+  if (j.type !== 'restore' || !r?.changes) return null;
+  const c = r.changes;
+  return r.dryRun
+    ? `dry run: would delete ${c.deleted}, change ${c.changed}, create ${c.created}`
+    : `deleted ${c.deleted}, changed ${c.changed}, created ${c.created}`;
 }
 
 export function JobsTable({ jobs, onChange, showInstance }: { jobs: Job[]; onChange: () => void; showInstance?: boolean }) {
   const [watching, setWatching] = useState<string | null>(null);
   if (jobs.length === 0) return <p class="muted">No jobs.</p>;
   return (
-    <div class="table-wrap">
-      <table class="responsive">
-        <caption class="sr-only">Jobs, newest first</caption>
-        <thead>
-          <tr>
-            <th scope="col">Created</th>
-            <th scope="col">Type</th>
-            <th scope="col">Status</th>
-            {showInstance ? <th scope="col">Instance</th> : null}
-            <th scope="col">Progress</th>
-            <th scope="col">Actions</th>
-          </tr>
-        </thead>
-        <tbody>
-          {jobs.map((j) => (
-            <tr key={j.id} data-job-id={j.id}>
-              <th scope="row">
-                {formatTime(j.createdAt)}
-                <div class="muted small">{j.id}</div>
-              </th>
-              <td data-label="Type">{j.type}</td>
-              <td data-label="Status">
-                <StatusBadge status={j.status} />
-                {j.error ? (
-                  <div class="error-text small">
-                    {j.errorCode ? `${j.errorCode}: ` : ''}
-                    {j.error}
-                  </div>
-                ) : null}
-              </td>
-              {showInstance ? (
-                <td data-label="Instance">{j.instanceId ? <a href={`#/instances/${encodeURIComponent(j.instanceId)}`}>{j.instanceId}</a> : '—'}</td>
+    <DataTable
+      caption="Jobs, newest first"
+      rows={jobs}
+      rowKey={(j) => j.id}
+      rowData={(j) => ({ 'job-id': j.id })}
+      columns={[
+        {
+          header: 'Created',
+          rowHeader: true,
+          cell: (j) => (
+            <>
+              {formatTime(j.createdAt)}
+              <div class="muted small">{j.id}</div>
+            </>
+          ),
+        },
+        { header: 'Type', cell: (j) => (j.type === 'restore' && j.params?.dryRun ? 'restore (dry run)' : j.type) },
+        {
+          header: 'Status',
+          cell: (j) => (
+            <>
+              <StatusBadge status={j.status} />
+              {j.error ? (
+                <div class="error-text small">
+                  {j.errorCode ? `${j.errorCode}: ` : ''}
+                  {j.error}
+                </div>
               ) : null}
-              <td data-label="Progress">
-                {watching === j.id ? (
-                  <JobProgressView jobId={j.id} label={`${j.type} job`} onEnd={onChange} />
-                ) : j.progress ? (
-                  `${j.progress.stage} ${Math.round(j.progress.percent)}%`
-                ) : (
-                  '—'
-                )}
-              </td>
-              <td data-label="Actions">
-                {ACTIVE_JOB.has(j.status) ? (
-                  <div class="row-actions">
-                    {watching !== j.id ? (
-                      <button type="button" class="secondary" onClick={() => setWatching(j.id)}>
-                        Follow
-                      </button>
-                    ) : null}
-                    <CancelButton job={j} onDone={onChange} />
-                  </div>
+              {restoreSummary(j) ? <div class="small">{restoreSummary(j)}</div> : null}
+            </>
+          ),
+        },
+        showInstance && {
+          header: 'Instance',
+          cell: (j) => (j.instanceId ? <a href={`#/instances/${encodeURIComponent(j.instanceId)}`}>{j.instanceId}</a> : '—'),
+        },
+        {
+          header: 'Progress',
+          cell: (j) =>
+            watching === j.id ? (
+              <JobProgressView jobId={j.id} label={`${j.type} job`} onEnd={onChange} />
+            ) : j.progress ? (
+              `${j.progress.stage} ${Math.round(j.progress.percent)}%`
+            ) : (
+              '—'
+            ),
+        },
+        {
+          header: 'Actions',
+          cell: (j) =>
+            ACTIVE_JOB.has(j.status) ? (
+              <div class="row-actions">
+                {watching !== j.id ? (
+                  <button type="button" class="secondary" onClick={() => setWatching(j.id)}>
+                    Follow
+                  </button>
                 ) : null}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+                <CancelButton job={j} onDone={onChange} />
+              </div>
+            ) : null,
+        },
+      ]}
+    />
   );
 }

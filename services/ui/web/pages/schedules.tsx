@@ -19,7 +19,7 @@ export function describeRetention(r: RetentionPolicy): string {
   return parts.length ? parts.join(', ') : 'none';
 }
 
-function RetentionFields({ idPrefix, value, onChange }: { idPrefix: string; value: RetentionPolicy; onChange: (r: RetentionPolicy) => void }) {
+export function RetentionFields({ idPrefix, value, onChange }: { idPrefix: string; value: RetentionPolicy; onChange: (r: RetentionPolicy) => void }) {
   return (
     <fieldset class="retention">
       <legend>Retention</legend>
@@ -46,7 +46,14 @@ function RetentionFields({ idPrefix, value, onChange }: { idPrefix: string; valu
   );
 }
 
-function PreviewResult({ preview }: { preview: RetentionPreview }) {
+/** A retention dry run's answer; `scope` says which backups the policy counts. */
+export function PreviewResult({
+  preview,
+  scope = "A schedule's retention counts only the backups this schedule took; manual backups follow the instance's own policy.",
+}: {
+  preview: Omit<RetentionPreview, 'scheduleId'>;
+  scope?: string;
+}) {
   return (
     <div class="preview" aria-live="polite">
       <p>
@@ -54,7 +61,7 @@ function PreviewResult({ preview }: { preview: RetentionPreview }) {
         {preview.pinned.length ? `, leaves ${preview.pinned.length} pinned alone` : ''}
         {preview.untouched ? `, ${preview.untouched} not completed (never deleted by retention)` : ''}.
       </p>
-      <p class="muted small">A schedule's retention counts only the backups this schedule took; manual backups follow the instance's own policy.</p>
+      <p class="muted small">{scope}</p>
       {preview.keep.length ? (
         <>
           <h4>Kept</h4>

@@ -3,6 +3,7 @@ import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, key
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
+import type { WorkerMetrics } from '../metrics/worker-metrics.ts';
 import { runCleanup } from './cleanup.handler.ts';
 import { runMigrate } from './migrate.handler.ts';
 import type { ControlContext, ControlHandler } from './control-context.ts';
@@ -11,6 +12,7 @@ import { runRetention } from './retention.handler.ts';
 import { runScheduleFire } from './schedule-fire.handler.ts';
 import { runSweep } from './sweep.handler.ts';
 import { runVerify } from './verify.handler.ts';
+import { watchLostJobs } from '../reconcile/lost-job-watch.ts';
 
 export interface ControlWorkerOptions extends Runtime {
   /** Grace periods and timeouts of the orphan sweep (defaults: DEFAULT_SWEEP_OPTIONS). */
@@ -21,11 +23,18 @@ export interface ControlWorkerOptions extends Runtime {
   retentionEveryMs?: number | null;
   /** Period of the fleet-wide verify run; null: not scheduled. Default VERIFY_EVERY (empty: null). */
   verifyEveryMs?: number | null;
+  /**
+   * Period of the check for jobs nobody runs (lost from the queue, or on a dead node), also run
+   * after each Redis reconnect; null: neither. Default RECONCILE_EVERY.
+   */
+  reconcileEveryMs?: number | null;
   /** How often this worker checks that Redis still holds its schedulers (a flushed Redis). Default 5 min. */
   maintenanceCheckMs?: number;
   concurrency?: number;
   /** Injectable clock for retention and sweeps (tests). */
   clock?: () => Date;
+  /** Where job durations are counted (the process's worker metrics); none: not counted. */
+  metrics?: WorkerMetrics;
 }
 
 const HANDLERS: Record<string, ControlHandler> = checkHandlers('control', CONTROL_JOB_NAMES, {
@@ -68,6 +77,8 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
   const lifecycle = new JobLifecycle({
     jobs: opts.records.jobs,
     logger,
+    observer: opts.metrics,
+    outageToleranceMs: opts.config.DB_OUTAGE_TOLERANCE,
     onChange: (notice) => void publishJobChange(opts.redis, opts.config.QUEUE_PREFIX, notice),
   });
 
@@ -92,9 +103,23 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
   // After the worker: firings are idempotent, and a large table should not delay the other jobs.
   const maintenance = new Maintenance(ctx, opts);
   await maintenance.setUp();
+  const reconcileEvery = opts.reconcileEveryMs === undefined ? opts.config.RECONCILE_EVERY : opts.reconcileEveryMs;
+  const lostJobs =
+    reconcileEvery === null
+      ? null
+      : watchLostJobs(
+          { records: opts.records, store: opts.store, queues: opts.queues, logger },
+          {
+            everyMs: reconcileEvery,
+            redis: opts.redis,
+            lostJobGraceMs: opts.config.LOST_JOB_GRACE,
+            nodeDeadMs: opts.config.NODE_DEAD_AFTER,
+          },
+        );
   logger.info('control worker started');
   return {
     async close() {
+      lostJobs?.stop();
       maintenance.stop();
       await worker.close();
     },

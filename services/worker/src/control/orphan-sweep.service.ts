@@ -2,12 +2,13 @@ import { manifestKey, parseBackupKey, softDeleteBackups, type BackupStatus, type
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
 import type { ThawedWindow } from '../node/hooks/run-with-hooks.ts';
 import { thawAbandonedHookWindows } from './hook-thaw.ts';
+import { reconcileLostJobs } from '../reconcile/lost-jobs.ts';
 
 /**
  * The periodic orphan sweep (SPEC §10). In this order, each step feeding the next:
  * 1. Jobs `queued`/`running` whose BullMQ job is gone (or finished without the record being
- *    updated), or whose node has sent no heartbeat for `nodeOfflineMs` → `interrupted`; the backup
- *    they were producing → `failed`.
+ *    updated), or whose node has sent no heartbeat for `nodeOfflineMs` → enqueued again when safe,
+ *    else `interrupted` and the backup they were producing `failed` (reconcile/lost-jobs.ts).
  * 1b. Hook windows left open by a job that ended (its worker died between pre and post hooks) →
  *    their webhook post hook run ("thaw"); a command post hook waits for its node worker's start.
  * 2. Backups stuck `deleting` with no cleanup job alive → a new cleanup job.
@@ -49,7 +50,7 @@ export const DEFAULT_SWEEP_OPTIONS: Readonly<SweepOptions> = {
 export interface SweepDeps {
   records: Records;
   store: ObjectStore;
-  queues: Pick<JobQueues, 'queue'> & DeletionQueues;
+  queues: Pick<JobQueues, 'queue' | 'enqueueNode' | 'isHeld'> & DeletionQueues;
   logger: Logger;
   clock?: () => Date;
 }
@@ -59,6 +60,8 @@ const LIST_CAP = 200;
 
 export interface SweepReport {
   interruptedJobs: { jobId: string; backupId: string | null; reason: string }[];
+  /** Jobs lost from the queue that were safe to run again (reconcile/lost-jobs.ts): enqueued again. */
+  requeuedJobs: { jobId: string; backupId: string | null; reason: string }[];
   failedBackups: string[];
   cleanupsRestarted: string[];
   archiveMissing: { backupId: string; missing: 'archive' | 'index' }[];
@@ -81,8 +84,6 @@ export interface SweepReport {
 
 const DEAD_BACKUP: BackupStatus[] = ['deleted', 'failed', 'cancelled'];
 const BATCH = 500;
-/** A sweep record still `running` after this long belongs to a sweep whose process died. */
-const SWEEP_RECORD_STALE_MS = 6 * 3600_000;
 
 function push<T>(list: T[], item: T): void {
   if (list.length < LIST_CAP) list.push(item);
@@ -93,6 +94,7 @@ export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOpti
   const clock = deps.clock ?? (() => new Date());
   const report: SweepReport = {
     interruptedJobs: [],
+    requeuedJobs: [],
     failedBackups: [],
     cleanupsRestarted: [],
     archiveMissing: [],
@@ -111,59 +113,13 @@ export async function runOrphanSweep(deps: SweepDeps, options: Partial<SweepOpti
   return report;
 }
 
+/** Step 1: the jobs nobody runs, by the same rules as the control worker's short periodic check. */
 async function sweepLostJobs(deps: SweepDeps, opts: SweepOptions, now: Date, report: SweepReport): Promise<void> {
-  const { records } = deps;
-  const nodes = new Map((await records.nodes.list()).map((n) => [n.id, n]));
-  const createdBefore = new Date(now.getTime() - opts.lostJobGraceMs);
-  let cursor: string | undefined;
-  for (;;) {
-    const jobs = await records.jobs.find({ status: ['queued', 'running'], createdBefore }, { after: cursor, take: BATCH });
-    for (const job of jobs) {
-      let reason: string | null = null;
-      let removeQueued = false;
-      if (job.nodeId && job.queue?.startsWith('node.')) {
-        const node = nodes.get(job.nodeId);
-        const lastSeen = node ? (node.lastHeartbeatAt ?? node.createdAt) : null;
-        if (!lastSeen || now.getTime() - lastSeen.getTime() > opts.nodeOfflineMs) {
-          reason = `node ${job.nodeId} is offline (${lastSeen ? `no heartbeat since ${lastSeen.toISOString()}` : 'never registered'})`;
-          removeQueued = true;
-        }
-      }
-      if (!reason && !job.queue && job.type === 'sweep' && now.getTime() - job.createdAt.getTime() > SWEEP_RECORD_STALE_MS) {
-        reason = 'the sweep never finished (its worker stopped)';
-      }
-      if (!reason && job.queue) {
-        const queued = await deps.queues.queue(job.queue).getJob(job.id);
-        if (!queued) reason = 'the job was lost from the queue (worker or Redis restarted)';
-        else {
-          const state = await queued.getState();
-          // A failed job's own error is what the record lacks (its worker could not write it).
-          if (state === 'failed' && queued.failedReason) reason = `the job failed but its record was never finished: ${queued.failedReason}`;
-          else if (state === 'completed' || state === 'failed' || state === 'unknown')
-            reason = `the queue holds the job as ${state} but its record was never finished`;
-        }
-      }
-      if (!reason) continue;
-      const changed = await records.jobs.transition(job.id, ['queued', 'running'], 'interrupted', {
-        error: `interrupted: ${reason}`,
-        errorCode: 'interrupted',
-      });
-      if (!changed) continue;
-      push(report.interruptedJobs, { jobId: job.id, backupId: job.backupId, reason });
-      if (job.type === 'backup' && job.backupId) {
-        const failed = await records.backups.transition(job.backupId, ['pending', 'running'], 'failed', { error: `interrupted: ${reason}`, completedAt: now });
-        if (failed) push(report.failedBackups, job.backupId);
-      }
-      // A job still waiting for a dead node would run when it comes back; its record says otherwise.
-      if (removeQueued && job.queue) {
-        await deps.queues
-          .cancel(job.queue, job.id, `interrupted: ${reason}`)
-          .catch((err: Error) => push(report.problems, `removing queued job ${job.id} of an offline node: ${err.message}`));
-      }
-      deps.logger.warn({ jobId: job.id, type: job.type, reason }, 'sweep: job interrupted');
-    }
-    if (jobs.length < BATCH) break;
-    cursor = jobs[jobs.length - 1]!.id;
+  const outcomes = await reconcileLostJobs({ ...deps, clock: () => now }, { lostJobGraceMs: opts.lostJobGraceMs, nodeDeadMs: opts.nodeOfflineMs });
+  for (const o of outcomes) {
+    if (o.action === 'requeued') push(report.requeuedJobs, { jobId: o.jobId, backupId: o.backupId, reason: o.reason });
+    else push(report.interruptedJobs, { jobId: o.jobId, backupId: o.backupId, reason: o.reason });
+    if (o.backupFailed && o.backupId) push(report.failedBackups, o.backupId);
   }
 }
 
@@ -298,6 +254,7 @@ async function sweepStorage(deps: SweepDeps, opts: SweepOptions, clock: () => Da
 export function summarise(report: SweepReport) {
   return {
     interruptedJobs: report.interruptedJobs.length,
+    requeuedJobs: report.requeuedJobs.length,
     failedBackups: report.failedBackups.length,
     cleanupsRestarted: report.cleanupsRestarted.length,
     archiveMissing: report.archiveMissing.length,

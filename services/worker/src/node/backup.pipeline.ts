@@ -169,17 +169,25 @@ export class BackupJob implements JobWork<BackupResult> {
     }
 
     const allWarnings = [...this.notes, ...warnings, ...hookWarnings, ...packed.warnings];
-    const completed = await records.backups.transition(backup.id, ['running'], 'completed', {
-      completedAt: new Date(),
-      format: packed.head.version,
-      sizeBytes: BigInt(packed.storedBytes),
-      logicalBytes: BigInt(packed.logicalBytes),
-      reusedBytes: BigInt(packed.reusedBytes),
-      fileCount: packed.fileCount,
-      sha256: packed.sha256,
-      warnings: rowWarnings(allWarnings),
-      error: null,
-    });
+    // Its objects are stored: committed as soon as Postgres lets us, however long it is away (within DB_OUTAGE_TOLERANCE).
+    const completedAt = new Date();
+    const completed = await writeWithRetry(
+      `backup ${backup.id} completed`,
+      () =>
+        records.backups.transition(backup.id, ['running'], 'completed', {
+          completedAt,
+          format: packed.head.version,
+          sizeBytes: BigInt(packed.storedBytes),
+          logicalBytes: BigInt(packed.logicalBytes),
+          reusedBytes: BigInt(packed.reusedBytes),
+          fileCount: packed.fileCount,
+          sha256: packed.sha256,
+          warnings: rowWarnings(allWarnings),
+          error: null,
+        }),
+      run.log,
+      { outlastOutagesMs: run.outageToleranceMs },
+    );
     if (!completed) return this.lostRace(backup, run);
     this.started = false; // completed: from here on nothing of it is undone
     await recordBackupManifest(this.ctx, backup.id, run.log); // issue 14: what a catalog rebuild reads
@@ -227,6 +235,7 @@ export class BackupJob implements JobWork<BackupResult> {
               completedAt: new Date(),
             }),
       run.log,
+      { outlastOutagesMs: run.outageToleranceMs },
     );
     if (failure.kind !== 'retry') await this.releaseReferences(backup, run);
   }
@@ -305,6 +314,7 @@ export class BackupJob implements JobWork<BackupResult> {
       `backup ${backup.id} falls back to full`,
       () => this.ctx.records.backups.updateWhere({ id: backup.id, status: 'running' }, { kind: 'full', parentId: null, warnings: this.notes }),
       run.log,
+      { outlastOutagesMs: run.outageToleranceMs },
     );
     this.backup = { ...backup, kind: 'full', parentId: null };
   }

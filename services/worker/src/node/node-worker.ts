@@ -1,5 +1,5 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { NODE_JOB_NAMES, abortIncompleteUploads, backupPrefix, newId, nodeJobPayload, nodeQueueName, publishJobChange } from '@cairn/core';
+import { NODE_JOB_NAMES, newId, nodeJobPayload, nodeQueueName, publishJobChange } from '@cairn/core';
 import type { Runtime } from '@cairn/core/runtime.ts';
 import { listenForCancels, type CancelListener } from '../cancel-listener.ts';
 import { JobLifecycle, type JobWork } from '../job-lifecycle.ts';
@@ -8,19 +8,20 @@ import { ApplyJob } from './apply.job.ts';
 import { DiscardJob } from './discard.job.ts';
 import { ThawJob } from './thaw.job.ts';
 import { LockLostError } from '../job-outcome.ts';
+import type { WorkerMetrics } from '../metrics/worker-metrics.ts';
 import { BackupJob } from './backup.pipeline.ts';
 import { HookCommands } from './hooks/hook-commands.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
 import { thawOpenWindows } from './hooks/run-with-hooks.ts';
 import { startHeartbeat } from './heartbeat.ts';
+import { volumeStateReports } from './volume-states.ts';
 import type { NodeContext } from './node-context.ts';
 import { RestoreJob } from './restore.pipeline.ts';
 import { recoverLeftovers } from './staging.ts';
+import { watchLostJobs } from '../reconcile/lost-job-watch.ts';
+import { reconcileLostJobs, type LostJobOutcome } from '../reconcile/lost-jobs.ts';
 
 export const WORKER_VERSION = '0.1.0';
-
-/** A queued Job row is judged lost from the queue only once it is older than this. */
-const LOST_JOB_GRACE_MS = 60_000;
 
 export interface NodeWorkerOptions extends Runtime {
   nodeId?: string;
@@ -30,6 +31,8 @@ export interface NodeWorkerOptions extends Runtime {
   stalledIntervalMs?: number;
   /** The node's hook commands (default: read from CAIRN_NODE_HOOKS). */
   hookCommands?: HookCommands;
+  /** Where job durations and bytes are counted (the process's worker metrics); none: not counted. */
+  metrics?: WorkerMetrics;
 }
 
 export interface RunningWorker {
@@ -64,8 +67,11 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     jobs: records.jobs,
     logger,
     nodeId,
+    observer: runtime.metrics,
+    outageToleranceMs: config.DB_OUTAGE_TOLERANCE,
     onChange: (notice) => void publishJobChange(runtime.redis, config.QUEUE_PREFIX, notice),
   });
+  const runs = new ActiveRuns();
   const stopHeartbeat = await startHeartbeat({
     nodes: records.nodes,
     nodeId,
@@ -74,17 +80,20 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     concurrency: config.WORKER_CONCURRENCY,
     logger,
     hookCommands,
+    volumeStates: () => volumeStateReports(ctx),
   });
   let worker: Worker | undefined;
   let cancels: CancelListener | undefined;
+  let lostJobs: { stop(): void } | undefined;
   const release = async () => {
     stopHeartbeat();
+    lostJobs?.stop();
     // The worker first: jobs still running while it drains can still be cancelled.
     await worker?.close();
     await cancels?.close();
   };
   try {
-    await startUpSweep(runtime, ctx, lifecycle, queueName);
+    await startUpSweep(runtime, ctx, lifecycle);
     const w = new Worker(
       queueName,
       (job: Job, _token: string | undefined, signal?: AbortSignal) => {
@@ -92,7 +101,7 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
         // A cancel that came before this processor was registered is applied now.
         const early = cancels?.takeEarly(job.id ?? '');
         if (early !== undefined && !aborted.aborted) w.cancelJob(job.id!, early);
-        return processJob(ctx, lifecycle, job, aborted);
+        return runs.run(job.id ?? '', aborted, (signal) => processJob(ctx, lifecycle, job, signal));
       },
       {
         connection: runtime.connection(`node-worker:${nodeId}`),
@@ -113,6 +122,12 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
         if (w.cancelJob(id, new LockLostError(id) as unknown as string)) logger.warn({ jobId: id }, 'lost the job lock; stopping this run');
     });
     cancels = await listenForCancels(runtime.connection(`cancels:${nodeId}`), config.QUEUE_PREFIX, [w], logger);
+    // A Redis that comes back empty lost this node's queue: its jobs are found again at once (the
+    // control worker's periodic check would find them too, a little later).
+    lostJobs = watchLostJobs(
+      { records, store, queues: runtime.queues, logger },
+      { everyMs: null, redis: runtime.redis, nodeId, lostJobGraceMs: config.LOST_JOB_GRACE, nodeDeadMs: Number.POSITIVE_INFINITY },
+    );
     void w.run();
   } catch (err) {
     await release().catch((closeErr: Error) => logger.warn({ err: closeErr.message }, 'closing after a failed start failed'));
@@ -144,11 +159,12 @@ async function processJob(ctx: NodeContext, lifecycle: JobLifecycle, job: Job, s
 
 /**
  * At start, recorded as a sweep Job so operators see what a worker start cleaned up (SPEC §10):
- * restores or removes what interrupted restores left beside this node's volumes, and marks this
- * node's running/queued Jobs whose BullMQ job is gone `interrupted` (their Backups `failed`, their
- * half-written uploads aborted), so nothing stays "running" forever.
+ * restores or removes what interrupted restores left beside this node's volumes, and settles this
+ * node's running/queued Jobs whose BullMQ job is gone: enqueued again when a second run is safe,
+ * else `interrupted` (their Backups `failed`, their half-written uploads aborted), so nothing stays
+ * "running" forever (reconcile/lost-jobs.ts decides which).
  */
-async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLifecycle, queueName: string): Promise<void> {
+async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLifecycle): Promise<void> {
   const { records, store, nodeId, logger } = ctx;
   const outcome = await lifecycle.execute(
     {
@@ -167,44 +183,57 @@ async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLi
           volumes.map((v) => v.hostPath),
           async (jobId) => (await records.jobs.get(jobId))?.status === 'succeeded',
         );
-        const interrupted: string[] = [];
-        const abortedUploads: string[] = [];
-        const queue = runtime.queues.queue(queueName);
-        // A queued row younger than the grace may not be enqueued yet (the gateway writes it first).
-        const enqueuedBefore = new Date(Date.now() - LOST_JOB_GRACE_MS);
-        // Only what runs on this node's queue: sweeps (this one included) are not queue jobs.
-        const jobs = [
-          ...(await records.jobs.find({ type: ['backup', 'restore'], onNode: nodeId, status: 'running' })),
-          ...(await records.jobs.find({ type: ['backup', 'restore'], onNode: nodeId, status: 'queued', createdBefore: enqueuedBefore })),
-        ];
-        for (const job of jobs) {
-          if (await queue.getJob(job.id)) continue;
-          const changed = await records.jobs.transition(job.id, ['queued', 'running'], 'interrupted', {
-            error: 'the job was lost from the queue (worker or Redis restarted)',
-            errorCode: 'interrupted',
-          });
-          if (!changed) continue;
-          interrupted.push(job.id);
-          logger.warn({ jobId: job.id }, 'marked a lost job interrupted');
-          const backup = job.type === 'backup' && job.backupId ? await records.backups.get(job.backupId) : null;
-          if (!backup) continue;
-          await records.backups.transition(backup.id, ['pending', 'running'], 'failed', {
-            error: 'interrupted: the job was lost from the queue',
-            completedAt: new Date(),
-          });
-          // Its half-written multipart upload would otherwise wait for the control sweep's grace period.
-          for (const upload of await abortIncompleteUploads(store, backupPrefix(backup.instanceId, backup.id))) abortedUploads.push(upload.key);
-        }
-        return { status: 'succeeded', result: { thawedHookWindows: thawed, leftovers, interrupted, abortedUploads } };
+        // This node is alive (it is us): only jobs lost from the queue are settled.
+        const lost = await reconcileLostJobs(
+          { records, store, queues: runtime.queues, logger },
+          { nodeId, lostJobGraceMs: runtime.config.LOST_JOB_GRACE, nodeDeadMs: Number.POSITIVE_INFINITY },
+        );
+        const ids = (action: LostJobOutcome['action']) => lost.filter((o) => o.action === action).map((o) => o.jobId);
+        const result = {
+          thawedHookWindows: thawed,
+          leftovers,
+          interrupted: ids('interrupted'),
+          requeued: ids('requeued'),
+          abortedUploads: lost.flatMap((o) => o.abortedUploads),
+        };
+        return { status: 'succeeded', result };
       },
     },
   );
   if (outcome.status !== 'succeeded') return;
-  const { leftovers, interrupted, thawedHookWindows } = outcome.result as {
+  const { leftovers, interrupted, requeued, thawedHookWindows } = outcome.result as {
     leftovers: { removed: string[]; restored: string[]; kept: string[] };
     interrupted: string[];
+    requeued: string[];
     thawedHookWindows: unknown[];
   };
-  if (interrupted.length || thawedHookWindows.length || leftovers.removed.length || leftovers.restored.length || leftovers.kept.length)
+  if (interrupted.length || requeued.length || thawedHookWindows.length || leftovers.removed.length || leftovers.restored.length || leftovers.kept.length)
     logger.info(outcome.result, 'start-up sweep');
+}
+
+/**
+ * The runs of this worker by job id. BullMQ hands a job out again when Redis lost it and it was
+ * enqueued again (reconcile/lost-jobs.ts) while an earlier run of it may still be going here (its
+ * lock renewal fails only later): that earlier run is stopped as a run that lost its job, and the
+ * new one starts once it has ended, so two runs of one job never overlap on this node.
+ */
+class ActiveRuns {
+  private readonly runs = new Map<string, { stop: AbortController; done: Promise<unknown> }>();
+
+  async run<T>(jobId: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const earlier = this.runs.get(jobId);
+    if (earlier) {
+      earlier.stop.abort(new LockLostError(jobId));
+      await earlier.done.catch(() => undefined);
+    }
+    const stop = new AbortController();
+    const done = work(AbortSignal.any([signal, stop.signal]));
+    const entry = { stop, done };
+    this.runs.set(jobId, entry);
+    try {
+      return await done;
+    } finally {
+      if (this.runs.get(jobId) === entry) this.runs.delete(jobId);
+    }
+  }
 }

@@ -12,6 +12,7 @@ import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
 import { registeredVolumes, type RegisteredVolume } from './registered-volumes.ts';
 import type { NodeContext } from './node-context.ts';
+import { restoreChanges, type ChangeScope, type RestoreChanges } from './restore-changes.ts';
 import { Journal, applyStaged, exists, isMountPoint, removeEmptyTree, resolveReal, stagingNames } from './staging.ts';
 
 const restoreParams = z.object({
@@ -27,12 +28,27 @@ const restoreParams = z.object({
   requireEmpty: z.boolean().optional(),
   /** A move's cutover: the pending Backup to complete as the target's stat baseline (baseline.ts). */
   baseline: z.string().optional(),
+  /** Only report what the restore would create, change and delete: nothing is written, no hook runs. */
+  dryRun: z.boolean().optional(),
 });
+type RestoreParams = z.infer<typeof restoreParams>;
 
 export interface RestoreResult {
   filesWritten: number;
   bytesWritten: number;
   warnings: number;
+  notes: string[];
+  /** What the swap changed on the target (created, changed, deleted, unchanged, with sample paths). */
+  changes: RestoreChanges;
+}
+
+/** A dry run's result: what the same request would do, measured on the target as it is now. */
+export interface RestoreDryRunResult {
+  dryRun: true;
+  mode: 'replace' | 'merge';
+  changes: RestoreChanges;
+  /** Content bytes the restore would write (and need free, plus a margin, beside each volume). */
+  bytesToWrite: number;
   notes: string[];
 }
 
@@ -61,7 +77,7 @@ interface VolumePlan {
  * across all volumes; data that could not be put back is kept (never removed) and named in the
  * job's error.
  */
-export class RestoreJob implements JobWork<RestoreResult> {
+export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> {
   private readonly plans: VolumePlan[] = [];
   private readonly journal = new Journal();
   /** Displaced data a failed swap could not put back (undone before the post hook ran). */
@@ -96,7 +112,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
     }
   }
 
-  async run(run: JobRun): Promise<WorkOutcome<RestoreResult>> {
+  async run(run: JobRun): Promise<WorkOutcome<RestoreResult | RestoreDryRunResult>> {
     const { ctx } = this;
     const job = run.job!;
     const backup = job.backupId ? await ctx.records.backups.get(job.backupId) : null;
@@ -113,8 +129,9 @@ export class RestoreJob implements JobWork<RestoreResult> {
     const index = await readIndex(openIndexObject(keyring, backup, await ctx.store.get(backup.indexKey, { signal: run.signal })));
     try {
       const volumeNames = params.volumes?.length ? params.volumes : backup.volumes.length ? backup.volumes : index.volumes.map((v) => v.name);
-      const plans = await this.plan(job.id, target, volumeNames, params.paths, params.hostPaths, params.requireEmpty);
+      const plans = await this.plan(job.id, target, volumeNames, params);
       const needed = bytesNeeded(index, plans);
+      if (params.dryRun) return { status: 'succeeded', result: await dryRun(run, index, plans, params.mode, needed) };
       await checkFreeSpaceOf(plans.map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! })));
       const total = [...needed.values()].reduce((a, b) => a + b, 0);
       await makeStaging(plans);
@@ -146,6 +163,9 @@ export class RestoreJob implements JobWork<RestoreResult> {
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
       const notes: string[] = [];
+      // Measured right before the swap, by the comparison a dry run reports (restore-changes.ts).
+      run.progress('comparing');
+      const changes = await restoreChanges(index.entries, scopesOf(plans), params.mode);
       // The target instance's preRestore hook runs right before its data changes, its postRestore
       // hook once the restored data is in place, or the previous data is back (issue 13).
       // A move's copy on its target node is not the instance's live data yet: no restore hooks.
@@ -176,7 +196,10 @@ export class RestoreJob implements JobWork<RestoreResult> {
         notes.push(written ? `stat baseline written as backup ${params.baseline}` : `no stat baseline: backup ${params.baseline} was not written`);
       }
       run.progress('done');
-      return { status: 'succeeded', result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes } };
+      return {
+        status: 'succeeded',
+        result: { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, warnings: result.warnings.length, notes, changes },
+      };
     } finally {
       index.entries.close();
     }
@@ -195,10 +218,9 @@ export class RestoreJob implements JobWork<RestoreResult> {
     jobId: string,
     target: InstanceWithVolumes,
     volumeNames: string[],
-    paths: string[] | undefined,
-    hostPaths: Record<string, string> | undefined,
-    requireEmpty = false,
+    params: Pick<RestoreParams, 'paths' | 'hostPaths' | 'requireEmpty' | 'dryRun'>,
   ): Promise<VolumePlan[]> {
+    const { paths, hostPaths, requireEmpty = false, dryRun = false } = params;
     const byVolume = groupPaths(paths, volumeNames);
     // With paths, only the volumes they name are touched (a volume with none selected would
     // otherwise be "replaced" by an empty staging directory).
@@ -213,7 +235,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
       if (hostPaths && !path.isAbsolute(hostPath)) throw new CairnError('validation', `host path ${hostPath} of volume ${name} is not absolute`);
       if (requireEmpty && !(await isMissingOrEmpty(hostPath)))
         throw new CairnError('conflict', `${hostPath} (volume ${name}) on node ${this.ctx.nodeId} is not empty: a move never replaces data it did not write`);
-      const live = await liveDir(hostPath, realRoots);
+      const live = await liveDir(hostPath, realRoots, !dryRun);
       await assertNothingInside(live, volume.id, others);
       // A move's target directory belongs to no instance yet: it must not be (inside) one that does.
       if (hostPaths) {
@@ -221,7 +243,7 @@ export class RestoreJob implements JobWork<RestoreResult> {
         if (owner) throw new CairnError('unsafe-path', `cannot restore into ${live}: it is ${owner.label} (${owner.real}) or inside it`);
       }
       // A volume root cannot be renamed away (its parent is outside the roots): apply in place.
-      const inPlace = realRoots.includes(live) || (await isMountPoint(live));
+      const inPlace = realRoots.includes(live) || ((await exists(live)) && (await isMountPoint(live)));
       const names = stagingNames(jobId, live);
       const home = inPlace ? live : path.dirname(live);
       this.plans.push({
@@ -267,6 +289,34 @@ async function isMissingOrEmpty(dir: string): Promise<boolean> {
   }
 }
 
+/** The live side of each plan, for restoreChanges (a missing volume directory: everything is created). */
+function scopesOf(plans: readonly VolumePlan[]): ChangeScope[] {
+  return plans.map((p) => ({ name: p.name, live: p.live, ...(p.paths ? { paths: p.paths } : {}) }));
+}
+
+/**
+ * A dry run (issue 15): the request's checks and plan, then the comparison of the backup with the
+ * live volumes. Nothing is created, staged, swapped or hooked; a lack of free space is a note, not
+ * a failure (the real restore fails on it before writing anything).
+ */
+async function dryRun(
+  run: JobRun,
+  index: StreamedIndex,
+  plans: VolumePlan[],
+  mode: 'replace' | 'merge',
+  needed: Map<string, number>,
+): Promise<RestoreDryRunResult> {
+  run.progress('comparing');
+  const missing = await Promise.all(plans.map(async (p) => !(await exists(p.live))));
+  const scopes = scopesOf(plans).map((s, i) => (missing[i] ? { ...s, live: null } : s));
+  const changes = await restoreChanges(index.entries, scopes, mode);
+  const notes = plans.filter((_, i) => missing[i]).map((p) => `${p.name}: ${p.live} does not exist yet; the restore creates it`);
+  const homes = plans.filter((_, i) => !missing[i]).map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! }));
+  await checkFreeSpaceOf(homes).catch((err: Error) => notes.push(err.message));
+  run.progress('done');
+  return { dryRun: true, mode, changes, bytesToWrite: [...needed.values()].reduce((a, b) => a + b, 0), notes };
+}
+
 /** Creates each plan's staging directory; one that exists belongs to another run of this job. */
 async function makeStaging(plans: VolumePlan[]): Promise<void> {
   for (const plan of plans) {
@@ -283,13 +333,15 @@ async function makeStaging(plans: VolumePlan[]): Promise<void> {
 }
 
 /**
- * Resolves (and creates when missing) a target volume directory, contained in the node's roots.
- * Containment is checked on where the path really leads before anything is created, and again after.
+ * Resolves (and, with `create`, creates when missing) a target volume directory, contained in the
+ * node's roots. Containment is checked on where the path really leads before anything is created,
+ * and again after. Without `create` a missing directory is answered by where it would be.
  */
-async function liveDir(hostPath: string, realRoots: readonly string[]): Promise<string> {
+async function liveDir(hostPath: string, realRoots: readonly string[], create: boolean): Promise<string> {
   const planned = await resolveReal(hostPath);
   if (!containingRoot(planned, realRoots)) throw new CairnError('unsafe-path', `${hostPath} resolves to ${planned}, outside the node's volume roots`);
-  await fs.mkdir(planned, { recursive: true, mode: 0o755 });
+  if (!create && !(await exists(planned))) return planned;
+  if (create) await fs.mkdir(planned, { recursive: true, mode: 0o755 });
   const real = await fs.realpath(hostPath);
   if (!containingRoot(real, realRoots)) throw new CairnError('unsafe-path', `${hostPath} resolves to ${real}, outside the node's volume roots`);
   if (!(await fs.stat(real)).isDirectory()) throw new CairnError('validation', `${hostPath} is not a directory`);
