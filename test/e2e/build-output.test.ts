@@ -158,6 +158,9 @@ describe('production build', () => {
     expect(ready.status).toBe('ready');
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
 
+    // The node registers itself when its worker starts, independently of the gateway's readiness.
+    await until('the compiled node worker to register', async () => ((await api('GET', `/v1/nodes/${nodeId}`)).status === 200 ? true : undefined));
+
     const dir = path.join(volumeRoot, 'app', 'data');
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'hello.txt'), 'hello from the build test\n');

@@ -68,7 +68,9 @@ describe('faults and reconciliation', () => {
         LOST_JOB_GRACE: '2s',
         NODE_DEAD_AFTER: '30s',
         DB_OUTAGE_TOLERANCE: '5m',
-        S3_SOCKET_TIMEOUT: '3s',
+        // Above the longest silence a throttled upload has here: the client has written the body into
+        // loopback socket buffers (megabytes) and waits while the proxy drains them at the throttle's rate.
+        S3_SOCKET_TIMEOUT: '12s',
         S3_REQUEST_TIMEOUT: '60s',
         WORKER_CONCURRENCY: '1',
       },
@@ -88,7 +90,7 @@ describe('faults and reconciliation', () => {
     const done = await cairn.waitForJob(stalled.jobId, terminal, 60_000);
     expect(done.status, JSON.stringify(done)).toBe('succeeded');
     expect(stack.s3.faults.stalled).toBe(1);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(3000); // waited out S3_SOCKET_TIMEOUT once
+    expect(Date.now() - started).toBeGreaterThanOrEqual(12_000); // waited out S3_SOCKET_TIMEOUT once
     expect((await cairn.api('GET', `/v1/backups/${stalled.backupId}`)).body.status).toBe('completed');
 
     // Every try of the upload (one PutObject: the archive is below the part size) is cut mid-body:
@@ -129,9 +131,11 @@ describe('faults and reconciliation', () => {
   }, 240_000);
 
   it('Redis restarted empty: the running and the queued backup are enqueued again and run', async () => {
+    // Throttled before either starts: unthrottled, the first could finish (and the second run)
+    // before the check below, on a quiet machine.
+    stack.s3.throttle(2 * MIB);
     const first = await backup(await instance('redis-a', 12));
     const second = await backup(await instance('redis-b', 2));
-    stack.s3.throttle(2 * MIB);
     await cairn.waitForJob(first.jobId, uploading, 60_000);
     await sleep(2500); // the queued one is past LOST_JOB_GRACE
     expect((await cairn.api('GET', `/v1/jobs/${second.jobId}`)).body.status).toBe('queued');

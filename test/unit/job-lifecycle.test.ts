@@ -299,4 +299,15 @@ describe('progress', () => {
     throttle.update('archiving', { bytesDone: 1, bytesTotal: 2, filesDone: 1, filesTotal: 2 });
     await expect(throttle.drain()).resolves.toBeUndefined();
   });
+
+  it('writes the last of a burst of updates once the interval has passed, without waiting for another update', async () => {
+    const written: number[] = [];
+    const throttle = new ProgressThrottle((p) => void written.push(p.bytesDone), 50);
+    for (const bytesDone of [1, 2, 3]) throttle.update('archiving', { bytesDone, bytesTotal: 10, filesDone: 0, filesTotal: 1 });
+    expect(written).toEqual([1]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(written).toEqual([1, 3]);
+    await throttle.drain();
+    expect(written).toEqual([1, 3]);
+  });
 });

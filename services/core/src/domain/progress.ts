@@ -28,6 +28,12 @@ export class ProgressThrottle {
   private pending: Progress | null = null;
   private written: Progress | null = null;
   private inFlight: Promise<void> | null = null;
+  /**
+   * The trailing write of an update that came too soon after the last: without it, a quick burst of
+   * updates then a long quiet spell (an archive packed into the upload's buffer, then uploaded)
+   * would show the burst's first value throughout.
+   */
+  private trailing: NodeJS.Timeout | null = null;
   private readonly startedAt: number;
 
   constructor(
@@ -45,7 +51,15 @@ export class ProgressThrottle {
     const elapsed = (this.now() - this.startedAt) / 1000;
     const etaSeconds = fraction > 0.01 && fraction < 1 ? Math.round((elapsed / fraction) * (1 - fraction)) : fraction >= 1 ? 0 : null;
     this.latest = { stage, ...counters, percent: Math.round(fraction * 1000) / 10, etaSeconds };
-    if (this.now() - this.last >= this.intervalMs) this.emit();
+    const wait = this.intervalMs - (this.now() - this.last);
+    if (wait <= 0) this.emit();
+    else if (!this.trailing) {
+      this.trailing = setTimeout(() => {
+        this.trailing = null;
+        if (this.latest && this.latest !== this.pending && this.latest !== this.written) this.emit();
+      }, wait);
+      this.trailing.unref?.();
+    }
   }
 
   stage(stage: string): void {
@@ -55,11 +69,18 @@ export class ProgressThrottle {
 
   /** Forwards the latest value and waits until every write has settled. */
   async drain(): Promise<void> {
+    this.cancelTrailing();
     if (this.latest && this.latest !== this.pending && this.latest !== this.written) this.emit();
     while (this.inFlight) await this.inFlight;
   }
 
+  private cancelTrailing(): void {
+    if (this.trailing) clearTimeout(this.trailing);
+    this.trailing = null;
+  }
+
   private emit(): void {
+    this.cancelTrailing();
     this.last = this.now();
     const p = this.latest!;
     if (this.inFlight) {
