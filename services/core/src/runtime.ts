@@ -86,6 +86,7 @@ export function createObjectStore(config: Config): ObjectStore {
     forcePathStyle: config.S3_FORCE_PATH_STYLE,
     checksumMode: config.S3_CHECKSUM_MODE,
     partSize: config.S3_PART_SIZE,
+    queueSize: config.S3_UPLOAD_QUEUE_SIZE,
   });
 }
 

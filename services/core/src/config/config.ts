@@ -92,6 +92,12 @@ const schema = z.object({
   S3_FORCE_PATH_STYLE: bool.default(true),
   S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
   S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(16 * 1024 ** 2),
+  // Parts of one multipart upload in flight while packing goes on (memory ~ part size × (this + 1)).
+  S3_UPLOAD_QUEUE_SIZE: int(1, 64).default(4),
+  // Restores read the archive as ranges of whole frames, several at once, in order (issue 17).
+  RESTORE_PARALLEL_RANGES: int(1, 64).default(4),
+  RESTORE_RANGE_SIZE: bytes(64 * 1024, 256 * 1024 ** 2).default(8 * 1024 ** 2),
+  RESTORE_BYTES_IN_FLIGHT: bytes(1024 ** 2, 4 * 1024 ** 3).default(64 * 1024 ** 2),
   NODE_ID: z
     .string()
     .trim()
