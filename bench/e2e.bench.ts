@@ -33,7 +33,7 @@ import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { loadConfig, S3ObjectStore } from '../services/core/src/index.ts';
-import { readIndex, unpackArchive, rangeReadsOf } from '../services/core/src/archive/index.ts';
+import { readIndex, unpackArchive, rangeReadsOf, type RangeReader } from '../services/core/src/archive/index.ts';
 import { segmentsOf } from '../services/core/src/archive/block-source.ts';
 import { ParallelRangeReads, splitSegments } from '../services/core/src/archive/parallel-range-reads.ts';
 import { startLocalStack } from '../scripts/local-stack/index.ts';
@@ -64,6 +64,8 @@ interface Reply {
   sizeBytes: number;
   items: { id: string }[];
   error?: unknown;
+  startedAt?: string;
+  finishedAt?: string;
 }
 
 async function call(api: Api, method: string, route: string, body?: unknown): Promise<Reply> {
@@ -77,6 +79,9 @@ async function call(api: Api, method: string, route: string, body?: unknown): Pr
   return JSON.parse(text) as Reply;
 }
 
+/** Seconds the worker ran each timed job (startedAt to finishedAt): the rest is queueing and polling. */
+const ran: number[] = [];
+
 /** Polls the job until it ends; seconds from `started` to the poll that saw it end. */
 async function waitForJob(api: Api, jobId: string, started: number): Promise<number> {
   for (;;) {
@@ -84,6 +89,7 @@ async function waitForJob(api: Api, jobId: string, started: number): Promise<num
     if (TERMINAL.has(job.status)) {
       const seconds = (performance.now() - started) / 1000;
       if (job.status !== 'succeeded') throw new Error(`job ${jobId} ${job.status}: ${JSON.stringify(job.error ?? job)}`);
+      ran.push((Date.parse(job.finishedAt!) - Date.parse(job.startedAt!)) / 1000);
       return seconds;
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -98,13 +104,19 @@ function treeDigest(dir: string): string {
 }
 
 /** Starts the all-in-one (`npm start`'s scripts/start.ts) as its own process on the given stack. */
-async function startCairn(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+async function startCairn(env: Record<string, string>, logFile: string): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  // Its output goes to a log kept after the run (a failed job or a crash is explained there).
+  const log = createWriteStream(logFile);
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+    log.write(d);
+  });
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
+      log.write(`${line}\n`);
       const m = /Cairn is running \(all-in-one\): (\S+)/.exec(line);
       if (m) resolve(m[1]!);
     });
@@ -182,14 +194,20 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
       await cairn(rep);
     }
     console.log(
-      `  ${set.name} rep ${rep + 1}: Cairn backup ${runs.cairnBackup.at(-1)!.toFixed(2)} s, restore ${runs.cairnRestore.at(-1)!.toFixed(2)} s; ` +
+      `  ${set.name} rep ${rep + 1}: Cairn backup ${runs.cairnBackup.at(-1)!.toFixed(2)} s (job ran ${ran.at(-2)!.toFixed(2)} s), ` +
+        `restore ${runs.cairnRestore.at(-1)!.toFixed(2)} s (job ran ${ran.at(-1)!.toFixed(2)} s); ` +
         `restic backup ${runs.resticBackup.at(-1)!.toFixed(2)} s, restore ${runs.resticRestore.at(-1)!.toFixed(2)} s (load ${loadAverage()})`,
     );
   }
   return runs;
 }
 
-/** Where a restore's time goes: the S3 read alone (one GET, parallel ranges), decoding alone, decode + extract from a local copy. */
+/**
+ * Where a restore's time goes, one step at a time on the same backup: the S3 read alone (one GET;
+ * parallel ranges), decoding alone (`zstd -dc`, one thread), extracting alone (GNU `tar -xf` of the
+ * decoded tar), Cairn's unpack from a local copy (decode + extract, no S3), and Cairn's unpack from
+ * S3 through one GET stream (before issue 17) and through parallel range reads (now), in process.
+ */
 async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs['lastBackup']>, store: S3ObjectStore, work: string): Promise<void> {
   const sink = () =>
     new Writable({
@@ -197,44 +215,52 @@ async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs[
         cb();
       },
     });
-  const mb = (s: number) => `${(backup.sizeBytes / 1e6 / s).toFixed(0)} MB/s`;
-  let t = performance.now();
-  await pipeline(await store.get(backup.storageKey), sink());
-  const oneGet = (performance.now() - t) / 1000;
-
+  const rows: [string, number][] = [];
+  const time = async (what: string, fn: () => Promise<unknown> | unknown) => {
+    const t = performance.now();
+    await fn();
+    rows.push([what, (performance.now() - t) / 1000]);
+  };
+  const settings = rangeReadsOf(loadConfig(process.env));
+  const reader: RangeReader = (start, end) => store.get(backup.storageKey, { range: { start, end } });
+  const local = join(work, `${tag}.tar.zst`);
+  const tar = join(work, `${tag}.tar`);
+  const fresh = (name: string) => {
+    const dir = join(work, 'restores', `${name}-${tag}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  };
   const index = await readIndex(await store.get(backup.indexKey));
+  const dirs: string[] = [];
   try {
-    const settings = rangeReadsOf(loadConfig(process.env));
     const blocks = index.blocks;
-    t = performance.now();
-    const reads = new ParallelRangeReads(
-      (start, end) => store.get(backup.storageKey, { range: { start, end } }),
-      splitSegments(segmentsOf(blocks, 0, blocks.length - 1), blocks, settings.rangeBytes),
-      settings,
-    );
-    for (let r = await reads.next(); r; r = await reads.next()) for await (const _ of r.stream);
-    const ranged = (performance.now() - t) / 1000;
-
-    const local = join(work, `${tag}.tar.zst`);
+    await time('S3 read alone: one GET', async () => pipeline(await store.get(backup.storageKey), sink()));
+    await time(`S3 read alone: ${settings.parallel} parallel ranges of ${settings.rangeBytes >> 20} MiB`, async () => {
+      const reads = new ParallelRangeReads(reader, splitSegments(segmentsOf(blocks, 0, blocks.length - 1), blocks, settings.rangeBytes), settings);
+      for (let r = await reads.next(); r; r = await reads.next()) for await (const _ of r.stream);
+    });
     await pipeline(await store.get(backup.storageKey), createWriteStream(local));
-    t = performance.now();
-    execFileSync('bash', ['-c', `zstd -qdc '${local}' > /dev/null`]);
-    const decodeOnly = (performance.now() - t) / 1000;
-    const into = join(work, 'restores', `local-${tag}`);
-    mkdirSync(into, { recursive: true });
-    t = performance.now();
-    await unpackArchive({ target: into, volumeDirs: { data: into }, index, source: { stream: createReadStream(local, { highWaterMark: 1 << 20 }) } });
-    const localUnpack = (performance.now() - t) / 1000;
-    rmSync(into, { recursive: true, force: true });
-    rmSync(local, { force: true });
-    console.log(
-      `  ${set.name}, archive ${(backup.sizeBytes / 1e6).toFixed(0)} MB: one GET ${oneGet.toFixed(2)} s (${mb(oneGet)}); ` +
-        `${settings.parallel} parallel ranges of ${settings.rangeBytes >> 20} MiB ${ranged.toFixed(2)} s (${mb(ranged)}); ` +
-        `decode alone (zstd -dc, 1 thread) ${decodeOnly.toFixed(2)} s; decode + extract from a local file ${localUnpack.toFixed(2)} s (load ${loadAverage()})`,
-    );
+    await time('decode alone: zstd -dc > /dev/null (one thread)', () => execFileSync('bash', ['-c', `zstd -qdc '${local}' > /dev/null`]));
+    execFileSync('bash', ['-c', `zstd -qdc '${local}' > '${tar}'`]);
+    const gnu = fresh('tar');
+    dirs.push(gnu);
+    await time('extract alone: GNU tar -xf of the decoded tar', () => execFileSync('tar', ['--warning=no-timestamp', '-xf', tar, '-C', gnu]));
+    const restore = (into: string, source: Parameters<typeof unpackArchive>[0]['source']) =>
+      unpackArchive({ target: into, volumeDirs: { data: into }, index, source, rangeReads: settings });
+    dirs.push(fresh('local'), fresh('get'), fresh('ranges'));
+    await time('Cairn unpack from a local file (decode + extract)', () => restore(dirs[1]!, { stream: createReadStream(local, { highWaterMark: 1 << 20 }) }));
+    await time('Cairn unpack from S3, one GET stream (before)', async () => restore(dirs[2]!, { stream: await store.get(backup.storageKey) }));
+    await time('Cairn unpack from S3, parallel range reads (now)', () => restore(dirs[3]!, { rangeReader: reader }));
   } finally {
     index.entries.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    rmSync(local, { force: true });
+    rmSync(tar, { force: true });
   }
+  const mb = backup.sizeBytes / 1e6;
+  console.log(`  ${set.name}, archive ${mb.toFixed(0)} MB stored (load ${loadAverage()}):`);
+  for (const [what, seconds] of rows)
+    console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s stored`);
 }
 
 async function main(): Promise<void> {
@@ -268,6 +294,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: 'warn',
   };
   let cairn: { child: ChildProcess; url: string } | undefined;
+  let stopping = false;
   const store = new S3ObjectStore({
     endpoint: stack.env.S3_ENDPOINT,
     region: 'us-east-1',
@@ -278,7 +305,11 @@ async function main(): Promise<void> {
     checksumMode: 'WHEN_REQUIRED',
   });
   try {
-    cairn = await startCairn(env);
+    const logFile = join(ROOT, 'e2e-cairn.log');
+    cairn = await startCairn(env, logFile);
+    cairn.child.once('exit', (code, signal) => {
+      if (!stopping) console.error(`Cairn exited unexpectedly (code ${code}, signal ${signal}); its output is in ${logFile}`);
+    });
     const api = { url: cairn.url, token };
     let nodeId = '';
     for (let i = 0; i < 100 && !nodeId; i++) {
@@ -321,7 +352,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await store.close();
-    if (cairn) {
+    stopping = true;
+    if (cairn && cairn.child.exitCode === null) {
       cairn.child.kill('SIGTERM');
       await new Promise((r) => cairn!.child.once('exit', r));
     }
