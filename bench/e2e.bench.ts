@@ -215,11 +215,13 @@ async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs[
         cb();
       },
     });
-  const rows: [string, number][] = [];
+  const mb = backup.sizeBytes / 1e6;
+  console.log(`  ${set.name}, archive ${mb.toFixed(0)} MB stored (load ${loadAverage()}):`);
   const time = async (what: string, fn: () => Promise<unknown> | unknown) => {
     const t = performance.now();
     await fn();
-    rows.push([what, (performance.now() - t) / 1000]);
+    const seconds = (performance.now() - t) / 1000;
+    console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s stored`);
   };
   const settings = rangeReadsOf(loadConfig(process.env));
   const reader: RangeReader = (start, end) => store.get(backup.storageKey, { range: { start, end } });
@@ -257,10 +259,7 @@ async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs[
     rmSync(local, { force: true });
     rmSync(tar, { force: true });
   }
-  const mb = backup.sizeBytes / 1e6;
-  console.log(`  ${set.name}, archive ${mb.toFixed(0)} MB stored (load ${loadAverage()}):`);
-  for (const [what, seconds] of rows)
-    console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s stored`);
+  console.log(`    (load ${loadAverage()})`);
 }
 
 async function main(): Promise<void> {

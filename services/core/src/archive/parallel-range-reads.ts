@@ -11,7 +11,7 @@ import type { ArchiveBlock, RangeReader, RangeReadSettings } from './archive-typ
 import type { RangeSource, Segment } from './block-source.ts';
 
 /** Defaults of RESTORE_PARALLEL_RANGES, RESTORE_RANGE_SIZE and RESTORE_BYTES_IN_FLIGHT. */
-export const DEFAULT_RANGE_READS: RangeReadSettings = { parallel: 4, rangeBytes: 8 * 1024 * 1024, bytesInFlight: 64 * 1024 * 1024 };
+export const DEFAULT_RANGE_READS: RangeReadSettings = { parallel: 4, rangeBytes: 8 * 1024 * 1024, bytesInFlight: 32 * 1024 * 1024 };
 
 /** The settings from the configuration (RESTORE_*), defaults for what it leaves out. */
 export function rangeReadsOf(config: { RESTORE_PARALLEL_RANGES?: number; RESTORE_RANGE_SIZE?: number; RESTORE_BYTES_IN_FLIGHT?: number }): RangeReadSettings {

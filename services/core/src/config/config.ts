@@ -97,7 +97,7 @@ const schema = z.object({
   // Restores read the archive as ranges of whole frames, several at once, in order (issue 17).
   RESTORE_PARALLEL_RANGES: int(1, 64).default(4),
   RESTORE_RANGE_SIZE: bytes(64 * 1024, 256 * 1024 ** 2).default(8 * 1024 ** 2),
-  RESTORE_BYTES_IN_FLIGHT: bytes(1024 ** 2, 4 * 1024 ** 3).default(64 * 1024 ** 2),
+  RESTORE_BYTES_IN_FLIGHT: bytes(1024 ** 2, 4 * 1024 ** 3).default(32 * 1024 ** 2),
   NODE_ID: z
     .string()
     .trim()
