@@ -29,6 +29,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -68,15 +69,34 @@ interface Reply {
   finishedAt?: string;
 }
 
-async function call(api: Api, method: string, route: string, body?: unknown): Promise<Reply> {
-  const res = await fetch(`${api.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${api.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
+/**
+ * One request on a connection of its own: a kept-alive connection left idle while restic runs can
+ * be closed by the server just as it is reused (ECONNRESET), and a POST must not be sent twice.
+ */
+function call(api: Api, method: string, route: string, body?: unknown): Promise<Reply> {
+  const payload = body !== undefined ? JSON.stringify(body) : undefined;
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${api.url}${route}`,
+      {
+        method,
+        agent: false,
+        headers: { authorization: `Bearer ${api.token}`, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString();
+          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${route}: ${res.statusCode} ${text}`));
+          else resolve(JSON.parse(text) as Reply);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
   });
-  const text = await res.text();
-  if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${text}`);
-  return JSON.parse(text) as Reply;
 }
 
 /** Seconds the worker ran each timed job (startedAt to finishedAt): the rest is queueing and polling. */
