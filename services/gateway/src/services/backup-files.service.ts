@@ -1,16 +1,7 @@
 import type { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import {
-  archiveKey,
-  backupRangeReader,
-  CairnError,
-  frameOpenerFor,
-  openIndexObject,
-  type Backup,
-  type Keyring,
-  type Logger,
-  type RecordSet,
-} from '@cairn/core';
+import { archiveKey, CairnError, frameOpenerFor, openIndexObject, type Backup, type Keyring, type Logger, type RecordSet } from '@cairn/core';
+import { backupRangeReader } from '@cairn/core/domain/backup-range-reader.ts';
 import type { FileEntry, FileList, ListFilesQuery } from '@cairn/core/api/index.ts';
 import {
   archiveLength,
