@@ -306,13 +306,14 @@ describe('zstd: chosen paths and volumes from several objects', () => {
 });
 
 describe('parallel range reads', () => {
-  it(`keep at most ${READ_AHEAD} reads open ahead of the one being consumed, and close them all`, async () => {
+  it(`a restore keeps RESTORE_PARALLEL_RANGES reads in flight, an export at most ${READ_AHEAD} open ahead; both close them all`, async () => {
     const { split } = get('zstd');
     const reads = objectReader(split.own, split.objects, { delayMs: 15 });
-    const r = await unpackArchive({ target: path.join(work, 'parallel'), index: split.index, source: { rangeReader: reads.reader } });
+    const rangeReads = { parallel: 3, rangeBytes: 64 * 1024, bytesInFlight: 64 * 1024 * 1024 };
+    const r = await unpackArchive({ target: path.join(work, 'parallel'), index: split.index, source: { rangeReader: reads.reader }, rangeReads });
     expect(r.archiveVerified).toBe(true);
-    expect(reads.calls.length).toBeGreaterThan(READ_AHEAD + 1);
-    expect(reads.maxOpen()).toBe(READ_AHEAD + 1);
+    expect(reads.calls.length).toBeGreaterThan(rangeReads.parallel + 1);
+    expect(reads.maxOpen()).toBe(rangeReads.parallel);
     expect(reads.open()).toBe(0);
 
     const exp = objectReader(split.own, split.objects, { delayMs: 15 });

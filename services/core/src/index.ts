@@ -6,6 +6,7 @@ export * from './queue/redis.ts';
 export * from './health/readiness.ts';
 export * from './logging/logger.ts';
 export * from './domain/object-layout.ts';
+export * from './domain/backup-range-reader.ts';
 export * from './domain/progress.ts';
 export * from './queue/contracts.ts';
 export * from './queue/job-queues.ts';

@@ -88,6 +88,7 @@ export function createObjectStore(config: Config): ObjectStore {
     partSize: config.S3_PART_SIZE,
     requestTimeoutMs: config.S3_REQUEST_TIMEOUT,
     socketTimeoutMs: config.S3_SOCKET_TIMEOUT,
+    queueSize: config.S3_UPLOAD_QUEUE_SIZE,
   });
 }
 

@@ -247,6 +247,16 @@ export type RangeReader = (start: number, endInclusive: number, object?: string)
 
 export type UnpackSource = { stream: Readable } | { rangeReader: RangeReader };
 
+/** How a restore reads through a range reader (parallel-range-reads.ts). */
+export interface RangeReadSettings {
+  /** Range reads in flight at once (at least 1). */
+  parallel: number;
+  /** Stored bytes per range read; a range holds whole frames (one larger frame is read alone). */
+  rangeBytes: number;
+  /** Stored bytes held at once: being fetched, fetched and waiting, and being consumed. */
+  bytesInFlight: number;
+}
+
 /** An encrypted archive's frames, opened one by one (the data key of the object holding each). */
 export type FrameOpener = (block: ArchiveBlock, sealed: Buffer) => Buffer;
 
@@ -260,6 +270,8 @@ export interface UnpackOptions {
   /** '<volume>/<rel>' files or directories (or '<volume>'); omitted = everything. */
   paths?: string[];
   source: UnpackSource;
+  /** Parallel range reads of a rangeReader source (default DEFAULT_RANGE_READS). */
+  rangeReads?: RangeReadSettings;
   /** Defaults to index.sha256; checked whenever the whole archive is read. */
   expectedSha256?: string;
   signal?: AbortSignal;

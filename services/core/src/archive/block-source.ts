@@ -2,7 +2,8 @@
  * Stored archive bytes -> the frames of the block table. cutFrames cuts one stream that covers
  * blocks [first..last]; blocks nobody needs are skipped without copying (but still hashed when
  * the whole archive's sha256 is being checked). Through a range reader, a run of blocks is read
- * as segments (format 2: a run may cross objects), a few range reads open ahead (RangeReadAhead).
+ * as segments (format 2: a run may cross objects), a few range reads open ahead (RangeReadAhead),
+ * or fetched in parallel (ParallelRangeReads, restores).
  */
 import type { Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -115,13 +116,26 @@ function segmentLength(s: Segment): number {
 
 function noop(): void {}
 
+/** Range reads of a sequence of segments, handed out in order as streams. */
+export interface RangeSource {
+  /**
+   * The next segment and its stream, or undefined after the last. The stream handed out before
+   * must have been consumed (or abandoned: close() or destroy() then).
+   */
+  next(): Promise<{ segment: Segment; stream: Readable } | undefined>;
+  /** Stops: every stream opened and not consumed is destroyed (with `err`, if given). */
+  destroy(err?: Error): void;
+  /** destroy() without an error: the consumer stopped early. */
+  close(): void;
+}
+
 /**
  * Opens the range reads of a sequence of segments a few at a time ahead of the one being
  * consumed, so the latency of reads from several objects overlaps; hands their streams out
  * strictly in order. Memory stays bounded: a stream not yet consumed holds only what its own
  * buffers take before backpressure stops it (nothing is read into memory here).
  */
-export class RangeReadAhead {
+export class RangeReadAhead implements RangeSource {
   private readonly queue: { segment: Segment; stream: Promise<Readable> }[] = [];
   private readonly segments: Iterator<Segment>;
   private upcoming: IteratorResult<Segment>;
@@ -206,15 +220,10 @@ export class RangeReadAhead {
 }
 
 /**
- * The frames of the segments a RangeReadAhead serves, in order. `hash` sees every stored byte
+ * The frames of the segments a RangeSource serves, in order. `hash` sees every stored byte
  * read (the whole archive's sha256 when the segments cover its own object).
  */
-export async function* rangeFrames(
-  reads: RangeReadAhead,
-  blocks: readonly ArchiveBlock[],
-  alloc?: (len: number) => Buffer,
-  hash?: Hash,
-): AsyncGenerator<Frame> {
+export async function* rangeFrames(reads: RangeSource, blocks: readonly ArchiveBlock[], alloc?: (len: number) => Buffer, hash?: Hash): AsyncGenerator<Frame> {
   try {
     for (let r = await reads.next(); r; r = await reads.next()) {
       const { segment, stream } = r;

@@ -14,6 +14,7 @@ export {
 } from './archive-index.ts';
 export { packArchive } from './pack.ts';
 export { unpackArchive } from './unpack.ts';
+export { DEFAULT_RANGE_READS, rangeReadsOf } from './parallel-range-reads.ts';
 export { exportArchive, exportPathsAsTar } from './export-tar.ts';
 export { bytesToPath, pathToBytes } from './path-bytes.ts';
 export { sharedWorkerHost } from './worker-host.ts';

@@ -13,7 +13,8 @@
  *
  * Format 2 (incremental backups): blocks may live in other backups' archive objects. Such an
  * archive is read only through a range reader, each run of blocks as segments (one range read
- * per object and stretch of contiguous bytes), a few reads open ahead of the one being consumed.
+ * per object and stretch of contiguous bytes). Through a range reader, segments are cut into
+ * ranges of whole frames fetched several at a time (ParallelRangeReads), delivered in order.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -21,11 +22,12 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
-import { blockError, cutFrames, describeBlock, RangeReadAhead, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
+import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
+import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
 
@@ -237,7 +239,7 @@ class BlockDecoder {
 
 /**
  * Feeds the stored bytes to the decoder: the whole stream (blocks nobody needs are skipped), or
- * each run of blocks through the range reader, as segments read a few at a time ahead. Returns
+ * each run of blocks through the range reader, as ranges fetched several at a time. Returns
  * whether the whole archive was read and verified: the own object's sha256 compared (a mismatch
  * throws) when every block is in it; with blocks in other objects, every frame verified by its
  * codec (zstd checksum, gzip CRC, sha256 of a stored block).
@@ -262,7 +264,8 @@ async function readArchive(o: UnpackOptions, plan: Plan, decoder: BlockDecoder, 
   const segments = (function* () {
     for (const r of plan.runs) yield* segmentsOf(index.blocks, r.firstBlock, r.lastBlock);
   })();
-  const reads = new RangeReadAhead(o.source.rangeReader, segments);
+  const settings = o.rangeReads ?? DEFAULT_RANGE_READS;
+  const reads = new ParallelRangeReads(o.source.rangeReader, splitSegments(segments, index.blocks, settings.rangeBytes), settings);
   failure.onFail(() => reads.destroy(failure.error instanceof Error ? failure.error : new Error(String(failure.error))));
   await decoder.decode(rangeFrames(reads, index.blocks, decoder.allocFrame, hash));
   if (hash) {

@@ -104,6 +104,12 @@ const schema = z.object({
   // this long mid-transfer, is abandoned and retried: a stalled transfer never hangs its job.
   S3_REQUEST_TIMEOUT: duration(1000, '15m').default(15 * 60_000),
   S3_SOCKET_TIMEOUT: duration(1000, '60s').default(60_000),
+  // Parts of one multipart upload in flight while packing goes on (memory ~ part size × (this + 1)).
+  S3_UPLOAD_QUEUE_SIZE: int(1, 64).default(4),
+  // Restores read the archive as ranges of whole frames, several at once, in order (issue 17).
+  RESTORE_PARALLEL_RANGES: int(1, 64).default(4),
+  RESTORE_RANGE_SIZE: bytes(64 * 1024, 256 * 1024 ** 2).default(8 * 1024 ** 2),
+  RESTORE_BYTES_IN_FLIGHT: bytes(1024 ** 2, 4 * 1024 ** 3).default(32 * 1024 ** 2),
   NODE_ID: z
     .string()
     .trim()

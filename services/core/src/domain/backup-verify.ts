@@ -17,13 +17,14 @@
  */
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { eachEntry, entrySource, planRuns, readIndex } from '../archive/archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, Codec, FrameOpener, RangeReader, StreamedIndex } from '../archive/archive-types.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, FrameOpener, StreamedIndex } from '../archive/archive-types.ts';
 import { describeBlock } from '../archive/block-source.ts';
 import { checkEntries, drain, sampleFiles, verifyAllFrames, verifyFiles } from '../archive/verify-archive.ts';
 import { CairnError, type ErrorCode } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { archiveKey, type Compression } from './object-layout.ts';
+import { backupRangeReader } from './backup-range-reader.ts';
 import { createHash } from 'node:crypto';
 
 export const VERIFY_LEVELS = ['quick', 'sample', 'full'] as const;
@@ -74,28 +75,6 @@ export interface VerifyReport {
 
 function missing(what: string, key: string): CairnError {
   return new CairnError('archive-missing', `${what} is missing (${key})`);
-}
-
-/** Range reads of the backup's archive objects (its own, or one it reads frames from), as a restore does them. */
-export function backupRangeReader(
-  store: ObjectStore,
-  backup: Pick<Backup, 'id' | 'instanceId' | 'storageKey'>,
-  codec: Codec,
-  signal?: AbortSignal,
-): RangeReader {
-  return async (start, end, object) => {
-    const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, codec as Compression);
-    try {
-      return await store.get(key, { range: { start, end }, signal });
-    } catch (err) {
-      if (err instanceof CairnError && err.code === 'not-found')
-        throw missing(
-          object === undefined ? `the archive object of backup ${backup.id}` : `the archive object of backup ${object}, which backup ${backup.id} reads from,`,
-          key,
-        );
-      throw err;
-    }
-  };
 }
 
 /** Verifies one completed backup at `options.level`; throws a finding (see VERIFY_FINDING_CODES) naming what is wrong. */

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { archiveKey, CairnError, frameOpenerFor, openIndexObject, type Backup, type Keyring, type Logger, type RecordSet } from '@cairn/core';
+import { backupRangeReader } from '@cairn/core/domain/backup-range-reader.ts';
 import type { FileEntry, FileList, ListFilesQuery } from '@cairn/core/api/index.ts';
 import {
   archiveLength,
@@ -134,21 +135,9 @@ export class BackupFilesService {
     if (missing.length) throw validationError('request', missing);
   }
 
-  /**
-   * Range reads of the backup's archive, in its own object or (a format 2 block's `object`) in
-   * the archive object of the backup it names: frames are only reused from backups of the same
-   * instance and codec, so that object's key follows from the id.
-   */
+  /** Range reads of the backup's archive objects: the restore's own helper (missing: archive-missing). */
   private rangeReader(backup: Backup, index: ArchiveIndexHead, signal: AbortSignal | undefined): RangeReader {
-    return async (start, end, object) => {
-      const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, index.codec);
-      try {
-        return await this.store.get(key, { range: { start, end }, signal });
-      } catch (err) {
-        if (err instanceof CairnError && err.code === 'not-found') throw objectMissing(object, key, err);
-        throw err;
-      }
-    };
+    return backupRangeReader(this.store, backup, index.codec, signal);
   }
 
   /** Every archive object the blocks of `index` live in exists (else archive-missing, naming its key). */

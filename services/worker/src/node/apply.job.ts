@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import { chmodSync, lchownSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { z } from 'zod';
-import { CairnError, frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
-import { eachEntry, pathToBytes, readIndex, unpackArchive, type ArchiveEntry, type StreamedIndex } from '@cairn/core/archive/index.ts';
+import { backupRangeReader, CairnError, frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
+import { eachEntry, pathToBytes, rangeReadsOf, readIndex, unpackArchive, type ArchiveEntry, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { EntrySpill } from '@cairn/core/archive/entry-spill.ts';
 import { ParentCursor } from '@cairn/core/archive/pack-reuse.ts';
@@ -10,7 +10,6 @@ import { createTimeSetter } from '@cairn/core/archive/time-setter.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { writeBaseline } from './baseline.ts';
 import { unownedDirs } from './registered-volumes.ts';
-import { archiveRangeReader } from './restore.pipeline.ts';
 import type { NodeContext } from './node-context.ts';
 import { isCairnName } from './staging.ts';
 
@@ -82,7 +81,8 @@ export class ApplyJob implements JobWork<ApplyResult> {
           volumeDirs: dirs,
           index,
           paths: changes.extract,
-          source: { rangeReader: archiveRangeReader(ctx.store, final, index.codec, run.signal) },
+          source: { rangeReader: backupRangeReader(ctx.store, final, index.codec, run.signal) },
+          rangeReads: rangeReadsOf(ctx.config),
           ...(open ? { open } : {}),
           signal: run.signal,
           restoreOwnership: process.getuid?.() === 0,

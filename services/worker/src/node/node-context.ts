@@ -11,7 +11,8 @@ export interface NodeContext {
   /** Producer side of the queues (retention after a scheduled backup). */
   queues: Pick<JobQueues, 'enqueueControl'>;
   logger: Logger;
-  config: Pick<Config, 'COMPRESSION' | 'COMPRESSION_LEVEL' | 'ARCHIVE_BLOCK_SIZE'>;
+  config: Pick<Config, 'COMPRESSION' | 'COMPRESSION_LEVEL' | 'ARCHIVE_BLOCK_SIZE'> &
+    Partial<Pick<Config, 'RESTORE_PARALLEL_RANGES' | 'RESTORE_RANGE_SIZE' | 'RESTORE_BYTES_IN_FLIGHT'>>;
   /** The commands of the node's hooks file (CAIRN_NODE_HOOKS) that command hooks may name; none when absent. */
   hookCommands?: HookCommands;
 }

@@ -1,9 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { archiveKey, CairnError, containingRoot, isInside, type Backup, type InstanceWithVolumes } from '@cairn/core';
-import { eachEntry, hasForeignBlocks, readIndex, unpackArchive, type Codec, type RangeReader, type StreamedIndex } from '@cairn/core/archive/index.ts';
-import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import { backupRangeReader, CairnError, containingRoot, isInside, type InstanceWithVolumes } from '@cairn/core';
+import { eachEntry, rangeReadsOf, readIndex, unpackArchive, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
@@ -147,18 +146,16 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
         restoreOwnership: process.getuid?.() === 0,
         onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => run.progress('restoring', p),
       };
-      const rangeReader = archiveRangeReader(ctx.store, backup, index.codec, run.signal);
-      // Chosen paths: only the blocks holding them. An incremental backup's blocks are partly in
-      // other backups' objects: range reads of each, a few in parallel. Otherwise one GET.
-      const result = params.paths?.length
-        ? await unpackArchive({ ...common, paths: params.paths, source: { rangeReader } })
-        : hasForeignBlocks(index)
-          ? await unpackArchive({ ...common, source: { rangeReader } })
-          : await unpackArchive({
-              ...common,
-              source: { stream: await ctx.store.get(backup.storageKey, { signal: run.signal }) },
-              expectedSha256: backup.sha256 ?? undefined,
-            });
+      // Range reads of whole frames, several in flight (one sequential GET is the slowest way to
+      // read a large object): only the blocks holding the chosen paths, or all of them, in this
+      // backup's object and (an incremental) the objects it reads frames from.
+      const result = await unpackArchive({
+        ...common,
+        ...(params.paths?.length ? { paths: params.paths } : {}),
+        source: { rangeReader: backupRangeReader(ctx.store, backup, index.codec, run.signal) },
+        rangeReads: rangeReadsOf(ctx.config),
+        expectedSha256: backup.sha256 ?? undefined,
+      });
 
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
@@ -258,26 +255,6 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
     }
     return [...this.plans];
   }
-}
-
-/**
- * Range reads of a backup's archive: its own object, or (a format 2 block's `object`) the archive
- * object of the backup named, which is of the same instance and codec (frames are reused only so).
- */
-export function archiveRangeReader(store: ObjectStore, backup: Backup, codec: Codec, signal: AbortSignal): RangeReader {
-  return async (start, end, object) => {
-    const key = object === undefined ? backup.storageKey : archiveKey(backup.instanceId, object, codec);
-    try {
-      return await store.get(key, { range: { start, end }, signal });
-    } catch (err) {
-      if (err instanceof CairnError && err.code === 'not-found') {
-        const what =
-          object === undefined ? `the archive object of backup ${backup.id}` : `the archive object of backup ${object}, which backup ${backup.id} reads from,`;
-        throw new CairnError('archive-missing', `${what} is missing (${key})`, { cause: err });
-      }
-      throw err;
-    }
-  };
 }
 
 async function isMissingOrEmpty(dir: string): Promise<boolean> {

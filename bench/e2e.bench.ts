@@ -1,0 +1,387 @@
+/**
+ * `npm run bench:e2e` (issue 17): Cairn end to end through its REST API against restic on the same
+ * S3 server (the project's fixed s3rver, started here as `npm start` starts it), same data, same
+ * run. Per data set and repetition, alternating which tool goes first:
+ *  - Cairn (the all-in-one of `npm start`, its own process): a full backup (POST
+ *    /v1/instances/:id/backups {kind: full}) and a restore of it into a fresh directory (POST
+ *    /v1/backups/:id/restore into another instance), each timed from the POST to the job's
+ *    terminal state;
+ *  - restic (Debian's package, installed when missing, as root): `restic backup` into a fresh
+ *    repository in the same bucket (so every backup is a first one, as Cairn's full is; `init`
+ *    not timed), then `restic restore latest` into a fresh directory.
+ * Both restores are compared with the source tree (paths, types, sizes, modes, every file's
+ * sha256). The data set is read into the page cache before every backup. Prints the medians and
+ * the ratios restic time / Cairn time (> 1: Cairn faster; target ≥ 1.43), with the load average.
+ *
+ * Then, where the restore time goes (CAIRN_E2E_COSTS=0 skips it), from the last Cairn backup of
+ * each set: one sequential GET of its archive object, the same bytes read as parallel range reads
+ * (RESTORE_* settings), decoding alone (`zstd -dc` to /dev/null, one thread) and a restore from a
+ * local copy of the object (decode + extract, no S3).
+ *
+ * Environment: CAIRN_BENCH_DIR (/var/tmp/cairn-bench), CAIRN_BENCH_REPS (3),
+ * CAIRN_E2E_LARGE_FILES (8) × CAIRN_E2E_LARGE_MIB (64), CAIRN_E2E_SMALL_FILES (20000), i.e. by
+ * default 512 MiB and 20k files; the issue's full sizes: CAIRN_E2E_LARGE_MIB=256
+ * CAIRN_E2E_SMALL_FILES=100000. CAIRN_E2E_ONLY=large|small; RESTORE_* and S3_* settings are
+ * passed on to Cairn.
+ */
+import '../scripts/quiet-sdk.ts';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import { loadConfig, S3ObjectStore } from '../services/core/src/index.ts';
+import { readIndex, unpackArchive, rangeReadsOf, type RangeReader } from '../services/core/src/archive/index.ts';
+import { segmentsOf } from '../services/core/src/archive/block-source.ts';
+import { ParallelRangeReads, splitSegments } from '../services/core/src/archive/parallel-range-reads.ts';
+import { startLocalStack } from '../scripts/local-stack/index.ts';
+import { freePort } from '../scripts/local-stack/process.ts';
+import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
+import { ensureCommand, loadAverage, median, warm } from './measure.ts';
+
+const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
+const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
+const ONLY = process.env.CAIRN_E2E_ONLY?.split(',').map((s) => s.trim());
+const BUCKET = 'cairn-bench';
+const RESTIC_PASSWORD = 'cairn-bench-restic';
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+interface Api {
+  url: string;
+  token: string;
+}
+
+/** The fields of the API's answers this benchmark reads (instances, backups, jobs, nodes). */
+interface Reply {
+  id: string;
+  status: string;
+  job: { id: string };
+  backup: { id: string };
+  storageKey: string;
+  indexKey: string;
+  sizeBytes: number;
+  items: { id: string }[];
+  error?: unknown;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+/**
+ * One request on a connection of its own: a kept-alive connection left idle while restic runs can
+ * be closed by the server just as it is reused (ECONNRESET), and a POST must not be sent twice.
+ */
+function call(api: Api, method: string, route: string, body?: unknown): Promise<Reply> {
+  const payload = body !== undefined ? JSON.stringify(body) : undefined;
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${api.url}${route}`,
+      {
+        method,
+        agent: false,
+        headers: { authorization: `Bearer ${api.token}`, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString();
+          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${route}: ${res.statusCode} ${text}`));
+          else resolve(JSON.parse(text) as Reply);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Seconds the worker ran each timed job (startedAt to finishedAt): the rest is queueing and polling. */
+const ran: number[] = [];
+
+/** Polls the job until it ends; seconds from `started` to the poll that saw it end. */
+async function waitForJob(api: Api, jobId: string, started: number): Promise<number> {
+  for (;;) {
+    const job = await call(api, 'GET', `/v1/jobs/${jobId}`);
+    if (TERMINAL.has(job.status)) {
+      const seconds = (performance.now() - started) / 1000;
+      if (job.status !== 'succeeded') throw new Error(`job ${jobId} ${job.status}: ${JSON.stringify(job.error ?? job)}`);
+      ran.push((Date.parse(job.finishedAt!) - Date.parse(job.startedAt!)) / 1000);
+      return seconds;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A digest of a tree: every path with its type, size and mode, and every file's sha256. */
+function treeDigest(dir: string): string {
+  const script =
+    "{ find . -mindepth 1 -printf '%y %p %s %m\\n' | LC_ALL=C sort; " + 'find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum; } | sha256sum';
+  return execFileSync('bash', ['-c', `set -o pipefail; cd '${dir}' && ${script}`], { encoding: 'utf8', maxBuffer: 1 << 20 }).split(' ')[0]!;
+}
+
+/** Starts the all-in-one (`npm start`'s scripts/start.ts) as its own process on the given stack. */
+async function startCairn(env: Record<string, string>, logFile: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  // Its output goes to a log kept after the run (a failed job or a crash is explained there).
+  const log = createWriteStream(logFile);
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+    log.write(d);
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      log.write(`${line}\n`);
+      const m = /Cairn is running \(all-in-one\): (\S+)/.exec(line);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`cairn exited with code ${code} before it was ready: ${stderr.trim()}`)));
+  });
+  return { child, url };
+}
+
+function restic(args: string[], env: Record<string, string>, cwd?: string): number {
+  const t = performance.now();
+  const r = spawnSync('restic', args, { env: { ...process.env, ...env }, cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`restic ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return (performance.now() - t) / 1000;
+}
+
+interface Runs {
+  cairnBackup: number[];
+  cairnRestore: number[];
+  resticBackup: number[];
+  resticRestore: number[];
+  lastBackup?: { id: string; storageKey: string; indexKey: string; sizeBytes: number };
+}
+
+async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: string; work: string; resticEnv: Record<string, string>; s3: string }) {
+  const { api, nodeId, work } = ctx;
+  const expected = treeDigest(set.dir);
+  const instance = await call(api, 'POST', '/v1/instances', {
+    name: `bench-${tag}-${Date.now()}`,
+    nodeId,
+    tenant: 'bench',
+    volumes: [{ name: 'data', hostPath: set.dir }],
+  });
+  const runs: Runs = { cairnBackup: [], cairnRestore: [], resticBackup: [], resticRestore: [] };
+
+  const cairn = async (rep: number) => {
+    warm(set.dir);
+    let t = performance.now();
+    const started = await call(api, 'POST', `/v1/instances/${instance.id}/backups`, { kind: 'full' });
+    runs.cairnBackup.push(await waitForJob(api, started.job.id, t));
+    const backup = await call(api, 'GET', `/v1/backups/${started.backup.id}`);
+    runs.lastBackup = { id: backup.id, storageKey: backup.storageKey, indexKey: backup.indexKey, sizeBytes: backup.sizeBytes };
+    const into = join(work, 'restores', `cairn-${tag}-${rep}`);
+    const target = await call(api, 'POST', '/v1/instances', {
+      name: `bench-${tag}-restore-${rep}-${Date.now()}`,
+      nodeId,
+      tenant: 'bench',
+      volumes: [{ name: 'data', hostPath: into }],
+    });
+    t = performance.now();
+    const restore = await call(api, 'POST', `/v1/backups/${backup.id}/restore`, { targetInstanceId: target.id });
+    runs.cairnRestore.push(await waitForJob(api, restore.job.id, t));
+    if (treeDigest(into) !== expected) throw new Error(`Cairn's restore into ${into} differs from ${set.dir}`);
+    rmSync(into, { recursive: true, force: true });
+  };
+
+  const resticRun = (rep: number) => {
+    const env = { ...ctx.resticEnv, RESTIC_REPOSITORY: `s3:${ctx.s3}/${BUCKET}/restic-${tag}-${rep}-${Date.now()}` };
+    restic(['init'], env);
+    warm(set.dir);
+    runs.resticBackup.push(restic(['backup', '--host', 'bench', '.'], env, set.dir));
+    const into = join(work, 'restores', `restic-${tag}-${rep}`);
+    runs.resticRestore.push(restic(['restore', 'latest', '--target', into], env));
+    // restic 0.14 restores a relative backup at the target itself; an absolute one under its path.
+    const restored = spawnSync('test', ['-d', join(into, set.dir)]).status === 0 ? join(into, set.dir) : into;
+    if (treeDigest(restored) !== expected) throw new Error(`restic's restore into ${restored} differs from ${set.dir}`);
+    rmSync(into, { recursive: true, force: true });
+  };
+
+  for (let rep = 0; rep < REPS; rep++) {
+    if (rep % 2 === 0) {
+      await cairn(rep);
+      resticRun(rep);
+    } else {
+      resticRun(rep);
+      await cairn(rep);
+    }
+    console.log(
+      `  ${set.name} rep ${rep + 1}: Cairn backup ${runs.cairnBackup.at(-1)!.toFixed(2)} s (job ran ${ran.at(-2)!.toFixed(2)} s), ` +
+        `restore ${runs.cairnRestore.at(-1)!.toFixed(2)} s (job ran ${ran.at(-1)!.toFixed(2)} s); ` +
+        `restic backup ${runs.resticBackup.at(-1)!.toFixed(2)} s, restore ${runs.resticRestore.at(-1)!.toFixed(2)} s (load ${loadAverage()})`,
+    );
+  }
+  return runs;
+}
+
+/**
+ * Where a restore's time goes, one step at a time on the same backup: the S3 read alone (one GET;
+ * parallel ranges), decoding alone (`zstd -dc`, one thread), extracting alone (GNU `tar -xf` of the
+ * decoded tar), Cairn's unpack from a local copy (decode + extract, no S3), and Cairn's unpack from
+ * S3 through one GET stream (before issue 17) and through parallel range reads (now), in process.
+ */
+async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs['lastBackup']>, store: S3ObjectStore, work: string): Promise<void> {
+  const sink = () =>
+    new Writable({
+      write(_c, _e, cb) {
+        cb();
+      },
+    });
+  const mb = backup.sizeBytes / 1e6;
+  console.log(`  ${set.name}, archive ${mb.toFixed(0)} MB stored (load ${loadAverage()}):`);
+  const time = async (what: string, fn: () => Promise<unknown> | unknown) => {
+    const t = performance.now();
+    await fn();
+    const seconds = (performance.now() - t) / 1000;
+    console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s stored`);
+  };
+  const settings = rangeReadsOf(loadConfig(process.env));
+  const reader: RangeReader = (start, end) => store.get(backup.storageKey, { range: { start, end } });
+  const local = join(work, `${tag}.tar.zst`);
+  const tar = join(work, `${tag}.tar`);
+  const fresh = (name: string) => {
+    const dir = join(work, 'restores', `${name}-${tag}`);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  };
+  const index = await readIndex(await store.get(backup.indexKey));
+  const dirs: string[] = [];
+  try {
+    const blocks = index.blocks;
+    await time('S3 read alone: one GET', async () => pipeline(await store.get(backup.storageKey), sink()));
+    await time(`S3 read alone: ${settings.parallel} parallel ranges of ${settings.rangeBytes >> 20} MiB`, async () => {
+      const reads = new ParallelRangeReads(reader, splitSegments(segmentsOf(blocks, 0, blocks.length - 1), blocks, settings.rangeBytes), settings);
+      for (let r = await reads.next(); r; r = await reads.next()) for await (const _ of r.stream);
+    });
+    await pipeline(await store.get(backup.storageKey), createWriteStream(local));
+    await time('decode alone: zstd -dc > /dev/null (one thread)', () => execFileSync('bash', ['-c', `zstd -qdc '${local}' > /dev/null`]));
+    execFileSync('bash', ['-c', `zstd -qdc '${local}' > '${tar}'`]);
+    const gnu = fresh('tar');
+    dirs.push(gnu);
+    await time('extract alone: GNU tar -xf of the decoded tar', () => execFileSync('tar', ['--warning=no-timestamp', '-xf', tar, '-C', gnu]));
+    const restore = (into: string, source: Parameters<typeof unpackArchive>[0]['source']) =>
+      unpackArchive({ target: into, volumeDirs: { data: into }, index, source, rangeReads: settings });
+    dirs.push(fresh('local'), fresh('get'), fresh('ranges'));
+    await time('Cairn unpack from a local file (decode + extract)', () => restore(dirs[1]!, { stream: createReadStream(local, { highWaterMark: 1 << 20 }) }));
+    await time('Cairn unpack from S3, one GET stream (before)', async () => restore(dirs[2]!, { stream: await store.get(backup.storageKey) }));
+    await time('Cairn unpack from S3, parallel range reads (now)', () => restore(dirs[3]!, { rangeReader: reader }));
+  } finally {
+    index.entries.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    rmSync(local, { force: true });
+    rmSync(tar, { force: true });
+  }
+  console.log(`    (load ${loadAverage()})`);
+}
+
+async function main(): Promise<void> {
+  if (!ensureCommand('restic', 'restic')) throw new Error('restic is missing and could not be installed (apt-get install restic, as root)');
+  const sets: [string, DataSet][] = [];
+  if (!ONLY || ONLY.includes('large'))
+    sets.push(['large', largeDataSet(ROOT, Number(process.env.CAIRN_E2E_LARGE_FILES ?? 8), Number(process.env.CAIRN_E2E_LARGE_MIB ?? 64))]);
+  if (!ONLY || ONLY.includes('small')) sets.push(['small', smallDataSet(ROOT, Number(process.env.CAIRN_E2E_SMALL_FILES ?? 20_000), 1000)]);
+
+  mkdirSync(ROOT, { recursive: true });
+  const work = mkdtempSync(join(ROOT, 'e2e-'));
+  const database = `cairn_bench_e2e_${process.pid}`;
+  const stack = await startLocalStack({
+    env: { ...process.env, S3_ENDPOINT: '', S3_BUCKET: BUCKET },
+    database,
+    dropDatabaseOnStop: true,
+    s3Directory: join(work, 's3'),
+    bucket: BUCKET,
+    log: (m) => console.log(`[stack] ${m}`),
+  });
+  const token = `cairn_${randomBytes(24).toString('base64url')}`;
+  const env = {
+    ...stack.env,
+    PORT: String(await freePort()),
+    CAIRN_DATA_DIR: join(work, 'cairn'),
+    CAIRN_ADMIN_TOKEN: token,
+    VOLUME_ROOTS: ROOT,
+    NODE_ID: 'bench-node',
+    QUEUE_PREFIX: `{cairn-bench-${process.pid}}`,
+    MANUAL_BACKUP_LIMIT: '1000',
+    LOG_LEVEL: 'warn',
+  };
+  let cairn: { child: ChildProcess; url: string } | undefined;
+  let stopping = false;
+  const store = new S3ObjectStore({
+    endpoint: stack.env.S3_ENDPOINT,
+    region: 'us-east-1',
+    bucket: BUCKET,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    forcePathStyle: true,
+    checksumMode: 'WHEN_REQUIRED',
+  });
+  try {
+    const logFile = join(ROOT, 'e2e-cairn.log');
+    cairn = await startCairn(env, logFile);
+    cairn.child.once('exit', (code, signal) => {
+      if (!stopping) console.error(`Cairn exited unexpectedly (code ${code}, signal ${signal}); its output is in ${logFile}`);
+    });
+    const api = { url: cairn.url, token };
+    let nodeId = '';
+    for (let i = 0; i < 100 && !nodeId; i++) {
+      nodeId = (await call(api, 'GET', '/v1/nodes')).items.find((n) => n.id === 'bench-node')?.id ?? '';
+      if (!nodeId) await new Promise((r) => setTimeout(r, 100));
+    }
+    const resticEnv = {
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      RESTIC_PASSWORD,
+      RESTIC_CACHE_DIR: join(work, 'restic-cache'),
+    };
+    const version = spawnSync('restic', ['version'], { encoding: 'utf8' }).stdout.trim();
+    console.log(`Cairn ${cairn.url} and ${version} on the fixed s3rver at ${stack.env.S3_ENDPOINT}; ${REPS} alternating runs per set (load ${loadAverage()})`);
+
+    const results: { set: DataSet; runs: Runs; tag: string }[] = [];
+    for (const [tag, set] of sets) {
+      console.log(`${set.name}: ${set.files} files, ${(set.bytes / 1e6).toFixed(0)} MB`);
+      results.push({ set, tag, runs: await benchSet(set, tag, { api, nodeId, work, resticEnv, s3: stack.env.S3_ENDPOINT! }) });
+    }
+
+    console.log(`\nmedians of ${REPS} alternating runs (ratio restic / Cairn, > 1: Cairn faster; target ≥ 1.43), load ${loadAverage()}:`);
+    console.log('| data | Cairn backup | restic backup | backup ratio | Cairn restore | restic restore | restore ratio |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const { set, runs } of results) {
+      const cb = median(runs.cairnBackup);
+      const rb = median(runs.resticBackup);
+      const cr = median(runs.cairnRestore);
+      const rr = median(runs.resticRestore);
+      const ratios = (a: number[], b: number[]) => a.map((x, i) => (x / b[i]!).toFixed(2)).join(', ');
+      console.log(
+        `| ${set.name} | ${cb.toFixed(2)} s | ${rb.toFixed(2)} s | ${(rb / cb).toFixed(2)} (runs ${ratios(runs.resticBackup, runs.cairnBackup)}) ` +
+          `| ${cr.toFixed(2)} s | ${rr.toFixed(2)} s | ${(rr / cr).toFixed(2)} (runs ${ratios(runs.resticRestore, runs.cairnRestore)}) |`,
+      );
+    }
+
+    if (process.env.CAIRN_E2E_COSTS !== '0') {
+      console.log('\nwhere a restore goes (last Cairn backup of each set):');
+      for (const { set, runs, tag } of results) if (runs.lastBackup) await restoreCosts(set, tag, runs.lastBackup, store, work);
+    }
+  } finally {
+    await store.close();
+    stopping = true;
+    if (cairn && cairn.child.exitCode === null) {
+      cairn.child.kill('SIGTERM');
+      await new Promise((r) => cairn!.child.once('exit', r));
+    }
+    await stack.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});
