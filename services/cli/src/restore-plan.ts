@@ -1,17 +1,9 @@
 import readline from 'node:readline/promises';
+import type { RestoreChanges } from '@cairn/core/domain/restore-changes.ts';
 import { type CairnClient, UsageError } from './api-client.ts';
 import { type Opts, enc } from './cli-options.ts';
 import { followJob } from './job-progress.ts';
 import { printJson } from './output.ts';
-
-/** What a restore would do (the `changes` of a restore dry run's result, issue 15). */
-export interface RestoreChanges {
-  created: number;
-  changed: number;
-  deleted: number;
-  unchanged: number;
-  samples: { created: string[]; changed: string[]; deleted: string[] };
-}
 
 /** The plan as lines: counts, then the sample paths of each kind (the API gives at most 20 per kind). */
 export function describeChanges(changes: RestoreChanges, notes: string[] = []): string {

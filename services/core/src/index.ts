@@ -8,6 +8,7 @@ export * from './logging/logger.ts';
 export * from './domain/object-layout.ts';
 export * from './domain/backup-range-reader.ts';
 export * from './domain/progress.ts';
+export * from './domain/restore-changes.ts';
 export * from './queue/contracts.ts';
 export * from './queue/job-queues.ts';
 export * from './queue/job-changes.ts';

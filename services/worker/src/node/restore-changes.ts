@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { lstatSync, type BigIntStats, type Dirent } from 'node:fs';
 import { bytesToPath, eachEntry, pathToBytes, type ArchiveEntry, type EntrySource } from '@cairn/core/archive/index.ts';
+import type { RestoreChanges } from '@cairn/core/domain/restore-changes.ts';
 import { isCairnName } from './staging.ts';
 
 /** How many paths of each kind a report names (the counts are always whole). */
@@ -13,13 +14,7 @@ export const CHANGE_SAMPLE_LIMIT = 20;
  * below a live directory a merge replaces by a file), the rest is unchanged. Paths in the samples
  * are '<volume>/<relative path>', the first `sampleLimit` found of each kind.
  */
-export interface RestoreChanges {
-  created: number;
-  changed: number;
-  deleted: number;
-  unchanged: number;
-  samples: { created: string[]; changed: string[]; deleted: string[] };
-}
+export type { RestoreChanges };
 
 /** One restored volume: its live directory (null: it does not exist yet) and the chosen paths in it. */
 export interface ChangeScope {
