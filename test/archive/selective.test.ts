@@ -129,7 +129,11 @@ describe('selective restore', () => {
     expect(last.bytesTotal).toBe(packed.logicalBytes);
     expect([last.bytesDone, last.filesDone]).toEqual([last.bytesTotal, last.filesTotal]);
     expect(last.filesTotal).toBe(packed.index.entries.filter((e) => e.type === 'file' || e.type === 'hardlink').length);
-    expect(range.calls).toEqual([[0, packed.storedBytes - 1]]);
+    // Read once: ranges of whole frames (several in flight, issue 17) that tile the archive exactly.
+    const calls = [...range.calls].sort((a, b) => a[0]! - b[0]!);
+    expect(calls[0]![0]).toBe(0);
+    for (let i = 1; i < calls.length; i++) expect(calls[i]![0]).toBe(calls[i - 1]![1]! + 1);
+    expect(calls.at(-1)![1]).toBe(packed.storedBytes - 1);
     const got = snapshot(path.join(target, 'vol'), { hashLimit: 64 * MiB });
     expect(diffSnapshots(source, got)).toEqual([]);
     expect(fs.statSync(path.join(target, 'vol', 'c-huge.sparse')).size).toBe(SPARSE);

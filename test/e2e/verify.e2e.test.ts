@@ -261,7 +261,13 @@ describe('the fleet-wide verify run (VERIFY_EVERY)', () => {
     let run: any;
     while (!run && Date.now() < deadline) {
       run = await cairn.prisma.job.findFirst({
-        where: { type: 'verify', backupId: null, params: { path: ['policy'], equals: true }, status: 'succeeded' },
+        // This file's policy run (bytesBudget 1): the run's database also holds other files' verify jobs.
+        where: {
+          type: 'verify',
+          backupId: null,
+          status: 'succeeded',
+          AND: [{ params: { path: ['policy'], equals: true } }, { params: { path: ['bytesBudget'], equals: 1 } }],
+        },
         orderBy: { id: 'desc' },
       });
       if (!run) await new Promise((r) => setTimeout(r, 200));

@@ -403,12 +403,15 @@ describe('from a backup (POST /v1/backups/:id/migrate)', () => {
 describe('children and cancel', () => {
   async function child(parentJobId: string, type: 'backup' | 'restore', status: 'queued' | 'running' | 'succeeded', nodeId: string, instanceId: string) {
     const id = newId();
+    // Written past the records layer, so the tenant it would record on create is set here.
+    const { tenantId } = await gw.prisma.instance.findUniqueOrThrow({ where: { id: instanceId } });
     await gw.prisma.job.create({
       data: {
         id,
         type,
         status,
         instanceId,
+        tenantId,
         nodeId,
         queue: `node.${nodeId}`,
         params: {},
