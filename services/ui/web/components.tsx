@@ -4,6 +4,25 @@ import { ApiError, api, watchJob } from './api.ts';
 import { formatBytes } from './format.ts';
 import { ACTIVE_JOB, type Job } from './types.ts';
 
+/**
+ * A form's actions: each clears the last error and message, then runs; a failure is kept to show
+ * as the API stated it (ErrorBox), a success may set a message.
+ */
+export function useAction() {
+  const [error, setError] = useState<unknown>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  const act = async (fn: () => Promise<void>) => {
+    setError(null);
+    setMessage(null);
+    try {
+      await fn();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return { error, message, setMessage, act };
+}
+
 /** An error shown as the API states it: its code and message. */
 export function ErrorBox({ error }: { error: unknown }) {
   if (!error) return null;

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
-import { ErrorBox, Loading, Section, useLoad } from '../components.tsx';
+import { ErrorBox, Loading, Section, useAction, useLoad } from '../components.tsx';
 import { formatTime } from '../format.ts';
 import type { InstancePolicy, ManualRetentionPreview, RetentionPolicy } from '../types.ts';
 import { PreviewResult, RetentionFields, describeRetention } from './schedules.tsx';
@@ -32,17 +32,7 @@ function PolicyForm({ policy, onSaved }: { policy: InstancePolicy; onSaved: () =
   const [retention, setRetention] = useState<RetentionPolicy>(policy.manualRetention ?? { keepLast: 10 });
   const [timezone, setTimezone] = useState(policy.timezone);
   const [preview, setPreview] = useState<ManualRetentionPreview | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [message, setMessage] = useState<string | null>(null);
-  const act = async (fn: () => Promise<void>) => {
-    setError(null);
-    setMessage(null);
-    try {
-      await fn();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { error, message, setMessage, act } = useAction();
   return (
     <div data-testid="instance-policy">
       <p>

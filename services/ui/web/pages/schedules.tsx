@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, query } from '../api.ts';
-import { ErrorBox, Loading, Section, useLoad } from '../components.tsx';
+import { ErrorBox, Loading, Section, useAction, useLoad } from '../components.tsx';
 import { formatAge, formatTime } from '../format.ts';
 import type { Page, RetentionPolicy, RetentionPreview, Schedule } from '../types.ts';
 
@@ -94,18 +94,8 @@ export function PreviewResult({
 function ScheduleItem({ schedule, onChange }: { schedule: Schedule; onChange: () => void }) {
   const [retention, setRetention] = useState<RetentionPolicy>(schedule.retention);
   const [preview, setPreview] = useState<RetentionPreview | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [message, setMessage] = useState<string | null>(null);
   const enc = encodeURIComponent(schedule.id);
-  const act = async (fn: () => Promise<void>) => {
-    setError(null);
-    setMessage(null);
-    try {
-      await fn();
-    } catch (err) {
-      setError(err);
-    }
-  };
+  const { error, message, setMessage, act } = useAction();
   return (
     <li class="schedule" data-schedule-id={schedule.id}>
       <p>
