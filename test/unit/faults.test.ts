@@ -195,7 +195,23 @@ describe('lost jobs', () => {
       });
       return id;
     };
-    return { records, instanceId, job, store: new MemoryObjectStore() };
+    /** A Backup row in `running`, as a backup job leaves it mid-run. */
+    const runningBackup = async () => {
+      const id = newId();
+      await records.backups.create({
+        id,
+        instanceId,
+        status: 'running',
+        trigger: 'manual',
+        volumes: [],
+        storageKey: 'a',
+        indexKey: 'i',
+        compression: 'zstd',
+        requestedBy: 't',
+      });
+      return id;
+    };
+    return { records, instanceId, job, runningBackup, store: new MemoryObjectStore() };
   }
 
   it('decides which lost jobs may run again', () => {
@@ -208,19 +224,8 @@ describe('lost jobs', () => {
   });
 
   it('enqueues again what is safe, settles the rest, and leaves alone what is queued or young', async () => {
-    const { records, instanceId, job, store } = await world();
-    const backupId = newId();
-    await records.backups.create({
-      id: backupId,
-      instanceId,
-      status: 'running',
-      trigger: 'manual',
-      volumes: [],
-      storageKey: 'a',
-      indexKey: 'i',
-      compression: 'zstd',
-      requestedBy: 't',
-    });
+    const { records, job, store, runningBackup } = await world();
+    const backupId = await runningBackup();
     const lostBackup = await job('backup', 'running', 'alive', { startedAt: new Date(), backupId });
     const neverStartedRestore = await job('restore', 'queued', 'alive');
     const startedRestore = await job('restore', 'running', 'alive', { startedAt: new Date() });
@@ -248,19 +253,8 @@ describe('lost jobs', () => {
   });
 
   it('settles the jobs of a dead node, unless heartbeats could not be written until just now', async () => {
-    const { records, instanceId, job, store } = await world();
-    const backupId = newId();
-    await records.backups.create({
-      id: backupId,
-      instanceId,
-      status: 'running',
-      trigger: 'manual',
-      volumes: [],
-      storageKey: 'a',
-      indexKey: 'i',
-      compression: 'zstd',
-      requestedBy: 't',
-    });
+    const { records, job, store, runningBackup } = await world();
+    const backupId = await runningBackup();
     const running = await job('backup', 'running', 'dead', { startedAt: new Date(), backupId });
     const { queues, calls } = fakeQueues({ [running]: 'active' });
     // The database was away until a moment ago: the node gets NODE_DEAD_AFTER from then.
