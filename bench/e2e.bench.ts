@@ -16,7 +16,9 @@
  * Then, where the restore time goes (CAIRN_E2E_COSTS=0 skips it), from the last Cairn backup of
  * each set: one sequential GET of its archive object, the same bytes read as parallel range reads
  * (RESTORE_* settings), decoding alone (`zstd -dc` to /dev/null, one thread) and a restore from a
- * local copy of the object (decode + extract, no S3).
+ * local copy of the object (decode + extract, no S3). And where a backup's time goes, on the same
+ * data: Cairn's pack alone to a local file, and that archive uploaded alone, multipart as a backup
+ * uploads it and as one PUT.
  *
  * Environment: CAIRN_BENCH_DIR (/var/tmp/cairn-bench), CAIRN_BENCH_REPS (3),
  * CAIRN_E2E_LARGE_FILES (8) × CAIRN_E2E_LARGE_MIB (64), CAIRN_E2E_SMALL_FILES (20000), i.e. by
@@ -27,14 +29,14 @@
 import '../scripts/quiet-sdk.ts';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { loadConfig, S3ObjectStore } from '../services/core/src/index.ts';
-import { readIndex, unpackArchive, rangeReadsOf, type RangeReader } from '../services/core/src/archive/index.ts';
+import { packArchive, readIndex, unpackArchive, rangeReadsOf, type RangeReader } from '../services/core/src/archive/index.ts';
 import { segmentsOf } from '../services/core/src/archive/block-source.ts';
 import { ParallelRangeReads, splitSegments } from '../services/core/src/archive/parallel-range-reads.ts';
 import { startLocalStack } from '../scripts/local-stack/index.ts';
@@ -65,6 +67,7 @@ interface Reply {
   sizeBytes: number;
   items: { id: string }[];
   error?: unknown;
+  progress?: { stage?: string };
   startedAt?: string;
   finishedAt?: string;
 }
@@ -104,12 +107,17 @@ const ran: number[] = [];
 
 /** Polls the job until it ends; seconds from `started` to the poll that saw it end. */
 async function waitForJob(api: Api, jobId: string, started: number): Promise<number> {
+  let stage = '';
+  const stages: string[] = [];
   for (;;) {
     const job = await call(api, 'GET', `/v1/jobs/${jobId}`);
+    const now = job.progress?.stage ?? job.status;
+    if (now !== stage) stages.push(`${(stage = now)} @${((performance.now() - started) / 1000).toFixed(2)}`);
     if (TERMINAL.has(job.status)) {
       const seconds = (performance.now() - started) / 1000;
       if (job.status !== 'succeeded') throw new Error(`job ${jobId} ${job.status}: ${JSON.stringify(job.error ?? job)}`);
       ran.push((Date.parse(job.finishedAt!) - Date.parse(job.startedAt!)) / 1000);
+      if (process.env.CAIRN_E2E_STAGES === '1') console.log(`    job ${jobId}: ${stages.join(', ')}`);
       return seconds;
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -125,7 +133,12 @@ function treeDigest(dir: string): string {
 
 /** Starts the all-in-one (`npm start`'s scripts/start.ts) as its own process on the given stack. */
 async function startCairn(env: Record<string, string>, logFile: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // CAIRN_E2E_PROFILE=<dir>: the all-in-one writes V8 CPU profiles there (its main thread, and the archive threads).
+  const profile = process.env.CAIRN_E2E_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_E2E_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', 'scripts/start.ts'], {
+    env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   // Its output goes to a log kept after the run (a failed job or a crash is explained there).
   const log = createWriteStream(logFile);
@@ -282,6 +295,59 @@ async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs[
   console.log(`    (load ${loadAverage()})`);
 }
 
+/**
+ * Where a backup's time goes, one step at a time on the same data: Cairn's pack alone to a local
+ * file (scan, read, hash, compress; no S3), then that archive uploaded alone as a backup uploads it
+ * (multipart, S3_PART_SIZE parts, S3_UPLOAD_QUEUE_SIZE in flight; s3rver then rewrites the parts
+ * into one object on CompleteMultipartUpload) and as one PUT (what restic's pack files are). The
+ * job's own figure (started to finished) minus these is the job's bookkeeping: claim, index and
+ * manifest upload, database writes.
+ */
+async function backupCosts(set: DataSet, tag: string, s3Endpoint: string, work: string): Promise<void> {
+  const config = loadConfig(process.env);
+  const local = join(work, `${tag}-pack.tar.zst`);
+  const mb = set.bytes / 1e6;
+  const time = async (what: string, fn: () => Promise<unknown>) => {
+    const t = performance.now();
+    await fn();
+    const seconds = (performance.now() - t) / 1000;
+    console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s of data`);
+  };
+  const storeWith = (partSize: number, queueSize: number) =>
+    new S3ObjectStore({
+      endpoint: s3Endpoint,
+      region: 'us-east-1',
+      bucket: BUCKET,
+      accessKeyId: 'S3RVER',
+      secretAccessKey: 'S3RVER',
+      forcePathStyle: true,
+      checksumMode: 'WHEN_REQUIRED',
+      partSize,
+      queueSize,
+    });
+  console.log(`  ${set.name}, ${mb.toFixed(0)} MB of data (load ${loadAverage()}):`);
+  warm(set.dir);
+  await time('Cairn pack alone to a local file (zstd)', async () => {
+    const packed = await packArchive({ volumes: [{ name: 'data', dir: set.dir }], codec: 'zstd' }, createWriteStream(local));
+    packed.close();
+  });
+  const stored = statSync(local).size;
+  const multipart = storeWith(config.S3_PART_SIZE, config.S3_UPLOAD_QUEUE_SIZE);
+  const single = storeWith(Math.max(5 << 20, stored + 1), 1);
+  try {
+    await time(`S3 upload alone, multipart (${config.S3_PART_SIZE >> 20} MiB parts, ${config.S3_UPLOAD_QUEUE_SIZE} in flight)`, () =>
+      multipart.put(`bench-costs/${tag}-multipart`, createReadStream(local, { highWaterMark: 1 << 20 })),
+    );
+    await time('S3 upload alone, one PUT', () => single.put(`bench-costs/${tag}-single`, createReadStream(local, { highWaterMark: 1 << 20 })));
+    await multipart.deleteMany([`bench-costs/${tag}-multipart`, `bench-costs/${tag}-single`]);
+  } finally {
+    await multipart.close();
+    await single.close();
+    rmSync(local, { force: true });
+  }
+  console.log(`    (archive ${(stored / 1e6).toFixed(0)} MB stored; load ${loadAverage()})`);
+}
+
 async function main(): Promise<void> {
   if (!ensureCommand('restic', 'restic')) throw new Error('restic is missing and could not be installed (apt-get install restic, as root)');
   const sets: [string, DataSet][] = [];
@@ -368,6 +434,8 @@ async function main(): Promise<void> {
     if (process.env.CAIRN_E2E_COSTS !== '0') {
       console.log('\nwhere a restore goes (last Cairn backup of each set):');
       for (const { set, runs, tag } of results) if (runs.lastBackup) await restoreCosts(set, tag, runs.lastBackup, store, work);
+      console.log('\nwhere a backup goes (same data, each step alone):');
+      for (const { set, tag } of results) await backupCosts(set, tag, stack.env.S3_ENDPOINT!, work);
     }
   } finally {
     await store.close();

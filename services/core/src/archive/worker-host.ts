@@ -9,6 +9,9 @@ import { CairnError } from '../errors.ts';
 import { workerSpec } from './worker-bundle.ts';
 import { deserializeError, type SerializedError } from './worker-errors.ts';
 
+/** CAIRN_ARCHIVE_PROFILE=<dir>: every archive thread writes a V8 CPU profile there as it ends (where a pack or restore spends its time). */
+const ARCHIVE_PROFILE_DIR = process.env.CAIRN_ARCHIVE_PROFILE;
+
 interface WorkerReply {
   id: number;
   ok: boolean;
@@ -111,12 +114,13 @@ export class WorkerHost {
   /** A new worker of its own for a long job (reader, scanner, extractor); discard() it when done. */
   async acquire(): Promise<PooledWorker> {
     const spec = await workerSpec();
+    const execArgv = ARCHIVE_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${ARCHIVE_PROFILE_DIR}`] : [];
     const worker =
       spec.kind === 'eval'
         ? // Not the parent's flags: tsx's loader would cost each worker ~25 MB and ~200 ms (worker-bundle.ts).
-          new Worker(spec.code, { eval: true, execArgv: [] })
+          new Worker(spec.code, { eval: true, execArgv })
         : // The compiled worker, or an entry that registers tsx itself (inherited loader flags would register it twice).
-          new Worker(spec.url, { workerData: spec.workerData, execArgv: [] });
+          new Worker(spec.url, { workerData: spec.workerData, execArgv });
     const pooled = new PooledWorker(worker);
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: { ready?: boolean }): void => {
