@@ -166,7 +166,8 @@ export function reportGateway(r: GatewayResult): void {
     console.log(`             per route: ${routes}; answers ${answers}`);
     console.log(
       `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request; database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
-        `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
+        `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, ` +
+        `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
     );
     if (p.streams)
       console.log(
