@@ -15,6 +15,7 @@ import {
   type JobRecords,
   type JsonInput,
   LIVE_BACKUP_STATUSES,
+  objectSharingOf,
   type LockKind,
   type NodeRecords,
   type OneOrMany,
@@ -269,7 +270,8 @@ function selfReference(backupId: string): Error {
 }
 
 function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
-  return {
+  const backups: BackupRecords = {
+    objectSharing: (backupId) => objectSharingOf(backups, backupId),
     get: (id) => db.backup.findUnique({ where: { id } }),
     findFirst(filter, page) {
       const p = pageArgs(page);
@@ -346,6 +348,7 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
       return rows.map((r) => r.backupId);
     },
   };
+  return backups;
 }
 
 function withSqlBackupReads(backups: BackupRecords, sql: SqlReads | null): BackupRecords {
@@ -357,6 +360,7 @@ function withSqlBackupReads(backups: BackupRecords, sql: SqlReads | null): Backu
     find: (filter, page) => (servesPage(page) ? sql.backups(filter, page) : backups.find(filter, page)),
     referencedOwners: (backupId) => sql.referencedOwners(backupId),
     liveReferrers: (ownerId) => sql.liveReferrers(ownerId, LIVE_BACKUP_STATUSES),
+    objectSharing: (backupId) => sql.objectSharing(backupId, LIVE_BACKUP_STATUSES),
   };
 }
 

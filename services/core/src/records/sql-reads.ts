@@ -3,7 +3,7 @@ import { isUnavailableError } from '../domain/retry-write.ts';
 import { CairnError } from '../errors.ts';
 import { Prisma } from '../generated/prisma/client.ts';
 import { nodeQueueName } from '../queue/contracts.ts';
-import type { Backup, BackupFilter, InstanceFilter, Job, JobFilter, Page } from './records.ts';
+import type { Backup, BackupFilter, InstanceFilter, Job, JobFilter, ObjectSharing, Page } from './records.ts';
 
 /**
  * The hot reads of the records (issue 17: the gateway's list and show requests) as plain SQL on
@@ -32,6 +32,9 @@ const columns = (fields: Record<string, string>) =>
     .map((c) => `"${c}"`)
     .join(', ');
 const BACKUP_COLUMNS = columns(Prisma.BackupScalarFieldEnum);
+const OWNER_COLUMNS = Object.values(Prisma.BackupScalarFieldEnum)
+  .map((c) => `o."${c}"`)
+  .join(', ');
 const JOB_COLUMNS = columns(Prisma.JobScalarFieldEnum);
 
 /** Positional parameters of one statement. */
@@ -181,5 +184,29 @@ export class SqlReads {
       [ownerId, [...live]],
     );
     return rows.map((r) => r.backupId);
+  }
+
+  /**
+   * `objectSharing` in one statement: a row per owner (its columns and its live readers), each
+   * carrying the backup's own live readers; one row of nulls but those when it reads no owner.
+   */
+  async objectSharing(backupId: string, live: readonly string[]): Promise<ObjectSharing> {
+    const liveReaders = (owner: string) =>
+      `ARRAY(SELECT r."backupId" FROM "BackupObjectRef" r JOIN "Backup" b ON b."id" = r."backupId"
+             WHERE r."ownerId" = ${owner} AND b."status" = ANY($2::"BackupStatus"[]) ORDER BY r."backupId")`;
+    const rows = await this.rows<Backup & { selfLiveReferrers: string[]; ownerLiveReferrers: string[] | null }>(
+      `SELECT self."selfLiveReferrers", owners.* FROM (SELECT ${liveReaders('$1')} AS "selfLiveReferrers") self
+       LEFT JOIN LATERAL (
+         SELECT ${OWNER_COLUMNS}, ${liveReaders('o."id"')} AS "ownerLiveReferrers"
+         FROM "BackupObjectRef" ref JOIN "Backup" o ON o."id" = ref."ownerId" WHERE ref."backupId" = $1
+       ) owners ON true
+       ORDER BY owners."id"`,
+      [backupId, [...live]],
+    );
+    const owners: ObjectSharing['owners'] = [];
+    for (const { selfLiveReferrers: _, ownerLiveReferrers, ...owner } of rows) {
+      if (ownerLiveReferrers !== null) owners.push({ owner: owner as Backup, liveReferrers: ownerLiveReferrers });
+    }
+    return { liveReferrers: rows[0]?.selfLiveReferrers ?? [], owners };
   }
 }
