@@ -49,6 +49,8 @@ interface PhaseResult {
   gatewayCpuShare: number;
   /** The gateway's CPU time (user + system) per request sent: a figure the machine's load hardly changes (streams' work included). */
   gatewayCpuMsPerRequest: number;
+  /** Of which in the kernel (system time: sockets to the clients and to Postgres). */
+  gatewaySysMsPerRequest: number;
   /** Transactions per second in the bench's database during the phase (the simulated worker's progress writes included). */
   dbTxPerSecond: number;
   dbTxPerRequest: number;
@@ -165,7 +167,7 @@ export function reportGateway(r: GatewayResult): void {
     const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
     console.log(`             per route: ${routes}; answers ${answers}`);
     console.log(
-      `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request; database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
+      `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request (${p.gatewaySysMsPerRequest.toFixed(2)} system); database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
         `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, ` +
         `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
     );
@@ -281,8 +283,10 @@ async function fixedRate(
   loop.enable();
   const loadBefore = loadAverage();
   const cpuBefore = processCpuSeconds(gatewayPid);
+  const sysBefore = processCpuSeconds(gatewayPid, 'system');
   const load = await runLoadProcess({ base, token, routes, rate, seconds });
   const gatewayCpuSeconds = processCpuSeconds(gatewayPid) - cpuBefore;
+  const gatewaySysSeconds = processCpuSeconds(gatewayPid, 'system') - sysBefore;
   const dbTx = (await transactions(records)) - txBefore;
   loop.disable();
   const statuses = new Map(Object.entries(load.statuses).map(([status, n]) => [Number(status), n]));
@@ -301,6 +305,7 @@ async function fixedRate(
     loadAfter: loadAverage(),
     gatewayCpuShare: gatewayCpuSeconds / load.elapsedSeconds,
     gatewayCpuMsPerRequest: (gatewayCpuSeconds * 1000) / load.sent,
+    gatewaySysMsPerRequest: (gatewaySysSeconds * 1000) / load.sent,
     dbTxPerSecond: dbTx / load.elapsedSeconds,
     dbTxPerRequest: dbTx / load.sent,
     benchLoopP99Ms: loop.percentile(99) / 1e6,
@@ -418,10 +423,12 @@ async function transactions(records: PrismaRecords): Promise<number> {
 }
 
 /** user + system CPU seconds of a process so far (Linux /proc). */
-function processCpuSeconds(pid: number): number {
+function processCpuSeconds(pid: number, which: 'all' | 'system' = 'all'): number {
   try {
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const user = Number(fields[11]);
+    const system = Number(fields[12]);
+    return (which === 'system' ? system : user + system) / 100;
   } catch {
     return Number.NaN;
   }
