@@ -167,7 +167,8 @@ export function reportGateway(r: GatewayResult): void {
     const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
     console.log(`             per route: ${routes}; answers ${answers}`);
     console.log(
-      `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request (${p.gatewaySysMsPerRequest.toFixed(2)} system); database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
+      `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request (${p.gatewaySysMsPerRequest.toFixed(2)} system); ` +
+        `database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
         `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, ` +
         `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
     );
