@@ -84,7 +84,8 @@ export class PrismaRecords implements Records {
 
   async close(): Promise<void> {
     await this.prisma.$disconnect();
-    await this.pool?.end();
+    // Once: a second end() of a pg pool throws, and closing the records twice is harmless elsewhere.
+    if (this.pool && !this.pool.ending) await this.pool.end();
   }
 }
 
