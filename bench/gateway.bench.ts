@@ -11,7 +11,8 @@
  * as latency instead of as fewer requests (no coordinated omission).
  *
  * The gateway runs as a process of its own (CAIRN_BENCH_GW_PROFILE=<dir>: with a V8 CPU profile
- * written there when it stops); the load, the streams and the simulated worker run in this one.
+ * written there when it stops), and so does the load client (gateway-load.ts); the streams and the
+ * simulated worker run in this one.
  * The database is one of its own, created, migrated and dropped here.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -24,17 +25,13 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createRedis, newId, PrismaRecords, publishJobChange, type Records } from '../services/core/src/index.ts';
 import { startLocalStack } from '../scripts/local-stack/index.ts';
+import { type LoadRoute, runLoadProcess } from './gateway-load.ts';
 import { loadAverage } from './measure.ts';
 
 export const GATEWAY_SCENARIOS = ['gateway'];
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const TARGET_P99_MS = 50;
-
-interface Route {
-  name: string;
-  path: () => string;
-}
 
 interface PhaseResult {
   name: string;
@@ -50,9 +47,16 @@ interface PhaseResult {
   loadBefore: string;
   loadAfter: string;
   gatewayCpuShare: number;
+  /** The gateway's CPU time (user + system) per request sent: a figure the machine's load hardly changes (streams' work included). */
+  gatewayCpuMsPerRequest: number;
+  /** Of which in the kernel (system time: sockets to the clients and to Postgres). */
+  gatewaySysMsPerRequest: number;
   /** Transactions per second in the bench's database during the phase (the simulated worker's progress writes included). */
   dbTxPerSecond: number;
+  dbTxPerRequest: number;
+  /** Event-loop delay p99 of this process (streams, simulated worker) and of the load client's own process. */
   benchLoopP99Ms: number;
+  clientLoopP99Ms: number;
   streams?: { open: number; events: number; refusedBeyondCap: boolean };
 }
 
@@ -109,12 +113,10 @@ export async function runGateway(o: { only?: string[] } = {}): Promise<GatewayRe
       tokens.push(JSON.parse(res.body).token as string);
     }
     const member = tokens[0]!;
-    let i = 0;
-    const pick = <T>(xs: readonly T[]): T => xs[i++ % xs.length]!;
-    const routes: Route[] = [
-      { name: 'list backups', path: () => `/v1/instances/${pick(seeded.instances)}/backups?limit=50` },
-      { name: 'show backup', path: () => `/v1/backups/${pick(seeded.backupIds)}` },
-      { name: 'list jobs', path: () => `/v1/jobs?limit=50` },
+    const routes: LoadRoute[] = [
+      { name: 'list backups', paths: seeded.instances.map((id) => `/v1/instances/${id}/backups?limit=50`) },
+      { name: 'show backup', paths: seeded.backupIds.map((id) => `/v1/backups/${id}`) },
+      { name: 'list jobs', paths: ['/v1/jobs?limit=50'] },
     ];
     const gwPid = gateway.pid!;
 
@@ -164,7 +166,12 @@ export function reportGateway(r: GatewayResult): void {
     const routes = [...p.byRoute].map(([name, xs]) => `${name} p99 ${quantiles(xs).p99.toFixed(1)}`).join(', ');
     const answers = [...p.statuses].map(([status, n]) => `${n} × ${status}`).join(', ');
     console.log(`             per route: ${routes}; answers ${answers}`);
-    console.log(`             database ${p.dbTxPerSecond.toFixed(0)} transactions/s; bench event loop p99 ${p.benchLoopP99Ms.toFixed(1)} ms`);
+    console.log(
+      `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request (${p.gatewaySysMsPerRequest.toFixed(2)} system); ` +
+        `database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
+        `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, ` +
+        `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
+    );
     if (p.streams)
       console.log(
         `             streams: ${p.streams.open} open, ${p.streams.events} events received, one more on a full token: ` +
@@ -259,81 +266,52 @@ async function seed(records: PrismaRecords, backups: number, running: number): P
 
 // ----- load -----
 
-/** Requests at a fixed rate over keep-alive connections; each latency runs from the request's due time. */
+/**
+ * One phase: the load from its own process (gateway-load.ts), the gateway's CPU and the database's
+ * transactions counted around it, and this process's event-loop delay (streams, simulated worker).
+ */
 async function fixedRate(
   base: string,
   token: string,
-  routes: Route[],
+  routes: LoadRoute[],
   rate: number,
   seconds: number,
   gatewayPid: number,
   records: PrismaRecords,
 ): Promise<PhaseResult> {
   const txBefore = await transactions(records);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const total = Math.round(rate * seconds);
-  const latencies: number[] = [];
-  const byRoute = new Map<string, number[]>(routes.map((r) => [r.name, []]));
-  let ok = 0;
-  let failed = 0;
-  const statuses = new Map<number, number>();
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
   const loadBefore = loadAverage();
   const cpuBefore = processCpuSeconds(gatewayPid);
-  const start = performance.now();
-  const inFlight: Promise<void>[] = [];
-  for (let n = 0; n < total; n++) {
-    const due = start + (n * 1000) / rate;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const route = routes[n % routes.length]!;
-    inFlight.push(
-      get(agent, `${base}${route.path()}`, token).then((status) => {
-        const ms = performance.now() - due;
-        latencies.push(ms);
-        byRoute.get(route.name)!.push(ms);
-        statuses.set(status, (statuses.get(status) ?? 0) + 1);
-        if (status === 200) ok++;
-        else failed++;
-      }),
-    );
-  }
-  await Promise.all(inFlight);
-  const elapsed = (performance.now() - start) / 1000;
-  const gatewayCpuShare = (processCpuSeconds(gatewayPid) - cpuBefore) / elapsed;
-  const dbTxPerSecond = ((await transactions(records)) - txBefore) / elapsed;
+  const sysBefore = processCpuSeconds(gatewayPid, 'system');
+  const load = await runLoadProcess({ base, token, routes, rate, seconds });
+  const gatewayCpuSeconds = processCpuSeconds(gatewayPid) - cpuBefore;
+  const gatewaySysSeconds = processCpuSeconds(gatewayPid, 'system') - sysBefore;
+  const dbTx = (await transactions(records)) - txBefore;
   loop.disable();
-  agent.destroy();
+  const statuses = new Map(Object.entries(load.statuses).map(([status, n]) => [Number(status), n]));
+  const ok = statuses.get(200) ?? 0;
   return {
     name: '',
     rate,
     seconds,
-    sent: total,
+    sent: load.sent,
     ok,
-    failed,
+    failed: load.sent - ok,
     statuses,
-    latencies,
-    byRoute,
+    latencies: Object.values(load.byRoute).flat(),
+    byRoute: new Map(Object.entries(load.byRoute)),
     loadBefore,
     loadAfter: loadAverage(),
-    gatewayCpuShare,
-    dbTxPerSecond,
+    gatewayCpuShare: gatewayCpuSeconds / load.elapsedSeconds,
+    gatewayCpuMsPerRequest: (gatewayCpuSeconds * 1000) / load.sent,
+    gatewaySysMsPerRequest: (gatewaySysSeconds * 1000) / load.sent,
+    dbTxPerSecond: dbTx / load.elapsedSeconds,
+    dbTxPerRequest: dbTx / load.sent,
     benchLoopP99Ms: loop.percentile(99) / 1e6,
+    clientLoopP99Ms: load.clientLoopP99Ms,
   };
-}
-
-/** A GET answering its status (599: no answer within 10 s or a connection error); the body is read and dropped. */
-function get(agent: http.Agent, url: string, token: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` }, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(599));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(599));
-  });
 }
 
 function request(base: string, method: string, route: string, token: string, body?: unknown): Promise<{ status: number; body: string }> {
@@ -446,10 +424,12 @@ async function transactions(records: PrismaRecords): Promise<number> {
 }
 
 /** user + system CPU seconds of a process so far (Linux /proc). */
-function processCpuSeconds(pid: number): number {
+function processCpuSeconds(pid: number, which: 'all' | 'system' = 'all'): number {
   try {
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const user = Number(fields[11]);
+    const system = Number(fields[12]);
+    return (which === 'system' ? system : user + system) / 100;
   } catch {
     return Number.NaN;
   }

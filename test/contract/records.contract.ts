@@ -811,6 +811,43 @@ export function recordsContract(name: string, open: () => Promise<RecordsContrac
         expect(await r.backups.liveReferrers(owner.id)).toEqual([readers.pending]);
       });
 
+      test('objectSharing answers what the separate reads do: the live readers of the backup, and each owner with its row and its live readers', async () => {
+        const w = await world(r);
+        const dead = await r.backups.create(newBackup(w.instance.id, { status: 'deleted' }));
+        const live = await r.backups.create(newBackup(w.instance.id, { status: 'completed' }));
+        const backup = await r.backups.create(newBackup(w.instance.id, { kind: 'incremental', parentId: live.id, status: 'completed' }));
+        const laterLive = await r.backups.create(newBackup(w.instance.id, { status: 'running' }));
+        const laterDead = await r.backups.create(newBackup(w.instance.id, { status: 'failed' }));
+        await r.backups.addReferences(backup.id, [live.id, dead.id]);
+        await r.backups.addReferences(laterLive.id, [backup.id, dead.id]);
+        await r.backups.addReferences(laterDead.id, [backup.id]);
+        expect(await r.backups.transition(dead.id, ['deleted'], 'deleted', { sizeBytes: 123n })).toBe(true);
+        const separately = async (id: string) => ({
+          liveReferrers: await r.backups.liveReferrers(id),
+          owners: await Promise.all(
+            (await r.backups.referencedOwners(id)).map(async (ownerId) => ({
+              owner: (await r.backups.get(ownerId))!,
+              liveReferrers: await r.backups.liveReferrers(ownerId),
+            })),
+          ),
+        });
+        const sharing = await r.backups.objectSharing(backup.id);
+        expect(sharing).toEqual(await separately(backup.id));
+        expect(sharing.liveReferrers).toEqual([laterLive.id]);
+        expect(sharing.owners.map((o) => o.owner.id)).toEqual(sorted([live.id, dead.id]));
+        expect(sharing.owners.find((o) => o.owner.id === dead.id)).toMatchObject({
+          owner: { sizeBytes: 123n },
+          liveReferrers: sorted([backup.id, laterLive.id]),
+        });
+        // A dead reader, an owner reading nothing, and no such backup.
+        expect((await r.backups.objectSharing(laterDead.id)).owners.map((o) => o.owner.id)).toEqual([backup.id]);
+        expect(await r.backups.objectSharing(laterDead.id)).toEqual(await separately(laterDead.id));
+        expect(await r.backups.objectSharing(live.id)).toEqual({ liveReferrers: [backup.id], owners: [] });
+        expect(await r.backups.objectSharing(newId())).toEqual({ liveReferrers: [], owners: [] });
+        // Inside a transaction, the same.
+        expect(await r.transaction((tx) => tx.backups.objectSharing(backup.id))).toEqual(sharing);
+      });
+
       test('deleteWhere takes the references of the removed backups along, and refuses to remove an owner a remaining backup reads from', async () => {
         const w = await world(r);
         const owner = await r.backups.create(newBackup(w.instance.id, { status: 'deleted' }));

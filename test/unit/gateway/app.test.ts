@@ -1,5 +1,7 @@
 import http from 'node:http';
+import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CairnError, createLogger, MemoryRecords, UniqueViolation } from '@cairn/core';
 import { MemoryObjectStore } from '@cairn/core/storage/memory.object-store.ts';
@@ -15,12 +17,12 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-async function serve(checks: Record<string, () => Promise<unknown>> = {}) {
+async function serve(checks: Record<string, () => Promise<unknown>> = {}, logger = createLogger({ level: 'silent' })) {
   const records = new MemoryRecords();
   const queues = new FakeQueues();
   const gateway = createGateway({
     config: { BODY_LIMIT: 65536, COMPRESSION: 'gzip', MANUAL_BACKUP_LIMIT: 1 },
-    logger: createLogger({ level: 'silent' }),
+    logger,
     records,
     queues,
     store: new MemoryObjectStore(),
@@ -44,7 +46,29 @@ async function serve(checks: Record<string, () => Promise<unknown>> = {}) {
   return { records, queues, api };
 }
 
+/** A logger at `level` whose lines are kept, parsed. */
+function capturedLogger(level: string) {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level }, sink), lines };
+}
+
 describe('gateway app (in memory)', () => {
+  it("logs one line per request with the request's id and, once authenticated, its token", async () => {
+    const { logger, lines } = capturedLogger('info');
+    const { api } = await serve({}, logger);
+    const res = await api('GET', '/v1/instances');
+    expect(res.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 10));
+    const line = lines.find((l) => l.msg === 'request' && l.path === '/v1/instances');
+    expect(line).toMatchObject({ reqId: res.headers.get('x-request-id'), tokenId: expect.any(String), method: 'GET', status: 200 });
+  });
+
   it('registers an instance, starts a backup, and maps busy/limit to 409/429 through the one error path', async () => {
     const { records, queues, api } = await serve();
     records.seedNode({ id: 'n1', volumeRoots: ['/srv/a'], lastHeartbeatAt: new Date() });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { BOOTSTRAP_TOKEN_NAME, generateToken, hashToken } from '@cairn/gateway/services/token.service.ts';
+import { BOOTSTRAP_TOKEN_NAME, generateToken, hashToken, TokenService } from '@cairn/gateway/services/token.service.ts';
 import { admin, gatewayFixture, rejection } from './gateway-fixture.ts';
 
 describe('TokenService', () => {
@@ -36,6 +36,40 @@ describe('TokenService', () => {
     await f.tokens.revoke(admin, t.id);
     const err = await rejection(f.tokens.authenticate(t.token));
     expect(err).toMatchObject({ code: 'unauthorized', message: 'invalid or revoked token' });
+  });
+
+  it('authenticates a known token from its cache for a moment; a revocation here takes effect at once, one on another gateway within the TTL', async () => {
+    const f = gatewayFixture();
+    await f.tokens.create(admin, { name: 'keeper', role: 'admin' });
+    const t = await f.tokens.create(admin, { name: 'x', role: 'member', tenant: 'acme' });
+    const reads = () => f.records.calls.filter((c) => c === 'tokens.getByHash').length;
+    const actor = await f.tokens.authenticate(t.token);
+    const before = reads();
+    expect(await f.tokens.authenticate(t.token)).toEqual(actor);
+    expect(reads()).toBe(before); // from the cache
+
+    // Revoked through this gateway: refused at once.
+    await f.tokens.revoke(admin, t.id);
+    expect((await rejection(f.tokens.authenticate(t.token))).code).toBe('unauthorized');
+
+    // Revoked through another gateway (its own TokenService over the same records): refused here once the TTL (2 s) has passed.
+    const u = await f.tokens.create(admin, { name: 'y', role: 'member', tenant: 'acme' });
+    await f.tokens.authenticate(u.token);
+    const other = new TokenService({ records: f.records, logger: f.logger, now: () => f.clock.now });
+    await other.revoke(admin, u.id);
+    expect((await f.tokens.authenticate(u.token)).tokenId).toBe(u.id);
+    f.clock.now = new Date(f.clock.now.getTime() + 2000);
+    expect((await rejection(f.tokens.authenticate(u.token))).code).toBe('unauthorized');
+  });
+
+  it('with authCacheMs 0 reads the token row on every request', async () => {
+    const f = gatewayFixture();
+    const t = await f.tokens.create(admin, { name: 'x', role: 'admin' });
+    const uncached = new TokenService({ records: f.records, logger: f.logger, now: () => f.clock.now, authCacheMs: 0 });
+    const reads = () => f.records.calls.filter((c) => c === 'tokens.getByHash').length;
+    await uncached.authenticate(t.token);
+    await uncached.authenticate(t.token);
+    expect(reads()).toBe(2);
   });
 
   it('writes lastUsedAt at most once per touch interval', async () => {

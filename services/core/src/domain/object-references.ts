@@ -173,10 +173,11 @@ export async function exclusiveBytes(records: Records, of: string | Backup): Pro
   if (!backup) throw new CairnError('not-found', `backup ${String(of)} not found`);
   const backupId = backup.id;
   const onlyThis = (referrers: string[]) => referrers.every((id) => id === backupId);
-  let bytes = onlyThis(await records.backups.liveReferrers(backupId)) ? (backup.sizeBytes ?? 0n) : 0n;
-  for (const ownerId of await records.backups.referencedOwners(backupId)) {
-    const owner = await records.backups.get(ownerId);
-    if (owner && !isLive(owner) && onlyThis(await records.backups.liveReferrers(ownerId))) bytes += owner.sizeBytes ?? 0n;
+  // One read for all of it (issue 17: GET /v1/backups/:id shows this).
+  const sharing = await records.backups.objectSharing(backupId);
+  let bytes = onlyThis(sharing.liveReferrers) ? (backup.sizeBytes ?? 0n) : 0n;
+  for (const { owner, liveReferrers } of sharing.owners) {
+    if (!isLive(owner) && onlyThis(liveReferrers)) bytes += owner.sizeBytes ?? 0n;
   }
   return bytes;
 }

@@ -17,6 +17,7 @@ import {
   type JobFilter,
   type JobRecords,
   LIVE_BACKUP_STATUSES,
+  objectSharingOf,
   NAMED_BACKUP_STATUSES,
   type Node,
   type NodeRecords,
@@ -530,6 +531,7 @@ function buildRecordSet(tables: () => Tables, clock: () => Date): RecordSet {
         .map((r) => r.backupId)
         .sort();
     },
+    objectSharing: (backupId) => objectSharingOf(backups, backupId),
   };
 
   const instances: InstanceRecords = {

@@ -1,4 +1,5 @@
-import { createPrisma, type PrismaClient } from '../db/prisma.ts';
+import type pg from 'pg';
+import { createPgPool, createPrisma, type PrismaClient } from '../db/prisma.ts';
 import { Prisma } from '../generated/prisma/client.ts';
 import { nodeQueueName } from '../queue/contracts.ts';
 import type { HookRecords } from './hook.records.ts';
@@ -14,6 +15,7 @@ import {
   type JobRecords,
   type JsonInput,
   LIVE_BACKUP_STATUSES,
+  objectSharingOf,
   type LockKind,
   type NodeRecords,
   type OneOrMany,
@@ -27,6 +29,7 @@ import {
   type TxRecords,
   UniqueViolation,
 } from './records.ts';
+import { servesPage, SqlReads } from './sql-reads.ts';
 
 type Db = PrismaClient | Prisma.TransactionClient;
 
@@ -44,8 +47,15 @@ export class PrismaRecords implements Records {
   readonly policies: InstancePolicyRecords;
   readonly hooks: HookRecords;
 
-  constructor(readonly prisma: PrismaClient) {
-    const set = recordSet(prisma, prisma);
+  /**
+   * `pool`: the pg pool under `prisma`'s adapter; with it the hot reads outside transactions are
+   * plain SQL (sql-reads.ts), and close() ends it.
+   */
+  constructor(
+    readonly prisma: PrismaClient,
+    private readonly pool?: pg.Pool,
+  ) {
+    const set = recordSet(prisma, prisma, pool ? new SqlReads(pool) : null);
     this.jobs = set.jobs;
     this.backups = set.backups;
     this.instances = set.instances;
@@ -58,11 +68,12 @@ export class PrismaRecords implements Records {
   }
 
   static open(databaseUrl: string, options: { max?: number } = {}): PrismaRecords {
-    return new PrismaRecords(createPrisma(databaseUrl, options));
+    const pool = createPgPool(databaseUrl, options);
+    return new PrismaRecords(createPrisma(databaseUrl, options, pool), pool);
   }
 
   transaction<T>(work: (tx: TxRecords) => Promise<T>, options: { timeoutMs?: number } = {}): Promise<T> {
-    return this.prisma.$transaction((tx) => work({ ...recordSet(tx, null), lock: (kind, id) => lockRecord(tx, kind, id) }), {
+    return this.prisma.$transaction((tx) => work({ ...recordSet(tx, null, null), lock: (kind, id) => lockRecord(tx, kind, id) }), {
       timeout: options.timeoutMs ?? 15_000,
     });
   }
@@ -73,6 +84,8 @@ export class PrismaRecords implements Records {
 
   async close(): Promise<void> {
     await this.prisma.$disconnect();
+    // Once: a second end() of a pg pool throws, and closing the records twice is harmless elsewhere.
+    if (this.pool && !this.pool.ending) await this.pool.end();
   }
 }
 
@@ -81,12 +94,15 @@ async function lockRecord(tx: Prisma.TransactionClient, kind: LockKind, id: stri
   await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`cairn:${kind}:${id}`}, 0))`;
 }
 
-/** `root`: the client itself when `db` is not a transaction (a write of several statements opens one), else null. */
-function recordSet(db: Db, root: PrismaClient | null): RecordSet {
+/**
+ * `root`: the client itself when `db` is not a transaction (a write of several statements opens one), else null.
+ * `sql`: plain-SQL reads on the same pool, outside transactions only (a transaction's reads must see its writes).
+ */
+function recordSet(db: Db, root: PrismaClient | null, sql: SqlReads | null): RecordSet {
   return {
-    jobs: jobRecords(db),
-    backups: backupRecords(db, root),
-    instances: instanceRecords(db),
+    jobs: withSqlJobReads(jobRecords(db), sql),
+    backups: withSqlBackupReads(backupRecords(db, root), sql),
+    instances: withSqlInstanceReads(instanceRecords(db), sql),
     nodes: nodeRecords(db),
     schedules: scheduleRecords(db),
     tokens: tokenRecords(db),
@@ -210,6 +226,17 @@ function jobRecords(db: Db): JobRecords {
   };
 }
 
+/** The reads the gateway's requests and progress streams make, as plain SQL (same rows). */
+function withSqlJobReads(jobs: JobRecords, sql: SqlReads | null): JobRecords {
+  if (!sql) return jobs;
+  return {
+    ...jobs,
+    get: (id) => sql.job(id),
+    findFirst: (filter, page) => (servesPage(page) ? sql.jobs(filter, page, 1).then((rows) => rows[0] ?? null) : jobs.findFirst(filter, page)),
+    find: (filter, page) => (servesPage(page) ? sql.jobs(filter, page) : jobs.find(filter, page)),
+  };
+}
+
 // ----- backups -----
 
 function backupWhere(f: BackupFilter, idRange?: { gt?: string; lt?: string }): Prisma.BackupWhereInput {
@@ -244,7 +271,8 @@ function selfReference(backupId: string): Error {
 }
 
 function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
-  return {
+  const backups: BackupRecords = {
+    objectSharing: (backupId) => objectSharingOf(backups, backupId),
     get: (id) => db.backup.findUnique({ where: { id } }),
     findFirst(filter, page) {
       const p = pageArgs(page);
@@ -321,6 +349,20 @@ function backupRecords(db: Db, root: PrismaClient | null): BackupRecords {
       return rows.map((r) => r.backupId);
     },
   };
+  return backups;
+}
+
+function withSqlBackupReads(backups: BackupRecords, sql: SqlReads | null): BackupRecords {
+  if (!sql) return backups;
+  return {
+    ...backups,
+    get: (id) => sql.backup(id),
+    findFirst: (filter, page) => (servesPage(page) ? sql.backups(filter, page, 1).then((rows) => rows[0] ?? null) : backups.findFirst(filter, page)),
+    find: (filter, page) => (servesPage(page) ? sql.backups(filter, page) : backups.find(filter, page)),
+    referencedOwners: (backupId) => sql.referencedOwners(backupId),
+    liveReferrers: (ownerId) => sql.liveReferrers(ownerId, LIVE_BACKUP_STATUSES),
+    objectSharing: (backupId) => sql.objectSharing(backupId, LIVE_BACKUP_STATUSES),
+  };
 }
 
 // ----- instances -----
@@ -374,6 +416,10 @@ function instanceRecords(db: Db): InstanceRecords {
         orderBy: { id: 'asc' },
       }),
   };
+}
+
+function withSqlInstanceReads(instances: InstanceRecords, sql: SqlReads | null): InstanceRecords {
+  return sql ? { ...instances, ids: (filter) => sql.instanceIds(filter) } : instances;
 }
 
 // ----- nodes -----

@@ -249,6 +249,28 @@ export interface BackupRecords {
    * `ownerId`, ascending. A deleting, deleted, failed or cancelled backup keeps nothing alive.
    */
   liveReferrers(ownerId: string): Promise<string[]>;
+  /** `liveReferrers` of the backup and, for each of its `referencedOwners`, the owner's row and its `liveReferrers`: in one read where it can be. */
+  objectSharing(backupId: string): Promise<ObjectSharing>;
+}
+
+/** Who shares the archive objects a backup holds or reads (what deleting it would free: exclusiveBytes). */
+export interface ObjectSharing {
+  /** Live backups reading the backup's own archive object, ascending. */
+  liveReferrers: string[];
+  /** The owners whose objects the backup reads, ascending, each with the live backups reading that owner's object. */
+  owners: Array<{ owner: Backup; liveReferrers: string[] }>;
+}
+
+/** `objectSharing` from the separate reads (the in-memory records, and inside a transaction). */
+export async function objectSharingOf(backups: Pick<BackupRecords, 'get' | 'referencedOwners' | 'liveReferrers'>, backupId: string): Promise<ObjectSharing> {
+  const liveReferrers = await backups.liveReferrers(backupId);
+  const owners: ObjectSharing['owners'] = [];
+  for (const ownerId of await backups.referencedOwners(backupId)) {
+    const owner = await backups.get(ownerId);
+    // An owner row cannot vanish while referenced (RESTRICT).
+    if (owner) owners.push({ owner, liveReferrers: await backups.liveReferrers(ownerId) });
+  }
+  return { liveReferrers, owners };
 }
 
 /** Backup states in which a backup keeps the archive objects it reads from (and its own) alive. */

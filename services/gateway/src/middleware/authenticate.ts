@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import { CairnError } from '@cairn/core';
 import type { Actor } from '../services/actor.ts';
 import type { TokenService } from '../services/token.service.ts';
+import { bindRequestLog } from './request-context.ts';
 
 /** Resolves `Authorization: Bearer <token>` once per request (cached in ctx.state.actor). */
 export function bearerAuthenticator(tokens: TokenService): (ctx: Context) => Promise<Actor> {
@@ -13,7 +14,7 @@ export function bearerAuthenticator(tokens: TokenService): (ctx: Context) => Pro
     if (!m) throw new CairnError('unauthorized', 'malformed Authorization header: expected Bearer <token>');
     const actor = await tokens.authenticate(m[1]!);
     ctx.state.actor = actor;
-    ctx.state.log = ctx.state.log?.child({ tokenId: actor.tokenId });
+    bindRequestLog(ctx, { tokenId: actor.tokenId });
     return actor;
   };
 }

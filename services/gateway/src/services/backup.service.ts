@@ -198,10 +198,12 @@ export class BackupService {
   }
 
   async list(actor: Actor, instanceId: string, query: ListBackupsQuery): Promise<BackupList> {
-    await this.instances.assertVisible(actor, instanceId);
+    // Scoped to the actor's tenant like the instance itself: rows found prove the instance visible,
+    // so only an empty page costs the separate check (404 for an instance of another tenant).
     const rows = await this.records.backups.find(
       {
         instanceId,
+        tenantId: tenantScope(actor),
         ...(query.status ? { status: query.status } : { statusNot: 'deleted' }),
         trigger: query.trigger,
         name: query.name,
@@ -211,6 +213,7 @@ export class BackupService {
       },
       { order: 'desc', before: query.cursor, take: query.limit + 1 },
     );
+    if (rows.length === 0) await this.instances.assertVisible(actor, instanceId);
     const page = rows.slice(0, query.limit);
     return { items: page.map(backupView), nextCursor: rows.length > query.limit ? page[page.length - 1]!.id : null };
   }

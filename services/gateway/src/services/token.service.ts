@@ -3,6 +3,7 @@ import { CairnError, newId, type Logger, type Records } from '@cairn/core';
 import type { CreateTokenBody, CreatedToken, ListTokensQuery, TokenList, TokenView } from '@cairn/core/api/index.ts';
 import type { Actor } from './actor.ts';
 import { tokenView } from './presenters.ts';
+import { TokenCache } from './token-cache.ts';
 
 export const BOOTSTRAP_TOKEN_NAME = 'bootstrap-admin';
 
@@ -20,6 +21,11 @@ export interface TokenServiceOptions {
   logger: Logger;
   /** lastUsedAt is written at most this often per token, so reads do not turn into writes. */
   touchIntervalMs?: number;
+  /**
+   * How long a valid token is authenticated without reading its row again (default 2000 ms; 0:
+   * every request reads it). A revocation through another gateway takes effect here within this.
+   */
+  authCacheMs?: number;
   now?: () => Date;
 }
 
@@ -29,6 +35,7 @@ export class TokenService {
   private readonly logger: Logger;
   private readonly touchIntervalMs: number;
   private readonly now: () => Date;
+  private readonly cache: TokenCache;
   /** sha256 of CAIRN_ADMIN_TOKEN, once ensureBootstrapAdmin ran: that token cannot be revoked. */
   private bootstrapHash: string | undefined;
 
@@ -37,19 +44,30 @@ export class TokenService {
     this.logger = options.logger;
     this.touchIntervalMs = options.touchIntervalMs ?? 60_000;
     this.now = options.now ?? (() => new Date());
+    this.cache = new TokenCache(options.authCacheMs ?? 2000);
   }
 
   /** Resolves a presented secret to its actor; unknown and revoked tokens are both 401. */
   async authenticate(secret: string): Promise<Actor> {
-    const row = await this.records.tokens.getByHash(hashToken(secret));
-    if (!row || row.revokedAt) throw new CairnError('unauthorized', 'invalid or revoked token');
-    const now = this.now();
-    if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= this.touchIntervalMs) {
-      // Best effort and conditional, so concurrent requests write once; never delays the request.
-      const stale = new Date(now.getTime() - this.touchIntervalMs);
-      this.records.tokens.touch(row.id, now, stale).catch((err: Error) => this.logger.debug({ err: err.message, tokenId: row.id }, 'lastUsedAt update failed'));
+    const hash = hashToken(secret);
+    const now = this.now().getTime();
+    let known = this.cache.get(hash, now);
+    if (!known) {
+      const row = await this.records.tokens.getByHash(hash);
+      if (!row || row.revokedAt) throw new CairnError('unauthorized', 'invalid or revoked token');
+      const actor: Actor = { tokenId: row.id, role: row.role, tenantId: row.tenantId };
+      const lastUsedAt = row.lastUsedAt?.getTime() ?? null;
+      known = this.cache.set(hash, actor, lastUsedAt, now) ?? { actor, lastUsedAt, expiresAt: now };
     }
-    return { tokenId: row.id, role: row.role, tenantId: row.tenantId };
+    if (known.lastUsedAt === null || now - known.lastUsedAt >= this.touchIntervalMs) {
+      // Best effort and conditional, so concurrent requests (and gateways) write once; never delays the request.
+      known.lastUsedAt = now;
+      const tokenId = known.actor.tokenId;
+      this.records.tokens
+        .touch(tokenId, new Date(now), new Date(now - this.touchIntervalMs))
+        .catch((err: Error) => this.logger.debug({ err: err.message, tokenId }, 'lastUsedAt update failed'));
+    }
+    return { ...known.actor };
   }
 
   /** The actor of a token by id (a download link's issuer); a missing or revoked token is 401. */
@@ -112,6 +130,7 @@ export class TokenService {
         }
         await tx.tokens.revoke(id, this.now());
       });
+      this.cache.forget(id);
       this.logger.info({ tokenId: id, by: actor.tokenId }, 'token revoked');
     }
     return tokenView((await this.records.tokens.get(id)) ?? found);
