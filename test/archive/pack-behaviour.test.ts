@@ -278,6 +278,38 @@ describe('native helper', () => {
     expect(Array.isArray(listing) && listing[0].toString()).toBe('f.txt');
   });
 
+  it("hashes one stream into two sha256 contexts at once, matching OpenSSL's digests", () => {
+    const native = loadNativeReads(nativeAddonPath())!;
+    if (native.sha256Dual !== 1) return void expect(native.sha256Dual).toBe(0); // a CPU without the SHA extensions
+    const ctx = (): Uint8Array => {
+      const c = new Uint8Array(new ArrayBuffer(104));
+      native.sha256Init!(c);
+      return c;
+    };
+    const hex = (c: Uint8Array): string => {
+      const d = Buffer.alloc(32);
+      native.sha256Final!(c, d);
+      return d.toString('hex');
+    };
+    for (const len of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 70_001]) {
+      const data = randomBytes(len);
+      const a = ctx();
+      const b = ctx();
+      // Uneven pieces: the 64-byte block buffer is filled across calls.
+      for (let i = 0, k = 1; i < len; i += k, k = (k * 7 + 3) % 300) native.sha256Update!(data.subarray(i, i + k), a, b);
+      const want = createHash('sha256').update(data).digest('hex');
+      expect([hex(a), hex(b)]).toEqual([want, want]);
+      const single = ctx();
+      native.sha256Update!(data, single, null);
+      expect(hex(single)).toBe(want);
+    }
+    const a = ctx();
+    const b = ctx();
+    native.sha256Update!(Buffer.from('x'), a, null);
+    expect(() => native.sha256Update!(Buffer.from('y'), a, b)).toThrow(/different block offsets/);
+    expect(() => native.sha256Init!(new Uint8Array(100))).toThrow(/104-byte/);
+  });
+
   it('is built here and writes byte-identical archives to the plain-Node reader', async () => {
     expect(nativeAddonPath(), 'services/core/native was not built by npm install (see scripts/build-native.mjs)').toBeDefined();
     const files: Record<string, Buffer> = {};

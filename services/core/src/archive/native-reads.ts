@@ -19,6 +19,14 @@ export interface NativeReads {
   metaSlots: number;
   /** See cairn_native.c: utimensat of `path` (NUL-terminated) itself, atime left alone; 0 or the errno. */
   setTime(path: Uint8Array, sec: number, nsec: number): number;
+  /** 1 when the sha256 functions below can run (the CPU has the SHA extensions); missing in older builds. */
+  sha256Dual?: number;
+  /** See cairn_native.c: a 104-byte sha256 context (8-byte aligned) set to the start. */
+  sha256Init?(ctx: Uint8Array): void;
+  /** See cairn_native.c: `data` hashed into `a` and, when not null, `b` in one pass. */
+  sha256Update?(data: Uint8Array, a: Uint8Array, b: Uint8Array | null): void;
+  /** See cairn_native.c: the digest of `ctx` into `digest` (32 bytes). */
+  sha256Final?(ctx: Uint8Array, digest: Uint8Array): void;
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */

@@ -7,6 +7,7 @@
 import { createHash, hash as hashOnce, type Hash } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
 import type { ArchiveEntry, EntryType } from './archive-types.ts';
+import { chunkHasher, type ChunkHasher } from './chunk-hasher.ts';
 import { errnoName, Out, type NativeReads } from './native-reads.ts';
 import type { ReaderReport } from './pack-reader-report.ts';
 import { throwIfAborted } from './pack-scanner.ts';
@@ -101,6 +102,8 @@ export class EntryEmitter {
    * when this one could not be read. The only per-item state kept across chunks.
    */
   private readonly links = new Map<number, LinkTarget>();
+  /** A large file's hash and its chunks' hashes (one pass over the bytes where the helper can). */
+  private readonly chunkHasher: ChunkHasher;
 
   constructor(
     private readonly out: TarBlockWriter,
@@ -110,7 +113,9 @@ export class EntryEmitter {
     private readonly ctrl: Int32Array,
     /** An incremental pack's look-up of its parent's chunk frames. */
     private readonly chunkFrames?: ChunkFrames,
-  ) {}
+  ) {
+    this.chunkHasher = chunkHasher(native);
+  }
 
   /**
    * Frames are cut at entry boundaries, so that a later incremental pack can reuse them whole: an
@@ -340,25 +345,26 @@ export class EntryEmitter {
     const out = this.out;
     const size = entry.size;
     const chunkSize = out.blockSize;
-    const whole = SHA256.copy();
+    const hasher = this.chunkHasher;
+    hasher.reset();
     const chunks: string[] = [];
     let done = 0;
     let problem: string | undefined;
     try {
       for (let k = 0; done < size; k++) {
         const end = Math.min(size, done + chunkSize);
-        // out.pos is 0: the chunk is block[0, end - done).
+        // out.pos is 0: the chunk is block[0, end - done), read whole before it is hashed.
         while (!problem && done < end) {
-          const n = this.readSome(fd, end - done, done, whole);
+          const n = this.readSome(fd, end - done, done);
           if (typeof n === 'string') problem = n;
           else done += n;
         }
         if (done < end) {
-          out.putZeros(end - done, whole);
+          out.putZeros(end - done);
           this.report.bytesDone += end - done;
           done = end;
         }
-        const sha = hashOf(out.block.subarray(0, out.pos));
+        const sha = hasher.chunk(out.block.subarray(0, out.pos));
         chunks.push(sha);
         if (done === size) out.putZeros(padding(size));
         const reused = parent?.chunks?.[k] === sha ? this.chunkFrames?.(parent, k, out.pos) : undefined;
@@ -375,11 +381,11 @@ export class EntryEmitter {
       closeSync(fd);
     }
     entry.chunks = chunks;
-    this.finishFile(entry, item, whole.digest('hex'), problem);
+    this.finishFile(entry, item, hasher.digest(), problem);
   }
 
   /** Reads into the current block at most `max` bytes at `position`: the count, or the problem that stopped it. */
-  private readSome(fd: number, max: number, position: number, hash: Hash): number | string {
+  private readSome(fd: number, max: number, position: number, hash?: Hash): number | string {
     let n: number;
     try {
       n = this.out.readFrom(fd, max, position, hash);

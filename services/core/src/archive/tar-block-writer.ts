@@ -88,12 +88,12 @@ export class TarBlockWriter {
 
   /**
    * Reads up to `max` bytes of `fd` at `position` into the current block (no further than its
-   * end, which must not have been reached: see `room`) and hashes them. Returns the count, 0 at
-   * end of file; a read error is thrown.
+   * end, which must not have been reached: see `room`) and hashes them into `hash` when given.
+   * Returns the count, 0 at end of file; a read error is thrown.
    */
-  readFrom(fd: number, max: number, position: number, hash: Hash): number {
+  readFrom(fd: number, max: number, position: number, hash?: Hash): number {
     const n = readSync(fd, this.block, this.pos, Math.min(max, this.blockSize - this.pos), position);
-    hash.update(this.block.subarray(this.pos, this.pos + n));
+    hash?.update(this.block.subarray(this.pos, this.pos + n));
     this.pos += n;
     return n;
   }
