@@ -310,6 +310,31 @@ describe('native helper', () => {
     expect(() => native.sha256Init!(new Uint8Array(100))).toThrow(/104-byte/);
   });
 
+  it("hashes many ranges of a buffer two at a time, matching OpenSSL's digests", () => {
+    const native = loadNativeReads(nativeAddonPath())!;
+    if (native.sha256Dual !== 1) return void expect(native.sha256Dual).toBe(0);
+    const base = randomBytes(256 * 1024);
+    // Lengths around the padding edges, uneven so the two lanes end at different times; an odd count.
+    const lengths = [0, 1, 55, 56, 63, 64, 65, 119, 120, 4000, 16_384, 70_001, 3];
+    const spans = new Float64Array(2 * lengths.length);
+    let at = 0;
+    lengths.forEach((len, i) => {
+      spans[2 * i] = at;
+      spans[2 * i + 1] = len;
+      at += len + 7;
+    });
+    const digests = Buffer.alloc(32 * lengths.length);
+    native.sha256Spans!(base, spans, lengths.length, digests);
+    lengths.forEach((len, i) => {
+      const want = createHash('sha256')
+        .update(base.subarray(spans[2 * i]!, spans[2 * i]! + len))
+        .digest('hex');
+      expect(digests.toString('hex', 32 * i, 32 * i + 32)).toBe(want);
+    });
+    expect(() => native.sha256Spans!(base, new Float64Array([base.length - 1, 2]), 1, digests)).toThrow(/outside base/);
+    expect(() => native.sha256Spans!(base, spans, lengths.length, Buffer.alloc(32))).toThrow(/too small/);
+  });
+
   it('is built here and writes byte-identical archives to the plain-Node reader', async () => {
     expect(nativeAddonPath(), 'services/core/native was not built by npm install (see scripts/build-native.mjs)').toBeDefined();
     const files: Record<string, Buffer> = {};

@@ -75,7 +75,8 @@ static napi_value fail(napi_env env, const char *msg) {
 
 /* readSmallFile(path: Uint8Array (NUL-terminated), dst: Uint8Array, offset: number,
  *               size: number, pad: number, out: Float64Array(OUT_SLOTS), digest: Uint8Array(32)):
- * void. The `pad` bytes after the content (the tar record padding) are zeroed. */
+ * void. The `pad` bytes after the content (the tar record padding) are zeroed. An empty `digest`:
+ * no hashing (OUT_DIGEST_OK stays 0). */
 static napi_value read_small_file(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -92,7 +93,8 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
   const char *path = path_p;
   double *out = out_p;
   if (path_len == 0 || path[path_len - 1] != 0) return fail(env, "readSmallFile: path must end with NUL");
-  if (out_len < OUT_SLOTS * sizeof(double) || digest_len < 32) return fail(env, "readSmallFile: out or digest too small");
+  /* An empty digest: the caller hashes the bytes itself (sha256Spans, several files at once). */
+  if (out_len < OUT_SLOTS * sizeof(double) || (digest_len != 0 && digest_len < 32)) return fail(env, "readSmallFile: out or digest too small");
   if (off_d < 0 || size_d < 0 || pad_d < 0 || off_d + size_d + pad_d > (double)dst_len) return fail(env, "readSmallFile: range outside dst");
   size_t off = (size_t)off_d, size = (size_t)size_d, pad = (size_t)pad_d;
   unsigned char *dst = (unsigned char *)dst_p + off;
@@ -129,6 +131,7 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
     put_stat(out + OUT_SIZE, &st);
   }
   close(fd);
+  if (digest_len == 0) return NULL;
   pthread_once(&md_once, fetch_md);
   unsigned int mdlen = 0;
   if (sha256_md && EVP_Digest(dst, done, digest_p, &mdlen, sha256_md, NULL) == 1 && mdlen == 32) out[OUT_DIGEST_OK] = 1;
@@ -399,6 +402,126 @@ SHA_TARGET static void sha_blocks(uint32_t *a, uint32_t *b, const unsigned char 
   sha_store(a, a0, a1);
   if (b) sha_store(b, b0, b1);
 }
+
+/* One 64-byte block of `p` into the state pair (s0, s1). */
+SHA_TARGET static inline void sha_one(__m128i *s0, __m128i *s1, const unsigned char *p) {
+  const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i w[16], x0 = *s0, x1 = *s1;
+  for (int i = 0; i < 4; i++) w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), mask);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) {
+    if (i >= 4) w[i] = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(w[i - 4], w[i - 3]), _mm_alignr_epi8(w[i - 1], w[i - 2], 4)), w[i - 1]);
+    __m128i k = _mm_add_epi32(w[i], _mm_loadu_si128((const __m128i *)&SHA_K[4 * i]));
+    x1 = _mm_sha256rnds2_epu32(x1, x0, k);
+    x0 = _mm_sha256rnds2_epu32(x0, x1, _mm_shuffle_epi32(k, 0x0E));
+  }
+  *s0 = _mm_add_epi32(x0, *s0);
+  *s1 = _mm_add_epi32(x1, *s1);
+}
+
+/* One block of each of two different messages: the two round chains interleaved. */
+SHA_TARGET static inline void sha_two(__m128i *a0, __m128i *a1, const unsigned char *pa, __m128i *b0, __m128i *b1, const unsigned char *pb) {
+  const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i wa[16], wb[16], xa0 = *a0, xa1 = *a1, xb0 = *b0, xb1 = *b1;
+  for (int i = 0; i < 4; i++) {
+    wa[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(pa + 16 * i)), mask);
+    wb[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(pb + 16 * i)), mask);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) {
+    if (i >= 4) {
+      wa[i] = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(wa[i - 4], wa[i - 3]), _mm_alignr_epi8(wa[i - 1], wa[i - 2], 4)), wa[i - 1]);
+      wb[i] = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(wb[i - 4], wb[i - 3]), _mm_alignr_epi8(wb[i - 1], wb[i - 2], 4)), wb[i - 1]);
+    }
+    __m128i k = _mm_loadu_si128((const __m128i *)&SHA_K[4 * i]);
+    __m128i ka = _mm_add_epi32(wa[i], k), kb = _mm_add_epi32(wb[i], k);
+    xa1 = _mm_sha256rnds2_epu32(xa1, xa0, ka);
+    xb1 = _mm_sha256rnds2_epu32(xb1, xb0, kb);
+    xa0 = _mm_sha256rnds2_epu32(xa0, xa1, _mm_shuffle_epi32(ka, 0x0E));
+    xb0 = _mm_sha256rnds2_epu32(xb0, xb1, _mm_shuffle_epi32(kb, 0x0E));
+  }
+  *a0 = _mm_add_epi32(xa0, *a0);
+  *a1 = _mm_add_epi32(xa1, *a1);
+  *b0 = _mm_add_epi32(xb0, *b0);
+  *b1 = _mm_add_epi32(xb1, *b1);
+}
+
+/* A message being hashed by sha_spans: its whole blocks in place, then its padded tail. */
+typedef struct {
+  const unsigned char *p;
+  size_t full, left; /* whole blocks not yet taken; blocks left including the tail's */
+  unsigned char tail[128];
+  size_t tpos;
+  unsigned char *digest;
+  __m128i s0, s1;
+} sha_lane;
+
+static const uint32_t SHA_IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+SHA_TARGET static void lane_start(sha_lane *l, const unsigned char *p, size_t len, unsigned char *digest) {
+  size_t rem = len % 64, padded = rem < 56 ? 64 : 128;
+  uint64_t bits = (uint64_t)len * 8;
+  l->p = p;
+  l->full = len / 64;
+  memset(l->tail, 0, sizeof l->tail);
+  memcpy(l->tail, p + len - rem, rem);
+  l->tail[rem] = 0x80;
+  for (int i = 0; i < 8; i++) l->tail[padded - 1 - i] = (unsigned char)(bits >> (8 * i));
+  l->left = l->full + padded / 64;
+  l->tpos = 0;
+  l->digest = digest;
+  sha_load(SHA_IV, &l->s0, &l->s1);
+}
+
+static const unsigned char *lane_next(sha_lane *l) {
+  l->left--;
+  if (l->full) {
+    l->full--;
+    l->p += 64;
+    return l->p - 64;
+  }
+  l->tpos += 64;
+  return l->tail + l->tpos - 64;
+}
+
+SHA_TARGET static void lane_finish(sha_lane *l) {
+  uint32_t h[8];
+  sha_store(h, l->s0, l->s1);
+  for (int i = 0; i < 8; i++) {
+    l->digest[4 * i] = (unsigned char)(h[i] >> 24);
+    l->digest[4 * i + 1] = (unsigned char)(h[i] >> 16);
+    l->digest[4 * i + 2] = (unsigned char)(h[i] >> 8);
+    l->digest[4 * i + 3] = (unsigned char)h[i];
+  }
+}
+
+/* sha256 of `n` byte ranges of `base` (offsets and lengths in `spans`), two at a time: a lane
+ * whose message ends takes the next range, so the two round chains stay interleaved. */
+SHA_TARGET static void sha_spans(const unsigned char *base, const double *spans, size_t n, unsigned char *digests) {
+  sha_lane a, b;
+  size_t next = 0;
+  int has_a = 0, has_b = 0;
+  if (next < n) lane_start(&a, base + (size_t)spans[2 * next], (size_t)spans[2 * next + 1], digests + 32 * next), next++, has_a = 1;
+  if (next < n) lane_start(&b, base + (size_t)spans[2 * next], (size_t)spans[2 * next + 1], digests + 32 * next), next++, has_b = 1;
+  while (has_a && has_b) {
+    const unsigned char *pa = lane_next(&a), *pb = lane_next(&b);
+    sha_two(&a.s0, &a.s1, pa, &b.s0, &b.s1, pb);
+    if (!a.left) {
+      lane_finish(&a);
+      has_a = next < n;
+      if (has_a) lane_start(&a, base + (size_t)spans[2 * next], (size_t)spans[2 * next + 1], digests + 32 * next), next++;
+    }
+    if (!b.left) {
+      lane_finish(&b);
+      has_b = next < n;
+      if (has_b) lane_start(&b, base + (size_t)spans[2 * next], (size_t)spans[2 * next + 1], digests + 32 * next), next++;
+    }
+  }
+  sha_lane *l = has_a ? &a : has_b ? &b : NULL;
+  if (!l) return;
+  while (l->left) sha_one(&l->s0, &l->s1, lane_next(l));
+  lane_finish(l);
+}
 #endif
 
 static int shani = -1;
@@ -507,6 +630,34 @@ static napi_value sha256_final(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* sha256Spans(base: Uint8Array, spans: Float64Array (offset, length pairs), count: number,
+ *             digests: Uint8Array(32 * count)): void. Small files packed into one block, hashed
+ * two at a time (sha_spans) instead of one OpenSSL pass each. */
+static napi_value sha256_spans(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  void *base, *spans_p, *digests;
+  size_t base_len, spans_len, digests_len;
+  double count_d;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4 || !typed(env, argv[0], &base, &base_len) ||
+      !typed(env, argv[1], &spans_p, &spans_len) || napi_get_value_double(env, argv[2], &count_d) != napi_ok || !typed(env, argv[3], &digests, &digests_len))
+    return fail(env, "sha256Spans: base, spans, count, digests");
+  if (!sha_ready()) return fail(env, "sha256Spans: no SHA extensions (sha256Dual is 0)");
+  if (!(count_d >= 0) || count_d != (double)(size_t)count_d) return fail(env, "sha256Spans: bad count");
+  size_t n = (size_t)count_d;
+  const double *spans = spans_p;
+  if (spans_len < n * 2 * sizeof(double) || digests_len < n * 32) return fail(env, "sha256Spans: spans or digests too small");
+  for (size_t i = 0; i < n; i++) {
+    double off = spans[2 * i], len = spans[2 * i + 1];
+    if (!(off >= 0 && len >= 0) || off != (double)(size_t)off || len != (double)(size_t)len || off + len > (double)base_len)
+      return fail(env, "sha256Spans: span outside base");
+  }
+#ifdef CAIRN_SHANI
+  sha_spans(base, spans, n, digests);
+#endif
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -521,6 +672,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "sha256Update", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "sha256Final", NAPI_AUTO_LENGTH, sha256_final, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sha256Final", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "sha256Spans", NAPI_AUTO_LENGTH, sha256_spans, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "sha256Spans", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, sha_ready(), &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sha256Dual", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, M_SLOTS, &slots) != napi_ok) return NULL;

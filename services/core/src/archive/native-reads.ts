@@ -11,7 +11,10 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeReads {
-  /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes. */
+  /**
+   * See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes;
+   * hashes them into `digest` unless it is empty.
+   */
   readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array): void;
   outSlots: number;
   /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
@@ -27,6 +30,8 @@ export interface NativeReads {
   sha256Update?(data: Uint8Array, a: Uint8Array, b: Uint8Array | null): void;
   /** See cairn_native.c: the digest of `ctx` into `digest` (32 bytes). */
   sha256Final?(ctx: Uint8Array, digest: Uint8Array): void;
+  /** See cairn_native.c: the sha256 of `count` (offset, length) ranges of `base`, 32 bytes each into `digests`. */
+  sha256Spans?(base: Uint8Array, spans: Float64Array, count: number, digests: Uint8Array): void;
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */

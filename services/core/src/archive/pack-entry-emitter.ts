@@ -8,6 +8,7 @@ import { createHash, hash as hashOnce, type Hash } from 'node:crypto';
 import { closeSync, constants as fsc, fstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
 import type { ArchiveEntry, EntryType } from './archive-types.ts';
 import { chunkHasher, type ChunkHasher } from './chunk-hasher.ts';
+import { FileHashBatch } from './file-hash-batch.ts';
 import { errnoName, Out, type NativeReads } from './native-reads.ts';
 import type { ReaderReport } from './pack-reader-report.ts';
 import { throwIfAborted } from './pack-scanner.ts';
@@ -23,6 +24,8 @@ const hashOf = (b: Uint8Array): string => hashOnce('sha256', b, 'hex');
 const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
 const SHRANK = 'file shrank while it was read; rest stored as zeros';
 const CHANGED = 'file changed as we read it';
+/** readSmallFile's digest argument when the file is hashed later with its block (FileHashBatch). */
+const NO_DIGEST = new Uint8Array(0);
 
 /** Builds "<dir>/<name>" paths in one reused buffer; consecutive items share their directory. */
 class PathBuilder {
@@ -104,6 +107,8 @@ export class EntryEmitter {
   private readonly links = new Map<number, LinkTarget>();
   /** A large file's hash and its chunks' hashes (one pass over the bytes where the helper can). */
   private readonly chunkHasher: ChunkHasher;
+  /** Small files' hashes, computed per block two at a time (where the helper can). */
+  private readonly fileHashes: FileHashBatch | undefined;
 
   constructor(
     private readonly out: TarBlockWriter,
@@ -115,6 +120,9 @@ export class EntryEmitter {
     private readonly chunkFrames?: ChunkFrames,
   ) {
     this.chunkHasher = chunkHasher(native);
+    this.fileHashes = FileHashBatch.create(native);
+    const batch = this.fileHashes;
+    if (batch) out.beforeShip = (block) => batch.settle(block);
   }
 
   /**
@@ -263,7 +271,8 @@ export class EntryEmitter {
       out.flush(); // a new frame rather than one split across two
     }
     const at = out.pos + header.length;
-    native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, this.nDigest);
+    const batch = this.fileHashes;
+    native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, batch ? NO_DIGEST : this.nDigest);
     const path = bytesToPath(arc);
     const openErr = o[Out.OpenErrno]!;
     if (openErr) {
@@ -274,15 +283,14 @@ export class EntryEmitter {
     out.block.set(header, out.pos);
     const read = o[Out.Read]!;
     let problem: string | undefined;
-    let sha: string;
+    let sha: string | undefined;
     if (read < size) {
       out.block.fill(0, at + read, at + size);
       const err = o[Out.ReadErrno]!;
       problem = err ? `read error (${errnoName(err)}); rest stored as zeros` : SHRANK;
-      sha = hashOf(out.block.subarray(at, at + size));
-    } else {
-      sha = o[Out.DigestOk] ? this.nDigest.toString('hex') : hashOf(out.block.subarray(at, at + size));
     }
+    // Hashed later with the rest of the block (batch), or now: the bytes stored, zeros included.
+    if (!batch) sha = read === size && o[Out.DigestOk] ? this.nDigest.toString('hex') : hashOf(out.block.subarray(at, at + size));
     if (
       !problem &&
       (!o[Out.StatOk] ||
@@ -299,7 +307,8 @@ export class EntryEmitter {
     this.report.bytesDone += size;
     this.report.filesDone++;
     const entry = indexEntry(item, path, 'file', size, headerOffset, headerOffset + header.length);
-    entry.sha256 = sha;
+    if (batch) batch.add(entry, at, size);
+    else entry.sha256 = sha;
     if (problem) entry.partial = true;
     this.stored(item, entry, arc);
     return true;

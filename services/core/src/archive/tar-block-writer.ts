@@ -37,6 +37,8 @@ export class TarBlockWriter {
   pos = 0;
   /** Tar offset of block[0]. */
   private start = 0;
+  /** Called with the current block before it is shipped or its content dropped (deferred hashing). */
+  beforeShip: ((block: Buffer) => void) | undefined;
 
   constructor(
     readonly blockSize: number,
@@ -110,12 +112,14 @@ export class TarBlockWriter {
 
   /** Drops what the current block holds (a chunk that turned out to be reusable). */
   discard(): void {
+    this.beforeShip?.(this.block);
     this.pos = 0;
   }
 
   /** Ships the current block if it holds anything. */
   flush(): void {
     if (this.pos === 0) return;
+    this.beforeShip?.(this.block);
     const next = this.ship(this.block, this.pos);
     this.start += this.pos;
     this.block = next;
