@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     for (const [tid, t] of threads()) seen.set(tid, t);
     res.close();
     console.log(`wall ${secs.toFixed(2)} s, cpu ${((cu.user + cu.system) / 1e6).toFixed(2)} s, stored ${res.storedBytes}`);
-    const rows = [...seen].map(([tid, t]) => ({ tid, name: t.name, cpu: t.cpu - (before.get(tid)?.cpu ?? 0) })).filter((x) => x.cpu > 0.05);
+    const rows = [...seen].map(([tid, t]) => ({ tid, name: t.name, cpu: t.cpu - (before.get(tid)?.cpu ?? 0) })).filter((x) => x.cpu > 0.015);
     rows.sort((a, b) => b.cpu - a.cpu);
     for (const x of rows) console.log(`  ${x.tid.padEnd(8)} ${x.name.padEnd(18)} ${x.cpu.toFixed(2)}`);
   }

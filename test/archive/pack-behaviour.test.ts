@@ -276,6 +276,20 @@ describe('native helper', () => {
     expect(native!.scanDir(Buffer.from(`${dir}\0x\0`))).toBe(os.constants.errno.EINVAL);
     const listing = native!.scanDir(z(dir));
     expect(Array.isArray(listing) && listing[0].toString()).toBe('f.txt');
+    // Relative to a directory descriptor: the same read, and the same errno for a missing name.
+    const dirfd = native!.openDir!(z(dir));
+    expect(dirfd).toBeGreaterThanOrEqual(0);
+    try {
+      dst.fill(0xff);
+      native!.readSmallFile(z('f.txt'), dst, 0, 5, 0, out, digest, dirfd);
+      expect([out[Out.OpenErrno], out[Out.Read], dst.subarray(0, 5).toString()]).toEqual([0, 5, 'hello']);
+      native!.readSmallFile(z('gone.txt'), dst, 0, 5, 0, out, digest, dirfd);
+      expect(out[Out.OpenErrno]).toBe(os.constants.errno.ENOENT);
+    } finally {
+      native!.closeDir!(dirfd);
+    }
+    expect(native!.openDir!(z(path.join(dir, 'f.txt')))).toBe(-os.constants.errno.ENOTDIR);
+    expect(native!.openDir!(z(path.join(dir, 'nope')))).toBe(-os.constants.errno.ENOENT);
   });
 
   it("hashes one stream into two sha256 contexts at once, matching OpenSSL's digests", () => {

@@ -76,11 +76,14 @@ static napi_value fail(napi_env env, const char *msg) {
 /* readSmallFile(path: Uint8Array (NUL-terminated), dst: Uint8Array, offset: number,
  *               size: number, pad: number, out: Float64Array(OUT_SLOTS), digest: Uint8Array(32)):
  * void. The `pad` bytes after the content (the tar record padding) are zeroed. An empty `digest`:
- * no hashing (OUT_DIGEST_OK stays 0). */
+ * no hashing (OUT_DIGEST_OK stays 0). [, dirfd: number]: `path` is then relative to that directory. */
 static napi_value read_small_file(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7) return fail(env, "readSmallFile: 7 arguments");
+  size_t argc = 8;
+  napi_value argv[8];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || (argc != 7 && argc != 8)) return fail(env, "readSmallFile: 7 or 8 arguments");
+  /* The 8th, a directory descriptor (openDir): `path` is a name in it (one lookup, not a path walk). */
+  int32_t dirfd = AT_FDCWD;
+  if (argc == 8 && (napi_get_value_int32(env, argv[7], &dirfd) != napi_ok || dirfd < 0)) return fail(env, "readSmallFile: bad directory descriptor");
   void *path_p, *dst_p, *out_p, *digest_p;
   size_t path_len, dst_len, out_len, digest_len;
   double off_d, size_d, pad_d;
@@ -107,7 +110,7 @@ static napi_value read_small_file(napi_env env, napi_callback_info info) {
     return NULL;
   }
   int fd;
-  do fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  do fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     out[OUT_OPEN_ERRNO] = errno;
@@ -658,6 +661,39 @@ static napi_value sha256_spans(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* openDir(path: Uint8Array (NUL-terminated)): number. A descriptor of the directory (O_PATH: no
+ * read permission needed, only what a path walk through it needs), or -errno. The pack reader
+ * opens a directory's small files relative to it, then closes it with closeDir. */
+static napi_value open_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  void *path_p;
+  size_t path_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || !typed(env, argv[0], &path_p, &path_len) || path_len == 0 ||
+      ((char *)path_p)[path_len - 1] != 0)
+    return fail(env, "openDir: path must end with NUL");
+  int fd = -EINVAL;
+  if (strlen(path_p) == path_len - 1) {
+    do fd = open(path_p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) fd = -errno;
+  }
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* closeDir(fd: number): void. Closes an openDir descriptor (Node's fs.closeSync warns, in a
+ * worker thread, about a descriptor it did not open). */
+static napi_value close_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return fail(env, "closeDir: a descriptor");
+  close(fd);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -672,6 +708,10 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "sha256Update", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "sha256Final", NAPI_AUTO_LENGTH, sha256_final, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sha256Final", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "openDir", NAPI_AUTO_LENGTH, open_dir, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "openDir", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "closeDir", NAPI_AUTO_LENGTH, close_dir, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "closeDir", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "sha256Spans", NAPI_AUTO_LENGTH, sha256_spans, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sha256Spans", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, sha_ready(), &slots) != napi_ok) return NULL;

@@ -13,9 +13,13 @@ import { fileURLToPath } from 'node:url';
 export interface NativeReads {
   /**
    * See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes;
-   * hashes them into `digest` unless it is empty.
+   * hashes them into `digest` unless it is empty. With `dirfd` (openDir), `path` is a name in that directory.
    */
-  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array): void;
+  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array, dirfd?: number): void;
+  /** See cairn_native.c: a descriptor of a directory (NUL-terminated path) to read files relative to, or -errno; missing in older builds. */
+  openDir?(path: Uint8Array): number;
+  /** See cairn_native.c: closes an openDir descriptor. */
+  closeDir?(fd: number): void;
   outSlots: number;
   /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
   scanDir(path: Uint8Array): [Buffer, Float64Array] | number;

@@ -51,6 +51,44 @@ class PathBuilder {
   }
 }
 
+/**
+ * The directory whose small files are being read, open (native openDir): each file is then opened
+ * by its name in it, one lookup instead of a walk of the whole path (~0.6 µs a file).
+ */
+class DirHandle {
+  private dir: Buffer | undefined;
+  private fd = -1;
+  private name = Buffer.alloc(256);
+
+  constructor(private readonly native: NativeReads) {}
+
+  /** The descriptor of `dir` (the same Buffer as the last call: the same directory), or -1 when it cannot be opened. */
+  fdOf(dir: Buffer): number {
+    if (dir === this.dir) return this.fd;
+    this.close();
+    this.dir = dir;
+    const fd = this.native.openDir?.(Buffer.concat([dir, NUL]));
+    this.fd = fd !== undefined && fd >= 0 ? fd : -1;
+    return this.fd;
+  }
+
+  /** `name` (latin1) NUL-terminated, in a reused buffer. */
+  nameZ(name: string): Buffer {
+    if (this.name.length < name.length + 1) this.name = Buffer.alloc(name.length * 2 + 1);
+    const n = this.name.write(name, 0, 'latin1');
+    this.name[n] = 0;
+    return this.name.subarray(0, n + 1);
+  }
+
+  close(): void {
+    if (this.fd >= 0) this.native.closeDir!(this.fd);
+    this.fd = -1;
+    this.dir = undefined;
+  }
+}
+
+const NUL = Buffer.alloc(1);
+
 /** Where a hard link to an inode points: its stored first name, or the later name standing in for it. */
 interface LinkTarget {
   arc: Buffer | undefined;
@@ -109,6 +147,7 @@ export class EntryEmitter {
   private readonly chunkHasher: ChunkHasher;
   /** Small files' hashes, computed per block two at a time (where the helper can). */
   private readonly fileHashes: FileHashBatch | undefined;
+  private readonly dirHandle: DirHandle | undefined;
 
   constructor(
     private readonly out: TarBlockWriter,
@@ -121,6 +160,7 @@ export class EntryEmitter {
   ) {
     this.chunkHasher = chunkHasher(native);
     this.fileHashes = FileHashBatch.create(native);
+    this.dirHandle = native?.openDir && native.closeDir ? new DirHandle(native) : undefined;
     const batch = this.fileHashes;
     if (batch) out.beforeShip = (block) => batch.settle(block);
   }
@@ -157,6 +197,11 @@ export class EntryEmitter {
         if (fd >= 0) this.write(item, arc, 'file', undefined, fd, parent);
       }
     }
+  }
+
+  /** Gives back the open directory descriptor (at the end of the pack, or when it fails). */
+  close(): void {
+    this.dirHandle?.close();
   }
 
   /** Whether the item with this global index (a hard link's target) is in the stream. */
@@ -272,7 +317,10 @@ export class EntryEmitter {
     }
     const at = out.pos + header.length;
     const batch = this.fileHashes;
-    native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, batch ? NO_DIGEST : this.nDigest);
+    const digest = batch ? NO_DIGEST : this.nDigest;
+    const dirfd = this.dirHandle ? this.dirHandle.fdOf(item.parent!.fs) : -1;
+    if (dirfd >= 0) native.readSmallFile(this.dirHandle!.nameZ(item.name!), out.block, at, size, pad, o, digest, dirfd);
+    else native.readSmallFile(this.fsPaths.get(item.parent!.fs, item.name!, true), out.block, at, size, pad, o, digest);
     const path = bytesToPath(arc);
     const openErr = o[Out.OpenErrno]!;
     if (openErr) {
