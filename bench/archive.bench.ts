@@ -31,7 +31,8 @@ import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
 const ONLY = process.env.CAIRN_BENCH_ONLY?.split(',').map((s) => s.trim());
-const SCRATCH = join(ROOT, 'scratch');
+// Per process: a bench run removes its scratch directory at the end, never another run's files.
+const SCRATCH = join(ROOT, 'scratch', String(process.pid));
 
 interface Scenario {
   name: string;

@@ -276,6 +276,77 @@ describe('native helper', () => {
     expect(native!.scanDir(Buffer.from(`${dir}\0x\0`))).toBe(os.constants.errno.EINVAL);
     const listing = native!.scanDir(z(dir));
     expect(Array.isArray(listing) && listing[0].toString()).toBe('f.txt');
+    // Relative to a directory descriptor: the same read, and the same errno for a missing name.
+    const dirfd = native!.openDir!(z(dir));
+    expect(dirfd).toBeGreaterThanOrEqual(0);
+    try {
+      dst.fill(0xff);
+      native!.readSmallFile(z('f.txt'), dst, 0, 5, 0, out, digest, dirfd);
+      expect([out[Out.OpenErrno], out[Out.Read], dst.subarray(0, 5).toString()]).toEqual([0, 5, 'hello']);
+      native!.readSmallFile(z('gone.txt'), dst, 0, 5, 0, out, digest, dirfd);
+      expect(out[Out.OpenErrno]).toBe(os.constants.errno.ENOENT);
+    } finally {
+      native!.closeDir!(dirfd);
+    }
+    expect(native!.openDir!(z(path.join(dir, 'f.txt')))).toBe(-os.constants.errno.ENOTDIR);
+    expect(native!.openDir!(z(path.join(dir, 'nope')))).toBe(-os.constants.errno.ENOENT);
+  });
+
+  it("hashes one stream into two sha256 contexts at once, matching OpenSSL's digests", () => {
+    const native = loadNativeReads(nativeAddonPath())!;
+    if (native.sha256Dual !== 1) return void expect(native.sha256Dual).toBe(0); // a CPU without the SHA extensions
+    const ctx = (): Uint8Array => {
+      const c = new Uint8Array(new ArrayBuffer(104));
+      native.sha256Init!(c);
+      return c;
+    };
+    const hex = (c: Uint8Array): string => {
+      const d = Buffer.alloc(32);
+      native.sha256Final!(c, d);
+      return d.toString('hex');
+    };
+    for (const len of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 70_001]) {
+      const data = randomBytes(len);
+      const a = ctx();
+      const b = ctx();
+      // Uneven pieces: the 64-byte block buffer is filled across calls.
+      for (let i = 0, k = 1; i < len; i += k, k = (k * 7 + 3) % 300) native.sha256Update!(data.subarray(i, i + k), a, b);
+      const want = createHash('sha256').update(data).digest('hex');
+      expect([hex(a), hex(b)]).toEqual([want, want]);
+      const single = ctx();
+      native.sha256Update!(data, single, null);
+      expect(hex(single)).toBe(want);
+    }
+    const a = ctx();
+    const b = ctx();
+    native.sha256Update!(Buffer.from('x'), a, null);
+    expect(() => native.sha256Update!(Buffer.from('y'), a, b)).toThrow(/different block offsets/);
+    expect(() => native.sha256Init!(new Uint8Array(100))).toThrow(/104-byte/);
+  });
+
+  it("hashes many ranges of a buffer two at a time, matching OpenSSL's digests", () => {
+    const native = loadNativeReads(nativeAddonPath())!;
+    if (native.sha256Dual !== 1) return void expect(native.sha256Dual).toBe(0);
+    const base = randomBytes(256 * 1024);
+    // Lengths around the padding edges, uneven so the two lanes end at different times; an odd count.
+    const lengths = [0, 1, 55, 56, 63, 64, 65, 119, 120, 4000, 16_384, 70_001, 3];
+    const spans = new Float64Array(2 * lengths.length);
+    let at = 0;
+    lengths.forEach((len, i) => {
+      spans[2 * i] = at;
+      spans[2 * i + 1] = len;
+      at += len + 7;
+    });
+    const digests = Buffer.alloc(32 * lengths.length);
+    native.sha256Spans!(base, spans, lengths.length, digests);
+    lengths.forEach((len, i) => {
+      const want = createHash('sha256')
+        .update(base.subarray(spans[2 * i]!, spans[2 * i]! + len))
+        .digest('hex');
+      expect(digests.toString('hex', 32 * i, 32 * i + 32)).toBe(want);
+    });
+    expect(() => native.sha256Spans!(base, new Float64Array([base.length - 1, 2]), 1, digests)).toThrow(/outside base/);
+    expect(() => native.sha256Spans!(base, spans, lengths.length, Buffer.alloc(32))).toThrow(/too small/);
   });
 
   it('is built here and writes byte-identical archives to the plain-Node reader', async () => {

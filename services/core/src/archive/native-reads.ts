@@ -11,14 +11,31 @@ import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export interface NativeReads {
-  /** See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes. */
-  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array): void;
+  /**
+   * See cairn_native.c: reads `size` bytes of `path` (NUL-terminated) into dst[offset..], then zeroes `pad` bytes;
+   * hashes them into `digest` unless it is empty. With `dirfd` (openDir), `path` is a name in that directory.
+   */
+  readSmallFile(path: Uint8Array, dst: Uint8Array, offset: number, size: number, pad: number, out: Float64Array, digest: Uint8Array, dirfd?: number): void;
+  /** See cairn_native.c: a descriptor of a directory (NUL-terminated path) to read files relative to, or -errno; missing in older builds. */
+  openDir?(path: Uint8Array): number;
+  /** See cairn_native.c: closes an openDir descriptor. */
+  closeDir?(fd: number): void;
   outSlots: number;
   /** See cairn_native.c: a directory's sorted names and their lstat, or the errno. */
   scanDir(path: Uint8Array): [Buffer, Float64Array] | number;
   metaSlots: number;
   /** See cairn_native.c: utimensat of `path` (NUL-terminated) itself, atime left alone; 0 or the errno. */
   setTime(path: Uint8Array, sec: number, nsec: number): number;
+  /** 1 when the sha256 functions below can run (the CPU has the SHA extensions); missing in older builds. */
+  sha256Dual?: number;
+  /** See cairn_native.c: a 104-byte sha256 context (8-byte aligned) set to the start. */
+  sha256Init?(ctx: Uint8Array): void;
+  /** See cairn_native.c: `data` hashed into `a` and, when not null, `b` in one pass. */
+  sha256Update?(data: Uint8Array, a: Uint8Array, b: Uint8Array | null): void;
+  /** See cairn_native.c: the digest of `ctx` into `digest` (32 bytes). */
+  sha256Final?(ctx: Uint8Array, digest: Uint8Array): void;
+  /** See cairn_native.c: the sha256 of `count` (offset, length) ranges of `base`, 32 bytes each into `digests`. */
+  sha256Spans?(base: Uint8Array, spans: Float64Array, count: number, digests: Uint8Array): void;
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */

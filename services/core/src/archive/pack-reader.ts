@@ -166,13 +166,17 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const frames = d.parent && new ParentFrames(d.parent);
   const emitter = new EntryEmitter(out, report, loadNativeReads(d.native), ctrl, frames?.chunkFrame);
   const incremental = d.parent && frames ? new IncrementalEmitter(emitter, out, report, d.parent, frames) : undefined;
-  for (let list = scan.next(); list; list = scan.next()) {
-    for (let i = 0; i < list.length; i++) {
-      throwIfAborted(ctrl);
-      (incremental ?? emitter).emit(list.item(i));
+  try {
+    for (let list = scan.next(); list; list = scan.next()) {
+      for (let i = 0; i < list.length; i++) {
+        throwIfAborted(ctrl);
+        (incremental ?? emitter).emit(list.item(i));
+      }
     }
+    incremental?.finish();
+  } finally {
+    emitter.close();
   }
-  incremental?.finish();
   // The end-of-archive records are a frame of their own: the frames before them stay reusable.
   out.flush();
   out.putZeros(2 * RECORD);

@@ -37,6 +37,8 @@ export class TarBlockWriter {
   pos = 0;
   /** Tar offset of block[0]. */
   private start = 0;
+  /** Called with the current block before it is shipped or its content dropped (deferred hashing). */
+  beforeShip: ((block: Buffer) => void) | undefined;
 
   constructor(
     readonly blockSize: number,
@@ -88,12 +90,12 @@ export class TarBlockWriter {
 
   /**
    * Reads up to `max` bytes of `fd` at `position` into the current block (no further than its
-   * end, which must not have been reached: see `room`) and hashes them. Returns the count, 0 at
-   * end of file; a read error is thrown.
+   * end, which must not have been reached: see `room`) and hashes them into `hash` when given.
+   * Returns the count, 0 at end of file; a read error is thrown.
    */
-  readFrom(fd: number, max: number, position: number, hash: Hash): number {
+  readFrom(fd: number, max: number, position: number, hash?: Hash): number {
     const n = readSync(fd, this.block, this.pos, Math.min(max, this.blockSize - this.pos), position);
-    hash.update(this.block.subarray(this.pos, this.pos + n));
+    hash?.update(this.block.subarray(this.pos, this.pos + n));
     this.pos += n;
     return n;
   }
@@ -110,12 +112,14 @@ export class TarBlockWriter {
 
   /** Drops what the current block holds (a chunk that turned out to be reusable). */
   discard(): void {
+    this.beforeShip?.(this.block);
     this.pos = 0;
   }
 
   /** Ships the current block if it holds anything. */
   flush(): void {
     if (this.pos === 0) return;
+    this.beforeShip?.(this.block);
     const next = this.ship(this.block, this.pos);
     this.start += this.pos;
     this.block = next;
