@@ -57,6 +57,8 @@ interface PhaseResult {
   /** Event-loop delay p99 of this process (streams, simulated worker) and of the load client's own process. */
   benchLoopP99Ms: number;
   clientLoopP99Ms: number;
+  /** The gateway's own event-loop delay over the phase (its /metrics, which resets the histogram on each scrape). */
+  gatewayLoop: { p99Ms: number; maxMs: number };
   streams?: { open: number; events: number; refusedBeyondCap: boolean };
 }
 
@@ -170,7 +172,7 @@ export function reportGateway(r: GatewayResult): void {
       `             gateway CPU ${p.gatewayCpuMsPerRequest.toFixed(2)} ms per request (${p.gatewaySysMsPerRequest.toFixed(2)} system); ` +
         `database ${p.dbTxPerSecond.toFixed(0)} transactions/s ` +
         `(${p.dbTxPerRequest.toFixed(2)} per request); event loop p99: load client ${p.clientLoopP99Ms.toFixed(1)} ms, ` +
-        `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms`,
+        `streams/worker process ${p.benchLoopP99Ms.toFixed(1)} ms, gateway ${p.gatewayLoop.p99Ms.toFixed(1)} ms (max ${p.gatewayLoop.maxMs.toFixed(0)})`,
     );
     if (p.streams)
       console.log(
@@ -283,9 +285,11 @@ async function fixedRate(
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
   const loadBefore = loadAverage();
+  await gatewayLoopDelay(base); // starts the gateway's histogram afresh
   const cpuBefore = processCpuSeconds(gatewayPid);
   const sysBefore = processCpuSeconds(gatewayPid, 'system');
   const load = await runLoadProcess({ base, token, routes, rate, seconds });
+  const gatewayLoop = await gatewayLoopDelay(base);
   const gatewayCpuSeconds = processCpuSeconds(gatewayPid) - cpuBefore;
   const gatewaySysSeconds = processCpuSeconds(gatewayPid, 'system') - sysBefore;
   const dbTx = (await transactions(records)) - txBefore;
@@ -311,7 +315,15 @@ async function fixedRate(
     dbTxPerRequest: dbTx / load.sent,
     benchLoopP99Ms: loop.percentile(99) / 1e6,
     clientLoopP99Ms: load.clientLoopP99Ms,
+    gatewayLoop,
   };
+}
+
+/** The gateway's event-loop delay since the last scrape, from prom-client's default metrics on /metrics. */
+async function gatewayLoopDelay(base: string): Promise<{ p99Ms: number; maxMs: number }> {
+  const text = (await request(base, 'GET', '/metrics', '')).body;
+  const value = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
+  return { p99Ms: value('nodejs_eventloop_lag_p99_seconds'), maxMs: value('nodejs_eventloop_lag_max_seconds') };
 }
 
 function request(base: string, method: string, route: string, token: string, body?: unknown): Promise<{ status: number; body: string }> {
