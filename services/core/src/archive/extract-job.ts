@@ -13,7 +13,7 @@ export interface ExtractJobData {
   strict: boolean;
   knownVolumes: string[];
   restoreOwnership: boolean;
-  /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes. */
+  /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes, small files in one call. */
   native: string | undefined;
   port: MessagePort;
 }
@@ -42,12 +42,14 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
   return new Promise((resolve, reject) => {
     let ex: Extractor;
     try {
+      const native = loadNativeReads(d.native);
       ex = new Extractor({
         roots: d.roots,
         strict: d.strict,
         knownVolumes: new Set(d.knownVolumes),
         restoreOwnership: d.restoreOwnership,
-        times: createTimeSetter(loadNativeReads(d.native)),
+        times: createTimeSetter(native),
+        native,
       });
     } catch (err) {
       d.port.close();
