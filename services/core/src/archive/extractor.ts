@@ -33,7 +33,7 @@ import { splitNs } from './tar-header.ts';
 import type { TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
-interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
+interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256' | 'dataOffset'> {
   /**
    * Where to write it, when not at its own path: a file brought along only as the content of
    * selected hard links is written under the first link's path and linked to the others.
@@ -45,7 +45,7 @@ interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mo
    * The content at `dataOffset` was checked against `sha256` already (by the codec worker that
    * decoded its block): it is not hashed again, as long as the tar puts the content there too.
    */
-  verified?: { dataOffset: number };
+  verified?: true;
 }
 
 /** A planned entry with the offset of its first header (the extractor's key). */
@@ -434,7 +434,7 @@ export class Extractor implements TarHandler {
   /** Starts a file: created once its content arrives (whole, or the first piece). */
   private openFile(plan: PlannedEntry, e: ParsedEntry): void {
     const outPaths = (plan.outputs ?? [plan.path]).map((p) => this.resolve(p));
-    const verified = plan.verified !== undefined && plan.verified.dataOffset === e.dataOffset;
+    const verified = plan.verified === true && plan.dataOffset === e.dataOffset;
     this.file = { plan, outPaths, fd: -1, hash: undefined, pos: 0, skipped: false, verified, written: false };
   }
 

@@ -5,7 +5,8 @@
  * Threads: this one reads and hashes the stored bytes and cuts frames; codec workers decode
  * and verify blocks in parallel; an extract worker writes files with synchronous calls. Every
  * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
- * reach the extractor; each file's sha256 is checked as it is written.
+ * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
+ * when the block holds the whole content (small files, checked in parallel), else as it is written.
  *
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
@@ -23,7 +24,7 @@ import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
-import { CodecPool, type CodecResult } from './codec-pool.ts';
+import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
@@ -107,13 +108,13 @@ class ExtractorChannel {
     failure.onFail(() => this.wake?.());
   }
 
-  /** Sends a block starting at tar offset `at`; `run`: parsing (re)starts at this block. */
-  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: () => PlanItem[]): Promise<void> {
+  /** Sends a block starting at tar offset `at` with the plan items whose headers it holds; `run`: parsing (re)starts at this block. */
+  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[]): Promise<void> {
     await this.room();
     if (run) this.post({ t: 'run', start: run.start, limit: run.limit });
     this.unacked++;
     const ab = data.buffer as ArrayBuffer;
-    this.post({ t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan: plan() }, [ab]);
+    this.post({ t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan }, [ab]);
   }
 
   end(): void {
@@ -152,7 +153,7 @@ class ExtractorChannel {
  * the codec workers, decoded blocks from the extractor.
  */
 class BlockDecoder {
-  private readonly inflight: { result: Promise<CodecResult>; block: number }[] = [];
+  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[] }[] = [];
   private readonly spareFrames: ArrayBuffer[] = [];
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
@@ -162,7 +163,9 @@ class BlockDecoder {
     private readonly pool: CodecPool,
     private readonly index: ArchiveIndexHead,
     private readonly failure: Failure,
-    private readonly deliver: (block: number, data: Buffer) => Promise<void>,
+    /** The plan items whose headers block `block` holds, asked in block order as blocks are read. */
+    private readonly planOf: (block: number) => PlanItem[],
+    private readonly deliver: (block: number, data: Buffer, plan: PlanItem[]) => Promise<void>,
     /** An encrypted archive's frames are opened (authenticated) here before they are decoded. */
     private readonly open?: FrameOpener,
   ) {
@@ -199,6 +202,8 @@ class BlockDecoder {
       const out = this.spareOutputs.pop();
       const block = f.block;
       const blocks = this.index.blocks;
+      const plan = this.planOf(block);
+      const { checks, checked } = contentChecks(plan, b);
       const result = this.pool
         .run({
           op: 'decompress',
@@ -209,13 +214,14 @@ class BlockDecoder {
           hashInput: b.sha256 !== undefined,
           returnInput: this.index.codec !== 'none',
           ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+          ...(checks.length ? { checks } : {}),
         })
         .catch((err: unknown) => {
           // Which block, in which object: a corrupt frame of another backup is named as such.
           throw blockError(err, blocks, block);
         });
       result.catch(this.failure.fail);
-      this.inflight.push({ result, block: f.block });
+      this.inflight.push({ result, block: f.block, plan, checked });
       if (this.inflight.length >= this.maxInflight) await this.deliverOne();
     }
   }
@@ -232,7 +238,12 @@ class BlockDecoder {
     const b = this.index.blocks[x.block]!;
     if (b.sha256 && out.inputSha !== b.sha256)
       throw new CairnError('checksum-mismatch', `${describeBlock(this.index.blocks, x.block)} does not match its sha256`);
-    await this.deliver(x.block, out.data);
+    if (out.mismatch) {
+      const p = x.checked[out.mismatch.check]!;
+      throw new CairnError('checksum-mismatch', `content of ${p.path} does not match its sha256 (${out.mismatch.actual} != ${p.sha256})`);
+    }
+    for (const p of x.checked) p.verified = true;
+    await this.deliver(x.block, out.data, x.plan);
     if (out.input && this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
   }
 }
@@ -282,6 +293,20 @@ function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
   // zstd: magic 28 B5 2F FD, then the frame header descriptor, whose bit 2 is Content_Checksum_flag.
   if (codec === 'zstd') return data.length > 4 && data.readUInt32LE(0) === 0xfd2fb528 && (data[4]! & 0x04) !== 0;
   return false;
+}
+
+/** The files of `plan` whose whole content lies in block `b`: their sha256 is checked where it is decoded. */
+function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ContentCheck[]; checked: PlanItem[] } {
+  const checks: ContentCheck[] = [];
+  const checked: PlanItem[] = [];
+  const end = b.uncompressedOffset + b.uncompressedLength;
+  for (const p of plan) {
+    if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.size === 0) continue;
+    if (p.dataOffset < b.uncompressedOffset || p.dataOffset + p.size > end) continue;
+    checks.push({ offset: p.dataOffset - b.uncompressedOffset, length: p.size, sha256: p.sha256 });
+    checked.push(p);
+  }
+  return { checks, checked };
 }
 
 function verifyWhole(actual: string, expected: string | undefined): void {
@@ -347,10 +372,11 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     pool,
     index,
     failure,
-    (block, data) => {
+    (block) => {
       const b = index.blocks[block]!;
-      return channel.send(data, b.uncompressedOffset, runStarts.get(block), () => cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength));
+      return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
     },
+    (block, data, items) => channel.send(data, index.blocks[block]!.uncompressedOffset, runStarts.get(block), items),
     o.open,
   );
 
