@@ -46,6 +46,11 @@ interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mo
    * decoded its block): it is not hashed again, as long as the tar puts the content there too.
    */
   verified?: true;
+  /**
+   * The content at `dataOffset` is hashed by the unpack's main thread as its blocks go by (a file
+   * spanning blocks): the sha256 found arrives with the block holding its last byte (addDigests).
+   */
+  hashedAhead?: true;
 }
 
 /** A planned entry with the offset of its first header (the extractor's key). */
@@ -85,6 +90,7 @@ function code(err: unknown): string {
 
 interface OpenFile {
   plan: PlannedEntry;
+  headerOffset: number;
   outPaths: Buffer[];
   /** -1 until the first piece of content is written (a file written whole is never opened here). */
   fd: number;
@@ -94,6 +100,8 @@ interface OpenFile {
   skipped: boolean;
   /** Content known to be checked already (PlannedEntry.verified, at the offset the tar has it). */
   verified: boolean;
+  /** Content hashed by the main thread (PlannedEntry.hashedAhead, at the offset the tar has it). */
+  hashedAhead: boolean;
   /** Written whole (writeWhole): created, written, owned, timed and closed. */
   written: boolean;
 }
@@ -109,6 +117,8 @@ export class Extractor implements TarHandler {
    * header, so this holds a block's worth of entries, not the whole index.
    */
   private readonly pending = new Map<number, PlannedEntry>();
+  /** sha256 of files hashed ahead (PlannedEntry.hashedAhead), by header offset, until their end. */
+  private readonly digests = new Map<number, string>();
   /** Verified directories: archive path -> filesystem path. */
   private readonly dirCache = new Map<string, Buffer>();
   private readonly times: TimeSetter;
@@ -141,6 +151,11 @@ export class Extractor implements TarHandler {
   /** Entries whose headers start in the next block(s). */
   addPlan(items: readonly PlanItem[]): void {
     for (const it of items) this.pending.set(it.headerOffset, it);
+  }
+
+  /** The sha256 found of files hashed ahead whose last byte is in the next block: [header offset, hex]. */
+  addDigests(digests: readonly [number, string][]): void {
+    for (const [off, sha] of digests) this.digests.set(off, sha);
   }
 
   /** Starts parsing at a header offset; `limit` is where the run's entries end. */
@@ -292,7 +307,7 @@ export class Extractor implements TarHandler {
     this.replace(out, f.plan.outputs?.[0] ?? f.plan.path, () => {
       f.fd = openSync(out, CREATE, f.plan.mode & 0o777);
     });
-    if (!f.verified) f.hash = SHA256.copy();
+    if (!f.verified && !f.hashedAhead) f.hash = SHA256.copy();
   }
 
   /**
@@ -301,6 +316,7 @@ export class Extractor implements TarHandler {
    */
   private writeWhole(f: OpenFile, content: Buffer): void {
     const { plan } = f;
+    if (f.hashedAhead) this.digests.delete(f.headerOffset);
     const out = f.outPaths[0]!;
     const path = this.nulTerminated(out);
     const expected = plan.sha256 !== undefined && !f.verified ? Buffer.from(plan.sha256, 'hex') : EMPTY;
@@ -328,7 +344,7 @@ export class Extractor implements TarHandler {
     if (f.fd < 0) this.create(f);
     try {
       if (f.skipped) ftruncateSync(f.fd, f.plan.size);
-      const sha = f.hash?.digest('hex');
+      const sha = f.hashedAhead ? this.digestAhead(f) : f.hash?.digest('hex');
       if (sha !== undefined && f.plan.sha256 !== undefined && sha !== f.plan.sha256) {
         closeSync(f.fd);
         f.fd = -1;
@@ -342,6 +358,13 @@ export class Extractor implements TarHandler {
       if (f.fd >= 0) closeSync(f.fd);
     }
     this.times.set(f.outPaths[0]!, BigInt(f.plan.mtime));
+  }
+
+  private digestAhead(f: OpenFile): string {
+    const sha = this.digests.get(f.headerOffset);
+    if (sha === undefined) throw new CairnError('internal', `the sha256 of ${f.plan.path} did not arrive with its last block`);
+    this.digests.delete(f.headerOffset);
+    return sha;
   }
 
   /** The uid to chown a file to, or -1 when its owner is left alone (ownFd's rules). */
@@ -434,8 +457,11 @@ export class Extractor implements TarHandler {
   /** Starts a file: created once its content arrives (whole, or the first piece). */
   private openFile(plan: PlannedEntry, e: ParsedEntry): void {
     const outPaths = (plan.outputs ?? [plan.path]).map((p) => this.resolve(p));
-    const verified = plan.verified === true && plan.dataOffset === e.dataOffset;
-    this.file = { plan, outPaths, fd: -1, hash: undefined, pos: 0, skipped: false, verified, written: false };
+    // What was checked or hashed elsewhere is the index's range: it counts only if the tar has the content there too.
+    const there = plan.dataOffset === e.dataOffset;
+    const verified = plan.verified === true && there;
+    const hashedAhead = plan.hashedAhead === true && there;
+    this.file = { plan, headerOffset: e.headerOffset, outPaths, fd: -1, hash: undefined, pos: 0, skipped: false, verified, hashedAhead, written: false };
   }
 
   private ownFd(fd: number, plan: PlannedEntry, path: Buffer): boolean {

@@ -6,7 +6,8 @@
  * and verify blocks in parallel; an extract worker writes files with synchronous calls. Every
  * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
  * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
- * when the block holds the whole content (small files, checked in parallel), else as it is written.
+ * when the block holds the whole content (small files, checked in parallel); else computed on
+ * this thread as the blocks go by (AheadHashes) and compared by the extractor once it is written.
  *
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
@@ -17,7 +18,7 @@
  * per object and stretch of contiguous bytes). Through a range reader, segments are cut into
  * ranges of whole frames fetched several at a time (ParallelRangeReads), delivered in order.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
@@ -108,13 +109,18 @@ class ExtractorChannel {
     failure.onFail(() => this.wake?.());
   }
 
-  /** Sends a block starting at tar offset `at` with the plan items whose headers it holds; `run`: parsing (re)starts at this block. */
-  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[]): Promise<void> {
+  /**
+   * Sends a block starting at tar offset `at` with the plan items whose headers it holds and the
+   * sha256 of the files hashed ahead that end in it; `run`: parsing (re)starts at this block.
+   */
+  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[], digests: [number, string][]): Promise<void> {
     await this.room();
     if (run) this.post({ t: 'run', start: run.start, limit: run.limit });
     this.unacked++;
     const ab = data.buffer as ArrayBuffer;
-    this.post({ t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan }, [ab]);
+    const m: ExtractMessage = { t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan };
+    if (digests.length) m.digests = digests;
+    this.post(m, [ab]);
   }
 
   end(): void {
@@ -295,6 +301,44 @@ function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
   return false;
 }
 
+/**
+ * The sha256 of the files whose content spans blocks (large files), computed here from the
+ * decoded blocks on their way to the extractor: the extract thread, which writes them, was the
+ * critical path of restores of large files, with the hashing half of its work.
+ */
+class AheadHashes {
+  private readonly active: { item: PlanItem; hash: Hash; pos: number; end: number }[] = [];
+
+  /**
+   * Block data at tar offset `at`, in order, with the plan items whose headers it holds (those it
+   * hashes are marked hashedAhead before they go out). Returns [header offset, sha256] of the
+   * files whose last byte it holds.
+   */
+  feed(items: PlanItem[], at: number, data: Buffer): [number, string][] {
+    for (const p of items) {
+      if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.verified || p.size === 0) continue;
+      p.hashedAhead = true;
+      this.active.push({ item: p, hash: createHash('sha256'), pos: p.dataOffset, end: p.dataOffset + p.size });
+    }
+    const done: [number, string][] = [];
+    if (!this.active.length) return done;
+    const end = at + data.length;
+    for (let i = 0; i < this.active.length; ) {
+      const a = this.active[i]!;
+      const to = Math.min(a.end, end);
+      if (to > a.pos && a.pos >= at) {
+        a.hash.update(data.subarray(a.pos - at, to - at));
+        a.pos = to;
+      }
+      if (a.pos === a.end) {
+        done.push([a.item.headerOffset, a.hash.digest('hex')]);
+        this.active.splice(i, 1);
+      } else i++;
+    }
+    return done;
+  }
+}
+
 /** The files of `plan` whose whole content lies in block `b`: their sha256 is checked where it is decoded. */
 function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ContentCheck[]; checked: PlanItem[] } {
   const checks: ContentCheck[] = [];
@@ -368,6 +412,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
+  const ahead = new AheadHashes();
   const decoder = new BlockDecoder(
     pool,
     index,
@@ -376,7 +421,10 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
       const b = index.blocks[block]!;
       return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
     },
-    (block, data, items) => channel.send(data, index.blocks[block]!.uncompressedOffset, runStarts.get(block), items),
+    (block, data, items) => {
+      const at = index.blocks[block]!.uncompressedOffset;
+      return channel.send(data, at, runStarts.get(block), items, ahead.feed(items, at, data));
+    },
     o.open,
   );
 
