@@ -9,6 +9,7 @@ import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
 import { runExtractJob } from './extract-job.ts';
+import { runHashAheadJob } from './hash-ahead-job.ts';
 import { runPackReader } from './pack-reader.ts';
 import { runPackScanner } from './pack-scanner.ts';
 import { serializeError } from './worker-errors.ts';
@@ -35,7 +36,7 @@ interface CodecRequest {
 
 interface JobRequest {
   id: number;
-  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'heap-stats';
+  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'heap-stats';
   data: unknown;
 }
 
@@ -89,6 +90,7 @@ port.on('message', (m: CodecRequest | JobRequest) => {
   const run = async (): Promise<unknown> => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
     if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
+    if (m.kind === 'hash-ahead') return runHashAheadJob(m.data as never);
     return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
   };
   run().then(

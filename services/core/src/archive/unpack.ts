@@ -7,7 +7,7 @@
  * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
  * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
  * when the block holds the whole content (small files, checked in parallel); else computed on
- * this thread as the blocks go by (AheadHashes) and compared by the extractor once it is written.
+ * a worker of its own as the blocks go by (HashAhead) and compared by the extractor once written.
  *
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
@@ -18,7 +18,7 @@
  * per object and stretch of contiguous bytes). Through a range reader, segments are cut into
  * ranges of whole frames fetched several at a time (ParallelRangeReads), delivered in order.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
@@ -27,11 +27,12 @@ import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpene
 import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
+import type { HashAheadFile, HashAheadMessage, HashAheadReply } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
-import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
+import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
 const PROGRESS_INTERVAL_MS = 250;
@@ -302,40 +303,71 @@ function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
 }
 
 /**
- * The sha256 of the files whose content spans blocks (large files), computed here from the
- * decoded blocks on their way to the extractor: the extract thread, which writes them, was the
- * critical path of restores of large files, with the hashing half of its work.
+ * The main thread's side of the hash-ahead worker (hash-ahead-job.ts): marks the files whose
+ * content spans blocks as hashed ahead, and passes the blocks holding their content through that
+ * worker (started at the first such file) on their way to the extractor.
  */
-class AheadHashes {
-  private readonly active: { item: PlanItem; hash: Hash; pos: number; end: number }[] = [];
+class HashAhead {
+  /** Tar offset up to which blocks hold content being hashed. */
+  private until = 0;
+  private worker: Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> | undefined;
+  private readonly waiting: { resolve: (r: HashAheadReply) => void; reject: (e: unknown) => void }[] = [];
+  private closed = false;
 
-  /**
-   * Block data at tar offset `at`, in order, with the plan items whose headers it holds (those it
-   * hashes are marked hashedAhead before they go out). Returns [header offset, sha256] of the
-   * files whose last byte it holds.
-   */
-  feed(items: PlanItem[], at: number, data: Buffer): [number, string][] {
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly failure: Failure,
+  ) {
+    failure.onFail(() => {
+      for (const w of this.waiting.splice(0)) w.reject(failure.error);
+    });
+  }
+
+  /** Block data at tar offset `at`, in order, with its plan items: the same block back, and the sha256 of files ending in it. */
+  async pass(items: PlanItem[], at: number, data: Buffer): Promise<{ data: Buffer; digests: [number, string][] }> {
+    const files: HashAheadFile[] = [];
     for (const p of items) {
       if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.verified || p.size === 0) continue;
       p.hashedAhead = true;
-      this.active.push({ item: p, hash: createHash('sha256'), pos: p.dataOffset, end: p.dataOffset + p.size });
+      files.push({ headerOffset: p.headerOffset, dataOffset: p.dataOffset, size: p.size });
+      this.until = Math.max(this.until, p.dataOffset + p.size);
     }
-    const done: [number, string][] = [];
-    if (!this.active.length) return done;
-    const end = at + data.length;
-    for (let i = 0; i < this.active.length; ) {
-      const a = this.active[i]!;
-      const to = Math.min(a.end, end);
-      if (to > a.pos && a.pos >= at) {
-        a.hash.update(data.subarray(a.pos - at, to - at));
-        a.pos = to;
+    if (!files.length && at >= this.until) return { data, digests: [] };
+    const { port } = await (this.worker ??= this.start());
+    this.failure.throwIfFailed();
+    const reply = new Promise<HashAheadReply>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    // Read before the transfer: a transferred buffer's views read as empty.
+    const { byteOffset: offset, length } = data;
+    const ab = data.buffer as ArrayBuffer;
+    port.postMessage({ t: 'block', buf: ab, offset, length, at, files } satisfies HashAheadMessage, [ab]);
+    const r = await reply;
+    return { data: Buffer.from(r.buf, offset, length), digests: r.digests };
+  }
+
+  /** Ends the worker's job (after the last block) and stops its thread; once. */
+  async close(): Promise<void> {
+    const started = this.worker;
+    if (!started || this.closed) return;
+    this.closed = true;
+    const { w, port, job } = await started;
+    try {
+      if (!this.failure.failed) {
+        port.postMessage({ t: 'end' } satisfies HashAheadMessage);
+        await job;
       }
-      if (a.pos === a.end) {
-        done.push([a.item.headerOffset, a.hash.digest('hex')]);
-        this.active.splice(i, 1);
-      } else i++;
+    } finally {
+      port.close();
+      this.host.discard(w);
     }
-    return done;
+  }
+
+  private async start(): Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> {
+    const w = await this.host.acquire();
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (r: HashAheadReply) => this.waiting.shift()?.resolve(r));
+    const job = w.request('hash-ahead', { data: { port: port2 } }, [port2]);
+    job.catch(this.failure.fail);
+    return { w, port: port1, job };
   }
 }
 
@@ -412,7 +444,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
-  const ahead = new AheadHashes();
+  const ahead = new HashAhead(host, failure);
   const decoder = new BlockDecoder(
     pool,
     index,
@@ -421,9 +453,10 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
       const b = index.blocks[block]!;
       return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
     },
-    (block, data, items) => {
+    async (block, data, items) => {
       const at = index.blocks[block]!.uncompressedOffset;
-      return channel.send(data, at, runStarts.get(block), items, ahead.feed(items, at, data));
+      const passed = await ahead.pass(items, at, data);
+      await channel.send(passed.data, at, runStarts.get(block), items, passed.digests);
     },
     o.open,
   );
@@ -435,6 +468,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure.throwIfFailed();
     archiveVerified = await readArchive(o, plan, decoder, failure);
     await decoder.drain();
+    await ahead.close();
     channel.end();
     result = await job;
     failure.throwIfFailed();
@@ -444,6 +478,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   } finally {
     signal?.removeEventListener('abort', onAbort);
     channel.close();
+    // After a failure: the hash-ahead thread is stopped too (no end message).
+    await ahead.close().catch(() => undefined);
     // The extractor's heap held the plan and directory list: let it go with its thread.
     host.discard(extractor);
     if (failure.failed) pool.destroy();
