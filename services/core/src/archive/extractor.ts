@@ -47,8 +47,9 @@ interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mo
    */
   verified?: true;
   /**
-   * The content at `dataOffset` is hashed by the unpack's main thread as its blocks go by (a file
-   * spanning blocks): the sha256 found arrives with the block holding its last byte (addDigests).
+   * The content at `dataOffset` is hashed by the hash-ahead worker as its blocks go by (a file
+   * spanning blocks, hash-ahead-job.ts): the sha256 found arrives with the block holding its last
+   * byte (addDigests).
    */
   hashedAhead?: true;
 }
@@ -94,13 +95,13 @@ interface OpenFile {
   outPaths: Buffer[];
   /** -1 until the first piece of content is written (a file written whole is never opened here). */
   fd: number;
-  /** Undefined when the content was verified before it got here (PlannedEntry.verified). */
+  /** Undefined when the content was verified before it got here or is hashed ahead. */
   hash: Hash | undefined;
   pos: number;
   skipped: boolean;
   /** Content known to be checked already (PlannedEntry.verified, at the offset the tar has it). */
   verified: boolean;
-  /** Content hashed by the main thread (PlannedEntry.hashedAhead, at the offset the tar has it). */
+  /** Content hashed by the hash-ahead worker (PlannedEntry.hashedAhead, at the offset the tar has it). */
   hashedAhead: boolean;
   /** Written whole (writeWhole): created, written, owned, timed and closed. */
   written: boolean;
