@@ -371,6 +371,36 @@ class HashAhead {
   }
 }
 
+/**
+ * Sends to the extractor in order without waiting for each: a block passing through the
+ * hash-ahead worker is a round trip between threads, and under load each hop waits for a time
+ * slice; with several blocks on their way those waits overlap instead of adding up per block.
+ */
+class OrderedSends {
+  private readonly pending: Promise<void>[] = [];
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly failure: Failure) {}
+
+  /** Queues `send` after the sends before it; resolves once fewer than MAX_UNACKED are on their way. */
+  async add(send: () => Promise<void>): Promise<void> {
+    const sent = this.tail.then(send);
+    sent.catch(this.failure.fail);
+    this.tail = sent;
+    this.pending.push(sent);
+    sent.then(
+      () => this.pending.splice(this.pending.indexOf(sent), 1),
+      () => undefined,
+    );
+    while (this.pending.length >= MAX_UNACKED) await this.pending[0];
+  }
+
+  /** Waits for every queued send. */
+  async drain(): Promise<void> {
+    await this.tail;
+  }
+}
+
 /** The files of `plan` whose whole content lies in block `b`: their sha256 is checked where it is decoded. */
 function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ContentCheck[]; checked: PlanItem[] } {
   const checks: ContentCheck[] = [];
@@ -445,6 +475,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
   const ahead = new HashAhead(host, failure);
+  const sends = new OrderedSends(failure);
   const decoder = new BlockDecoder(
     pool,
     index,
@@ -453,10 +484,13 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
       const b = index.blocks[block]!;
       return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
     },
-    async (block, data, items) => {
+    (block, data, items) => {
       const at = index.blocks[block]!.uncompressedOffset;
-      const passed = await ahead.pass(items, at, data);
-      await channel.send(passed.data, at, runStarts.get(block), items, passed.digests);
+      const passed = ahead.pass(items, at, data);
+      return sends.add(async () => {
+        const p = await passed;
+        await channel.send(p.data, at, runStarts.get(block), items, p.digests);
+      });
     },
     o.open,
   );
@@ -468,6 +502,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure.throwIfFailed();
     archiveVerified = await readArchive(o, plan, decoder, failure);
     await decoder.drain();
+    await sends.drain();
     await ahead.close();
     channel.end();
     result = await job;
