@@ -85,6 +85,28 @@ describe('integrity', () => {
     expect(fs.existsSync(path.join(target, 'vol', 'c.txt'))).toBe(false);
   });
 
+  // A small file's content lies in one block: its sha256 is checked by the codec worker that
+  // decodes the block (before anything of it is written), with or without the native helper.
+  for (const flag of ['1', '0']) {
+    it(`a small file whose content does not match the index's sha256 fails the restore and is not written (native ${flag})`, async () => {
+      const { file, r } = packed.get('zstd')!;
+      const index = structuredClone(r.index);
+      index.entries.find((e) => e.path === 'vol/a.txt')!.sha256 = 'e'.repeat(64);
+      const target = path.join(work, `tampered-small-${flag}`);
+      const before = process.env.CAIRN_NATIVE_READS;
+      process.env.CAIRN_NATIVE_READS = flag;
+      try {
+        const err = await restoreFrom(fs.readFileSync(file), index, target);
+        expect(isCairnError(err, 'checksum-mismatch'), String(err)).toBe(true);
+        expect((err as Error).message).toContain('content of vol/a.txt does not match its sha256');
+      } finally {
+        if (before === undefined) delete process.env.CAIRN_NATIVE_READS;
+        else process.env.CAIRN_NATIVE_READS = before;
+      }
+      expect(fs.existsSync(path.join(target, 'vol', 'a.txt'))).toBe(false);
+    });
+  }
+
   it('an index whose tar entries do not match the archive is corrupt', async () => {
     const { file, r } = packed.get('zstd')!;
     const index = structuredClone(r.index);

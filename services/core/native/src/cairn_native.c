@@ -11,7 +11,8 @@
  * reason (and without one BigIntStats object per entry).
  *
  * setTime is for restores: Node's utimes takes seconds as a double that libuv cuts to the
- * microsecond, utimensat keeps the nanoseconds the archive stores.
+ * microsecond, utimensat keeps the nanoseconds the archive stores. writeFile restores a small file
+ * (sha256 check, create, write, owner, mode, mtime) in one call, for the same reason as readSmallFile.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -694,6 +695,99 @@ static napi_value close_dir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Slots of writeFile's `out` (Int32Array): the errno of each step, 0 when it worked or was not asked. */
+enum {
+  W_MISMATCH = 0, /* 1: the content's sha256 is not `expected` (nothing was created; `digest` holds it) */
+  W_OPEN_ERRNO,   /* open failed: nothing else was done */
+  W_WRITE_ERRNO,  /* a write failed: the file exists, incomplete */
+  W_CHOWN_ERRNO,
+  W_CHMOD_ERRNO,
+  W_TIME_ERRNO,
+  W_SLOTS
+};
+
+/* writeFile(path: Uint8Array (NUL-terminated), data: Uint8Array, mode: number, chmod: number,
+ *           uid: number, gid: number, sec: number, nsec: number, expected: Uint8Array (32 bytes,
+ *           or empty: no check), digest: Uint8Array(32), out: Int32Array(W_SLOTS)): void.
+ * For restores of small files, what the extractor otherwise does in five or six Node fs calls
+ * plus a hash object: check the content's sha256 (before anything is created), create the file
+ * (O_EXCL, never following a symlink) with mode & 0777, write it, fchown when uid >= 0, fchmod
+ * to `mode` when `chmod` is 1 or the chown worked and mode has setuid/setgid (chown clears
+ * them), set its mtime to the nanosecond (futimens, atime left alone) and close it. */
+static napi_value write_file(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11) return fail(env, "writeFile: 11 arguments");
+  void *path_p, *data_p, *exp_p, *digest_p, *out_p;
+  size_t path_len, data_len, exp_len, digest_len, out_len;
+  napi_typedarray_type out_type;
+  napi_value out_ab;
+  size_t out_off;
+  if (!typed(env, argv[0], &path_p, &path_len) || !typed(env, argv[1], &data_p, &data_len) || !typed(env, argv[8], &exp_p, &exp_len) ||
+      !typed(env, argv[9], &digest_p, &digest_len))
+    return fail(env, "writeFile: bad buffer argument");
+  if (napi_get_typedarray_info(env, argv[10], &out_type, &out_len, &out_p, &out_ab, &out_off) != napi_ok || out_type != napi_int32_array ||
+      out_len < W_SLOTS)
+    return fail(env, "writeFile: out must be an Int32Array of writeSlots");
+  double mode_d, chmod_d, uid_d, gid_d, sec_d, nsec_d;
+  if (napi_get_value_double(env, argv[2], &mode_d) != napi_ok || napi_get_value_double(env, argv[3], &chmod_d) != napi_ok ||
+      napi_get_value_double(env, argv[4], &uid_d) != napi_ok || napi_get_value_double(env, argv[5], &gid_d) != napi_ok ||
+      napi_get_value_double(env, argv[6], &sec_d) != napi_ok || napi_get_value_double(env, argv[7], &nsec_d) != napi_ok)
+    return fail(env, "writeFile: bad number argument");
+  const char *path = path_p;
+  int32_t *out = out_p;
+  if (path_len == 0 || path[path_len - 1] != 0) return fail(env, "writeFile: path must end with NUL");
+  if ((exp_len != 0 && exp_len != 32) || digest_len < 32) return fail(env, "writeFile: expected must be empty or 32 bytes, digest 32");
+  if (!(mode_d >= 0 && mode_d <= 07777) || !(sec_d > -9.2e18 && sec_d < 9.2e18) || sec_d != (double)(long long)sec_d ||
+      !(nsec_d >= 0 && nsec_d < 1e9) || nsec_d != (double)(long)nsec_d)
+    return fail(env, "writeFile: mode or time out of range");
+  for (int i = 0; i < W_SLOTS; i++) out[i] = 0;
+  if (exp_len == 32) {
+    pthread_once(&md_once, fetch_md);
+    unsigned int mdlen = 0;
+    if (!sha256_md || EVP_Digest(data_p, data_len, digest_p, &mdlen, sha256_md, NULL) != 1 || mdlen != 32) return fail(env, "writeFile: sha256 failed");
+    if (memcmp(digest_p, exp_p, 32) != 0) {
+      out[W_MISMATCH] = 1;
+      return NULL;
+    }
+  }
+  /* A NUL inside the path would silently create a shorter one: refuse it (Node's fs does too). */
+  if (strlen(path) != path_len - 1) {
+    out[W_OPEN_ERRNO] = EINVAL;
+    return NULL;
+  }
+  mode_t mode = (mode_t)mode_d;
+  int fd;
+  do fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 0777);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    out[W_OPEN_ERRNO] = errno;
+    return NULL;
+  }
+  const unsigned char *data = data_p;
+  size_t done = 0;
+  while (done < data_len) {
+    ssize_t n = write(fd, data + done, data_len - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      out[W_WRITE_ERRNO] = errno;
+      close(fd);
+      return NULL;
+    }
+    done += (size_t)n;
+  }
+  int chowned = 0;
+  if (uid_d >= 0) {
+    if (fchown(fd, (uid_t)uid_d, (gid_t)gid_d) == 0) chowned = 1;
+    else out[W_CHOWN_ERRNO] = errno;
+  }
+  if ((chmod_d != 0 || (chowned && (mode & 06000))) && fchmod(fd, mode) != 0) out[W_CHMOD_ERRNO] = errno;
+  struct timespec ts[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {.tv_sec = (time_t)sec_d, .tv_nsec = (long)nsec_d}};
+  if (futimens(fd, ts) != 0) out[W_TIME_ERRNO] = errno;
+  close(fd);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -716,6 +810,10 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "sha256Spans", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, sha_ready(), &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sha256Dual", slots) != napi_ok) return NULL;
+  if (napi_create_function(env, "writeFile", NAPI_AUTO_LENGTH, write_file, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "writeFile", fn) != napi_ok) return NULL;
+  if (napi_create_int32(env, W_SLOTS, &slots) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "writeSlots", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, M_SLOTS, &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "metaSlots", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, OUT_SLOTS, &slots) != napi_ok) return NULL;

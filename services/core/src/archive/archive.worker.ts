@@ -9,6 +9,7 @@ import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
 import { runExtractJob } from './extract-job.ts';
+import { runHashAheadJob } from './hash-ahead-job.ts';
 import { runPackReader } from './pack-reader.ts';
 import { runPackScanner } from './pack-scanner.ts';
 import { serializeError } from './worker-errors.ts';
@@ -29,11 +30,13 @@ interface CodecRequest {
   returnInput: boolean;
   /** Where to decode to, when the caller recycles buffers. */
   output?: ArrayBuffer;
+  /** Pieces of the output to check against their sha256 (codec-pool.ts ContentCheck). */
+  checks?: { offset: number; length: number; sha256: string }[];
 }
 
 interface JobRequest {
   id: number;
-  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'heap-stats';
+  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'heap-stats';
   data: unknown;
 }
 
@@ -52,13 +55,27 @@ function runCodec(m: CodecRequest): void {
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
+  const mismatch = m.checks ? firstMismatch(out, m.checks) : undefined;
   if (out.buffer === m.buf) {
-    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha }, [m.buf]);
+    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch }, [m.buf]);
     return;
   }
   const view = transferView(out);
   const back = m.returnInput ? m.buf : undefined;
-  reply(m.id, { ...view, inputSha, outputSha, input: back }, back ? [view.buf, back] : [view.buf]);
+  reply(m.id, { ...view, inputSha, outputSha, mismatch, input: back }, back ? [view.buf, back] : [view.buf]);
+}
+
+/** Unpack: small files' sha256 checked here, in parallel, rather than one by one on the extract thread. */
+function firstMismatch(out: Buffer, checks: NonNullable<CodecRequest['checks']>): { check: number; actual: string } | undefined {
+  for (let i = 0; i < checks.length; i++) {
+    const c = checks[i]!;
+    if (c.offset < 0 || c.offset + c.length > out.length) return { check: i, actual: 'outside the block' };
+    const actual = createHash('sha256')
+      .update(out.subarray(c.offset, c.offset + c.length))
+      .digest('hex');
+    if (actual !== c.sha256) return { check: i, actual };
+  }
+  return undefined;
 }
 
 port.on('message', (m: CodecRequest | JobRequest) => {
@@ -73,6 +90,7 @@ port.on('message', (m: CodecRequest | JobRequest) => {
   const run = async (): Promise<unknown> => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
     if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
+    if (m.kind === 'hash-ahead') return runHashAheadJob(m.data as never);
     return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
   };
   run().then(

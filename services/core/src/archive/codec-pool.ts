@@ -6,6 +6,14 @@ import type { Codec } from './archive-types.ts';
 import { fromView, transferView, type TransferView } from './buffers.ts';
 import type { PooledWorker, WorkerHost } from './worker-host.ts';
 
+/** A piece of a decoded block to check against a sha256 (a whole small file's content). */
+export interface ContentCheck {
+  /** Offset in the decoded block. */
+  offset: number;
+  length: number;
+  sha256: string;
+}
+
 interface CodecTask {
   op: 'compress' | 'decompress';
   codec: Codec;
@@ -19,6 +27,8 @@ interface CodecTask {
   returnInput?: boolean;
   /** A buffer to decode into (zstd), transferred; a fresh one is allocated without it. */
   output?: ArrayBuffer;
+  /** Pieces of the output to check (decompress): the first that does not match comes back as `mismatch`. */
+  checks?: ContentCheck[];
 }
 
 export interface CodecResult {
@@ -26,6 +36,8 @@ export interface CodecResult {
   input?: ArrayBuffer;
   inputSha?: string;
   outputSha?: string;
+  /** The first of the task's checks that failed: its position in `checks` and the sha256 found. */
+  mismatch?: { check: number; actual: string };
 }
 
 export class CodecPool {
@@ -60,7 +72,7 @@ export class CodecPool {
     let w = this.workers[0]!;
     for (const c of this.workers) if (c.load < w.load) w = c;
     const view = transferView(task.data);
-    const r = await w.request<TransferView & { inputSha?: string; outputSha?: string; input?: ArrayBuffer }>(
+    const r = await w.request<TransferView & Omit<CodecResult, 'data'>>(
       'codec',
       {
         op: task.op,
@@ -72,10 +84,11 @@ export class CodecPool {
         hashOutput: task.hashOutput ?? false,
         returnInput: task.returnInput ?? false,
         output: task.output,
+        checks: task.checks,
       },
       task.output ? [view.buf, task.output] : [view.buf],
     );
-    return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha };
+    return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch };
   }
 
   /** Gives this operation's share of the codec workers back. */

@@ -13,7 +13,7 @@ export interface ExtractJobData {
   strict: boolean;
   knownVolumes: string[];
   restoreOwnership: boolean;
-  /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes. */
+  /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes, small files in one call. */
   native: string | undefined;
   port: MessagePort;
 }
@@ -21,7 +21,8 @@ export interface ExtractJobData {
 export type ExtractMessage =
   | { t: 'run'; start: number; limit: number }
   /** `plan`: the entries whose headers start in this block (sent with it, so memory stays flat). */
-  | { t: 'block'; buf: ArrayBuffer; offset: number; length: number; at: number; plan: PlanItem[] }
+  /** `digests`: [header offset, sha256] of the files hashed ahead whose last byte is in this block. */
+  | { t: 'block'; buf: ArrayBuffer; offset: number; length: number; at: number; plan: PlanItem[]; digests?: [number, string][] }
   | { t: 'end' };
 
 export interface ExtractAck {
@@ -42,12 +43,14 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
   return new Promise((resolve, reject) => {
     let ex: Extractor;
     try {
+      const native = loadNativeReads(d.native);
       ex = new Extractor({
         roots: d.roots,
         strict: d.strict,
         knownVolumes: new Set(d.knownVolumes),
         restoreOwnership: d.restoreOwnership,
-        times: createTimeSetter(loadNativeReads(d.native)),
+        times: createTimeSetter(native),
+        native,
       });
     } catch (err) {
       d.port.close();
@@ -68,6 +71,7 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
           ex.startRun(m.start, m.limit);
         } else if (m.t === 'block') {
           ex.addPlan(m.plan);
+          if (m.digests) ex.addDigests(m.digests);
           ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
           d.port.postMessage({ t: 'ack', ...ex.stats, buf: m.buf } satisfies ExtractAck, [m.buf]);
         } else {

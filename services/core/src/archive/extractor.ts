@@ -24,14 +24,16 @@ import {
 } from 'node:fs';
 import { CairnError } from '../errors.ts';
 import type { ArchiveEntry, ArchiveWarning } from './archive-types.ts';
+import { errnoName, WriteOut, type NativeReads } from './native-reads.ts';
 import { bytesToPath, pathToBytes } from './path-bytes.ts';
 import { splitArchivePath, unsafe } from './path-safety.ts';
 import type { ParsedEntry, TarHandler } from './tar-parser.ts';
 import { TarParser } from './tar-parser.ts';
+import { splitNs } from './tar-header.ts';
 import type { TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
-interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256'> {
+interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mode' | 'uid' | 'gid' | 'mtime' | 'linkTarget' | 'sha256' | 'dataOffset'> {
   /**
    * Where to write it, when not at its own path: a file brought along only as the content of
    * selected hard links is written under the first link's path and linked to the others.
@@ -39,6 +41,17 @@ interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mo
   outputs?: string[];
   /** A hard link written through its source's `outputs`. */
   covered?: boolean;
+  /**
+   * The content at `dataOffset` was checked against `sha256` already (by the codec worker that
+   * decoded its block): it is not hashed again, as long as the tar puts the content there too.
+   */
+  verified?: true;
+  /**
+   * The content at `dataOffset` is hashed by the hash-ahead worker as its blocks go by (a file
+   * spanning blocks, hash-ahead-job.ts): the sha256 found arrives with the block holding its last
+   * byte (addDigests).
+   */
+  hashedAhead?: true;
 }
 
 /** A planned entry with the offset of its first header (the extractor's key). */
@@ -54,6 +67,8 @@ interface ExtractorOptions {
   restoreOwnership: boolean;
   /** Sets mtimes (time-setter.ts): exact with the native helper, to the microsecond without. */
   times: TimeSetter;
+  /** The native helper, when loaded: small files are then written whole in one call (writeFile). */
+  native?: NativeReads | undefined;
 }
 
 interface ExtractStats {
@@ -68,6 +83,7 @@ const ZERO_CHUNK = 64 * 1024;
 const ZEROS = Buffer.alloc(ZERO_CHUNK);
 const SPARSE_MIN = 1024 * 1024;
 const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+const EMPTY = Buffer.alloc(0);
 
 function code(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? '';
@@ -75,11 +91,20 @@ function code(err: unknown): string {
 
 interface OpenFile {
   plan: PlannedEntry;
+  headerOffset: number;
   outPaths: Buffer[];
+  /** -1 until the first piece of content is written (a file written whole is never opened here). */
   fd: number;
-  hash: Hash;
+  /** Undefined when the content was verified before it got here or is hashed ahead. */
+  hash: Hash | undefined;
   pos: number;
   skipped: boolean;
+  /** Content known to be checked already (PlannedEntry.verified, at the offset the tar has it). */
+  verified: boolean;
+  /** Content hashed by the hash-ahead worker (PlannedEntry.hashedAhead, at the offset the tar has it). */
+  hashedAhead: boolean;
+  /** Written whole (writeWhole): created, written, owned, timed and closed. */
+  written: boolean;
 }
 
 export class Extractor implements TarHandler {
@@ -93,6 +118,8 @@ export class Extractor implements TarHandler {
    * header, so this holds a block's worth of entries, not the whole index.
    */
   private readonly pending = new Map<number, PlannedEntry>();
+  /** sha256 of files hashed ahead (PlannedEntry.hashedAhead), by header offset, until their end. */
+  private readonly digests = new Map<number, string>();
   /** Verified directories: archive path -> filesystem path. */
   private readonly dirCache = new Map<string, Buffer>();
   private readonly times: TimeSetter;
@@ -100,6 +127,12 @@ export class Extractor implements TarHandler {
   private readonly asRoot = process.getuid?.() === 0;
   private file: OpenFile | undefined;
   private skipping = false;
+  /** The native one-call writer of small files, when the helper has it. */
+  private readonly writeFile: NativeReads['writeFile'];
+  private readonly writeOut = new Int32Array(WriteOut.Slots);
+  private readonly digest = Buffer.alloc(32);
+  /** A path with its NUL terminator, in one reused buffer. */
+  private cPath = Buffer.alloc(4096);
 
   constructor(private readonly o: ExtractorOptions) {
     for (const [vol, dir] of Object.entries(o.roots)) {
@@ -109,6 +142,7 @@ export class Extractor implements TarHandler {
       this.dirCache.set(vol, root);
     }
     this.times = o.times;
+    this.writeFile = o.native?.writeSlots === WriteOut.Slots ? o.native.writeFile : undefined;
     if (!this.times.exact) {
       this.warnings.push({ path: '', code: 'time-precision', message: 'native helper not built or switched off: mtimes restored to the microsecond' });
     }
@@ -118,6 +152,11 @@ export class Extractor implements TarHandler {
   /** Entries whose headers start in the next block(s). */
   addPlan(items: readonly PlanItem[]): void {
     for (const it of items) this.pending.set(it.headerOffset, it);
+  }
+
+  /** The sha256 found of files hashed ahead whose last byte is in the next block: [header offset, hex]. */
+  addDigests(digests: readonly [number, string][]): void {
+    for (const [off, sha] of digests) this.digests.set(off, sha);
   }
 
   /** Starts parsing at a header offset; `limit` is where the run's entries end. */
@@ -149,7 +188,7 @@ export class Extractor implements TarHandler {
   }
 
   abort(): void {
-    if (this.file) {
+    if (this.file && this.file.fd >= 0) {
       try {
         closeSync(this.file.fd);
       } catch {
@@ -207,22 +246,36 @@ export class Extractor implements TarHandler {
     }
   }
 
+  /** The whole content of a file in one piece: small files go out in one native call. */
+  content(chunk: Buffer): void {
+    const f = this.file;
+    if (!f || this.skipping) return;
+    if (this.writeFile && f.plan.size < SPARSE_MIN) this.writeWhole(f, chunk);
+    else this.data(chunk);
+  }
+
   data(chunk: Buffer): void {
     const f = this.file;
     if (!f || this.skipping) return;
-    f.hash.update(chunk);
+    if (f.fd < 0) this.create(f);
+    f.hash?.update(chunk);
     if (f.plan.size >= SPARSE_MIN) {
-      // Runs of zeros are skipped (holes) so a sparse file stays sparse on restore.
+      // Runs of zeros are skipped (holes) so a sparse file stays sparse on restore; the data
+      // between them goes out in one write, not one per ZERO_CHUNK.
       let i = 0;
+      let run = 0;
       while (i < chunk.length) {
-        const n = Math.min(ZERO_CHUNK - (f.pos % ZERO_CHUNK), chunk.length - i);
-        const piece = chunk.subarray(i, i + n);
+        const n = Math.min(ZERO_CHUNK - ((f.pos + i) % ZERO_CHUNK), chunk.length - i);
         // The file was created empty: unwritten ranges read as zeros (and stay holes).
-        if (piece.equals(n === ZERO_CHUNK ? ZEROS : ZEROS.subarray(0, n))) f.skipped = true;
-        else writeAll(f.fd, piece, f.pos);
-        f.pos += n;
+        if (isZeros(chunk, i, n)) {
+          if (i > run) writeAll(f.fd, chunk.subarray(run, i), f.pos + run);
+          f.skipped = true;
+          run = i + n;
+        }
         i += n;
       }
+      if (chunk.length > run) writeAll(f.fd, chunk.subarray(run), f.pos + run);
+      f.pos += chunk.length;
     } else {
       writeAll(f.fd, chunk, f.pos);
       f.pos += chunk.length;
@@ -237,10 +290,63 @@ export class Extractor implements TarHandler {
       return;
     }
     this.file = undefined;
+    if (!f.written) {
+      // An empty file has had no content call.
+      if (f.fd < 0 && this.writeFile) this.writeWhole(f, EMPTY);
+      else this.close(f);
+    }
+    for (const [i, extra] of f.outPaths.slice(1).entries()) this.link(f.outPaths[0]!, extra, f.plan.outputs![i + 1]!);
+    this.stats.filesWritten += f.outPaths.length;
+    void e;
+  }
+
+  // ---- writing ----------------------------------------------------------------------------
+
+  /** Creates the file that data() writes piece by piece. */
+  private create(f: OpenFile): void {
+    const out = f.outPaths[0]!;
+    this.replace(out, f.plan.outputs?.[0] ?? f.plan.path, () => {
+      f.fd = openSync(out, CREATE, f.plan.mode & 0o777);
+    });
+    if (!f.verified && !f.hashedAhead) f.hash = SHA256.copy();
+  }
+
+  /**
+   * A file whose whole content is at hand, in one native call: sha256 checked before anything is
+   * created (unless the codec worker checked it), then create, write, owner, mode, mtime, close.
+   */
+  private writeWhole(f: OpenFile, content: Buffer): void {
+    const { plan } = f;
+    if (f.hashedAhead) this.digests.delete(f.headerOffset);
+    const out = f.outPaths[0]!;
+    const path = this.nulTerminated(out);
+    const expected = plan.sha256 !== undefined && !f.verified ? Buffer.from(plan.sha256, 'hex') : EMPTY;
+    const chown = this.chownTo(plan);
+    const chmod = (plan.mode & ~this.umask & 0o777) !== plan.mode ? 1 : 0;
+    const { sec, nsec } = splitNs(BigInt(plan.mtime));
+    const w = this.writeOut;
+    this.replace(out, plan.outputs?.[0] ?? plan.path, () => {
+      this.writeFile!(path, content, plan.mode, chmod, chown, chown < 0 ? -1 : plan.gid, sec, nsec, expected, this.digest, w);
+      if (w[WriteOut.OpenErrno]) throw errnoError(w[WriteOut.OpenErrno]!, 'open', out);
+    });
+    if (w[WriteOut.Mismatch]) {
+      throw new CairnError('checksum-mismatch', `content of ${plan.path} does not match its sha256 (${this.digest.toString('hex')} != ${plan.sha256})`);
+    }
+    if (w[WriteOut.WriteErrno]) throw errnoError(w[WriteOut.WriteErrno]!, 'write', out);
+    if (w[WriteOut.ChmodErrno]) throw errnoError(w[WriteOut.ChmodErrno]!, 'fchmod', out);
+    if (w[WriteOut.ChownErrno]) this.warn(bytesToPath(out), `owner not restored (${errnoName(w[WriteOut.ChownErrno]!)})`);
+    if (w[WriteOut.TimeErrno]) this.times.failures.push({ path: out, reason: errnoName(w[WriteOut.TimeErrno]!) });
+    f.written = true;
+    this.stats.bytesWritten += content.length;
+  }
+
+  /** Ends a file written piece by piece: its sha256 checked, then owner, mode, mtime. */
+  private close(f: OpenFile): void {
+    if (f.fd < 0) this.create(f);
     try {
       if (f.skipped) ftruncateSync(f.fd, f.plan.size);
-      const sha = f.hash.digest('hex');
-      if (f.plan.sha256 !== undefined && sha !== f.plan.sha256) {
+      const sha = f.hashedAhead ? this.digestAhead(f) : f.hash?.digest('hex');
+      if (sha !== undefined && f.plan.sha256 !== undefined && sha !== f.plan.sha256) {
         closeSync(f.fd);
         f.fd = -1;
         for (const p of f.outPaths) unlinkQuiet(p);
@@ -253,12 +359,28 @@ export class Extractor implements TarHandler {
       if (f.fd >= 0) closeSync(f.fd);
     }
     this.times.set(f.outPaths[0]!, BigInt(f.plan.mtime));
-    for (const [i, extra] of f.outPaths.slice(1).entries()) this.link(f.outPaths[0]!, extra, f.plan.outputs![i + 1]!);
-    this.stats.filesWritten += f.outPaths.length;
-    void e;
   }
 
-  // ---- writing ----------------------------------------------------------------------------
+  private digestAhead(f: OpenFile): string {
+    const sha = this.digests.get(f.headerOffset);
+    if (sha === undefined) throw new CairnError('internal', `the sha256 of ${f.plan.path} did not arrive with its last block`);
+    this.digests.delete(f.headerOffset);
+    return sha;
+  }
+
+  /** The uid to chown a file to, or -1 when its owner is left alone (ownFd's rules). */
+  private chownTo(plan: PlannedEntry): number {
+    if (!this.o.restoreOwnership) return -1;
+    if (this.asRoot && plan.uid === 0 && plan.gid === 0) return -1;
+    return plan.uid;
+  }
+
+  private nulTerminated(path: Buffer): Buffer {
+    if (this.cPath.length <= path.length) this.cPath = Buffer.alloc(path.length * 2);
+    this.cPath.set(path, 0);
+    this.cPath[path.length] = 0;
+    return this.cPath.subarray(0, path.length + 1);
+  }
 
   /** Output path of an archive path, with every parent directory created and checked. */
   private resolve(path: string): Buffer {
@@ -333,15 +455,14 @@ export class Extractor implements TarHandler {
     }
   }
 
+  /** Starts a file: created once its content arrives (whole, or the first piece). */
   private openFile(plan: PlannedEntry, e: ParsedEntry): void {
     const outPaths = (plan.outputs ?? [plan.path]).map((p) => this.resolve(p));
-    const out = outPaths[0]!;
-    let fd = -1;
-    this.replace(out, plan.outputs?.[0] ?? plan.path, () => {
-      fd = openSync(out, CREATE, plan.mode & 0o777);
-    });
-    this.file = { plan, outPaths, fd, hash: SHA256.copy(), pos: 0, skipped: false };
-    void e;
+    // What was checked or hashed elsewhere is the index's range: it counts only if the tar has the content there too.
+    const there = plan.dataOffset === e.dataOffset;
+    const verified = plan.verified === true && there;
+    const hashedAhead = plan.hashedAhead === true && there;
+    this.file = { plan, headerOffset: e.headerOffset, outPaths, fd: -1, hash: undefined, pos: 0, skipped: false, verified, hashedAhead, written: false };
   }
 
   private ownFd(fd: number, plan: PlannedEntry, path: Buffer): boolean {
@@ -369,6 +490,18 @@ export class Extractor implements TarHandler {
   private warn(path: string, message: string): void {
     this.warnings.push({ path, code: 'attributes', message });
   }
+}
+
+/** Whether buf[at, at + n) is all zeros (n <= ZERO_CHUNK). */
+function isZeros(buf: Buffer, at: number, n: number): boolean {
+  // A cheap look at the first byte: real data rarely starts a 64 KiB piece with a zero.
+  return buf[at] === 0 && buf.subarray(at, at + n).equals(n === ZERO_CHUNK ? ZEROS : ZEROS.subarray(0, n));
+}
+
+/** An error like Node's fs errors, from an errno the native helper returned. */
+function errnoError(errno: number, syscall: string, path: Buffer): NodeJS.ErrnoException {
+  const name = errnoName(errno);
+  return Object.assign(new Error(`${name}: ${syscall} '${bytesToPath(path)}'`), { code: name, errno: -errno, syscall, path: bytesToPath(path) });
 }
 
 function writeAll(fd: number, buf: Buffer, pos: number): void {

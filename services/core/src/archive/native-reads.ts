@@ -1,7 +1,8 @@
 /**
  * The optional native helper (services/core/native, built by `npm install` through
  * scripts/build-native.mjs): one call opens, reads, fstats and hashes a small file, or lists a
- * directory with its lstats; on restore it sets mtimes to the nanosecond. When it is missing (no
+ * directory with its lstats; on restore it sets mtimes to the nanosecond and writes a small file
+ * whole (writeFile). When it is missing (no
  * compiler on the machine) or CAIRN_NATIVE_READS=0, the pack does the same with Node's fs calls
  * (the archive is identical either way) and a restore sets mtimes to the microsecond.
  */
@@ -36,6 +37,36 @@ export interface NativeReads {
   sha256Final?(ctx: Uint8Array, digest: Uint8Array): void;
   /** See cairn_native.c: the sha256 of `count` (offset, length) ranges of `base`, 32 bytes each into `digests`. */
   sha256Spans?(base: Uint8Array, spans: Float64Array, count: number, digests: Uint8Array): void;
+  /**
+   * See cairn_native.c: restores a small file in one call (sha256 check against `expected` unless
+   * it is empty, create, write, owner when uid >= 0, mode, mtime); each step's errno in `out`.
+   * Missing from builds of older sources.
+   */
+  writeFile?(
+    path: Uint8Array,
+    data: Uint8Array,
+    mode: number,
+    chmod: number,
+    uid: number,
+    gid: number,
+    sec: number,
+    nsec: number,
+    expected: Uint8Array,
+    digest: Uint8Array,
+    out: Int32Array,
+  ): void;
+  writeSlots?: number;
+}
+
+/** Slots of writeFile's `out` array (the W_* enum in cairn_native.c). */
+export const enum WriteOut {
+  Mismatch,
+  OpenErrno,
+  WriteErrno,
+  ChownErrno,
+  ChmodErrno,
+  TimeErrno,
+  Slots,
 }
 
 /** Slots of readSmallFile's `out` array (the enum in cairn_native.c). */

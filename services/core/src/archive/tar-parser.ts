@@ -26,6 +26,8 @@ export interface TarHandler {
   entry(e: ParsedEntry): void;
   /** Content of the current entry, in order; the chunk is only valid during the call. */
   data(chunk: Buffer): void;
+  /** When given: the whole content of the current entry, when one chunk holds it (instead of data()). */
+  content?(chunk: Buffer): void;
   entryEnd(e: ParsedEntry): void;
 }
 
@@ -124,7 +126,8 @@ export class TarParser {
         if (this.accLen === this.need) this.onMeta(Buffer.concat(this.acc, this.accLen));
       } else if (this.state === 'data') {
         const take = Math.min(this.need, chunk.length - i);
-        if (take > 0) this.handler.data(chunk.subarray(i, i + take));
+        if (take > 0 && take === this.current!.size && this.handler.content) this.handler.content(chunk.subarray(i, i + take));
+        else if (take > 0) this.handler.data(chunk.subarray(i, i + take));
         i += take;
         this.pos += take;
         this.need -= take;

@@ -170,7 +170,17 @@ export class PlanCursor {
 }
 
 function planItem(e: ArchiveEntry, extra: Extra | undefined): PlanItem {
-  const p: PlanItem = { headerOffset: e.headerOffset, path: e.path, type: e.type, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+  const p: PlanItem = {
+    headerOffset: e.headerOffset,
+    dataOffset: e.dataOffset,
+    path: e.path,
+    type: e.type,
+    size: e.size,
+    mode: e.mode,
+    uid: e.uid,
+    gid: e.gid,
+    mtime: e.mtime,
+  };
   if (e.linkTarget !== undefined) p.linkTarget = e.linkTarget;
   if (e.sha256 !== undefined) p.sha256 = e.sha256;
   if (extra?.outputs) p.outputs = extra.outputs;

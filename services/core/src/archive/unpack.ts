@@ -5,7 +5,9 @@
  * Threads: this one reads and hashes the stored bytes and cuts frames; codec workers decode
  * and verify blocks in parallel; an extract worker writes files with synchronous calls. Every
  * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
- * reach the extractor; each file's sha256 is checked as it is written.
+ * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
+ * when the block holds the whole content (small files, checked in parallel); else computed on
+ * a worker of its own as the blocks go by (HashAhead) and compared by the extractor once written.
  *
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
@@ -23,13 +25,14 @@ import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
-import { CodecPool, type CodecResult } from './codec-pool.ts';
+import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
+import type { HashAheadFile, HashAheadMessage, HashAheadReply } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
-import { defaultConcurrency, sharedWorkerHost } from './worker-host.ts';
+import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
 const PROGRESS_INTERVAL_MS = 250;
@@ -107,13 +110,18 @@ class ExtractorChannel {
     failure.onFail(() => this.wake?.());
   }
 
-  /** Sends a block starting at tar offset `at`; `run`: parsing (re)starts at this block. */
-  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: () => PlanItem[]): Promise<void> {
+  /**
+   * Sends a block starting at tar offset `at` with the plan items whose headers it holds and the
+   * sha256 of the files hashed ahead that end in it; `run`: parsing (re)starts at this block.
+   */
+  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[], digests: [number, string][]): Promise<void> {
     await this.room();
     if (run) this.post({ t: 'run', start: run.start, limit: run.limit });
     this.unacked++;
     const ab = data.buffer as ArrayBuffer;
-    this.post({ t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan: plan() }, [ab]);
+    const m: ExtractMessage = { t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan };
+    if (digests.length) m.digests = digests;
+    this.post(m, [ab]);
   }
 
   end(): void {
@@ -152,7 +160,7 @@ class ExtractorChannel {
  * the codec workers, decoded blocks from the extractor.
  */
 class BlockDecoder {
-  private readonly inflight: { result: Promise<CodecResult>; block: number }[] = [];
+  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[] }[] = [];
   private readonly spareFrames: ArrayBuffer[] = [];
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
@@ -162,7 +170,9 @@ class BlockDecoder {
     private readonly pool: CodecPool,
     private readonly index: ArchiveIndexHead,
     private readonly failure: Failure,
-    private readonly deliver: (block: number, data: Buffer) => Promise<void>,
+    /** The plan items whose headers block `block` holds, asked in block order as blocks are read. */
+    private readonly planOf: (block: number) => PlanItem[],
+    private readonly deliver: (block: number, data: Buffer, plan: PlanItem[]) => Promise<void>,
     /** An encrypted archive's frames are opened (authenticated) here before they are decoded. */
     private readonly open?: FrameOpener,
   ) {
@@ -199,6 +209,8 @@ class BlockDecoder {
       const out = this.spareOutputs.pop();
       const block = f.block;
       const blocks = this.index.blocks;
+      const plan = this.planOf(block);
+      const { checks, checked } = contentChecks(plan, b);
       const result = this.pool
         .run({
           op: 'decompress',
@@ -209,13 +221,14 @@ class BlockDecoder {
           hashInput: b.sha256 !== undefined,
           returnInput: this.index.codec !== 'none',
           ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+          ...(checks.length ? { checks } : {}),
         })
         .catch((err: unknown) => {
           // Which block, in which object: a corrupt frame of another backup is named as such.
           throw blockError(err, blocks, block);
         });
       result.catch(this.failure.fail);
-      this.inflight.push({ result, block: f.block });
+      this.inflight.push({ result, block: f.block, plan, checked });
       if (this.inflight.length >= this.maxInflight) await this.deliverOne();
     }
   }
@@ -232,7 +245,12 @@ class BlockDecoder {
     const b = this.index.blocks[x.block]!;
     if (b.sha256 && out.inputSha !== b.sha256)
       throw new CairnError('checksum-mismatch', `${describeBlock(this.index.blocks, x.block)} does not match its sha256`);
-    await this.deliver(x.block, out.data);
+    if (out.mismatch) {
+      const p = x.checked[out.mismatch.check]!;
+      throw new CairnError('checksum-mismatch', `content of ${p.path} does not match its sha256 (${out.mismatch.actual} != ${p.sha256})`);
+    }
+    for (const p of x.checked) p.verified = true;
+    await this.deliver(x.block, out.data, x.plan);
     if (out.input && this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
   }
 }
@@ -282,6 +300,119 @@ function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
   // zstd: magic 28 B5 2F FD, then the frame header descriptor, whose bit 2 is Content_Checksum_flag.
   if (codec === 'zstd') return data.length > 4 && data.readUInt32LE(0) === 0xfd2fb528 && (data[4]! & 0x04) !== 0;
   return false;
+}
+
+/**
+ * The main thread's side of the hash-ahead worker (hash-ahead-job.ts): marks the files whose
+ * content spans blocks as hashed ahead, and passes the blocks holding their content through that
+ * worker (started at the first such file) on their way to the extractor.
+ */
+class HashAhead {
+  /** Tar offset up to which blocks hold content being hashed. */
+  private until = 0;
+  private worker: Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> | undefined;
+  private readonly waiting: { resolve: (r: HashAheadReply) => void; reject: (e: unknown) => void }[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly host: WorkerHost,
+    private readonly failure: Failure,
+  ) {
+    failure.onFail(() => {
+      for (const w of this.waiting.splice(0)) w.reject(failure.error);
+    });
+  }
+
+  /** Block data at tar offset `at`, in order, with its plan items: the same block back, and the sha256 of files ending in it. */
+  async pass(items: PlanItem[], at: number, data: Buffer): Promise<{ data: Buffer; digests: [number, string][] }> {
+    const files: HashAheadFile[] = [];
+    for (const p of items) {
+      if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.verified || p.size === 0) continue;
+      p.hashedAhead = true;
+      files.push({ headerOffset: p.headerOffset, dataOffset: p.dataOffset, size: p.size });
+      this.until = Math.max(this.until, p.dataOffset + p.size);
+    }
+    if (!files.length && at >= this.until) return { data, digests: [] };
+    const { port } = await (this.worker ??= this.start());
+    this.failure.throwIfFailed();
+    const reply = new Promise<HashAheadReply>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    // Read before the transfer: a transferred buffer's views read as empty.
+    const { byteOffset: offset, length } = data;
+    const ab = data.buffer as ArrayBuffer;
+    port.postMessage({ t: 'block', buf: ab, offset, length, at, files } satisfies HashAheadMessage, [ab]);
+    const r = await reply;
+    return { data: Buffer.from(r.buf, offset, length), digests: r.digests };
+  }
+
+  /** Ends the worker's job (after the last block) and stops its thread; once. */
+  async close(): Promise<void> {
+    const started = this.worker;
+    if (!started || this.closed) return;
+    this.closed = true;
+    const { w, port, job } = await started;
+    try {
+      if (!this.failure.failed) {
+        port.postMessage({ t: 'end' } satisfies HashAheadMessage);
+        await job;
+      }
+    } finally {
+      port.close();
+      this.host.discard(w);
+    }
+  }
+
+  private async start(): Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> {
+    const w = await this.host.acquire();
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (r: HashAheadReply) => this.waiting.shift()?.resolve(r));
+    const job = w.request('hash-ahead', { data: { port: port2 } }, [port2]);
+    job.catch(this.failure.fail);
+    return { w, port: port1, job };
+  }
+}
+
+/**
+ * Sends to the extractor in order without waiting for each: a block passing through the
+ * hash-ahead worker is a round trip between threads, and under load each hop waits for a time
+ * slice; with several blocks on their way those waits overlap instead of adding up per block.
+ */
+class OrderedSends {
+  private readonly pending: Promise<void>[] = [];
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly failure: Failure) {}
+
+  /** Queues `send` after the sends before it; resolves once fewer than MAX_UNACKED are on their way. */
+  async add(send: () => Promise<void>): Promise<void> {
+    const sent = this.tail.then(send);
+    sent.catch(this.failure.fail);
+    this.tail = sent;
+    this.pending.push(sent);
+    sent.then(
+      () => this.pending.splice(this.pending.indexOf(sent), 1),
+      () => undefined,
+    );
+    while (this.pending.length >= MAX_UNACKED) await this.pending[0];
+  }
+
+  /** Waits for every queued send. */
+  async drain(): Promise<void> {
+    await this.tail;
+  }
+}
+
+/** The files of `plan` whose whole content lies in block `b`: their sha256 is checked where it is decoded. */
+function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ContentCheck[]; checked: PlanItem[] } {
+  const checks: ContentCheck[] = [];
+  const checked: PlanItem[] = [];
+  const end = b.uncompressedOffset + b.uncompressedLength;
+  for (const p of plan) {
+    if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.size === 0) continue;
+    if (p.dataOffset < b.uncompressedOffset || p.dataOffset + p.size > end) continue;
+    checks.push({ offset: p.dataOffset - b.uncompressedOffset, length: p.size, sha256: p.sha256 });
+    checked.push(p);
+  }
+  return { checks, checked };
 }
 
 function verifyWhole(actual: string, expected: string | undefined): void {
@@ -343,13 +474,23 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
+  const ahead = new HashAhead(host, failure);
+  const sends = new OrderedSends(failure);
   const decoder = new BlockDecoder(
     pool,
     index,
     failure,
-    (block, data) => {
+    (block) => {
       const b = index.blocks[block]!;
-      return channel.send(data, b.uncompressedOffset, runStarts.get(block), () => cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength));
+      return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
+    },
+    (block, data, items) => {
+      const at = index.blocks[block]!.uncompressedOffset;
+      const passed = ahead.pass(items, at, data);
+      return sends.add(async () => {
+        const p = await passed;
+        await channel.send(p.data, at, runStarts.get(block), items, p.digests);
+      });
     },
     o.open,
   );
@@ -361,6 +502,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure.throwIfFailed();
     archiveVerified = await readArchive(o, plan, decoder, failure);
     await decoder.drain();
+    await sends.drain();
+    await ahead.close();
     channel.end();
     result = await job;
     failure.throwIfFailed();
@@ -370,6 +513,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   } finally {
     signal?.removeEventListener('abort', onAbort);
     channel.close();
+    // After a failure: the hash-ahead thread is stopped too (no end message).
+    await ahead.close().catch(() => undefined);
     // The extractor's heap held the plan and directory list: let it go with its thread.
     host.discard(extractor);
     if (failure.failed) pool.destroy();
