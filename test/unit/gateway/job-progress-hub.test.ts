@@ -91,6 +91,23 @@ describe('JobProgressHub', () => {
     expect(hub.watchedJobs).toBe(0);
   });
 
+  it('delivers a change to hundreds of watchers in slices, letting other work run between them', async () => {
+    const { hub, current } = hubOver();
+    current.set('j1', view('j1'));
+    const watchers = Array.from({ length: 200 }, () => collect(hub.watch(view('j1'), new AbortController().signal)));
+    await expect.poll(() => hub.watchers('j1')).toBe(200);
+    await expect.poll(() => watchers.every((w) => w.seen.length === 1)).toBe(true);
+    // Timers that fire during the fan-out: with one synchronous loop over 200 watchers, none would.
+    const turns: number[] = [];
+    const counting = setInterval(() => turns.push(watchers.filter((w) => w.seen.length === 2).length), 0);
+    current.set('j1', view('j1', { progress: progress(50) }));
+    hub.notify('j1');
+    await expect.poll(() => watchers.every((w) => w.seen.length === 2)).toBe(true);
+    clearInterval(counting);
+    expect(watchers.every((w) => w.seen[1]!.job.progress?.bytesDone === 50)).toBe(true);
+    expect(turns.some((delivered) => delivered > 0 && delivered < 200)).toBe(true);
+  });
+
   it('releases a watcher that goes away while the others keep watching', async () => {
     const { hub, current } = hubOver();
     current.set('j1', view('j1'));

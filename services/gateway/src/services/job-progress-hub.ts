@@ -23,6 +23,9 @@ export interface JobProgressHubOptions {
   logger: Logger;
 }
 
+/** Stream writes made in one turn of the event loop before requests waiting behind them are served. */
+const FANOUT_SLICE = 32;
+
 const isTerminal = (status: string) => (TERMINAL_JOB_STATES as readonly string[]).includes(status);
 
 /** One stream's mailbox: only the newest view waits, so a slow client never makes it grow. */
@@ -188,6 +191,7 @@ export class JobProgressHub {
       this.options.logger.warn({ err: err instanceof Error ? err.message : String(err), jobs: ids.length }, 'reading watched jobs failed');
       return;
     }
+    const offers: [Watcher, Snapshot][] = [];
     for (const id of ids) {
       const entry = this.entries.get(id);
       if (!entry) continue;
@@ -200,7 +204,13 @@ export class JobProgressHub {
       const changed = json !== entry.last;
       entry.last = json;
       const snapshot = { view, json };
-      for (const w of entry.watchers) if (changed || w.fresh) w.offer(snapshot);
+      for (const w of entry.watchers) if (changed || w.fresh) offers.push([w, snapshot]);
+    }
+    // Each offer ends in a socket write: a few hundred in one turn of the event loop would hold
+    // every request behind them, so they go out in slices with the loop's other work in between.
+    for (let i = 0; i < offers.length; i += FANOUT_SLICE) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (const [w, snapshot] of offers.slice(i, i + FANOUT_SLICE)) w.offer(snapshot);
     }
   }
 }
