@@ -6,7 +6,7 @@
  * queue prefix); the gateway runs in this process; the node worker is a process of its own,
  * started each way in turn:
  *  - `npm run worker -- --node <id>` (tsx, MALLOC_ARENA_MAX=2 from package.json);
- *  - `node <build>/worker.js --node <id>` with MALLOC_ARENA_MAX=2, as the image runs it
+ *  - `node dist/worker.js --node <id>` with the image's MALLOC_* settings, as the image runs it
  *    (`node scripts/build.mjs --skip-ui` first, into dist/).
  * The worker's /proc/<pid>/status is sampled every 50 ms (VmRSS; VmHWM, the kernel's exact peak,
  * at the end); reported: idle RSS, peak RSS against the 256 MiB target, the sampled peak's
@@ -87,10 +87,17 @@ function findDescendant(pid: number, marker: string): number | undefined {
  * The compiled worker: `npm run build` without the UI, into the repository's dist/ as in the image
  * (its bundles resolve npm packages from node_modules beside it). Built once per benchmark run.
  */
-let built: string | undefined;
+let built = false;
 function buildWorker(): string {
-  built ??= (execFileSync(process.execPath, ['scripts/build.mjs', '--skip-ui'], { cwd: REPO, stdio: 'ignore' }), join(REPO, 'dist', 'worker.js'));
-  return built;
+  if (!built) execFileSync(process.execPath, ['scripts/build.mjs', '--skip-ui'], { cwd: REPO, stdio: 'ignore' });
+  built = true;
+  return join(REPO, 'dist', 'worker.js');
+}
+
+/** The malloc settings the image sets (infra/Dockerfile's `ENV MALLOC_*=…` lines): the compiled worker runs with them. */
+function imageMallocEnv(): Record<string, string> {
+  const dockerfile = readFileSync(join(REPO, 'infra', 'Dockerfile'), 'utf8');
+  return Object.fromEntries([...dockerfile.matchAll(/^ENV (MALLOC_\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
 }
 
 interface StartedWorker {
@@ -104,7 +111,7 @@ async function startWorker(mode: Mode, env: Record<string, string | undefined>):
   const child =
     mode === 'npm-run-worker'
       ? spawn('npm', ['run', '--silent', 'worker', '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] })
-      : spawn(process.execPath, [buildWorker(), ...args], { cwd: REPO, env: { ...env, MALLOC_ARENA_MAX: env.MALLOC_ARENA_MAX ?? '2' }, stdio: 'inherit' });
+      : spawn(process.execPath, [buildWorker(), ...args], { cwd: REPO, env: { ...imageMallocEnv(), ...env }, stdio: 'inherit' });
   const marker = mode === 'npm-run-worker' ? 'services/worker/src/main.ts' : 'worker.js';
   let pid: number | undefined;
   for (let i = 0; i < 200 && pid === undefined; i++) {

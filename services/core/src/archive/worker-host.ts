@@ -60,6 +60,12 @@ export function defaultConcurrency(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
+/**
+ * A small young generation per archive thread (V8's default grows to ~48 MiB each): their data
+ * lives in buffers outside the V8 heap, and a node worker running two jobs has up to six of them.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 6 };
+
 export class WorkerHost {
   /**
    * Codec workers, shared by every pack and unpack of the process: two jobs side by side (a node
@@ -114,9 +120,9 @@ export class WorkerHost {
     const worker =
       spec.kind === 'eval'
         ? // Not the parent's flags: tsx's loader would cost each worker ~25 MB and ~200 ms (worker-bundle.ts).
-          new Worker(spec.code, { eval: true, execArgv: [] })
+          new Worker(spec.code, { eval: true, execArgv: [], resourceLimits: WORKER_LIMITS })
         : // The compiled worker, or an entry that registers tsx itself (inherited loader flags would register it twice).
-          new Worker(spec.url, { workerData: spec.workerData, execArgv: [] });
+          new Worker(spec.url, { workerData: spec.workerData, execArgv: [], resourceLimits: WORKER_LIMITS });
     const pooled = new PooledWorker(worker);
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: { ready?: boolean }): void => {
