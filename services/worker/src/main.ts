@@ -1,5 +1,3 @@
-// First: its settings must hold before the other modules load (see memory-settings.ts).
-import './node/memory-settings.ts';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
