@@ -290,7 +290,7 @@ async function main(): Promise<void> {
   const incremental = await runIncremental({ large, small, reps: REPS, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
   const encryption = await runEncryption({ large, small, reps: REPS, ...(ONLY ? { only: ONLY } : {}) });
   const gateway = await runGateway(ONLY ? { only: ONLY } : {});
-  const workerRss = await runWorkerRss({ large, small, root: ROOT, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
+  const workerRss = await runWorkerRss({ large, small, root: ROOT, ...(ONLY ? { only: ONLY } : {}) });
   const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
   const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
   if (!ONLY) console.log('\nmeasuring peak RSS in fresh processes...');

@@ -14,11 +14,13 @@
  * time (job startedAt to finishedAt) and the wall time of the pair.
  *
  * Environment: CAIRN_BENCH_RSS_MODES (npm-run-worker,compiled), CAIRN_BENCH_RSS_REPS (1),
- * CAIRN_BENCH_RSS_ENV (extra worker settings, e.g. "S3_UPLOAD_QUEUE_SIZE=2 S3_PART_SIZE=8MiB").
+ * CAIRN_BENCH_RSS_ENV (extra worker settings, e.g. "S3_UPLOAD_QUEUE_SIZE=2 S3_PART_SIZE=8MiB"),
+ * CAIRN_BENCH_RSS_DIR (the S3 server's data directory's parent; the system's temporary directory).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig, S3ObjectStore } from '../services/core/src/index.ts';
 import { createRuntime } from '../services/core/src/runtime.ts';
@@ -229,13 +231,14 @@ function extraEnv(): Record<string, string> {
 }
 
 /** Runs the scenario unless CAIRN_BENCH_ONLY leaves it out. */
-export async function runWorkerRss(o: { only?: string[]; small: DataSet; large: DataSet; root: string; scratch: string }): Promise<WorkerRssRun[] | undefined> {
+export async function runWorkerRss(o: { only?: string[]; small: DataSet; large: DataSet; root: string }): Promise<WorkerRssRun[] | undefined> {
   if (o.only && !o.only.includes('worker-rss')) return undefined;
   const modes = (process.env.CAIRN_BENCH_RSS_MODES ?? 'npm-run-worker,compiled').split(',').map((m) => m.trim()) as Mode[];
   const reps = Number(process.env.CAIRN_BENCH_RSS_REPS ?? 1);
   const runId = `${Date.now().toString(36)}${process.pid}`;
-  const work = join(o.scratch, `worker-rss-${runId}`);
-  mkdirSync(work, { recursive: true });
+  // Not under the archive bench's scratch directory: another bench run removes that when it ends.
+  // The S3 server's data (~2 GB per run, removed after each) goes to CAIRN_BENCH_RSS_DIR, e.g. /dev/shm.
+  const work = mkdtempSync(join(process.env.CAIRN_BENCH_RSS_DIR ?? tmpdir(), 'cairn-bench-rss-'));
   const bucket = `cairn-bench-rss-${runId}`;
   const stack = await startLocalStack({
     env: { ...process.env, S3_ENDPOINT: '' },
