@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const unset = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].filter((name) => !process.env[name]);
   if (values.node && process.platform === 'linux' && unset.length)
     runtime.logger.warn(
-      `${unset.join(' and ')} not set: start node workers with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 ` +
+      `${unset.join(' and ')} not set: start node workers with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 ` +
         '(npm run worker and the image do) to cap their memory',
     );
   const stops: Array<() => Promise<void>> = [];
