@@ -8,7 +8,8 @@
  * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
  * Then the incremental scenarios of issue 11 (incremental.bench.ts): an unchanged second backup
  * against the full one and against restic's unchanged re-backup. Then the gateway scenario of
- * issue 17 (gateway.bench.ts, `gateway`): fixed-rate API load, alone and with 300 progress streams.
+ * issue 17 (gateway.bench.ts, `gateway`): fixed-rate API load, alone and with 300 progress streams. Then
+ * the node worker's RSS during two concurrent backups (worker-rss.bench.ts, `worker-rss`).
  *
  * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
  * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_MANY_FILES (500000 tiny files, only for the peak-RSS
@@ -26,6 +27,7 @@ import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './dataset
 import { reportEncryption, runEncryption } from './encryption.bench.ts';
 import { GATEWAY_SCENARIOS, reportGateway, runGateway } from './gateway.bench.ts';
 import { reportIncremental, runIncremental } from './incremental.bench.ts';
+import { reportWorkerRss, runWorkerRss } from './worker-rss.bench.ts';
 import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type Sample } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
@@ -263,10 +265,11 @@ async function main(): Promise<void> {
   console.log(`  ${small.name}: ${(small.bytes / 1e9).toFixed(2)} GB in ${small.dir}`);
 
   // Warm-up: start the worker threads and JIT once, outside the measurements.
-  await cairnPack(small, 'zstd').catch(() => undefined);
+  const chosen = scenarios(large, small);
+  if (chosen.length) await cairnPack(small, 'zstd').catch(() => undefined);
 
   const results: Result[] = [];
-  for (const sc of scenarios(large, small)) {
+  for (const sc of chosen) {
     const res: Result = { scenario: sc, ref: [], cairn: [] };
     for (let i = 0; i < REPS; i++) {
       // Alternate which goes first, so neither always gets the warmer machine.
@@ -288,6 +291,7 @@ async function main(): Promise<void> {
   const incremental = await runIncremental({ large, small, reps: REPS, scratch: SCRATCH, ...(ONLY ? { only: ONLY } : {}) });
   const encryption = await runEncryption({ large, small, reps: REPS, ...(ONLY ? { only: ONLY } : {}) });
   const gateway = await runGateway(ONLY ? { only: ONLY } : {});
+  const workerRss = await runWorkerRss({ large, small, root: ROOT, ...(ONLY ? { only: ONLY } : {}) });
   const manyFiles = Number(process.env.CAIRN_BENCH_MANY_FILES ?? 500_000);
   const many = ONLY || !manyFiles ? undefined : manyDataSet(ROOT, manyFiles);
   if (!ONLY) console.log('\nmeasuring peak RSS in fresh processes...');
@@ -305,6 +309,10 @@ async function main(): Promise<void> {
   if (gateway) {
     console.log('\nGateway under load (issue 17): list/show/jobs at a fixed rate, alone and with progress streams open:');
     reportGateway(gateway);
+  }
+  if (workerRss) {
+    console.log('\nNode worker RSS (issue 17): two backups at once (small + large sets), the worker started each default way:');
+    reportWorkerRss(workerRss);
   }
   await sharedWorkerHost().close();
   if (process.env.CAIRN_BENCH_KEEP !== '1') {

@@ -31,7 +31,6 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
@@ -41,6 +40,7 @@ import { segmentsOf } from '../services/core/src/archive/block-source.ts';
 import { ParallelRangeReads, splitSegments } from '../services/core/src/archive/parallel-range-reads.ts';
 import { startLocalStack } from '../scripts/local-stack/index.ts';
 import { freePort } from '../scripts/local-stack/process.ts';
+import { call, waitForJob as waitForJobTimes, waitForNode, type Api } from './cairn-api.ts';
 import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
 import { ensureCommand, loadAverage, median, warm } from './measure.ts';
 
@@ -49,79 +49,15 @@ const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
 const ONLY = process.env.CAIRN_E2E_ONLY?.split(',').map((s) => s.trim());
 const BUCKET = 'cairn-bench';
 const RESTIC_PASSWORD = 'cairn-bench-restic';
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
-
-interface Api {
-  url: string;
-  token: string;
-}
-
-/** The fields of the API's answers this benchmark reads (instances, backups, jobs, nodes). */
-interface Reply {
-  id: string;
-  status: string;
-  job: { id: string };
-  backup: { id: string };
-  storageKey: string;
-  indexKey: string;
-  sizeBytes: number;
-  items: { id: string }[];
-  error?: unknown;
-  progress?: { stage?: string };
-  startedAt?: string;
-  finishedAt?: string;
-}
-
-/**
- * One request on a connection of its own: a kept-alive connection left idle while restic runs can
- * be closed by the server just as it is reused (ECONNRESET), and a POST must not be sent twice.
- */
-function call(api: Api, method: string, route: string, body?: unknown): Promise<Reply> {
-  const payload = body !== undefined ? JSON.stringify(body) : undefined;
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      `${api.url}${route}`,
-      {
-        method,
-        agent: false,
-        headers: { authorization: `Bearer ${api.token}`, ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
-      },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(parts).toString();
-          if ((res.statusCode ?? 500) >= 300) reject(new Error(`${method} ${route}: ${res.statusCode} ${text}`));
-          else resolve(JSON.parse(text) as Reply);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 /** Seconds the worker ran each timed job (startedAt to finishedAt): the rest is queueing and polling. */
 const ran: number[] = [];
 
 /** Polls the job until it ends; seconds from `started` to the poll that saw it end. */
 async function waitForJob(api: Api, jobId: string, started: number): Promise<number> {
-  let stage = '';
-  const stages: string[] = [];
-  for (;;) {
-    const job = await call(api, 'GET', `/v1/jobs/${jobId}`);
-    const now = job.progress?.stage ?? job.status;
-    if (now !== stage) stages.push(`${(stage = now)} @${((performance.now() - started) / 1000).toFixed(2)}`);
-    if (TERMINAL.has(job.status)) {
-      const seconds = (performance.now() - started) / 1000;
-      if (job.status !== 'succeeded') throw new Error(`job ${jobId} ${job.status}: ${JSON.stringify(job.error ?? job)}`);
-      ran.push((Date.parse(job.finishedAt!) - Date.parse(job.startedAt!)) / 1000);
-      if (process.env.CAIRN_E2E_STAGES === '1') console.log(`    job ${jobId}: ${stages.join(', ')}`);
-      return seconds;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const times = await waitForJobTimes(api, jobId, started);
+  ran.push(times.ran);
+  return times.seconds;
 }
 
 /** A digest of a tree: every path with its type, size and mode, and every file's sha256. */
@@ -396,11 +332,8 @@ async function main(): Promise<void> {
       if (!stopping) console.error(`Cairn exited unexpectedly (code ${code}, signal ${signal}); its output is in ${logFile}`);
     });
     const api = { url: cairn.url, token };
-    let nodeId = '';
-    for (let i = 0; i < 100 && !nodeId; i++) {
-      nodeId = (await call(api, 'GET', '/v1/nodes')).items.find((n) => n.id === 'bench-node')?.id ?? '';
-      if (!nodeId) await new Promise((r) => setTimeout(r, 100));
-    }
+    const nodeId = 'bench-node';
+    await waitForNode(api, nodeId, 10_000);
     const resticEnv = {
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',

@@ -19,10 +19,15 @@ async function main(): Promise<void> {
   }
   const config = loadConfig();
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
-  // glibc reads MALLOC_ARENA_MAX only at process start: npm start, `npm run worker` and the image
-  // set it; a node worker started otherwise says so (uncapped arenas cost it tens of MiB of RSS).
-  if (values.node && process.platform === 'linux' && !process.env.MALLOC_ARENA_MAX)
-    runtime.logger.warn('MALLOC_ARENA_MAX is not set: start node workers with MALLOC_ARENA_MAX=2 (npm run worker and the image do) to cap their memory');
+  // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start: npm start,
+  // `npm run worker` and the image set them; a node worker started otherwise says so (uncapped
+  // arenas and freed buffers kept in the heap cost it tens of MiB of RSS each).
+  const unset = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].filter((name) => !process.env[name]);
+  if (values.node && process.platform === 'linux' && unset.length)
+    runtime.logger.warn(
+      `${unset.join(' and ')} not set: start node workers with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 ` +
+        '(npm run worker and the image do) to cap their memory',
+    );
   const stops: Array<() => Promise<void>> = [];
   // One /metrics per process (WORKER_METRICS_PORT), shared by its node and control workers.
   const { metrics, server } = await startWorkerMetrics(runtime);

@@ -99,13 +99,15 @@ const schema = z.object({
   S3_SECRET_ACCESS_KEY: z.string().default('S3RVER'),
   S3_FORCE_PATH_STYLE: bool.default(true),
   S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
+  // A node worker holds ~(queue + 2) parts per upload it runs (issue 17). An object has at most
+  // 10,000 parts: 156 GiB at 16 MiB (raise it for larger volumes).
   S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(16 * 1024 ** 2),
   // A request whose response has not begun this long after it was sent, or a connection silent
   // this long mid-transfer, is abandoned and retried: a stalled transfer never hangs its job.
   S3_REQUEST_TIMEOUT: duration(1000, '15m').default(15 * 60_000),
   S3_SOCKET_TIMEOUT: duration(1000, '60s').default(60_000),
   // Parts of one multipart upload in flight while packing goes on (memory ~ part size × (this + 1)).
-  S3_UPLOAD_QUEUE_SIZE: int(1, 64).default(4),
+  S3_UPLOAD_QUEUE_SIZE: int(1, 64).default(2),
   // Restores read the archive as ranges of whole frames, several at once, in order (issue 17).
   RESTORE_PARALLEL_RANGES: int(1, 64).default(4),
   RESTORE_RANGE_SIZE: bytes(64 * 1024, 256 * 1024 ** 2).default(8 * 1024 ** 2),
