@@ -231,6 +231,20 @@ async function restoreCosts(set: DataSet, tag: string, backup: NonNullable<Runs[
   console.log(`    (load ${loadAverage()})`);
 }
 
+/** A client of the benchmark's s3rver bucket (upload part size and parts in flight as given). */
+function benchStore(endpoint: string, upload: { partSize?: number; queueSize?: number } = {}): S3ObjectStore {
+  return new S3ObjectStore({
+    endpoint,
+    region: 'us-east-1',
+    bucket: BUCKET,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    forcePathStyle: true,
+    checksumMode: 'WHEN_REQUIRED',
+    ...upload,
+  });
+}
+
 /**
  * Where a backup's time goes, one step at a time on the same data: Cairn's pack alone to a local
  * file (scan, read, hash, compress; no S3), then that archive uploaded alone as a backup uploads it
@@ -249,18 +263,7 @@ async function backupCosts(set: DataSet, tag: string, s3Endpoint: string, work: 
     const seconds = (performance.now() - t) / 1000;
     console.log(`    ${what.padEnd(60)} ${seconds.toFixed(2).padStart(7)} s  ${(mb / seconds).toFixed(0).padStart(5)} MB/s of data`);
   };
-  const storeWith = (partSize: number, queueSize: number) =>
-    new S3ObjectStore({
-      endpoint: s3Endpoint,
-      region: 'us-east-1',
-      bucket: BUCKET,
-      accessKeyId: 'S3RVER',
-      secretAccessKey: 'S3RVER',
-      forcePathStyle: true,
-      checksumMode: 'WHEN_REQUIRED',
-      partSize,
-      queueSize,
-    });
+  const storeWith = (partSize: number, queueSize: number) => benchStore(s3Endpoint, { partSize, queueSize });
   console.log(`  ${set.name}, ${mb.toFixed(0)} MB of data (load ${loadAverage()}):`);
   warm(set.dir);
   await time('Cairn pack alone to a local file (zstd)', async () => {
@@ -316,15 +319,7 @@ async function main(): Promise<void> {
   };
   let cairn: { child: ChildProcess; url: string } | undefined;
   let stopping = false;
-  const store = new S3ObjectStore({
-    endpoint: stack.env.S3_ENDPOINT,
-    region: 'us-east-1',
-    bucket: BUCKET,
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    forcePathStyle: true,
-    checksumMode: 'WHEN_REQUIRED',
-  });
+  const store = benchStore(stack.env.S3_ENDPOINT!);
   try {
     const logFile = join(ROOT, 'e2e-cairn.log');
     cairn = await startCairn(env, logFile);
