@@ -71,6 +71,26 @@ describe('packArchive', () => {
     expect(r.logicalBytes).toBe(3 * MiB + 1000);
   });
 
+  it('reports what it has read while its sink is still finishing (an upload draining its buffered parts)', async () => {
+    const dir = makeVolume('progress-drain', { 'a.bin': randomBytes(2 * MiB), 'b.bin': randomBytes(2 * MiB) });
+    const seen: { at: number; p: ArchiveProgress }[] = [];
+    let finishing = 0;
+    // Takes every write at once, like an upload buffering whole parts, then takes 1.5 s to finish.
+    const sink = new Writable({
+      write: (_c, _e, cb) => cb(),
+      final(cb) {
+        finishing = Date.now();
+        setTimeout(cb, 1500);
+      },
+    });
+    const r = await packArchive({ volumes: [{ name: 'v', dir }], onProgress: (p) => seen.push({ at: Date.now(), p }) }, sink);
+    r.close();
+    const done = seen.find((s) => s.p.bytesDone === 4 * MiB);
+    expect(finishing).toBeGreaterThan(0);
+    // Within the progress interval of the last read, not only once the sink has finished.
+    expect(done!.at - finishing).toBeLessThan(1000);
+  });
+
   it('copies meta into the index and marks empty volumes', async () => {
     const dir = makeVolume('meta', { 'f.txt': 'x' });
     const empty = path.join(work, 'empty-volume');

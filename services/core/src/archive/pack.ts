@@ -106,11 +106,25 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   let lastProgress = 0;
   let failed: unknown;
   let totalsKnown = false;
+  let trailing: NodeJS.Timeout | undefined;
   const report = (force: boolean): void => {
     // Nothing before the walk's totals: bytes done against a total of 0 would mean nothing.
     if (!options.onProgress || (!force && !totalsKnown)) return;
     const now = performance.now();
-    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) return;
+    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) {
+      // The newest figures still go out once the interval has passed: a pack whose blocks all fit
+      // in the upload's buffers reads everything at once, then waits for the upload to finish.
+      trailing ??= setTimeout(
+        () => {
+          trailing = undefined;
+          report(false);
+        },
+        PROGRESS_INTERVAL_MS - (now - lastProgress),
+      ).unref();
+      return;
+    }
+    clearTimeout(trailing);
+    trailing = undefined;
     lastProgress = now;
     options.onProgress({ ...progress });
   };
@@ -257,6 +271,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     spill.close();
     throw signal?.aborted ? abortError(signal) : err;
   } finally {
+    clearTimeout(trailing);
+    trailing = undefined;
     parent?.close();
     signal?.removeEventListener('abort', onAbort);
     port1.close();

@@ -487,6 +487,9 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     (block, data, items) => {
       const at = index.blocks[block]!.uncompressedOffset;
       const passed = ahead.pass(items, at, data);
+      // Awaited by its send, unless an earlier send failed and the rest never run: its error must
+      // still end up in `failure`, not as an unhandled rejection (which would stop the process).
+      passed.catch(failure.fail);
       return sends.add(async () => {
         const p = await passed;
         await channel.send(p.data, at, runStarts.get(block), items, p.digests);
