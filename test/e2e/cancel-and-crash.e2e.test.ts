@@ -81,7 +81,8 @@ describe('cancellation and crashes', () => {
 
   it('survives SIGKILL of the node worker mid-backup: the job finishes once, one backup, no orphans', async () => {
     const first = cairn.spawnNodeWorker();
-    const res = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, {});
+    // A full backup: an incremental of the unchanged volume can finish before it is seen running.
+    const res = await cairn.api('POST', `/v1/instances/${instanceId}/backups`, { kind: 'full' });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
     const { backup, job } = res.body;
     await cairn.waitForJob(job.id, running, 60_000);

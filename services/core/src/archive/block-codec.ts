@@ -59,7 +59,7 @@ export function decompressBlock(codec: Codec, data: Uint8Array, expectedLength: 
       out = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     }
   } catch (err) {
-    throw new CairnError('archive-corrupt', `block does not decode (${codec}): ${(err as Error).message}`, { cause: err });
+    throw new CairnError('archive-corrupt', `block is corrupt: it does not decode (${codec}): ${(err as Error).message}`, { cause: err });
   }
   if (out.length !== expectedLength) {
     throw new CairnError('archive-corrupt', `block decodes to ${out.length} bytes, index says ${expectedLength}`);
