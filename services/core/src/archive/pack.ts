@@ -39,6 +39,7 @@ import { nativeAddonPath } from './native-reads.ts';
 import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
 import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
 import { sealFrame } from '../crypto/sealing.ts';
+import { ProgressLimiter } from './progress-limiter.ts';
 import { SinkWriter } from './sink-writer.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker } from './worker-host.ts';
 
@@ -103,30 +104,13 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const warnings: ArchiveWarning[] = [];
   const hashBlocks = codec === 'none';
   const progress: ArchiveProgress = { bytesDone: 0, bytesTotal: 0, filesDone: 0, filesTotal: 0 };
-  let lastProgress = 0;
   let failed: unknown;
   let totalsKnown = false;
-  let trailing: NodeJS.Timeout | undefined;
+  const limiter = new ProgressLimiter(() => options.onProgress?.({ ...progress }), PROGRESS_INTERVAL_MS);
   const report = (force: boolean): void => {
     // Nothing before the walk's totals: bytes done against a total of 0 would mean nothing.
     if (!options.onProgress || (!force && !totalsKnown)) return;
-    const now = performance.now();
-    if (!force && now - lastProgress < PROGRESS_INTERVAL_MS) {
-      // The newest figures still go out once the interval has passed: a pack whose blocks all fit
-      // in the upload's buffers reads everything at once, then waits for the upload to finish.
-      trailing ??= setTimeout(
-        () => {
-          trailing = undefined;
-          report(false);
-        },
-        PROGRESS_INTERVAL_MS - (now - lastProgress),
-      ).unref();
-      return;
-    }
-    clearTimeout(trailing);
-    trailing = undefined;
-    lastProgress = now;
-    options.onProgress({ ...progress });
+    limiter.update(force);
   };
 
   const fail = (err: unknown): void => {
@@ -271,8 +255,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     spill.close();
     throw signal?.aborted ? abortError(signal) : err;
   } finally {
-    clearTimeout(trailing);
-    trailing = undefined;
+    limiter.stop();
     parent?.close();
     signal?.removeEventListener('abort', onAbort);
     port1.close();

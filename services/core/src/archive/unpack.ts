@@ -31,6 +31,7 @@ import type { HashAheadFile, HashAheadMessage, HashAheadReply } from './hash-ahe
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
+import { ProgressLimiter } from './progress-limiter.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
@@ -68,23 +69,25 @@ class Failure {
 /** onProgress, at most every PROGRESS_INTERVAL_MS unless forced (the final report). */
 class ProgressReporter {
   private readonly progress: ArchiveProgress;
-  private last = 0;
+  private readonly limiter: ProgressLimiter;
 
   constructor(
     private readonly onProgress: ((p: ArchiveProgress) => void) | undefined,
     plan: Plan,
   ) {
     this.progress = { bytesDone: 0, bytesTotal: plan.bytesTotal, filesDone: 0, filesTotal: plan.filesTotal };
+    this.limiter = new ProgressLimiter(() => this.onProgress?.({ ...this.progress }), PROGRESS_INTERVAL_MS);
   }
 
   update(bytesDone: number, filesDone: number, force = false): void {
     this.progress.bytesDone = bytesDone;
     this.progress.filesDone = filesDone;
-    if (!this.onProgress) return;
-    const now = performance.now();
-    if (!force && now - this.last < PROGRESS_INTERVAL_MS) return;
-    this.last = now;
-    this.onProgress({ ...this.progress });
+    if (this.onProgress) this.limiter.update(force);
+  }
+
+  /** No held-back report after the unpack ended. */
+  stop(): void {
+    this.limiter.stop();
   }
 }
 
@@ -514,6 +517,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure.fail(err);
     throw signal?.aborted ? abortError(signal) : failure.error;
   } finally {
+    progress.stop();
     signal?.removeEventListener('abort', onAbort);
     channel.close();
     // After a failure: the hash-ahead thread is stopped too (no end message).
