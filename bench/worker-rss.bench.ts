@@ -96,10 +96,10 @@ function buildWorker(): string {
   return join(REPO, 'dist', 'worker.js');
 }
 
-/** The malloc settings the image sets (infra/Dockerfile's `ENV MALLOC_*=…` lines): the compiled worker runs with them. */
+/** The memory settings the image sets (infra/Dockerfile's `ENV MALLOC_*=…` and NODE_OPTIONS lines): the compiled worker runs with them. */
 function imageMallocEnv(): Record<string, string> {
   const dockerfile = readFileSync(join(REPO, 'infra', 'Dockerfile'), 'utf8');
-  return Object.fromEntries([...dockerfile.matchAll(/^ENV (MALLOC_\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+  return Object.fromEntries([...dockerfile.matchAll(/^ENV (MALLOC_\w+|NODE_OPTIONS)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
 }
 
 interface StartedWorker {

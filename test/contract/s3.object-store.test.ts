@@ -1,5 +1,5 @@
 /** The ObjectStore contract against S3ObjectStore on the fixed s3rver, plus S3-only behaviour. */
-import { CreateMultipartUploadCommand, ListObjectsV2Command, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CairnError } from '../../services/core/src/errors.ts';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../../services/core/src/storage/s3.object-store.ts';
+import { ObjectUpload, PartBufferPool } from '../../services/core/src/storage/s3-upload.ts';
 import { S3_SERVER_CREDENTIALS, startS3Server, type S3Server } from '../support/s3rver/index.ts';
 import { objectStoreContract } from './object-store.contract.ts';
 
@@ -115,16 +116,63 @@ describe('S3ObjectStore specifics', () => {
     await store.close();
   });
 
+  it('stores a body of exactly one part with one PUT, and one byte more as two parts', async () => {
+    const store = new S3ObjectStore({ ...stack.options, prefix: 'edges', partSize: 5 * 1024 * 1024, queueSize: 1 });
+    const data = randomBytes(5 * 1024 * 1024 + 1);
+    const one = await store.put('exact', Readable.from([data.subarray(0, 5 * 1024 * 1024)]));
+    expect(one.etag).toMatch(/^[0-9a-f]{32}$/);
+    const two = await store.put('plus-one', Readable.from([data]));
+    expect(two).toEqual({ size: data.length, etag: expect.stringMatching(/-2$/) });
+    const chunks: Buffer[] = [];
+    for await (const c of await store.get('plus-one')) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    await store.close();
+  });
+
+  it('reuses its part buffers: memory stays at partSize × (queueSize + 1) whatever the size', async () => {
+    const partSize = 5 * 1024 * 1024;
+    const pool = new PartBufferPool(partSize, 3);
+    const data = randomBytes(8 * partSize + 12345);
+    const pieces = Array.from({ length: 64 }, (_, i) => data.subarray((i * data.length) / 64, ((i + 1) * data.length) / 64));
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool, flexibleChecksums: false };
+    const upload = new ObjectUpload({ ...target, key: 'pool/nine-parts' });
+    expect(await upload.run(Readable.from(pieces))).toMatch(/-9"?$/);
+    expect(upload.size).toBe(data.length);
+    expect(pool.allocated).toBe(3);
+    // A second upload takes the same buffers.
+    await new ObjectUpload({ ...target, key: 'pool/again' }).run(Readable.from([data]));
+    expect(pool.allocated).toBe(3);
+    const chunks: Buffer[] = [];
+    for await (const c of (await stack.client.send(new GetObjectCommand({ Bucket: stack.options.bucket, Key: 'pool/nine-parts' }))).Body as Readable)
+      chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+  });
+
+  it('refuses an object of more parts than S3 allows, naming the setting, and leaves no upload behind', async () => {
+    const partSize = 5 * 1024 * 1024;
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool: new PartBufferPool(partSize, 3), flexibleChecksums: false };
+    const upload = new ObjectUpload({ ...target, key: 'limit/too-many', maxParts: 2 });
+    const err = await upload.run(Readable.from([randomBytes(3 * partSize + 1)])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CairnError);
+    expect((err as CairnError).message).toMatch(/larger than 2 parts .*S3_PART_SIZE/);
+    const store = new S3ObjectStore({ ...stack.options, prefix: '' });
+    expect(await store.listIncompleteUploads('limit/')).toEqual([]);
+    expect(await store.head('limit/too-many')).toBeNull();
+    await store.close();
+  });
+
   it('uses flexible checksums or only required ones, as configured', async () => {
     for (const checksumMode of ['WHEN_SUPPORTED', 'WHEN_REQUIRED'] as const) {
-      const store = new S3ObjectStore({ ...stack.options, prefix: `mode-${checksumMode}`, checksumMode });
+      const store = new S3ObjectStore({ ...stack.options, prefix: `mode-${checksumMode}`, checksumMode, partSize: 5 * 1024 * 1024 });
       await store.ensureBucket();
-      const data = randomBytes(6 * 1024 * 1024);
-      await store.put('obj', data);
+      const data = randomBytes(12 * 1024 * 1024);
+      // Multipart (part checksums listed on completion), then one PUT.
+      expect((await store.put('obj', data)).etag).toMatch(/-3$/);
+      expect((await store.put('small', data.subarray(0, 1024))).etag).toMatch(/^[0-9a-f]{32}$/);
       const chunks: Buffer[] = [];
       for await (const c of await store.get('obj')) chunks.push(c as Buffer);
       expect(Buffer.concat(chunks).equals(data)).toBe(true);
-      expect((await store.deleteMany(['obj'])).deleted).toEqual(['obj']);
+      expect((await store.deleteMany(['obj', 'small'])).deleted).toEqual(['obj', 'small']);
       await store.close();
     }
   });

@@ -19,14 +19,17 @@ async function main(): Promise<void> {
   }
   const config = loadConfig();
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
-  // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start: npm start,
-  // `npm run worker` and the image set them; a node worker started otherwise says so (uncapped
-  // arenas and freed buffers kept in the heap cost it tens of MiB of RSS each).
+  // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start, and V8 sizes
+  // the main thread's young generation then too: npm start, `npm run worker` and the image set
+  // them; a node worker started otherwise says so (uncapped arenas, freed buffers kept in the heap
+  // and a young generation grown to 48 MiB cost it tens of MiB of RSS each).
   const unset = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_'].filter((name) => !process.env[name]);
+  const semiSpaceSet = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'));
+  if (!semiSpaceSet) unset.push('--max-semi-space-size');
   if (values.node && process.platform === 'linux' && unset.length)
     runtime.logger.warn(
       `${unset.join(' and ')} not set: start node workers with MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 ` +
-        '(npm run worker and the image do) to cap their memory',
+        'and node --max-semi-space-size=2 (npm run worker and the image do) to cap their memory',
     );
   const stops: Array<() => Promise<void>> = [];
   // One /metrics per process (WORKER_METRICS_PORT), shared by its node and control workers.

@@ -1,7 +1,6 @@
 import {
   AbortMultipartUploadCommand,
   CreateBucketCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -9,14 +8,11 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
-  PutObjectCommand,
   S3Client,
-  UploadPartCommand,
   type BucketLocationConstraint,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import {
   beforePut,
@@ -35,6 +31,7 @@ import {
   type ObjectStore,
   type PutObjectOptions,
 } from './object-store.ts';
+import { ObjectUpload, PartBufferPool } from './s3-upload.ts';
 
 export interface S3ObjectStoreOptions {
   /** Omit for AWS; set for S3-compatible stores (MinIO, the test s3rver...). */
@@ -158,60 +155,6 @@ export function createS3Client(options: S3ObjectStoreOptions): S3Client {
   return new S3Client(config);
 }
 
-/**
- * Wraps the client given to lib-storage's Upload for one put: part uploads can be aborted, every
- * request is tracked until it settles, and the ids of multipart uploads it creates are kept so
- * they can be aborted even when Upload gave up (its abort() rejects at once while parts and its
- * own cleanup are still running).
- */
-class TrackedClient {
-  readonly uploadIds: string[] = [];
-  /** The first request of this upload that failed on its own (not cut short by abortParts). */
-  failure: unknown;
-  private readonly inFlight = new Set<Promise<unknown>>();
-  private readonly parts = new AbortController();
-
-  constructor(private readonly client: S3Client) {}
-
-  get asClient(): S3Client {
-    const send = (command: Parameters<S3Client['send']>[0], options?: { abortSignal?: AbortSignal }) => {
-      // CreateMultipartUpload is never cut short: its upload id must come back to be aborted.
-      const abortable = command instanceof UploadPartCommand || command instanceof PutObjectCommand;
-      const promise = this.client.send(command, abortable ? { ...options, abortSignal: this.parts.signal } : options);
-      const tracked = promise.then(
-        (out: unknown) => {
-          const id = command instanceof CreateMultipartUploadCommand ? (out as { UploadId?: string }).UploadId : undefined;
-          if (id) this.uploadIds.push(id);
-        },
-        (err: unknown) => {
-          if (this.failure === undefined && !this.parts.signal.aborted) this.failure = err;
-        },
-      );
-      this.inFlight.add(tracked);
-      void tracked.finally(() => this.inFlight.delete(tracked));
-      return promise;
-    };
-    return { config: this.client.config, send } as unknown as S3Client;
-  }
-
-  abortParts(): void {
-    this.parts.abort();
-  }
-
-  /** Resolves once no request of this upload is running and Upload has stopped issuing new ones. */
-  async settle(): Promise<void> {
-    for (let quiet = 0; quiet < 3; ) {
-      if (this.inFlight.size) {
-        quiet = 0;
-        await Promise.allSettled([...this.inFlight]);
-      } else {
-        quiet++;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
-  }
-}
-
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   readonly prefix: string;
@@ -221,6 +164,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly ownsClient: boolean;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly parts: PartBufferPool;
   private readonly errorListeners: S3RequestErrorListener[] = [];
 
   /** Builds its own client from `options` unless one is given (tests, shared clients). */
@@ -231,6 +175,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Number.isInteger(this.partSize) || this.partSize < 5 * MIB)
       throw new CairnError('config', `S3 part size must be at least 5 MiB, got ${this.partSize}`);
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new CairnError('config', `S3 queue size must be at least 1, got ${this.queueSize}`);
+    this.parts = new PartBufferPool(this.partSize, this.queueSize + 1);
     this.bucket = options.bucket;
     const trimmed = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.prefix = trimmed ? `${trimmed}/` : '';
@@ -290,62 +235,30 @@ export class S3ObjectStore implements ObjectStore {
   async put(key: string, body: Readable | Buffer, opts: PutObjectOptions = {}): Promise<{ size: number; etag?: string }> {
     const { signal } = opts;
     const fullKey = beforePut(body, signal, () => this.fullKey(key));
-
-    let size = 0;
-    let sourceError: unknown;
-    let uploadBody: Readable | Buffer = body;
-    let counter: Transform | undefined;
-    if (Buffer.isBuffer(body)) {
-      size = body.length;
-    } else {
-      counter = new Transform({
-        transform(chunk: Buffer, _enc, callback) {
-          size += chunk.length;
-          callback(null, chunk);
-        },
-      });
-      const sink = counter;
-      body.on('error', (err) => {
-        sourceError ??= err;
-        sink.destroy(err);
-      });
-      // Like stream.pipeline: when the upload stops early, the body is destroyed too.
-      body.pipe(sink);
-      sink.once('close', () => {
-        if (!body.readableEnded) body.destroy();
-      });
-      uploadBody = counter;
-    }
-
-    const tracked = new TrackedClient(this.client);
-    const upload = new Upload({
-      client: tracked.asClient,
-      params: { Bucket: this.bucket, Key: fullKey, Body: uploadBody, ...(opts.contentType ? { ContentType: opts.contentType } : {}) },
-      partSize: this.partSize,
+    const upload = new ObjectUpload({
+      client: this.client,
+      bucket: this.bucket,
+      key: fullKey,
+      ...(opts.contentType ? { contentType: opts.contentType } : {}),
       queueSize: this.queueSize,
-      leavePartsOnError: false,
+      pool: this.parts,
+      flexibleChecksums: (await this.client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED',
     });
-    // Set when the cancel came before any request of the upload failed: then it is the cancel's.
-    let cancelledFirst = false;
+    let sourceError: unknown;
+    if (!Buffer.isBuffer(body)) body.once('error', (err) => (sourceError ??= err));
     const onAbort = () => {
-      cancelledFirst = tracked.failure === undefined;
-      tracked.abortParts();
-      void upload.abort();
-      counter?.destroy(abortError(signal!));
+      upload.stop();
+      if (!Buffer.isBuffer(body)) body.destroy(abortError(signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const result = await upload.done();
-      return { size, etag: stripQuotes(result.ETag) };
+      const etag = await upload.run(body);
+      return { size: upload.size, etag: stripQuotes(etag) };
     } catch (err) {
-      counter?.destroy();
-      // Upload's own cleanup may still be running (after abort() it rejects at once): wait for
-      // it, then abort whatever multipart upload it created so nothing incomplete is left.
-      await tracked.settle();
-      await Promise.all(tracked.uploadIds.map((id) => this.abortIncompleteFullKey(fullKey, id).catch(() => undefined)));
+      if (!Buffer.isBuffer(body)) body.destroy();
       // A request that failed first explains the failure: the packer then only saw its output
       // close (and streamInto cancelled this put), which must not hide the store's own error.
-      if (tracked.failure !== undefined && !cancelledFirst) throw this.toCairnError(tracked.failure, `put of "${key}"`);
+      if (upload.failure !== undefined && !upload.stoppedFirst) throw this.toCairnError(upload.failure, `put of "${key}"`);
       if (signal?.aborted) throw abortError(signal);
       if (sourceError !== undefined) throw sourceError;
       throw this.toCairnError(err, `put of "${key}"`);

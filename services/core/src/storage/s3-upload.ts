@@ -1,0 +1,255 @@
+import {
+  AbortMultipartUploadCommand,
+  ChecksumAlgorithm,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+import { CairnError } from '../errors.ts';
+
+/** S3 allows at most this many parts in one multipart upload. */
+export const MAX_PARTS = 10_000;
+
+/**
+ * Part buffers, kept between uploads. An upload fills a buffer, sends it as a part and, once the
+ * part is stored, takes the same buffer back for the next one: its memory stays at
+ * partSize × (queueSize + 1) for its whole life. A fresh buffer per part (lib-storage's way) is
+ * garbage the moment it is sent, and the collector frees it late: with two large uploads running,
+ * that waiting garbage was the largest share of a node worker's memory. Idle buffers are dropped
+ * after a while so a quiet worker gives the memory back.
+ */
+export class PartBufferPool {
+  private idle: Buffer[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  /** Buffers allocated so far (tests: parts reuse them). */
+  allocated = 0;
+
+  constructor(
+    readonly partSize: number,
+    private readonly maxIdle: number,
+    private readonly idleMs = 30_000,
+  ) {}
+
+  take(): Buffer {
+    const reused = this.idle.pop();
+    if (reused) return reused;
+    this.allocated++;
+    return Buffer.allocUnsafeSlow(this.partSize);
+  }
+
+  give(buffer: Buffer): void {
+    if (this.idle.length < this.maxIdle) this.idle.push(buffer);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.idle = [];
+    }, this.idleMs).unref();
+  }
+
+  /** Idle buffers held now (tests). */
+  get idleCount(): number {
+    return this.idle.length;
+  }
+}
+
+export interface ObjectUploadTarget {
+  client: S3Client;
+  bucket: string;
+  /** The full key, the store's prefix included. */
+  key: string;
+  contentType?: string;
+  queueSize: number;
+  pool: PartBufferPool;
+  /** Ask for CRC32 part checksums (the client computes flexible checksums). */
+  flexibleChecksums: boolean;
+  /** S3's limit unless a test lowers it. */
+  maxParts?: number;
+}
+
+/**
+ * One stream into one object. A body that fits in a part is one PutObject; a larger one is a
+ * multipart upload, created when the first part is full and more bytes follow, with up to
+ * `queueSize` parts in flight while the body is still being read. The first request that fails
+ * stops the others; `failure` then holds its error (not the aborts it caused).
+ */
+export class ObjectUpload {
+  /** The first request that failed on its own. */
+  failure: unknown;
+  /** Set when the upload was stopped from outside (cancel) before any request failed. */
+  stoppedFirst = false;
+  size = 0;
+  private uploadId: string | undefined;
+  private readonly parts: CompletedPart[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly requests = new AbortController();
+
+  constructor(private readonly target: ObjectUploadTarget) {}
+
+  /** Stops every request in flight (cancel); `run` then fails. */
+  stop(): void {
+    if (this.failure === undefined) this.stoppedFirst = true;
+    this.requests.abort();
+  }
+
+  /** Reads `body` to its end and stores it; returns the object's ETag. On failure nothing is left behind. */
+  async run(body: Readable | Buffer): Promise<string | undefined> {
+    const { pool } = this.target;
+    const partSize = pool.partSize;
+    if (Buffer.isBuffer(body) && body.length <= partSize) {
+      this.size = body.length;
+      return await this.putWhole(body);
+    }
+    let buffer = pool.take();
+    let filled = 0;
+    let partNumber = 0;
+    try {
+      for await (const chunk of Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>)) {
+        this.size += chunk.length;
+        for (let offset = 0; offset < chunk.length; ) {
+          if (filled === partSize) {
+            // Full, and more bytes follow: a part of a multipart upload.
+            await this.sendPart(buffer, ++partNumber, filled);
+            buffer = pool.take();
+            filled = 0;
+          }
+          const copied = chunk.copy(buffer, filled, offset, Math.min(chunk.length, offset + partSize - filled));
+          filled += copied;
+          offset += copied;
+        }
+        this.throwIfFailed();
+      }
+      if (partNumber === 0) {
+        const etag = await this.putWhole(buffer.subarray(0, filled));
+        pool.give(buffer);
+        return etag;
+      }
+      await this.sendPart(buffer, ++partNumber, filled);
+      await this.drain();
+      this.throwIfFailed();
+      return await this.complete();
+    } catch (err) {
+      this.requests.abort();
+      await this.drain();
+      if (this.uploadId) await this.abortMultipart().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.requests.signal.aborted) throw Object.assign(new Error('upload stopped'), { name: 'AbortError' });
+  }
+
+  private async putWhole(data: Buffer): Promise<string | undefined> {
+    const { client, bucket, key, contentType } = this.target;
+    const out = await this.request(() =>
+      client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: data, ContentLength: data.length, ...(contentType ? { ContentType: contentType } : {}) }),
+        {
+          abortSignal: this.requests.signal,
+        },
+      ),
+    );
+    return out.ETag;
+  }
+
+  /** Waits for room, then starts the part; its buffer goes back to the pool once the part is stored. */
+  private async sendPart(buffer: Buffer, partNumber: number, length: number): Promise<void> {
+    while (this.inFlight.size >= this.target.queueSize) await Promise.race(this.inFlight);
+    this.throwIfFailed();
+    const maxParts = this.target.maxParts ?? MAX_PARTS;
+    if (partNumber > maxParts) {
+      throw new CairnError(
+        'validation',
+        `the object is larger than ${maxParts} parts of ${this.target.pool.partSize} bytes, S3's limit for one object: raise S3_PART_SIZE`,
+      );
+    }
+    this.uploadId ??= await this.create();
+    this.throwIfFailed();
+    const { client, bucket, key } = this.target;
+    const part = this.request(() =>
+      client.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: this.uploadId,
+          PartNumber: partNumber,
+          Body: buffer.subarray(0, length),
+          ContentLength: length,
+        }),
+        { abortSignal: this.requests.signal },
+      ),
+    ).then(
+      (out) => {
+        if (!out.ETag) throw new Error(`part ${partNumber} was stored without an ETag`);
+        this.parts.push({
+          PartNumber: partNumber,
+          ETag: out.ETag,
+          ...(out.ChecksumCRC32 ? { ChecksumCRC32: out.ChecksumCRC32 } : {}),
+          ...(out.ChecksumCRC32C ? { ChecksumCRC32C: out.ChecksumCRC32C } : {}),
+          ...(out.ChecksumSHA1 ? { ChecksumSHA1: out.ChecksumSHA1 } : {}),
+          ...(out.ChecksumSHA256 ? { ChecksumSHA256: out.ChecksumSHA256 } : {}),
+        });
+        this.target.pool.give(buffer);
+      },
+      // Already recorded by request(); a part that failed keeps its buffer out of the pool (the
+      // socket may still be reading it).
+      () => undefined,
+    );
+    this.inFlight.add(part);
+    void part.finally(() => this.inFlight.delete(part));
+  }
+
+  /** Never cut short: its upload id must come back so the upload can be aborted. */
+  private async create(): Promise<string> {
+    const { client, bucket, key, contentType, flexibleChecksums } = this.target;
+    const out = await this.request(() =>
+      client.send(
+        new CreateMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          ...(contentType ? { ContentType: contentType } : {}),
+          ...(flexibleChecksums ? { ChecksumAlgorithm: ChecksumAlgorithm.CRC32 } : {}),
+        }),
+      ),
+    );
+    if (!out.UploadId) throw new Error('CreateMultipartUpload returned no upload id');
+    return out.UploadId;
+  }
+
+  private async complete(): Promise<string | undefined> {
+    const { client, bucket, key } = this.target;
+    this.parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
+    const out = await this.request(() =>
+      client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }), {
+        abortSignal: this.requests.signal,
+      }),
+    );
+    return out.ETag;
+  }
+
+  private async abortMultipart(): Promise<void> {
+    const { client, bucket, key } = this.target;
+    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: this.uploadId }));
+  }
+
+  /** Runs one request; its error is this upload's failure unless the upload was already stopped. */
+  private async request<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (this.failure === undefined && !this.requests.signal.aborted) {
+        this.failure = err;
+        this.requests.abort();
+      }
+      throw err;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+}
