@@ -106,7 +106,8 @@ export class ObjectUpload {
     let filled = 0;
     let partNumber = 0;
     try {
-      for await (const chunk of Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>)) {
+      for await (const piece of Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Uint8Array | string>)) {
+        const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as Uint8Array);
         this.size += chunk.length;
         for (let offset = 0; offset < chunk.length; ) {
           if (filled === partSize) {
