@@ -27,8 +27,8 @@ describe('schedule firing with real BullMQ', () => {
    */
   const firedSince = async (scheduleId: string, since: number, before: number): Promise<boolean> => {
     const row = await stack.prisma.schedule.findUniqueOrThrow({ where: { id: scheduleId } });
-    const after = (t: Date | null) => t !== null && t.getTime() > since;
-    return (await backupsOf(scheduleId)).length > before || after(row.lastFiredAt) || after(row.lastSkippedAt);
+    const isAfter = (t: Date | null) => t !== null && t.getTime() > since;
+    return (await backupsOf(scheduleId)).length > before || isAfter(row.lastFiredAt) || isAfter(row.lastSkippedAt);
   };
 
   it('fires scheduled backups, keeps the schedule row current, and applies retention after each', async () => {
