@@ -251,6 +251,8 @@ export class S3ObjectStore implements ObjectStore {
       if (!Buffer.isBuffer(body)) body.destroy(abortError(signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // A cancel during the checksum setting's lookup above fired no event for us.
+    if (signal?.aborted) onAbort();
     try {
       const etag = await upload.run(body);
       return { size: upload.size, etag: stripQuotes(etag) };
