@@ -188,6 +188,15 @@ describe('S3ObjectStore specifics', () => {
     await store.close();
   });
 
+  it('reports an invalid bucket name as a configuration error naming the bucket and the setting', async () => {
+    const store = new S3ObjectStore({ ...stack.options, bucket: 'x' });
+    const err = await store.ensureBucket().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CairnError);
+    expect((err as CairnError).code).toBe('config');
+    expect((err as CairnError).message).toMatch(/"x" is not a valid bucket name .*S3_BUCKET/);
+    await store.close();
+  });
+
   it('classifies an unreachable endpoint as transient', async () => {
     const store = new S3ObjectStore({ ...stack.options, endpoint: `http://127.0.0.1:${await freePort()}`, maxAttempts: 1 });
     for (const attempt of [() => store.get('k'), () => store.head('k'), () => store.list(''), () => store.put('k', Buffer.from('x'))]) {

@@ -211,6 +211,12 @@ export class S3ObjectStore implements ObjectStore {
     const details = { status, s3Code: name && name !== 'Error' ? name : undefined };
     if (name === 'NoSuchBucket')
       return new CairnError('unavailable', `${what}: bucket "${this.bucket}" does not exist at ${this.name}`, { cause: err, details, permanent: false });
+    // A setting to fix (S3_BUCKET), not a fault of Cairn's.
+    if (name === 'InvalidBucketName')
+      return new CairnError('config', `${what}: "${this.bucket}" is not a valid bucket name at ${this.name} (S3_BUCKET): ${(err as SdkError).message ?? ''}`, {
+        cause: err,
+        details,
+      });
     if (name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchUpload' || status === 404)
       return new CairnError('not-found', message, { cause: err, details });
     if (name === 'InvalidRange' || status === 416)
