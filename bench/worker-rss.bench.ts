@@ -97,7 +97,7 @@ function buildWorker(): string {
 }
 
 /** The memory settings the image sets (infra/Dockerfile's `ENV MALLOC_*=…` and NODE_OPTIONS lines): the compiled worker runs with them. */
-function imageMallocEnv(): Record<string, string> {
+function imageMemoryEnv(): Record<string, string> {
   const dockerfile = readFileSync(join(REPO, 'infra', 'Dockerfile'), 'utf8');
   return Object.fromEntries([...dockerfile.matchAll(/^ENV (MALLOC_\w+|NODE_OPTIONS)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
 }
@@ -113,7 +113,7 @@ async function startWorker(mode: Mode, env: Record<string, string | undefined>):
   const child =
     mode === 'npm-run-worker'
       ? spawn('npm', ['run', '--silent', 'worker', '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] })
-      : spawn(process.execPath, [buildWorker(), ...args], { cwd: REPO, env: { ...imageMallocEnv(), ...env }, stdio: 'inherit' });
+      : spawn(process.execPath, [buildWorker(), ...args], { cwd: REPO, env: { ...imageMemoryEnv(), ...env }, stdio: 'inherit' });
   const marker = mode === 'npm-run-worker' ? 'services/worker/src/main.ts' : 'worker.js';
   let pid: number | undefined;
   for (let i = 0; i < 200 && pid === undefined; i++) {

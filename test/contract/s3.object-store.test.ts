@@ -134,7 +134,7 @@ describe('S3ObjectStore specifics', () => {
     const pool = new PartBufferPool(partSize, 3);
     const data = randomBytes(8 * partSize + 12345);
     const pieces = Array.from({ length: 64 }, (_, i) => data.subarray((i * data.length) / 64, ((i + 1) * data.length) / 64));
-    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool, flexibleChecksums: false };
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool };
     const upload = new ObjectUpload({ ...target, key: 'pool/nine-parts' });
     expect(await upload.run(Readable.from(pieces))).toMatch(/-9"?$/);
     expect(upload.size).toBe(data.length);
@@ -150,7 +150,7 @@ describe('S3ObjectStore specifics', () => {
 
   it('refuses an object of more parts than S3 allows, naming the setting, and leaves no upload behind', async () => {
     const partSize = 5 * 1024 * 1024;
-    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool: new PartBufferPool(partSize, 3), flexibleChecksums: false };
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool: new PartBufferPool(partSize, 3) };
     const upload = new ObjectUpload({ ...target, key: 'limit/too-many', maxParts: 2 });
     const err = await upload.run(Readable.from([randomBytes(3 * partSize + 1)])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CairnError);

@@ -13,8 +13,8 @@ import { deserializeError, type SerializedError } from './worker-errors.ts';
  * Young generation of each archive thread, in MiB (V8's default grows to 48 under load; six
  * threads' were ~100 MiB of a node worker's RSS during two backups). 16 cost no measurable time
  * on a 100k-file pack against the default (4.76 against 4.69 s, 3 alternating runs each); 6 cost
- * ~7% there (5.16 against 4.80 s), the reader and scanner making an object or two per file. The main thread gets 6 MiB
- * through the --max-semi-space-size=2 flag its start commands pass.
+ * ~7% there (5.16 against 4.80 s), the reader and scanner making an object or two per file. The
+ * main thread gets 6 MiB through the --max-semi-space-size=2 flag its start commands pass.
  */
 export const ARCHIVE_THREAD_YOUNG_GENERATION_MB = 16;
 

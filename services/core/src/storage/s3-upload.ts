@@ -48,11 +48,6 @@ export class PartBufferPool {
       this.idle = [];
     }, this.idleMs).unref();
   }
-
-  /** Idle buffers held now (tests). */
-  get idleCount(): number {
-    return this.idle.length;
-  }
 }
 
 export interface ObjectUploadTarget {
@@ -63,8 +58,6 @@ export interface ObjectUploadTarget {
   contentType?: string;
   queueSize: number;
   pool: PartBufferPool;
-  /** Ask for CRC32 part checksums (the client computes flexible checksums). */
-  flexibleChecksums: boolean;
   /** S3's limit unless a test lowers it. */
   maxParts?: number;
 }
@@ -185,7 +178,7 @@ export class ObjectUpload {
       ),
     ).then(
       (out) => {
-        if (!out.ETag) throw new Error(`part ${partNumber} was stored without an ETag`);
+        if (!out.ETag) return this.fail(new Error(`part ${partNumber} was stored without an ETag`));
         this.parts.push({
           PartNumber: partNumber,
           ETag: out.ETag,
@@ -197,7 +190,7 @@ export class ObjectUpload {
         this.target.pool.give(buffer);
       },
       // Already recorded by request(); a part that failed keeps its buffer out of the pool (the
-      // socket may still be reading it).
+      // socket may still be reading it), as does one stored without an ETag.
       () => undefined,
     );
     this.inFlight.add(part);
@@ -206,7 +199,9 @@ export class ObjectUpload {
 
   /** Never cut short: its upload id must come back so the upload can be aborted. */
   private async create(): Promise<string> {
-    const { client, bucket, key, contentType, flexibleChecksums } = this.target;
+    const { client, bucket, key, contentType } = this.target;
+    // Parts get CRC32 checksums when the client computes flexible checksums; S3 then wants the algorithm named here.
+    const flexibleChecksums = (await client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED';
     const out = await this.request(() =>
       client.send(
         new CreateMultipartUploadCommand({
@@ -242,12 +237,16 @@ export class ObjectUpload {
     try {
       return await send();
     } catch (err) {
-      if (this.failure === undefined && !this.requests.signal.aborted) {
-        this.failure = err;
-        this.requests.abort();
-      }
+      this.fail(err);
       throw err;
     }
+  }
+
+  /** Records the first failure of this upload's own (not an abort it caused) and stops the other requests. */
+  private fail(err: unknown): void {
+    if (this.failure !== undefined || this.requests.signal.aborted) return;
+    this.failure = err;
+    this.requests.abort();
   }
 
   private async drain(): Promise<void> {

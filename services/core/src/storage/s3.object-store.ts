@@ -248,7 +248,6 @@ export class S3ObjectStore implements ObjectStore {
       ...(opts.contentType ? { contentType: opts.contentType } : {}),
       queueSize: this.queueSize,
       pool: this.parts,
-      flexibleChecksums: (await this.client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED',
     });
     let sourceError: unknown;
     if (!Buffer.isBuffer(body)) body.once('error', (err) => (sourceError ??= err));
@@ -257,8 +256,6 @@ export class S3ObjectStore implements ObjectStore {
       if (!Buffer.isBuffer(body)) body.destroy(abortError(signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
-    // A cancel during the checksum setting's lookup above fired no event for us.
-    if (signal?.aborted) onAbort();
     try {
       const etag = await upload.run(body);
       return { size: upload.size, etag: stripQuotes(etag) };
