@@ -10,7 +10,11 @@ import { gcRace, gcWorld, jittered } from './gc-fixture.ts';
 describe('garbage collection race (in memory)', () => {
   it('never deletes an object a live backup reads from, and leaves nothing unreferenced behind', async () => {
     const totals = { incrementals: 0, fallbacks: 0, deletes: 0, keptReferenced: 0, deletedByReader: 0, failedBackups: 0 };
-    for (let run = 0; run < 4; run++) {
+    // A random run may miss one kind of race (about a quarter of runs delete nothing through a
+    // reader: 77 of 300 measured), so runs go on, 4 at least, until each kind happened; every run's
+    // safety checks hold on their own. 30 runs without one of them is a failure of the race itself.
+    const allHappened = () => Object.values(totals).every((n) => n > 0);
+    for (let run = 0; run < 4 || (run < 30 && !allHappened()); run++) {
       const w = await gcWorld(jittered(new MemoryRecords()), new MemoryObjectStore());
       const stats = await gcRace(w, { workers: 6, rounds: 12 });
       for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += stats[k];
