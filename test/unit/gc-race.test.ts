@@ -26,5 +26,5 @@ describe('garbage collection race (in memory)', () => {
     expect(totals.keptReferenced).toBeGreaterThan(0);
     expect(totals.deletedByReader).toBeGreaterThan(0);
     expect(totals.failedBackups).toBeGreaterThan(0);
-  });
+  }, 60_000);
 });
