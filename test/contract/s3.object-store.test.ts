@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CairnError } from '../../services/core/src/errors.ts';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../../services/core/src/storage/s3.object-store.ts';
-import { ObjectUpload, PartBufferPool } from '../../services/core/src/storage/s3-upload.ts';
+import { MAX_PART_SIZE, MAX_PARTS, ObjectUpload, PartBufferPool, partSizeOf } from '../../services/core/src/storage/s3-upload.ts';
 import { S3_SERVER_CREDENTIALS, startS3Server, type S3Server } from '../support/s3rver/index.ts';
 import { objectStoreContract } from './object-store.contract.ts';
 
@@ -146,6 +146,36 @@ describe('S3ObjectStore specifics', () => {
     for await (const c of (await stack.client.send(new GetObjectCommand({ Bucket: stack.options.bucket, Key: 'pool/nine-parts' }))).Body as Readable)
       chunks.push(c as Buffer);
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
+  });
+
+  it("grows its parts so an archive of any size fits in S3's parts, and reads back equal", async () => {
+    const partSize = 5 * 1024 * 1024;
+    const pool = new PartBufferPool(partSize, 3);
+    const sent: number[] = [];
+    const client = {
+      config: stack.client.config,
+      send: (command: { input: { ContentLength?: number } }, options?: unknown) => {
+        if (command instanceof UploadPartCommand) sent.push(command.input.ContentLength!);
+        return stack.client.send(command as never, options as never);
+      },
+    } as unknown as S3Client;
+    // Sizes double every 2 parts here (every 1,000 by default): 5, 5, 10, 10, 20 MiB, the last part short.
+    const data = randomBytes(45 * 1024 * 1024 + 7);
+    const upload = new ObjectUpload({ client, bucket: stack.options.bucket, queueSize: 2, pool, key: 'grow/five-parts', partsPerSize: 2 });
+    expect(await upload.run(Readable.from([data]))).toMatch(/-5"?$/);
+    const MiB = 1024 * 1024;
+    expect(sent.sort((a, b) => a - b)).toEqual([5 * MiB, 5 * MiB, 10 * MiB, 10 * MiB, 15 * MiB + 7]);
+    const chunks: Buffer[] = [];
+    for await (const c of (await stack.client.send(new GetObjectCommand({ Bucket: stack.options.bucket, Key: 'grow/five-parts' }))).Body as Readable)
+      chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    // The default growth: 1,000 parts of each size from the first, capped at S3's 5 GiB a part,
+    // which from 8 MiB (the default) holds more than S3's 5 TiB object limit in 10,000 parts.
+    expect([1, 1000, 1001, 2001, 10_000].map((n) => partSizeOf(8 * MiB, n) / MiB)).toEqual([8, 8, 16, 32, 4096]);
+    let total = 0;
+    for (let n = 1; n <= MAX_PARTS; n++) total += partSizeOf(8 * MiB, n);
+    expect(total).toBeGreaterThan(5 * 1024 ** 4);
+    expect(partSizeOf(5 * 1024 ** 3, 5000)).toBe(MAX_PART_SIZE);
   });
 
   it('refuses an object of more parts than S3 allows, naming the setting, and leaves no upload behind', async () => {

@@ -10,9 +10,25 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
+import { eachChunk } from './each-chunk.ts';
 
-/** S3 allows at most this many parts in one multipart upload. */
+/** S3 allows at most this many parts in one multipart upload, each at most 5 GiB. */
 export const MAX_PARTS = 10_000;
+export const MAX_PART_SIZE = 5 * 1024 ** 3;
+
+/**
+ * Parts double in size every this many parts. An archive's size is not known while it is packed,
+ * and S3 takes at most 10,000 parts: growing parts let any archive fit (from 8 MiB parts, 1,000 of
+ * each size reach ~8 TiB, past S3's 5 TiB object limit), while an archive's first 1,000 parts
+ * (8 GB at 8 MiB) keep memory at the configured part size. Fixed parts capped an archive at
+ * 10,000 × S3_PART_SIZE.
+ */
+export const PARTS_PER_SIZE = 1000;
+
+/** The size of part `partNumber` (from 1) of a multipart upload whose first parts are `base` bytes. */
+export function partSizeOf(base: number, partNumber: number, partsPerSize = PARTS_PER_SIZE): number {
+  return Math.min(MAX_PART_SIZE, base * 2 ** Math.floor((partNumber - 1) / partsPerSize));
+}
 
 /**
  * Part buffers, kept between uploads. An upload fills a buffer, sends it as a part and, once the
@@ -34,11 +50,11 @@ export class PartBufferPool {
     private readonly idleMs = 30_000,
   ) {}
 
-  take(): Buffer {
-    const reused = this.idle.pop();
-    if (reused) return reused;
+  /** A buffer of at least `size` bytes; idle ones too small for it (an upload's parts grew) are dropped. */
+  take(size = this.partSize): Buffer {
+    for (let reused = this.idle.pop(); reused; reused = this.idle.pop()) if (reused.length >= size) return reused;
     this.allocated++;
-    return Buffer.allocUnsafeSlow(this.partSize);
+    return Buffer.allocUnsafeSlow(size);
   }
 
   give(buffer: Buffer): void {
@@ -60,6 +76,8 @@ export interface ObjectUploadTarget {
   pool: PartBufferPool;
   /** S3's limit unless a test lowers it. */
   maxParts?: number;
+  /** PARTS_PER_SIZE unless a test lowers it. */
+  partsPerSize?: number;
 }
 
 /**
@@ -90,30 +108,43 @@ export class ObjectUpload {
   /** Reads `body` to its end and stores it; returns the object's ETag. On failure nothing is left behind. */
   async run(body: Readable | Buffer): Promise<string | undefined> {
     const { pool } = this.target;
-    const partSize = pool.partSize;
-    if (Buffer.isBuffer(body) && body.length <= partSize) {
+    if (Buffer.isBuffer(body) && body.length <= pool.partSize) {
       this.size = body.length;
       return await this.putWhole(body);
     }
-    let buffer = pool.take();
-    let filled = 0;
+    // The part being filled: its number is partNumber + 1, its size partSize.
     let partNumber = 0;
-    try {
-      for await (const piece of Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Uint8Array | string>)) {
-        const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as Uint8Array);
-        this.size += chunk.length;
-        for (let offset = 0; offset < chunk.length; ) {
-          if (filled === partSize) {
-            // Full, and more bytes follow: a part of a multipart upload.
-            await this.sendPart(buffer, ++partNumber, filled);
-            buffer = pool.take();
+    let partSize = pool.partSize;
+    let buffer = pool.take(partSize);
+    let filled = 0;
+    // Copies a chunk into part buffers; a promise only when a full part must be sent first (the body waits meanwhile).
+    const copyIn = (chunk: Buffer, from: number): Promise<void> | undefined => {
+      for (let offset = from; offset < chunk.length; ) {
+        if (filled === partSize) {
+          // Full, and more bytes follow: a part of a multipart upload.
+          return this.sendPart(buffer, ++partNumber, filled).then(() => {
+            partSize = partSizeOf(pool.partSize, partNumber + 1, this.target.partsPerSize);
+            buffer = pool.take(partSize);
             filled = 0;
-          }
-          const copied = chunk.copy(buffer, filled, offset, Math.min(chunk.length, offset + partSize - filled));
-          filled += copied;
-          offset += copied;
+            return copyIn(chunk, offset);
+          });
         }
-        this.throwIfFailed();
+        const copied = chunk.copy(buffer, filled, offset, Math.min(chunk.length, offset + partSize - filled));
+        filled += copied;
+        offset += copied;
+      }
+      this.throwIfFailed();
+      return undefined;
+    };
+    try {
+      if (Buffer.isBuffer(body)) {
+        this.size = body.length;
+        await copyIn(body, 0);
+      } else {
+        await eachChunk(body, (chunk) => {
+          this.size += chunk.length;
+          return copyIn(chunk, 0);
+        });
       }
       if (partNumber === 0) {
         const etag = await this.putWhole(buffer.subarray(0, filled));
@@ -158,7 +189,7 @@ export class ObjectUpload {
     if (partNumber > maxParts) {
       throw new CairnError(
         'validation',
-        `the object is larger than ${maxParts} parts of ${this.target.pool.partSize} bytes, S3's limit for one object: raise S3_PART_SIZE`,
+        `the object is larger than ${maxParts} parts (S3's limit for one object) growing from S3_PART_SIZE (${this.target.pool.partSize} bytes): raise S3_PART_SIZE`,
       );
     }
     this.uploadId ??= await this.create();

@@ -46,7 +46,7 @@ export interface S3ObjectStoreOptions {
   forcePathStyle?: boolean;
   /** 'WHEN_REQUIRED' for stores without flexible checksums. Default 'WHEN_SUPPORTED'. */
   checksumMode?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
-  /** Multipart part size in bytes, at least 5 MiB. Default 8 MiB. */
+  /** The first multipart parts' size in bytes, at least 5 MiB (parts grow: s3-upload.ts). Default 8 MiB. */
   partSize?: number;
   /** Parts uploaded concurrently. Default 4. Memory use is about partSize × (queueSize + 1). */
   queueSize?: number;
