@@ -5,7 +5,7 @@
  * API. Postgres/Redis/s3rver are found or started as `npm start` does (own database, bucket and
  * queue prefix); the gateway runs in this process; the node worker is a process of its own,
  * started each way in turn:
- *  - `npm run worker -- --node <id>` (tsx, MALLOC_ARENA_MAX=2 from package.json);
+ *  - `npm run worker -- --node <id>` (scripts/built.mjs's build of the sources, MALLOC_* from package.json);
  *  - `node dist/worker.js --node <id>` with the image's MALLOC_* settings, as the image runs it
  *    (`node scripts/build.mjs --skip-ui` first, into dist/).
  * The worker's /proc/<pid>/status is sampled every 50 ms (VmRSS; VmHWM, the kernel's exact peak,
@@ -114,7 +114,8 @@ async function startWorker(mode: Mode, env: Record<string, string | undefined>):
     mode === 'npm-run-worker'
       ? spawn('npm', ['run', '--silent', 'worker', '--', ...args], { cwd: REPO, env, stdio: ['ignore', 'inherit', 'inherit'] })
       : spawn(process.execPath, [buildWorker(), ...args], { cwd: REPO, env: { ...imageMemoryEnv(), ...env }, stdio: 'inherit' });
-  const marker = mode === 'npm-run-worker' ? 'services/worker/src/main.ts' : 'worker.js';
+  // Both run a compiled worker.js: npm run worker's from .cairn/build/, once its build step has exec'd node on it.
+  const marker = 'worker.js';
   let pid: number | undefined;
   for (let i = 0; i < 200 && pid === undefined; i++) {
     pid = findDescendant(child.pid!, marker);

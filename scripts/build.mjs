@@ -12,8 +12,10 @@ import { parseArgs } from 'node:util';
 import * as esbuild from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { outdir: { type: 'string' }, 'skip-ui': { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { outdir: { type: 'string' }, as: { type: 'string' }, 'skip-ui': { type: 'boolean', default: false } } });
 const outdir = resolve(root, values.outdir ?? 'dist');
+// `--as DIR`: where the output will be run from once moved there (scripts/built.mjs builds aside, then renames).
+const runDir = values.as ? resolve(root, values.as) : outdir;
 
 /** Entry points: output name (without .js) → source. The Dockerfile's commands name these. */
 const ENTRIES = {
@@ -42,7 +44,7 @@ const sourceLocation = {
       // its `node --import tsx` hashbang becomes plain node.
       if (entryFiles.has(args.path)) return { contents: source.replace(/^#!.*/, '#!/usr/bin/env node'), loader: 'ts' };
       if (!source.includes('import.meta.url')) return undefined;
-      const rel = posix(relative(outdir, args.path));
+      const rel = posix(relative(runDir, args.path));
       return { contents: source.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`), loader: 'ts' };
     });
   },
@@ -72,7 +74,7 @@ const common = {
 rmSync(outdir, { recursive: true, force: true });
 // Where worker-bundle.ts finds the compiled archive worker: relative to its own source location,
 // like every other rewritten import.meta.url.
-const workerFromSource = posix(relative(join(root, dirname(ARCHIVE_WORKER)), join(outdir, ARCHIVE_WORKER_OUT)));
+const workerFromSource = posix(relative(join(root, dirname(ARCHIVE_WORKER)), join(runDir, ARCHIVE_WORKER_OUT)));
 await esbuild.build({
   ...common,
   entryPoints: Object.fromEntries(Object.entries(ENTRIES).map(([name, src]) => [name, join(root, src)])),

@@ -11,6 +11,7 @@ import { createRuntime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
 import { startWorkerMetrics } from '@cairn/worker/metrics/process-metrics.ts';
+import { favourMemoryOverSpeed } from '@cairn/worker/node/memory-flags.ts';
 import { startNodeWorker } from '@cairn/worker/node/node-worker.ts';
 import { startLocalStack } from './local-stack/index.ts';
 
@@ -57,6 +58,8 @@ function portInUse(err: unknown): boolean {
 }
 
 async function main(): Promise<void> {
+  // This process runs a node worker (and its archive threads, which start later and take the flag).
+  favourMemoryOverSpeed();
   const base = loadConfig();
   const stack = await startLocalStack({ s3Directory: path.resolve(base.CAIRN_DATA_DIR, 's3') });
   started('local stack', () => stack.stop());

@@ -3,6 +3,7 @@ import { loadConfig } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startControlWorker } from './control/control-worker.ts';
 import { startWorkerMetrics } from './metrics/process-metrics.ts';
+import { favourMemoryOverSpeed } from './node/memory-flags.ts';
 import { startNodeWorker } from './node/node-worker.ts';
 
 /**
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
     console.error('usage: worker --node <nodeId> [--control] | --control');
     process.exit(2);
   }
+  if (values.node) favourMemoryOverSpeed();
   const config = loadConfig();
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
   // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start, and V8 sizes

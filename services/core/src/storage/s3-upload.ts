@@ -189,7 +189,8 @@ export class ObjectUpload {
     if (partNumber > maxParts) {
       throw new CairnError(
         'validation',
-        `the object is larger than ${maxParts} parts (S3's limit for one object) growing from S3_PART_SIZE (${this.target.pool.partSize} bytes): raise S3_PART_SIZE`,
+        `the object is larger than ${maxParts} parts (S3's limit for one object) growing from ` +
+          `S3_PART_SIZE (${this.target.pool.partSize} bytes): raise S3_PART_SIZE`,
       );
     }
     this.uploadId ??= await this.create();
