@@ -6,6 +6,12 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config.COMPRESSION).toBe('zstd');
     expect(config.WORKER_CONCURRENCY).toBe(2);
+    expect(config.WORKER_OPTIMIZE_FOR_SIZE).toBe(true);
+  });
+
+  it('reads WORKER_OPTIMIZE_FOR_SIZE as a boolean, naming it when it is not one', () => {
+    expect(loadConfig({ WORKER_OPTIMIZE_FOR_SIZE: 'false' }).WORKER_OPTIMIZE_FOR_SIZE).toBe(false);
+    expect(() => loadConfig({ WORKER_OPTIMIZE_FOR_SIZE: 'maybe' })).toThrow(/WORKER_OPTIMIZE_FOR_SIZE/);
   });
 
   it('refuses CAIRN_MASTER_KEY (replaced by the CAIRN_MASTER_KEYS keyring) and names what is wrong in a keyring, never a key', () => {

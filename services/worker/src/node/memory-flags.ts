@@ -6,8 +6,9 @@ import { setFlagsFromString } from 'node:v8';
  * threads start after it). Set at run time so that every way of starting a node worker has it
  * (NODE_OPTIONS does not take this flag). Two backups at once in a compiled node worker peaked at
  * 248–251 MiB with it against 294–298 MiB without (issue 17, `worker-rss` bench, 2 runs each),
- * their CPU time and duration unchanged within the noise: nearly all of a backup's CPU is native
- * (zstd, sha256, file I/O), not JIT-compiled JavaScript.
+ * its own CPU time unchanged within the noise. It is not free, as V8 favours size over speed: in
+ * `npm run bench:e2e` (the all-in-one, alternating pairs) restores took ~25% longer and backups
+ * ~15%. WORKER_OPTIMIZE_FOR_SIZE=false turns it off.
  */
 export function favourMemoryOverSpeed(): void {
   setFlagsFromString('--optimize-for-size');
