@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = loadConfig();
-  if (values.node && config.WORKER_OPTIMIZE_FOR_SIZE) favourMemoryOverSpeed();
+  if (values.node) favourMemoryOverSpeed(config);
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
   // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start, and V8 sizes
   // the main thread's young generation then too: npm start, `npm run worker` and the image set

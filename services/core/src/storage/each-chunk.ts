@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 
 const ignore = (): void => {};
+const prematureClose = (): Error => Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 
 /**
  * Hands every chunk of `body` to `take` as it was written, in order. A stream's async iterator
@@ -57,7 +58,7 @@ export function eachChunk(body: Readable, take: (chunk: Buffer) => Promise<void>
     };
     const onError = (err: Error): void => finish(err);
     const onClose = (): void => {
-      if (!ended) finish(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      if (!ended) finish(prematureClose());
     };
 
     body.on('data', onData);
@@ -65,6 +66,6 @@ export function eachChunk(body: Readable, take: (chunk: Buffer) => Promise<void>
     body.on('error', onError);
     body.on('close', onClose);
     if (body.readableEnded) onEnd();
-    else if (body.destroyed) finish(body.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    else if (body.destroyed) finish(body.errored ?? prematureClose());
   });
 }

@@ -10,6 +10,6 @@ import { setFlagsFromString } from 'node:v8';
  * `npm run bench:e2e` (the all-in-one, alternating pairs) restores took ~25% longer and backups
  * ~15%. WORKER_OPTIMIZE_FOR_SIZE=false turns it off.
  */
-export function favourMemoryOverSpeed(): void {
-  setFlagsFromString('--optimize-for-size');
+export function favourMemoryOverSpeed(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean }): void {
+  if (config.WORKER_OPTIMIZE_FOR_SIZE) setFlagsFromString('--optimize-for-size');
 }
