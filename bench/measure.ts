@@ -1,6 +1,7 @@
 /** Measuring helpers for the archive benchmark: shell commands, warm caches, peak RSS, medians. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants as perf, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 export interface Sample {
   seconds: number;
@@ -26,14 +27,97 @@ export function runShell(cmd: string): Sample {
   return { seconds, cpu };
 }
 
-/** Times an in-process run: wall time, this process's CPU (all its threads), peak RSS. */
+/** CPU seconds so far of every thread of this process, by thread id (Linux /proc). */
+export interface ThreadCpu {
+  name: string;
+  user: number;
+  sys: number;
+}
+
+const CLOCK_TICKS = 100;
+
+export function threadCpu(): Map<string, ThreadCpu> {
+  const out = new Map<string, ThreadCpu>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { name, user: Number(f[11]) / CLOCK_TICKS, sys: Number(f[12]) / CLOCK_TICKS });
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/**
+ * Samples threadCpu() every 50 ms until stop(), which returns each thread's CPU over that time
+ * (threads that ended between samples keep their last sample), busiest first, idle ones left out.
+ */
+export function watchThreads(): { stop: () => (ThreadCpu & { tid: string })[] } {
+  const before = threadCpu();
+  const seen = new Map<string, ThreadCpu>();
+  const sample = (): void => {
+    for (const [tid, t] of threadCpu()) seen.set(tid, t);
+  };
+  const timer = setInterval(sample, 50);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return [...seen]
+        .map(([tid, t]) => {
+          const b = before.get(tid);
+          return { tid, name: t.name, user: t.user - (b?.user ?? 0), sys: t.sys - (b?.sys ?? 0) };
+        })
+        .filter((x) => x.user + x.sys > 0.015)
+        .sort((a, b) => b.user + b.sys - a.user - a.sys);
+    },
+  };
+}
+
+/** Counts this thread's garbage collections until stop(), which describes them: how many of each kind, and their time. */
+export function watchGc(): { stop: () => string } {
+  const seen: PerformanceEntry[] = [];
+  const obs = new PerformanceObserver((list) => seen.push(...list.getEntries()));
+  obs.observe({ entryTypes: ['gc'] });
+  const kinds: Record<number, string> = {
+    [perf.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+    [perf.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+    [perf.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [perf.NODE_PERFORMANCE_GC_WEAKCB]: 'weak',
+  };
+  return {
+    stop: () => {
+      seen.push(...obs.takeRecords());
+      obs.disconnect();
+      const by = new Map<string, { n: number; ms: number }>();
+      for (const e of seen) {
+        const k = kinds[((e as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind ?? -1] ?? 'other';
+        const x = by.get(k) ?? { n: 0, ms: 0 };
+        x.n++;
+        x.ms += e.duration;
+        by.set(k, x);
+      }
+      return [...by].map(([k, x]) => `${x.n} ${k} (${x.ms.toFixed(0)} ms)`).join(', ') || 'none';
+    },
+  };
+}
+
+/**
+ * Times an in-process run: wall time, this process's CPU (all its threads), peak RSS.
+ * CAIRN_BENCH_THREADS=1 prints each thread's CPU of the run (which thread bounds it).
+ */
 export async function measureAsync(fn: () => Promise<void>): Promise<Sample> {
   resetPeakRss();
+  const watch = process.env.CAIRN_BENCH_THREADS === '1' ? watchThreads() : undefined;
   const c0 = process.cpuUsage();
   const t = performance.now();
   await fn();
   const seconds = (performance.now() - t) / 1000;
   const cu = process.cpuUsage(c0);
+  if (watch) for (const x of watch.stop()) console.log(`    thread ${x.tid.padEnd(8)} user ${x.user.toFixed(2)}  sys ${x.sys.toFixed(2)}`);
   return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
 }
 

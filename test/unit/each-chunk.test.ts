@@ -1,7 +1,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { eachChunk } from '@cairn/core/storage/each-chunk.ts';
+import { chunksOf, eachChunk } from '@cairn/core/storage/each-chunk.ts';
 
 /** Writes `chunks` into a PassThrough with backpressure, then ends it. */
 async function writeAll(pipe: PassThrough, chunks: Buffer[]): Promise<void> {
@@ -97,5 +97,66 @@ describe('eachChunk', () => {
     const destroyed = new PassThrough();
     destroyed.destroy(new Error('gone'));
     await expect(eachChunk(destroyed, () => undefined)).rejects.toThrow('gone');
+  });
+});
+
+describe('chunksOf', () => {
+  it('yields each chunk as written, never joined, even while the consumer is slow', async () => {
+    const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+    const written = Array.from({ length: 8 }, (_, i) => Buffer.alloc(300_000, i));
+    const writing = writeAll(pipe, written);
+    const seen: Buffer[] = [];
+    for await (const chunk of chunksOf(pipe)) {
+      seen.push(chunk);
+      await sleep(5);
+    }
+    await writing;
+    expect(seen.length).toBe(written.length);
+    for (const [i, chunk] of seen.entries()) expect(chunk).toBe(written[i]);
+  });
+
+  it('reads a body that was paused on purpose (a range read waiting its turn)', async () => {
+    const pipe = new PassThrough();
+    pipe.on('data', () => undefined);
+    pipe.pause();
+    pipe.end(Buffer.from('waited'));
+    const seen: string[] = [];
+    for await (const chunk of chunksOf(pipe)) seen.push(chunk.toString());
+    expect(seen).toEqual(['waited']);
+  });
+
+  it("throws the body's own error", async () => {
+    const body = new PassThrough();
+    body.write(Buffer.from('x'));
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of chunksOf(body)) {
+        seen.push(chunk.toString());
+        body.destroy(new Error('connection reset'));
+      }
+    })();
+    await expect(reading).rejects.toThrow('connection reset');
+    expect(seen).toEqual(['x']);
+  });
+
+  it('destroys the body when the consumer stops early', async () => {
+    const body = new PassThrough();
+    body.write(Buffer.from('a'));
+    body.write(Buffer.from('b'));
+    for await (const chunk of chunksOf(body)) {
+      expect(chunk.toString()).toBe('a');
+      break;
+    }
+    expect(body.destroyed).toBe(true);
+  });
+
+  it('ends at once on a body already ended and read', async () => {
+    const body = Readable.from([Buffer.from('z')]);
+    for await (const _ of body) {
+      // read to its end
+    }
+    const seen: Buffer[] = [];
+    for await (const chunk of chunksOf(body)) seen.push(chunk);
+    expect(seen).toEqual([]);
   });
 });

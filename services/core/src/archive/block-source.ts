@@ -8,6 +8,7 @@
 import type { Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
+import { chunksOf } from '../storage/each-chunk.ts';
 import type { ArchiveBlock, RangeReader } from './archive-types.ts';
 
 export interface Frame {
@@ -30,8 +31,7 @@ export async function* cutFrames(
   let filled = 0;
   let cur: Buffer | undefined;
   let want = i <= last ? needed(i) : false;
-  for await (const raw of stream) {
-    const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+  for await (const chunk of chunksOf(stream)) {
     hash?.update(chunk);
     let pos = 0;
     while (pos < chunk.length) {

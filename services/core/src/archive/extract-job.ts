@@ -1,6 +1,9 @@
 /**
- * The extract job, run in a worker thread: receives decompressed tar blocks over a port, writes
- * them through the Extractor, and acknowledges each block (the main thread's backpressure).
+ * The extract job, run in a worker thread: receives decompressed tar blocks, writes them through
+ * the Extractor, and acknowledges each block to the main thread (its backpressure). Blocks come
+ * from the main thread, or from the hash-ahead worker when they hold content it hashes (it sends
+ * them on itself, with the digests, so they do not go back through the main thread). Every
+ * message carries its place in the sequence the main thread gave it, and they are taken in that order.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ArchiveWarning } from './archive-types.ts';
@@ -15,15 +18,29 @@ export interface ExtractJobData {
   restoreOwnership: boolean;
   /** Absolute path of the native helper (native-reads.ts), when it is built and enabled: exact mtimes, small files in one call. */
   native: string | undefined;
+  /** To and from the main thread: its blocks and the end in, acks out. */
   port: MessagePort;
+  /** From the hash-ahead worker: the blocks it hashed, in, once it is started. */
+  ahead: MessagePort;
 }
 
-export type ExtractMessage =
-  | { t: 'run'; start: number; limit: number }
-  /** `plan`: the entries whose headers start in this block (sent with it, so memory stays flat). */
-  /** `digests`: [header offset, sha256] of the files hashed ahead whose last byte is in this block. */
-  | { t: 'block'; buf: ArrayBuffer; offset: number; length: number; at: number; plan: PlanItem[]; digests?: [number, string][] }
-  | { t: 'end' };
+/** A decoded block at tar offset `at`, `seq`-th of the messages. */
+export interface ExtractBlock {
+  t: 'block';
+  seq: number;
+  buf: ArrayBuffer;
+  offset: number;
+  length: number;
+  at: number;
+  /** The entries whose headers start in this block (sent with it, so memory stays flat). */
+  plan: PlanItem[];
+  /** Parsing (re)starts at this block, up to tar offset `limit` (a run of blocks, unpack-plan.ts). */
+  run?: { start: number; limit: number };
+  /** [header offset, sha256] of the files hashed ahead whose last byte is in this block. */
+  digests?: [number, string][];
+}
+
+export type ExtractMessage = ExtractBlock | { t: 'end'; seq: number };
 
 export interface ExtractAck {
   t: 'ack';
@@ -58,30 +75,44 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
       return;
     }
     let stopped = false;
-    const stop = (err: unknown): void => {
+    const close = (): void => {
       stopped = true;
       d.port.close();
+      d.ahead.close();
+    };
+    const stop = (err: unknown): void => {
+      close();
       ex.abort();
       reject(err);
     };
-    d.port.on('message', (m: ExtractMessage) => {
+    const handle = (m: ExtractMessage): void => {
+      if (m.t === 'block') {
+        if (m.run) ex.startRun(m.run.start, m.run.limit);
+        ex.addPlan(m.plan);
+        if (m.digests) ex.addDigests(m.digests);
+        ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
+        d.port.postMessage({ t: 'ack', ...ex.stats, buf: m.buf } satisfies ExtractAck, [m.buf]);
+      } else {
+        close();
+        resolve(ex.finish());
+      }
+    };
+    // Messages that came before their turn: at most the blocks the main thread lets be unacknowledged.
+    const early = new Map<number, ExtractMessage>();
+    let next = 0;
+    const take = (m: ExtractMessage): void => {
       if (stopped) return;
+      early.set(m.seq, m);
       try {
-        if (m.t === 'run') {
-          ex.startRun(m.start, m.limit);
-        } else if (m.t === 'block') {
-          ex.addPlan(m.plan);
-          if (m.digests) ex.addDigests(m.digests);
-          ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
-          d.port.postMessage({ t: 'ack', ...ex.stats, buf: m.buf } satisfies ExtractAck, [m.buf]);
-        } else {
-          stopped = true;
-          d.port.close();
-          resolve(ex.finish());
+        for (let x = early.get(next); x && !stopped; x = early.get(next)) {
+          early.delete(next++);
+          handle(x);
         }
       } catch (err) {
         stop(err);
       }
-    });
+    };
+    d.port.on('message', take);
+    d.ahead.on('message', take);
   });
 }

@@ -4,10 +4,13 @@
  * the main thread to the extract worker. The extract worker, which writes them, then only compares
  * (extractor.ts, PlannedEntry.hashedAhead): hashing was half of its work, and on the main thread
  * it made that thread the busiest one instead (under load each thread gets about the same share
- * of the cores, so the busiest thread of the pipeline sets its pace).
+ * of the cores, so the busiest thread of the pipeline sets its pace). Each block goes on from here
+ * to the extract worker with the digests of the files it ends: a trip back through the main
+ * thread cost that thread as much as its own hashing of the stored bytes.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
+import type { ExtractBlock } from './extract-job.ts';
 
 /** A file to hash: its content is `size` bytes at tar offset `dataOffset`. */
 export interface HashAheadFile {
@@ -17,14 +20,8 @@ export interface HashAheadFile {
 }
 
 export type HashAheadMessage =
-  /** A decoded block at tar offset `at`, with the files to hash whose headers it holds. */
-  { t: 'block'; buf: ArrayBuffer; offset: number; length: number; at: number; files: HashAheadFile[] } | { t: 'end' };
-
-/** The block's buffer back, with [header offset, sha256] of the files whose last byte it holds. */
-export interface HashAheadReply {
-  buf: ArrayBuffer;
-  digests: [number, string][];
-}
+  /** A block for the extract worker, with the files to hash whose headers it holds. */
+  { t: 'block'; block: ExtractBlock; files: HashAheadFile[] } | { t: 'end' };
 
 /** The hashes of the files being hashed: blocks are fed in tar order. */
 export class SpanningHashes {
@@ -50,17 +47,21 @@ export class SpanningHashes {
   }
 }
 
-export function runHashAheadJob(d: { port: MessagePort }): Promise<void> {
+/** `port`: blocks from the main thread; `extractor`: where they go on to, with their digests. */
+export function runHashAheadJob(d: { port: MessagePort; extractor: MessagePort }): Promise<void> {
   return new Promise((resolve) => {
     const hashes = new SpanningHashes();
     d.port.on('message', (m: HashAheadMessage) => {
       if (m.t === 'end') {
+        // The extractor port stays open: the extract worker closes it once it took the last block.
         d.port.close();
         resolve();
         return;
       }
-      const digests = hashes.feed(m.files, m.at, Buffer.from(m.buf, m.offset, m.length));
-      d.port.postMessage({ buf: m.buf, digests } satisfies HashAheadReply, [m.buf]);
+      const b = m.block;
+      const digests = hashes.feed(m.files, b.at, Buffer.from(b.buf, b.offset, b.length));
+      if (digests.length) b.digests = digests;
+      d.extractor.postMessage(b, [b.buf]);
     });
   });
 }

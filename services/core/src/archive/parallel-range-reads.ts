@@ -7,6 +7,7 @@
  */
 import { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
+import { chunksOf } from '../storage/each-chunk.ts';
 import type { ArchiveBlock, RangeReader, RangeReadSettings } from './archive-types.ts';
 import type { RangeSource, Segment } from './block-source.ts';
 
@@ -156,8 +157,7 @@ export class ParallelRangeReads implements RangeSource {
       if (this.closed) stream.destroy(this.error);
       const chunks: Buffer[] = [];
       let got = 0;
-      for await (const raw of stream) {
-        const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+      for await (const chunk of chunksOf(stream)) {
         got += chunk.length;
         // Never buffer more than asked for: an overlong answer is an error, not more memory.
         if (got > f.bytes) {

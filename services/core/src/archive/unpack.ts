@@ -26,8 +26,8 @@ import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
-import type { ExtractAck, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
-import type { HashAheadFile, HashAheadMessage, HashAheadReply } from './hash-ahead-job.ts';
+import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
+import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
@@ -92,12 +92,14 @@ class ProgressReporter {
 }
 
 /**
- * This side of the extract worker's port: decoded blocks go out with the plan items whose
- * headers they hold, at most MAX_UNACKED unacknowledged (the worker's backpressure); each ack
- * brings the progress and the block's buffer back.
+ * This side of the extract worker's port: decoded blocks go out numbered in order, with the plan
+ * items whose headers they hold, at most MAX_UNACKED unacknowledged (the worker's backpressure),
+ * whether sent from here or through the hash-ahead worker; each ack brings the progress and the
+ * block's buffer back.
  */
 class ExtractorChannel {
   private unacked = 0;
+  private seq = 0;
   private wake: (() => void) | undefined;
 
   constructor(
@@ -114,21 +116,26 @@ class ExtractorChannel {
   }
 
   /**
-   * Sends a block starting at tar offset `at` with the plan items whose headers it holds and the
-   * sha256 of the files hashed ahead that end in it; `run`: parsing (re)starts at this block.
+   * Once the worker has room, the next block message: `data` at tar offset `at` with the plan
+   * items whose headers it holds; `run`: parsing (re)starts at this block. It takes `data`'s
+   * buffer (transferred when sent). Rejects once the unpack failed.
    */
-  async send(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[], digests: [number, string][]): Promise<void> {
+  async next(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[]): Promise<ExtractBlock> {
     await this.room();
-    if (run) this.post({ t: 'run', start: run.start, limit: run.limit });
     this.unacked++;
-    const ab = data.buffer as ArrayBuffer;
-    const m: ExtractMessage = { t: 'block', buf: ab, offset: data.byteOffset, length: data.length, at, plan };
-    if (digests.length) m.digests = digests;
-    this.post(m, [ab]);
+    const m: ExtractBlock = { t: 'block', seq: this.seq++, buf: data.buffer as ArrayBuffer, offset: data.byteOffset, length: data.length, at, plan };
+    if (run) m.run = { start: run.start, limit: run.limit };
+    return m;
   }
 
+  /** Sends a block message from next() straight from here. */
+  send(m: ExtractBlock): void {
+    this.port.postMessage(m satisfies ExtractMessage, [m.buf]);
+  }
+
+  /** After the last block (from here or through the hash-ahead worker): it is taken after them. */
   end(): void {
-    this.post({ t: 'end' });
+    this.port.postMessage({ t: 'end', seq: this.seq++ } satisfies ExtractMessage);
   }
 
   close(): void {
@@ -150,10 +157,6 @@ class ExtractorChannel {
       this.wake = check;
       check();
     });
-  }
-
-  private post(m: ExtractMessage, transfer: ArrayBuffer[] = []): void {
-    this.port.postMessage(m, transfer);
   }
 }
 
@@ -307,27 +310,24 @@ function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
 
 /**
  * The main thread's side of the hash-ahead worker (hash-ahead-job.ts): marks the files whose
- * content spans blocks as hashed ahead, and passes the blocks holding their content through that
- * worker (started at the first such file) on their way to the extractor.
+ * content spans blocks as hashed ahead, and sends the blocks holding their content to that worker
+ * (started at the first such file), which sends them on to the extract worker itself.
  */
 class HashAhead {
   /** Tar offset up to which blocks hold content being hashed. */
   private until = 0;
   private worker: Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> | undefined;
-  private readonly waiting: { resolve: (r: HashAheadReply) => void; reject: (e: unknown) => void }[] = [];
   private closed = false;
 
   constructor(
     private readonly host: WorkerHost,
     private readonly failure: Failure,
-  ) {
-    failure.onFail(() => {
-      for (const w of this.waiting.splice(0)) w.reject(failure.error);
-    });
-  }
+    /** The hash-ahead worker's port to the extract worker, handed over when it starts. */
+    private readonly toExtractor: MessagePort,
+  ) {}
 
-  /** Block data at tar offset `at`, in order, with its plan items: the same block back, and the sha256 of files ending in it. */
-  async pass(items: PlanItem[], at: number, data: Buffer): Promise<{ data: Buffer; digests: [number, string][] }> {
+  /** Sends block message `block` through the worker if it holds content to hash; false: send it directly. */
+  async send(items: PlanItem[], block: ExtractBlock): Promise<boolean> {
     const files: HashAheadFile[] = [];
     for (const p of items) {
       if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.verified || p.size === 0) continue;
@@ -335,23 +335,22 @@ class HashAhead {
       files.push({ headerOffset: p.headerOffset, dataOffset: p.dataOffset, size: p.size });
       this.until = Math.max(this.until, p.dataOffset + p.size);
     }
-    if (!files.length && at >= this.until) return { data, digests: [] };
+    if (!files.length && block.at >= this.until) return false;
     const { port } = await (this.worker ??= this.start());
     this.failure.throwIfFailed();
-    const reply = new Promise<HashAheadReply>((resolve, reject) => this.waiting.push({ resolve, reject }));
-    // Read before the transfer: a transferred buffer's views read as empty.
-    const { byteOffset: offset, length } = data;
-    const ab = data.buffer as ArrayBuffer;
-    port.postMessage({ t: 'block', buf: ab, offset, length, at, files } satisfies HashAheadMessage, [ab]);
-    const r = await reply;
-    return { data: Buffer.from(r.buf, offset, length), digests: r.digests };
+    port.postMessage({ t: 'block', block, files } satisfies HashAheadMessage, [block.buf]);
+    return true;
   }
 
   /** Ends the worker's job (after the last block) and stops its thread; once. */
   async close(): Promise<void> {
-    const started = this.worker;
-    if (!started || this.closed) return;
+    if (this.closed) return;
     this.closed = true;
+    const started = this.worker;
+    if (!started) {
+      this.toExtractor.close();
+      return;
+    }
     const { w, port, job } = await started;
     try {
       if (!this.failure.failed) {
@@ -367,40 +366,9 @@ class HashAhead {
   private async start(): Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> {
     const w = await this.host.acquire();
     const { port1, port2 } = new MessageChannel();
-    port1.on('message', (r: HashAheadReply) => this.waiting.shift()?.resolve(r));
-    const job = w.request('hash-ahead', { data: { port: port2 } }, [port2]);
+    const job = w.request('hash-ahead', { data: { port: port2, extractor: this.toExtractor } }, [port2, this.toExtractor]);
     job.catch(this.failure.fail);
     return { w, port: port1, job };
-  }
-}
-
-/**
- * Sends to the extractor in order without waiting for each: a block passing through the
- * hash-ahead worker is a round trip between threads, and under load each hop waits for a time
- * slice; with several blocks on their way those waits overlap instead of adding up per block.
- */
-class OrderedSends {
-  private readonly pending: Promise<void>[] = [];
-  private tail: Promise<void> = Promise.resolve();
-
-  constructor(private readonly failure: Failure) {}
-
-  /** Queues `send` after the sends before it; resolves once fewer than MAX_UNACKED are on their way. */
-  async add(send: () => Promise<void>): Promise<void> {
-    const sent = this.tail.then(send);
-    sent.catch(this.failure.fail);
-    this.tail = sent;
-    this.pending.push(sent);
-    sent.then(
-      () => this.pending.splice(this.pending.indexOf(sent), 1),
-      () => undefined,
-    );
-    while (this.pending.length >= MAX_UNACKED) await this.pending[0];
-  }
-
-  /** Waits for every queued send. */
-  async drain(): Promise<void> {
-    await this.tail;
   }
 }
 
@@ -459,6 +427,8 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     decoder.recycle(m.buf);
     progress.update(m.bytesWritten, m.filesWritten);
   });
+  // The hash-ahead worker's way to the extract worker (its end is handed over when it starts).
+  const aheadToExtractor = new MessageChannel();
   const job = extractor.request<ExtractJobResult>(
     'extract',
     {
@@ -469,16 +439,16 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
         restoreOwnership,
         native: nativeAddonPath(),
         port: port2,
+        ahead: aheadToExtractor.port2,
       } satisfies ExtractJobData,
     },
-    [port2],
+    [port2, aheadToExtractor.port2],
   );
   job.catch(failure.fail);
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
-  const ahead = new HashAhead(host, failure);
-  const sends = new OrderedSends(failure);
+  const ahead = new HashAhead(host, failure, aheadToExtractor.port1);
   const decoder = new BlockDecoder(
     pool,
     index,
@@ -487,16 +457,9 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
       const b = index.blocks[block]!;
       return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
     },
-    (block, data, items) => {
-      const at = index.blocks[block]!.uncompressedOffset;
-      const passed = ahead.pass(items, at, data);
-      // Awaited by its send, unless an earlier send failed and the rest never run: its error must
-      // still end up in `failure`, not as an unhandled rejection (which would stop the process).
-      passed.catch(failure.fail);
-      return sends.add(async () => {
-        const p = await passed;
-        await channel.send(p.data, at, runStarts.get(block), items, p.digests);
-      });
+    async (block, data, items) => {
+      const m = await channel.next(data, index.blocks[block]!.uncompressedOffset, runStarts.get(block), items);
+      if (!(await ahead.send(items, m))) channel.send(m);
     },
     o.open,
   );
@@ -508,7 +471,6 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure.throwIfFailed();
     archiveVerified = await readArchive(o, plan, decoder, failure);
     await decoder.drain();
-    await sends.drain();
     await ahead.close();
     channel.end();
     result = await job;

@@ -67,5 +67,56 @@ export function eachChunk(body: Readable, take: (chunk: Buffer) => Promise<void>
     body.on('close', onClose);
     if (body.readableEnded) onEnd();
     else if (body.destroyed) finish(body.errored ?? prematureClose());
+    // A body paused on purpose (pause()) does not flow for a new 'data' listener by itself.
+    else body.resume();
   });
+}
+
+/**
+ * The chunks of `body` as it wrote them, as an async iterator (eachChunk's flowing read, with
+ * none of the paused-mode joins of a stream's own iterator). The body stays paused while the
+ * consumer works on a chunk. A consumer that stops early (break, throw) destroys the body.
+ */
+export async function* chunksOf(body: Readable): AsyncGenerator<Buffer> {
+  let handoff: { chunk: Buffer; taken: () => void } | undefined;
+  let wake: (() => void) | undefined;
+  let done = false;
+  let failure: { error: unknown } | undefined;
+  eachChunk(
+    body,
+    (chunk) =>
+      new Promise<void>((taken) => {
+        handoff = { chunk, taken };
+        wake?.();
+      }),
+  ).then(
+    () => {
+      done = true;
+      wake?.();
+    },
+    (error: unknown) => {
+      done = true;
+      failure = { error };
+      wake?.();
+    },
+  );
+  try {
+    for (;;) {
+      if (!handoff && !done) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+      const h = handoff;
+      if (h) {
+        handoff = undefined;
+        yield h.chunk;
+        h.taken();
+      } else if (failure) throw failure.error;
+      else if (done) return;
+    }
+  } finally {
+    // Stopped early: the body is not read to its end (eachChunk then settles on its close).
+    if (!done) {
+      body.destroy();
+      handoff?.taken();
+    }
+  }
 }
