@@ -11,7 +11,7 @@ import { createRuntime } from '@cairn/core/runtime.ts';
 import { startGateway } from '@cairn/gateway/main.ts';
 import { startControlWorker } from '@cairn/worker/control/control-worker.ts';
 import { startWorkerMetrics } from '@cairn/worker/metrics/process-metrics.ts';
-import { favourMemoryOverSpeed } from '@cairn/worker/node/memory-flags.ts';
+import { setWorkerV8Flags } from '@cairn/worker/node/memory-flags.ts';
 import { startNodeWorker } from '@cairn/worker/node/node-worker.ts';
 import { startLocalStack } from './local-stack/index.ts';
 
@@ -60,7 +60,7 @@ function portInUse(err: unknown): boolean {
 async function main(): Promise<void> {
   const base = loadConfig();
   // This process runs a node worker (and its archive threads, which start later and take the flag).
-  favourMemoryOverSpeed(base);
+  setWorkerV8Flags(base);
   const stack = await startLocalStack({ s3Directory: path.resolve(base.CAIRN_DATA_DIR, 's3') });
   started('local stack', () => stack.stop());
   const admin = adminToken(base);

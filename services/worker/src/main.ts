@@ -3,7 +3,7 @@ import { loadConfig } from '@cairn/core';
 import { createRuntime } from '@cairn/core/runtime.ts';
 import { startControlWorker } from './control/control-worker.ts';
 import { startWorkerMetrics } from './metrics/process-metrics.ts';
-import { favourMemoryOverSpeed } from './node/memory-flags.ts';
+import { setWorkerV8Flags } from './node/memory-flags.ts';
 import { startNodeWorker } from './node/node-worker.ts';
 
 /**
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const config = loadConfig();
-  if (values.node) favourMemoryOverSpeed(config);
+  if (values.node) setWorkerV8Flags(config);
   const runtime = createRuntime(config, { name: values.node ? 'node-worker' : 'control-worker' });
   // glibc reads MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ only at process start, and V8 sizes
   // the main thread's young generation then too: npm start, `npm run worker` and the image set
