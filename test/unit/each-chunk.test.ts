@@ -9,20 +9,29 @@ async function writeAll(pipe: PassThrough, chunks: Buffer[]): Promise<void> {
   pipe.end();
 }
 
+/**
+ * Eight 300 kB chunks written into a PassThrough, read by `read` (slowly) into `seen`: the same
+ * Buffer objects come out, no copy, no concatenation (a paused stream's read() joins them).
+ */
+async function expectChunksAsWritten(read: (pipe: PassThrough, seen: Buffer[]) => Promise<void>): Promise<void> {
+  const pipe = new PassThrough({ highWaterMark: 1 << 20 });
+  const written = Array.from({ length: 8 }, (_, i) => Buffer.alloc(300_000, i));
+  const writing = writeAll(pipe, written);
+  const seen: Buffer[] = [];
+  await read(pipe, seen);
+  await writing;
+  expect(seen.length).toBe(written.length);
+  for (const [i, chunk] of seen.entries()) expect(chunk).toBe(written[i]);
+}
+
 describe('eachChunk', () => {
   it('hands over each chunk as written, never joined, even while the reader is slow', async () => {
-    const pipe = new PassThrough({ highWaterMark: 1 << 20 });
-    const written = Array.from({ length: 8 }, (_, i) => Buffer.alloc(300_000, i));
-    const writing = writeAll(pipe, written);
-    const seen: Buffer[] = [];
-    await eachChunk(pipe, async (chunk) => {
-      seen.push(chunk);
-      await sleep(5);
-    });
-    await writing;
-    // The same Buffer objects: no copy, no concatenation (a paused stream's read() joins them).
-    expect(seen.length).toBe(written.length);
-    for (const [i, chunk] of seen.entries()) expect(chunk).toBe(written[i]);
+    await expectChunksAsWritten((pipe, seen) =>
+      eachChunk(pipe, async (chunk) => {
+        seen.push(chunk);
+        await sleep(5);
+      }),
+    );
   });
 
   it('does not take the next chunk before the previous take settled', async () => {
@@ -102,17 +111,12 @@ describe('eachChunk', () => {
 
 describe('chunksOf', () => {
   it('yields each chunk as written, never joined, even while the consumer is slow', async () => {
-    const pipe = new PassThrough({ highWaterMark: 1 << 20 });
-    const written = Array.from({ length: 8 }, (_, i) => Buffer.alloc(300_000, i));
-    const writing = writeAll(pipe, written);
-    const seen: Buffer[] = [];
-    for await (const chunk of chunksOf(pipe)) {
-      seen.push(chunk);
-      await sleep(5);
-    }
-    await writing;
-    expect(seen.length).toBe(written.length);
-    for (const [i, chunk] of seen.entries()) expect(chunk).toBe(written[i]);
+    await expectChunksAsWritten(async (pipe, seen) => {
+      for await (const chunk of chunksOf(pipe)) {
+        seen.push(chunk);
+        await sleep(5);
+      }
+    });
   });
 
   it('reads a body that was paused on purpose (a range read waiting its turn)', async () => {
