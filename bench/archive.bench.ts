@@ -14,7 +14,7 @@
  * Environment: CAIRN_BENCH_REPS (3), CAIRN_BENCH_LARGE_FILES (8) × CAIRN_BENCH_LARGE_MIB (256),
  * CAIRN_BENCH_SMALL_FILES (100000), CAIRN_BENCH_MANY_FILES (500000 tiny files, only for the peak-RSS
  * probes; 0 skips them), CAIRN_BENCH_ONLY (comma list of scenario names, the incremental ones included),
- * CAIRN_BENCH_KEEP=1 keeps the extraction directories.
+ * CAIRN_BENCH_KEEP=1 keeps the extraction directories, CAIRN_BENCH_THREADS=1 prints each thread's CPU of every Cairn run.
  */
 import { execFileSync } from 'node:child_process';
 import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
