@@ -59,7 +59,7 @@ function portInUse(err: unknown): boolean {
 
 async function main(): Promise<void> {
   const base = loadConfig();
-  // This process runs a node worker (and its archive threads, which start later and take the flag).
+  // This process runs a node worker (and its archive threads, which start later and take the flags).
   setWorkerV8Flags(base);
   const stack = await startLocalStack({ s3Directory: path.resolve(base.CAIRN_DATA_DIR, 's3') });
   started('local stack', () => stack.stop());

@@ -71,6 +71,7 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
       });
     } catch (err) {
       d.port.close();
+      d.ahead.close();
       reject(err);
       return;
     }

@@ -14,7 +14,7 @@ import { setFlagsFromString } from 'node:v8';
  * generation may grow past what survived the last full collection before the next. With
  * --optimize-for-size, a heap like the all-in-one's (~38 MB live) grows so little that V8 marks it
  * almost without pause while a job runs: the four GC helper threads used ~4.5 CPU s of an e2e
- * backup and restore of 512 MiB. 100 cut that to ~2 CPU s and the restore from 3.2–3.3 s to
+ * backup and restore of 512 MiB. 100 cut that to ~2 CPU s and the restore from 3.0–3.3 s to
  * 2.1 s, for ~20 MiB more at the peak of two backups (266–268 MiB against 247–248).
  */
 export function setWorkerV8Flags(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean; WORKER_HEAP_GROWING_PERCENT: number }): void {
