@@ -4,8 +4,9 @@
  *
  * Data sets (generated once, cached under CAIRN_BENCH_DIR, default /var/tmp/cairn-bench):
  * large half-compressible files, and 100k small files of 1–16 KiB in ~1000 directories.
- * Reference and Cairn runs alternate; the data is read right before every run (this VM
- * evicts idle page cache) and every extraction goes to a fresh directory (TOOLCHAIN.md).
+ * Reference and Cairn runs alternate; before every run `sync` writes out the dirty pages the run
+ * before left (CAIRN_BENCH_SYNC=0 skips it), the data is read (this VM evicts idle page cache),
+ * and every extraction goes to a fresh directory (TOOLCHAIN.md).
  * Then the incremental scenarios of issue 11 (incremental.bench.ts): an unchanged second backup
  * against the full one and against restic's unchanged re-backup. Then the gateway scenario of
  * issue 17 (gateway.bench.ts, `gateway`): fixed-rate API load, alone and with 300 progress streams. Then
@@ -28,7 +29,7 @@ import { reportEncryption, runEncryption } from './encryption.bench.ts';
 import { GATEWAY_SCENARIOS, reportGateway, runGateway } from './gateway.bench.ts';
 import { reportIncremental, runIncremental } from './incremental.bench.ts';
 import { reportWorkerRss, runWorkerRss } from './worker-rss.bench.ts';
-import { ensureCommand, loadAverage, measureAsync, median, runShell, warm, type Sample } from './measure.ts';
+import { ensureCommand, loadAverage, measureAsync, median, runShell, settle, warm, type Sample } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
@@ -275,6 +276,7 @@ async function main(): Promise<void> {
       // Alternate which goes first, so neither always gets the warmer machine.
       const order = i % 2 === 0 ? (['ref', 'cairn'] as const) : (['cairn', 'ref'] as const);
       for (const who of order) {
+        settle();
         warm(sc.set.dir);
         if (who === 'ref') res.ref.push(sc.reference.run());
         else res.cairn.push(await sc.cairn.run());

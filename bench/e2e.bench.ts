@@ -10,7 +10,9 @@
  *    repository in the same bucket (so every backup is a first one, as Cairn's full is; `init`
  *    not timed), then `restic restore latest` into a fresh directory.
  * Both restores are compared with the source tree (paths, types, sizes, modes, every file's
- * sha256). The data set is read into the page cache before every backup. Prints the medians and
+ * sha256). The data set is read into the page cache before every backup, and before every backup
+ * and restore `sync` writes out what the runs before left dirty (measure.ts, settle; CAIRN_BENCH_SYNC=0
+ * skips it). Prints the medians and
  * the ratios restic time / Cairn time (> 1: Cairn faster; target ≥ 1.43), with the load average.
  *
  * Then, where the restore time goes (CAIRN_E2E_COSTS=0 skips it), from the last Cairn backup of
@@ -42,7 +44,7 @@ import { startLocalStack } from '../scripts/local-stack/index.ts';
 import { freePort } from '../scripts/local-stack/process.ts';
 import { call, waitForJob as waitForJobTimes, waitForNode, type Api } from './cairn-api.ts';
 import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
-import { ensureCommand, loadAverage, median, warm } from './measure.ts';
+import { ensureCommand, loadAverage, median, settle, warm } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
@@ -122,6 +124,7 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
   const runs: Runs = { cairnBackup: [], cairnRestore: [], resticBackup: [], resticRestore: [] };
 
   const cairn = async (rep: number) => {
+    settle();
     warm(set.dir);
     let t = performance.now();
     const started = await call(api, 'POST', `/v1/instances/${instance.id}/backups`, { kind: 'full' });
@@ -135,6 +138,7 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
       tenant: 'bench',
       volumes: [{ name: 'data', hostPath: into }],
     });
+    settle();
     t = performance.now();
     const restore = await call(api, 'POST', `/v1/backups/${backup.id}/restore`, { targetInstanceId: target.id });
     runs.cairnRestore.push(await waitForJob(api, restore.job.id, t));
@@ -145,9 +149,11 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
   const resticRun = (rep: number) => {
     const env = { ...ctx.resticEnv, RESTIC_REPOSITORY: `s3:${ctx.s3}/${BUCKET}/restic-${tag}-${rep}-${Date.now()}` };
     restic(['init'], env);
+    settle();
     warm(set.dir);
     runs.resticBackup.push(restic(['backup', '--host', 'bench', '.'], env, set.dir));
     const into = join(work, 'restores', `restic-${tag}-${rep}`);
+    settle();
     runs.resticRestore.push(restic(['restore', 'latest', '--target', into], env));
     // restic 0.14 restores a relative backup at the target itself; an absolute one under its path.
     const restored = spawnSync('test', ['-d', join(into, set.dir)]).status === 0 ? join(into, set.dir) : into;

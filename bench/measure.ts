@@ -2,6 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants as perf, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 
 export interface Sample {
   seconds: number;
@@ -106,6 +107,31 @@ export function watchGc(): { stop: () => string } {
 }
 
 /**
+ * PROFILE_BALLAST_MB=N keeps N MB of live objects for the whole profile, so that its main isolate
+ * carries a heap like a service's (a node worker's modules are ~30 MB). A full collection marks
+ * the whole heap, so in a bare profile process the garbage collector's cost nearly vanishes.
+ * Returns the objects: the caller holds them until the end.
+ */
+export function ballastFromEnv(): unknown[] {
+  return Array.from({ length: Number(process.env.PROFILE_BALLAST_MB ?? 0) * 16384 }, (_, i) => ({ i, s: `x${i}` }));
+}
+
+/**
+ * Samples the main isolate's external memory (ArrayBuffers it holds, dead ones included until a
+ * collection frees them) every 10 ms; stop() gives the peak in MiB.
+ */
+export function watchExternal(): { stop: () => number } {
+  let peak = 0;
+  const timer = setInterval(() => (peak = Math.max(peak, getHeapStatistics().external_memory)), 10);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return peak / 2 ** 20;
+    },
+  };
+}
+
+/**
  * Times an in-process run: wall time, this process's CPU (all its threads), peak RSS.
  * CAIRN_BENCH_THREADS=1 prints each thread's CPU of the run (which thread bounds it).
  */
@@ -119,6 +145,16 @@ export async function measureAsync(fn: () => Promise<void>): Promise<Sample> {
   const cu = process.cpuUsage(c0);
   if (watch) for (const x of watch.stop()) console.log(`    thread ${x.tid.padEnd(8)} user ${x.user.toFixed(2)}  sys ${x.sys.toFixed(2)}`);
   return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
+}
+
+/**
+ * Untimed, before every measured run: the previous run's dirty pages are written out. An
+ * extraction or an upload leaves its data in the page cache and neither tool waits for it, so
+ * without this the kernel's writeback of one run lands on the next, which alternation makes the
+ * other tool's. CAIRN_BENCH_SYNC=0 skips it.
+ */
+export function settle(): void {
+  if (process.env.CAIRN_BENCH_SYNC !== '0') execFileSync('sync');
 }
 
 /** Reads a data set so that it is in the page cache right before a run (the VM evicts idle pages). */

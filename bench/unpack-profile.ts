@@ -4,7 +4,8 @@
  * (from /proc/self/task), to see which thread bounds a restore and how much of it is the kernel.
  * Usage: tsx bench/unpack-profile.ts DIR SCRATCH [reps]; UNPACK_PROFILE_KEEP=1 keeps the restored trees,
  * UNPACK_PROFILE_PRELOADED=1 reads the archive from memory; UNPACK_PROFILE=<file> writes the main thread's
- * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads).
+ * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
+ * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts).
  */
 import { createReadStream, createWriteStream, readFileSync, rmSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -12,11 +13,12 @@ import { Session } from 'node:inspector/promises';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
-import { watchGc, watchThreads } from './measure.ts';
+import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
 
 async function main(): Promise<void> {
   const [dir, scratch] = [process.argv[2]!, process.argv[3]!];
   const reps = Number(process.argv[4] ?? 1);
+  const ballast = ballastFromEnv();
   const archive = join(scratch, 'profile.tar.zst');
   const packed = await packArchive({ volumes: [{ name: 'data', dir }], codec: 'zstd' }, createWriteStream(archive));
   const index = packed.index;
@@ -28,6 +30,7 @@ async function main(): Promise<void> {
     const target = join(scratch, `out-${process.pid}-${r}`);
     const watch = watchThreads();
     const gcs = watchGc();
+    const external = watchExternal();
     const session = process.env.UNPACK_PROFILE ? new Session() : undefined;
     if (session) {
       session.connect();
@@ -52,12 +55,17 @@ async function main(): Promise<void> {
     }
     const active = watch.stop();
     const gc = gcs.stop();
+    const externalPeak = external.stop();
     const total = active.reduce((s, x) => ({ user: s.user + x.user, sys: s.sys + x.sys }), { user: 0, sys: 0 });
-    console.log(`wall ${secs.toFixed(2)} s, cpu user ${total.user.toFixed(2)} s, system ${total.sys.toFixed(2)} s; main thread GC: ${gc}`);
+    console.log(
+      `wall ${secs.toFixed(2)} s, cpu user ${total.user.toFixed(2)} s, system ${total.sys.toFixed(2)} s; ` +
+        `main thread GC: ${gc}; its external memory peaked at ${externalPeak.toFixed(0)} MiB`,
+    );
     for (const x of active) console.log(`  ${x.tid.padEnd(8)} ${x.name.padEnd(18)} user ${x.user.toFixed(2)}  sys ${x.sys.toFixed(2)}`);
     if (process.env.UNPACK_PROFILE_KEEP !== '1') rmSync(target, { recursive: true, force: true });
   }
   packed.close?.();
+  if (ballast.length) console.log(`(ballast: ${ballast.length} objects)`);
   await sharedWorkerHost().close();
 }
 
