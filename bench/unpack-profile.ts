@@ -7,10 +7,9 @@
  * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
  * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts).
  */
-import { createReadStream, createWriteStream, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Session } from 'node:inspector/promises';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
 import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
