@@ -5,13 +5,14 @@
  * Usage: tsx bench/unpack-profile.ts DIR SCRATCH [reps]; UNPACK_PROFILE_KEEP=1 keeps the restored trees,
  * UNPACK_PROFILE_PRELOADED=1 reads the archive from memory; UNPACK_PROFILE=<file> writes the main thread's
  * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
- * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts).
+ * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts). UNPACK_PROFILE_SOURCE: `thread`
+ * (default: range reads by a reader thread, as a restore makes them), `main` (the same on the main thread), `stream` (one file stream).
  */
 import { createReadStream, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
-import { packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
+import { DEFAULT_RANGE_READS, fileSource, packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
 import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
 
 async function main(): Promise<void> {
@@ -45,7 +46,13 @@ async function main(): Promise<void> {
           { objectMode: false },
         )
       : createReadStream(archive, { highWaterMark: 1 << 20 });
-    await unpackArchive({ target, index, source: { stream } });
+    const how = process.env.UNPACK_PROFILE_SOURCE ?? 'thread';
+    if (how === 'stream' || whole) await unpackArchive({ target, index, source: { stream } });
+    else {
+      stream.destroy();
+      const rangeReads = { ...DEFAULT_RANGE_READS, readerThreadMinBytes: how === 'main' ? Number.MAX_SAFE_INTEGER : 0 };
+      await unpackArchive({ target, index, source: fileSource(archive), rangeReads });
+    }
     const secs = (performance.now() - t0) / 1000;
     if (session) {
       const { profile } = await session.post('Profiler.stop');

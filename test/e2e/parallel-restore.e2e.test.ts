@@ -104,3 +104,63 @@ describe('restore through parallel range reads (RESTORE_RANGE_SIZE small)', () =
     expect(read).toBeLessThan(fs.statSync(path.join(source, 'big', 'blob-1.bin')).size + 400_000);
   });
 });
+
+describe('restore with its range reads made by a reader thread (RESTORE_READER_THREAD_MIN=0)', () => {
+  let cairn: Cairn;
+  /** Archive range reads through the node worker's own store: none, the reader thread has its own client. */
+  let mainReads = 0;
+  let instanceId: string;
+  let source: string;
+
+  beforeAll(async () => {
+    cairn = await startCairn({ env: { ARCHIVE_BLOCK_SIZE: '64KiB', RESTORE_RANGE_SIZE: '128KiB', RESTORE_READER_THREAD_MIN: '0' } });
+    const store = cairn.runtime.store;
+    const get = store.get.bind(store);
+    store.get = (key: string, opts?: GetObjectOptions) => {
+      if (opts?.range && /archive\.tar/.test(key)) mainReads++;
+      return get(key, opts);
+    };
+    source = path.join(cairn.volumeRoot, 'app', 'data');
+    populate(source);
+    const res = await cairn.api('POST', '/v1/instances', {
+      name: 'threaded',
+      nodeId: cairn.nodeId,
+      tenant: cairn.tenant,
+      volumes: [{ name: 'data', hostPath: source }],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    instanceId = res.body.id;
+  });
+  afterAll(async () => {
+    await cairn?.close();
+  });
+
+  async function run(method: 'backup' | 'restore', url: string, body: object): Promise<any> {
+    const res = await cairn.api('POST', url, body);
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const job = await cairn.waitForJob(res.body.job.id);
+    expect(job.status, `${method}: ${JSON.stringify(job)}`).toBe('succeeded');
+    return res.body;
+  }
+
+  async function restoreInto(backupId: string, name: string): Promise<string> {
+    const into = path.join(cairn.volumeRoot, name, 'data');
+    const target = await cairn.api('POST', '/v1/instances', { name, nodeId: cairn.nodeId, tenant: cairn.tenant, volumes: [{ name: 'data', hostPath: into }] });
+    expect(target.status, JSON.stringify(target.body)).toBe(201);
+    mainReads = 0;
+    await run('restore', `/v1/backups/${backupId}/restore`, { targetInstanceId: target.body.id });
+    return into;
+  }
+
+  it('a full and an incremental backup restore byte for byte, no archive byte read on the main thread', async () => {
+    const full = await run('backup', `/v1/instances/${instanceId}/backups`, { kind: 'full' });
+    expect(snapshotTree(await restoreInto(full.backup.id, 'thread-full'))).toEqual(snapshotTree(source));
+    expect(mainReads).toBe(0);
+
+    fs.writeFileSync(path.join(source, 'small', 'd5', 'f1.txt'), 'changed after the full backup\n');
+    fs.writeFileSync(path.join(source, 'big', 'newer.bin'), randomBytes(250_000));
+    const incr = await run('backup', `/v1/instances/${instanceId}/backups`, { kind: 'incremental' });
+    expect(snapshotTree(await restoreInto(incr.backup.id, 'thread-incr'))).toEqual(snapshotTree(source));
+    expect(mainReads).toBe(0);
+  });
+});

@@ -4,6 +4,8 @@
  * queues or the database.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { S3RequestErrorListener } from '../storage/s3.object-store.ts';
+import type { ObjectStoreSpec } from '../storage/store-spec.ts';
 
 export type Codec = 'zstd' | 'gzip' | 'none';
 
@@ -245,7 +247,24 @@ export interface PackResult {
  */
 export type RangeReader = (start: number, endInclusive: number, object?: string) => Promise<Readable>;
 
-export type UnpackSource = { stream: Readable } | { rangeReader: RangeReader };
+/**
+ * How a reader thread makes the same range reads as a RangeReader of the main thread (frame-reader-job.ts):
+ * a local file, or a backup's archive objects in a store it reopens from its spec.
+ */
+export type RangeReaderRecipe =
+  | { kind: 'file'; path: string }
+  | { kind: 'backup'; store: ObjectStoreSpec; backup: { id: string; instanceId: string; storageKey: string }; codec: Codec };
+
+/** A failed store request made by a reader thread, for the store's metrics (S3ObjectStore.onRequestError). */
+export type StoreRequestError = Parameters<S3RequestErrorListener>[0];
+
+/**
+ * `thread`: the range reads can be made by a reader thread instead, so the stored bytes never pass
+ * through this thread's heap (unpack.ts; `rangeReader` is then used only where a thread cannot be).
+ */
+export type UnpackSource =
+  | { stream: Readable }
+  | { rangeReader: RangeReader; thread?: { recipe: RangeReaderRecipe; onRequestError?: (e: StoreRequestError) => void } };
 
 /** How a restore reads through a range reader (parallel-range-reads.ts). */
 export interface RangeReadSettings {
@@ -255,6 +274,8 @@ export interface RangeReadSettings {
   rangeBytes: number;
   /** Stored bytes held at once: being fetched, fetched and waiting, and being consumed. */
   bytesInFlight: number;
+  /** A source with a `thread` recipe is read by a reader thread when at least this many stored bytes are read (default 16 MiB). */
+  readerThreadMinBytes?: number;
 }
 
 /** An encrypted archive's frames, opened one by one (the data key of the object holding each). */

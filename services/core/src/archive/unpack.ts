@@ -24,18 +24,20 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
-import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
+import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame, type Segment } from './block-source.ts';
 import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
-import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
+import { DEFAULT_RANGE_READS, DEFAULT_READER_THREAD_MIN_BYTES, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
+import { ThreadedFrames } from './threaded-frames.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
+
 const PROGRESS_INTERVAL_MS = 250;
 /** Spare buffers kept for reuse, each way. */
 const MAX_SPARE = 8;
@@ -170,7 +172,7 @@ class BlockDecoder {
   private readonly spareFrames: ArrayBuffer[] = [];
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
-  private readonly maxInflight: number;
+  readonly maxInflight: number;
 
   constructor(
     private readonly pool: CodecPool,
@@ -195,10 +197,14 @@ class BlockDecoder {
   /** A delivered block's buffer, back from the extractor: zstd can decode the next one into it. */
   recycle(buf: ArrayBuffer): void {
     if (this.index.codec === 'zstd' && this.spareOutputs.length < MAX_SPARE) this.spareOutputs.push(buf);
+    // Stored blocks are delivered in their frame's buffer: the reader thread's, unless decrypted here.
+    else if (this.index.codec === 'none' && this.toReader && !this.open) this.toReader(buf);
   }
 
   /** Blocks decoded whose frame does not verify itself (a zstd frame without its checksum, a stored block without sha256). */
   unverified = 0;
+  /** Frames come from a reader thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
+  toReader: ((buf: ArrayBuffer) => void) | undefined;
 
   async decode(frames: AsyncGenerator<Frame>): Promise<void> {
     for await (const f of frames) {
@@ -211,6 +217,7 @@ class BlockDecoder {
         // Into a buffer that owns its memory: it is transferred to a codec worker.
         data = this.allocFrame(plain.length);
         plain.copy(data);
+        this.toReader?.(f.data.buffer as ArrayBuffer);
       } else if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
       const out = this.spareOutputs.pop();
       const block = f.block;
@@ -257,18 +264,22 @@ class BlockDecoder {
     }
     for (const p of x.checked) p.verified = true;
     await this.deliver(x.block, out.data, x.plan);
-    if (out.input && this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
+    if (!out.input) return;
+    // Decrypted frames are this thread's own copies; the others are the reader thread's.
+    if (this.toReader && !this.open) this.toReader(out.input);
+    else if (this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
   }
 }
 
 /**
  * Feeds the stored bytes to the decoder: the whole stream (blocks nobody needs are skipped), or
- * each run of blocks through the range reader, as ranges fetched several at a time. Returns
+ * each run of blocks through the range reader, as ranges fetched several at a time (by a reader
+ * thread when the source allows it and there are enough bytes to pay for starting one). Returns
  * whether the whole archive was read and verified: the own object's sha256 compared (a mismatch
  * throws) when every block is in it; with blocks in other objects, every frame verified by its
  * codec (zstd checksum, gzip CRC, sha256 of a stored block).
  */
-async function readArchive(o: UnpackOptions, plan: Plan, decoder: BlockDecoder, failure: Failure): Promise<boolean> {
+async function readArchive(o: UnpackOptions, host: WorkerHost, plan: Plan, decoder: BlockDecoder, failure: Failure): Promise<boolean> {
   const index = o.index;
   const expected = o.expectedSha256 ?? index.sha256;
   const last = index.blocks.length - 1;
@@ -284,19 +295,40 @@ async function readArchive(o: UnpackOptions, plan: Plan, decoder: BlockDecoder, 
   const foreign = hasForeignBlocks(index);
   const whole = plan.runs.length === 1 && plan.runs[0]!.firstBlock === 0 && plan.runs[0]!.lastBlock === last;
   // Own blocks only: they are the own object, contiguous from its start, read in order.
-  const hash = whole && !foreign ? createHash('sha256') : undefined;
+  const hashWhole = whole && !foreign;
   const segments = (function* () {
     for (const r of plan.runs) yield* segmentsOf(index.blocks, r.firstBlock, r.lastBlock);
   })();
   const settings = o.rangeReads ?? DEFAULT_RANGE_READS;
-  const reads = new ParallelRangeReads(o.source.rangeReader, splitSegments(segments, index.blocks, settings.rangeBytes), settings);
-  failure.onFail(() => reads.destroy(failure.error instanceof Error ? failure.error : new Error(String(failure.error))));
-  await decoder.decode(rangeFrames(reads, index.blocks, decoder.allocFrame, hash));
-  if (hash) {
-    verifyWhole(hash.digest('hex'), expected);
+  const ranges = [...splitSegments(segments, index.blocks, settings.rangeBytes)];
+  const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
+  let sha256: () => string | undefined;
+  const { thread } = o.source;
+  if (thread && storedBytes(ranges) >= (settings.readerThreadMinBytes ?? DEFAULT_READER_THREAD_MIN_BYTES)) {
+    const reads = await ThreadedFrames.start(host, { ...thread, blocks: index.blocks, segments: ranges, settings, hashWhole, window: decoder.maxInflight + 2 });
+    failure.onFail(() => reads.destroy(failed()));
+    if (failure.failed) reads.destroy(failed());
+    decoder.toReader = reads.giveBack;
+    await decoder.decode(reads.frames());
+    sha256 = () => reads.sha256;
+  } else {
+    const hash = hashWhole ? createHash('sha256') : undefined;
+    const reads = new ParallelRangeReads(o.source.rangeReader, ranges, settings);
+    failure.onFail(() => reads.destroy(failed()));
+    await decoder.decode(rangeFrames(reads, index.blocks, decoder.allocFrame, hash));
+    sha256 = () => hash?.digest('hex');
+  }
+  if (hashWhole) {
+    verifyWhole(sha256() ?? '', expected);
     return true;
   }
   return whole && decoder.unverified === 0;
+}
+
+function storedBytes(ranges: readonly Segment[]): number {
+  let n = 0;
+  for (const r of ranges) n += r.end - r.start + 1;
+  return n;
 }
 
 /** Whether decoding `data` verifies it: a zstd frame with its content checksum, any gzip member (CRC-32), a stored block with a sha256. */
@@ -469,7 +501,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   try {
     // Failed already (an abort while the threads started): a source that never ends must not be read.
     failure.throwIfFailed();
-    archiveVerified = await readArchive(o, plan, decoder, failure);
+    archiveVerified = await readArchive(o, host, plan, decoder, failure);
     await decoder.drain();
     await ahead.close();
     channel.end();

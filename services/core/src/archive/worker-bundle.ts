@@ -2,7 +2,8 @@
  * How worker threads load `archive.worker.ts`. Node 20 cannot run TypeScript, and registering
  * tsx's loader in each thread costs ~25 MB RSS and ~200 ms per worker here. So the worker code
  * is bundled once per process with esbuild (the transformer tsx itself uses, always installed
- * with it) into one CommonJS script run with `eval: true`: ~5 MB and ~30 ms per worker. If
+ * with it) into one CommonJS script run with `eval: true`: ~5 MB and ~30 ms per worker. Native
+ * addons and the S3 SDK are required from node_modules by absolute path instead of bundled. If
  * esbuild cannot be loaded, workers fall back to `worker-entry.mjs`, which registers tsx.
  * Compiled by `npm run build`, the worker code is already a file beside the bundles: that is used.
  */
@@ -68,6 +69,9 @@ async function bundle(): Promise<WorkerSpec> {
         name: 'cairn-native-externals',
         setup(b: { onResolve: (o: { filter: RegExp }, f: (a: { path: string }) => { path: string; external: boolean }) => void }) {
           b.onResolve({ filter: /^zstd-napi(\/.*)?$/ }, (a) => ({ path: req.resolve(a.path), external: true }));
+          // Not inlined either: only a reader thread loads the S3 SDK (frame-reader-job.ts), and
+          // inlined, every thread would parse and hold its few MB of source.
+          b.onResolve({ filter: /^@aws-sdk\// }, (a) => ({ path: req.resolve(a.path), external: true }));
         },
       },
     ],

@@ -4,7 +4,7 @@
  * `object`) the archive object of the backup named, which is of the same instance and codec
  * (frames are only reused so), so that object's key follows from the id.
  */
-import type { Codec, RangeReader } from '../archive/archive-types.ts';
+import type { Codec, RangeReader, StoreRequestError, UnpackSource } from '../archive/archive-types.ts';
 import { CairnError } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -29,5 +29,29 @@ export function backupRangeReader(
       }
       throw err;
     }
+  };
+}
+
+/**
+ * The unpack source of a backup's archive: its range reader, and where the store can be reopened
+ * in another thread, the recipe for a reader thread to make the same reads (failed requests there
+ * still reach this store's metrics).
+ */
+export function backupRangeSource(
+  store: ObjectStore,
+  backup: Pick<Backup, 'id' | 'instanceId' | 'storageKey'>,
+  codec: Codec,
+  signal?: AbortSignal,
+): UnpackSource {
+  const rangeReader = backupRangeReader(store, backup, codec, signal);
+  const spec = store.threadSpec?.();
+  if (!spec) return { rangeReader };
+  const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
+  return {
+    rangeReader,
+    thread: {
+      recipe: { kind: 'backup', store: spec, backup: { id: backup.id, instanceId: backup.instanceId, storageKey: backup.storageKey }, codec },
+      ...(report ? { onRequestError: report } : {}),
+    },
   };
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { abortError, CairnError } from '../errors.ts';
+import type { ObjectStoreSpec } from './store-spec.ts';
 import {
   beforePut,
   listAllPages,
@@ -76,6 +77,10 @@ export class FsObjectStore implements ObjectStore {
     this.directory = path.resolve(options.directory);
     this.uploads = path.join(this.directory, UPLOADS);
     this.name = `fs:${this.directory}`;
+  }
+
+  threadSpec(): ObjectStoreSpec {
+    return { kind: 'fs', options: { directory: this.directory } };
   }
 
   /** Creates the directory (local stacks, tests); put creates it too. */

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
+import type { ObjectStoreSpec } from './store-spec.ts';
 
 /** One stored object, its key relative to the store's prefix. */
 export interface ObjectInfo {
@@ -64,6 +65,8 @@ export interface ObjectStore {
   abortIncompleteUpload(key: string, uploadId: string): Promise<void>;
   /** Readiness: throws CairnError('unavailable') naming the store when it cannot be used. */
   ping(): Promise<void>;
+  /** How a worker thread opens this same store (store-spec.ts); undefined when only this thread can use it. */
+  threadSpec?(): ObjectStoreSpec | undefined;
 }
 
 export const MAX_KEY_BYTES = 1024;

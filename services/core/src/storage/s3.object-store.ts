@@ -32,6 +32,7 @@ import {
   type PutObjectOptions,
 } from './object-store.ts';
 import { ObjectUpload, PartBufferPool } from './s3-upload.ts';
+import type { ObjectStoreSpec } from './store-spec.ts';
 
 export interface S3ObjectStoreOptions {
   /** Omit for AWS; set for S3-compatible stores (MinIO, the test s3rver...). */
@@ -166,6 +167,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly queueSize: number;
   private readonly parts: PartBufferPool;
   private readonly errorListeners: S3RequestErrorListener[] = [];
+  private readonly options: S3ObjectStoreOptions;
 
   /** Builds its own client from `options` unless one is given (tests, shared clients). */
   constructor(options: S3ObjectStoreOptions, client?: S3Client) {
@@ -182,6 +184,12 @@ export class S3ObjectStore implements ObjectStore {
     this.name = `s3://${this.bucket}/${this.prefix}${options.endpoint ? ` (${options.endpoint})` : ''}`;
     this.client = client ?? createS3Client(options);
     this.ownsClient = !client;
+    this.options = options;
+  }
+
+  /** The options it was built from; none over a client given to it (that client's setup is not known). */
+  threadSpec(): ObjectStoreSpec | undefined {
+    return this.ownsClient ? { kind: 's3', options: this.options } : undefined;
   }
 
   /** A store over an existing client (not closed by close()). */
@@ -478,6 +486,11 @@ export class S3ObjectStore implements ObjectStore {
       },
       { step: 'finalizeRequest', priority: 'low', name: 'cairnRequestErrors' },
     );
+  }
+
+  /** Reports a failed request made elsewhere for this store (a reader thread's own client) to its listeners. */
+  reportRequestError(error: Parameters<S3RequestErrorListener>[0]): void {
+    for (const l of this.errorListeners) l(error);
   }
 
   /** Releases the client's sockets when this store created the client. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { chmodSync, lchownSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { z } from 'zod';
-import { backupRangeReader, CairnError, frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
+import { backupRangeSource, CairnError, frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { eachEntry, pathToBytes, rangeReadsOf, readIndex, unpackArchive, type ArchiveEntry, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { loadNativeReads, nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { EntrySpill } from '@cairn/core/archive/entry-spill.ts';
@@ -81,7 +81,7 @@ export class ApplyJob implements JobWork<ApplyResult> {
           volumeDirs: dirs,
           index,
           paths: changes.extract,
-          source: { rangeReader: backupRangeReader(ctx.store, final, index.codec, run.signal) },
+          source: backupRangeSource(ctx.store, final, index.codec, run.signal),
           rangeReads: rangeReadsOf(ctx.config),
           ...(open ? { open } : {}),
           signal: run.signal,

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { backupRangeReader, CairnError, containingRoot, isInside, type InstanceWithVolumes } from '@cairn/core';
+import { backupRangeSource, CairnError, containingRoot, isInside, type InstanceWithVolumes } from '@cairn/core';
 import { eachEntry, rangeReadsOf, readIndex, unpackArchive, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
@@ -152,7 +152,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
       const result = await unpackArchive({
         ...common,
         ...(params.paths?.length ? { paths: params.paths } : {}),
-        source: { rangeReader: backupRangeReader(ctx.store, backup, index.codec, run.signal) },
+        source: backupRangeSource(ctx.store, backup, index.codec, run.signal),
         rangeReads: rangeReadsOf(ctx.config),
         expectedSha256: backup.sha256 ?? undefined,
       });

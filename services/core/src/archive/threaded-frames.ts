@@ -1,0 +1,101 @@
+/**
+ * The main thread's side of the frame reader job (frame-reader-job.ts): starts the reader thread,
+ * takes the frames it hands over, in order, and gives frame buffers back to it. Every buffer that
+ * arrives here leaves again by transfer (to a codec worker, then back to the reader), so none
+ * stays behind as garbage in this thread's heap.
+ */
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { CairnError } from '../errors.ts';
+import type { ArchiveBlock, RangeReaderRecipe, RangeReadSettings, StoreRequestError } from './archive-types.ts';
+import { AsyncQueue } from './async-queue.ts';
+import type { Frame, Segment } from './block-source.ts';
+import type { FrameReaderAck, FrameReaderJobData, FrameReaderMessage } from './frame-reader-job.ts';
+import { deserializeError } from './worker-errors.ts';
+import type { PooledWorker, WorkerHost } from './worker-host.ts';
+
+export interface ThreadedReadsOptions {
+  recipe: RangeReaderRecipe;
+  onRequestError?: (e: StoreRequestError) => void;
+  blocks: readonly ArchiveBlock[];
+  segments: Segment[];
+  settings: RangeReadSettings;
+  hashWhole: boolean;
+  /** Frames handed over and not yet taken, at most. */
+  window: number;
+}
+
+export class ThreadedFrames {
+  private readonly queue = new AsyncQueue<FrameReaderMessage>();
+  private closed = false;
+  /** The whole archive's sha256, once the last frame was taken (when hashWhole). */
+  sha256: string | undefined;
+
+  private constructor(
+    private readonly host: WorkerHost,
+    private readonly worker: PooledWorker,
+    private readonly port: MessagePort,
+    onRequestError: ((e: StoreRequestError) => void) | undefined,
+  ) {
+    port.on('message', (m: FrameReaderMessage) => {
+      if (m.t === 'store-error') onRequestError?.(m.error);
+      else this.queue.push(m);
+    });
+  }
+
+  static async start(host: WorkerHost, o: ThreadedReadsOptions): Promise<ThreadedFrames> {
+    const w = await host.acquire();
+    const { port1, port2 } = new MessageChannel();
+    const reads = new ThreadedFrames(host, w, port1, o.onRequestError);
+    const data: FrameReaderJobData = {
+      recipe: o.recipe,
+      blocks: o.blocks as ArchiveBlock[],
+      segments: o.segments,
+      settings: o.settings,
+      hashWhole: o.hashWhole,
+      window: o.window,
+      port: port2,
+    };
+    // The job ends by message ('end' or 'error'); a thread that dies ends it here.
+    w.request('read-frames', { data }, [port2]).catch((err: unknown) => reads.queue.fail(err));
+    return reads;
+  }
+
+  /** The frames, in order; the reader thread stops when they end or the consumer stops. */
+  async *frames(): AsyncGenerator<Frame> {
+    try {
+      for (;;) {
+        const r = await this.queue.next();
+        if (r.done) throw new CairnError('internal', 'the frame reader stopped before the last frame');
+        const m = r.value;
+        if (m.t === 'error') throw deserializeError(m.error);
+        if (m.t === 'end') {
+          this.sha256 = m.sha256;
+          return;
+        }
+        if (m.t !== 'frame') continue;
+        this.ack({ taken: 1 });
+        yield { block: m.block, data: Buffer.from(m.buf, 0, m.length) };
+      }
+    } finally {
+      this.destroy();
+    }
+  }
+
+  /** A frame's buffer, done with: back to the reader thread for its next frame. */
+  readonly giveBack = (buf: ArrayBuffer): void => {
+    if (!this.closed) this.ack({ taken: 0, spare: buf });
+  };
+
+  /** Stops the reader thread (idempotent); a consumer waiting for a frame gets `err`. */
+  destroy(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.fail(err ?? new CairnError('cancelled', 'frame reads stopped'));
+    this.port.close();
+    this.host.discard(this.worker);
+  }
+
+  private ack(m: FrameReaderAck): void {
+    this.port.postMessage(m, m.spare ? [m.spare] : []);
+  }
+}
