@@ -6,13 +6,13 @@
  * UNPACK_PROFILE_PRELOADED=1 reads the archive from memory; UNPACK_PROFILE=<file> writes the main thread's
  * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
  * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts). UNPACK_PROFILE_SOURCE: `thread`
- * (default: range reads by a reader thread, as a restore makes them), `main` (the same on the main thread), `stream` (one file stream).
+ * (default: range reads by the store thread, as a restore makes them), `main` (the same on the main thread), `stream` (one file stream).
  */
 import { createReadStream, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
-import { DEFAULT_RANGE_READS, fileSource, packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
+import { fileRangeReader, fileSource, packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
 import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
 
 async function main(): Promise<void> {
@@ -50,8 +50,7 @@ async function main(): Promise<void> {
     if (how === 'stream' || whole) await unpackArchive({ target, index, source: { stream } });
     else {
       stream.destroy();
-      const rangeReads = { ...DEFAULT_RANGE_READS, readerThreadMinBytes: how === 'main' ? Number.MAX_SAFE_INTEGER : 0 };
-      await unpackArchive({ target, index, source: fileSource(archive), rangeReads });
+      await unpackArchive({ target, index, source: how === 'main' ? { rangeReader: fileRangeReader(archive) } : fileSource(archive) });
     }
     const secs = (performance.now() - t0) / 1000;
     if (session) {

@@ -1,5 +1,5 @@
 /**
- * Restores whose range reads a reader thread makes (frame-reader-job.ts, threaded-frames.ts):
+ * Restores whose range reads the store thread makes (frame-reader-job.ts, threaded-frames.ts):
  * from an archive file, and from a backup's objects in a store the thread reopens from its spec
  * (format 2: frames in other backups' objects too). The tree must come back whole, the archive's
  * sha256 checked, and a corrupt frame, a wrong sha256, a missing object or a missing file must
@@ -18,8 +18,8 @@ import { splitArchive, type SplitArchive } from './helpers/multi-object.ts';
 import { buildFixture, diffSnapshots, IS_ROOT, snapshot, type Fixture, type Snapshot } from './helpers/tree.ts';
 
 const KiB = 1024;
-/** Always through the reader thread, however small the archive; small ranges, so there are many. */
-const THREADED = { ...DEFAULT_RANGE_READS, rangeBytes: 256 * KiB, readerThreadMinBytes: 0 };
+/** Small ranges, so there are many. */
+const THREADED = { ...DEFAULT_RANGE_READS, rangeBytes: 256 * KiB };
 const INSTANCE = 'inst-reader';
 const BACKUP = 'bk-own';
 
@@ -50,9 +50,9 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-/** The source with its main-thread reader refusing: every read must be the reader thread's. */
+/** The source with its main-thread reader refusing: every read must be the store thread's. */
 function threadOnly(source: UnpackSource): UnpackSource {
-  if (!('thread' in source) || !source.thread) throw new Error('no reader thread recipe');
+  if (!('thread' in source) || !source.thread) throw new Error('no store thread recipe');
   return {
     rangeReader: async () => {
       throw new Error('read on the main thread');
@@ -83,7 +83,7 @@ function expectTree(root: string): void {
 }
 
 for (const codec of ['zstd', 'gzip', 'none'] as const) {
-  describe(`${codec}: range reads by a reader thread`, () => {
+  describe(`${codec}: range reads by a store thread`, () => {
     it('restores an archive file whole, its sha256 checked', async () => {
       const { file, index } = packed.get(codec)!;
       const source = fileSource(file);
@@ -112,7 +112,7 @@ for (const codec of ['zstd', 'gzip', 'none'] as const) {
   });
 }
 
-describe('reader thread failures', () => {
+describe('store thread failures', () => {
   it('a wrong expected sha256 fails the restore as a checksum mismatch', async () => {
     const { file, index } = packed.get('zstd')!;
     const err = await unpackArchive({
@@ -160,7 +160,7 @@ describe('reader thread failures', () => {
       source: fileSource(file),
       rangeReads: THREADED,
       signal: ac.signal,
-      // Cancelled at the first progress report: the reader thread is mid-way.
+      // Cancelled at the first progress report: the store thread is mid-way.
       onProgress: () => ac.abort(),
     }).catch((e: unknown) => e);
     // The first report comes with the first block written, long before the last range is read.

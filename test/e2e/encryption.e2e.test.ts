@@ -51,8 +51,7 @@ describe('encryption at rest', () => {
   };
 
   beforeAll(async () => {
-    // Restores read through a reader thread however small (frames opened on the main thread, buffers handed back).
-    cairn = await startCairn({ env: { CAIRN_MASTER_KEYS: KEY_A, RESTORE_READER_THREAD_MIN: '0' } });
+    cairn = await startCairn({ env: { CAIRN_MASTER_KEYS: KEY_A } });
     data = path.join(cairn.volumeRoot, 'app', 'data');
     fs.mkdirSync(path.join(data, 'docs'), { recursive: true });
     fs.writeFileSync(path.join(data, 'docs', 'secret.txt'), MARKER);

@@ -16,7 +16,7 @@ function populate(dir: string): void {
   }
 }
 
-describe('restore through parallel range reads (RESTORE_RANGE_SIZE small)', () => {
+describe('restore through parallel range reads on the main thread (RESTORE_RANGE_SIZE small, STORE_THREAD=false)', () => {
   let cairn: Cairn;
   /** Range reads of archive objects seen by the node worker's store (it still reads from S3). */
   const ranges: { key: string; start: number; end: number }[] = [];
@@ -25,7 +25,7 @@ describe('restore through parallel range reads (RESTORE_RANGE_SIZE small)', () =
 
   beforeAll(async () => {
     cairn = await startCairn({
-      env: { ARCHIVE_BLOCK_SIZE: '64KiB', RESTORE_RANGE_SIZE: '128KiB', RESTORE_PARALLEL_RANGES: '3', RESTORE_BYTES_IN_FLIGHT: '1MiB' },
+      env: { ARCHIVE_BLOCK_SIZE: '64KiB', RESTORE_RANGE_SIZE: '128KiB', RESTORE_PARALLEL_RANGES: '3', RESTORE_BYTES_IN_FLIGHT: '1MiB', STORE_THREAD: 'false' },
     });
     const store = cairn.runtime.store;
     const get = store.get.bind(store);
@@ -105,20 +105,26 @@ describe('restore through parallel range reads (RESTORE_RANGE_SIZE small)', () =
   });
 });
 
-describe('restore with its range reads made by a reader thread (RESTORE_READER_THREAD_MIN=0)', () => {
+describe('backup and restore with their bytes moved by the store thread (the default)', () => {
   let cairn: Cairn;
-  /** Archive range reads through the node worker's own store: none, the reader thread has its own client. */
+  /** Archive reads and writes through the node worker's own store: none, the store thread has its own client. */
   let mainReads = 0;
+  let mainWrites = 0;
   let instanceId: string;
   let source: string;
 
   beforeAll(async () => {
-    cairn = await startCairn({ env: { ARCHIVE_BLOCK_SIZE: '64KiB', RESTORE_RANGE_SIZE: '128KiB', RESTORE_READER_THREAD_MIN: '0' } });
+    cairn = await startCairn({ env: { ARCHIVE_BLOCK_SIZE: '64KiB', RESTORE_RANGE_SIZE: '128KiB' } });
     const store = cairn.runtime.store;
     const get = store.get.bind(store);
     store.get = (key: string, opts?: GetObjectOptions) => {
       if (opts?.range && /archive\.tar/.test(key)) mainReads++;
       return get(key, opts);
+    };
+    const put = store.put.bind(store);
+    store.put = (key: string, body: Parameters<typeof put>[1], opts?: Parameters<typeof put>[2]) => {
+      if (/archive\.tar/.test(key)) mainWrites++;
+      return put(key, body, opts);
     };
     source = path.join(cairn.volumeRoot, 'app', 'data');
     populate(source);
@@ -134,6 +140,8 @@ describe('restore with its range reads made by a reader thread (RESTORE_READER_T
   afterAll(async () => {
     await cairn?.close();
   });
+
+  const store = () => cairn.runtime.store;
 
   async function run(method: 'backup' | 'restore', url: string, body: object): Promise<any> {
     const res = await cairn.api('POST', url, body);
@@ -152,7 +160,7 @@ describe('restore with its range reads made by a reader thread (RESTORE_READER_T
     return into;
   }
 
-  it('a full and an incremental backup restore byte for byte, no archive byte read on the main thread', async () => {
+  it('a full and an incremental backup restore byte for byte, no archive byte written or read through the main thread', async () => {
     const full = await run('backup', `/v1/instances/${instanceId}/backups`, { kind: 'full' });
     expect(snapshotTree(await restoreInto(full.backup.id, 'thread-full'))).toEqual(snapshotTree(source));
     expect(mainReads).toBe(0);
@@ -162,5 +170,11 @@ describe('restore with its range reads made by a reader thread (RESTORE_READER_T
     const incr = await run('backup', `/v1/instances/${instanceId}/backups`, { kind: 'incremental' });
     expect(snapshotTree(await restoreInto(incr.backup.id, 'thread-incr'))).toEqual(snapshotTree(source));
     expect(mainReads).toBe(0);
+    expect(mainWrites).toBe(0);
+    // The objects are where the records say, with the sizes they give.
+    for (const b of [full.backup.id, incr.backup.id]) {
+      const row = (await cairn.api('GET', `/v1/backups/${b}`)).body;
+      expect((await store().head(row.storageKey))?.size).toBe(Number(row.sizeBytes));
+    }
   });
 });

@@ -169,12 +169,6 @@ describe('ParallelRangeReads', () => {
 
   it('rejects settings that are not positive, and takes RESTORE_* from the configuration with defaults', () => {
     expect(() => new ParallelRangeReads(async () => Readable.from([]), [], { parallel: 0, rangeBytes: 1, bytesInFlight: 1 })).toThrow(/positive/);
-    expect(rangeReadsOf({ RESTORE_PARALLEL_RANGES: 6 })).toEqual({
-      parallel: 6,
-      rangeBytes: 8 * 1024 * 1024,
-      bytesInFlight: 32 * 1024 * 1024,
-      readerThreadMinBytes: 16 * 1024 * 1024,
-    });
-    expect(rangeReadsOf({ RESTORE_READER_THREAD_MIN: 0 }).readerThreadMinBytes).toBe(0);
+    expect(rangeReadsOf({ RESTORE_PARALLEL_RANGES: 6 })).toEqual({ parallel: 6, rangeBytes: 8 * 1024 * 1024, bytesInFlight: 32 * 1024 * 1024 });
   });
 });

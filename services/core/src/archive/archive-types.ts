@@ -248,19 +248,19 @@ export interface PackResult {
 export type RangeReader = (start: number, endInclusive: number, object?: string) => Promise<Readable>;
 
 /**
- * How a reader thread makes the same range reads as a RangeReader of the main thread (frame-reader-job.ts):
+ * How the store thread makes the same range reads as a RangeReader of the main thread (frame-reader-job.ts):
  * a local file, or a backup's archive objects in a store it reopens from its spec.
  */
 export type RangeReaderRecipe =
   | { kind: 'file'; path: string }
   | { kind: 'backup'; store: ObjectStoreSpec; backup: { id: string; instanceId: string; storageKey: string }; codec: Codec };
 
-/** A failed store request made by a reader thread, for the store's metrics (S3ObjectStore.onRequestError). */
+/** A failed store request made by the store thread, for the store's metrics (S3ObjectStore.onRequestError). */
 export type StoreRequestError = Parameters<S3RequestErrorListener>[0];
 
 /**
- * `thread`: the range reads can be made by a reader thread instead, so the stored bytes never pass
- * through this thread's heap (unpack.ts; `rangeReader` is then used only where a thread cannot be).
+ * `thread`: the range reads are made by the store thread instead (unpack.ts), so the stored bytes
+ * never pass through this thread's heap; `rangeReader` is then not used.
  */
 export type UnpackSource =
   | { stream: Readable }
@@ -274,8 +274,6 @@ export interface RangeReadSettings {
   rangeBytes: number;
   /** Stored bytes held at once: being fetched, fetched and waiting, and being consumed. */
   bytesInFlight: number;
-  /** A source with a `thread` recipe is read by a reader thread when at least this many stored bytes are read (default 16 MiB). */
-  readerThreadMinBytes?: number;
 }
 
 /** An encrypted archive's frames, opened one by one (the data key of the object holding each). */

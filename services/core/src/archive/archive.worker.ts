@@ -36,7 +36,7 @@ interface CodecRequest {
 
 interface JobRequest {
   id: number;
-  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'read-frames' | 'heap-stats';
+  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'read-frames' | 'put-object' | 'heap-stats';
   data: unknown;
 }
 
@@ -91,8 +91,9 @@ port.on('message', (m: CodecRequest | JobRequest) => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
     if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
     if (m.kind === 'hash-ahead') return runHashAheadJob(m.data as never);
-    // Loaded only by a reader thread: it brings the object stores (the S3 SDK) the codec threads never need.
+    // Loaded only by the store thread: they bring the object stores (the S3 SDK) the codec threads never need.
     if (m.kind === 'read-frames') return (await import('./frame-reader-job.ts')).runFrameReaderJob(m.data as never);
+    if (m.kind === 'put-object') return (await import('./upload-job.ts')).runUploadJob(m.data as never);
     return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
   };
   run().then(

@@ -1,18 +1,20 @@
 /**
- * The frame reader job, run in a worker thread of its own during a restore: it makes the range
- * reads (parallel-range-reads.ts), cuts the stored bytes into frames, hashes them when the whole
+ * The frame reader job, run on the store thread (WorkerHost.acquireStoreThread) during a restore:
+ * it makes the range reads (parallel-range-reads.ts), cuts the stored bytes into frames, hashes them when the whole
  * archive is read, and hands each frame to the main thread by transfer. So the stored bytes never
  * enter the main thread's heap: there every chunk read stayed external memory until a collection,
  * and with its large heap and little else allocated, V8 marked that whole heap every ~10 MB read
  * (DESIGN §10). Here the heap is small and a collection cheap.
  *
  * Flow: at most `window` frames are handed over and not yet taken by the main thread, which says
- * when it takes one and gives frame buffers back for reuse (FrameReaderAck).
+ * when it takes one and gives frame buffers back for reuse (FrameReaderAck). The main thread
+ * closing its port stops the job: reads in flight are aborted (the thread serves other jobs).
  */
 import { createHash } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
+import { CairnError } from '../errors.ts';
 import { backupRangeReader } from '../domain/backup-range-reader.ts';
-import { openStore } from '../storage/store-spec.ts';
+import { openStore, relayRequestErrors } from '../storage/store-spec.ts';
 import type { ArchiveBlock, RangeReader, RangeReaderRecipe, RangeReadSettings, StoreRequestError } from './archive-types.ts';
 import { rangeFrames, type Segment } from './block-source.ts';
 import { fileRangeReader } from './file-range-reader.ts';
@@ -47,11 +49,15 @@ export interface FrameReaderAck {
 
 const MAX_SPARE = 8;
 
-async function rangeReaderOf(recipe: RangeReaderRecipe, onRequestError: (e: StoreRequestError) => void): Promise<RangeReader> {
-  if (recipe.kind === 'file') return fileRangeReader(recipe.path);
+/** The range reader a recipe describes; `unrelay` stops reporting its store's failed requests. */
+async function rangeReaderOf(
+  recipe: RangeReaderRecipe,
+  signal: AbortSignal,
+  onRequestError: (e: StoreRequestError) => void,
+): Promise<{ reader: RangeReader; unrelay: () => void }> {
+  if (recipe.kind === 'file') return { reader: fileRangeReader(recipe.path), unrelay: () => undefined };
   const store = await openStore(recipe.store);
-  (store as { onRequestError?: (l: (e: StoreRequestError) => void) => void }).onRequestError?.(onRequestError);
-  return backupRangeReader(store, recipe.backup, recipe.codec);
+  return { reader: backupRangeReader(store, recipe.backup, recipe.codec, signal), unrelay: relayRequestErrors(store, onRequestError) };
 }
 
 export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
@@ -59,9 +65,14 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   const spare: ArrayBuffer[] = [];
   let outstanding = 0;
   let wake: (() => void) | undefined;
+  const stop = new AbortController();
   port.on('message', (m: FrameReaderAck) => {
     outstanding -= m.taken;
     if (m.spare && spare.length < MAX_SPARE) spare.push(m.spare);
+    wake?.();
+  });
+  port.once('close', () => {
+    stop.abort(new CairnError('cancelled', 'the frame reads were stopped'));
     wake?.();
   });
   const frameSize = d.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
@@ -70,13 +81,24 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
     return Buffer.from(ab && ab.byteLength >= len ? ab : new ArrayBuffer(frameSize), 0, len);
   };
   const post = (m: FrameReaderMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  const stopped = (): void => {
+    if (stop.signal.aborted) throw stop.signal.reason;
+  };
+  let unrelay = (): void => undefined;
   try {
-    const reader = await rangeReaderOf(d.recipe, (error) => post({ t: 'store-error', error }));
+    const opened = await rangeReaderOf(d.recipe, stop.signal, (error) => post({ t: 'store-error', error }));
+    unrelay = opened.unrelay;
+    stopped();
     const hash = d.hashWhole ? createHash('sha256') : undefined;
-    const reads = new ParallelRangeReads(reader, d.segments, d.settings);
+    const reads = new ParallelRangeReads(opened.reader, d.segments, d.settings);
+    stop.signal.addEventListener('abort', () => reads.destroy(stop.signal.reason as Error), { once: true });
     for await (const f of rangeFrames(reads, d.blocks, alloc, hash)) {
-      while (outstanding >= d.window) await new Promise<void>((resolve) => (wake = resolve));
+      while (outstanding >= d.window) {
+        stopped();
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
       wake = undefined;
+      stopped();
       outstanding++;
       const data = f.data!;
       post({ t: 'frame', block: f.block, buf: data.buffer as ArrayBuffer, length: data.length }, [data.buffer as ArrayBuffer]);
@@ -84,5 +106,7 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
     post(hash ? { t: 'end', sha256: hash.digest('hex') } : { t: 'end' });
   } catch (err) {
     post({ t: 'error', error: serializeError(err) });
+  } finally {
+    unrelay();
   }
 }

@@ -16,6 +16,7 @@ export { packArchive } from './pack.ts';
 export { unpackArchive } from './unpack.ts';
 export { DEFAULT_RANGE_READS, rangeReadsOf } from './parallel-range-reads.ts';
 export { fileRangeReader, fileSource } from './file-range-reader.ts';
+export { putFromThread } from './threaded-upload.ts';
 export { exportArchive, exportPathsAsTar } from './export-tar.ts';
 export { bytesToPath, pathToBytes } from './path-bytes.ts';
 export { sharedWorkerHost } from './worker-host.ts';

@@ -11,32 +11,15 @@ import { chunksOf } from '../storage/each-chunk.ts';
 import type { ArchiveBlock, RangeReader, RangeReadSettings } from './archive-types.ts';
 import type { RangeSource, Segment } from './block-source.ts';
 
-/**
- * Stored bytes a restore must read before a reader thread makes the reads (unpack.ts): below
- * this, starting the thread (and its own S3 client) costs more than it saves the main thread.
- */
-export const DEFAULT_READER_THREAD_MIN_BYTES = 16 * 1024 * 1024;
-
-/** Defaults of RESTORE_PARALLEL_RANGES, RESTORE_RANGE_SIZE, RESTORE_BYTES_IN_FLIGHT and RESTORE_READER_THREAD_MIN. */
-export const DEFAULT_RANGE_READS: RangeReadSettings = {
-  parallel: 4,
-  rangeBytes: 8 * 1024 * 1024,
-  bytesInFlight: 32 * 1024 * 1024,
-  readerThreadMinBytes: DEFAULT_READER_THREAD_MIN_BYTES,
-};
+/** Defaults of RESTORE_PARALLEL_RANGES, RESTORE_RANGE_SIZE and RESTORE_BYTES_IN_FLIGHT. */
+export const DEFAULT_RANGE_READS: RangeReadSettings = { parallel: 4, rangeBytes: 8 * 1024 * 1024, bytesInFlight: 32 * 1024 * 1024 };
 
 /** The settings from the configuration (RESTORE_*), defaults for what it leaves out. */
-export function rangeReadsOf(config: {
-  RESTORE_PARALLEL_RANGES?: number;
-  RESTORE_RANGE_SIZE?: number;
-  RESTORE_BYTES_IN_FLIGHT?: number;
-  RESTORE_READER_THREAD_MIN?: number;
-}): RangeReadSettings {
+export function rangeReadsOf(config: { RESTORE_PARALLEL_RANGES?: number; RESTORE_RANGE_SIZE?: number; RESTORE_BYTES_IN_FLIGHT?: number }): RangeReadSettings {
   return {
     parallel: config.RESTORE_PARALLEL_RANGES ?? DEFAULT_RANGE_READS.parallel,
     rangeBytes: config.RESTORE_RANGE_SIZE ?? DEFAULT_RANGE_READS.rangeBytes,
     bytesInFlight: config.RESTORE_BYTES_IN_FLIGHT ?? DEFAULT_RANGE_READS.bytesInFlight,
-    readerThreadMinBytes: config.RESTORE_READER_THREAD_MIN ?? DEFAULT_READER_THREAD_MIN_BYTES,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * The main thread's side of the frame reader job (frame-reader-job.ts): starts the reader thread,
- * takes the frames it hands over, in order, and gives frame buffers back to it. Every buffer that
+ * The main thread's side of the frame reader job (frame-reader-job.ts): starts the job on the store
+ * thread, takes the frames it hands over, in order, and gives frame buffers back to it. Every buffer that
  * arrives here leaves again by transfer (to a codec worker, then back to the reader), so none
  * stays behind as garbage in this thread's heap.
  */
@@ -11,7 +11,7 @@ import { AsyncQueue } from './async-queue.ts';
 import type { Frame, Segment } from './block-source.ts';
 import type { FrameReaderAck, FrameReaderJobData, FrameReaderMessage } from './frame-reader-job.ts';
 import { deserializeError } from './worker-errors.ts';
-import type { PooledWorker, WorkerHost } from './worker-host.ts';
+import type { WorkerHost } from './worker-host.ts';
 
 export interface ThreadedReadsOptions {
   recipe: RangeReaderRecipe;
@@ -32,7 +32,6 @@ export class ThreadedFrames {
 
   private constructor(
     private readonly host: WorkerHost,
-    private readonly worker: PooledWorker,
     private readonly port: MessagePort,
     onRequestError: ((e: StoreRequestError) => void) | undefined,
   ) {
@@ -43,9 +42,9 @@ export class ThreadedFrames {
   }
 
   static async start(host: WorkerHost, o: ThreadedReadsOptions): Promise<ThreadedFrames> {
-    const w = await host.acquire();
+    const w = await host.acquireStoreThread();
     const { port1, port2 } = new MessageChannel();
-    const reads = new ThreadedFrames(host, w, port1, o.onRequestError);
+    const reads = new ThreadedFrames(host, port1, o.onRequestError);
     const data: FrameReaderJobData = {
       recipe: o.recipe,
       blocks: o.blocks as ArchiveBlock[],
@@ -60,7 +59,7 @@ export class ThreadedFrames {
     return reads;
   }
 
-  /** The frames, in order; the reader thread stops when they end or the consumer stops. */
+  /** The frames, in order; the job stops when they end or the consumer stops. */
   async *frames(): AsyncGenerator<Frame> {
     try {
       for (;;) {
@@ -86,13 +85,13 @@ export class ThreadedFrames {
     if (!this.closed) this.ack({ taken: 0, spare: buf });
   };
 
-  /** Stops the reader thread (idempotent); a consumer waiting for a frame gets `err`. */
+  /** Stops the job (idempotent: its port closed, reads in flight aborted); a consumer waiting for a frame gets `err`. */
   destroy(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
     this.queue.fail(err ?? new CairnError('cancelled', 'frame reads stopped'));
     this.port.close();
-    this.host.discard(this.worker);
+    this.host.releaseStoreThread();
   }
 
   private ack(m: FrameReaderAck): void {

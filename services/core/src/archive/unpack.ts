@@ -24,13 +24,13 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
-import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame, type Segment } from './block-source.ts';
+import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
-import { DEFAULT_RANGE_READS, DEFAULT_READER_THREAD_MIN_BYTES, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
+import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
@@ -273,8 +273,8 @@ class BlockDecoder {
 
 /**
  * Feeds the stored bytes to the decoder: the whole stream (blocks nobody needs are skipped), or
- * each run of blocks through the range reader, as ranges fetched several at a time (by a reader
- * thread when the source allows it and there are enough bytes to pay for starting one). Returns
+ * each run of blocks through the range reader, as ranges fetched several at a time (by the store
+ * thread when the source says how: its `thread` recipe). Returns
  * whether the whole archive was read and verified: the own object's sha256 compared (a mismatch
  * throws) when every block is in it; with blocks in other objects, every frame verified by its
  * codec (zstd checksum, gzip CRC, sha256 of a stored block).
@@ -304,7 +304,7 @@ async function readArchive(o: UnpackOptions, host: WorkerHost, plan: Plan, decod
   const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
   let sha256: () => string | undefined;
   const { thread } = o.source;
-  if (thread && storedBytes(ranges) >= (settings.readerThreadMinBytes ?? DEFAULT_READER_THREAD_MIN_BYTES)) {
+  if (thread) {
     const reads = await ThreadedFrames.start(host, { ...thread, blocks: index.blocks, segments: ranges, settings, hashWhole, window: decoder.maxInflight + 2 });
     failure.onFail(() => reads.destroy(failed()));
     if (failure.failed) reads.destroy(failed());
@@ -323,12 +323,6 @@ async function readArchive(o: UnpackOptions, host: WorkerHost, plan: Plan, decod
     return true;
   }
   return whole && decoder.unverified === 0;
-}
-
-function storedBytes(ranges: readonly Segment[]): number {
-  let n = 0;
-  for (const r of ranges) n += r.end - r.start + 1;
-  return n;
 }
 
 /** Whether decoding `data` verifies it: a zstd frame with its content checksum, any gzip member (CRC-32), a stored block with a sha256. */

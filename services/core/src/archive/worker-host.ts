@@ -18,6 +18,9 @@ import { deserializeError, type SerializedError } from './worker-errors.ts';
  */
 export const ARCHIVE_THREAD_YOUNG_GENERATION_MB = 16;
 
+/** The store thread (WorkerHost.acquireStoreThread) stops after this long without a job. */
+export const STORE_THREAD_IDLE_MS = 60_000;
+
 /** CAIRN_ARCHIVE_PROFILE=<dir>: every archive thread writes a V8 CPU profile there as it ends (where a pack or restore spends its time). */
 const ARCHIVE_PROFILE_DIR = process.env.CAIRN_ARCHIVE_PROFILE;
 
@@ -82,6 +85,9 @@ export class WorkerHost {
   private readonly codecs: PooledWorker[] = [];
   private codecUsers = 0;
   private codecsGrowing: Promise<unknown> = Promise.resolve();
+  private store: Promise<PooledWorker> | undefined;
+  private storeUsers = 0;
+  private storeIdle: NodeJS.Timeout | undefined;
 
   /**
    * Codec workers kept while no job runs: one codec pool's worth. More would only hold ~10 MiB
@@ -159,6 +165,52 @@ export class WorkerHost {
     return pooled;
   }
 
+  /**
+   * The store thread: one worker of the process for the jobs that talk to the object store in
+   * bulk (a restore's range reads, a backup's upload), so their bytes stay out of the main
+   * thread's heap (frame-reader-job.ts, upload-job.ts). Shared by every such job (each on a port
+   * of its own) rather than one per job: the S3 SDK it loads costs ~110 ms and ~8 MiB once, and
+   * its clients keep their connections between jobs. Stopped after STORE_THREAD_IDLE_MS unused.
+   */
+  async acquireStoreThread(): Promise<PooledWorker> {
+    this.storeUsers++;
+    clearTimeout(this.storeIdle);
+    try {
+      const prev = this.store;
+      const cur = prev && (await prev.catch(() => undefined));
+      // None yet, or it failed to start or died: a new one (once, however many jobs ask together).
+      if ((!cur || cur.dead) && this.store === prev) this.store = this.acquire();
+      const w = await this.store!;
+      w.worker.ref();
+      return w;
+    } catch (err) {
+      this.store = undefined;
+      this.releaseStoreThread();
+      throw err;
+    }
+  }
+
+  /** Ends one job's use of the store thread. */
+  releaseStoreThread(): void {
+    if (--this.storeUsers > 0) return;
+    this.storeUsers = 0;
+    const store = this.store;
+    if (!store) return;
+    void store.then(
+      (w) => w.worker.unref(),
+      () => undefined,
+    );
+    this.storeIdle = setTimeout(() => {
+      if (this.storeUsers > 0 || this.store !== store) return;
+      this.store = undefined;
+      void store.then(
+        (w) => w.worker.terminate(),
+        () => undefined,
+      );
+    }, STORE_THREAD_IDLE_MS);
+    this.storeIdle.unref();
+  }
+
   /** Stops a worker that may still be busy (abort, failure). */
   discard(w: PooledWorker): void {
     void w.worker.terminate();
@@ -175,9 +227,16 @@ export class WorkerHost {
     }
   }
 
-  /** Stops the codec workers when no job uses them (tests, shutdown). */
+  /** Stops the codec workers and the store thread when no job uses them (tests, shutdown). */
   async close(): Promise<void> {
     const all = this.codecUsers === 0 ? this.codecs.splice(0) : [];
+    if (this.storeUsers === 0 && this.store) {
+      clearTimeout(this.storeIdle);
+      const store = this.store;
+      this.store = undefined;
+      const w = await store.catch(() => undefined);
+      if (w) all.push(w);
+    }
     await Promise.all(all.map((w) => w.worker.terminate()));
   }
 }

@@ -112,7 +112,8 @@ const schema = z.object({
   RESTORE_PARALLEL_RANGES: int(1, 64).default(4),
   RESTORE_RANGE_SIZE: bytes(64 * 1024, 256 * 1024 ** 2).default(8 * 1024 ** 2),
   RESTORE_BYTES_IN_FLIGHT: bytes(1024 ** 2, 4 * 1024 ** 3).default(32 * 1024 ** 2),
-  RESTORE_READER_THREAD_MIN: bytes(0, 1024 ** 4).default(16 * 1024 ** 2),
+  // Backups' uploads and restores' range reads made by the store thread, so their bytes stay out of the main thread's heap.
+  STORE_THREAD: bool.default(true),
   NODE_ID: z
     .string()
     .trim()

@@ -33,18 +33,19 @@ export function backupRangeReader(
 }
 
 /**
- * The unpack source of a backup's archive: its range reader, and where the store can be reopened
- * in another thread, the recipe for a reader thread to make the same reads (failed requests there
- * still reach this store's metrics).
+ * The unpack source of a backup's archive: its range reader, or with `thread` (STORE_THREAD), where
+ * the store can be reopened in another thread, the recipe for the store thread to make the same
+ * reads (its failed requests still reach this store's metrics).
  */
 export function backupRangeSource(
   store: ObjectStore,
   backup: Pick<Backup, 'id' | 'instanceId' | 'storageKey'>,
   codec: Codec,
   signal?: AbortSignal,
+  thread = true,
 ): UnpackSource {
   const rangeReader = backupRangeReader(store, backup, codec, signal);
-  const spec = store.threadSpec?.();
+  const spec = thread ? store.threadSpec?.() : undefined;
   if (!spec) return { rangeReader };
   const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
   return {

@@ -25,8 +25,32 @@ export function openStore(spec: ObjectStoreSpec): Promise<ObjectStore> {
   return store;
 }
 
+type RequestErrorListener = (e: { operation: string; kind: string }) => void;
+const relays = new WeakMap<ObjectStore, Set<RequestErrorListener>>();
+
+/**
+ * Reports `store`'s failed requests (an S3 store's, for metrics) to `listener` until the function
+ * returned is called: the jobs sharing a thread's store each relay them to their own caller.
+ */
+export function relayRequestErrors<E extends { operation: string; kind: string }>(store: ObjectStore, listener: (e: E) => void): () => void {
+  let set = relays.get(store);
+  if (!set) {
+    const listeners = new Set<RequestErrorListener>();
+    set = listeners;
+    relays.set(store, listeners);
+    (store as { onRequestError?: (l: RequestErrorListener) => void }).onRequestError?.((e) => {
+      for (const l of listeners) l(e);
+    });
+  }
+  const l = listener as RequestErrorListener;
+  set.add(l);
+  return () => void set.delete(l);
+}
+
 async function open(spec: ObjectStoreSpec): Promise<ObjectStore> {
   if (spec.kind === 's3') {
+    // Node 20 is Cairn's fixed runtime: the SDK's notice about a future Node 22 floor is noise (as in the services' mains).
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const { S3ObjectStore } = await import('./s3.object-store.ts');
     return new S3ObjectStore(spec.options);
   }

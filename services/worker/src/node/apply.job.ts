@@ -81,7 +81,7 @@ export class ApplyJob implements JobWork<ApplyResult> {
           volumeDirs: dirs,
           index,
           paths: changes.extract,
-          source: backupRangeSource(ctx.store, final, index.codec, run.signal),
+          source: backupRangeSource(ctx.store, final, index.codec, run.signal, ctx.config.STORE_THREAD ?? true),
           rangeReads: rangeReadsOf(ctx.config),
           ...(open ? { open } : {}),
           signal: run.signal,

@@ -14,7 +14,7 @@ import {
 } from '@cairn/core';
 import { pipeline } from 'node:stream';
 import { encryptionOf, keyringOf, openIndexObject, sealIndexStream } from '@cairn/core';
-import { packArchive, readIndex, type PackParent, type PackResult, type StreamedIndex } from '@cairn/core/archive/index.ts';
+import { packArchive, putFromThread, readIndex, type PackParent, type PackResult, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import { decideBackupKind, type KindChoice } from '@cairn/core/domain/backup-kind.ts';
 import { referenceParent, releaseArchiveObjects } from '@cairn/core/domain/object-references.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
@@ -401,7 +401,11 @@ export class BackupJob implements JobWork<BackupResult> {
           },
           sink,
         ),
-      (source, signal) => this.ctx.store.put(backup.storageKey, source, { signal, contentType: CONTENT_TYPE[codec] }),
+      // By the store thread unless STORE_THREAD=false: the pack's frames are handed to it, not left as garbage here.
+      (source, signal) =>
+        this.ctx.config.STORE_THREAD === false
+          ? this.ctx.store.put(backup.storageKey, source, { signal, contentType: CONTENT_TYPE[codec] })
+          : putFromThread(this.ctx.store, backup.storageKey, source, { signal, contentType: CONTENT_TYPE[codec] }),
       { signal: run.signal, discard: (packed) => packed.close() },
     );
     if (consumed.size !== produced.storedBytes) {

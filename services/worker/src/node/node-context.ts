@@ -12,7 +12,7 @@ export interface NodeContext {
   queues: Pick<JobQueues, 'enqueueControl'>;
   logger: Logger;
   config: Pick<Config, 'COMPRESSION' | 'COMPRESSION_LEVEL' | 'ARCHIVE_BLOCK_SIZE'> &
-    Partial<Pick<Config, 'RESTORE_PARALLEL_RANGES' | 'RESTORE_RANGE_SIZE' | 'RESTORE_BYTES_IN_FLIGHT' | 'RESTORE_READER_THREAD_MIN'>>;
+    Partial<Pick<Config, 'RESTORE_PARALLEL_RANGES' | 'RESTORE_RANGE_SIZE' | 'RESTORE_BYTES_IN_FLIGHT' | 'STORE_THREAD'>>;
   /** The commands of the node's hooks file (CAIRN_NODE_HOOKS) that command hooks may name; none when absent. */
   hookCommands?: HookCommands;
 }

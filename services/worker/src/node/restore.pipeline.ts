@@ -152,7 +152,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
       const result = await unpackArchive({
         ...common,
         ...(params.paths?.length ? { paths: params.paths } : {}),
-        source: backupRangeSource(ctx.store, backup, index.codec, run.signal),
+        source: backupRangeSource(ctx.store, backup, index.codec, run.signal, ctx.config.STORE_THREAD ?? true),
         rangeReads: rangeReadsOf(ctx.config),
         expectedSha256: backup.sha256 ?? undefined,
       });

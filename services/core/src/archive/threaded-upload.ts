@@ -1,0 +1,81 @@
+/**
+ * The main thread's side of the upload job (upload-job.ts): an object stored from a stream by the
+ * store thread, each chunk handed over by transfer when the thread asks for one. Used for a pack's
+ * output, whose chunks are frames nothing else holds; a store that cannot be reopened in another
+ * thread (ObjectStore.threadSpec) stores the stream itself.
+ */
+import type { Readable } from 'node:stream';
+import { MessageChannel } from 'node:worker_threads';
+import { abortError, CairnError } from '../errors.ts';
+import { eachChunk } from '../storage/each-chunk.ts';
+import type { ObjectStore, PutObjectOptions } from '../storage/object-store.ts';
+import type { StoreRequestError } from './archive-types.ts';
+import { transferView } from './buffers.ts';
+import type { UploadJobData, UploadMessage, UploadRequest } from './upload-job.ts';
+import { sharedWorkerHost, type WorkerHost } from './worker-host.ts';
+
+/**
+ * `store.put(key, body, opts)`, made by the store thread when the store can be reopened there.
+ * The body's chunks are given away: those over 64 KiB are transferred (buffers.ts transferView),
+ * so whoever wrote them must not use them again (a pack's frames, written once).
+ */
+export async function putFromThread(
+  store: ObjectStore,
+  key: string,
+  body: Readable,
+  opts: PutObjectOptions = {},
+  host: WorkerHost = sharedWorkerHost(),
+): Promise<{ size: number; etag?: string }> {
+  const spec = store.threadSpec?.();
+  if (!spec) return store.put(key, body, opts);
+  const { signal } = opts;
+  if (signal?.aborted) {
+    body.destroy();
+    throw abortError(signal);
+  }
+  const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
+  const w = await host.acquireStoreThread();
+  const { port1, port2 } = new MessageChannel();
+  let failed: unknown;
+  let wanted = false;
+  let wake: (() => void) | undefined;
+  const stop = (err: unknown): void => {
+    failed ??= err;
+    port1.close();
+    wake?.();
+  };
+  port1.on('message', (m: UploadRequest) => {
+    if (m.t === 'store-error') report?.(m.error);
+    else wanted = true;
+    wake?.();
+  });
+  const onAbort = (): void => stop(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const data: UploadJobData = { store: spec, key, port: port2, ...(opts.contentType ? { contentType: opts.contentType } : {}) };
+  const job = w.request<{ size: number; etag?: string }>('put-object', { data }, [port2]);
+  // The thread's own failure (the store refused): stop sending, and it is the error thrown below.
+  job.catch(stop);
+  const send = (m: UploadMessage, transfer: ArrayBuffer[] = []): void => port1.postMessage(m, transfer);
+  try {
+    await eachChunk(body, async (chunk) => {
+      while (!wanted && failed === undefined) await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+      if (failed !== undefined) throw failed;
+      wanted = false;
+      const view = transferView(chunk);
+      send({ t: 'chunk', ...view }, [view.buf]);
+    });
+    if (failed === undefined) send({ t: 'end' });
+    return await job;
+  } catch (err) {
+    stop(err);
+    // The thread's answer explains an upload it stopped; an abort is a cancel whatever came first.
+    await job.catch(() => undefined);
+    if (signal?.aborted) throw abortError(signal);
+    throw failed instanceof CairnError && failed.code !== 'cancelled' ? failed : err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    port1.close();
+    host.releaseStoreThread();
+  }
+}
