@@ -19,6 +19,7 @@ import type { ArchiveBlock, RangeReader, RangeReaderRecipe, RangeReadSettings, S
 import { rangeFrames, type Segment } from './block-source.ts';
 import { fileRangeReader } from './file-range-reader.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
+import { handled } from './thread-gc.ts';
 import { serializeError, type SerializedError } from './worker-errors.ts';
 
 export interface FrameReaderJobData {
@@ -101,6 +102,8 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
       stopped();
       outstanding++;
       const data = f.data!;
+      // The stored bytes read for it are garbage now (the frame itself leaves by transfer).
+      handled(data.length);
       post({ t: 'frame', block: f.block, buf: data.buffer as ArrayBuffer, length: data.length }, [data.buffer as ArrayBuffer]);
     }
     post(hash ? { t: 'end', sha256: hash.digest('hex') } : { t: 'end' });

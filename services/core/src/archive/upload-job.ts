@@ -16,6 +16,7 @@ import { CairnError } from '../errors.ts';
 import { openStore, relayRequestErrors, type ObjectStoreSpec } from '../storage/store-spec.ts';
 import type { StoreRequestError } from './archive-types.ts';
 import { fromView, type TransferView } from './buffers.ts';
+import { handled } from './thread-gc.ts';
 
 export interface UploadJobData {
   store: ObjectStoreSpec;
@@ -52,6 +53,7 @@ export async function runUploadJob(d: UploadJobData): Promise<{ size: number; et
     }
     asked = false;
     body.push(fromView(m));
+    handled(m.length);
   });
   port.once('close', () => {
     const err = new CairnError('cancelled', 'the upload was stopped');
