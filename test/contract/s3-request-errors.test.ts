@@ -1,7 +1,10 @@
 /** Failed S3 requests reach `onRequestError` (worker metrics), each attempt with its operation and kind. */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, s3ErrorKind, S3ObjectStore, type S3ErrorKind } from '@cairn/core';
+import { putFromThread } from '@cairn/core/archive/index.ts';
 import { createObjectStore } from '@cairn/core/runtime.ts';
 
 function observed(store: S3ObjectStore) {
@@ -61,6 +64,20 @@ describe('S3 request errors', () => {
         { operation: 'ListObjectsV2', kind: 'network' },
         { operation: 'ListObjectsV2', kind: 'network' },
       ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("the store thread's failed requests reach the main store's listeners, and its refusal is the upload's error", async () => {
+    const store = createObjectStore({ ...loadConfig(), S3_ACCESS_KEY_ID: 'NOBODY' }) as S3ObjectStore;
+    const seen = observed(store);
+    try {
+      const body = Readable.from([randomBytes(300_000), randomBytes(300_000)]);
+      const err = await putFromThread(store, `errors-${Date.now()}/threaded`, body).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'unavailable' });
+      expect(seen.length).toBeGreaterThanOrEqual(1);
+      expect(seen, JSON.stringify(seen)).toEqual(seen.map(() => ({ operation: 'PutObject', kind: 'access-denied' })));
     } finally {
       await store.close();
     }
