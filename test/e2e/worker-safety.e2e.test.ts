@@ -217,6 +217,8 @@ describe('backup and job records under failures and races', () => {
     const real = cairn.runtime.store;
     // Like S3ObjectStore.put on a 4xx: the body is destroyed, then the put rejects (after its cleanup).
     const store = Object.create(real) as typeof real;
+    // This put is faked here, on the main thread: the store thread would make the real one.
+    store.threadSpec = () => undefined;
     store.put = async (key, body, opts) => {
       if (key !== backup.storageKey || Buffer.isBuffer(body)) return real.put(key, body, opts);
       await new Promise((r) => body.once('data', r));
