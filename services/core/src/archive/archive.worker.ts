@@ -9,9 +9,11 @@ import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
 import { runExtractJob } from './extract-job.ts';
+import { runFrameReaderJob } from './frame-reader-job.ts';
 import { runHashAheadJob } from './hash-ahead-job.ts';
 import { runPackReader } from './pack-reader.ts';
 import { runPackScanner } from './pack-scanner.ts';
+import { runUploadJob } from './upload-job.ts';
 import { serializeError } from './worker-errors.ts';
 
 interface CodecRequest {
@@ -91,9 +93,10 @@ port.on('message', (m: CodecRequest | JobRequest) => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
     if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
     if (m.kind === 'hash-ahead') return runHashAheadJob(m.data as never);
-    // Loaded only by the store thread: they bring the object stores (the S3 SDK) the codec threads never need.
-    if (m.kind === 'read-frames') return (await import('./frame-reader-job.ts')).runFrameReaderJob(m.data as never);
-    if (m.kind === 'put-object') return (await import('./upload-job.ts')).runUploadJob(m.data as never);
+    // The store thread's jobs start at once (a port closed right after would otherwise go unseen);
+    // the object stores they open, and the S3 SDK, are loaded only then (store-spec.ts).
+    if (m.kind === 'read-frames') return runFrameReaderJob(m.data as never);
+    if (m.kind === 'put-object') return runUploadJob(m.data as never);
     return m.kind === 'pack-reader' ? runPackReader(m.data as never) : runExtractJob(m.data as never);
   };
   run().then(

@@ -1,6 +1,6 @@
 /**
  * Range reads of an archive in a local file (tools, benches, restores from a downloaded archive):
- * as a RangeReader, and as the recipe a reader thread makes the same reads from.
+ * as a RangeReader, and as the recipe the store thread makes the same reads from.
  */
 import { createReadStream } from 'node:fs';
 import { CairnError } from '../errors.ts';
@@ -14,7 +14,7 @@ export function fileRangeReader(path: string): RangeReader {
   };
 }
 
-/** An unpack source for the archive file at `path`, read by a reader thread where that pays. */
+/** An unpack source for the archive file at `path`, read by the store thread. */
 export function fileSource(path: string): UnpackSource {
   return { rangeReader: fileRangeReader(path), thread: { recipe: { kind: 'file', path } } };
 }

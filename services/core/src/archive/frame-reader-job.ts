@@ -34,7 +34,7 @@ export interface FrameReaderJobData {
   port: MessagePort;
 }
 
-/** Reader thread -> main thread. */
+/** Store thread -> main thread. */
 export type FrameReaderMessage =
   | { t: 'frame'; block: number; buf: ArrayBuffer; length: number }
   /** After the last frame; the whole archive's sha256 when asked for. */
@@ -42,7 +42,7 @@ export type FrameReaderMessage =
   | { t: 'error'; error: SerializedError }
   | { t: 'store-error'; error: StoreRequestError };
 
-/** Main thread -> reader thread: `taken` frames taken, and a frame buffer to reuse. */
+/** Main thread -> store thread: `taken` frames taken, and a frame buffer to reuse. */
 export interface FrameReaderAck {
   taken: number;
   spare?: ArrayBuffer;

@@ -18,7 +18,8 @@ let since = 0;
 function collector(): Gc | null {
   if (gc === undefined) {
     try {
-      // Exposes gc() only to contexts created afterwards: the one made here to take it.
+      // Exposes gc() to contexts created afterwards (the one made here to take it); the flag is the
+      // process's, so later threads' and vm contexts' globals have a gc() too, which nothing calls.
       setFlagsFromString('--expose-gc');
       gc = runInNewContext('gc') as Gc;
     } catch {

@@ -80,7 +80,7 @@ export class ThreadedFrames {
     }
   }
 
-  /** A frame's buffer, done with: back to the reader thread for its next frame. */
+  /** A frame's buffer, done with: back to the store thread for its next frame. */
   readonly giveBack = (buf: ArrayBuffer): void => {
     if (!this.closed) this.ack({ taken: 0, spare: buf });
   };

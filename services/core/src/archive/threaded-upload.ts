@@ -34,7 +34,13 @@ export async function putFromThread(
     throw abortError(signal);
   }
   const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
-  const w = await host.acquireStoreThread();
+  let w: Awaited<ReturnType<WorkerHost['acquireStoreThread']>>;
+  try {
+    w = await host.acquireStoreThread();
+  } catch (err) {
+    body.destroy();
+    throw err;
+  }
   const { port1, port2 } = new MessageChannel();
   let failed: unknown;
   let wanted = false;
@@ -51,6 +57,8 @@ export async function putFromThread(
   });
   const onAbort = (): void => stop(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
+  // Cancelled while the store thread started: no event comes for that.
+  if (signal?.aborted) onAbort();
   const data: UploadJobData = { store: spec, key, port: port2, ...(opts.contentType ? { contentType: opts.contentType } : {}) };
   const job = w.request<{ size: number; etag?: string }>('put-object', { data }, [port2]);
   // The thread's own failure (the store refused): stop sending, and it is the error thrown below.

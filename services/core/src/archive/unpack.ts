@@ -2,8 +2,9 @@
  * unpackArchive: stored archive -> directories (SPEC §7). The whole archive from a stream, or
  * chosen paths from only the blocks that hold them through a range reader.
  *
- * Threads: this one reads and hashes the stored bytes and cuts frames; codec workers decode
- * and verify blocks in parallel; an extract worker writes files with synchronous calls. Every
+ * Threads: the store thread (range reads with a `thread` recipe) or this one reads and hashes the
+ * stored bytes and cuts frames; codec workers decode and verify blocks in parallel; an extract
+ * worker writes files with synchronous calls. Every
  * block is verified (zstd frame checksum, gzip CRC, sha256 for stored blocks) before its bytes
  * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
  * when the block holds the whole content (small files, checked in parallel); else computed on
@@ -37,7 +38,6 @@ import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
-
 const PROGRESS_INTERVAL_MS = 250;
 /** Spare buffers kept for reuse, each way. */
 const MAX_SPARE = 8;
@@ -197,13 +197,13 @@ class BlockDecoder {
   /** A delivered block's buffer, back from the extractor: zstd can decode the next one into it. */
   recycle(buf: ArrayBuffer): void {
     if (this.index.codec === 'zstd' && this.spareOutputs.length < MAX_SPARE) this.spareOutputs.push(buf);
-    // Stored blocks are delivered in their frame's buffer: the reader thread's, unless decrypted here.
+    // Stored blocks are delivered in their frame's buffer: the store thread's, unless decrypted here.
     else if (this.index.codec === 'none' && this.toReader && !this.open) this.toReader(buf);
   }
 
   /** Blocks decoded whose frame does not verify itself (a zstd frame without its checksum, a stored block without sha256). */
   unverified = 0;
-  /** Frames come from a reader thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
+  /** Frames come from the store thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
   toReader: ((buf: ArrayBuffer) => void) | undefined;
 
   async decode(frames: AsyncGenerator<Frame>): Promise<void> {
@@ -265,7 +265,7 @@ class BlockDecoder {
     for (const p of x.checked) p.verified = true;
     await this.deliver(x.block, out.data, x.plan);
     if (!out.input) return;
-    // Decrypted frames are this thread's own copies; the others are the reader thread's.
+    // Decrypted frames are this thread's own copies; the others are the store thread's.
     if (this.toReader && !this.open) this.toReader(out.input);
     else if (this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
   }

@@ -69,7 +69,7 @@ async function bundle(): Promise<WorkerSpec> {
         name: 'cairn-native-externals',
         setup(b: { onResolve: (o: { filter: RegExp }, f: (a: { path: string }) => { path: string; external: boolean }) => void }) {
           b.onResolve({ filter: /^zstd-napi(\/.*)?$/ }, (a) => ({ path: req.resolve(a.path), external: true }));
-          // Not inlined either: only a reader thread loads the S3 SDK (frame-reader-job.ts), and
+          // Not inlined either: only the store thread loads the S3 SDK (frame-reader-job.ts, upload-job.ts), and
           // inlined, every thread would parse and hold its few MB of source.
           b.onResolve({ filter: /^@aws-sdk\// }, (a) => ({ path: req.resolve(a.path), external: true }));
         },

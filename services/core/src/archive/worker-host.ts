@@ -176,15 +176,24 @@ export class WorkerHost {
     this.storeUsers++;
     clearTimeout(this.storeIdle);
     try {
-      const prev = this.store;
-      const cur = prev && (await prev.catch(() => undefined));
-      // None yet, or it failed to start or died: a new one (once, however many jobs ask together).
-      if ((!cur || cur.dead) && this.store === prev) this.store = this.acquire();
-      const w = await this.store!;
-      w.worker.ref();
-      return w;
+      for (;;) {
+        // One start however many jobs ask together; a thread that failed to start or died is replaced.
+        const p = (this.store ??= this.acquire());
+        let w: PooledWorker;
+        try {
+          w = await p;
+        } catch (err) {
+          if (this.store === p) this.store = undefined;
+          throw err;
+        }
+        if (w.dead) {
+          if (this.store === p) this.store = undefined;
+          continue;
+        }
+        w.worker.ref();
+        return w;
+      }
     } catch (err) {
-      this.store = undefined;
       this.releaseStoreThread();
       throw err;
     }

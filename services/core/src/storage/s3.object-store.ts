@@ -488,7 +488,7 @@ export class S3ObjectStore implements ObjectStore {
     );
   }
 
-  /** Reports a failed request made elsewhere for this store (a reader thread's own client) to its listeners. */
+  /** Reports a failed request made elsewhere for this store (the store thread's own client) to its listeners. */
   reportRequestError(error: Parameters<S3RequestErrorListener>[0]): void {
     for (const l of this.errorListeners) l(error);
   }

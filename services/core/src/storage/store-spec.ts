@@ -30,7 +30,8 @@ const relays = new WeakMap<ObjectStore, Set<RequestErrorListener>>();
 
 /**
  * Reports `store`'s failed requests (an S3 store's, for metrics) to `listener` until the function
- * returned is called: the jobs sharing a thread's store each relay them to their own caller.
+ * returned is called. The jobs sharing a thread's store each register one; every failure goes to
+ * one of them (the earliest still running), so the main store's counter counts it once.
  */
 export function relayRequestErrors<E extends { operation: string; kind: string }>(store: ObjectStore, listener: (e: E) => void): () => void {
   let set = relays.get(store);
@@ -39,7 +40,7 @@ export function relayRequestErrors<E extends { operation: string; kind: string }
     set = listeners;
     relays.set(store, listeners);
     (store as { onRequestError?: (l: RequestErrorListener) => void }).onRequestError?.((e) => {
-      for (const l of listeners) l(e);
+      for (const l of listeners) return l(e);
     });
   }
   const l = listener as RequestErrorListener;
