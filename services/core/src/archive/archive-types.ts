@@ -4,7 +4,7 @@
  * queues or the database.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { S3RequestErrorListener } from '../storage/s3.object-store.ts';
+import type { StoreRequestError } from '../storage/object-store.ts';
 import type { ObjectStoreSpec } from '../storage/store-spec.ts';
 
 export type Codec = 'zstd' | 'gzip' | 'none';
@@ -255,8 +255,8 @@ export type RangeReaderRecipe =
   | { kind: 'file'; path: string }
   | { kind: 'backup'; store: ObjectStoreSpec; backup: { id: string; instanceId: string; storageKey: string }; codec: Codec };
 
-/** A failed store request made by the store thread, for the store's metrics (S3ObjectStore.onRequestError). */
-export type StoreRequestError = Parameters<S3RequestErrorListener>[0];
+/** A failed store request made by the store thread, for the main store's metrics (ObjectStore.reportRequestError). */
+export type { StoreRequestError };
 
 /**
  * `thread`: the range reads are made by the store thread instead (unpack.ts), so the stored bytes

@@ -24,12 +24,13 @@ import { serializeError, type SerializedError } from './worker-errors.ts';
 
 export interface FrameReaderJobData {
   recipe: RangeReaderRecipe;
-  blocks: ArchiveBlock[];
+  blocks: readonly ArchiveBlock[];
   /** The ranges to read, in order (already cut at frame boundaries: splitSegments). */
   segments: Segment[];
   settings: RangeReadSettings;
   /** The ranges are the archive's own object from its start to its end: hash every byte. */
   hashWhole: boolean;
+  /** Frames handed over and not yet taken, at most. */
   window: number;
   port: MessagePort;
 }

@@ -6,26 +6,21 @@
  */
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
-import type { ArchiveBlock, RangeReaderRecipe, RangeReadSettings, StoreRequestError } from './archive-types.ts';
+import type { StoreRequestError } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
-import type { Frame, Segment } from './block-source.ts';
+import type { Frame } from './block-source.ts';
 import type { FrameReaderAck, FrameReaderJobData, FrameReaderMessage } from './frame-reader-job.ts';
 import { deserializeError } from './worker-errors.ts';
 import type { WorkerHost } from './worker-host.ts';
 
-export interface ThreadedReadsOptions {
-  recipe: RangeReaderRecipe;
-  onRequestError?: (e: StoreRequestError) => void;
-  blocks: readonly ArchiveBlock[];
-  segments: Segment[];
-  settings: RangeReadSettings;
-  hashWhole: boolean;
-  /** Frames handed over and not yet taken, at most. */
-  window: number;
-}
+/** The job's data but its port, and where its store's failed requests are reported. */
+export type ThreadedReadsOptions = Omit<FrameReaderJobData, 'port'> & { onRequestError?: (e: StoreRequestError) => void };
+
+/** What the job sends but its failed store requests (reported as they come, not queued). */
+type QueuedMessage = Exclude<FrameReaderMessage, { t: 'store-error' }>;
 
 export class ThreadedFrames {
-  private readonly queue = new AsyncQueue<FrameReaderMessage>();
+  private readonly queue = new AsyncQueue<QueuedMessage>();
   private closed = false;
   /** The whole archive's sha256, once the last frame was taken (when hashWhole). */
   sha256: string | undefined;
@@ -41,19 +36,11 @@ export class ThreadedFrames {
     });
   }
 
-  static async start(host: WorkerHost, o: ThreadedReadsOptions): Promise<ThreadedFrames> {
+  static async start(host: WorkerHost, { onRequestError, ...job }: ThreadedReadsOptions): Promise<ThreadedFrames> {
     const w = await host.acquireStoreThread();
     const { port1, port2 } = new MessageChannel();
-    const reads = new ThreadedFrames(host, port1, o.onRequestError);
-    const data: FrameReaderJobData = {
-      recipe: o.recipe,
-      blocks: o.blocks as ArchiveBlock[],
-      segments: o.segments,
-      settings: o.settings,
-      hashWhole: o.hashWhole,
-      window: o.window,
-      port: port2,
-    };
+    const reads = new ThreadedFrames(host, port1, onRequestError);
+    const data: FrameReaderJobData = { ...job, port: port2 };
     // The job ends by message ('end' or 'error'); a thread that dies ends it here.
     w.request('read-frames', { data }, [port2]).catch((err: unknown) => reads.queue.fail(err));
     return reads;
@@ -71,7 +58,6 @@ export class ThreadedFrames {
           this.sha256 = m.sha256;
           return;
         }
-        if (m.t !== 'frame') continue;
         this.ack({ taken: 1 });
         yield { block: m.block, data: Buffer.from(m.buf, 0, m.length) };
       }

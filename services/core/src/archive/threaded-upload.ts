@@ -9,7 +9,6 @@ import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { eachChunk } from '../storage/each-chunk.ts';
 import type { ObjectStore, PutObjectOptions } from '../storage/object-store.ts';
-import type { StoreRequestError } from './archive-types.ts';
 import { transferView } from './buffers.ts';
 import type { UploadJobData, UploadMessage, UploadRequest } from './upload-job.ts';
 import { sharedWorkerHost, type WorkerHost } from './worker-host.ts';
@@ -33,7 +32,7 @@ export async function putFromThread(
     body.destroy();
     throw abortError(signal);
   }
-  const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
+  const report = store.reportRequestError?.bind(store);
   let w: Awaited<ReturnType<WorkerHost['acquireStoreThread']>>;
   try {
     w = await host.acquireStoreThread();

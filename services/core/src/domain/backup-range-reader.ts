@@ -4,7 +4,7 @@
  * `object`) the archive object of the backup named, which is of the same instance and codec
  * (frames are only reused so), so that object's key follows from the id.
  */
-import type { Codec, RangeReader, StoreRequestError, UnpackSource } from '../archive/archive-types.ts';
+import type { Codec, RangeReader, UnpackSource } from '../archive/archive-types.ts';
 import { CairnError } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
@@ -47,7 +47,7 @@ export function backupRangeSource(
   const rangeReader = backupRangeReader(store, backup, codec, signal);
   const spec = thread ? store.threadSpec?.() : undefined;
   if (!spec) return { rangeReader };
-  const report = (store as { reportRequestError?: (e: StoreRequestError) => void }).reportRequestError?.bind(store);
+  const report = store.reportRequestError?.bind(store);
   return {
     rangeReader,
     thread: {

@@ -2,6 +2,12 @@ import type { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import type { ObjectStoreSpec } from './store-spec.ts';
 
+/** One failed request of a store's client, for metrics (an S3 store sorts them into kinds: s3ErrorKind). */
+export interface StoreRequestError {
+  operation: string;
+  kind: string;
+}
+
 /** One stored object, its key relative to the store's prefix. */
 export interface ObjectInfo {
   key: string;
@@ -67,6 +73,10 @@ export interface ObjectStore {
   ping(): Promise<void>;
   /** How a worker thread opens this same store (store-spec.ts); undefined when only this thread can use it. */
   threadSpec?(): ObjectStoreSpec | undefined;
+  /** Calls `listener` for each failed request of the store's client (stores without a client have none). */
+  onRequestError?(listener: (e: StoreRequestError) => void): void;
+  /** Reports to those listeners a failed request made for this store elsewhere (the store thread's own client). */
+  reportRequestError?(e: StoreRequestError): void;
 }
 
 export const MAX_KEY_BYTES = 1024;

@@ -5,7 +5,7 @@
  * reads from S3 never loads the SDK.
  */
 import type { FsObjectStoreOptions } from './fs.object-store.ts';
-import type { ObjectStore } from './object-store.ts';
+import type { ObjectStore, StoreRequestError } from './object-store.ts';
 import type { S3ObjectStoreOptions } from './s3.object-store.ts';
 
 /** Holds credentials: passed between threads of one process, never logged or stored. */
@@ -25,7 +25,7 @@ export function openStore(spec: ObjectStoreSpec): Promise<ObjectStore> {
   return store;
 }
 
-type RequestErrorListener = (e: { operation: string; kind: string }) => void;
+type RequestErrorListener = (e: StoreRequestError) => void;
 const relays = new WeakMap<ObjectStore, Set<RequestErrorListener>>();
 
 /**
@@ -33,19 +33,18 @@ const relays = new WeakMap<ObjectStore, Set<RequestErrorListener>>();
  * returned is called. The jobs sharing a thread's store each register one; every failure goes to
  * one of them (the earliest still running), so the main store's counter counts it once.
  */
-export function relayRequestErrors<E extends { operation: string; kind: string }>(store: ObjectStore, listener: (e: E) => void): () => void {
+export function relayRequestErrors(store: ObjectStore, listener: RequestErrorListener): () => void {
   let set = relays.get(store);
   if (!set) {
     const listeners = new Set<RequestErrorListener>();
     set = listeners;
     relays.set(store, listeners);
-    (store as { onRequestError?: (l: RequestErrorListener) => void }).onRequestError?.((e) => {
+    store.onRequestError?.((e) => {
       for (const l of listeners) return l(e);
     });
   }
-  const l = listener as RequestErrorListener;
-  set.add(l);
-  return () => void set.delete(l);
+  set.add(listener);
+  return () => void set.delete(listener);
 }
 
 async function open(spec: ObjectStoreSpec): Promise<ObjectStore> {
