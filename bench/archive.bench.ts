@@ -21,7 +21,6 @@ import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { fileSource, packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
 import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
@@ -29,7 +28,7 @@ import { reportEncryption, runEncryption } from './encryption.bench.ts';
 import { GATEWAY_SCENARIOS, reportGateway, runGateway } from './gateway.bench.ts';
 import { reportIncremental, runIncremental } from './incremental.bench.ts';
 import { reportWorkerRss, runWorkerRss } from './worker-rss.bench.ts';
-import { ensureCommand, loadAverage, measureAsync, median, runShell, settle, warm, type Sample } from './measure.ts';
+import { ensureCommand, loadAverage, measureAsync, median, nullSink, runShell, settle, warm, type Sample } from './measure.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
@@ -54,8 +53,6 @@ let seq = 0;
 const fresh = (what: string): string => join(SCRATCH, `${what}-${process.pid}-${++seq}`);
 
 const measureCairn = measureAsync;
-
-const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
 /** One pack; the entries' temporary file is released (keep = the whole index, for a restore run). */
 async function cairnPack(set: DataSet, codec: Codec, out?: string, keep = false): Promise<ArchiveIndex | undefined> {

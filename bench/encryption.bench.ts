@@ -4,10 +4,9 @@
  * throughput at least 0.9 of unencrypted. Scenario names: `large-encrypted`, `small-encrypted`.
  */
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { packArchive } from '../services/core/src/archive/index.ts';
 import type { DataSet } from './datasets.ts';
-import { loadAverage, measureAsync, median, warm, type Sample } from './measure.ts';
+import { loadAverage, measureAsync, median, nullSink, warm, type Sample } from './measure.ts';
 
 export interface EncryptionResult {
   name: string;
@@ -15,8 +14,6 @@ export interface EncryptionResult {
   plain: Sample[];
   sealed: Sample[];
 }
-
-const nullSink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
 async function pack(set: DataSet, seal: boolean): Promise<Sample> {
   const key = randomBytes(32);

@@ -2,11 +2,12 @@
  * Profiling aid (not part of `npm run bench`): one pack of a directory to a null sink, with the
  * CPU seconds of every thread of the process (from /proc/self/task), to see which thread is the
  * bottleneck, and the main thread's garbage collections and peak external memory. Usage: tsx
- * bench/pack-profile.ts DIR [reps]; PROFILE_BALLAST_MB=30 gives the main isolate a service's heap.
+ * bench/pack-profile.ts DIR [reps]; PROFILE_BALLAST_MB=30 gives the main isolate a service's heap;
+ * PROFILE_SINK=main drops the frames on the main thread instead of the bench's nullSink (measure.ts).
  */
 import { Writable } from 'node:stream';
 import { packArchive, sharedWorkerHost } from '../services/core/src/archive/index.ts';
-import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
+import { ballastFromEnv, nullSink, watchExternal, watchGc, watchThreads } from './measure.ts';
 
 async function main(): Promise<void> {
   const dir = process.argv[2]!;
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
     const external = watchExternal();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    const sink = process.env.PROFILE_SINK === 'main' ? new Writable({ write: (_c, _e, cb) => cb() }) : nullSink();
     const res = await packArchive({ volumes: [{ name: 'data', dir }], codec: 'zstd' }, sink);
     const secs = (performance.now() - t0) / 1000;
     const cu = process.cpuUsage(c0);
