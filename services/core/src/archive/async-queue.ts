@@ -56,3 +56,22 @@ export class AsyncQueue<T> {
     });
   }
 }
+
+/**
+ * Wakes one waiting loop (a sender held to a credit window): until() re-checks its condition
+ * each time notify() is called, from a message handler or a failure.
+ */
+export class Wakeup {
+  private wake: (() => void) | undefined;
+
+  notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Resolves once `ready()` is true; rejects with what it throws. */
+  async until(ready: () => boolean): Promise<void> {
+    while (!ready()) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+}

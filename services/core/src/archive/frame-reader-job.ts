@@ -14,8 +14,9 @@ import { createHash } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
 import { backupRangeReader } from '../domain/backup-range-reader.ts';
-import { openStore, relayRequestErrors } from '../storage/store-spec.ts';
-import type { ArchiveBlock, RangeReader, RangeReaderRecipe, RangeReadSettings, StoreRequestError } from './archive-types.ts';
+import { openStore, relayRequestErrorsTo, type StoreErrorMessage } from '../storage/store-spec.ts';
+import type { ArchiveBlock, RangeReader, RangeReaderRecipe, RangeReadSettings } from './archive-types.ts';
+import { Wakeup } from './async-queue.ts';
 import { rangeFrames, type Segment } from './block-source.ts';
 import { fileRangeReader } from './file-range-reader.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
@@ -41,7 +42,7 @@ export type FrameReaderMessage =
   /** After the last frame; the whole archive's sha256 when asked for. */
   | { t: 'end'; sha256?: string }
   | { t: 'error'; error: SerializedError }
-  | { t: 'store-error'; error: StoreRequestError };
+  | StoreErrorMessage;
 
 /** Main thread -> store thread: `taken` frames taken, and a frame buffer to reuse. */
 export interface FrameReaderAck {
@@ -55,27 +56,27 @@ const MAX_SPARE = 8;
 async function rangeReaderOf(
   recipe: RangeReaderRecipe,
   signal: AbortSignal,
-  onRequestError: (e: StoreRequestError) => void,
+  post: (m: StoreErrorMessage) => void,
 ): Promise<{ reader: RangeReader; unrelay: () => void }> {
   if (recipe.kind === 'file') return { reader: fileRangeReader(recipe.path), unrelay: () => undefined };
   const store = await openStore(recipe.store);
-  return { reader: backupRangeReader(store, recipe.backup, recipe.codec, signal), unrelay: relayRequestErrors(store, onRequestError) };
+  return { reader: backupRangeReader(store, recipe.backup, recipe.codec, signal), unrelay: relayRequestErrorsTo(store, post) };
 }
 
 export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   const { port } = d;
   const spare: ArrayBuffer[] = [];
   let outstanding = 0;
-  let wake: (() => void) | undefined;
+  const wakeup = new Wakeup();
   const stop = new AbortController();
   port.on('message', (m: FrameReaderAck) => {
     outstanding -= m.taken;
     if (m.spare && spare.length < MAX_SPARE) spare.push(m.spare);
-    wake?.();
+    wakeup.notify();
   });
   port.once('close', () => {
     stop.abort(new CairnError('cancelled', 'the frame reads were stopped'));
-    wake?.();
+    wakeup.notify();
   });
   const frameSize = d.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
   const alloc = (len: number): Buffer => {
@@ -88,19 +89,17 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   };
   let unrelay = (): void => undefined;
   try {
-    const opened = await rangeReaderOf(d.recipe, stop.signal, (error) => post({ t: 'store-error', error }));
+    const opened = await rangeReaderOf(d.recipe, stop.signal, post);
     unrelay = opened.unrelay;
     stopped();
     const hash = d.hashWhole ? createHash('sha256') : undefined;
     const reads = new ParallelRangeReads(opened.reader, d.segments, d.settings);
     stop.signal.addEventListener('abort', () => reads.destroy(stop.signal.reason as Error), { once: true });
     for await (const f of rangeFrames(reads, d.blocks, alloc, hash)) {
-      while (outstanding >= d.window) {
+      await wakeup.until(() => {
         stopped();
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-      wake = undefined;
-      stopped();
+        return outstanding < d.window;
+      });
       outstanding++;
       const data = f.data!;
       // The stored bytes read for it are garbage now (the frame itself leaves by transfer).

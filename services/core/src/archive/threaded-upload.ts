@@ -9,6 +9,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { eachChunk } from '../storage/each-chunk.ts';
 import type { ObjectStore, PutObjectOptions } from '../storage/object-store.ts';
+import { Wakeup } from './async-queue.ts';
 import { transferView } from './buffers.ts';
 import type { UploadJobData, UploadMessage, UploadRequest } from './upload-job.ts';
 import { sharedWorkerHost, type WorkerHost } from './worker-host.ts';
@@ -43,16 +44,16 @@ export async function putFromThread(
   const { port1, port2 } = new MessageChannel();
   let failed: unknown;
   let wanted = false;
-  let wake: (() => void) | undefined;
+  const wakeup = new Wakeup();
   const stop = (err: unknown): void => {
     failed ??= err;
     port1.close();
-    wake?.();
+    wakeup.notify();
   };
   port1.on('message', (m: UploadRequest) => {
     if (m.t === 'store-error') report?.(m.error);
     else wanted = true;
-    wake?.();
+    wakeup.notify();
   });
   const onAbort = (): void => stop(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -65,8 +66,7 @@ export async function putFromThread(
   const send = (m: UploadMessage, transfer: ArrayBuffer[] = []): void => port1.postMessage(m, transfer);
   try {
     await eachChunk(body, async (chunk) => {
-      while (!wanted && failed === undefined) await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
+      await wakeup.until(() => wanted || failed !== undefined);
       if (failed !== undefined) throw failed;
       wanted = false;
       const view = transferView(chunk);

@@ -25,6 +25,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveBlock, ArchiveIndexHead, ArchiveProgress, Codec, FrameOpener, UnpackOptions, UnpackResult } from './archive-types.ts';
+import { Wakeup } from './async-queue.ts';
 import { blockError, cutFrames, describeBlock, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool, type CodecResult, type ContentCheck } from './codec-pool.ts';
 import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
@@ -102,7 +103,7 @@ class ProgressReporter {
 class ExtractorChannel {
   private unacked = 0;
   private seq = 0;
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
 
   constructor(
     private readonly port: MessagePort,
@@ -112,9 +113,9 @@ class ExtractorChannel {
     port.on('message', (m: ExtractAck) => {
       this.unacked--;
       onAck(m);
-      this.wake?.();
+      this.wakeup.notify();
     });
-    failure.onFail(() => this.wake?.());
+    failure.onFail(() => this.wakeup.notify());
   }
 
   /**
@@ -146,18 +147,9 @@ class ExtractorChannel {
 
   /** Resolves once the worker has room for another block; rejects once the unpack failed. */
   private room(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (this.failure.failed) {
-          this.wake = undefined;
-          reject(this.failure.error);
-        } else if (this.unacked < MAX_UNACKED) {
-          this.wake = undefined;
-          resolve();
-        }
-      };
-      this.wake = check;
-      check();
+    return this.wakeup.until(() => {
+      if (this.failure.failed) throw this.failure.error;
+      return this.unacked < MAX_UNACKED;
     });
   }
 }

@@ -13,8 +13,7 @@
 import { Readable } from 'node:stream';
 import type { MessagePort } from 'node:worker_threads';
 import { CairnError } from '../errors.ts';
-import { openStore, relayRequestErrors, type ObjectStoreSpec } from '../storage/store-spec.ts';
-import type { StoreRequestError } from './archive-types.ts';
+import { openStore, relayRequestErrorsTo, type ObjectStoreSpec, type StoreErrorMessage } from '../storage/store-spec.ts';
 import { fromView, type TransferView } from './buffers.ts';
 import { handled } from './thread-gc.ts';
 
@@ -29,7 +28,7 @@ export interface UploadJobData {
 export type UploadMessage = ({ t: 'chunk' } & TransferView) | { t: 'end' };
 
 /** Store thread -> main thread: send one more chunk; a failed store request (metrics). */
-export type UploadRequest = { t: 'more' } | { t: 'store-error'; error: StoreRequestError };
+export type UploadRequest = { t: 'more' } | StoreErrorMessage;
 
 /** Whatever the body holds before it asks for more (the main thread keeps the rest, in its pack's backpressure). */
 const BODY_BUFFER = 1 << 20;
@@ -63,7 +62,7 @@ export async function runUploadJob(d: UploadJobData): Promise<{ size: number; et
   let unrelay = (): void => undefined;
   try {
     const store = await openStore(d.store);
-    unrelay = relayRequestErrors(store, (error: StoreRequestError) => port.postMessage({ t: 'store-error', error } satisfies UploadRequest));
+    unrelay = relayRequestErrorsTo(store, (m) => port.postMessage(m satisfies UploadRequest));
     if (stop.signal.aborted) throw stop.signal.reason;
     return await store.put(d.key, body, { signal: stop.signal, ...(d.contentType ? { contentType: d.contentType } : {}) });
   } finally {

@@ -26,6 +26,12 @@ export function openStore(spec: ObjectStoreSpec): Promise<ObjectStore> {
 }
 
 type RequestErrorListener = (e: StoreRequestError) => void;
+
+/** A failed request of a store thread's store, on its way to the main thread's store (metrics). */
+export interface StoreErrorMessage {
+  t: 'store-error';
+  error: StoreRequestError;
+}
 const relays = new WeakMap<ObjectStore, Set<RequestErrorListener>>();
 
 /**
@@ -45,6 +51,11 @@ export function relayRequestErrors(store: ObjectStore, listener: RequestErrorLis
   }
   set.add(listener);
   return () => void set.delete(listener);
+}
+
+/** relayRequestErrors, each failure posted (to the main thread) as a StoreErrorMessage. */
+export function relayRequestErrorsTo(store: ObjectStore, post: (m: StoreErrorMessage) => void): () => void {
+  return relayRequestErrors(store, (error) => post({ t: 'store-error', error }));
 }
 
 async function open(spec: ObjectStoreSpec): Promise<ObjectStore> {
