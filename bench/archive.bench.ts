@@ -17,6 +17,7 @@
  * probes; 0 skips them), CAIRN_BENCH_ONLY (comma list of scenario names, the incremental ones included),
  * CAIRN_BENCH_KEEP=1 keeps the extraction directories, CAIRN_BENCH_THREADS=1 prints each thread's CPU of every Cairn run.
  */
+import '../scripts/quiet-sdk.ts';
 import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';

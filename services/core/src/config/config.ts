@@ -101,7 +101,7 @@ const schema = z.object({
   S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
   // The first parts' size: a node worker holds (queue + 1) parts per upload it runs (issue 17).
   // Parts double every 1,000 so any archive fits in S3's 10,000 (s3-upload.ts PARTS_PER_SIZE).
-  S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(8 * 1024 ** 2),
+  S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(6 * 1024 ** 2),
   // A request whose response has not begun this long after it was sent, or a connection silent
   // this long mid-transfer, is abandoned and retried: a stalled transfer never hangs its job.
   S3_REQUEST_TIMEOUT: duration(1000, '15m').default(15 * 60_000),

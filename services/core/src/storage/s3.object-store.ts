@@ -47,7 +47,7 @@ export interface S3ObjectStoreOptions {
   forcePathStyle?: boolean;
   /** 'WHEN_REQUIRED' for stores without flexible checksums. Default 'WHEN_SUPPORTED'. */
   checksumMode?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
-  /** The first multipart parts' size in bytes, at least 5 MiB (parts grow: s3-upload.ts). Default 8 MiB. */
+  /** The first multipart parts' size in bytes, at least 5 MiB (parts grow: s3-upload.ts). Default 6 MiB. */
   partSize?: number;
   /** Parts uploaded concurrently. Default 4. Memory use is about partSize × (queueSize + 1). */
   queueSize?: number;
@@ -60,7 +60,8 @@ export interface S3ObjectStoreOptions {
 }
 
 const MIB = 1024 * 1024;
-const DEFAULT_PART_SIZE = 8 * MIB;
+// 6 MiB: the least that still lets growing parts reach S3's 5 TiB object limit (s3-upload.ts).
+const DEFAULT_PART_SIZE = 6 * MIB;
 const DEFAULT_QUEUE_SIZE = 4;
 const DELETE_BATCH = 1000;
 
