@@ -20,8 +20,9 @@ let discard: Worker | undefined;
 /**
  * The pack's "null sink": it drops what it is given once it has left this isolate, the way a
  * backup's frames leave it (handed to the store thread, STORE_THREAD). Frames dropped here instead
- * are dead ArrayBuffers that trigger full collections of this process's heap: with the bench's
- * heap, a pack of the large set took ~25% longer (bench/pack-profile.ts, PROFILE_SINK=main).
+ * are dead ArrayBuffers that trigger full collections of this process's heap: a pack of the large
+ * set took 25–30% longer in `npm run bench`, 16% in bench/pack-profile.ts with a 30 MB heap
+ * (PROFILE_SINK=main).
  */
 export function nullSink(): Writable {
   if (!discard) {

@@ -19,9 +19,9 @@ export const MAX_PART_SIZE = 5 * 1024 ** 3;
 /**
  * Parts double in size every this many parts. An archive's size is not known while it is packed,
  * and S3 takes at most 10,000 parts: growing parts let any archive fit (from 6 MiB parts, 1,000 of
- * each size reach ~5.9 TiB, past S3's 5 TiB object limit; from 5 MiB, 4.9 TiB), while an archive's
- * first 1,000 parts (6 GB at 6 MiB) keep memory at the configured part size. Fixed parts capped an archive at
- * 10,000 × S3_PART_SIZE.
+ * each size reach ~5.9 TiB, past S3's 5 TiB object limit; from 5 MiB, 4.9 TiB), while an
+ * archive's first 1,000 parts (6 GB at 6 MiB) keep memory at the configured part size. Fixed parts
+ * capped an archive at 10,000 × S3_PART_SIZE.
  */
 export const PARTS_PER_SIZE = 1000;
 
