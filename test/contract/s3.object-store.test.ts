@@ -131,7 +131,7 @@ describe('S3ObjectStore specifics', () => {
 
   it('reuses its part buffers: memory stays at partSize × (queueSize + 1) whatever the size', async () => {
     const partSize = 5 * 1024 * 1024;
-    const pool = new PartBufferPool(partSize, 3);
+    const pool = new PartBufferPool(partSize, 2);
     const data = randomBytes(8 * partSize + 12345);
     const pieces = Array.from({ length: 64 }, (_, i) => data.subarray((i * data.length) / 64, ((i + 1) * data.length) / 64));
     const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool };
@@ -148,9 +148,30 @@ describe('S3ObjectStore specifics', () => {
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
   });
 
+  it('shares its buffers between uploads running at once: at most max(queueSize + 1, 2 per upload)', async () => {
+    const partSize = 5 * 1024 * 1024;
+    const pool = new PartBufferPool(partSize, 2);
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool };
+    const bodies = [randomBytes(6 * partSize + 1), randomBytes(5 * partSize + 2)];
+    const pieces = (data: Buffer) => Array.from({ length: 32 }, (_, i) => data.subarray((i * data.length) / 32, ((i + 1) * data.length) / 32));
+    const etags = await Promise.all(bodies.map((data, i) => new ObjectUpload({ ...target, key: `shared/${i}` }).run(Readable.from(pieces(data)))));
+    expect(etags[0]).toMatch(/-7"?$/);
+    expect(etags[1]).toMatch(/-6"?$/);
+    // Alone, one upload would take queueSize + 1 = 3; two at once take 4 between them, not 6.
+    expect(pool.peakOut).toBe(4);
+    expect(pool.allocated).toBeLessThanOrEqual(4);
+    expect(pool.inUse).toBe(0);
+    for (const [i, data] of bodies.entries()) {
+      const chunks: Buffer[] = [];
+      for await (const c of (await stack.client.send(new GetObjectCommand({ Bucket: stack.options.bucket, Key: `shared/${i}` }))).Body as Readable)
+        chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    }
+  });
+
   it("grows its parts so an archive of any size fits in S3's parts, and reads back equal", async () => {
     const partSize = 5 * 1024 * 1024;
-    const pool = new PartBufferPool(partSize, 3);
+    const pool = new PartBufferPool(partSize, 2);
     const sent: number[] = [];
     const client = {
       config: stack.client.config,
@@ -180,11 +201,13 @@ describe('S3ObjectStore specifics', () => {
 
   it('refuses an object of more parts than S3 allows, naming the setting, and leaves no upload behind', async () => {
     const partSize = 5 * 1024 * 1024;
-    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool: new PartBufferPool(partSize, 3) };
+    const target = { client: stack.client, bucket: stack.options.bucket, queueSize: 2, pool: new PartBufferPool(partSize, 2) };
     const upload = new ObjectUpload({ ...target, key: 'limit/too-many', maxParts: 2 });
     const err = await upload.run(Readable.from([randomBytes(3 * partSize + 1)])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CairnError);
     expect((err as CairnError).message).toMatch(/larger than 2 parts .*S3_PART_SIZE/);
+    // Every part buffer is back: a failed upload holds none of the store's.
+    expect(target.pool.inUse).toBe(0);
     const store = new S3ObjectStore({ ...stack.options, prefix: '' });
     expect(await store.listIncompleteUploads('limit/')).toEqual([]);
     expect(await store.head('limit/too-many')).toBeNull();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CairnError, loadConfig } from '@cairn/core';
+import { type CairnError, loadConfig } from '@cairn/core';
 
 describe('configuration', () => {
   it('loads the local defaults', () => {

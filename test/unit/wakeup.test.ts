@@ -12,7 +12,12 @@ describe('Wakeup', () => {
     let credits = 0;
     let checks = 0;
     let done = false;
-    const waiting = w.until(() => (checks++, credits > 1)).then(() => (done = true));
+    const waiting = w
+      .until(() => {
+        checks++;
+        return credits > 1;
+      })
+      .then(() => (done = true));
     for (let i = 0; i < 2; i++) {
       credits++;
       w.notify();

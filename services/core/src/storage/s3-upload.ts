@@ -31,11 +31,14 @@ export function partSizeOf(base: number, partNumber: number, partsPerSize = PART
 }
 
 /**
- * Part buffers, kept between uploads. An upload fills a buffer, sends it as a part and, once the
- * part is stored, takes the same buffer back for the next one: its memory stays at
- * partSize × (queueSize + 1) for its whole life. A fresh buffer per part (lib-storage's way) is
- * garbage the moment it is sent, and the collector frees it late: with two large uploads running,
- * that waiting garbage was the largest share of a node worker's memory. Idle buffers are dropped
+ * Part buffers, shared by the uploads of one store and kept between them. An upload fills a
+ * buffer, sends it as a part and, once the part is stored, gives it back for the next one. A
+ * fresh buffer per part (lib-storage's way) is garbage the moment it is sent, and the collector
+ * frees it late: with two large uploads running, that waiting garbage was the largest share of a
+ * node worker's memory. Together the uploads hold at most max(queueSize + 1, 2 × uploads running)
+ * buffers: one upload alone keeps queueSize parts in flight while it fills the next; several
+ * share that many, each always able to fill one part while another is in flight (two backups at
+ * once held 36 MiB of 6 MiB parts at the default before, 24 MiB now). Idle buffers are dropped
  * after a while so a quiet worker gives the memory back.
  */
 export class PartBufferPool {
@@ -43,27 +46,96 @@ export class PartBufferPool {
   private timer: NodeJS.Timeout | undefined;
   /** Buffers allocated so far (tests: parts reuse them). */
   allocated = 0;
+  /** Buffers out (being filled, or in flight), and the most out at once (tests). */
+  private out = 0;
+  peakOut = 0;
+  get inUse(): number {
+    return this.out;
+  }
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(
     readonly partSize: number,
-    private readonly maxIdle: number,
+    private readonly queueSize: number,
     private readonly idleMs = 30_000,
   ) {}
 
-  /** A buffer of at least `size` bytes; idle ones too small for it (an upload's parts grew) are dropped. */
-  take(size = this.partSize): Buffer {
+  private get limit(): number {
+    return Math.max(this.queueSize + 1, 2 * this.running);
+  }
+
+  /** An upload starts: until end(), its buffers count against the shared limit, which it raises. */
+  begin(): void {
+    this.running++;
+    this.wake();
+  }
+
+  end(): void {
+    this.running--;
+  }
+
+  /**
+   * A buffer of at least `size` bytes, once the limit lets one more out (in turn with the others
+   * waiting); idle ones too small for it (an upload's parts grew) are dropped. Rejects if `signal` aborts first.
+   */
+  async take(size = this.partSize, signal?: AbortSignal): Promise<Buffer> {
+    if (this.out < this.limit && !this.waiting.length) this.out++;
+    else await this.turn(signal);
+    this.peakOut = Math.max(this.peakOut, this.out);
     for (let reused = this.idle.pop(); reused; reused = this.idle.pop()) if (reused.length >= size) return reused;
     this.allocated++;
     return Buffer.allocUnsafeSlow(size);
   }
 
+  /** A buffer back, for reuse. */
   give(buffer: Buffer): void {
-    if (this.idle.length < this.maxIdle) this.idle.push(buffer);
+    if (this.idle.length < this.queueSize + 1) this.idle.push(buffer);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.idle = [];
     }, this.idleMs).unref();
+    this.release();
   }
+
+  /** A buffer that must not be reused (a failed request's socket may still be reading it) no longer counts. */
+  drop(): void {
+    this.release();
+  }
+
+  private release(): void {
+    this.out--;
+    this.wake();
+  }
+
+  private wake(): void {
+    while (this.waiting.length && this.out < this.limit) {
+      this.out++;
+      this.waiting.shift()!();
+    }
+  }
+
+  /** Waits for its turn; the slot is counted for it when it resolves. */
+  private turn(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const stopped = (): void => {
+        const at = this.waiting.indexOf(go);
+        if (at >= 0) this.waiting.splice(at, 1);
+        reject(uploadStopped());
+      };
+      const go = (): void => {
+        signal?.removeEventListener('abort', stopped);
+        resolve();
+      };
+      if (signal?.aborted) return stopped();
+      this.waiting.push(go);
+      signal?.addEventListener('abort', stopped, { once: true });
+    });
+  }
+}
+
+function uploadStopped(): Error {
+  return Object.assign(new Error('upload stopped'), { name: 'AbortError' });
 }
 
 export interface ObjectUploadTarget {
@@ -112,31 +184,36 @@ export class ObjectUpload {
       this.size = body.length;
       return await this.putWhole(body);
     }
-    // The part being filled: its number is partNumber + 1, its size partSize.
+    // The part being filled, this upload's own until it is sent (held is cleared then): its number
+    // is partNumber + 1, its size partSize.
     let partNumber = 0;
     let partSize = pool.partSize;
-    let buffer = pool.take(partSize);
+    let held: Buffer | undefined;
     let filled = 0;
     // Copies a chunk into part buffers; a promise only when a full part must be sent first (the body waits meanwhile).
     const copyIn = (chunk: Buffer, from: number): Promise<void> | undefined => {
       for (let offset = from; offset < chunk.length; ) {
         if (filled === partSize) {
           // Full, and more bytes follow: a part of a multipart upload.
-          return this.sendPart(buffer, ++partNumber, filled).then(() => {
+          const full = held!;
+          held = undefined;
+          return this.sendPart(full, ++partNumber, filled).then(async () => {
             partSize = partSizeOf(pool.partSize, partNumber + 1, this.target.partsPerSize);
-            buffer = pool.take(partSize);
+            held = await pool.take(partSize, this.requests.signal);
             filled = 0;
             return copyIn(chunk, offset);
           });
         }
-        const copied = chunk.copy(buffer, filled, offset, Math.min(chunk.length, offset + partSize - filled));
+        const copied = chunk.copy(held!, filled, offset, Math.min(chunk.length, offset + partSize - filled));
         filled += copied;
         offset += copied;
       }
       this.throwIfFailed();
       return undefined;
     };
+    pool.begin();
     try {
+      held = await pool.take(partSize, this.requests.signal);
       if (Buffer.isBuffer(body)) {
         this.size = body.length;
         await copyIn(body, 0);
@@ -146,26 +223,42 @@ export class ObjectUpload {
           return copyIn(chunk, 0);
         });
       }
-      if (partNumber === 0) {
-        const etag = await this.putWhole(buffer.subarray(0, filled));
-        pool.give(buffer);
-        return etag;
-      }
-      await this.sendPart(buffer, ++partNumber, filled);
+      const last = held!;
+      held = undefined;
+      if (partNumber === 0) return await this.putWholeFrom(last, filled);
+      await this.sendPart(last, ++partNumber, filled);
       await this.drain();
       this.throwIfFailed();
       return await this.complete();
     } catch (err) {
+      // Never sent: nothing else reads it.
+      if (held) pool.give(held);
       this.requests.abort();
       await this.drain();
       if (this.uploadId) await this.abortMultipart().catch(() => undefined);
       throw err;
+    } finally {
+      pool.end();
     }
+  }
+
+  /** The whole body, in one part buffer: one PutObject; the buffer goes back to the pool after. */
+  private async putWholeFrom(buffer: Buffer, length: number): Promise<string | undefined> {
+    let etag: string | undefined;
+    try {
+      etag = await this.putWhole(buffer.subarray(0, length));
+    } catch (err) {
+      // The socket may still be reading it.
+      this.target.pool.drop();
+      throw err;
+    }
+    this.target.pool.give(buffer);
+    return etag;
   }
 
   private throwIfFailed(): void {
     if (this.failure !== undefined) throw this.failure;
-    if (this.requests.signal.aborted) throw Object.assign(new Error('upload stopped'), { name: 'AbortError' });
+    if (this.requests.signal.aborted) throw uploadStopped();
   }
 
   private async putWhole(data: Buffer): Promise<string | undefined> {
@@ -183,18 +276,24 @@ export class ObjectUpload {
 
   /** Waits for room, then starts the part; its buffer goes back to the pool once the part is stored. */
   private async sendPart(buffer: Buffer, partNumber: number, length: number): Promise<void> {
-    while (this.inFlight.size >= this.target.queueSize) await Promise.race(this.inFlight);
-    this.throwIfFailed();
-    const maxParts = this.target.maxParts ?? MAX_PARTS;
-    if (partNumber > maxParts) {
-      throw new CairnError(
-        'validation',
-        `the object is larger than ${maxParts} parts (S3's limit for one object) growing from ` +
-          `S3_PART_SIZE (${this.target.pool.partSize} bytes): raise S3_PART_SIZE`,
-      );
+    try {
+      while (this.inFlight.size >= this.target.queueSize) await Promise.race(this.inFlight);
+      this.throwIfFailed();
+      const maxParts = this.target.maxParts ?? MAX_PARTS;
+      if (partNumber > maxParts) {
+        throw new CairnError(
+          'validation',
+          `the object is larger than ${maxParts} parts (S3's limit for one object) growing from ` +
+            `S3_PART_SIZE (${this.target.pool.partSize} bytes): raise S3_PART_SIZE`,
+        );
+      }
+      this.uploadId ??= await this.create();
+      this.throwIfFailed();
+    } catch (err) {
+      // Not sent: nothing else reads it.
+      this.target.pool.give(buffer);
+      throw err;
     }
-    this.uploadId ??= await this.create();
-    this.throwIfFailed();
     const { client, bucket, key } = this.target;
     const part = this.request(() =>
       client.send(
@@ -210,7 +309,10 @@ export class ObjectUpload {
       ),
     ).then(
       (out) => {
-        if (!out.ETag) return this.fail(new Error(`part ${partNumber} was stored without an ETag`));
+        if (!out.ETag) {
+          this.target.pool.drop();
+          return this.fail(new Error(`part ${partNumber} was stored without an ETag`));
+        }
         this.parts.push({
           PartNumber: partNumber,
           ETag: out.ETag,
@@ -223,7 +325,7 @@ export class ObjectUpload {
       },
       // Already recorded by request(); a part that failed keeps its buffer out of the pool (the
       // socket may still be reading it), as does one stored without an ETag.
-      () => undefined,
+      () => this.target.pool.drop(),
     );
     this.inFlight.add(part);
     void part.finally(() => this.inFlight.delete(part));

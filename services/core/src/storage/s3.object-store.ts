@@ -178,7 +178,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Number.isInteger(this.partSize) || this.partSize < 5 * MIB)
       throw new CairnError('config', `S3 part size must be at least 5 MiB, got ${this.partSize}`);
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) throw new CairnError('config', `S3 queue size must be at least 1, got ${this.queueSize}`);
-    this.parts = new PartBufferPool(this.partSize, this.queueSize + 1);
+    this.parts = new PartBufferPool(this.partSize, this.queueSize);
     this.bucket = options.bucket;
     const trimmed = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.prefix = trimmed ? `${trimmed}/` : '';
