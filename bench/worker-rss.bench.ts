@@ -10,8 +10,9 @@
  *    (`node scripts/build.mjs --skip-ui` first, into dist/).
  * The worker's /proc/<pid>/status is sampled every 50 ms (VmRSS; VmHWM, the kernel's exact peak,
  * at the end); reported: idle RSS, peak RSS against the 256 MiB target, the sampled peak's
- * /proc smaps_rollup split (anonymous vs file-backed), the worker's CPU seconds and each backup's
- * time (job startedAt to finishedAt) and the wall time of the pair.
+ * /proc smaps_rollup split (anonymous vs file-backed) and when it came, the median of the samples
+ * while both backups ran (the level the peak rises from), the worker's CPU seconds and each
+ * backup's time (job startedAt to finishedAt) and the wall time of the pair.
  *
  * Environment: CAIRN_BENCH_RSS_MODES (npm-run-worker,compiled), CAIRN_BENCH_RSS_REPS (1),
  * CAIRN_BENCH_RSS_ENV (extra worker settings, e.g. "S3_UPLOAD_QUEUE_SIZE=2 S3_PART_SIZE=8MiB"),
@@ -43,8 +44,19 @@ export interface WorkerRssRun {
   idleMiB: number;
   /** VmHWM at the end: the kernel's peak of the whole run. */
   peakMiB: number;
-  /** The largest VmRSS sample and its smaps_rollup split (MiB). */
-  sampled: { rss: number; anon: number; file: number; threads: number; main?: { rss: number; heap: number; external: number } };
+  /**
+   * The largest VmRSS sample, when it was taken (seconds after the POSTs), its smaps_rollup split
+   * (MiB), and the median of the samples taken while both backups ran (the level the peak rises from).
+   */
+  sampled: {
+    rss: number;
+    at: number;
+    anon: number;
+    file: number;
+    threads: number;
+    bothMedian: number;
+    main?: { rss: number; heap: number; external: number };
+  };
   cpuSeconds: number;
   /** Job run times (startedAt to finishedAt) and the wall time from the POSTs to both ended. */
   smallSeconds: number;
@@ -145,12 +157,16 @@ async function mainThreadMemory(metricsUrl: string): Promise<{ rss: number; heap
 }
 
 /**
- * Samples a process's RSS until stopped: the largest sample with its smaps_rollup split, and the
- * main thread's share (scraped once a second) at the largest RSS among the scrapes.
+ * Samples a process's RSS until stopped: the largest sample with its smaps_rollup split, the
+ * median of the samples until bothUntil() was called (both backups running), and the main
+ * thread's share (scraped once a second) at the largest RSS among the scrapes.
  */
-function sampleRss(pid: number, metricsUrl: string): { stop(): WorkerRssRun['sampled'] } {
-  let best = { rss: 0, anon: 0, file: 0, threads: 0 };
+function sampleRss(pid: number, metricsUrl: string): { bothEnded(): void; stop(): WorkerRssRun['sampled'] } {
+  const t0 = performance.now();
+  let best = { rss: 0, at: 0, anon: 0, file: 0, threads: 0 };
   let main: WorkerRssRun['sampled']['main'];
+  const both: number[] = [];
+  let bothRunning = true;
   const scraper = setInterval(async () => {
     const m = await mainThreadMemory(metricsUrl);
     if (m && m.rss > (main?.rss ?? 0)) main = m;
@@ -158,18 +174,29 @@ function sampleRss(pid: number, metricsUrl: string): { stop(): WorkerRssRun['sam
   const timer = setInterval(() => {
     try {
       const status = procFields(pid, 'status');
+      if (bothRunning) both.push(status.VmRSS ?? 0);
       if ((status.VmRSS ?? 0) <= best.rss) return;
       const rollup = procFields(pid, 'smaps_rollup');
-      best = { rss: status.VmRSS!, anon: rollup.Anonymous ?? 0, file: (rollup.Rss ?? 0) - (rollup.Anonymous ?? 0), threads: status.Threads ?? 0 };
+      best = {
+        rss: status.VmRSS!,
+        at: (performance.now() - t0) / 1000,
+        anon: rollup.Anonymous ?? 0,
+        file: (rollup.Rss ?? 0) - (rollup.Anonymous ?? 0),
+        threads: status.Threads ?? 0,
+      };
     } catch {
       // exited
     }
   }, 50);
   return {
+    bothEnded: () => {
+      bothRunning = false;
+    },
     stop: () => {
       clearInterval(timer);
       clearInterval(scraper);
-      return { ...best, ...(main ? { main } : {}) };
+      const sorted = both.sort((a, b) => a - b);
+      return { ...best, bothMedian: sorted[Math.floor(sorted.length / 2)] ?? 0, ...(main ? { main } : {}) };
     },
   };
 }
@@ -196,7 +223,8 @@ async function runOnce(mode: Mode, ctx: Context): Promise<WorkerRssRun> {
     const [small, large] = await Promise.all(
       [ctx.small.instance, ctx.large.instance].map((id) => call(ctx.api, 'POST', `/v1/instances/${id}/backups`, { kind: 'full' })),
     );
-    const [smallRun, largeRun] = await Promise.all([small!, large!].map((b) => waitForJob(ctx.api, b.job.id, t)));
+    // The first to end ends the time both ran.
+    const [smallRun, largeRun] = await Promise.all([small!, large!].map((b) => waitForJob(ctx.api, b.job.id, t).finally(() => sampler.bothEnded())));
     const wallSeconds = (performance.now() - t) / 1000;
     const sampled = sampler.stop();
     const run: WorkerRssRun = {
@@ -313,9 +341,9 @@ function describe(r: WorkerRssRun): string {
   const s = r.sampled;
   return (
     `${r.mode}: peak ${r.peakMiB.toFixed(0)} MiB (target ${TARGET_MIB}: ${r.peakMiB <= TARGET_MIB ? 'met' : 'NOT met'}), idle ${r.idleMiB.toFixed(0)} MiB; ` +
-    `largest sample ${s.rss.toFixed(0)} MiB = ${s.anon.toFixed(0)} anon + ${s.file.toFixed(0)} file, ${s.threads} threads` +
+    `largest sample ${s.rss.toFixed(0)} MiB at ${s.at.toFixed(1)} s = ${s.anon.toFixed(0)} anon + ${s.file.toFixed(0)} file, ${s.threads} threads` +
     (s.main ? ` (main thread at ${s.main.rss.toFixed(0)} MiB RSS: V8 heap ${s.main.heap.toFixed(0)}, external ${s.main.external.toFixed(0)} MiB)` : '') +
-    '; ' +
+    `; median while both ran ${s.bothMedian.toFixed(0)} MiB; ` +
     `backups small ${r.smallSeconds.toFixed(1)} s, large ${r.largeSeconds.toFixed(1)} s, both ${r.wallSeconds.toFixed(1)} s, ` +
     `worker CPU ${r.cpuSeconds.toFixed(1)} s; load ${r.load}`
   );
