@@ -16,7 +16,8 @@
  *
  * Environment: CAIRN_BENCH_RSS_MODES (npm-run-worker,compiled), CAIRN_BENCH_RSS_REPS (1),
  * CAIRN_BENCH_RSS_ENV (extra worker settings, e.g. "S3_UPLOAD_QUEUE_SIZE=2 S3_PART_SIZE=8MiB"),
- * CAIRN_BENCH_RSS_DIR (the S3 server's data directory's parent; the system's temporary directory).
+ * CAIRN_BENCH_RSS_DIR (the S3 server's data directory's parent; the system's temporary directory),
+ * CAIRN_BENCH_RSS_AFTER_S (also the RSS this many seconds after both backups ended; 0, not measured).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -63,6 +64,8 @@ export interface WorkerRssRun {
   largeSeconds: number;
   wallSeconds: number;
   load: string;
+  /** RSS this long after both backups ended (CAIRN_BENCH_RSS_AFTER_S). */
+  after?: { seconds: number; rss: number };
 }
 
 /** Fields of /proc/<pid>/status and smaps_rollup, in MiB (kB fields) or as numbers. */
@@ -227,6 +230,13 @@ async function runOnce(mode: Mode, ctx: Context): Promise<WorkerRssRun> {
     const [smallRun, largeRun] = await Promise.all([small!, large!].map((b) => waitForJob(ctx.api, b.job.id, t).finally(() => sampler.bothEnded())));
     const wallSeconds = (performance.now() - t) / 1000;
     const sampled = sampler.stop();
+    // CAIRN_BENCH_RSS_AFTER_S: how much the worker gives back once quiet (idle-memory.ts).
+    const afterSeconds = Number(process.env.CAIRN_BENCH_RSS_AFTER_S ?? 0);
+    let afterMiB: number | undefined;
+    if (afterSeconds > 0) {
+      await new Promise((r) => setTimeout(r, afterSeconds * 1000));
+      afterMiB = procFields(worker.pid, 'status').VmRSS!;
+    }
     const run: WorkerRssRun = {
       mode,
       idleMiB,
@@ -237,6 +247,7 @@ async function runOnce(mode: Mode, ctx: Context): Promise<WorkerRssRun> {
       largeSeconds: largeRun!.ran,
       wallSeconds,
       load: loadAverage(),
+      ...(afterMiB !== undefined ? { after: { seconds: afterSeconds, rss: afterMiB } } : {}),
     };
     // The archives are not needed: keep the scratch S3 directory small.
     for (const b of [small!, large!]) {
@@ -345,7 +356,8 @@ function describe(r: WorkerRssRun): string {
     (s.main ? ` (main thread at ${s.main.rss.toFixed(0)} MiB RSS: V8 heap ${s.main.heap.toFixed(0)}, external ${s.main.external.toFixed(0)} MiB)` : '') +
     `; median while both ran ${s.bothMedian.toFixed(0)} MiB; ` +
     `backups small ${r.smallSeconds.toFixed(1)} s, large ${r.largeSeconds.toFixed(1)} s, both ${r.wallSeconds.toFixed(1)} s, ` +
-    `worker CPU ${r.cpuSeconds.toFixed(1)} s; load ${r.load}`
+    `worker CPU ${r.cpuSeconds.toFixed(1)} s; load ${r.load}` +
+    (r.after ? `; ${r.after.rss.toFixed(0)} MiB ${r.after.seconds} s after` : '')
   );
 }
 

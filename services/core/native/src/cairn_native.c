@@ -13,10 +13,16 @@
  * setTime is for restores: Node's utimes takes seconds as a double that libuv cuts to the
  * microsecond, utimensat keeps the nanoseconds the archive stores. writeFile restores a small file
  * (sha256 check, create, write, owner, mode, mtime) in one call, for the same reason as readSmallFile.
+ *
+ * releaseFreeMemory is for a node worker gone quiet: glibc keeps what the process freed in its
+ * arenas, and malloc_trim gives the free pages among them back to the system.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -788,6 +794,20 @@ static napi_value write_file(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* releaseFreeMemory(): number. Returns the free memory of the C heap to the system where the C
+ * library can (glibc's malloc_trim); 1 when some was released, 0 when none was or it cannot. */
+static napi_value release_free_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#ifdef __GLIBC__
+  int released = malloc_trim(0);
+#else
+  int released = 0;
+#endif
+  if (napi_create_int32(env, released, &result) != napi_ok) return NULL;
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -812,6 +832,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "sha256Dual", slots) != napi_ok) return NULL;
   if (napi_create_function(env, "writeFile", NAPI_AUTO_LENGTH, write_file, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "writeFile", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "releaseFreeMemory", NAPI_AUTO_LENGTH, release_free_memory, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "releaseFreeMemory", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, W_SLOTS, &slots) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "writeSlots", slots) != napi_ok) return NULL;
   if (napi_create_int32(env, M_SLOTS, &slots) != napi_ok) return NULL;

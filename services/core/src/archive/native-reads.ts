@@ -56,6 +56,8 @@ export interface NativeReads {
     out: Int32Array,
   ): void;
   writeSlots?: number;
+  /** See cairn_native.c: gives the C heap's free memory back to the system (glibc's malloc_trim); 1 if some was. Missing in older builds. */
+  releaseFreeMemory?(): number;
 }
 
 /** Slots of writeFile's `out` array (the W_* enum in cairn_native.c). */

@@ -15,6 +15,7 @@ import { hookEnvOf } from './hooks/node-hooks.ts';
 import { thawOpenWindows } from './hooks/run-with-hooks.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { volumeStateReports } from './volume-states.ts';
+import { IdleMemoryRelease } from './idle-memory.ts';
 import type { NodeContext } from './node-context.ts';
 import { RestoreJob } from './restore.pipeline.ts';
 import { recoverLeftovers } from './staging.ts';
@@ -71,7 +72,8 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     outageToleranceMs: config.DB_OUTAGE_TOLERANCE,
     onChange: (notice) => void publishJobChange(runtime.redis, config.QUEUE_PREFIX, notice),
   });
-  const runs = new ActiveRuns();
+  const memory = new IdleMemoryRelease();
+  const runs = new ActiveRuns(memory);
   const stopHeartbeat = await startHeartbeat({
     nodes: records.nodes,
     nodeId,
@@ -86,6 +88,7 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
   let cancels: CancelListener | undefined;
   let lostJobs: { stop(): void } | undefined;
   const release = async () => {
+    memory.busy();
     stopHeartbeat();
     lostJobs?.stop();
     // The worker first: jobs still running while it drains can still be cancelled.
@@ -133,6 +136,8 @@ export async function startNodeWorker(runtime: NodeWorkerOptions): Promise<Runni
     await release().catch((closeErr: Error) => logger.warn({ err: closeErr.message }, 'closing after a failed start failed'));
     throw err;
   }
+  // What starting up allocated and freed goes back too.
+  memory.idle();
   logger.info({ queue: queueName, volumeRoots }, 'node worker started');
   return { nodeId, close: release };
 }
@@ -220,7 +225,10 @@ async function startUpSweep(runtime: Runtime, ctx: NodeContext, lifecycle: JobLi
 class ActiveRuns {
   private readonly runs = new Map<string, { stop: AbortController; done: Promise<unknown> }>();
 
+  constructor(private readonly memory: IdleMemoryRelease) {}
+
   async run<T>(jobId: string, signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.memory.busy();
     const earlier = this.runs.get(jobId);
     if (earlier) {
       earlier.stop.abort(new LockLostError(jobId));
@@ -234,6 +242,7 @@ class ActiveRuns {
       return await done;
     } finally {
       if (this.runs.get(jobId) === entry) this.runs.delete(jobId);
+      if (this.runs.size === 0) this.memory.idle();
     }
   }
 }
