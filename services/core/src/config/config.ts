@@ -99,7 +99,8 @@ const schema = z.object({
   S3_SECRET_ACCESS_KEY: z.string().default('S3RVER'),
   S3_FORCE_PATH_STYLE: bool.default(true),
   S3_CHECKSUM_MODE: z.enum(['WHEN_SUPPORTED', 'WHEN_REQUIRED']).default('WHEN_REQUIRED'),
-  // The first parts' size: a node worker holds (queue + 1) parts per upload it runs (issue 17).
+  // The first parts' size: one upload holds (queue + 1) parts, uploads at once share max(queue + 1,
+  // 2 each) (s3-upload.ts PartBufferPool; issue 17).
   // Parts double every 1,000 so any archive fits in S3's 10,000 (s3-upload.ts PARTS_PER_SIZE).
   S3_PART_SIZE: bytes(5 * 1024 ** 2, 5 * 1024 ** 3).default(6 * 1024 ** 2),
   // A request whose response has not begun this long after it was sent, or a connection silent

@@ -49,7 +49,10 @@ export interface S3ObjectStoreOptions {
   checksumMode?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
   /** The first multipart parts' size in bytes, at least 5 MiB (parts grow: s3-upload.ts). Default 6 MiB. */
   partSize?: number;
-  /** Parts uploaded concurrently. Default 4. Memory use is about partSize × (queueSize + 1). */
+  /**
+   * Parts uploaded concurrently. Default 4. Memory use is about partSize × (queueSize + 1) for one
+   * upload; uploads at once share max(queueSize + 1, 2 each) part buffers (PartBufferPool).
+   */
   queueSize?: number;
   /** SDK attempts per request (retries of transient errors). Default 3. */
   maxAttempts?: number;

@@ -2,8 +2,8 @@
  * Gives a quiet node worker's free C-heap memory back to the system. glibc keeps what the process
  * frees (buffers, archive threads' allocations, V8's compiler zones) in its arenas for reuse, so
  * a worker's RSS after its jobs stays near its busiest; malloc_trim returns the free pages among
- * them (measured with the trim every second: an idle worker at 102–103 MiB against 120–128 MiB).
- * It runs once the worker has started, and when its last job ends: at once and again after the
+ * them (measured: 125 MiB 70 s after two backups, against 177 MiB without; README, worker RSS).
+ * It runs once the worker has started, and when its last job ends: a second later and again after the
  * archive threads' own idle timers (the store thread stops after STORE_THREAD_IDLE_MS, idle part
  * buffers go after 30 s) have let go of theirs. A job starting cancels what is pending. Needs the
  * native helper (native-reads.ts); without it nothing is released.
