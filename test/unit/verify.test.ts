@@ -49,10 +49,10 @@ async function world() {
 type World = Awaited<ReturnType<typeof world>>;
 
 /** A completed format 2 backup of FILES whose every third frame lives in a parent's object. */
-async function addBackup(w: World) {
+async function addBackup(w: World, files: Record<string, string> = FILES) {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-unit-verify-')));
   roots.push(root);
-  for (const [rel, content] of Object.entries(FILES)) {
+  for (const [rel, content] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
     fs.writeFileSync(path.join(root, rel), content);
   }
@@ -192,15 +192,69 @@ describe('verifyBackup', () => {
     });
   });
 
-  it('full finds a file whose content does not match its sha256 in the index', async () => {
-    const w = await world();
-    const { backup, index } = await addBackup(w);
-    const entries = index.entries.map((e) => (e.path === 'data/dir/b.txt' ? { ...e, sha256: '0'.repeat(64) } : e));
-    await w.store.put(backup.indexKey, encodeIndex({ ...index, entries }));
-    await expect(verifyBackup(w.store, backup, { level: 'full' })).rejects.toMatchObject({
-      code: 'checksum-mismatch',
-      message: expect.stringContaining('content of data/dir/b.txt does not match its sha256'),
+  // b.txt spans blocks (hashed as the tar is parsed), a.txt lies in one (checked by the codec worker decoding it).
+  for (const file of ['data/dir/b.txt', 'data/a.txt'])
+    it(`full finds a file whose content does not match its sha256 in the index: ${file}`, async () => {
+      const w = await world();
+      const { backup, index } = await addBackup(w);
+      const entries = index.entries.map((e) => (e.path === file ? { ...e, sha256: '0'.repeat(64) } : e));
+      await w.store.put(backup.indexKey, encodeIndex({ ...index, entries }));
+      await expect(verifyBackup(w.store, backup, { level: 'full' })).rejects.toMatchObject({
+        code: 'checksum-mismatch',
+        message: expect.stringContaining(`content of ${file} does not match its sha256`),
+      });
     });
+});
+
+describe('verifyBackup full, decoded on the codec workers', () => {
+  it('parses headers split between blocks (a path longer than a block), and finds every file', async () => {
+    const w = await world();
+    // A ~3,900-byte path: its pax record, headers and padding (5 KiB) outgrow a 4 KiB block, so
+    // the parser holds the first block's part while the next is decoded (its buffer not reused).
+    const deep = Array.from({ length: 16 }, (_, k) => `${k}`.padEnd(240, 'z')).join('/');
+    const files: Record<string, string> = { [`${deep}/last.txt`]: 'deep content'.repeat(50) };
+    for (let i = 0; i < 30; i++) files[`flat/f${i}.txt`] = `content ${i} `.repeat(1 + ((i * 13) % 400));
+    const { backup, index } = await addBackup(w, files);
+    expect(index.blocks.length).toBeGreaterThan(10);
+    const progress: number[] = [];
+    const full = await verifyBackup(w.store, backup, { level: 'full', onProgress: (_stage, p) => p && progress.push(p.bytesDone) });
+    expect(full).toMatchObject({ blocksChecked: index.blocks.length, filesChecked: 31, sha256: backup.sha256 });
+    expect(progress.at(-1)).toBe(index.blocks.reduce((n, b) => n + b.compressedLength, 0));
+  });
+
+  it("names a corrupted frame of the own object and of the parent's", async () => {
+    const w = await world();
+    const a = await addBackup(w);
+    const own = a.index.blocks.findIndex((b, i) => i > 0 && b.object === undefined && b.compressedLength > 64);
+    const b = a.index.blocks[own]!;
+    await flip(w.store, a.backup.storageKey, b.compressedOffset + Math.floor(b.compressedLength / 2));
+    await expect(verifyBackup(w.store, a.backup, { level: 'full' })).rejects.toMatchObject({
+      message: expect.stringContaining(
+        `block ${own} (stored bytes ${b.compressedOffset}..${b.compressedOffset + b.compressedLength - 1} of the archive's own object)`,
+      ),
+    });
+
+    const c = await addBackup(w);
+    const theirs = c.index.blocks.findIndex((x) => x.object === c.parentId && x.compressedLength > 64);
+    const p = c.index.blocks[theirs]!;
+    await flip(w.store, c.parentKey, p.compressedOffset + Math.floor(p.compressedLength / 2));
+    await expect(verifyBackup(w.store, c.backup, { level: 'full' })).rejects.toMatchObject({
+      message: expect.stringContaining(
+        `block ${theirs} (stored bytes ${p.compressedOffset}..${p.compressedOffset + p.compressedLength - 1} of the archive object of backup ${c.parentId})`,
+      ),
+    });
+  });
+
+  it('stops when cancelled', async () => {
+    const w = await world();
+    const { backup } = await addBackup(w);
+    const stop = new AbortController();
+    const run = verifyBackup(w.store, backup, {
+      level: 'full',
+      signal: stop.signal,
+      onProgress: (stage) => stage === 'verifying' && stop.abort(new Error('stop now')),
+    });
+    await expect(run).rejects.toMatchObject({ code: 'cancelled' });
   });
 });
 

@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
+import { firstContentMismatch } from './content-checks.ts';
 import { runExtractJob } from './extract-job.ts';
 import { runFrameReaderJob } from './frame-reader-job.ts';
 import { runHashAheadJob } from './hash-ahead-job.ts';
@@ -32,8 +33,8 @@ interface CodecRequest {
   returnInput: boolean;
   /** Where to decode to, when the caller recycles buffers. */
   output?: ArrayBuffer;
-  /** Pieces of the output to check against their sha256 (codec-pool.ts ContentCheck). */
-  checks?: { offset: number; length: number; sha256: string }[];
+  /** Files in the output to check against their sha256 (content-checks.ts). */
+  checks?: ArrayBuffer;
 }
 
 interface JobRequest {
@@ -57,7 +58,7 @@ function runCodec(m: CodecRequest): void {
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
-  const mismatch = m.checks ? firstMismatch(out, m.checks) : undefined;
+  const mismatch = m.checks ? firstContentMismatch(out, m.checks) : undefined;
   if (out.buffer === m.buf) {
     reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch }, [m.buf]);
     return;
@@ -65,19 +66,6 @@ function runCodec(m: CodecRequest): void {
   const view = transferView(out);
   const back = m.returnInput ? m.buf : undefined;
   reply(m.id, { ...view, inputSha, outputSha, mismatch, input: back }, back ? [view.buf, back] : [view.buf]);
-}
-
-/** Unpack: small files' sha256 checked here, in parallel, rather than one by one on the extract thread. */
-function firstMismatch(out: Buffer, checks: NonNullable<CodecRequest['checks']>): { check: number; actual: string } | undefined {
-  for (let i = 0; i < checks.length; i++) {
-    const c = checks[i]!;
-    if (c.offset < 0 || c.offset + c.length > out.length) return { check: i, actual: 'outside the block' };
-    const actual = createHash('sha256')
-      .update(out.subarray(c.offset, c.offset + c.length))
-      .digest('hex');
-    if (actual !== c.sha256) return { check: i, actual };
-  }
-  return undefined;
 }
 
 port.on('message', (m: CodecRequest | JobRequest) => {

@@ -6,14 +6,6 @@ import type { Codec } from './archive-types.ts';
 import { fromView, transferView, type TransferView } from './buffers.ts';
 import type { PooledWorker, WorkerHost } from './worker-host.ts';
 
-/** A piece of a decoded block to check against a sha256 (a whole small file's content). */
-export interface ContentCheck {
-  /** Offset in the decoded block. */
-  offset: number;
-  length: number;
-  sha256: string;
-}
-
 interface CodecTask {
   op: 'compress' | 'decompress';
   codec: Codec;
@@ -27,8 +19,11 @@ interface CodecTask {
   returnInput?: boolean;
   /** A buffer to decode into (zstd), transferred; a fresh one is allocated without it. */
   output?: ArrayBuffer;
-  /** Pieces of the output to check (decompress): the first that does not match comes back as `mismatch`. */
-  checks?: ContentCheck[];
+  /**
+   * Files in the output to check against their sha256 (decompress; content-checks.ts), transferred:
+   * the first that does not match comes back as `mismatch`.
+   */
+  checks?: ArrayBuffer;
 }
 
 export interface CodecResult {
@@ -86,7 +81,7 @@ export class CodecPool {
         output: task.output,
         checks: task.checks,
       },
-      task.output ? [view.buf, task.output] : [view.buf],
+      [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : [])],
     );
     return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch };
   }

@@ -46,8 +46,12 @@ export interface ExtractAck {
   t: 'ack';
   filesWritten: number;
   bytesWritten: number;
-  /** The block's buffer, handed back for reuse. */
-  buf: ArrayBuffer;
+  /**
+   * Block buffers handed back for reuse: this block's, and any held back before it. None while the
+   * tar parser holds part of a record split between blocks (a header longer than a block): the
+   * buffers holding it stay here until the record is whole.
+   */
+  bufs: ArrayBuffer[];
 }
 
 export interface ExtractJobResult {
@@ -86,13 +90,16 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
       ex.abort();
       reject(err);
     };
+    const held: ArrayBuffer[] = [];
     const handle = (m: ExtractMessage): void => {
       if (m.t === 'block') {
         if (m.run) ex.startRun(m.run.start, m.run.limit);
         ex.addPlan(m.plan);
         if (m.digests) ex.addDigests(m.digests);
         ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
-        d.port.postMessage({ t: 'ack', ...ex.stats, buf: m.buf } satisfies ExtractAck, [m.buf]);
+        held.push(m.buf);
+        const bufs = ex.holding ? [] : held.splice(0);
+        d.port.postMessage({ t: 'ack', ...ex.stats, bufs } satisfies ExtractAck, bufs);
       } else {
         close();
         resolve(ex.finish());

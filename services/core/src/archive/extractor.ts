@@ -168,6 +168,11 @@ export class Extractor implements TarHandler {
     this.parser.push(chunk, offset);
   }
 
+  /** Whether the parser still holds views of chunks pushed earlier (TarParser.holding): they must not be reused yet. */
+  get holding(): boolean {
+    return this.parser.holding;
+  }
+
   finish(): ExtractStats & { warnings: ArchiveWarning[] } {
     this.parser.finish();
     for (const [off, p] of this.pending) throw new CairnError('archive-corrupt', `entry ${p.path} is not in the archive at offset ${off}`);

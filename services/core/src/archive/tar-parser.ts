@@ -67,6 +67,11 @@ export class TarParser {
     return this.state === 'end';
   }
 
+  /** True while it holds views of bytes pushed earlier (a header or meta record split between pushes): their buffers must stay as they are. */
+  get holding(): boolean {
+    return this.accLen > 0;
+  }
+
   /** True when the parser sits between entries (or past its limit / the end). */
   get atBoundary(): boolean {
     return (this.state === 'header' && this.accLen === 0 && this.entryStart < 0) || this.state === 'idle' || this.state === 'end';

@@ -6,7 +6,7 @@
  *   hold them are read; each frame is checked on decode (zstd checksum, gzip CRC, sha256 of a
  *   stored `none` frame, the seal of an encrypted one) and each file against its sha256.
  * - verifyAllFrames ("full"): every frame of the block table, wherever it is stored, in order;
- *   every frame decoded and checked, the whole tar parsed (every entry where the index says, every
+ *   every frame decoded and checked on the codec workers, the whole tar parsed (every entry where the index says, every
  *   file's sha256, the end-of-archive marker) and the sha256 and length of the archive's own
  *   object's bytes computed as they pass (its own frames tile it from offset 0, in block order).
  *
@@ -17,11 +17,14 @@ import type { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
 import { checkEntry, checkIndexHead, eachEntry, entrySource } from './archive-index.ts';
 import type { ArchiveEntry, ArchiveIndex, EntrySource, FrameOpener, RangeReader, StreamedIndex } from './archive-types.ts';
-import { decompressBlock } from './block-codec.ts';
-import { blockError, describeBlock, RangeReadAhead, rangeFrames, segmentsOf } from './block-source.ts';
+import { BlockDecoder, Failure } from './block-decoder.ts';
+import { blockError, RangeReadAhead, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
+import { CodecPool } from './codec-pool.ts';
+import type { PlanItem } from './extractor.ts';
 import { exportPathsAsTar } from './export-tar.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
+import { defaultConcurrency, sharedWorkerHost, type WorkerHost } from './worker-host.ts';
 
 export interface VerifyArchiveOptions {
   /** full: the number of regular files the index lists (progress only). */
@@ -29,6 +32,10 @@ export interface VerifyArchiveOptions {
   /** Required for an encrypted archive (index `encryption`). */
   open?: FrameOpener;
   signal?: AbortSignal;
+  /** full: the codec workers to decode on (the process's shared host by default). */
+  host?: WorkerHost;
+  /** full: frames decoded at once are twice this (the codec workers taken from the host; default: defaultConcurrency()). */
+  concurrency?: number;
   /** Called as frames (full) or files (sample) are checked. */
   onProgress?: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => void;
 }
@@ -137,7 +144,11 @@ export async function verifyFiles(
   return { filesChecked: files.length, bytesRead };
 }
 
-/** Reads and checks every frame of the archive and every entry of its tar (see the module comment). */
+/**
+ * Reads and checks every frame of the archive and every entry of its tar (see the module comment).
+ * The frames are decoded and checked on the codec pool, a few at a time (BlockDecoder, as a restore
+ * decodes them); this thread hashes the own object's bytes and parses and hashes the tar.
+ */
 export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reader: RangeReader, options: VerifyArchiveOptions = {}): Promise<VerifyAllResult> {
   checkIndexHead(index);
   if (index.encryption && !options.open) throw new CairnError('config', 'the archive is encrypted: verifying it needs its data keys');
@@ -148,9 +159,6 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   const counted = countingReader(reader, (n) => {
     bytesRead += n;
   });
-  const reads = new RangeReadAhead(counted, blocks.length ? segmentsOf(blocks, 0, blocks.length - 1) : []);
-  const onAbort = (): void => reads.destroy(abortError(signal!));
-  signal?.addEventListener('abort', onAbort, { once: true });
   const own = createHash('sha256');
   let ownBytes = 0;
   let storedTotal = 0;
@@ -158,39 +166,98 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   const tar = new TarCheck(entrySource(index), options.files);
   let blocksChecked = 0;
   let storedDone = 0;
-  try {
-    for await (const f of rangeFrames(reads, blocks)) {
-      if (signal?.aborted) throw abortError(signal);
-      const b = blocks[f.block]!;
-      const stored = f.data!;
-      if (b.object === undefined) {
-        own.update(stored);
-        ownBytes += stored.length;
-      }
-      if (b.sha256 && createHash('sha256').update(stored).digest('hex') !== b.sha256)
-        throw new CairnError('checksum-mismatch', `${describeBlock(blocks, f.block)} does not match its sha256`);
-      let data: Buffer;
+
+  const { pool } = await CodecPool.openWith(options.host ?? sharedWorkerHost(), options.concurrency ?? defaultConcurrency(), 0);
+  const failure = new Failure();
+  const reads = new RangeReadAhead(counted, blocks.length ? segmentsOf(blocks, 0, blocks.length - 1) : []);
+  failure.onFail(() => reads.destroy(failure.error instanceof Error ? failure.error : new Error(String(failure.error))));
+  const onAbort = (): void => failure.fail(abortError(signal!));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  // An abort while the codec workers were being acquired fired no event for us.
+  if (signal?.aborted) onAbort();
+  // The files whose whole content lies in a block are checked by the codec worker that decodes it.
+  const contentOf = filesWithin(index);
+  // Decoded blocks the parser still holds views of (a record split between blocks): not reused yet.
+  const held: ArrayBuffer[] = [];
+  const decoder: BlockDecoder = new BlockDecoder(
+    pool,
+    index,
+    failure,
+    (block) => contentOf(block),
+    async (block, data, checked) => {
+      for (const p of checked) if (p.verified) tar.verified.add(p.headerOffset);
       try {
-        data = decompressBlock(index.codec, options.open ? options.open(b, stored) : stored, b.uncompressedLength);
+        tar.push(data, blocks[block]!.uncompressedOffset);
       } catch (err) {
-        throw blockError(err, blocks, f.block);
+        throw blockError(err, blocks, block);
       }
-      try {
-        tar.push(data, b.uncompressedOffset);
-      } catch (err) {
-        throw blockError(err, blocks, f.block);
-      }
+      held.push(data.buffer as ArrayBuffer);
+      if (!tar.holding) for (const buf of held.splice(0)) decoder.recycle(buf);
       blocksChecked++;
-      storedDone += b.compressedLength;
+      storedDone += blocks[block]!.compressedLength;
       options.onProgress?.({ bytesDone: storedDone, bytesTotal: storedTotal, filesDone: tar.filesChecked, filesTotal: tar.files });
+    },
+    options.open,
+  );
+  // The own object's bytes are hashed as they pass, before their frame goes to a codec worker.
+  const hashOwn = async function* (frames: AsyncGenerator<Frame>): AsyncGenerator<Frame> {
+    for await (const f of frames) {
+      if (f.data && blocks[f.block]!.object === undefined) {
+        own.update(f.data);
+        ownBytes += f.data.length;
+      }
+      yield f;
     }
+  };
+  try {
+    failure.throwIfFailed();
+    await decoder.decode(hashOwn(rangeFrames(reads, blocks, decoder.allocFrame)));
+    await decoder.drain();
+    failure.throwIfFailed();
+  } catch (err) {
+    failure.fail(err);
+    throw signal?.aborted ? abortError(signal) : failure.error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
     reads.close();
+    if (failure.failed) pool.destroy();
+    else pool.release();
   }
   if (blocksChecked !== blocks.length) throw new CairnError('archive-corrupt', `read ${blocksChecked} of ${blocks.length} blocks`);
   tar.finish();
   return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: own.digest('hex'), ownBytes };
+}
+
+/**
+ * For each block in turn: the index's files with content whose data lies wholly in it (the plan
+ * items whose sha256 the codec worker decoding it checks: BlockDecoder), read in archive order
+ * alongside the tar (memory: one batch of entries).
+ */
+function filesWithin(index: ArchiveIndex | StreamedIndex): (block: number) => PlanItem[] {
+  const entries = eachEntry(entrySource(index));
+  let next = nextEntry(entries);
+  return (block) => {
+    const b = index.blocks[block]!;
+    const end = b.uncompressedOffset + b.uncompressedLength;
+    const items: PlanItem[] = [];
+    for (; next && next.headerOffset < end; next = nextEntry(entries)) {
+      const e = next;
+      if (e.type === 'file' && e.sha256 !== undefined && e.size > 0 && e.dataOffset >= b.uncompressedOffset && e.dataOffset + e.size <= end)
+        items.push({ ...e });
+    }
+    return items;
+  };
+}
+
+/** The next entry of an index, its decoding failures named as a corrupt index. */
+function nextEntry(entries: Iterator<ArchiveEntry>): ArchiveEntry | undefined {
+  try {
+    const n = entries.next();
+    return n.done ? undefined : n.value;
+  } catch (err) {
+    if (err instanceof CairnError) throw err;
+    throw new CairnError('archive-corrupt', `the index entries do not decode: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
@@ -205,6 +272,8 @@ class TarCheck {
   private current: ArchiveEntry | undefined;
   private found = 0;
   filesChecked = 0;
+  /** Header offsets of files whose content a codec worker checked already, with its block: not hashed here. */
+  readonly verified = new Set<number>();
 
   constructor(
     source: EntrySource,
@@ -222,7 +291,7 @@ class TarCheck {
           throw new CairnError('archive-corrupt', `archive entry ${path} is at tar offset ${e.headerOffset}, the index says ${want.headerOffset}`);
         this.found++;
         this.current = want;
-        this.hash = want.type === 'file' ? createHash('sha256') : undefined;
+        this.hash = want.type === 'file' && !this.verified.delete(want.headerOffset) ? createHash('sha256') : undefined;
       },
       data: (chunk) => this.hash?.update(chunk),
       entryEnd: () => {
@@ -240,6 +309,11 @@ class TarCheck {
     this.parser.push(data, offset);
   }
 
+  /** Whether the parser still holds views of bytes pushed earlier (TarParser.holding). */
+  get holding(): boolean {
+    return this.parser.holding;
+  }
+
   finish(): void {
     this.parser.finish();
     if (!this.parser.ended) throw new CairnError('archive-corrupt', 'the archive has no end-of-archive marker');
@@ -248,13 +322,7 @@ class TarCheck {
   }
 
   private next(): ArchiveEntry | undefined {
-    try {
-      const n = this.entries.next();
-      return n.done ? undefined : n.value;
-    } catch (err) {
-      if (err instanceof CairnError) throw err;
-      throw new CairnError('archive-corrupt', `the index entries do not decode: ${(err as Error).message}`, { cause: err });
-    }
+    return nextEntry(this.entries);
   }
 }
 

@@ -1,0 +1,170 @@
+/**
+ * Decoding stored frames in order on the codec pool (BlockDecoder), shared by unpack (SPEC §7) and
+ * verify (verify-archive.ts), and the first-error latch both stop on (Failure).
+ */
+import type { Readable } from 'node:stream';
+import { CairnError } from '../errors.ts';
+import type { ArchiveBlock, ArchiveIndexHead, Codec, FrameOpener } from './archive-types.ts';
+import { blockError, describeBlock, type Frame } from './block-source.ts';
+import type { CodecPool, CodecResult } from './codec-pool.ts';
+import { encodeContentChecks } from './content-checks.ts';
+import type { PlanItem } from './extractor.ts';
+
+/** Spare buffers kept for reuse, each way. */
+const MAX_SPARE = 8;
+
+/** The first error of an unpack or a verify (a failure anywhere, or the abort): the rest stop on it. */
+export class Failure {
+  error: unknown;
+  /** The stored bytes being read: destroyed on failure, so a stalled source cannot delay a cancel. */
+  reading: Readable | undefined;
+  private readonly listeners: (() => void)[] = [];
+
+  get failed(): boolean {
+    return this.error !== undefined;
+  }
+
+  readonly fail = (err: unknown): void => {
+    this.error ??= err;
+    for (const l of this.listeners) l();
+    this.reading?.destroy(err instanceof Error ? err : new Error(String(err)));
+  };
+
+  onFail(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  throwIfFailed(): void {
+    if (this.error !== undefined) throw this.error;
+  }
+}
+
+/**
+ * Decodes stored frames on the codec pool, two per codec worker at a time, and delivers the
+ * blocks in archive order once verified. Buffers are reused both ways: frames come back from
+ * the codec workers, decoded blocks from where they were delivered (recycle).
+ */
+export class BlockDecoder {
+  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[] }[] = [];
+  private readonly spareFrames: ArrayBuffer[] = [];
+  private readonly spareOutputs: ArrayBuffer[] = [];
+  private readonly frameSize: number;
+  readonly maxInflight: number;
+
+  constructor(
+    private readonly pool: CodecPool,
+    private readonly index: ArchiveIndexHead,
+    private readonly failure: Failure,
+    /** The plan items whose headers block `block` holds, asked in block order as blocks are read. */
+    private readonly planOf: (block: number) => PlanItem[],
+    private readonly deliver: (block: number, data: Buffer, plan: PlanItem[]) => Promise<void>,
+    /** An encrypted archive's frames are opened (authenticated) here before they are decoded. */
+    private readonly open?: FrameOpener,
+  ) {
+    this.frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
+    this.maxInflight = pool.size * 2;
+  }
+
+  /** A buffer for a frame of `len` bytes (cutFrames' allocator). */
+  readonly allocFrame = (len: number): Buffer => {
+    const ab = this.spareFrames.pop();
+    return ab && ab.byteLength >= len ? Buffer.from(ab, 0, len) : Buffer.from(new ArrayBuffer(this.frameSize), 0, len);
+  };
+
+  /** A delivered block's buffer, back from where it was delivered: zstd can decode the next one into it. */
+  recycle(buf: ArrayBuffer): void {
+    if (this.index.codec === 'zstd' && this.spareOutputs.length < MAX_SPARE) this.spareOutputs.push(buf);
+    // Stored blocks are delivered in their frame's buffer: the store thread's, unless decrypted here.
+    else if (this.index.codec === 'none' && this.toReader && !this.open) this.toReader(buf);
+  }
+
+  /** Blocks decoded whose frame does not verify itself (a zstd frame without its checksum, a stored block without sha256). */
+  unverified = 0;
+  /** Frames come from the store thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
+  toReader: ((buf: ArrayBuffer) => void) | undefined;
+
+  async decode(frames: AsyncGenerator<Frame>): Promise<void> {
+    for await (const f of frames) {
+      this.failure.throwIfFailed();
+      if (!f.data) continue;
+      const b = this.index.blocks[f.block]!;
+      let data = f.data;
+      if (this.open) {
+        const plain = this.open(b, f.data);
+        // Into a buffer that owns its memory: it is transferred to a codec worker.
+        data = this.allocFrame(plain.length);
+        plain.copy(data);
+        this.toReader?.(f.data.buffer as ArrayBuffer);
+      } else if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
+      const out = this.spareOutputs.pop();
+      const block = f.block;
+      const blocks = this.index.blocks;
+      const plan = this.planOf(block);
+      const { checks, checked } = contentChecks(plan, b);
+      const result = this.pool
+        .run({
+          op: 'decompress',
+          codec: this.index.codec,
+          level: 0,
+          data,
+          expectedLength: b.uncompressedLength,
+          hashInput: b.sha256 !== undefined,
+          returnInput: this.index.codec !== 'none',
+          ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+          ...(checks ? { checks } : {}),
+        })
+        .catch((err: unknown) => {
+          // Which block, in which object: a corrupt frame of another backup is named as such.
+          throw blockError(err, blocks, block);
+        });
+      result.catch(this.failure.fail);
+      this.inflight.push({ result, block: f.block, plan, checked });
+      if (this.inflight.length >= this.maxInflight) await this.deliverOne();
+    }
+  }
+
+  /** Delivers the blocks still being decoded. */
+  async drain(): Promise<void> {
+    while (this.inflight.length) await this.deliverOne();
+  }
+
+  private async deliverOne(): Promise<void> {
+    const x = this.inflight.shift()!;
+    const out = await x.result;
+    this.failure.throwIfFailed();
+    const b = this.index.blocks[x.block]!;
+    if (b.sha256 && out.inputSha !== b.sha256)
+      throw new CairnError('checksum-mismatch', `${describeBlock(this.index.blocks, x.block)} does not match its sha256`);
+    if (out.mismatch) {
+      const p = x.checked[out.mismatch.check]!;
+      throw new CairnError('checksum-mismatch', `content of ${p.path} does not match its sha256 (${out.mismatch.actual} != ${p.sha256})`);
+    }
+    for (const p of x.checked) p.verified = true;
+    await this.deliver(x.block, out.data, x.plan);
+    if (!out.input) return;
+    // Decrypted frames are this thread's own copies; the others are the store thread's.
+    if (this.toReader && !this.open) this.toReader(out.input);
+    else if (this.spareFrames.length < MAX_SPARE) this.spareFrames.push(out.input);
+  }
+}
+
+/** Whether decoding `data` verifies it: a zstd frame with its content checksum, any gzip member (CRC-32), a stored block with a sha256. */
+function selfVerifying(codec: Codec, b: ArchiveBlock, data: Buffer): boolean {
+  if (b.sha256 !== undefined) return true;
+  if (codec === 'gzip') return true;
+  // zstd: magic 28 B5 2F FD, then the frame header descriptor, whose bit 2 is Content_Checksum_flag.
+  if (codec === 'zstd') return data.length > 4 && data.readUInt32LE(0) === 0xfd2fb528 && (data[4]! & 0x04) !== 0;
+  return false;
+}
+
+/** The files of `plan` whose whole content lies in block `b`: their sha256 is checked where it is decoded. */
+function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ArrayBuffer | undefined; checked: PlanItem[] } {
+  const checked: PlanItem[] = [];
+  const end = b.uncompressedOffset + b.uncompressedLength;
+  for (const p of plan) {
+    if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.size === 0) continue;
+    if (p.dataOffset < b.uncompressedOffset || p.dataOffset + p.size > end) continue;
+    checked.push(p);
+  }
+  return { checks: checked.length ? encodeContentChecks(checked, b.uncompressedOffset) : undefined, checked };
+}
