@@ -7,6 +7,7 @@
  * Reference and Cairn runs alternate; before every run `sync` writes out the dirty pages the run
  * before left (CAIRN_BENCH_SYNC=0 skips it), the data is read (this VM evicts idle page cache),
  * and every extraction goes to a fresh directory (TOOLCHAIN.md).
+ * Then `verify` (no target): a full verify of the unpack scenario's archive against `zstd -dc | openssl sha256`.
  * Then the incremental scenarios of issue 11 (incremental.bench.ts): an unchanged second backup
  * against the full one and against restic's unchanged re-backup. Then the gateway scenario of
  * issue 17 (gateway.bench.ts, `gateway`): fixed-rate API load, alone and with 300 progress streams. Then
@@ -23,7 +24,16 @@ import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { finished, pipeline } from 'node:stream/promises';
-import { fileSource, packArchive, sharedWorkerHost, unpackArchive, type ArchiveIndex, type Codec } from '../services/core/src/archive/index.ts';
+import {
+  fileRangeReader,
+  fileSource,
+  packArchive,
+  sharedWorkerHost,
+  unpackArchive,
+  type ArchiveIndex,
+  type Codec,
+} from '../services/core/src/archive/index.ts';
+import { verifyAllFrames } from '../services/core/src/archive/verify-archive.ts';
 import { largeDataSet, manyDataSet, smallDataSet, type DataSet } from './datasets.ts';
 import { reportEncryption, runEncryption } from './encryption.bench.ts';
 import { GATEWAY_SCENARIOS, reportGateway, runGateway } from './gateway.bench.ts';
@@ -42,6 +52,8 @@ interface Scenario {
   set: DataSet;
   reference: { label: string; run: () => Sample };
   cairn: { label: string; run: () => Promise<Sample> };
+  /** Untimed, before the first run. */
+  prepare?: () => Promise<unknown>;
 }
 
 interface Result {
@@ -108,6 +120,14 @@ function scenarios(large: DataSet, small: DataSet): Scenario[] {
     let plainTar = '';
     let archive = '';
     let index: ArchiveIndex | undefined;
+    /** The set packed once into a local zstd archive, for the unpack and verify scenarios. */
+    const stored = async (): Promise<ArchiveIndex> => {
+      if (!index) {
+        archive = fresh('restore-src.tar.zst');
+        index = await cairnPack(set, 'zstd', archive, true);
+      }
+      return index!;
+    };
     list.push({
       name: `${tag}-unpack`,
       set,
@@ -127,15 +147,38 @@ function scenarios(large: DataSet, small: DataSet): Scenario[] {
       cairn: {
         label: 'unpack zstd archive',
         run: async () => {
-          if (!index) {
-            archive = fresh('restore-src.tar.zst');
-            index = await cairnPack(set, 'zstd', archive, true);
-          }
+          const ix = await stored();
           runShell(`cat '${archive}' > /dev/null`);
           const to = fresh('cairn-x');
-          const ix = index!;
           // As a restore reads: range reads of whole frames, by a reader thread (fileSource).
           return measureCairn(async () => void (await unpackArchive({ target: to, index: ix, source: fileSource(archive) })));
+        },
+      },
+    });
+    // Verify (no target): every frame decoded and checked, the tar parsed, every file's and the
+    // object's sha256, against decoding it all and hashing the stream once by hand.
+    list.push({
+      name: `${tag}-verify`,
+      set,
+      prepare: stored,
+      reference: {
+        // OpenSSL's sha256 uses the CPU's SHA extensions, as Cairn's does (coreutils' sha256sum does not).
+        label: 'zstd -dc archive | openssl sha256',
+        run: () => {
+          runShell(`cat '${archive}' > /dev/null`);
+          return runShell(`zstd -dc '${archive}' | openssl dgst -sha256 > /dev/null`);
+        },
+      },
+      cairn: {
+        label: 'verify full, local archive',
+        run: async () => {
+          const ix = await stored();
+          runShell(`cat '${archive}' > /dev/null`);
+          return measureCairn(async () => {
+            // As a verify reads in the control worker: range reads by the store thread (fileSource).
+            const r = await verifyAllFrames(ix, fileRangeReader(archive), { files: set.files, thread: { recipe: { kind: 'file', path: archive } } });
+            if (r.blocksChecked !== ix.blocks.length) throw new Error(`verify checked ${r.blocksChecked} of ${ix.blocks.length} blocks`);
+          });
         },
       },
     });
@@ -233,6 +276,9 @@ function report(results: Result[], probes: Probe[]): void {
       `${fmt(ratio('small-pack-gzip-null'))} (small)`,
   );
   console.log(`  restore vs tar -xf                                        ratio ${fmt(ratio('large-unpack'))} (large), ${fmt(ratio('small-unpack'))} (small)`);
+  console.log(
+    `  (no target) verify full vs zstd -dc | openssl sha256       ratio ${fmt(ratio('large-verify'))} (large), ${fmt(ratio('small-verify'))} (small)`,
+  );
   if (probes.length)
     console.log(
       `  peak RSS, one operation per fresh process (tsx runtime included, MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'} as in the image): ` +
@@ -251,7 +297,8 @@ async function main(): Promise<void> {
     if (gateway) reportGateway(gateway);
     return;
   }
-  if (!ensureCommand('zstd', 'zstd') || !ensureCommand('pigz', 'pigz')) throw new Error('zstd and pigz are needed (apt-get install zstd pigz)');
+  if (!ensureCommand('zstd', 'zstd') || !ensureCommand('pigz', 'pigz') || !ensureCommand('openssl', 'openssl'))
+    throw new Error('zstd, pigz and openssl are needed (apt-get install zstd pigz openssl)');
   mkdirSync(SCRATCH, { recursive: true });
   console.log(
     `cairn archive bench: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${REPS} alternating runs per scenario, load average ${loadAverage()}`,
@@ -269,6 +316,7 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   for (const sc of chosen) {
     const res: Result = { scenario: sc, ref: [], cairn: [] };
+    await sc.prepare?.();
     for (let i = 0; i < REPS; i++) {
       // Alternate which goes first, so neither always gets the warmer machine.
       const order = i % 2 === 0 ? (['ref', 'cairn'] as const) : (['cairn', 'ref'] as const);

@@ -12,8 +12,8 @@ import { Writable } from 'node:stream';
 import type { Job as BullJob } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryObjectStore, MemoryRecords, archiveKey, createLogger, indexKey, newId, type JobQueues } from '@cairn/core';
-import { encodeIndex, packArchive, type ArchiveEntry, type ArchiveIndex } from '@cairn/core/archive/index.ts';
-import { sampleFiles, sampleSize } from '@cairn/core/archive/verify-archive.ts';
+import { encodeIndex, fileRangeReader, packArchive, type ArchiveEntry, type ArchiveIndex } from '@cairn/core/archive/index.ts';
+import { sampleFiles, sampleSize, verifyAllFrames } from '@cairn/core/archive/verify-archive.ts';
 import { parseDuration } from '@cairn/core/config/duration.ts';
 import { parentIneligibility } from '@cairn/core/domain/backup-kind.ts';
 import { verifyBackup } from '@cairn/core/domain/backup-verify.ts';
@@ -243,6 +243,30 @@ describe('verifyBackup full, decoded on the codec workers', () => {
         `block ${theirs} (stored bytes ${p.compressedOffset}..${p.compressedOffset + p.compressedLength - 1} of the archive object of backup ${c.parentId})`,
       ),
     });
+  });
+
+  it('reads through the store thread: the same findings, the own hash computed there', async () => {
+    const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-unit-verify-thread-')));
+    roots.push(root);
+    for (const [rel, content] of Object.entries(FILES)) {
+      fs.mkdirSync(path.dirname(path.join(root, 'src', rel)), { recursive: true });
+      fs.writeFileSync(path.join(root, 'src', rel), content);
+    }
+    const file = path.join(root, 'archive.tar.zst');
+    const packed = await packArchive({ volumes: [{ name: 'data', dir: path.join(root, 'src') }], codec: 'zstd', blockSize: 4096 }, fs.createWriteStream(file));
+    const bytes = fs.readFileSync(file);
+    const thread = { recipe: { kind: 'file' as const, path: file } };
+    const r = await verifyAllFrames(packed.index, fileRangeReader(file), { thread, files: 4 });
+    expect(r).toEqual({ blocksChecked: packed.index.blocks.length, filesChecked: 4, bytesRead: bytes.length, ownSha256: sha(bytes), ownBytes: bytes.length });
+
+    const block = packed.index.blocks.findIndex((b, i) => i > 0 && b.compressedLength > 64);
+    const b = packed.index.blocks[block]!;
+    bytes[b.compressedOffset + Math.floor(b.compressedLength / 2)]! ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    await expect(verifyAllFrames(packed.index, fileRangeReader(file), { thread, files: 4 })).rejects.toMatchObject({
+      message: expect.stringContaining(`block ${block} (stored bytes ${b.compressedOffset}..`),
+    });
+    packed.close();
   });
 
   it('stops when cancelled', async () => {

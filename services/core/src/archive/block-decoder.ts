@@ -90,7 +90,13 @@ export class BlockDecoder {
       const b = this.index.blocks[f.block]!;
       let data = f.data;
       if (this.open) {
-        const plain = this.open(b, f.data);
+        let plain: Buffer;
+        try {
+          plain = this.open(b, f.data);
+        } catch (err) {
+          // Which block, in which object (an altered, moved or foreign frame fails to open).
+          throw blockError(err, this.index.blocks, f.block);
+        }
         // Into a buffer that owns its memory: it is transferred to a codec worker.
         data = this.allocFrame(plain.length);
         plain.copy(data);

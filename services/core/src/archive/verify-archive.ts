@@ -15,15 +15,27 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { abortError, CairnError } from '../errors.ts';
-import { checkEntry, checkIndexHead, eachEntry, entrySource } from './archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, EntrySource, FrameOpener, RangeReader, StreamedIndex } from './archive-types.ts';
+import { checkEntry, checkIndexHead, eachEntry, entrySource, hasForeignBlocks } from './archive-index.ts';
+import type {
+  ArchiveEntry,
+  ArchiveIndex,
+  EntrySource,
+  FrameOpener,
+  RangeReader,
+  RangeReaderRecipe,
+  RangeReadSettings,
+  StoreRequestError,
+  StreamedIndex,
+} from './archive-types.ts';
 import { BlockDecoder, Failure } from './block-decoder.ts';
-import { blockError, RangeReadAhead, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
+import { blockError, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool } from './codec-pool.ts';
 import type { PlanItem } from './extractor.ts';
+import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
 import { exportPathsAsTar } from './export-tar.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
+import { ThreadedFrames } from './threaded-frames.ts';
 import { defaultConcurrency, sharedWorkerHost, type WorkerHost } from './worker-host.ts';
 
 export interface VerifyArchiveOptions {
@@ -34,6 +46,13 @@ export interface VerifyArchiveOptions {
   signal?: AbortSignal;
   /** full: the codec workers to decode on (the process's shared host by default). */
   host?: WorkerHost;
+  /**
+   * full: the range reads made by the store thread instead (backupRangeSource's `thread`), so the
+   * stored bytes never pass through this thread's heap; `reader` is then not used.
+   */
+  thread?: { recipe: RangeReaderRecipe; onRequestError?: (e: StoreRequestError) => void };
+  /** full: how the archive is read, as a restore reads it (the RESTORE_* settings; the defaults without). */
+  rangeReads?: RangeReadSettings;
   /** full: frames decoded at once are twice this (the codec workers taken from the host; default: defaultConcurrency()). */
   concurrency?: number;
   /** Called as frames (full) or files (sample) are checked. */
@@ -156,9 +175,6 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   if (signal?.aborted) throw abortError(signal);
   const blocks = index.blocks;
   let bytesRead = 0;
-  const counted = countingReader(reader, (n) => {
-    bytesRead += n;
-  });
   const own = createHash('sha256');
   let ownBytes = 0;
   let storedTotal = 0;
@@ -166,11 +182,15 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   const tar = new TarCheck(entrySource(index), options.files);
   let blocksChecked = 0;
   let storedDone = 0;
+  const settings = options.rangeReads ?? DEFAULT_RANGE_READS;
+  const ranges = blocks.length ? [...splitSegments(segmentsOf(blocks, 0, blocks.length - 1), blocks, settings.rangeBytes)] : [];
+  // The store thread hashes the own object when the frames are all in it (they tile it in order).
+  const threadHashes = options.thread !== undefined && !hasForeignBlocks(index);
 
-  const { pool } = await CodecPool.openWith(options.host ?? sharedWorkerHost(), options.concurrency ?? defaultConcurrency(), 0);
+  const host = options.host ?? sharedWorkerHost();
+  const { pool } = await CodecPool.openWith(host, options.concurrency ?? defaultConcurrency(), 0);
   const failure = new Failure();
-  const reads = new RangeReadAhead(counted, blocks.length ? segmentsOf(blocks, 0, blocks.length - 1) : []);
-  failure.onFail(() => reads.destroy(failure.error instanceof Error ? failure.error : new Error(String(failure.error))));
+  const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
   const onAbort = (): void => failure.fail(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   // An abort while the codec workers were being acquired fired no event for us.
@@ -199,19 +219,42 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
     },
     options.open,
   );
-  // The own object's bytes are hashed as they pass, before their frame goes to a codec worker.
-  const hashOwn = async function* (frames: AsyncGenerator<Frame>): AsyncGenerator<Frame> {
+  // Every frame passes here before it goes to a codec worker: counted, and the own object's hashed (unless the store thread does).
+  const passing = async function* (frames: AsyncGenerator<Frame>, counted: boolean): AsyncGenerator<Frame> {
     for await (const f of frames) {
-      if (f.data && blocks[f.block]!.object === undefined) {
+      if (f.data && !counted) bytesRead += f.data.length;
+      if (f.data && !threadHashes && blocks[f.block]!.object === undefined) {
         own.update(f.data);
         ownBytes += f.data.length;
       }
       yield f;
     }
   };
+  let threaded: ThreadedFrames | undefined;
   try {
     failure.throwIfFailed();
-    await decoder.decode(hashOwn(rangeFrames(reads, blocks, decoder.allocFrame)));
+    if (options.thread) {
+      threaded = await ThreadedFrames.start(host, {
+        ...options.thread,
+        blocks,
+        segments: ranges,
+        settings,
+        hashWhole: threadHashes,
+        window: decoder.maxInflight + 2,
+      });
+      const reads = threaded;
+      failure.onFail(() => reads.destroy(failed()));
+      if (failure.failed) reads.destroy(failed());
+      decoder.toReader = reads.giveBack;
+      await decoder.decode(passing(reads.frames(), false));
+    } else {
+      const counted = countingReader(reader, (n) => {
+        bytesRead += n;
+      });
+      const reads = new ParallelRangeReads(counted, ranges, settings);
+      failure.onFail(() => reads.destroy(failed()));
+      await decoder.decode(passing(rangeFrames(reads, blocks, decoder.allocFrame), true));
+    }
     await decoder.drain();
     failure.throwIfFailed();
   } catch (err) {
@@ -219,12 +262,15 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
     throw signal?.aborted ? abortError(signal) : failure.error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    reads.close();
     if (failure.failed) pool.destroy();
     else pool.release();
   }
   if (blocksChecked !== blocks.length) throw new CairnError('archive-corrupt', `read ${blocksChecked} of ${blocks.length} blocks`);
   tar.finish();
+  if (threadHashes) {
+    for (const b of blocks) ownBytes += b.compressedLength;
+    return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: threaded!.sha256 ?? '', ownBytes };
+  }
   return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: own.digest('hex'), ownBytes };
 }
 

@@ -17,14 +17,14 @@
  */
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { eachEntry, entrySource, planRuns, readIndex } from '../archive/archive-index.ts';
-import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, FrameOpener, StreamedIndex } from '../archive/archive-types.ts';
+import type { ArchiveEntry, ArchiveIndex, ArchiveIndexHead, FrameOpener, RangeReadSettings, StreamedIndex } from '../archive/archive-types.ts';
 import { describeBlock } from '../archive/block-source.ts';
 import { checkEntries, drain, sampleFiles, verifyAllFrames, verifyFiles } from '../archive/verify-archive.ts';
 import { CairnError, type ErrorCode } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { archiveKey, type Compression } from './object-layout.ts';
-import { backupRangeReader } from './backup-range-reader.ts';
+import { backupRangeReader, backupRangeSource } from './backup-range-reader.ts';
 import { createHash } from 'node:crypto';
 
 export const VERIFY_LEVELS = ['quick', 'sample', 'full'] as const;
@@ -54,6 +54,10 @@ export interface BackupVerifyOptions extends VerifyRequest {
   frameOpener?: (index: ArchiveIndexHead) => Promise<FrameOpener | undefined>;
   /** Where the index entries wait while they are checked (default: the OS temp dir). */
   tempDir?: string;
+  /** full: the range reads made by the store thread when the store can be reopened there (STORE_THREAD; default true). */
+  storeThread?: boolean;
+  /** full: how the archive is read (the RESTORE_* settings; the defaults without). */
+  rangeReads?: RangeReadSettings;
   onProgress?: (stage: string, p?: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => void;
 }
 
@@ -178,7 +182,9 @@ async function verifyWithIndex(
     return { ...report, samplePercent: percent, filesChecked: r.filesChecked, blocksChecked: framesHolding(sampled, chosen), bytesRead };
   }
 
-  const r = await verifyAllFrames(index, reader, { open, signal, onProgress, files });
+  const source = backupRangeSource(store, backup, index.codec, signal, options.storeThread ?? true);
+  const thread = 'thread' in source ? source.thread : undefined;
+  const r = await verifyAllFrames(index, reader, { open, signal, onProgress, files, thread, rangeReads: options.rangeReads });
   bytesRead += r.bytesRead;
   // The own object's bytes past its last frame (none when Cairn wrote it) count in its sha256 too.
   const hash = r.ownBytes < own.size ? createHash('sha256') : undefined;

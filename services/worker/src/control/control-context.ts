@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import type { Compression, ControlJobPayload, JobQueues, Keyring, Logger, Records, SchedulerSync } from '@cairn/core';
 import type { ObjectStore } from '@cairn/core/storage/object-store.ts';
+import type { RangeReadSettings } from '@cairn/core/archive/archive-types.ts';
 import type { JobRecordMode, JobWork } from '../job-lifecycle.ts';
 import type { SweepOptions } from './orphan-sweep.service.ts';
 
@@ -19,6 +20,8 @@ export interface ControlContext {
   clock?: () => Date;
   /** Encryption at rest: the keyring (CAIRN_MASTER_KEYS) a verify opens encrypted backups with. */
   keyring?: () => Keyring | undefined;
+  /** How a full verify reads an archive, as a restore does (STORE_THREAD, RESTORE_*); the defaults when absent. */
+  reads?: { storeThread: boolean; rangeReads: RangeReadSettings };
   /** The fleet-wide verify run (VERIFY_LEVEL, VERIFY_BYTES_BUDGET); the built-in defaults when absent. */
   verify?: { level: 'quick' | 'sample' | 'full'; bytesBudget: number };
 }

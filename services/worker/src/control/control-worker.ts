@@ -1,6 +1,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CONTROL_JOB_NAMES, CONTROL_QUEUE, SchedulerSync, controlJobPayload, keyringOf, publishJobChange, type Compression } from '@cairn/core';
 import type { Runtime } from '@cairn/core/runtime.ts';
+import { rangeReadsOf } from '@cairn/core/archive/index.ts';
 import { checkHandlers } from '../job-handlers.ts';
 import { JobLifecycle } from '../job-lifecycle.ts';
 import type { WorkerMetrics } from '../metrics/worker-metrics.ts';
@@ -73,6 +74,7 @@ export async function startControlWorker(opts: ControlWorkerOptions): Promise<{ 
     clock: opts.clock,
     verify: { level: opts.config.VERIFY_LEVEL, bytesBudget: opts.config.VERIFY_BYTES_BUDGET },
     keyring: () => keyringOf(opts.config),
+    reads: { storeThread: opts.config.STORE_THREAD ?? true, rangeReads: rangeReadsOf(opts.config) },
   };
   const lifecycle = new JobLifecycle({
     jobs: opts.records.jobs,

@@ -88,6 +88,8 @@ async function verifyOne(ctx: ControlContext, backupId: string, request: VerifyR
       openIndex: (stored) => openIndexObject(ctx.keyring?.(), backup, stored),
       frameOpener: (index) => frameOpenerFor(ctx.keyring?.(), ctx.records.backups, backup, index),
       onProgress: (stage, p) => run.progress(stage, p),
+      storeThread: ctx.reads?.storeThread,
+      rangeReads: ctx.reads?.rangeReads,
     });
     await record(ctx, backup, { verifiedAt: now(), verifyLevel: request.level, verifyStatus: 'ok', verifyError: null });
     run.log.info({ backupId, level: request.level, bytesRead: report.bytesRead, filesChecked: report.filesChecked }, 'backup verified');
