@@ -259,6 +259,18 @@ describe('verifyBackup full, decoded on the codec workers', () => {
     const r = await verifyAllFrames(packed.index, fileRangeReader(file), { thread, files: 4 });
     expect(r).toEqual({ blocksChecked: packed.index.blocks.length, filesChecked: 4, bytesRead: bytes.length, ownSha256: sha(bytes), ownBytes: bytes.length });
 
+    // The index and the tar must agree entry for entry: one missing from the index, one the tar lacks.
+    const entries = packed.index.entries;
+    await expect(verifyAllFrames({ ...packed.index, entries: entries.slice(0, -1) }, fileRangeReader(file), { thread })).rejects.toMatchObject({
+      code: 'archive-corrupt',
+      message: expect.stringMatching(/archive entry .* at tar offset \d+ is not in the index/),
+    });
+    const ghost = { ...entries.at(-1)!, path: 'data/ghost' };
+    await expect(verifyAllFrames({ ...packed.index, entries: [...entries, ghost] }, fileRangeReader(file), { thread })).rejects.toMatchObject({
+      code: 'archive-corrupt',
+      message: expect.stringContaining(`entry data/ghost of the index is not in the archive (${entries.length} entries found before it)`),
+    });
+
     const block = packed.index.blocks.findIndex((b, i) => i > 0 && b.compressedLength > 64);
     const b = packed.index.blocks[block]!;
     bytes[b.compressedOffset + Math.floor(b.compressedLength / 2)]! ^= 0xff;
