@@ -9,6 +9,7 @@ import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
+import { flushFilesystem } from './flush.ts';
 import { registeredVolumes, type RegisteredVolume } from './registered-volumes.ts';
 import type { NodeContext } from './node-context.ts';
 import { restoreChanges, type ChangeScope, type RestoreChanges } from './restore-changes.ts';
@@ -157,6 +158,9 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
         expectedSha256: backup.sha256 ?? undefined,
       });
 
+      // The restored data on disk before the swap: once a rename is, the data it brings is too,
+      // so a crash can never leave restored files short with the replaced data gone.
+      await flushStaging(plans);
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
       const notes: string[] = [];
@@ -410,6 +414,19 @@ async function swapIn(plan: VolumePlan, mode: 'replace' | 'merge', journal: Jour
     return;
   }
   await applyStaged({ staging: plan.staging, live: plan.live, oldDir: plan.oldDir, mode, paths: plan.paths, journal });
+}
+
+/** Flushes the filesystem of each staging directory (once per filesystem); a failure fails the restore before the target changes. */
+export async function flushStaging(plans: Pick<VolumePlan, 'name' | 'staging'>[], flush = flushFilesystem): Promise<void> {
+  const devices = new Set<number>();
+  for (const plan of plans) {
+    const { dev } = await fs.stat(plan.staging);
+    if (devices.has(dev)) continue;
+    devices.add(dev);
+    const failed = await flush(plan.staging);
+    if (failed)
+      throw new CairnError('unavailable', `volume ${plan.name}: the restored data could not be flushed to disk (${failed}); the target was not changed`);
+  }
 }
 
 /**
