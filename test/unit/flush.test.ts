@@ -20,6 +20,31 @@ describe('flushing before the swap', () => {
     expect(await flushFilesystem(path.join(root, 'missing'))).toMatch(/missing/);
   });
 
+  it('falls back to a plain sync where `sync` lacks --file-system, and still reports its failures', async () => {
+    const bin = fs.mkdtempSync(path.join(root, 'bin-'));
+    const log = path.join(root, 'calls');
+    // A sync that knows no options (as BSD's), logging how it was called.
+    const script = [
+      '#!/bin/sh',
+      `echo "[$*]" >> '${log}'`,
+      'if [ $# -gt 0 ]; then echo "sync: illegal option -- -" >&2; exit 1; fi',
+      'if [ -n "$SYNC_EXIT" ]; then exit "$SYNC_EXIT"; fi',
+      '',
+    ];
+    fs.writeFileSync(path.join(bin, 'sync'), script.join('\n'), { mode: 0o755 });
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved}`;
+    try {
+      expect(await flushFilesystem(root)).toBeUndefined();
+      expect(fs.readFileSync(log, 'utf8')).toBe(`[--file-system ${root}]\n[]\n`);
+      process.env.SYNC_EXIT = '1';
+      expect(await flushFilesystem(root)).toMatch(/exit|failed/i);
+    } finally {
+      process.env.PATH = saved;
+      delete process.env.SYNC_EXIT;
+    }
+  });
+
   it('flushes each filesystem once, and a failed flush fails the restore naming the volume', async () => {
     const a = fs.mkdtempSync(path.join(root, 'a-'));
     const b = fs.mkdtempSync(path.join(root, 'b-'));
