@@ -43,7 +43,7 @@ export function backupRangeSource(
   codec: Codec,
   signal?: AbortSignal,
   thread = true,
-): UnpackSource {
+): Extract<UnpackSource, { rangeReader: RangeReader }> {
   const rangeReader = backupRangeReader(store, backup, codec, signal);
   const spec = thread ? store.threadSpec?.() : undefined;
   if (!spec) return { rangeReader };

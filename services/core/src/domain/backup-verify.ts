@@ -24,7 +24,7 @@ import { CairnError, type ErrorCode } from '../errors.ts';
 import type { Backup } from '../records/records.ts';
 import type { ObjectStore } from '../storage/object-store.ts';
 import { archiveKey, type Compression } from './object-layout.ts';
-import { backupRangeReader, backupRangeSource } from './backup-range-reader.ts';
+import { backupRangeSource } from './backup-range-reader.ts';
 import { createHash } from 'node:crypto';
 
 export const VERIFY_LEVELS = ['quick', 'sample', 'full'] as const;
@@ -167,7 +167,8 @@ async function verifyWithIndex(
   const report: VerifyReport = { level, objects, blocks: index.blocks.length, blocksChecked: 0, files, filesChecked: 0, bytesRead };
   if (level === 'quick') return report;
 
-  const reader = backupRangeReader(store, backup, index.codec, signal);
+  // One range reader for every read below; `thread`: how the store thread makes the same reads (full).
+  const { rangeReader: reader, thread } = backupRangeSource(store, backup, index.codec, signal, options.storeThread ?? true);
   const open = options.frameOpener ? await options.frameOpener(index) : undefined;
   const onProgress = (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => progress('verifying', p);
 
@@ -182,8 +183,6 @@ async function verifyWithIndex(
     return { ...report, samplePercent: percent, filesChecked: r.filesChecked, blocksChecked: framesHolding(sampled, chosen), bytesRead };
   }
 
-  const source = backupRangeSource(store, backup, index.codec, signal, options.storeThread ?? true);
-  const thread = 'thread' in source ? source.thread : undefined;
   const r = await verifyAllFrames(index, reader, { open, signal, onProgress, files, thread, rangeReads: options.rangeReads });
   bytesRead += r.bytesRead;
   // The own object's bytes past its last frame (none when Cairn wrote it) count in its sha256 too.
