@@ -2,13 +2,17 @@
  * Decoding stored frames in order on the codec pool (BlockDecoder), shared by unpack (SPEC §7) and
  * verify (verify-archive.ts), and the first-error latch both stop on (Failure).
  */
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
-import type { ArchiveBlock, ArchiveIndexHead, Codec, FrameOpener } from './archive-types.ts';
-import { blockError, describeBlock, type Frame } from './block-source.ts';
+import type { ArchiveBlock, ArchiveIndexHead, Codec, FrameOpener, RangeReadSettings, UnpackSource } from './archive-types.ts';
+import { blockError, describeBlock, rangeFrames, type Frame, type Segment } from './block-source.ts';
 import type { CodecPool, CodecResult } from './codec-pool.ts';
 import { encodeContentChecks } from './content-checks.ts';
 import type { PlanItem } from './extractor.ts';
+import { ParallelRangeReads } from './parallel-range-reads.ts';
+import { ThreadedFrames } from './threaded-frames.ts';
+import type { WorkerHost } from './worker-host.ts';
 
 /** Spare buffers kept for reuse, each way. */
 const MAX_SPARE = 8;
@@ -173,4 +177,52 @@ function contentChecks(plan: PlanItem[], b: ArchiveBlock): { checks: ArrayBuffer
     checked.push(p);
   }
   return { checks: checked.length ? encodeContentChecks(checked, b.uncompressedOffset) : undefined, checked };
+}
+
+/**
+ * Reads `ranges` (whole frames, in order: splitSegments) and decodes them with `decoder`: by the
+ * store thread when the source says how (its `thread` recipe), else through its range reader here.
+ * `hashWhole`: the ranges are the own object from its start, and its sha256 is returned. `tap`
+ * sees each frame before it goes to a codec worker. The reads stop when `failure` fails.
+ */
+export async function decodeRanges(o: {
+  host: WorkerHost;
+  decoder: BlockDecoder;
+  failure: Failure;
+  source: Extract<UnpackSource, { rangeReader: unknown }>;
+  blocks: readonly ArchiveBlock[];
+  ranges: Segment[];
+  settings: RangeReadSettings;
+  hashWhole: boolean;
+  tap?: (f: Frame) => void;
+}): Promise<string | undefined> {
+  const { decoder, failure } = o;
+  const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
+  const tapped = async function* (frames: AsyncGenerator<Frame>): AsyncGenerator<Frame> {
+    for await (const f of frames) {
+      o.tap?.(f);
+      yield f;
+    }
+  };
+  const { thread } = o.source;
+  if (thread) {
+    const reads = await ThreadedFrames.start(o.host, {
+      ...thread,
+      blocks: o.blocks,
+      segments: o.ranges,
+      settings: o.settings,
+      hashWhole: o.hashWhole,
+      window: decoder.maxInflight + 2,
+    });
+    failure.onFail(() => reads.destroy(failed()));
+    if (failure.failed) reads.destroy(failed());
+    decoder.toReader = reads.giveBack;
+    await decoder.decode(tapped(reads.frames()));
+    return reads.sha256;
+  }
+  const hash = o.hashWhole ? createHash('sha256') : undefined;
+  const reads = new ParallelRangeReads(o.source.rangeReader, o.ranges, o.settings);
+  failure.onFail(() => reads.destroy(failed()));
+  await decoder.decode(tapped(rangeFrames(reads, o.blocks, decoder.allocFrame, hash)));
+  return hash?.digest('hex');
 }

@@ -25,16 +25,15 @@ import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
 import type { ArchiveProgress, UnpackOptions, UnpackResult } from './archive-types.ts';
 import { Wakeup } from './async-queue.ts';
-import { BlockDecoder, Failure } from './block-decoder.ts';
-import { cutFrames, rangeFrames, segmentsOf } from './block-source.ts';
+import { BlockDecoder, decodeRanges, Failure } from './block-decoder.ts';
+import { cutFrames, segmentsOf } from './block-source.ts';
 import { CodecPool } from './codec-pool.ts';
 import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
-import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
+import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
-import { ThreadedFrames } from './threaded-frames.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
@@ -156,25 +155,9 @@ async function readArchive(o: UnpackOptions, host: WorkerHost, plan: Plan, decod
   })();
   const settings = o.rangeReads ?? DEFAULT_RANGE_READS;
   const ranges = [...splitSegments(segments, index.blocks, settings.rangeBytes)];
-  const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
-  let sha256: () => string | undefined;
-  const { thread } = o.source;
-  if (thread) {
-    const reads = await ThreadedFrames.start(host, { ...thread, blocks: index.blocks, segments: ranges, settings, hashWhole, window: decoder.maxInflight + 2 });
-    failure.onFail(() => reads.destroy(failed()));
-    if (failure.failed) reads.destroy(failed());
-    decoder.toReader = reads.giveBack;
-    await decoder.decode(reads.frames());
-    sha256 = () => reads.sha256;
-  } else {
-    const hash = hashWhole ? createHash('sha256') : undefined;
-    const reads = new ParallelRangeReads(o.source.rangeReader, ranges, settings);
-    failure.onFail(() => reads.destroy(failed()));
-    await decoder.decode(rangeFrames(reads, index.blocks, decoder.allocFrame, hash));
-    sha256 = () => hash?.digest('hex');
-  }
+  const sha256 = await decodeRanges({ host, decoder, failure, source: o.source, blocks: index.blocks, ranges, settings, hashWhole });
   if (hashWhole) {
-    verifyWhole(sha256() ?? '', expected);
+    verifyWhole(sha256 ?? '', expected);
     return true;
   }
   return whole && decoder.unverified === 0;

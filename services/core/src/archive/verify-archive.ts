@@ -27,15 +27,14 @@ import type {
   StoreRequestError,
   StreamedIndex,
 } from './archive-types.ts';
-import { BlockDecoder, Failure } from './block-decoder.ts';
-import { blockError, rangeFrames, segmentsOf, type Frame } from './block-source.ts';
+import { BlockDecoder, decodeRanges, Failure } from './block-decoder.ts';
+import { blockError, segmentsOf, type Frame } from './block-source.ts';
 import { CodecPool } from './codec-pool.ts';
 import type { PlanItem } from './extractor.ts';
-import { DEFAULT_RANGE_READS, ParallelRangeReads, splitSegments } from './parallel-range-reads.ts';
+import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { exportPathsAsTar } from './export-tar.ts';
 import { bytesToPath } from './path-bytes.ts';
 import { TarParser, type ParsedEntry } from './tar-parser.ts';
-import { ThreadedFrames } from './threaded-frames.ts';
 import { defaultConcurrency, sharedWorkerHost, type WorkerHost } from './worker-host.ts';
 
 export interface VerifyArchiveOptions {
@@ -184,13 +183,12 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   let storedDone = 0;
   const settings = options.rangeReads ?? DEFAULT_RANGE_READS;
   const ranges = blocks.length ? [...splitSegments(segmentsOf(blocks, 0, blocks.length - 1), blocks, settings.rangeBytes)] : [];
-  // The store thread hashes the own object when the frames are all in it (they tile it in order).
-  const threadHashes = options.thread !== undefined && !hasForeignBlocks(index);
+  // When the frames are all in the own object they tile it in order: the reads hash it whole.
+  const ownWhole = !hasForeignBlocks(index);
 
   const host = options.host ?? sharedWorkerHost();
   const { pool } = await CodecPool.openWith(host, options.concurrency ?? defaultConcurrency(), 0);
   const failure = new Failure();
-  const failed = (): Error => (failure.error instanceof Error ? failure.error : new Error(String(failure.error)));
   const onAbort = (): void => failure.fail(abortError(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   // An abort while the codec workers were being acquired fired no event for us.
@@ -219,42 +217,21 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
     },
     options.open,
   );
-  // Every frame passes here before it goes to a codec worker: counted, and the own object's hashed (unless the store thread does).
-  const passing = async function* (frames: AsyncGenerator<Frame>, counted: boolean): AsyncGenerator<Frame> {
-    for await (const f of frames) {
-      if (f.data && !counted) bytesRead += f.data.length;
-      if (f.data && !threadHashes && blocks[f.block]!.object === undefined) {
-        own.update(f.data);
-        ownBytes += f.data.length;
-      }
-      yield f;
+  // Every frame passes here before it goes to a codec worker: counted, and the own object's
+  // hashed when other objects hold frames too (else decodeRanges hashes the whole of it).
+  const tap = (f: Frame): void => {
+    if (!f.data) return;
+    bytesRead += f.data.length;
+    if (!ownWhole && blocks[f.block]!.object === undefined) {
+      own.update(f.data);
+      ownBytes += f.data.length;
     }
   };
-  let threaded: ThreadedFrames | undefined;
+  let wholeSha: string | undefined;
   try {
     failure.throwIfFailed();
-    if (options.thread) {
-      threaded = await ThreadedFrames.start(host, {
-        ...options.thread,
-        blocks,
-        segments: ranges,
-        settings,
-        hashWhole: threadHashes,
-        window: decoder.maxInflight + 2,
-      });
-      const reads = threaded;
-      failure.onFail(() => reads.destroy(failed()));
-      if (failure.failed) reads.destroy(failed());
-      decoder.toReader = reads.giveBack;
-      await decoder.decode(passing(reads.frames(), false));
-    } else {
-      const counted = countingReader(reader, (n) => {
-        bytesRead += n;
-      });
-      const reads = new ParallelRangeReads(counted, ranges, settings);
-      failure.onFail(() => reads.destroy(failed()));
-      await decoder.decode(passing(rangeFrames(reads, blocks, decoder.allocFrame), true));
-    }
+    const source = { rangeReader: reader, ...(options.thread ? { thread: options.thread } : {}) };
+    wholeSha = await decodeRanges({ host, decoder, failure, source, blocks, ranges, settings, hashWhole: ownWhole, tap });
     await decoder.drain();
     failure.throwIfFailed();
   } catch (err) {
@@ -267,9 +244,9 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
   }
   if (blocksChecked !== blocks.length) throw new CairnError('archive-corrupt', `read ${blocksChecked} of ${blocks.length} blocks`);
   tar.finish();
-  if (threadHashes) {
+  if (ownWhole) {
     for (const b of blocks) ownBytes += b.compressedLength;
-    return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: threaded!.sha256 ?? '', ownBytes };
+    return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: wholeSha ?? '', ownBytes };
   }
   return { blocksChecked, filesChecked: tar.filesChecked, bytesRead, ownSha256: own.digest('hex'), ownBytes };
 }
