@@ -86,7 +86,8 @@ export function rawTar(entries: (Omit<TarHeaderInput, 'path' | 'linkTarget' | 's
  * Wraps raw tar bytes as a one-block archive with an index that matches it exactly, the way an
  * attacker who controls both objects would.
  */
-export function craftArchive(tar: Buffer, volumes: string[], codec: Codec = 'none'): { archive: Buffer; index: ArchiveIndex } {
+/** `blockSize` (codec none only): the tar cut into blocks of that many bytes, each with its sha256. */
+export function craftArchive(tar: Buffer, volumes: string[], codec: Codec = 'none', blockSize?: number): { archive: Buffer; index: ArchiveIndex } {
   const entries: ArchiveEntry[] = [];
   let hash = createHash('sha256');
   let size = 0;
@@ -153,6 +154,21 @@ export function craftArchive(tar: Buffer, volumes: string[], codec: Codec = 'non
     entries,
     warnings: [],
   };
+  if (blockSize !== undefined && codec === 'none') {
+    index.blocks = [];
+    for (let at = 0; at < tar.length; at += blockSize) {
+      const piece = tar.subarray(at, Math.min(tar.length, at + blockSize));
+      index.blocks.push({
+        compressedOffset: at,
+        compressedLength: piece.length,
+        uncompressedOffset: at,
+        uncompressedLength: piece.length,
+        sha256: createHash('sha256').update(piece).digest('hex'),
+      });
+    }
+    index.blockSize = blockSize;
+    index.totals.blocks = index.blocks.length;
+  }
   return { archive, index };
 }
 

@@ -301,6 +301,11 @@ export interface UnpackOptions {
   concurrency?: number;
   /** Required for an encrypted archive (index `encryption`). */
   open?: FrameOpener;
+  /**
+   * Small files written by the codec workers that decode them, in parallel (direct-writes.ts;
+   * default true, with the native helper). false: the extract worker writes every file.
+   */
+  directWrites?: boolean;
 }
 
 export interface UnpackResult {

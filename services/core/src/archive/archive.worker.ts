@@ -9,9 +9,11 @@ import type { Codec } from './archive-types.ts';
 import { compressBlock, decompressBlock } from './block-codec.ts';
 import { transferView } from './buffers.ts';
 import { firstContentMismatch } from './content-checks.ts';
+import { applyDirectWrites } from './direct-writes.ts';
 import { runExtractJob } from './extract-job.ts';
 import { runFrameReaderJob } from './frame-reader-job.ts';
 import { runHashAheadJob } from './hash-ahead-job.ts';
+import { loadNativeReads, type NativeReads } from './native-reads.ts';
 import { runPackReader } from './pack-reader.ts';
 import { runPackScanner } from './pack-scanner.ts';
 import { runUploadJob } from './upload-job.ts';
@@ -35,6 +37,8 @@ interface CodecRequest {
   output?: ArrayBuffer;
   /** Files in the output to check against their sha256 (content-checks.ts). */
   checks?: ArrayBuffer;
+  /** Checked files to write once the checks pass (direct-writes.ts). */
+  writes?: { buf: ArrayBuffer; token: string; native: string };
 }
 
 interface JobRequest {
@@ -53,19 +57,29 @@ function fail(id: number, err: unknown): void {
   port.postMessage({ id, ok: false, error: serializeError(err) });
 }
 
+let native: { path: string; mod: NativeReads | undefined } | undefined;
+
+function nativeAt(path: string): NativeReads | undefined {
+  if (native?.path !== path) native = { path, mod: loadNativeReads(path) };
+  return native.mod;
+}
+
 function runCodec(m: CodecRequest): void {
   const input = Buffer.from(m.buf, m.offset, m.length);
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
   const mismatch = m.checks ? firstContentMismatch(out, m.checks) : undefined;
+  // Written only from a block whose files all passed their checks.
+  const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, nativeAt(m.writes.native)) : undefined;
+  const extra: ArrayBuffer[] = written ? [written] : [];
   if (out.buffer === m.buf) {
-    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch }, [m.buf]);
+    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written }, [m.buf, ...extra]);
     return;
   }
   const view = transferView(out);
   const back = m.returnInput ? m.buf : undefined;
-  reply(m.id, { ...view, inputSha, outputSha, mismatch, input: back }, back ? [view.buf, back] : [view.buf]);
+  reply(m.id, { ...view, inputSha, outputSha, mismatch, written, input: back }, back ? [view.buf, back, ...extra] : [view.buf, ...extra]);
 }
 
 port.on('message', (m: CodecRequest | JobRequest) => {

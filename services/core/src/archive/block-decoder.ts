@@ -9,6 +9,7 @@ import type { ArchiveBlock, ArchiveIndexHead, Codec, FrameOpener, RangeReadSetti
 import { blockError, describeBlock, rangeFrames, type Frame, type Segment } from './block-source.ts';
 import type { CodecPool, CodecResult } from './codec-pool.ts';
 import { encodeContentChecks } from './content-checks.ts';
+import type { DirectWrites } from './direct-writes.ts';
 import type { PlanItem } from './extractor.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
@@ -49,7 +50,7 @@ export class Failure {
  * the codec workers, decoded blocks from where they were delivered (recycle).
  */
 export class BlockDecoder {
-  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[] }[] = [];
+  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[]; writes: PlanItem[] | undefined }[] = [];
   private readonly spareFrames: ArrayBuffer[] = [];
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
@@ -86,6 +87,8 @@ export class BlockDecoder {
   unverified = 0;
   /** Frames come from the store thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
   toReader: ((buf: ArrayBuffer) => void) | undefined;
+  /** An unpack's small files are written by the codec workers that decode them (direct-writes.ts). */
+  direct: DirectWrites | undefined;
 
   async decode(frames: AsyncGenerator<Frame>): Promise<void> {
     for await (const f of frames) {
@@ -111,6 +114,8 @@ export class BlockDecoder {
       const blocks = this.index.blocks;
       const plan = this.planOf(block);
       const { checks, checked } = contentChecks(plan, b);
+      const direct = this.direct;
+      const writes = checks && direct ? direct.encode(checked) : undefined;
       const result = this.pool
         .run({
           op: 'decompress',
@@ -122,13 +127,14 @@ export class BlockDecoder {
           returnInput: this.index.codec !== 'none',
           ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
           ...(checks ? { checks } : {}),
+          ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token, native: direct!.settings.native } } : {}),
         })
         .catch((err: unknown) => {
           // Which block, in which object: a corrupt frame of another backup is named as such.
           throw blockError(err, blocks, block);
         });
       result.catch(this.failure.fail);
-      this.inflight.push({ result, block: f.block, plan, checked });
+      this.inflight.push({ result, block: f.block, plan, checked, writes: writes?.files });
       if (this.inflight.length >= this.maxInflight) await this.deliverOne();
     }
   }
@@ -150,6 +156,7 @@ export class BlockDecoder {
       throw new CairnError('checksum-mismatch', `content of ${p.path} does not match its sha256 (${out.mismatch.actual} != ${p.sha256})`);
     }
     for (const p of x.checked) p.verified = true;
+    if (x.writes && out.written) this.direct!.settle(x.writes, out.written);
     await this.deliver(x.block, out.data, x.plan);
     if (!out.input) return;
     // Decrypted frames are this thread's own copies; the others are the store thread's.

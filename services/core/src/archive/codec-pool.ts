@@ -24,6 +24,8 @@ interface CodecTask {
    * the first that does not match comes back as `mismatch`.
    */
   checks?: ArrayBuffer;
+  /** Checked files to write once the checks pass (direct-writes.ts), transferred, with whose unpack they are. */
+  writes?: { buf: ArrayBuffer; token: string; native: string };
 }
 
 export interface CodecResult {
@@ -33,6 +35,8 @@ export interface CodecResult {
   outputSha?: string;
   /** The first of the task's checks that failed: its position in `checks` and the sha256 found. */
   mismatch?: { check: number; actual: string };
+  /** The answers to `writes` (direct-writes.ts). */
+  written?: ArrayBuffer;
 }
 
 export class CodecPool {
@@ -80,10 +84,11 @@ export class CodecPool {
         returnInput: task.returnInput ?? false,
         output: task.output,
         checks: task.checks,
+        writes: task.writes,
       },
-      [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : [])],
+      [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : []), ...(task.writes ? [task.writes.buf] : [])],
     );
-    return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch };
+    return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch, written: r.written };
   }
 
   /** Gives this operation's share of the codec workers back. */

@@ -52,6 +52,13 @@ interface PlannedEntry extends Pick<ArchiveEntry, 'path' | 'type' | 'size' | 'mo
    * byte (addDigests).
    */
   hashedAhead?: true;
+  /**
+   * Written already by the codec worker that decoded its block (direct-writes.ts): created,
+   * written, owned and timed at its path, as long as the tar puts the content where the index does.
+   */
+  written?: true;
+  /** A written file's failed chown and mtime (errnos; 0: none), reported as warnings here. */
+  writeErrnos?: [number, number];
 }
 
 /** A planned entry with the offset of its first header (the extractor's key). */
@@ -402,22 +409,34 @@ export class Extractor implements TarHandler {
     if (known) return known;
     const slash = archivePath.lastIndexOf('/');
     const out = Buffer.concat([this.dir(archivePath.slice(0, slash)), SLASH, pathToBytes(archivePath.slice(slash + 1))]);
-    const st = lstatSync(out, { throwIfNoEntry: false });
-    if (!st) mkdirSync(out, 0o755);
-    else if (st.isSymbolicLink()) throw unsafe(archivePath, 'a parent directory is a symlink');
+    let st = lstatSync(out, { throwIfNoEntry: false });
+    // A codec worker may make it meanwhile (direct-writes.ts): then it is checked as found.
+    if (!st && !makeDirectory(out, 0o755)) st = lstatSync(out);
+    if (!st) return this.cacheDir(archivePath, out);
+    if (st.isSymbolicLink()) throw unsafe(archivePath, 'a parent directory is a symlink');
     else if (!st.isDirectory()) throw unsafe(archivePath, 'a parent is not a directory');
+    return this.cacheDir(archivePath, out);
+  }
+
+  private cacheDir(archivePath: string, out: Buffer): Buffer {
     this.dirCache.set(archivePath, out);
     return out;
   }
 
   private makeDir(plan: PlannedEntry): void {
     const out = this.resolve(plan.path);
-    const st = lstatSync(out, { throwIfNoEntry: false });
-    if (!st?.isDirectory()) {
-      if (st) unlinkSync(out);
-      // Owner rwx while extracting; the archived mode is applied at the end.
-      mkdirSync(out, 0o700);
-    } else if ((st.mode & 0o700) !== 0o700) {
+    let st = lstatSync(out, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) {
+      unlinkSync(out);
+      st = undefined;
+    }
+    // Owner rwx while extracting; the archived mode is applied at the end. A codec worker may
+    // have made it meanwhile (direct-writes.ts): then it is taken as found, if a directory.
+    if (!st && !makeDirectory(out, 0o700)) {
+      st = lstatSync(out);
+      if (!st.isDirectory()) throw unsafe(plan.path, 'something other than a directory appeared at its path');
+    }
+    if (st && (st.mode & 0o700) !== 0o700) {
       chmodSync(out, (st.mode & 0o7777) | 0o700);
     }
     if (splitArchivePath(plan.path).parts.length) this.dirCache.set(plan.path, out);
@@ -462,12 +481,28 @@ export class Extractor implements TarHandler {
 
   /** Starts a file: created once its content arrives (whole, or the first piece). */
   private openFile(plan: PlannedEntry, e: ParsedEntry): void {
+    if (plan.written && plan.dataOffset === e.dataOffset && !plan.outputs) {
+      this.writtenAhead(plan);
+      return;
+    }
     const outPaths = (plan.outputs ?? [plan.path]).map((p) => this.resolve(p));
     // What was checked or hashed elsewhere is the index's range: it counts only if the tar has the content there too.
     const there = plan.dataOffset === e.dataOffset;
     const verified = plan.verified === true && there;
     const hashedAhead = plan.hashedAhead === true && there;
     this.file = { plan, headerOffset: e.headerOffset, outPaths, fd: -1, hash: undefined, pos: 0, skipped: false, verified, hashedAhead, written: false };
+  }
+
+  /** A file the codec worker wrote (PlannedEntry.written): counted, its problems reported, its content skipped. */
+  private writtenAhead(plan: PlannedEntry): void {
+    this.stats.filesWritten++;
+    this.stats.bytesWritten += plan.size;
+    this.skipping = true;
+    if (!plan.writeErrnos) return;
+    const [chown, time] = plan.writeErrnos;
+    const out = this.resolve(plan.path);
+    if (chown) this.warn(bytesToPath(out), `owner not restored (${errnoName(chown)})`);
+    if (time) this.times.failures.push({ path: out, reason: errnoName(time) });
   }
 
   private ownFd(fd: number, plan: PlannedEntry, path: Buffer): boolean {
@@ -507,6 +542,17 @@ function isZeros(buf: Buffer, at: number, n: number): boolean {
 function errnoError(errno: number, syscall: string, path: Buffer): NodeJS.ErrnoException {
   const name = errnoName(errno);
   return Object.assign(new Error(`${name}: ${syscall} '${bytesToPath(path)}'`), { code: name, errno: -errno, syscall, path: bytesToPath(path) });
+}
+
+/** mkdir; false when something is there already (the caller looks at what). */
+function makeDirectory(path: Buffer, mode: number): boolean {
+  try {
+    mkdirSync(path, mode);
+    return true;
+  } catch (err) {
+    if (code(err) !== 'EEXIST') throw err;
+    return false;
+  }
 }
 
 function writeAll(fd: number, buf: Buffer, pos: number): void {

@@ -19,7 +19,8 @@
  * per object and stretch of contiguous bytes). Through a range reader, segments are cut into
  * ranges of whole frames fetched several at a time (ParallelRangeReads), delivered in order.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { abortError, CairnError } from '../errors.ts';
 import { hasForeignBlocks, type BlockRun } from './archive-index.ts';
@@ -31,6 +32,7 @@ import { CodecPool } from './codec-pool.ts';
 import type { ExtractAck, ExtractBlock, ExtractJobData, ExtractJobResult, ExtractMessage } from './extract-job.ts';
 import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
+import { DirectWrites } from './direct-writes.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
@@ -263,8 +265,10 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   if (signal?.aborted) onAbort();
 
   const progress = new ProgressReporter(o.onProgress, plan);
+  const native = nativeAddonPath();
   const { port1, port2 } = new MessageChannel();
   const channel = new ExtractorChannel(port1, failure, (m) => {
+    decoder.direct?.acked();
     for (const buf of m.bufs) decoder.recycle(buf);
     progress.update(m.bytesWritten, m.filesWritten);
   });
@@ -278,7 +282,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
         strict: plan.strict,
         knownVolumes: plan.known,
         restoreOwnership,
-        native: nativeAddonPath(),
+        native,
         port: port2,
         ahead: aheadToExtractor.port2,
       } satisfies ExtractJobData,
@@ -296,7 +300,9 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     failure,
     (block) => {
       const b = index.blocks[block]!;
-      return cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
+      const items = cursor.itemsBefore(b.uncompressedOffset + b.uncompressedLength);
+      decoder.direct?.planned(items, b.uncompressedOffset + b.uncompressedLength);
+      return items;
     },
     async (block, data, items) => {
       const m = await channel.next(data, index.blocks[block]!.uncompressedOffset, runStarts.get(block), items);
@@ -310,6 +316,11 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   try {
     // Failed already (an abort while the threads started): a source that never ends must not be read.
     failure.throwIfFailed();
+    if (native && o.directWrites !== false) {
+      // The volume roots exist before a codec worker writes below them (the extractor makes them too).
+      for (const root of Object.values(plan.roots)) mkdirSync(root, { recursive: true });
+      decoder.direct = new DirectWrites({ roots: plan.roots, restoreOwnership, token: randomUUID(), native });
+    }
     archiveVerified = await readArchive(o, host, plan, decoder, failure);
     await decoder.drain();
     await ahead.close();
