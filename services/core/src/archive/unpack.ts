@@ -9,6 +9,9 @@
  * reach the extractor. Each file's sha256 is checked: by the codec worker that decodes its block
  * when the block holds the whole content (small files, checked in parallel); else computed on
  * a worker of its own as the blocks go by (HashAhead) and compared by the extractor once written.
+ * Small files checked by their codec worker are also written there (direct-writes.ts), so creating
+ * files, the kernel's work that bounds a restore of many of them, runs on every codec worker;
+ * CAIRN_DIRECT_WRITES=0 (or `directWrites: false`) leaves every file to the extract worker.
  *
  * The pieces: the plan (unpack-plan.ts); readArchive cuts the stored bytes into frames; a
  * BlockDecoder decodes them in order; an ExtractorChannel sends them to the extract worker with
@@ -316,7 +319,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   try {
     // Failed already (an abort while the threads started): a source that never ends must not be read.
     failure.throwIfFailed();
-    if (native && o.directWrites !== false) {
+    if (native && o.directWrites !== false && process.env.CAIRN_DIRECT_WRITES !== '0') {
       // The volume roots exist before a codec worker writes below them (the extractor makes them too).
       for (const root of Object.values(plan.roots)) mkdirSync(root, { recursive: true });
       decoder.direct = new DirectWrites({ roots: plan.roots, restoreOwnership, token: randomUUID(), native });
