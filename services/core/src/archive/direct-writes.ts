@@ -27,7 +27,7 @@ import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { WriteOut, type NativeReads } from './native-reads.ts';
 import { pathToBytes } from './path-bytes.ts';
 import { splitArchivePath } from './path-safety.ts';
-import type { PlanItem } from './extractor.ts';
+import { readUmask, unlinkQuiet, type PlanItem } from './extractor.ts';
 import { splitNs } from './tar-header.ts';
 
 /** Files this size and larger are written by the extractor, which keeps runs of zeros as holes. */
@@ -253,20 +253,4 @@ function parentsReady(path: Buffer, rootLen: number, dirs: Set<string>): boolean
     dirs.add(key);
   }
   return true;
-}
-
-function unlinkQuiet(p: Buffer): void {
-  try {
-    unlinkSync(p);
-  } catch {
-    // best effort: the extractor replaces whatever is left
-  }
-}
-
-function readUmask(): number {
-  try {
-    return process.umask();
-  } catch {
-    return 0o022;
-  }
 }

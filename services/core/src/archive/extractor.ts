@@ -560,7 +560,7 @@ function writeAll(fd: number, buf: Buffer, pos: number): void {
   while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, pos + off);
 }
 
-function unlinkQuiet(p: Buffer): void {
+export function unlinkQuiet(p: Buffer): void {
   try {
     unlinkSync(p);
   } catch {
@@ -568,7 +568,7 @@ function unlinkQuiet(p: Buffer): void {
   }
 }
 
-function readUmask(): number {
+export function readUmask(): number {
   try {
     // Reading (not setting) the umask is allowed in worker threads.
     return process.umask();
