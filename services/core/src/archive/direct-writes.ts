@@ -23,11 +23,11 @@
  * its NUL. The worker answers with three int32 per file: written (1 or 0), then the errno of a
  * failed chown and of a failed mtime (the file stays written; the extractor reports them).
  */
-import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
 import { WriteOut, type NativeReads } from './native-reads.ts';
 import { pathToBytes } from './path-bytes.ts';
 import { splitArchivePath } from './path-safety.ts';
-import { readUmask, unlinkQuiet, type PlanItem } from './extractor.ts';
+import { chownTarget, makeDirectory, readUmask, umaskDrops, unlinkQuiet, type PlanItem } from './extractor.ts';
 import { splitNs } from './tar-header.ts';
 
 /** Files this size and larger are written by the extractor, which keeps runs of zeros as holes. */
@@ -100,11 +100,11 @@ export class DirectWrites {
       if (!root || !parts.length) return;
       const rel = pathToBytes(parts.join('/'));
       const r = Buffer.allocUnsafe(HEAD + root.length + 1 + rel.length + 1);
-      const uid = this.chownTo(p);
+      const uid = chownTarget(p, this.settings.restoreOwnership, this.asRoot);
       const { sec, nsec } = splitNs(BigInt(p.mtime));
       r.writeUInt32LE(check, 0);
       r.writeUInt32LE(p.mode, 4);
-      r.writeUInt32LE((p.mode & ~this.umask & 0o777) !== p.mode ? 1 : 0, 8);
+      r.writeUInt32LE(umaskDrops(p.mode, this.umask) ? 1 : 0, 8);
       r.writeInt32LE(uid, 12);
       r.writeInt32LE(uid < 0 ? -1 : p.gid, 16);
       r.writeUInt32LE(nsec, 20);
@@ -140,13 +140,6 @@ export class DirectWrites {
       if (this.pendingNonDirs.has(path.slice(0, slash))) return false;
     }
     return true;
-  }
-
-  /** The extractor's rule: the owner is left alone when not restored, or when it is root's own. */
-  private chownTo(p: PlanItem): number {
-    if (!this.settings.restoreOwnership) return -1;
-    if (this.asRoot && p.uid === 0 && p.gid === 0) return -1;
-    return p.uid;
   }
 }
 
@@ -241,15 +234,13 @@ function parentsReady(path: Buffer, rootLen: number, dirs: Set<string>): boolean
     const key = dir.toString('latin1');
     if (dirs.has(key)) continue;
     let st = lstatSync(dir, { throwIfNoEntry: false });
-    if (!st) {
-      try {
-        mkdirSync(dir, 0o755);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return false;
-      }
-      st = lstatSync(dir, { throwIfNoEntry: false });
+    try {
+      // Made here, or by someone else meanwhile (then checked as found).
+      if (!st && !makeDirectory(dir, 0o755)) st = lstatSync(dir);
+    } catch {
+      return false;
     }
-    if (!st?.isDirectory()) return false;
+    if (st && !st.isDirectory()) return false;
     dirs.add(key);
   }
   return true;

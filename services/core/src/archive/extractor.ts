@@ -333,8 +333,8 @@ export class Extractor implements TarHandler {
     const out = f.outPaths[0]!;
     const path = this.nulTerminated(out);
     const expected = plan.sha256 !== undefined && !f.verified ? Buffer.from(plan.sha256, 'hex') : EMPTY;
-    const chown = this.chownTo(plan);
-    const chmod = (plan.mode & ~this.umask & 0o777) !== plan.mode ? 1 : 0;
+    const chown = chownTarget(plan, this.o.restoreOwnership, this.asRoot);
+    const chmod = umaskDrops(plan.mode, this.umask) ? 1 : 0;
     const { sec, nsec } = splitNs(BigInt(plan.mtime));
     const w = this.writeOut;
     this.replace(out, plan.outputs?.[0] ?? plan.path, () => {
@@ -366,7 +366,7 @@ export class Extractor implements TarHandler {
       }
       const chowned = this.ownFd(f.fd, f.plan, f.outPaths[0]!);
       // Creation applied the umask and dropped setuid/setgid/sticky; chown drops setuid too.
-      if ((f.plan.mode & ~this.umask & 0o777) !== f.plan.mode || (chowned && f.plan.mode & 0o6000)) fchmodSync(f.fd, f.plan.mode);
+      if (umaskDrops(f.plan.mode, this.umask) || (chowned && f.plan.mode & 0o6000)) fchmodSync(f.fd, f.plan.mode);
     } finally {
       if (f.fd >= 0) closeSync(f.fd);
     }
@@ -378,13 +378,6 @@ export class Extractor implements TarHandler {
     if (sha === undefined) throw new CairnError('internal', `the sha256 of ${f.plan.path} did not arrive with its last block`);
     this.digests.delete(f.headerOffset);
     return sha;
-  }
-
-  /** The uid to chown a file to, or -1 when its owner is left alone (ownFd's rules). */
-  private chownTo(plan: PlannedEntry): number {
-    if (!this.o.restoreOwnership) return -1;
-    if (this.asRoot && plan.uid === 0 && plan.gid === 0) return -1;
-    return plan.uid;
   }
 
   private nulTerminated(path: Buffer): Buffer {
@@ -412,13 +405,8 @@ export class Extractor implements TarHandler {
     let st = lstatSync(out, { throwIfNoEntry: false });
     // A codec worker may make it meanwhile (direct-writes.ts): then it is checked as found.
     if (!st && !makeDirectory(out, 0o755)) st = lstatSync(out);
-    if (!st) return this.cacheDir(archivePath, out);
-    if (st.isSymbolicLink()) throw unsafe(archivePath, 'a parent directory is a symlink');
-    else if (!st.isDirectory()) throw unsafe(archivePath, 'a parent is not a directory');
-    return this.cacheDir(archivePath, out);
-  }
-
-  private cacheDir(archivePath: string, out: Buffer): Buffer {
+    if (st?.isSymbolicLink()) throw unsafe(archivePath, 'a parent directory is a symlink');
+    else if (st && !st.isDirectory()) throw unsafe(archivePath, 'a parent is not a directory');
     this.dirCache.set(archivePath, out);
     return out;
   }
@@ -544,8 +532,24 @@ function errnoError(errno: number, syscall: string, path: Buffer): NodeJS.ErrnoE
   return Object.assign(new Error(`${name}: ${syscall} '${bytesToPath(path)}'`), { code: name, errno: -errno, syscall, path: bytesToPath(path) });
 }
 
+/**
+ * The uid to chown a restored file to, or -1 when its owner is left alone: ownership not restored,
+ * or root's own files extracted by root (they are root's already). The codec workers' writes
+ * (direct-writes.ts) follow the same rule.
+ */
+export function chownTarget(p: { uid: number; gid: number }, restoreOwnership: boolean, asRoot: boolean): number {
+  if (!restoreOwnership) return -1;
+  if (asRoot && p.uid === 0 && p.gid === 0) return -1;
+  return p.uid;
+}
+
+/** Whether creating a file with `mode` under `umask` loses permission bits (then an fchmod restores them). */
+export function umaskDrops(mode: number, umask: number): boolean {
+  return (mode & ~umask & 0o777) !== mode;
+}
+
 /** mkdir; false when something is there already (the caller looks at what). */
-function makeDirectory(path: Buffer, mode: number): boolean {
+export function makeDirectory(path: Buffer, mode: number): boolean {
   try {
     mkdirSync(path, mode);
     return true;
