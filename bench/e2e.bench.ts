@@ -12,7 +12,9 @@
  * Both restores are compared with the source tree (paths, types, sizes, modes, every file's
  * sha256). The data set is read into the page cache before every backup, and before every backup
  * and restore `sync` writes out what the runs before left dirty (measure.ts, settle; CAIRN_BENCH_SYNC=0
- * skips it). Prints the medians and
+ * skips it). Restored trees stay until the bench ends: on this machine's ext4 without a journal,
+ * creating files in the minutes after deleting a large tree is several times slower (TOOLCHAIN.md),
+ * so deleting one tool's restore would slow the other's that follows. Prints the medians and
  * the ratios restic time / Cairn time (> 1: Cairn faster; target ≥ 1.43), with the load average.
  *
  * Then, where the restore time goes (CAIRN_E2E_COSTS=0 skips it), from the last Cairn backup of
@@ -143,7 +145,6 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
     const restore = await call(api, 'POST', `/v1/backups/${backup.id}/restore`, { targetInstanceId: target.id });
     runs.cairnRestore.push(await waitForJob(api, restore.job.id, t));
     if (treeDigest(into) !== expected) throw new Error(`Cairn's restore into ${into} differs from ${set.dir}`);
-    rmSync(into, { recursive: true, force: true });
   };
 
   const resticRun = (rep: number) => {
@@ -158,7 +159,6 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
     // restic 0.14 restores a relative backup at the target itself; an absolute one under its path.
     const restored = spawnSync('test', ['-d', join(into, set.dir)]).status === 0 ? join(into, set.dir) : into;
     if (treeDigest(restored) !== expected) throw new Error(`restic's restore into ${restored} differs from ${set.dir}`);
-    rmSync(into, { recursive: true, force: true });
   };
 
   for (let rep = 0; rep < REPS; rep++) {

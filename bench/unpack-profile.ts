@@ -3,7 +3,8 @@
  * unpacks it (reps times) with the CPU seconds, user and system, of every thread of the process
  * (from /proc/self/task), to see which thread bounds a restore and how much of it is the kernel.
  * Usage: tsx bench/unpack-profile.ts DIR SCRATCH [reps]; UNPACK_PROFILE_KEEP=1 keeps the restored trees,
- * UNPACK_PROFILE_PRELOADED=1 reads the archive from memory; UNPACK_PROFILE=<file> writes the main thread's
+ * UNPACK_PROFILE_PRELOADED=1 reads the archive from memory; UNPACK_PROFILE_SPILLED=1 reads the index
+ * back from its stored form, as a restore does (entries in a temporary file); UNPACK_PROFILE=<file> writes the main thread's
  * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
  * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts). UNPACK_PROFILE_SOURCE: `thread`
  * (default: range reads by the store thread, as a restore makes them), `main` (the same on the main thread), `stream` (one file stream).
@@ -12,6 +13,7 @@ import { createReadStream, createWriteStream, readFileSync, rmSync, writeFileSyn
 import { Readable } from 'node:stream';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
+import { encodeIndex, readIndex } from '../services/core/src/archive/archive-index.ts';
 import { fileRangeReader, fileSource, packArchive, sharedWorkerHost, unpackArchive } from '../services/core/src/archive/index.ts';
 import { ballastFromEnv, watchExternal, watchGc, watchThreads } from './measure.ts';
 
@@ -21,7 +23,8 @@ async function main(): Promise<void> {
   const ballast = ballastFromEnv();
   const archive = join(scratch, 'profile.tar.zst');
   const packed = await packArchive({ volumes: [{ name: 'data', dir }], codec: 'zstd' }, createWriteStream(archive));
-  const index = packed.index;
+  // UNPACK_PROFILE_SPILLED=1: the index as a restore has it, read back from its stored form (entries in a temporary file).
+  const index = process.env.UNPACK_PROFILE_SPILLED === '1' ? await readIndex(Readable.from([encodeIndex(packed.index)])) : packed.index;
   // UNPACK_PROFILE_PRELOADED=1: the archive comes from memory, in 1 MiB slices (no file reads in the profile).
   const whole = process.env.UNPACK_PROFILE_PRELOADED === '1' ? readFileSync(archive) : undefined;
   for (let r = 0; r < reps; r++) {

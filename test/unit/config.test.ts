@@ -9,8 +9,9 @@ describe('configuration', () => {
     expect(config.WORKER_OPTIMIZE_FOR_SIZE).toBe(true);
   });
 
-  it('reads WORKER_HEAP_GROWING_PERCENT as a whole number of percent, 0 by default, naming it when it is not one', () => {
-    expect(loadConfig({}).WORKER_HEAP_GROWING_PERCENT).toBe(0);
+  it('reads WORKER_HEAP_GROWING_PERCENT as a whole number of percent, 100 by default, naming it when it is not one', () => {
+    expect(loadConfig({}).WORKER_HEAP_GROWING_PERCENT).toBe(100);
+    expect(loadConfig({ WORKER_HEAP_GROWING_PERCENT: '0' }).WORKER_HEAP_GROWING_PERCENT).toBe(0);
     expect(loadConfig({ WORKER_HEAP_GROWING_PERCENT: '100' }).WORKER_HEAP_GROWING_PERCENT).toBe(100);
     expect(() => loadConfig({ WORKER_HEAP_GROWING_PERCENT: '-5' })).toThrow(/WORKER_HEAP_GROWING_PERCENT/);
     expect(() => loadConfig({ WORKER_HEAP_GROWING_PERCENT: 'lots' })).toThrow(/WORKER_HEAP_GROWING_PERCENT/);

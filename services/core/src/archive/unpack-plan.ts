@@ -58,6 +58,8 @@ interface Checked {
   totals: Totals;
 }
 
+const NO_SYMLINKS: ReadonlySet<string> = new Set();
+
 export function planExtraction(o: Options, index: Index): Plan {
   const tarEnd = checkIndexHead(index);
   const roots = volumeRoots(o, index);
@@ -78,7 +80,11 @@ export function planExtraction(o: Options, index: Index): Plan {
     prevEnd = entryEnd(e);
     const volume = checkEntryPath(e, known);
     if (e.type === 'symlink') symlinks.add(e.path);
-    if (!o.paths && volumes.has(volume)) totals.count(e);
+    if (!o.paths && volumes.has(volume)) {
+      totals.count(e);
+      // Its link target's own checks; whether either goes through a symlink needs them all (pass 2).
+      if (e.type === 'hardlink') checkChosen(e, NO_SYMLINKS);
+    }
   }
   const checked: Checked = { index, source, roots, volumes, known, symlinks, totals };
   return o.paths ? planPaths(checked, o.paths) : planVolumes(checked);
@@ -104,8 +110,8 @@ function planVolumes(c: Checked): Plan {
   const inVolumes = function* (): Generator<ArchiveEntry> {
     for (const e of eachEntry(source)) if (volumes.has(volumeOf(e.path))) yield e;
   };
-  // Pass 2: no write goes through a symlink. (Pass 3 is the extraction itself.)
-  for (const e of inVolumes()) checkChosen(e, c.symlinks);
+  // Pass 2: no write goes through a symlink (none can without symlinks). Pass 3 is the extraction itself.
+  if (c.symlinks.size) for (const e of inVolumes()) checkChosen(e, c.symlinks);
   const runs: BlockRun[] = [];
   const last = index.blocks.length - 1;
   if (volumes.size === index.volumes.length) {

@@ -10,14 +10,15 @@ import { setFlagsFromString } from 'node:v8';
  * 294–298 MiB without (issue 17, `worker-rss` bench, 2 runs each). It is not free: in
  * `npm run bench:e2e` (the all-in-one, alternating pairs) restores took ~25% longer and backups ~15%.
  *
- * WORKER_HEAP_GROWING_PERCENT (default 0: V8 decides): V8's --heap-growing-percent, how far the old
- * generation may grow past what survived the last full collection before the next. With
- * --optimize-for-size, a heap like the all-in-one's (~38 MB live) may grow only ~10 MB, and the
- * buffers a job leaves dead on the main thread count against that margin (README, "What makes V8
- * mark so often"), so V8 marks it almost without pause while a job runs: the four GC helper
- * threads used ~4.5 CPU s of an e2e backup and restore of 512 MiB. 100 cut that to ~2 CPU s and
- * the restore from 3.0–3.3 s to 2.1 s, for ~20 MiB more at the peak of two backups (266–268 MiB
- * against 247–248).
+ * WORKER_HEAP_GROWING_PERCENT (default 100; 0: V8 decides): V8's --heap-growing-percent, how far
+ * the old generation may grow past what survived the last full collection before the next. Under
+ * --optimize-for-size V8 makes every full collection a memory-reducing one, whose next limit sits
+ * barely above what survived; a main thread that keeps promoting small objects (a restore's plan
+ * items for 100k files) then marks its ~55 MB heap again after every 1–3 MB: 125 full collections
+ * in one e2e restore, and the four V8 helper threads that mark used ~11.5 CPU s of its ~35
+ * (issue 17, session 11). 100 lets the heap grow by its own size first: 4 full collections in the
+ * same restore. Two backups at once peaked at 241 MiB with it against 236 without (`worker-rss`,
+ * 1 run each); in session 4, with less memory work done elsewhere, it cost ~20 MiB.
  */
 export function setWorkerV8Flags(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean; WORKER_HEAP_GROWING_PERCENT: number }): void {
   if (config.WORKER_OPTIMIZE_FOR_SIZE) setFlagsFromString('--optimize-for-size');

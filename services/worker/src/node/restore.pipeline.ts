@@ -357,10 +357,13 @@ function groupPaths(paths: string[] | undefined, volumes: string[]): Map<string,
 }
 
 /**
- * Bytes of the regular files restored into each volume (all of it, or the given relative paths),
- * in one pass over the entries (they may be in a temporary file).
+ * Bytes of the regular files restored into each volume (all of it, or the given relative paths):
+ * from the volumes' summaries, or in one pass over the entries (they may be in a temporary file).
  */
 function bytesNeeded(index: StreamedIndex, plans: readonly { name: string; paths?: string[] }[]): Map<string, number> {
+  // Whole volumes: their summaries hold the sum already (a pass over 100k spilled entries is ~0.2 s).
+  const summaries = plans.map((p) => (p.paths?.length ? undefined : index.volumes.find((v) => v.name === p.name)?.logicalBytes));
+  if (summaries.every((b) => Number.isSafeInteger(b) && b! >= 0)) return new Map(plans.map((p, i) => [p.name, summaries[i]!]));
   const wants = plans.map((p) => {
     const roots = p.paths?.length ? p.paths.map((rel) => `${p.name}/${rel.replace(/\/+$/, '')}`) : [p.name];
     return { name: p.name, wanted: (path: string) => roots.some((sel) => path === sel || path.startsWith(`${sel}/`)) };
