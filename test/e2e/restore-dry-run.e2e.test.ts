@@ -88,6 +88,14 @@ describe('restore dry run and the deletions report (issue 15)', () => {
     const result = await dryRun({ targetInstanceId: res.body.id });
     expect(result.changes).toMatchObject({ created: 5, changed: 0, deleted: 0, unchanged: 0 });
     expect(fs.existsSync(path.dirname(other))).toBe(false);
+
+    // The real restore into it reports the same: everything created, the samples naming them.
+    const real = await cairn.api('POST', `/v1/backups/${backupId}/restore`, { targetInstanceId: res.body.id });
+    expect(real.status, JSON.stringify(real.body)).toBe(202);
+    const job = await cairn.waitForJob(real.body.job.id);
+    expect(job.status, JSON.stringify(job)).toBe('succeeded');
+    expect(job.result.changes).toEqual(result.changes);
+    expect(fs.readFileSync(path.join(other, 'readme.txt'), 'utf8')).toBe('hello\n');
   });
 
   it('does not hold the instance: a backup is accepted while a dry run waits', async () => {

@@ -97,6 +97,8 @@ export async function restoreChanges(
   const tally = new Tally(sampleLimit);
   const wanted = new Map<string, Map<string, Signature>>(scopes.map((s) => [s.name, new Map()]));
   const roots = new Map(scopes.map((s) => [s.name, s.paths?.length ? s.paths.map(clean) : ['']]));
+  // A volume with no live directory yet: everything selected is created, nothing to hold for a walk.
+  const absent = new Set(scopes.filter((s) => s.live === null).map((s) => s.name));
   for (const e of eachEntry(entries)) {
     const slash = e.path.indexOf('/');
     if (slash < 0) continue; // a volume's root directory: never created, changed or deleted itself
@@ -105,7 +107,8 @@ export async function restoreChanges(
     const selected = wanted.get(volume);
     // Cairn's own directories a backup picked up are not restored over the live ones.
     if (!selected || isCairnName(rel.split('/')[0]!) || !roots.get(volume)!.some((r) => within(rel, r))) continue;
-    selected.set(rel, signatureOf(e));
+    if (absent.has(volume)) tally.add('created', e.path);
+    else selected.set(rel, signatureOf(e));
   }
   for (const scope of scopes) {
     const selected = wanted.get(scope.name)!;

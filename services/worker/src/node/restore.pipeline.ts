@@ -166,7 +166,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
       const notes: string[] = [];
       // Measured right before the swap, by the comparison a dry run reports (restore-changes.ts).
       run.progress('comparing');
-      const changes = await restoreChanges(index.entries, scopesOf(plans), params.mode);
+      const changes = await restoreChanges(index.entries, await scopesOf(plans), params.mode);
       // The target instance's preRestore hook runs right before its data changes, its postRestore
       // hook once the restored data is in place, or the previous data is back (issue 13).
       // A move's copy on its target node is not the instance's live data yet: no restore hooks.
@@ -270,9 +270,9 @@ async function isMissingOrEmpty(dir: string): Promise<boolean> {
   }
 }
 
-/** The live side of each plan, for restoreChanges (a missing volume directory: everything is created). */
-function scopesOf(plans: readonly VolumePlan[]): ChangeScope[] {
-  return plans.map((p) => ({ name: p.name, live: p.live, ...(p.paths ? { paths: p.paths } : {}) }));
+/** The live side of each plan, for restoreChanges (a missing volume directory, live null: everything is created). */
+async function scopesOf(plans: readonly VolumePlan[]): Promise<ChangeScope[]> {
+  return Promise.all(plans.map(async (p) => ({ name: p.name, live: (await exists(p.live)) ? p.live : null, ...(p.paths ? { paths: p.paths } : {}) })));
 }
 
 /**
@@ -288,8 +288,8 @@ async function dryRun(
   needed: Map<string, number>,
 ): Promise<RestoreDryRunResult> {
   run.progress('comparing');
-  const missing = await Promise.all(plans.map(async (p) => !(await exists(p.live))));
-  const scopes = scopesOf(plans).map((s, i) => (missing[i] ? { ...s, live: null } : s));
+  const scopes = await scopesOf(plans);
+  const missing = scopes.map((s) => s.live === null);
   const changes = await restoreChanges(index.entries, scopes, mode);
   const notes = plans.filter((_, i) => missing[i]).map((p) => `${p.name}: ${p.live} does not exist yet; the restore creates it`);
   const homes = plans.filter((_, i) => !missing[i]).map((p) => ({ home: path.dirname(p.staging), bytes: needed.get(p.name)! }));
