@@ -14,9 +14,12 @@
  * microsecond, utimensat keeps the nanoseconds the archive stores. writeFile restores a small file
  * (sha256 check, create, write, owner, mode, mtime) in one call, for the same reason as readSmallFile.
  *
+ * startWriteback lets a restore's large files go to disk while it runs (sync_file_range).
+ *
  * releaseFreeMemory is for a node worker gone quiet: glibc keeps what the process freed in its
  * arenas, and malloc_trim gives the free pages among them back to the system.
  */
+#define _GNU_SOURCE /* sync_file_range */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -808,6 +811,28 @@ static napi_value release_free_memory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* startWriteback(fd, offset, length): number. Starts writing the file's dirty pages in the range
+ * to disk and returns without waiting (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE): a
+ * restore writing large files lets the disk work while it decodes, so the flush before its swap
+ * has little left to wait for. It makes nothing durable by itself. 0, or the errno (ENOSYS off Linux). */
+static napi_value start_writeback(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  int32_t fd;
+  double offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_double(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_double(env, argv[2], &length) != napi_ok || offset < 0 || length < 0)
+    return fail(env, "startWriteback(fd: number, offset: number, length: number)");
+#ifdef __linux__
+  int rc = sync_file_range(fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE) == 0 ? 0 : errno;
+#else
+  int rc = ENOSYS;
+#endif
+  if (napi_create_int32(env, rc, &result) != napi_ok) return NULL;
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -832,6 +857,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "sha256Dual", slots) != napi_ok) return NULL;
   if (napi_create_function(env, "writeFile", NAPI_AUTO_LENGTH, write_file, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "writeFile", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "startWriteback", NAPI_AUTO_LENGTH, start_writeback, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "startWriteback", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "releaseFreeMemory", NAPI_AUTO_LENGTH, release_free_memory, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "releaseFreeMemory", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, W_SLOTS, &slots) != napi_ok) return NULL;

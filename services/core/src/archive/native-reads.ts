@@ -56,6 +56,11 @@ export interface NativeReads {
     out: Int32Array,
   ): void;
   writeSlots?: number;
+  /**
+   * See cairn_native.c: starts writing a file's dirty pages in [offset, offset + length) to disk,
+   * not waiting (sync_file_range); 0 or the errno. Missing in older builds.
+   */
+  startWriteback?(fd: number, offset: number, length: number): number;
   /** See cairn_native.c: gives the C heap's free memory back to the system (glibc's malloc_trim); 1 if some was. Missing in older builds. */
   releaseFreeMemory?(): number;
 }
