@@ -17,8 +17,9 @@ import { setFlagsFromString } from 'node:v8';
  * items for 100k files) then marks its ~55 MB heap again after every 1–3 MB: 125 full collections
  * in one e2e restore, and the four V8 helper threads that mark used ~11.5 CPU s of its ~35
  * (issue 17, session 11). 100 lets the heap grow by its own size first: 1 full collection in the
- * same restore, which took 9.0 s instead of 21.9 s. Two backups at once peaked at 241 MiB with it against 236 without (`worker-rss`,
- * 1 run each); in session 4, with less memory work done elsewhere, it cost ~20 MiB.
+ * same restore, which took 9.0 s instead of 21.9 s. Two backups at once peaked at 241 MiB with it
+ * against 236 without (`worker-rss`, 1 run each); in session 4, with less memory work done
+ * elsewhere, it cost ~20 MiB.
  */
 export function setWorkerV8Flags(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean; WORKER_HEAP_GROWING_PERCENT: number }): void {
   if (config.WORKER_OPTIMIZE_FOR_SIZE) setFlagsFromString('--optimize-for-size');
