@@ -3,7 +3,8 @@
  * CPU seconds of every thread of the process (from /proc/self/task), to see which thread is the
  * bottleneck, and the main thread's garbage collections and peak external memory. Usage: tsx
  * bench/pack-profile.ts DIR [reps]; PROFILE_BALLAST_MB=30 gives the main isolate a service's heap;
- * PROFILE_SINK=main drops the frames on the main thread instead of the bench's nullSink (measure.ts).
+ * PROFILE_SINK=main drops the frames on the main thread instead of the bench's nullSink (measure.ts);
+ * PROFILE_CODEC=none|gzip packs with that codec instead of zstd (what the pipeline costs without compression).
  */
 import { Writable } from 'node:stream';
 import { packArchive, sharedWorkerHost } from '../services/core/src/archive/index.ts';
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const sink = process.env.PROFILE_SINK === 'main' ? new Writable({ write: (_c, _e, cb) => cb() }) : nullSink();
-    const res = await packArchive({ volumes: [{ name: 'data', dir }], codec: 'zstd' }, sink);
+    const res = await packArchive({ volumes: [{ name: 'data', dir }], codec: (process.env.PROFILE_CODEC ?? 'zstd') as 'zstd' }, sink);
     const secs = (performance.now() - t0) / 1000;
     const cu = process.cpuUsage(c0);
     const rows = watch.stop();

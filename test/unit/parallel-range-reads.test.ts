@@ -53,7 +53,8 @@ async function drain(reads: ParallelRangeReads): Promise<{ segments: Segment[]; 
   const parts: Buffer[] = [];
   for (let r = await reads.next(); r; r = await reads.next()) {
     segments.push(r.segment);
-    for await (const c of r.stream) parts.push(c as Buffer);
+    // Copied: a range's buffer is reused for a later range once the next one is asked for.
+    for await (const c of r.stream) parts.push(Buffer.from(c as Buffer));
   }
   return { segments, bytes: Buffer.concat(parts) };
 }
@@ -106,7 +107,7 @@ describe('ParallelRangeReads', () => {
     const parts: Buffer[] = [];
     for (let r = await reads.next(); r; r = await reads.next()) {
       await new Promise((res) => setTimeout(res, 3));
-      for await (const c of r.stream) parts.push(c as Buffer);
+      for await (const c of r.stream) parts.push(Buffer.from(c as Buffer));
     }
     expect(Buffer.concat(parts).equals(obj.data)).toBe(true);
     expect(reads.peakHeld).toBeLessThanOrEqual(350);
@@ -165,6 +166,26 @@ describe('ParallelRangeReads', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(obj.calls.length).toBe(started);
     expect(started).toBeLessThanOrEqual(5);
+  });
+
+  it('reads every range into one of a few reused buffers, not into as many new ones as it reads', async () => {
+    const blocks = blocksOf(Array.from({ length: 40 }, () => 100));
+    const obj = fakeObject(4000);
+    // Every chunk in memory of its own, as a socket's are.
+    const own: RangeReader = async (start, end) => (await obj.reader(start, end)).map((c: Buffer) => Buffer.from(new Uint8Array(c).buffer));
+    const reads = new ParallelRangeReads(own, splitSegments(whole(blocks), blocks, 200), { parallel: 3, rangeBytes: 200, bytesInFlight: 10_000 });
+    const buffers = new Set<ArrayBufferLike>();
+    const parts: Buffer[] = [];
+    for (let r = await reads.next(); r; r = await reads.next()) {
+      for await (const c of r.stream) {
+        buffers.add((c as Buffer).buffer);
+        parts.push(Buffer.from(c as Buffer));
+      }
+    }
+    expect(Buffer.concat(parts).equals(obj.data)).toBe(true);
+    expect(obj.calls.length).toBe(20);
+    // The reads in flight, and the one being consumed.
+    expect(buffers.size).toBeLessThanOrEqual(4);
   });
 
   it('rejects settings that are not positive, and takes RESTORE_* from the configuration with defaults', () => {

@@ -121,7 +121,8 @@ function noop(): void {}
 export interface RangeSource {
   /**
    * The next segment and its stream, or undefined after the last. The stream handed out before
-   * must have been consumed (or abandoned: close() or destroy() then).
+   * must have been consumed (or abandoned: close() or destroy() then). Its chunks may be views of
+   * a buffer the source reuses after this call: a consumer copies what it keeps.
    */
   next(): Promise<{ segment: Segment; stream: Readable } | undefined>;
   /** Stops: every stream opened and not consumed is destroyed (with `err`, if given). */
@@ -156,7 +157,8 @@ export class RangeReadAhead implements RangeSource {
 
   /**
    * The next segment and its stream, or undefined after the last. The stream handed out before
-   * must have been consumed (or abandoned: close() or destroy() then).
+   * must have been consumed (or abandoned: close() or destroy() then). Its chunks may be views of
+   * a buffer the source reuses after this call: a consumer copies what it keeps.
    */
   async next(): Promise<{ segment: Segment; stream: Readable } | undefined> {
     this.throwIfClosed();

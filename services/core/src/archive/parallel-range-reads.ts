@@ -4,6 +4,11 @@
  * several transfers really run side by side instead of waiting paused behind the one being
  * consumed), and they are handed to the consumer strictly in order. Memory is bounded by
  * `bytesInFlight`: the ranges being fetched, fetched and waiting, and the one being consumed.
+ *
+ * Each range is copied, as it arrives, into a buffer of its own that is reused for a later range
+ * once consumed. Keeping the socket's chunks instead made them outlive young-generation
+ * collections while their range waited its turn: promoted, they were freed only by full
+ * collections, and the store thread ran ~100 of them per 2 GiB restore (DESIGN §10).
  */
 import { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
@@ -47,9 +52,12 @@ function lengthOf(s: Segment): number {
 interface Fetch {
   segment: Segment;
   bytes: number;
-  chunks: Promise<Buffer[]>;
+  /** The range's bytes, once read whole (a view of a reused buffer). */
+  data: Promise<Buffer>;
   /** The range's stream while it is being read (destroyed on close). */
   stream?: Readable;
+  /** The buffer its bytes are read into (back to the spares once consumed). */
+  buffer?: ArrayBuffer;
 }
 
 function noop(): void {}
@@ -69,6 +77,8 @@ export class ParallelRangeReads implements RangeSource {
   private consuming: Fetch | undefined;
   /** The stream handed out last (destroyed on close, so its consumer stops). */
   private current: Readable | undefined;
+  /** Range buffers consumed and free for the next reads (at most as many as can be held at once). */
+  private readonly spare: ArrayBuffer[] = [];
   private failedAhead = false;
   private error: Error | undefined;
   private closed = false;
@@ -94,9 +104,9 @@ export class ParallelRangeReads implements RangeSource {
     const head = this.queue.shift();
     if (!head) return undefined;
     this.consuming = head;
-    const chunks = await head.chunks;
+    const data = await head.data;
     this.throwIfClosed();
-    this.current = Readable.from(chunks, { objectMode: false });
+    this.current = Readable.from([data], { objectMode: false });
     // Destroyed with the error on close: its reader sees it, an abandoned one must not throw it.
     this.current.on('error', noop);
     return { segment: head.segment, stream: this.current };
@@ -121,12 +131,21 @@ export class ParallelRangeReads implements RangeSource {
     if (this.closed) throw this.error ?? new CairnError('cancelled', 'range reads stopped');
   }
 
-  /** The range handed out before has been consumed: its bytes no longer count. */
+  /** The range handed out before has been consumed: its bytes no longer count, its buffer is free. */
   private release(): void {
     this.current = undefined;
     if (!this.consuming) return;
     this.held -= this.consuming.bytes;
+    const done = this.consuming.buffer;
+    if (done && this.spare.length < this.settings.parallel + 1) this.spare.push(done);
     this.consuming = undefined;
+  }
+
+  /** A buffer for a range of `bytes`: a spare one large enough, or a new one. */
+  private bufferFor(bytes: number): ArrayBuffer {
+    const i = this.spare.findIndex((b) => b.byteLength >= bytes);
+    if (i >= 0) return this.spare.splice(i, 1)[0]!;
+    return new ArrayBuffer(Math.max(bytes, Math.min(this.settings.rangeBytes, this.settings.bytesInFlight)));
   }
 
   /** Starts reads while fewer than `parallel` run and their bytes fit (one always may). */
@@ -141,33 +160,34 @@ export class ParallelRangeReads implements RangeSource {
       this.fetching++;
       this.peakFetching = Math.max(this.peakFetching, this.fetching);
       this.peakHeld = Math.max(this.peakHeld, this.held);
-      const f: Fetch = { segment, bytes, chunks: Promise.resolve([]) };
-      f.chunks = this.read(f);
+      const f: Fetch = { segment, bytes, data: Promise.resolve(Buffer.alloc(0)) };
+      f.data = this.read(f);
       // Awaited in order by next(); until then a failure is held, not reported as unhandled.
-      f.chunks.catch(noop);
+      f.data.catch(noop);
       this.queue.push(f);
     }
   }
 
-  private async read(f: Fetch): Promise<Buffer[]> {
+  private async read(f: Fetch): Promise<Buffer> {
     const { segment: s } = f;
     try {
       const stream = await (s.object === undefined ? this.reader(s.start, s.end) : this.reader(s.start, s.end, s.object));
       f.stream = stream;
       if (this.closed) stream.destroy(this.error);
-      const chunks: Buffer[] = [];
+      f.buffer = this.bufferFor(f.bytes);
+      const into = Buffer.from(f.buffer, 0, f.bytes);
       let got = 0;
       for await (const chunk of chunksOf(stream)) {
-        got += chunk.length;
         // Never buffer more than asked for: an overlong answer is an error, not more memory.
-        if (got > f.bytes) {
+        if (got + chunk.length > f.bytes) {
           stream.destroy();
           throw new CairnError('archive-corrupt', 'the archive holds more bytes than its index describes');
         }
-        chunks.push(chunk);
+        chunk.copy(into, got);
+        got += chunk.length;
       }
       f.stream = undefined;
-      return chunks;
+      return into.subarray(0, got);
     } catch (err) {
       this.failedAhead = true;
       throw err;

@@ -20,8 +20,18 @@ import { setFlagsFromString } from 'node:v8';
  * same restore, which took 9.0 s instead of 21.9 s. Two backups at once peaked at 241 MiB with it
  * against 236 without (`worker-rss`, 1 run each); in session 4, with less memory work done
  * elsewhere, it cost ~20 MiB.
+ *
+ * Always: --no-concurrent-array-buffer-sweeping. V8 counts the bytes of every ArrayBuffer a thread
+ * allocates or receives (a frame, an HTTP body chunk) towards starting its next full collection,
+ * and takes a dead one's off only once its sweeper has freed it; swept concurrently, on two busy
+ * cores, that came late. The store thread (~10 MB of heap, the S3 SDK) then started a full
+ * collection every few MB it read: ~100 in an S3 restore of the 2 GiB set. Swept within the pause
+ * (and with each range read into a reused buffer, parallel-range-reads.ts): 15–25. That restore,
+ * in process against s3rver, took 8.6–10.3 s and 12.1–14.0 CPU s (6 runs) instead of 10.1–10.7 s
+ * and 14.4–14.9 CPU s (3 runs) (issue 17, session 12).
  */
 export function setWorkerV8Flags(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean; WORKER_HEAP_GROWING_PERCENT: number }): void {
+  setFlagsFromString('--no-concurrent-array-buffer-sweeping');
   if (config.WORKER_OPTIMIZE_FOR_SIZE) setFlagsFromString('--optimize-for-size');
   if (config.WORKER_HEAP_GROWING_PERCENT > 0) setFlagsFromString(`--heap-growing-percent=${config.WORKER_HEAP_GROWING_PERCENT}`);
 }
