@@ -28,7 +28,8 @@
  * CAIRN_E2E_LARGE_FILES (8) × CAIRN_E2E_LARGE_MIB (64), CAIRN_E2E_SMALL_FILES (20000), i.e. by
  * default 512 MiB and 20k files; the issue's full sizes: CAIRN_E2E_LARGE_MIB=256
  * CAIRN_E2E_SMALL_FILES=100000. CAIRN_E2E_ONLY=large|small; RESTORE_* and S3_* settings are
- * passed on to Cairn.
+ * passed on to Cairn; CAIRN_E2E_NODE_ARGS (space-separated) are more node options for the
+ * all-in-one (e.g. `--trace-gc-nvp`: its collections, in e2e-cairn.log).
  */
 import '../scripts/quiet-sdk.ts';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -76,7 +77,8 @@ async function startCairn(env: Record<string, string>, logFile: string): Promise
   // CAIRN_E2E_PROFILE=<dir>: the all-in-one writes V8 CPU profiles there (its main thread, and the archive threads).
   const profile = process.env.CAIRN_E2E_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CAIRN_E2E_PROFILE}`] : [];
   // The V8 flag `npm start` passes (package.json): the main thread's young generation at 6 MiB.
-  const child = spawn(process.execPath, [...profile, '--max-semi-space-size=2', '--import', 'tsx', 'scripts/start.ts'], {
+  const extra = process.env.CAIRN_E2E_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...profile, ...extra, '--max-semi-space-size=2', '--import', 'tsx', 'scripts/start.ts'], {
     env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -12,7 +12,7 @@
  */
 import { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';
-import { chunksOf } from '../storage/each-chunk.ts';
+import { eachChunk } from '../storage/each-chunk.ts';
 import type { ArchiveBlock, RangeReader, RangeReadSettings } from './archive-types.ts';
 import type { RangeSource, Segment } from './block-source.ts';
 
@@ -177,15 +177,13 @@ export class ParallelRangeReads implements RangeSource {
       f.buffer = this.bufferFor(f.bytes);
       const into = Buffer.from(f.buffer, 0, f.bytes);
       let got = 0;
-      for await (const chunk of chunksOf(stream)) {
-        // Never buffer more than asked for: an overlong answer is an error, not more memory.
-        if (got + chunk.length > f.bytes) {
-          stream.destroy();
-          throw new CairnError('archive-corrupt', 'the archive holds more bytes than its index describes');
-        }
+      // Copied as each chunk comes, the stream flowing: no pause, resume or promise per chunk.
+      await eachChunk(stream, (chunk) => {
+        // Never buffer more than asked for: an overlong answer is an error (the body is destroyed), not more memory.
+        if (got + chunk.length > f.bytes) throw new CairnError('archive-corrupt', 'the archive holds more bytes than its index describes');
         chunk.copy(into, got);
         got += chunk.length;
-      }
+      });
       f.stream = undefined;
       return into.subarray(0, got);
     } catch (err) {
