@@ -7,7 +7,7 @@
  * PROFILE_CODEC=none|gzip packs with that codec instead of zstd (what the pipeline costs without compression).
  */
 import { Writable } from 'node:stream';
-import { packArchive, sharedWorkerHost } from '../services/core/src/archive/index.ts';
+import { packArchive, sharedWorkerHost, type Codec } from '../services/core/src/archive/index.ts';
 import { ballastFromEnv, nullSink, watchExternal, watchGc, watchThreads } from './measure.ts';
 
 async function main(): Promise<void> {
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const sink = process.env.PROFILE_SINK === 'main' ? new Writable({ write: (_c, _e, cb) => cb() }) : nullSink();
-    const res = await packArchive({ volumes: [{ name: 'data', dir }], codec: (process.env.PROFILE_CODEC ?? 'zstd') as 'zstd' }, sink);
+    const res = await packArchive({ volumes: [{ name: 'data', dir }], codec: (process.env.PROFILE_CODEC ?? 'zstd') as Codec }, sink);
     const secs = (performance.now() - t0) / 1000;
     const cu = process.cpuUsage(c0);
     const rows = watch.stop();

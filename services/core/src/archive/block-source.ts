@@ -157,8 +157,7 @@ export class RangeReadAhead implements RangeSource {
 
   /**
    * The next segment and its stream, or undefined after the last. The stream handed out before
-   * must have been consumed (or abandoned: close() or destroy() then). Its chunks may be views of
-   * a buffer the source reuses after this call: a consumer copies what it keeps.
+   * must have been consumed (or abandoned: close() or destroy() then).
    */
   async next(): Promise<{ segment: Segment; stream: Readable } | undefined> {
     this.throwIfClosed();

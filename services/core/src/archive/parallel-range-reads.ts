@@ -7,8 +7,9 @@
  *
  * Each range is copied, as it arrives, into a buffer of its own that is reused for a later range
  * once consumed. Keeping the socket's chunks instead made them outlive young-generation
- * collections while their range waited its turn: promoted, they were freed only by full
- * collections, and the store thread ran ~100 of them per 2 GiB restore (DESIGN §10).
+ * collections while their range waited its turn: promoted, they stayed counted until a full
+ * collection. With that and V8's late concurrent sweeping of dead buffers (memory-flags.ts), the
+ * store thread ran ~100 full collections per 2 GiB restore; either fix alone left ~80–90 (DESIGN §10).
  */
 import { Readable } from 'node:stream';
 import { CairnError } from '../errors.ts';

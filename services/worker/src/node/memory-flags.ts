@@ -27,7 +27,7 @@ import { setFlagsFromString } from 'node:v8';
  * cores, that came late. The store thread (~10 MB of heap, the S3 SDK) then started a full
  * collection every few MB it read: ~100 in an S3 restore of the 2 GiB set. Swept within the pause
  * (and with each range read into a reused buffer, parallel-range-reads.ts): 15–25. That restore,
- * in process against s3rver, took 8.6–10.3 s and 12.1–14.0 CPU s (6 runs) instead of 10.1–10.7 s
+ * in process against s3rver, took 8.6–10.3 s and 11.8–14.0 CPU s (9 runs) instead of 10.1–10.7 s
  * and 14.4–14.9 CPU s (3 runs) (issue 17, session 12).
  */
 export function setWorkerV8Flags(config: { WORKER_OPTIMIZE_FOR_SIZE: boolean; WORKER_HEAP_GROWING_PERCENT: number }): void {
