@@ -6,8 +6,8 @@
  * directory, not after the whole walk; the scanner's thread goes as soon as the walk is done);
  * a pool of codec workers compresses blocks in parallel;
  * this thread keeps block order, hashes the stored bytes and writes them to the sink. Memory is
- * bounded by the block credits handed to the reader (a few blocks in flight), whatever the
- * volume size.
+ * bounded by the block credits handed to the reader (a few blocks in flight, block-credits.ts),
+ * whatever the volume size.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -29,6 +29,7 @@ import {
   type ArchiveProgress,
 } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
+import { BlockCredits } from './block-credits.ts';
 import { DEFAULT_LEVEL } from './block-codec.ts';
 import { EntrySpill, type SharedSpill } from './entry-spill.ts';
 import { encodeIndexStreamFromArrays, entrySource } from './archive-index.ts';
@@ -89,7 +90,6 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const scanner = jobs[1]!;
 
   const ctrl = new Int32Array(new SharedArrayBuffer(4 * CTRL_SLOTS));
-  Atomics.store(ctrl, CTRL_CREDITS, concurrency * 2 + 2);
   // Created first: when the totals and a block are both waiting, Node delivers the older port's
   // message first, so progress never reports bytes before the totals they count towards.
   const totals = new MessageChannel();
@@ -163,6 +163,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const volumes = options.volumes.map((v) => ({ name: v.name, dir: v.dir, excludes: v.excludes ?? [] }));
   const control = ctrl.buffer as SharedArrayBuffer;
   const native = nativeAddonPath();
+  const credits = new BlockCredits(ctrl, CTRL_CREDITS, concurrency);
   const scanJob = scanner.request<PackScanTotals>(
     'pack-scan',
     { data: { volumes, control, reader: feed.port1, main: totals.port2, native, window: options.scanWindow } satisfies PackScannerData },
@@ -239,8 +240,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       }
       // The raw block goes back to the reader once its frame is written: a few blocks circulate.
       if (out.input) recycle.port1.postMessage(out.input, [out.input]);
-      Atomics.add(ctrl, 0, 1);
-      Atomics.notify(ctrl, 0);
+      credits.giveBack();
       report(false);
     }
     if (failed !== undefined) throw failed;
@@ -255,6 +255,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     spill.close();
     throw signal?.aborted ? abortError(signal) : err;
   } finally {
+    credits.close();
     limiter.stop();
     parent?.close();
     signal?.removeEventListener('abort', onAbort);
