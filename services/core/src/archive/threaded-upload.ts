@@ -14,6 +14,8 @@ import { transferView } from './buffers.ts';
 import type { UploadJobData, UploadMessage, UploadRequest } from './upload-job.ts';
 import { sharedWorkerHost, type WorkerHost } from './worker-host.ts';
 
+const DRAIN_MS = 5_000;
+
 /**
  * `store.put(key, body, opts)`, made by the store thread when the store can be reopened there.
  * The body's chunks are given away: those over 64 KiB are transferred (buffers.ts transferView),
@@ -42,7 +44,20 @@ export async function putFromThread(
     throw err;
   }
   const { port1, port2 } = new MessageChannel();
+  // The thread closes its end once its job is over, after the last of its messages: the failed
+  // requests it relays arrive on this port, not with the job's answer, and may come after it.
+  // Waited for only once the job is over; bounded, should a thread's job end without closing it.
+  const closed = new Promise<void>((resolve) => port1.once('close', resolve));
+  const drained = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, DRAIN_MS);
+      void closed.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   let failed: unknown;
+  let jobFailed = false;
   let wanted = false;
   const wakeup = new Wakeup();
   const stop = (err: unknown): void => {
@@ -62,7 +77,12 @@ export async function putFromThread(
   const data: UploadJobData = { store: spec, key, port: port2, ...(opts.contentType ? { contentType: opts.contentType } : {}) };
   const job = w.request<{ size: number; etag?: string }>('put-object', { data }, [port2]);
   // The thread's own failure (the store refused): stop sending, and it is the error thrown below.
-  job.catch(stop);
+  // The port stays open until the thread closes it, so its relayed request errors still arrive.
+  job.catch((err: unknown) => {
+    jobFailed = true;
+    failed ??= err;
+    wakeup.notify();
+  });
   const send = (m: UploadMessage, transfer: ArrayBuffer[] = []): void => port1.postMessage(m, transfer);
   try {
     await eachChunk(body, async (chunk) => {
@@ -73,11 +93,15 @@ export async function putFromThread(
       send({ t: 'chunk', ...view }, [view.buf]);
     });
     if (failed === undefined) send({ t: 'end' });
-    return await job;
+    const done = await job;
+    await drained();
+    return done;
   } catch (err) {
-    stop(err);
+    // Closing this end stops the thread's upload; not needed when the thread failed it itself.
+    if (!jobFailed) stop(err);
     // The thread's answer explains an upload it stopped; an abort is a cancel whatever came first.
     await job.catch(() => undefined);
+    await drained();
     if (signal?.aborted) throw abortError(signal);
     throw failed instanceof CairnError && failed.code !== 'cancelled' ? failed : err;
   } finally {
