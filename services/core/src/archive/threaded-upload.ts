@@ -60,10 +60,13 @@ export async function putFromThread(
   let jobFailed = false;
   let wanted = false;
   const wakeup = new Wakeup();
-  const stop = (err: unknown): void => {
+  const fail = (err: unknown): void => {
     failed ??= err;
-    port1.close();
     wakeup.notify();
+  };
+  const stop = (err: unknown): void => {
+    port1.close();
+    fail(err);
   };
   port1.on('message', (m: UploadRequest) => {
     if (m.t === 'store-error') report?.(m.error);
@@ -80,8 +83,7 @@ export async function putFromThread(
   // The port stays open until the thread closes it, so its relayed request errors still arrive.
   job.catch((err: unknown) => {
     jobFailed = true;
-    failed ??= err;
-    wakeup.notify();
+    fail(err);
   });
   const send = (m: UploadMessage, transfer: ArrayBuffer[] = []): void => port1.postMessage(m, transfer);
   try {
