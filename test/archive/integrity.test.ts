@@ -115,6 +115,16 @@ describe('integrity', () => {
     expect(isCairnError(err, 'archive-corrupt')).toBe(true);
   });
 
+  it('an index that renames a small file (one a codec worker writes ahead) is corrupt too', async () => {
+    // The file's content matches its sha256, so only the tar's own header can tell (extractor.ts, skipEntry).
+    const { file, r } = packed.get('zstd')!;
+    const index = structuredClone(r.index);
+    index.entries.find((e) => e.path === 'vol/a.txt')!.path = 'vol/other.txt';
+    const err = await restoreFrom(fs.readFileSync(file), index, path.join(work, 'renamed-small'));
+    expect(isCairnError(err, 'archive-corrupt'), String(err)).toBe(true);
+    expect((err as Error).message).toContain('vol/other.txt');
+  });
+
   it('the index is gzipped JSON lines, and plain (gzipped) JSON decodes too', () => {
     const ix = packed.get('zstd')!.r.index;
     const text = gunzipSync(encodeIndex(ix)).toString('utf8');

@@ -3,7 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { bytesToPath, pathToBytes, planRuns, selectEntries, type ArchiveEntry, type ArchiveIndex } from '@cairn/core/archive/index.ts';
 import { compileExcludes } from '@cairn/core/archive/exclude-matcher.ts';
-import { encodeTarHeaders, formatPaxTime, formatPaxTimeParts, mtimeString, parsePaxTime, type TarHeaderInput } from '@cairn/core/archive/tar-header.ts';
+import {
+  encodeTarHeaders,
+  formatPaxTime,
+  formatPaxTimeParts,
+  mtimeString,
+  parsePaxTime,
+  plainFileHeaders,
+  type TarHeaderInput,
+} from '@cairn/core/archive/tar-header.ts';
 import { TarParser, type ParsedEntry } from '@cairn/core/archive/tar-parser.ts';
 
 function parseHeaders(buf: Buffer, chunk = buf.length): ParsedEntry[] {
@@ -75,6 +83,111 @@ describe('tar headers', () => {
     }
     expect(formatPaxTime(1_700_000_000_500_000_000n)).toBe('1700000000.5');
     expect(formatPaxTime(-1_500_000_000n)).toBe('-1.5');
+  });
+});
+
+describe("plainFileHeaders (the extractor's quick check of a file written ahead)", () => {
+  const file = (path: string | Buffer, over: Partial<TarHeaderInput> = {}): { h: TarHeaderInput; bytes: Buffer } => {
+    const h: TarHeaderInput = {
+      path: Buffer.from(path),
+      type: 'file',
+      size: 1234,
+      mode: 0o644,
+      uid: 1000,
+      gid: 1000,
+      mtimeNs: 1_700_000_000_123_456_789n,
+      ...over,
+    };
+    return { h, bytes: Buffer.from(encodeTarHeaders(h)) };
+  };
+  const check = (bytes: Buffer, path: Buffer, size: number): boolean => {
+    // Placed inside a larger buffer, as headers are inside a decoded block.
+    const block = Buffer.concat([Buffer.alloc(512, 0x41), bytes, Buffer.alloc(700, 0x42)]);
+    return plainFileHeaders(block, 512, 512 + bytes.length, path, size);
+  };
+
+  it('says yes to what the packer writes for a file: with and without a PAX mtime, with a split name, with big ids', () => {
+    for (const { h, bytes } of [
+      file('v/a.txt'),
+      file('v/b', { mtimeNs: 1_700_000_000_000_000_000n }),
+      file(`v/${'d'.repeat(120)}/${'f'.repeat(90)}`),
+      file('v/ids', { uid: 4_000_000_000, gid: 3_000_000_000 }),
+    ]) {
+      expect(check(bytes, h.path, h.size)).toBe(true);
+    }
+  });
+
+  it('says no when the path, the size or the type differ, or a PAX record could change them', () => {
+    const { h, bytes } = file('v/a.txt');
+    expect(check(bytes, Buffer.from('v/b.txt'), h.size)).toBe(false);
+    expect(check(bytes, Buffer.from('v/a.tx'), h.size)).toBe(false);
+    expect(check(bytes, Buffer.from('v/a.txt2'), h.size)).toBe(false);
+    expect(check(bytes, h.path, h.size + 1)).toBe(false);
+    const dir = file('v/a.txt', { type: 'dir', size: 0 });
+    expect(check(dir.bytes, Buffer.from('v/a.txt/'), 0)).toBe(false);
+    const link = file('v/a.txt', { type: 'hardlink', size: 0, linkTarget: Buffer.from('v/z') });
+    expect(check(link.bytes, h.path, 0)).toBe(false);
+    // The path in a PAX record (over 255 bytes, or not ASCII): left to the full parse.
+    const long = file(`v/${'x'.repeat(300)}`);
+    expect(check(long.bytes, long.h.path, long.h.size)).toBe(false);
+    const split = file(`v/${'d'.repeat(120)}/${'f'.repeat(90)}`);
+    expect(check(split.bytes, Buffer.from(`v/${'d'.repeat(120)}/${'g'.repeat(90)}`), split.h.size)).toBe(false);
+    expect(check(split.bytes, Buffer.from(`v/${'e'.repeat(120)}/${'f'.repeat(90)}`), split.h.size)).toBe(false);
+  });
+
+  it('says no to altered or malformed PAX records and to headers of another length', () => {
+    const { h, bytes } = file('v/a.txt');
+    expect(bytes.length).toBe(1536);
+    const renamed = Buffer.from(bytes);
+    // "NN mtime=" becomes "NN path=" plus a byte: a record that would rename the entry.
+    const at = renamed.indexOf(' mtime=', 512);
+    renamed.write(' pathx=', at, 'latin1');
+    expect(check(renamed, h.path, h.size)).toBe(false);
+    const badLength = Buffer.from(bytes);
+    badLength[512] = 0x39;
+    expect(check(badLength, h.path, h.size)).toBe(false);
+    expect(check(bytes.subarray(1024), h.path, h.size)).toBe(true);
+    expect(check(Buffer.concat([bytes.subarray(0, 512), Buffer.alloc(512), bytes.subarray(1024)]), h.path, h.size)).toBe(false);
+  });
+});
+
+describe('TarParser.skipEntry', () => {
+  it('passes over the entries the handler skips and parses the rest at their offsets, however the chunks fall', () => {
+    const parts: Buffer[] = [];
+    const starts: number[] = [];
+    let at = 0;
+    for (const [name, size] of [
+      ['v/a', 700],
+      ['v/b', 5000],
+      ['v/c', 10],
+    ] as const) {
+      const h = Buffer.from(
+        encodeTarHeaders({ path: Buffer.from(name), type: 'file', size, mode: 0o644, uid: 0, gid: 0, mtimeNs: 1_700_000_000_123_456_789n }),
+      );
+      const data = Buffer.alloc(Math.ceil(size / 512) * 512, name.charCodeAt(2));
+      starts.push(at);
+      parts.push(h, data);
+      at += h.length + data.length;
+    }
+    const tar = Buffer.concat([...parts, Buffer.alloc(1024)]);
+    for (const chunk of [tar.length, 512, 7]) {
+      const seen: string[] = [];
+      const asked: number[] = [];
+      const p = new TarParser({
+        entry: (e) => seen.push(`${e.path.toString()}@${e.headerOffset}`),
+        data: () => {},
+        entryEnd: () => {},
+        skipEntry: (offset) => {
+          asked.push(offset);
+          return offset === starts[1] ? starts[2] : undefined;
+        },
+      });
+      for (let i = 0; i < tar.length; i += chunk) p.push(tar.subarray(i, i + chunk), i);
+      p.finish();
+      expect(seen).toEqual([`v/a@${starts[0]}`, `v/c@${starts[2]}`]);
+      expect(asked.slice(0, 3)).toEqual(starts);
+      expect(p.ended).toBe(true);
+    }
   });
 });
 

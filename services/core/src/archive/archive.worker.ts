@@ -37,6 +37,8 @@ interface CodecRequest {
   output?: ArrayBuffer;
   /** Files in the output to check against their sha256 (content-checks.ts). */
   checks?: ArrayBuffer;
+  /** The native helper's path, when built: it hashes the checked files. */
+  native?: string;
   /** Checked files to write once the checks pass (direct-writes.ts). */
   writes?: { buf: ArrayBuffer; token: string; native: string };
 }
@@ -69,7 +71,7 @@ function runCodec(m: CodecRequest): void {
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
-  const mismatch = m.checks ? firstContentMismatch(out, m.checks) : undefined;
+  const mismatch = m.checks ? firstContentMismatch(out, m.checks, m.native ? nativeAt(m.native) : undefined) : undefined;
   // Written only from a block whose files all passed their checks.
   const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, nativeAt(m.writes.native)) : undefined;
   const extra: ArrayBuffer[] = written ? [written] : [];

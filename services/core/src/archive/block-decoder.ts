@@ -11,6 +11,7 @@ import type { CodecPool, CodecResult } from './codec-pool.ts';
 import { encodeContentChecks } from './content-checks.ts';
 import type { DirectWrites } from './direct-writes.ts';
 import type { PlanItem } from './extractor.ts';
+import { nativeAddonPath } from './native-reads.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
 import type { WorkerHost } from './worker-host.ts';
@@ -55,6 +56,8 @@ export class BlockDecoder {
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
   readonly maxInflight: number;
+  /** The native helper, which hashes the checked files where it can. */
+  private readonly native = nativeAddonPath();
 
   constructor(
     private readonly pool: CodecPool,
@@ -126,7 +129,7 @@ export class BlockDecoder {
           hashInput: b.sha256 !== undefined,
           returnInput: this.index.codec !== 'none',
           ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
-          ...(checks ? { checks } : {}),
+          ...(checks ? { checks, native: this.native } : {}),
           ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token, native: direct!.settings.native } } : {}),
         })
         .catch((err: unknown) => {

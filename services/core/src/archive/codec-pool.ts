@@ -24,6 +24,8 @@ interface CodecTask {
    * the first that does not match comes back as `mismatch`.
    */
   checks?: ArrayBuffer;
+  /** The native helper's path (native-reads.ts), when built: the checks are hashed by it. */
+  native?: string | undefined;
   /** Checked files to write once the checks pass (direct-writes.ts), transferred, with whose unpack they are. */
   writes?: { buf: ArrayBuffer; token: string; native: string };
 }
@@ -84,6 +86,7 @@ export class CodecPool {
         returnInput: task.returnInput ?? false,
         output: task.output,
         checks: task.checks,
+        native: task.native,
         writes: task.writes,
       },
       [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : []), ...(task.writes ? [task.writes.buf] : [])],

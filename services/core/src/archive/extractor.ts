@@ -29,7 +29,7 @@ import { bytesToPath, pathToBytes } from './path-bytes.ts';
 import { splitArchivePath, unsafe } from './path-safety.ts';
 import type { ParsedEntry, TarHandler } from './tar-parser.ts';
 import { TarParser } from './tar-parser.ts';
-import { splitNs } from './tar-header.ts';
+import { padTo512, plainFileHeaders, splitNs } from './tar-header.ts';
 import type { TimeSetter } from './time-setter.ts';
 
 /** What the index says about an entry to extract, keyed by its header offset. */
@@ -217,6 +217,23 @@ export class Extractor implements TarHandler {
   }
 
   // ---- TarHandler -------------------------------------------------------------------------
+
+  /**
+   * A file the codec worker wrote (its content checked there against the index's sha256): when its
+   * headers in the tar plainly say what the index says (plainFileHeaders: the path, a regular file,
+   * the size), it is counted and passed over without a full parse. Anything else (headers split
+   * between blocks, other PAX records, a mismatch) is parsed and checked as usual.
+   */
+  skipEntry(headerOffset: number, ahead: Buffer): number | undefined {
+    const plan = this.pending.get(headerOffset);
+    if (!plan?.written || plan.outputs || plan.type !== 'file') return undefined;
+    const length = plan.dataOffset - headerOffset;
+    if (ahead.length < length) return undefined;
+    if (!plainFileHeaders(ahead, 0, length, pathToBytes(plan.path), plan.size)) return undefined;
+    this.pending.delete(headerOffset);
+    this.countWritten(plan);
+    return plan.dataOffset + padTo512(plan.size);
+  }
 
   entry(e: ParsedEntry): void {
     const plan = this.pending.get(e.headerOffset);
@@ -507,9 +524,13 @@ export class Extractor implements TarHandler {
 
   /** A file the codec worker wrote (PlannedEntry.written): counted, its problems reported, its content skipped. */
   private writtenAhead(plan: PlannedEntry): void {
+    this.skipping = true;
+    this.countWritten(plan);
+  }
+
+  private countWritten(plan: PlannedEntry): void {
     this.stats.filesWritten++;
     this.stats.bytesWritten += plan.size;
-    this.skipping = true;
     if (!plan.writeErrnos) return;
     const [chown, time] = plan.writeErrnos;
     const out = this.resolve(plan.path);

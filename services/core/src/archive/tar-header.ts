@@ -321,6 +321,78 @@ export function parseUstar(buf: Buffer, off: number): RawTarHeader | undefined {
   };
 }
 
+/**
+ * Whether `buf[at, end)`, an entry's headers, plainly say "regular file `path` of `size` bytes": a
+ * valid ustar header of type '0' whose name (with its prefix) is `path`, after at most one PAX
+ * header whose records are only times and owners (none overrides the path, size or type). It is
+ * a quick check of the common case for an entry known from elsewhere; false sends the headers to
+ * the full parse (TarParser), which accepts everything else a tar may hold. The headers' checksums
+ * are not summed here (half the cost): the caller's bytes were decoded from a frame its codec
+ * verified, and the fields that say which entry this is are compared.
+ */
+export function plainFileHeaders(buf: Buffer, at: number, end: number, path: Buffer, size: number): boolean {
+  const u = end - RECORD;
+  if (u !== at) {
+    // A PAX header: its records fill the records between it and the ustar header.
+    if (u - at < 2 * RECORD || buf[at + 156] !== 0x78) return false;
+    const paxLen = parseNumber(buf, at + 124, 12);
+    if (!(paxLen > 0) || RECORD + padTo512(paxLen) !== u - at || !onlyPlainPaxRecords(buf, at + RECORD, at + RECORD + paxLen, u)) return false;
+  }
+  if (buf[u + 156] !== 0x30 || !isUstar(buf, u)) return false;
+  if (parseNumber(buf, u + 124, 12) !== size) return false;
+  // The name field holds the path, or its part after the prefix field's (then a slash between).
+  const prefixLen = buf[u + 345] === 0 ? 0 : fieldLength(buf, u + 345, 155);
+  const nameAt = prefixLen ? prefixLen + 1 : 0;
+  if (fieldLength(buf, u, 100) !== path.length - nameAt) return false;
+  if (prefixLen && (path[prefixLen] !== 0x2f || !sameBytes(buf, u + 345, path, 0, prefixLen))) return false;
+  return sameBytes(buf, u, path, nameAt, path.length - nameAt);
+}
+
+/** The length of the NUL-terminated (or full) field of `max` bytes at `off`. */
+function fieldLength(buf: Buffer, off: number, max: number): number {
+  let n = 0;
+  while (n < max && buf[off + n] !== 0) n++;
+  return n;
+}
+
+function sameBytes(a: Buffer, aAt: number, b: Buffer, bAt: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[aAt + i] !== b[bAt + i]) return false;
+  return true;
+}
+
+function isUstar(buf: Buffer, off: number): boolean {
+  // "ustar" and its NUL
+  return (
+    buf[off + 257] === 0x75 && buf[off + 258] === 0x73 && buf[off + 259] === 0x74 && buf[off + 260] === 0x61 && buf[off + 261] === 0x72 && buf[off + 262] === 0
+  );
+}
+
+/** mtime, atime, ctime, uid or gid: the PAX keys that leave an entry's path, size and type alone. */
+function plainPaxKey(buf: Buffer, from: number, to: number): boolean {
+  const c = buf[from];
+  if (to - from === 5)
+    return (c === 0x6d || c === 0x61 || c === 0x63) && buf[from + 1] === 0x74 && buf[from + 2] === 0x69 && buf[from + 3] === 0x6d && buf[from + 4] === 0x65;
+  return to - from === 3 && (c === 0x75 || c === 0x67) && buf[from + 1] === 0x69 && buf[from + 2] === 0x64;
+}
+
+/** PAX records filling `buf[from, to)` (NUL padding after them up to `padEnd`) with keys that leave an entry's path, size and type alone. */
+function onlyPlainPaxRecords(buf: Buffer, from: number, to: number, padEnd: number): boolean {
+  let pos = from;
+  while (pos < to) {
+    let len = 0;
+    let i = pos;
+    for (; i < to && buf[i]! >= 0x30 && buf[i]! <= 0x39; i++) len = len * 10 + buf[i]! - 0x30;
+    if (i === pos || buf[i] !== 0x20 || len < 5 || pos + len > to || buf[pos + len - 1] !== 0x0a) return false;
+    let eq = i + 1;
+    while (eq < pos + len && buf[eq] !== 0x3d) eq++;
+    if (eq >= pos + len || !plainPaxKey(buf, i + 1, eq)) return false;
+    pos += len;
+  }
+  if (pos !== to) return false;
+  for (; pos < padEnd; pos++) if (buf[pos] !== 0) return false;
+  return true;
+}
+
 /** Parses PAX records ("<len> <key>=<value>\n"); values stay bytes (names need not be UTF-8). */
 export function parsePaxRecords(data: Buffer): Map<string, Buffer> | undefined {
   const out = new Map<string, Buffer>();

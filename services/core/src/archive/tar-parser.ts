@@ -29,6 +29,12 @@ export interface TarHandler {
   /** When given: the whole content of the current entry, when one chunk holds it (instead of data()). */
   content?(chunk: Buffer): void;
   entryEnd(e: ParsedEntry): void;
+  /**
+   * When given: asked at each entry's first header before it is read, with the bytes from there to
+   * the end of the chunk. An offset returned is where the entry ends (its padding included): the
+   * parser skips to it without reading the headers.
+   */
+  skipEntry?(headerOffset: number, ahead: Buffer): number | undefined;
 }
 
 type State = 'header' | 'meta' | 'data' | 'skip' | 'end' | 'idle';
@@ -101,6 +107,14 @@ export class TarParser {
         if (this.pos >= this.limit) {
           this.state = 'idle';
           return;
+        }
+        if (this.accLen === 0 && this.entryStart < 0 && this.handler.skipEntry) {
+          const end = this.handler.skipEntry(this.pos, chunk.subarray(i));
+          if (end !== undefined && end > this.pos) {
+            this.need = end - this.pos;
+            this.state = 'skip';
+            continue;
+          }
         }
         const take = Math.min(RECORD - this.accLen, chunk.length - i);
         let rec: Buffer;
