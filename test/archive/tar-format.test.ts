@@ -10,6 +10,8 @@ import {
   mtimeString,
   parsePaxTime,
   plainFileHeaders,
+  splitNs,
+  splitNsString,
   type TarHeaderInput,
 } from '@cairn/core/archive/tar-header.ts';
 import { TarParser, type ParsedEntry } from '@cairn/core/archive/tar-parser.ts';
@@ -148,6 +150,14 @@ describe("plainFileHeaders (the extractor's quick check of a file written ahead)
     expect(check(badLength, h.path, h.size)).toBe(false);
     expect(check(bytes.subarray(1024), h.path, h.size)).toBe(true);
     expect(check(Buffer.concat([bytes.subarray(0, 512), Buffer.alloc(512), bytes.subarray(1024)]), h.path, h.size)).toBe(false);
+  });
+});
+
+describe('splitNsString', () => {
+  it('splits an index mtime as splitNs does, with and without its BigInt path', () => {
+    for (const ns of ['0', '5', '999999999', '1000000000', '1733500000123456789', '10413792000000000001', '-1', '-1500000001', '123456789012345678901234']) {
+      expect(splitNsString(ns), ns).toEqual(splitNs(BigInt(ns)));
+    }
   });
 });
 

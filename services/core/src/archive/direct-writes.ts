@@ -26,9 +26,8 @@
 import { lstatSync, statSync } from 'node:fs';
 import { WriteOut, type NativeReads } from './native-reads.ts';
 import { pathToBytes } from './path-bytes.ts';
-import { splitArchivePath } from './path-safety.ts';
 import { chownTarget, makeDirectory, readUmask, umaskDrops, unlinkQuiet, type PlanItem } from './extractor.ts';
-import { splitNs } from './tar-header.ts';
+import { splitNsString } from './tar-header.ts';
 
 /** Files this size and larger are written by the extractor, which keeps runs of zeros as holes. */
 export const DIRECT_MAX_SIZE = 1024 * 1024;
@@ -95,13 +94,14 @@ export class DirectWrites {
     const records: Buffer[] = [];
     checked.forEach((p, check) => {
       if (p.outputs || p.size >= DIRECT_MAX_SIZE || !this.alone(p.path)) return;
-      const { volume, parts } = splitArchivePath(p.path);
-      const root = this.rootBytes.get(volume);
-      if (!root || !parts.length) return;
-      const rel = pathToBytes(parts.join('/'));
+      // The plan checked every path (unpack-plan.ts): '<volume>/<rel>', no empty, '.' or '..' part.
+      const slash = p.path.indexOf('/');
+      const root = slash > 0 ? this.rootBytes.get(p.path.slice(0, slash)) : undefined;
+      if (!root) return;
+      const rel = pathToBytes(p.path.slice(slash + 1));
       const r = Buffer.allocUnsafe(HEAD + root.length + 1 + rel.length + 1);
       const uid = chownTarget(p, this.settings.restoreOwnership, this.asRoot);
-      const { sec, nsec } = splitNs(BigInt(p.mtime));
+      const { sec, nsec } = splitNsString(p.mtime);
       r.writeUInt32LE(check, 0);
       r.writeUInt32LE(p.mode, 4);
       r.writeUInt32LE(umaskDrops(p.mode, this.umask) ? 1 : 0, 8);

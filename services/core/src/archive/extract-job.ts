@@ -7,8 +7,9 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ArchiveWarning } from './archive-types.ts';
-import { Extractor, type PlanItem } from './extractor.ts';
+import { Extractor } from './extractor.ts';
 import { loadNativeReads } from './native-reads.ts';
+import { decodePlan, type WirePlan } from './plan-wire.ts';
 import { createTimeSetter } from './time-setter.ts';
 
 export interface ExtractJobData {
@@ -32,8 +33,8 @@ export interface ExtractBlock {
   offset: number;
   length: number;
   at: number;
-  /** The entries whose headers start in this block (sent with it, so memory stays flat). */
-  plan: PlanItem[];
+  /** The entries whose headers start in this block (sent with it, so memory stays flat), encoded (plan-wire.ts). */
+  plan: WirePlan;
   /** Parsing (re)starts at this block, up to tar offset `limit` (a run of blocks, unpack-plan.ts). */
   run?: { start: number; limit: number };
   /** [header offset, sha256] of the files hashed ahead whose last byte is in this block. */
@@ -94,7 +95,7 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
     const handle = (m: ExtractMessage): void => {
       if (m.t === 'block') {
         if (m.run) ex.startRun(m.run.start, m.run.limit);
-        ex.addPlan(m.plan);
+        ex.addPlan(decodePlan(m.plan));
         if (m.digests) ex.addDigests(m.digests);
         ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
         held.push(m.buf);

@@ -37,6 +37,7 @@ import type { HashAheadFile, HashAheadMessage } from './hash-ahead-job.ts';
 import type { PlanItem } from './extractor.ts';
 import { DirectWrites } from './direct-writes.ts';
 import { nativeAddonPath } from './native-reads.ts';
+import { encodePlan } from './plan-wire.ts';
 import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
@@ -102,7 +103,15 @@ class ExtractorChannel {
   async next(data: Buffer, at: number, run: BlockRun | undefined, plan: PlanItem[]): Promise<ExtractBlock> {
     await this.room();
     this.unacked++;
-    const m: ExtractBlock = { t: 'block', seq: this.seq++, buf: data.buffer as ArrayBuffer, offset: data.byteOffset, length: data.length, at, plan };
+    const m: ExtractBlock = {
+      t: 'block',
+      seq: this.seq++,
+      buf: data.buffer as ArrayBuffer,
+      offset: data.byteOffset,
+      length: data.length,
+      at,
+      plan: encodePlan(plan),
+    };
     if (run) m.run = { start: run.start, limit: run.limit };
     return m;
   }
@@ -186,8 +195,8 @@ class HashAhead {
     private readonly toExtractor: MessagePort,
   ) {}
 
-  /** Sends block message `block` through the worker if it holds content to hash; false: send it directly. */
-  async send(items: PlanItem[], block: ExtractBlock): Promise<boolean> {
+  /** Marks a block's files to hash ahead and returns them: before its message is made, which carries the marks. */
+  mark(items: PlanItem[]): HashAheadFile[] {
     const files: HashAheadFile[] = [];
     for (const p of items) {
       if (p.type !== 'file' || p.sha256 === undefined || p.covered || p.verified || p.size === 0) continue;
@@ -195,6 +204,11 @@ class HashAhead {
       files.push({ headerOffset: p.headerOffset, dataOffset: p.dataOffset, size: p.size });
       this.until = Math.max(this.until, p.dataOffset + p.size);
     }
+    return files;
+  }
+
+  /** Sends block message `block` through the worker if it holds content to hash (`files`: mark's); false: send it directly. */
+  async send(files: HashAheadFile[], block: ExtractBlock): Promise<boolean> {
     if (!files.length && block.at >= this.until) return false;
     const { port } = await (this.worker ??= this.start());
     this.failure.throwIfFailed();
@@ -308,8 +322,9 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
       return items;
     },
     async (block, data, items) => {
+      const files = ahead.mark(items);
       const m = await channel.next(data, index.blocks[block]!.uncompressedOffset, runStarts.get(block), items);
-      if (!(await ahead.send(items, m))) channel.send(m);
+      if (!(await ahead.send(files, m))) channel.send(m);
     },
     o.open,
   );
