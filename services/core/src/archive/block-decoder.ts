@@ -70,7 +70,7 @@ export class BlockDecoder {
     private readonly open?: FrameOpener,
   ) {
     this.frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
-    this.maxInflight = pool.size * 2;
+    this.maxInflight = pool.size * 4;
   }
 
   /** A buffer for a frame of `len` bytes (cutFrames' allocator). */
