@@ -117,7 +117,6 @@ describe('files written by the codec workers', () => {
 });
 
 describe('DirectWrites', () => {
-  const native = nativeAddonPath();
   const item = (p: Partial<PlanItem> & { path: string }, at: number): PlanItem => ({
     headerOffset: at,
     dataOffset: at + 512,
@@ -132,7 +131,7 @@ describe('DirectWrites', () => {
   });
 
   it('leaves out files whose path, or a parent path, an unsettled entry has', () => {
-    const w = new DirectWrites({ roots: { data: '/r' }, restoreOwnership: false, token: 't', native: native ?? '/none' });
+    const w = new DirectWrites({ roots: { data: '/r' }, restoreOwnership: false, token: 't' });
     const first = [item({ path: 'data/a' }, 0), item({ path: 'data/f', type: 'symlink', size: 0 }, 1024), item({ path: 'data/d', type: 'dir', size: 0 }, 2048)];
     w.planned(first, 4096);
     const second = [item({ path: 'data/a' }, 4096), item({ path: 'data/f/x' }, 5120), item({ path: 'data/d/y' }, 6144), item({ path: 'data/b' }, 7168)];
@@ -163,12 +162,12 @@ describe('DirectWrites', () => {
       f.sha256 = createHash('sha256')
         .update(block.subarray(f.dataOffset, f.dataOffset + f.size))
         .digest('hex');
-    const w = new DirectWrites({ roots: { data: root }, restoreOwnership: false, token: `t${n}`, native: nativeAddonPath()! });
+    const w = new DirectWrites({ roots: { data: root }, restoreOwnership: false, token: `t${n}` });
     w.planned(files.slice(0, 1), 0);
     const enc = w.encode(files)!;
     // Only the first is alone among unsettled entries (the others were not planned here); plan them too.
     expect(enc.files.map((f) => f.path)).toEqual(['data/new/deep/hello']);
-    const w2 = new DirectWrites({ roots: { data: root }, restoreOwnership: false, token: `t${n}`, native: nativeAddonPath()! });
+    const w2 = new DirectWrites({ roots: { data: root }, restoreOwnership: false, token: `t${n}` });
     w2.planned(files, 64);
     const all = w2.encode(files)!;
     const results = applyDirectWrites(block, encodeContentChecks(files, 0), all.buf, `t${n}`, loadNativeReads(nativeAddonPath()));

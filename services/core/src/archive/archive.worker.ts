@@ -37,10 +37,10 @@ interface CodecRequest {
   output?: ArrayBuffer;
   /** Files in the output to check against their sha256 (content-checks.ts). */
   checks?: ArrayBuffer;
-  /** The native helper's path, when built: it hashes the checked files. */
+  /** The native helper's path, when built: it hashes the checked files and writes them (`writes`). */
   native?: string;
-  /** Checked files to write once the checks pass (direct-writes.ts). */
-  writes?: { buf: ArrayBuffer; token: string; native: string };
+  /** Checked files to write once the checks pass (direct-writes.ts); nothing is written without `native`. */
+  writes?: { buf: ArrayBuffer; token: string };
 }
 
 interface JobRequest {
@@ -71,9 +71,10 @@ function runCodec(m: CodecRequest): void {
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
-  const mismatch = m.checks ? firstContentMismatch(out, m.checks, m.native ? nativeAt(m.native) : undefined) : undefined;
+  const helper = m.native ? nativeAt(m.native) : undefined;
+  const mismatch = m.checks ? firstContentMismatch(out, m.checks, helper) : undefined;
   // Written only from a block whose files all passed their checks.
-  const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, nativeAt(m.writes.native)) : undefined;
+  const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, helper) : undefined;
   const extra: ArrayBuffer[] = written ? [written] : [];
   if (out.buffer === m.buf) {
     reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written }, [m.buf, ...extra]);

@@ -56,7 +56,7 @@ export class BlockDecoder {
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
   readonly maxInflight: number;
-  /** The native helper, which hashes the checked files where it can. */
+  /** The native helper, which hashes the checked files where it can and writes them (direct-writes.ts). */
   private readonly native = nativeAddonPath();
 
   constructor(
@@ -130,7 +130,7 @@ export class BlockDecoder {
           returnInput: this.index.codec !== 'none',
           ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
           ...(checks ? { checks, native: this.native } : {}),
-          ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token, native: direct!.settings.native } } : {}),
+          ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token } } : {}),
         })
         .catch((err: unknown) => {
           // Which block, in which object: a corrupt frame of another backup is named as such.

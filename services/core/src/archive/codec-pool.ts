@@ -24,10 +24,10 @@ interface CodecTask {
    * the first that does not match comes back as `mismatch`.
    */
   checks?: ArrayBuffer;
-  /** The native helper's path (native-reads.ts), when built: the checks are hashed by it. */
+  /** The native helper's path (native-reads.ts), when built: it hashes the checks and makes the writes. */
   native?: string | undefined;
   /** Checked files to write once the checks pass (direct-writes.ts), transferred, with whose unpack they are. */
-  writes?: { buf: ArrayBuffer; token: string; native: string };
+  writes?: { buf: ArrayBuffer; token: string };
 }
 
 export interface CodecResult {

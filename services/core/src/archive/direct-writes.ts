@@ -41,8 +41,6 @@ export interface DirectWriteSettings {
   restoreOwnership: boolean;
   /** Tells one unpack's directory checks from another's in the shared codec workers. */
   token: string;
-  /** Absolute path of the native helper: without it (or its writeFile) nothing is written ahead. */
-  native: string;
 }
 
 /** Main-thread side: which of a block's checked files go to its codec worker, and their results. */

@@ -62,13 +62,13 @@ function writeNumber(buf: Buffer, off: number, width: number, value: number, max
   else writeOctal(buf, off, width, 0);
 }
 
-/** Nanoseconds since the epoch as whole seconds (floor) and nanoseconds 0..999999999. */
 /** splitNs of a decimal string (an index's mtime); without a BigInt when it is a plain count of 10+ digits. */
 export function splitNsString(ns: string): { sec: number; nsec: number } {
   if (ns.length > 9 && ns.length < 25 && /^[0-9]+$/.test(ns)) return { sec: Number(ns.slice(0, -9)), nsec: Number(ns.slice(-9)) };
   return splitNs(BigInt(ns));
 }
 
+/** Nanoseconds since the epoch as whole seconds (floor) and nanoseconds 0..999999999. */
 export function splitNs(ns: bigint): { sec: number; nsec: number } {
   let sec = ns / NS;
   let nsec = ns % NS;

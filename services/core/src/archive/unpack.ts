@@ -337,7 +337,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     if (native && o.directWrites !== false && process.env.CAIRN_DIRECT_WRITES !== '0') {
       // The volume roots exist before a codec worker writes below them (the extractor makes them too).
       for (const root of Object.values(plan.roots)) mkdirSync(root, { recursive: true });
-      decoder.direct = new DirectWrites({ roots: plan.roots, restoreOwnership, token: randomUUID(), native });
+      decoder.direct = new DirectWrites({ roots: plan.roots, restoreOwnership, token: randomUUID() });
     }
     archiveVerified = await readArchive(o, host, plan, decoder, failure);
     await decoder.drain();
