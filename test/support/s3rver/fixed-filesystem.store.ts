@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type Stats } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { MANIFEST, type Manifest, openObjectData, replaceObject, statObjectData } from './object-data.ts';
 import { FilesystemStore, S3Error, S3Object, type S3ObjectInstance } from './s3rver-internals.ts';
 
 const OBJECT_SUFFIX = '._S3rver_object';
@@ -89,6 +89,10 @@ export class FixedFilesystemStore extends FilesystemStore {
     if (!file.startsWith(bucketPath + path.sep)) {
       throw new S3Error('InvalidArgument', 'Keys with ".." segments that leave the bucket are not supported by this server.', { Key: key });
     }
+    // A completed multipart object is a directory named like an object file (object-data.ts).
+    if (key.includes(`${OBJECT_SUFFIX}/`)) {
+      throw new S3Error('InvalidArgument', `Keys containing "${OBJECT_SUFFIX}/" are not supported by this server.`, { Key: key });
+    }
     return file;
   }
 
@@ -160,12 +164,12 @@ export class FixedFilesystemStore extends FilesystemStore {
     }
     const items: { token: Buffer; text: string; name: string; dir: boolean }[] = [];
     for (const d of dirents) {
-      if (d.isDirectory()) {
-        if (dirKey === '' && d.name === UPLOADS_DIR) continue;
-        items.push({ token: Buffer.from(`${d.name}/`), text: `${d.name}/`, name: d.name, dir: true });
-      } else if (d.isFile() && d.name.endsWith(OBJECT_SUFFIX)) {
+      if ((d.isFile() || d.isDirectory()) && d.name.endsWith(OBJECT_SUFFIX)) {
         const text = d.name.slice(0, -OBJECT_SUFFIX.length);
         items.push({ token: Buffer.from(text), text, name: d.name, dir: false });
+      } else if (d.isDirectory()) {
+        if (dirKey === '' && d.name === UPLOADS_DIR) continue;
+        items.push({ token: Buffer.from(`${d.name}/`), text: `${d.name}/`, name: d.name, dir: true });
       }
     }
     items.sort((a, b) => Buffer.compare(a.token, b.token));
@@ -206,7 +210,13 @@ export class FixedFilesystemStore extends FilesystemStore {
 
   // ---- objects -------------------------------------------------------------------------------
 
-  private async readMetadata(bucket: string, key: string, objectPath: string, stat: Stats): Promise<Record<string, string>> {
+  /** s3rver's, for both forms of object data; throws ENOENT when the object does not exist. */
+  override async getMetadata(bucket: string, key: string): Promise<Record<string, string>> {
+    const objectPath = this.objectPath(bucket, key);
+    return this.readMetadata(bucket, key, objectPath, await statObjectData(objectPath));
+  }
+
+  private async readMetadata(bucket: string, key: string, objectPath: string, stat: { size: number; mtime: Date }): Promise<Record<string, string>> {
     const stored = await fsp
       .readFile(this.getResourcePath(bucket, key, 'metadata.json'), 'utf8')
       .then((text) => JSON.parse(text) as Record<string, string>)
@@ -221,7 +231,9 @@ export class FixedFilesystemStore extends FilesystemStore {
       ignoreMissing(err);
       // Objects written by other tools have no md5 file yet; s3rver computes it lazily too.
       const hash = createHash('md5');
-      for await (const chunk of createReadStream(objectPath, { highWaterMark: READ_CHUNK })) hash.update(chunk as Buffer);
+      const data = await openObjectData(objectPath);
+      if (!data) throw Object.assign(new Error(`no object at ${objectPath}`), { code: 'ENOENT' });
+      for await (const chunk of data.stream(0, data.size - 1, READ_CHUNK)) hash.update(chunk as Buffer);
       md5 = hash.digest('hex');
       await fsp.writeFile(`${objectPath}.md5`, md5).catch(() => undefined);
     }
@@ -230,39 +242,29 @@ export class FixedFilesystemStore extends FilesystemStore {
 
   async getObject(bucket: string, key: string, options?: { start?: number; end?: number }): Promise<S3ObjectInstance | null> {
     const objectPath = this.objectPath(bucket, key);
-    let handle: FileHandle;
+    // Size and content come from the same open files, so a concurrent overwrite cannot mix them.
+    const data = await openObjectData(objectPath);
+    if (!data) return null;
     try {
-      handle = await fsp.open(objectPath, 'r');
-    } catch (err) {
-      if (['ENOENT', 'ENOTDIR', 'EISDIR'].includes(errorCode(err) ?? '')) return null;
-      throw err;
-    }
-    try {
-      // Size and content come from the same open file, so a concurrent overwrite cannot mix them.
-      const stat = await handle.stat();
-      if (!stat.isFile()) {
-        await handle.close();
-        return null;
-      }
-      const metadata = await this.readMetadata(bucket, key, objectPath, stat);
+      const metadata = await this.readMetadata(bucket, key, objectPath, data);
       const wantsRange = options !== undefined && (options.start !== undefined || options.end !== undefined);
       if (wantsRange) {
         const start = options.start ?? 0;
         // The original treats `end: 0` as "no end" and returns the whole object for bytes=0-0.
-        const end = Math.min(options.end ?? Infinity, stat.size - 1);
+        const end = Math.min(options.end ?? Infinity, data.size - 1);
         const object = new S3Object(bucket, key, null, metadata);
         object.range = { start, end };
         // Unsatisfiable (including any range of an empty object): no content means InvalidRange.
         if (!(start >= 0) || !(start <= end)) {
-          await handle.close();
+          await data.close();
           return object;
         }
-        object.content = handle.createReadStream({ start, end, highWaterMark: READ_CHUNK });
+        object.content = data.stream(start, end, READ_CHUNK);
         return object;
       }
-      return new S3Object(bucket, key, handle.createReadStream({ highWaterMark: READ_CHUNK }), metadata);
+      return new S3Object(bucket, key, data.stream(0, data.size - 1, READ_CHUNK), metadata);
     } catch (err) {
-      await handle.close().catch(() => undefined);
+      await data.close().catch(() => undefined);
       throw err;
     }
   }
@@ -274,7 +276,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     const counter = md5Counter();
     try {
       await pipeline(source, counter.transform, handle.createWriteStream({ highWaterMark: READ_CHUNK }));
-      await fsp.rename(tmp, finalPath);
+      await replaceObject(tmp, finalPath, tempName);
       return counter.result();
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -297,9 +299,10 @@ export class FixedFilesystemStore extends FilesystemStore {
   async deleteObject(bucket: string, key: string): Promise<void> {
     const objectPath = this.objectPath(bucket, key);
     await Promise.all(
-      [objectPath, `${objectPath}.md5`, this.getResourcePath(bucket, key, 'metadata.json'), this.getResourcePath(bucket, key, 'tagging.xml')].map((file) =>
-        fsp.unlink(file).catch(ignoreMissing),
-      ),
+      [`${objectPath}.md5`, this.getResourcePath(bucket, key, 'metadata.json'), this.getResourcePath(bucket, key, 'tagging.xml')]
+        .map((file) => fsp.unlink(file).catch(ignoreMissing))
+        // The object itself may be a directory (a completed multipart upload).
+        .concat(fsp.rm(objectPath, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })),
     );
     // Remove directories left empty; concurrent deletes and puts in the same directory are normal.
     const bucketPath = this.getBucketPath(bucket);
@@ -385,6 +388,55 @@ export class FixedFilesystemStore extends FilesystemStore {
     }
   }
 
+  /**
+   * Makes the object out of the listed parts without copying their bytes: they move into a
+   * directory with a manifest, which takes the key's place (object-data.ts). If that fails, the
+   * parts go back, so the completion can be retried.
+   */
+  private async assembleByReference(objectPath: string, uploadDir: string, parts: { number: number }[]): Promise<number> {
+    const manifest: Manifest = { parts: [] };
+    for (const part of parts) manifest.parts.push({ file: String(part.number), size: (await fsp.stat(path.join(uploadDir, String(part.number)))).size });
+    const tmp = tempName(objectPath);
+    await fsp.mkdir(path.dirname(objectPath), { recursive: true });
+    await fsp.mkdir(tmp);
+    const moved: string[] = [];
+    try {
+      for (const { file } of manifest.parts) {
+        await fsp.rename(path.join(uploadDir, file), path.join(tmp, file));
+        moved.push(file);
+      }
+      await fsp.writeFile(path.join(tmp, MANIFEST), JSON.stringify(manifest));
+      await replaceObject(tmp, objectPath, tempName);
+    } catch (err) {
+      for (const file of moved) await fsp.rename(path.join(tmp, file), path.join(uploadDir, file)).catch(() => undefined);
+      await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+    return manifest.parts.reduce((sum, part) => sum + part.size, 0);
+  }
+
+  /** s3rver's copies the object file; an object can be a directory now, so its bytes are streamed into a new file. */
+  async copyObject(
+    srcBucket: string,
+    srcKey: string,
+    destBucket: string,
+    destKey: string,
+    replacementMetadata?: Record<string, unknown>,
+  ): Promise<Record<string, string>> {
+    const srcPath = this.objectPath(srcBucket, srcKey);
+    const destPath = this.objectPath(destBucket, destKey);
+    if (srcPath !== destPath) {
+      const data = await openObjectData(srcPath);
+      if (!data) throw Object.assign(new Error(`no object at ${srcPath}`), { code: 'ENOENT' });
+      const { md5 } = await this.writeAtomically(destPath, data.stream(0, data.size - 1, READ_CHUNK), true);
+      const metadata = replacementMetadata ?? (await this.getMetadata(srcBucket, srcKey));
+      await this.putMetadata(destBucket, destKey, metadata, md5);
+    } else if (replacementMetadata) {
+      await this.putMetadata(destBucket, destKey, replacementMetadata);
+    }
+    return this.getMetadata(destBucket, destKey);
+  }
+
   async putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]): Promise<{ size: number; md5: string }> {
     const upload = await this.getUpload(bucket, uploadId);
     if (!upload) throw noSuchUpload(uploadId);
@@ -409,17 +461,7 @@ export class FixedFilesystemStore extends FilesystemStore {
       }
       md5s.push(Buffer.from(stored, 'hex'));
     }
-    async function* concatenated(): AsyncGenerator<Buffer> {
-      for (const part of parts) {
-        const handle = await fsp.open(path.join(dir, String(part.number)));
-        try {
-          for await (const chunk of handle.createReadStream({ highWaterMark: READ_CHUNK, autoClose: false })) yield chunk as Buffer;
-        } finally {
-          await handle.close();
-        }
-      }
-    }
-    const { size } = await this.writeAtomically(this.objectPath(bucket, upload.key), Readable.from(concatenated()), true);
+    const size = await this.assembleByReference(this.objectPath(bucket, upload.key), dir, parts);
     // S3's multipart ETag: md5 of the parts' binary md5s, then "-<part count>".
     const etag = `${createHash('md5').update(Buffer.concat(md5s)).digest('hex')}-${parts.length}`;
     await this.putMetadata(bucket, upload.key, metadata, etag);

@@ -1,0 +1,158 @@
+import type { Stats } from 'node:fs';
+import fsp, { type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+
+/**
+ * An object's bytes on disk: one file (PutObject, CopyObject), or a directory holding the parts
+ * of a completed multipart upload and a manifest naming them in order. Completing by reference is
+ * what S3 and MinIO do: copying every byte into one file once more took s3rver longer than
+ * receiving them (a 1.6 GB completion: 6.5 s, at the end of every backup's upload).
+ */
+export const MANIFEST = 'manifest.json';
+
+export interface Manifest {
+  parts: { file: string; size: number }[];
+}
+
+export interface ObjectData {
+  size: number;
+  mtime: Date;
+  /** Bytes `start`..`end` (inclusive; `end` < `start` for none). Closes the object's files when done or destroyed. */
+  stream(start: number, end: number, highWaterMark: number): Readable;
+  /** For an object whose bytes are not read (a HEAD, an unsatisfiable range). */
+  close(): Promise<void>;
+}
+
+function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+const GONE = new Set(['ENOENT', 'ENOTDIR']);
+
+async function readManifest(dir: string): Promise<{ manifest: Manifest; stat: Stats }> {
+  const handle = await fsp.open(path.join(dir, MANIFEST), 'r');
+  try {
+    const [text, stat] = await Promise.all([handle.readFile('utf8'), handle.stat()]);
+    return { manifest: JSON.parse(text) as Manifest, stat };
+  } finally {
+    await handle.close();
+  }
+}
+
+function total(manifest: Manifest): number {
+  return manifest.parts.reduce((sum, part) => sum + part.size, 0);
+}
+
+/** Size and modification time; throws ENOENT when there is no object there. */
+export async function statObjectData(objectPath: string): Promise<{ size: number; mtime: Date }> {
+  const stat = await fsp.stat(objectPath);
+  if (stat.isFile()) return { size: stat.size, mtime: stat.mtime };
+  if (!stat.isDirectory()) throw Object.assign(new Error(`not an object: ${objectPath}`), { code: 'ENOENT' });
+  const { manifest, stat: manifestStat } = await readManifest(objectPath);
+  return { size: total(manifest), mtime: manifestStat.mtime };
+}
+
+/**
+ * Opens every file of the object at once, so that what is read stays the object that was opened
+ * even if it is replaced or deleted meanwhile. Null when there is no object there.
+ */
+export async function openObjectData(objectPath: string): Promise<ObjectData | null> {
+  let handle: FileHandle;
+  try {
+    handle = await fsp.open(objectPath, 'r');
+  } catch (err) {
+    if (GONE.has(errorCode(err) ?? '')) return null;
+    throw err;
+  }
+  let stat: Stats;
+  try {
+    stat = await handle.stat();
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
+  if (stat.isFile()) {
+    return {
+      size: stat.size,
+      mtime: stat.mtime,
+      stream(start, end, highWaterMark) {
+        if (end < start) {
+          void handle.close().catch(() => undefined);
+          return Readable.from([]);
+        }
+        return handle.createReadStream({ start, end, highWaterMark });
+      },
+      close: () => handle.close(),
+    };
+  }
+  await handle.close();
+  if (!stat.isDirectory()) return null;
+  return openParts(objectPath);
+}
+
+async function openParts(dir: string): Promise<ObjectData | null> {
+  let read: { manifest: Manifest; stat: Stats };
+  try {
+    read = await readManifest(dir);
+  } catch (err) {
+    if (GONE.has(errorCode(err) ?? '')) return null;
+    throw err;
+  }
+  const handles: FileHandle[] = [];
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(handles.splice(0).map((h) => h.close().catch(() => undefined)));
+  };
+  try {
+    for (const part of read.manifest.parts) handles.push(await fsp.open(path.join(dir, part.file), 'r'));
+  } catch (err) {
+    await closeAll();
+    // Replaced or deleted between reading the manifest and opening its parts.
+    if (GONE.has(errorCode(err) ?? '')) return null;
+    throw err;
+  }
+  const parts = read.manifest.parts.map((part, i) => ({ size: part.size, handle: handles[i]! }));
+  return {
+    size: total(read.manifest),
+    mtime: read.stat.mtime,
+    stream(start, end, highWaterMark) {
+      async function* bytes(): AsyncGenerator<Buffer> {
+        let offset = 0;
+        for (const part of parts) {
+          const from = Math.max(start, offset);
+          const to = Math.min(end, offset + part.size - 1);
+          if (from <= to) {
+            const chunks = part.handle.createReadStream({ start: from - offset, end: to - offset, highWaterMark, autoClose: false });
+            for await (const chunk of chunks) yield chunk as Buffer;
+          }
+          offset += part.size;
+          if (offset > end) break;
+        }
+      }
+      const stream = Readable.from(bytes(), { objectMode: false });
+      stream.once('close', () => void closeAll());
+      return stream;
+    },
+    close: closeAll,
+  };
+}
+
+/**
+ * Puts `from` (a file or an object directory) at `objectPath`. A rename replaces a file by a file
+ * atomically; between a file and a directory it cannot, so the old one is moved aside first (the
+ * key is missing for that instant).
+ */
+export async function replaceObject(from: string, objectPath: string, tempName: (file: string) => string): Promise<void> {
+  try {
+    await fsp.rename(from, objectPath);
+    return;
+  } catch (err) {
+    if (!['EISDIR', 'ENOTDIR', 'ENOTEMPTY', 'EEXIST'].includes(errorCode(err) ?? '')) throw err;
+  }
+  const aside = tempName(objectPath);
+  await fsp.rename(objectPath, aside).catch((err: unknown) => {
+    if (errorCode(err) !== 'ENOENT') throw err;
+  });
+  await fsp.rename(from, objectPath);
+  await fsp.rm(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+}
