@@ -233,7 +233,7 @@ export class FixedFilesystemStore extends FilesystemStore {
       const hash = createHash('md5');
       const data = await openObjectData(objectPath);
       if (!data) throw Object.assign(new Error(`no object at ${objectPath}`), { code: 'ENOENT' });
-      for await (const chunk of data.stream(0, data.size - 1, READ_CHUNK)) hash.update(chunk as Buffer);
+      for await (const chunk of await data.read(0, data.size - 1, READ_CHUNK)) hash.update(chunk as Buffer);
       md5 = hash.digest('hex');
       await fsp.writeFile(`${objectPath}.md5`, md5).catch(() => undefined);
     }
@@ -259,12 +259,14 @@ export class FixedFilesystemStore extends FilesystemStore {
           await data.close();
           return object;
         }
-        object.content = data.stream(start, end, READ_CHUNK);
+        object.content = await data.read(start, end, READ_CHUNK);
         return object;
       }
-      return new S3Object(bucket, key, data.stream(0, data.size - 1, READ_CHUNK), metadata);
+      return new S3Object(bucket, key, await data.read(0, data.size - 1, READ_CHUNK), metadata);
     } catch (err) {
       await data.close().catch(() => undefined);
+      // Deleted or replaced between its manifest and its parts: the read missed it.
+      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err) ?? '')) return null;
       throw err;
     }
   }
@@ -428,7 +430,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     if (srcPath !== destPath) {
       const data = await openObjectData(srcPath);
       if (!data) throw Object.assign(new Error(`no object at ${srcPath}`), { code: 'ENOENT' });
-      const { md5 } = await this.writeAtomically(destPath, data.stream(0, data.size - 1, READ_CHUNK), true);
+      const { md5 } = await this.writeAtomically(destPath, await data.read(0, data.size - 1, READ_CHUNK), true);
       const metadata = replacementMetadata ?? (await this.getMetadata(srcBucket, srcKey));
       await this.putMetadata(destBucket, destKey, metadata, md5);
     } else if (replacementMetadata) {

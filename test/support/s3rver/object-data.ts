@@ -18,8 +18,12 @@ export interface Manifest {
 export interface ObjectData {
   size: number;
   mtime: Date;
-  /** Bytes `start`..`end` (inclusive; `end` < `start` for none). Closes the object's files when done or destroyed. */
-  stream(start: number, end: number, highWaterMark: number): Readable;
+  /**
+   * Bytes `start`..`end` (inclusive; `end` < `start` for none), from files opened before it
+   * returns, so a read that started keeps its object if the key is replaced or deleted. The
+   * stream closes them when it ends or is destroyed. At most one read per ObjectData.
+   */
+  read(start: number, end: number, highWaterMark: number): Promise<Readable>;
   /** For an object whose bytes are not read (a HEAD, an unsatisfiable range). */
   close(): Promise<void>;
 }
@@ -76,12 +80,10 @@ export async function openObjectData(objectPath: string): Promise<ObjectData | n
     return {
       size: stat.size,
       mtime: stat.mtime,
-      stream(start, end, highWaterMark) {
-        if (end < start) {
-          void handle.close().catch(() => undefined);
-          return Readable.from([]);
-        }
-        return handle.createReadStream({ start, end, highWaterMark });
+      async read(start, end, highWaterMark) {
+        if (end >= start) return handle.createReadStream({ start, end, highWaterMark });
+        await handle.close();
+        return Readable.from([]);
       },
       close: () => handle.close(),
     };
@@ -99,41 +101,41 @@ async function openParts(dir: string): Promise<ObjectData | null> {
     if (GONE.has(errorCode(err) ?? '')) return null;
     throw err;
   }
-  const handles: FileHandle[] = [];
-  const closeAll = async (): Promise<void> => {
-    await Promise.all(handles.splice(0).map((h) => h.close().catch(() => undefined)));
-  };
-  try {
-    for (const part of read.manifest.parts) handles.push(await fsp.open(path.join(dir, part.file), 'r'));
-  } catch (err) {
-    await closeAll();
-    // Replaced or deleted between reading the manifest and opening its parts.
-    if (GONE.has(errorCode(err) ?? '')) return null;
-    throw err;
-  }
-  const parts = read.manifest.parts.map((part, i) => ({ size: part.size, handle: handles[i]! }));
+  const { manifest } = read;
   return {
-    size: total(read.manifest),
+    size: total(manifest),
     mtime: read.stat.mtime,
-    stream(start, end, highWaterMark) {
+    async read(start, end, highWaterMark) {
+      // Only the parts the range covers are opened: a restore reads an object as many ranges.
+      const wanted: { file: string; from: number; to: number }[] = [];
+      let offset = 0;
+      for (const part of manifest.parts) {
+        const from = Math.max(start, offset);
+        const to = Math.min(end, offset + part.size - 1);
+        if (from <= to) wanted.push({ file: part.file, from: from - offset, to: to - offset });
+        offset += part.size;
+      }
+      const handles: FileHandle[] = [];
+      const closeAll = async (): Promise<void> => {
+        await Promise.all(handles.splice(0).map((h) => h.close().catch(() => undefined)));
+      };
+      try {
+        for (const part of wanted) handles.push(await fsp.open(path.join(dir, part.file), 'r'));
+      } catch (err) {
+        await closeAll();
+        throw err;
+      }
+      const opened = wanted.map((part, i) => ({ ...part, handle: handles[i]! }));
       async function* bytes(): AsyncGenerator<Buffer> {
-        let offset = 0;
-        for (const part of parts) {
-          const from = Math.max(start, offset);
-          const to = Math.min(end, offset + part.size - 1);
-          if (from <= to) {
-            const chunks = part.handle.createReadStream({ start: from - offset, end: to - offset, highWaterMark, autoClose: false });
-            for await (const chunk of chunks) yield chunk as Buffer;
-          }
-          offset += part.size;
-          if (offset > end) break;
+        for (const { handle, from, to } of opened) {
+          for await (const chunk of handle.createReadStream({ start: from, end: to, highWaterMark, autoClose: false })) yield chunk as Buffer;
         }
       }
       const stream = Readable.from(bytes(), { objectMode: false });
       stream.once('close', () => void closeAll());
       return stream;
     },
-    close: closeAll,
+    close: async () => undefined,
   };
 }
 
