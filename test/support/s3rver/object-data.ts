@@ -125,18 +125,58 @@ async function openParts(dir: string): Promise<ObjectData | null> {
         await closeAll();
         throw err;
       }
-      const opened = wanted.map((part, i) => ({ ...part, handle: handles[i]! }));
-      async function* bytes(): AsyncGenerator<Buffer> {
-        for (const { handle, from, to } of opened) {
-          for await (const chunk of handle.createReadStream({ start: from, end: to, highWaterMark, autoClose: false })) yield chunk as Buffer;
-        }
-      }
-      const stream = Readable.from(bytes(), { objectMode: false });
-      stream.once('close', () => void closeAll());
-      return stream;
+      return new PartsReadStream(
+        wanted.map((part, i) => ({ handle: handles[i]!, position: part.from, end: part.to })),
+        highWaterMark,
+      );
     },
     close: async () => undefined,
   };
+}
+
+/**
+ * Reads ranges of several open files one after the other and closes them at the end. Reads with
+ * `FileHandle.read` into a fresh buffer per chunk, as `fs.ReadStream` does (a generator over one
+ * `ReadStream` per part cost s3rver ~40% more CPU per GET).
+ */
+class PartsReadStream extends Readable {
+  private index = 0;
+
+  constructor(
+    private readonly parts: { handle: FileHandle; position: number; end: number }[],
+    private readonly chunkSize: number,
+  ) {
+    super({ highWaterMark: chunkSize });
+  }
+
+  override _read(): void {
+    const part = this.parts[this.index];
+    if (!part) {
+      this.push(null);
+      return;
+    }
+    const length = Math.min(this.chunkSize, part.end - part.position + 1);
+    const buffer = Buffer.allocUnsafeSlow(length);
+    part.handle.read(buffer, 0, length, part.position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) {
+          this.destroy(new Error('an object part ended early'));
+          return;
+        }
+        part.position += bytesRead;
+        if (part.position > part.end) this.index++;
+        this.push(bytesRead === length ? buffer : buffer.subarray(0, bytesRead));
+      },
+      (err: unknown) => this.destroy(err as Error),
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    Promise.all(this.parts.map((part) => part.handle.close().catch(() => undefined))).then(
+      () => callback(err),
+      () => callback(err),
+    );
+  }
 }
 
 /**
