@@ -58,8 +58,8 @@ export async function statObjectData(objectPath: string): Promise<{ size: number
 }
 
 /**
- * Opens every file of the object at once, so that what is read stays the object that was opened
- * even if it is replaced or deleted meanwhile. Null when there is no object there.
+ * Opens the object at `objectPath`: a file now; for a directory, its manifest now and the parts a
+ * read covers when that read is asked for. Null when there is no object there.
  */
 export async function openObjectData(objectPath: string): Promise<ObjectData | null> {
   let handle: FileHandle;
