@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FlushAhead, flushFilesystem } from '@cairn/worker/node/flush.ts';
+import { flushFilesystem } from '@cairn/worker/node/flush.ts';
 import { flushStaging } from '@cairn/worker/node/restore.pipeline.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-unit-flush-'));
@@ -61,38 +61,5 @@ describe('flushing before the swap', () => {
       code: 'unavailable',
       message: 'volume data: the restored data could not be flushed to disk (I/O error); the target was not changed',
     });
-  });
-
-  it('flushes ahead while a restore writes: one flush at a time, each after `every` more bytes, failures left to the last flush', async () => {
-    const started: number[] = [];
-    let finish: (() => void) | undefined;
-    let fail = false;
-    let written = 0;
-    const ahead = new FlushAhead(() => {
-      started.push(written);
-      return new Promise<void>((resolve, reject) => {
-        finish = () => (fail ? reject(new Error('I/O error')) : resolve());
-      });
-    }, 100);
-    const wrote = (bytes: number): void => {
-      written = bytes;
-      ahead.wrote(bytes);
-    };
-    wrote(50);
-    expect(started).toEqual([]);
-    wrote(120);
-    wrote(400); // a flush is running: none more
-    expect(started).toEqual([120]);
-    finish!();
-    await ahead.settled();
-    wrote(210); // less than `every` past the last start
-    expect(started).toEqual([120]);
-    wrote(230);
-    expect(started).toEqual([120, 230]);
-    fail = true;
-    finish!();
-    await expect(ahead.settled()).resolves.toBeUndefined();
-    wrote(400);
-    expect(started).toEqual([120, 230, 400]);
   });
 });

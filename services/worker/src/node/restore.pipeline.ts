@@ -9,7 +9,7 @@ import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
-import { FlushAhead, flushFilesystem } from './flush.ts';
+import { flushFilesystem } from './flush.ts';
 import { registeredVolumes, type RegisteredVolume } from './registered-volumes.ts';
 import type { NodeContext } from './node-context.ts';
 import { restoreChanges, type ChangeScope, type RestoreChanges } from './restore-changes.ts';
@@ -54,8 +54,6 @@ export interface RestoreDryRunResult {
 
 /** Free space a restore needs beyond the data itself. */
 const SPACE_MARGIN = 64 * 1024 * 1024;
-/** A restore flushes its staging data as it goes, one flush per this many bytes written at most (FlushAhead). */
-const FLUSH_AHEAD_BYTES = 64 * 1024 * 1024;
 
 interface VolumePlan {
   name: string;
@@ -140,7 +138,6 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
 
       run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
       const open = await frameOpenerFor(keyring, ctx.records.backups, backup, index);
-      const flushAhead = new FlushAhead(() => flushStaging(plans), FLUSH_AHEAD_BYTES);
       const common = {
         ...(open ? { open } : {}),
         target: plans[0]!.staging,
@@ -148,10 +145,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
         index,
         signal: run.signal,
         restoreOwnership: process.getuid?.() === 0,
-        onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => {
-          flushAhead.wrote(p.bytesDone);
-          run.progress('restoring', p);
-        },
+        onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => run.progress('restoring', p),
       };
       // Range reads of whole frames, several in flight (one sequential GET is the slowest way to
       // read a large object): only the blocks holding the chosen paths, or all of them, in this
@@ -166,7 +160,6 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
 
       // The restored data on disk before the swap: once a rename is, the data it brings is too,
       // so a crash can never leave restored files short with the replaced data gone.
-      await flushAhead.settled();
       await flushStaging(plans);
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
