@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { MANIFEST, type Manifest, openObjectData, replaceObject, statObjectData } from './object-data.ts';
+import { errorCode, isGone, MANIFEST, type Manifest, manifestSize, openObjectData, replaceObject, statObjectData, tempName } from './object-data.ts';
 import { FilesystemStore, S3Error, S3Object, type S3ObjectInstance } from './s3rver-internals.ts';
 
 const OBJECT_SUFFIX = '._S3rver_object';
@@ -32,10 +32,6 @@ export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-function errorCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
-}
-
 function ignoreMissing(err: unknown): void {
   if (errorCode(err) !== 'ENOENT') throw err;
 }
@@ -44,10 +40,6 @@ function noSuchUpload(uploadId: string): Error {
   return new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', {
     UploadId: uploadId,
   });
-}
-
-function tempName(file: string): string {
-  return `${file}.tmp-${randomBytes(6).toString('hex')}`;
 }
 
 /** Creates `file` exclusively, recreating its directory if a concurrent delete just removed it. */
@@ -159,7 +151,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     try {
       dirents = await fsp.readdir(dirPath, { withFileTypes: true });
     } catch (err) {
-      if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return;
+      if (isGone(err)) return;
       throw err;
     }
     const items: { token: Buffer; text: string; name: string; dir: boolean }[] = [];
@@ -266,7 +258,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     } catch (err) {
       await data.close().catch(() => undefined);
       // Deleted or replaced between its manifest and its parts: the read missed it.
-      if (['ENOENT', 'ENOTDIR'].includes(errorCode(err) ?? '')) return null;
+      if (isGone(err)) return null;
       throw err;
     }
   }
@@ -278,7 +270,7 @@ export class FixedFilesystemStore extends FilesystemStore {
     const counter = md5Counter();
     try {
       await pipeline(source, counter.transform, handle.createWriteStream({ highWaterMark: READ_CHUNK }));
-      await replaceObject(tmp, finalPath, tempName);
+      await replaceObject(tmp, finalPath);
       return counter.result();
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -408,13 +400,13 @@ export class FixedFilesystemStore extends FilesystemStore {
         moved.push(file);
       }
       await fsp.writeFile(path.join(tmp, MANIFEST), JSON.stringify(manifest));
-      await replaceObject(tmp, objectPath, tempName);
+      await replaceObject(tmp, objectPath);
     } catch (err) {
       for (const file of moved) await fsp.rename(path.join(tmp, file), path.join(uploadDir, file)).catch(() => undefined);
       await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       throw err;
     }
-    return manifest.parts.reduce((sum, part) => sum + part.size, 0);
+    return manifestSize(manifest);
   }
 
   /** s3rver's copies the object file; an object can be a directory now, so its bytes are streamed into a new file. */

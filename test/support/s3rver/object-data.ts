@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -28,11 +29,20 @@ export interface ObjectData {
   close(): Promise<void>;
 }
 
-function errorCode(err: unknown): string | undefined {
+export function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | null)?.code;
 }
 
-const GONE = new Set(['ENOENT', 'ENOTDIR']);
+/** A path that is not there (or whose directory is not): no object. */
+export function isGone(err: unknown): boolean {
+  const code = errorCode(err);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** A name beside `file` for writing it before a rename puts it in place. */
+export function tempName(file: string): string {
+  return `${file}.tmp-${randomBytes(6).toString('hex')}`;
+}
 
 async function readManifest(dir: string): Promise<{ manifest: Manifest; stat: Stats }> {
   const handle = await fsp.open(path.join(dir, MANIFEST), 'r');
@@ -44,7 +54,8 @@ async function readManifest(dir: string): Promise<{ manifest: Manifest; stat: St
   }
 }
 
-function total(manifest: Manifest): number {
+/** The object's size: its parts' sizes added up. */
+export function manifestSize(manifest: Manifest): number {
   return manifest.parts.reduce((sum, part) => sum + part.size, 0);
 }
 
@@ -54,7 +65,7 @@ export async function statObjectData(objectPath: string): Promise<{ size: number
   if (stat.isFile()) return { size: stat.size, mtime: stat.mtime };
   if (!stat.isDirectory()) throw Object.assign(new Error(`not an object: ${objectPath}`), { code: 'ENOENT' });
   const { manifest, stat: manifestStat } = await readManifest(objectPath);
-  return { size: total(manifest), mtime: manifestStat.mtime };
+  return { size: manifestSize(manifest), mtime: manifestStat.mtime };
 }
 
 /**
@@ -66,7 +77,7 @@ export async function openObjectData(objectPath: string): Promise<ObjectData | n
   try {
     handle = await fsp.open(objectPath, 'r');
   } catch (err) {
-    if (GONE.has(errorCode(err) ?? '')) return null;
+    if (isGone(err)) return null;
     throw err;
   }
   let stat: Stats;
@@ -98,12 +109,12 @@ async function openParts(dir: string): Promise<ObjectData | null> {
   try {
     read = await readManifest(dir);
   } catch (err) {
-    if (GONE.has(errorCode(err) ?? '')) return null;
+    if (isGone(err)) return null;
     throw err;
   }
   const { manifest } = read;
   return {
-    size: total(manifest),
+    size: manifestSize(manifest),
     mtime: read.stat.mtime,
     async read(start, end, highWaterMark) {
       // Only the parts the range covers are opened: a restore reads an object as many ranges.
@@ -184,7 +195,7 @@ class PartsReadStream extends Readable {
  * atomically; between a file and a directory it cannot, so the old one is moved aside first (the
  * key is missing for that instant).
  */
-export async function replaceObject(from: string, objectPath: string, tempName: (file: string) => string): Promise<void> {
+export async function replaceObject(from: string, objectPath: string): Promise<void> {
   try {
     await fsp.rename(from, objectPath);
     return;
