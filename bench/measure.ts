@@ -170,7 +170,7 @@ export async function measureAsync(fn: () => Promise<void>): Promise<Sample> {
   await fn();
   const seconds = (performance.now() - t) / 1000;
   const cu = process.cpuUsage(c0);
-  if (watch) for (const x of watch.stop()) console.log(`    thread ${x.tid.padEnd(8)} user ${x.user.toFixed(2)}  sys ${x.sys.toFixed(2)}`);
+  if (watch) for (const x of watch.stop()) console.log(`    thread ${x.tid.padEnd(8)} ${x.name.padEnd(16)} user ${x.user.toFixed(2)}  sys ${x.sys.toFixed(2)}`);
   return { seconds, cpu: (cu.user + cu.system) / 1e6, rssMiB: peakRssMiB() };
 }
 

@@ -88,7 +88,12 @@ const SLASH = Buffer.from('/');
 const SHA256 = createHash('sha256');
 const ZERO_CHUNK = 64 * 1024;
 const ZEROS = Buffer.alloc(ZERO_CHUNK);
-const SPARSE_MIN = 1024 * 1024;
+/**
+ * Files of at least this size are checked for holes and written back as they are written
+ * (startWriteback); smaller ones are left in the page cache (a call per file would cost more than
+ * it saves), so a restore of many of them flushes ahead instead (the worker's FlushAhead).
+ */
+export const SPARSE_MIN = 1024 * 1024;
 const WRITEBACK_STEP = 8 * 1024 * 1024;
 const CREATE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 const EMPTY = Buffer.alloc(0);

@@ -14,6 +14,8 @@ export {
 } from './archive-index.ts';
 export { packArchive } from './pack.ts';
 export { unpackArchive } from './unpack.ts';
+/** The size from which a restored file is written back as it is written (smaller ones are not). */
+export { SPARSE_MIN as WRITEBACK_MIN_FILE_SIZE } from './extractor.ts';
 export { DEFAULT_RANGE_READS, rangeReadsOf } from './parallel-range-reads.ts';
 export { fileRangeReader, fileSource } from './file-range-reader.ts';
 export { putFromThread } from './threaded-upload.ts';

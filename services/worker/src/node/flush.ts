@@ -25,3 +25,51 @@ function run(args: string[]): Promise<string | undefined> {
     execFile('sync', args, { timeout: FLUSH_TIMEOUT_MS }, (err, _stdout, stderr) => resolve(err ? String(stderr).trim() || err.message : undefined));
   });
 }
+
+/** What FlushAhead is told as a restore writes (its progress reports). */
+export interface WriteProgress {
+  bytesDone: number;
+  bytesTotal: number;
+  filesTotal: number;
+}
+
+/**
+ * Flushes while a restore is still writing many small files, one flush at a time, each once
+ * `every` more bytes were written. The kernel otherwise keeps such a restore in the page cache
+ * until the flush before the swap, which then waits for all of it with the cores idle. Data whose
+ * files average `smallBelow` bytes or more is left alone: the extractor writes large files back
+ * itself as it writes them, and a full run flushing ahead on top of that was slower (session 15).
+ * A failure here is not reported: the flush before the swap reports it.
+ */
+export class FlushAhead {
+  private running: Promise<void> | undefined;
+  private next: number;
+  /** Decided by the first report: whether this restore's files are small enough on average. */
+  private active: boolean | undefined;
+
+  constructor(
+    private readonly flush: () => Promise<unknown>,
+    private readonly o: { every: number; smallBelow: number },
+  ) {
+    this.next = o.every;
+  }
+
+  /** Told the progress so far. */
+  wrote(p: WriteProgress): void {
+    this.active ??= p.filesTotal > 0 && p.bytesTotal / p.filesTotal < this.o.smallBelow;
+    if (!this.active || this.running || p.bytesDone < this.next) return;
+    this.next = p.bytesDone + this.o.every;
+    this.running = this.flush().then(
+      () => undefined,
+      () => undefined,
+    );
+    void this.running.finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  /** Resolves when no flush is running. */
+  async settled(): Promise<void> {
+    await this.running;
+  }
+}

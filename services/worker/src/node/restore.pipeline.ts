@@ -2,14 +2,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { backupRangeSource, CairnError, containingRoot, isInside, type InstanceWithVolumes } from '@cairn/core';
-import { eachEntry, rangeReadsOf, readIndex, unpackArchive, type StreamedIndex } from '@cairn/core/archive/index.ts';
+import { eachEntry, rangeReadsOf, readIndex, unpackArchive, WRITEBACK_MIN_FILE_SIZE, type StreamedIndex } from '@cairn/core/archive/index.ts';
 import type { JobRun, JobWork, WorkOutcome } from '../job-lifecycle.ts';
 import { amendFailure, type Failure } from '../job-outcome.ts';
 import { hookEnvOf } from './hooks/node-hooks.ts';
 import { runWithHooks, type Hooked } from './hooks/run-with-hooks.ts';
 import { frameOpenerFor, keyringOf, openIndexObject } from '@cairn/core';
 import { writeBaseline } from './baseline.ts';
-import { flushFilesystem } from './flush.ts';
+import { FlushAhead, flushFilesystem } from './flush.ts';
 import { registeredVolumes, type RegisteredVolume } from './registered-volumes.ts';
 import type { NodeContext } from './node-context.ts';
 import { restoreChanges, type ChangeScope, type RestoreChanges } from './restore-changes.ts';
@@ -54,6 +54,8 @@ export interface RestoreDryRunResult {
 
 /** Free space a restore needs beyond the data itself. */
 const SPACE_MARGIN = 64 * 1024 * 1024;
+/** A restore of small files flushes its staging data as it goes, at most once per this many bytes written (FlushAhead). */
+const FLUSH_AHEAD_BYTES = 64 * 1024 * 1024;
 
 interface VolumePlan {
   name: string;
@@ -138,6 +140,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
 
       run.progress('restoring', { bytesDone: 0, bytesTotal: total, filesDone: 0, filesTotal: 0 });
       const open = await frameOpenerFor(keyring, ctx.records.backups, backup, index);
+      const flushAhead = new FlushAhead(() => flushStaging(plans), { every: FLUSH_AHEAD_BYTES, smallBelow: WRITEBACK_MIN_FILE_SIZE });
       const common = {
         ...(open ? { open } : {}),
         target: plans[0]!.staging,
@@ -145,7 +148,10 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
         index,
         signal: run.signal,
         restoreOwnership: process.getuid?.() === 0,
-        onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => run.progress('restoring', p),
+        onProgress: (p: { bytesDone: number; bytesTotal: number; filesDone: number; filesTotal: number }) => {
+          flushAhead.wrote(p);
+          run.progress('restoring', p);
+        },
       };
       // Range reads of whole frames, several in flight (one sequential GET is the slowest way to
       // read a large object): only the blocks holding the chosen paths, or all of them, in this
@@ -160,6 +166,7 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
 
       // The restored data on disk before the swap: once a rename is, the data it brings is too,
       // so a crash can never leave restored files short with the replaced data gone.
+      await flushAhead.settled();
       await flushStaging(plans);
       // Past this point the target changes: the last chance to honour a cancel.
       if (run.signal.aborted) throw new CairnError('cancelled', 'cancelled before the swap');
