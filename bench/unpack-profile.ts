@@ -8,6 +8,7 @@
  * V8 CPU profile of the last unpack there (CAIRN_ARCHIVE_PROFILE=<dir> profiles the archive threads);
  * PROFILE_BALLAST_MB=30 gives the main isolate a service's heap (measure.ts). UNPACK_PROFILE_SOURCE: `thread`
  * (default: range reads by the store thread, as a restore makes them), `main` (the same on the main thread), `stream` (one file stream).
+ * UNPACK_PROFILE_SLOTS=ab alternates runs with and without the shared slab (shared-slab.ts), a number sets its slots.
  */
 import { createReadStream, createWriteStream, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -50,10 +51,15 @@ async function main(): Promise<void> {
         )
       : createReadStream(archive, { highWaterMark: 1 << 20 });
     const how = process.env.UNPACK_PROFILE_SOURCE ?? 'thread';
-    if (how === 'stream' || whole) await unpackArchive({ target, index, source: { stream } });
+    // UNPACK_PROFILE_SLOTS=ab: even runs with the shared slab, odd ones without (sharedSlots 0); a number: that many slots.
+    const slotsSetting = process.env.UNPACK_PROFILE_SLOTS;
+    const sharedSlots = slotsSetting === 'ab' ? (r % 2 ? 0 : undefined) : slotsSetting ? Number(slotsSetting) : undefined;
+    if (slotsSetting) console.log(`shared slab: ${sharedSlots === 0 ? 'off' : `${sharedSlots ?? 'default'} slots`}`);
+    const slots = sharedSlots === undefined ? {} : { sharedSlots };
+    if (how === 'stream' || whole) await unpackArchive({ target, index, source: { stream }, ...slots });
     else {
       stream.destroy();
-      await unpackArchive({ target, index, source: how === 'main' ? { rangeReader: fileRangeReader(archive) } : fileSource(archive) });
+      await unpackArchive({ target, index, source: how === 'main' ? { rangeReader: fileRangeReader(archive) } : fileSource(archive), ...slots });
     }
     const secs = (performance.now() - t0) / 1000;
     if (session) {

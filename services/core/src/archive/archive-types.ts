@@ -306,6 +306,12 @@ export interface UnpackOptions {
    * default true, with the native helper). false: the extract worker writes every file.
    */
   directWrites?: boolean;
+  /**
+   * Slots of the shared slab zstd blocks are decoded into (shared-slab.ts; default: the blocks
+   * decoding and unacknowledged, plus a few). When they are all in use, or with 0, a block goes
+   * in a buffer of its own.
+   */
+  sharedSlots?: number;
 }
 
 export interface UnpackResult {

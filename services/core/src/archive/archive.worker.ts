@@ -17,6 +17,8 @@ import { loadNativeReads, type NativeReads } from './native-reads.ts';
 import { runPackReader } from './pack-reader.ts';
 import { runPackScanner } from './pack-scanner.ts';
 import { runUploadJob } from './upload-job.ts';
+import type { SlabRef } from './shared-slab.ts';
+import { collectNow } from './thread-gc.ts';
 import { serializeError } from './worker-errors.ts';
 
 interface CodecRequest {
@@ -35,6 +37,9 @@ interface CodecRequest {
   returnInput: boolean;
   /** Where to decode to, when the caller recycles buffers. */
   output?: ArrayBuffer;
+  /** Or a slot of a shared slab (shared-slab.ts) to decode into: the output stays there, only its place is answered. */
+  slab?: SlabRef;
+  outputAt?: number;
   /** Files in the output to check against their sha256 (content-checks.ts). */
   checks?: ArrayBuffer;
   /** The native helper's path, when built: it hashes the checked files and writes them (`writes`). */
@@ -45,8 +50,23 @@ interface CodecRequest {
 
 interface JobRequest {
   id: number;
-  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'read-frames' | 'put-object' | 'heap-stats';
+  kind: 'pack-scan' | 'pack-reader' | 'extract' | 'hash-ahead' | 'read-frames' | 'put-object' | 'heap-stats' | 'forget-slab';
   data: unknown;
+}
+
+/** The shared slabs this codec worker was given, by id, until their unpack forgets them. */
+const slabs = new Map<string, SharedArrayBuffer>();
+
+function slabOf(ref: SlabRef): SharedArrayBuffer {
+  if (ref.sab) slabs.set(ref.id, ref.sab);
+  const sab = slabs.get(ref.id);
+  if (!sab) throw new Error(`shared slab ${ref.id} is not known here`);
+  return sab;
+}
+
+/** A slab's unpack ended: its memory is released once no thread holds it (collected here at once). */
+function forgetSlab(id: string): void {
+  if (slabs.delete(id)) collectNow();
 }
 
 const port = parentPort!;
@@ -69,13 +89,24 @@ function nativeAt(path: string): NativeReads | undefined {
 function runCodec(m: CodecRequest): void {
   const input = Buffer.from(m.buf, m.offset, m.length);
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
-  const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, m.output);
+  const sab = m.slab ? slabOf(m.slab) : undefined;
+  const into = sab ? Buffer.from(sab, m.outputAt, m.expectedLength) : m.output;
+  const out = m.op === 'compress' ? compressBlock(m.codec, m.level, input) : decompressBlock(m.codec, input, m.expectedLength, into);
   const outputSha = m.hashOutput ? createHash('sha256').update(out).digest('hex') : undefined;
   const helper = m.native ? nativeAt(m.native) : undefined;
   const mismatch = m.checks ? firstContentMismatch(out, m.checks, helper) : undefined;
   // Written only from a block whose files all passed their checks.
   const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, helper) : undefined;
   const extra: ArrayBuffer[] = written ? [written] : [];
+  if (sab && out.buffer === sab) {
+    const back = m.returnInput ? m.buf : undefined;
+    reply(
+      m.id,
+      { shared: true, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written, input: back },
+      back ? [back, ...extra] : extra,
+    );
+    return;
+  }
   if (out.buffer === m.buf) {
     reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written }, [m.buf, ...extra]);
     return;
@@ -96,6 +127,7 @@ port.on('message', (m: CodecRequest | JobRequest) => {
   }
   const run = async (): Promise<unknown> => {
     if (m.kind === 'heap-stats') return getHeapStatistics();
+    if (m.kind === 'forget-slab') return forgetSlab(m.data as string);
     if (m.kind === 'pack-scan') return runPackScanner(m.data as never);
     if (m.kind === 'hash-ahead') return runHashAheadJob(m.data as never);
     // The store thread's jobs start at once (a port closed right after would otherwise go unseen);

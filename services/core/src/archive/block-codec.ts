@@ -44,13 +44,13 @@ export function compressBlock(codec: Codec, level: number, data: Uint8Array): Bu
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-/** `into`: an ArrayBuffer to decode a zstd frame into (reused by the caller). */
-export function decompressBlock(codec: Codec, data: Uint8Array, expectedLength: number, into?: ArrayBuffer): Buffer {
+/** `into`: memory to decode a zstd frame into (reused by the caller; used when it holds `expectedLength` bytes). */
+export function decompressBlock(codec: Codec, data: Uint8Array, expectedLength: number, into?: ArrayBuffer | Buffer): Buffer {
   let out: Buffer;
   try {
     if (codec === 'zstd') {
       dctx ??= new zstd.DCtx();
-      out = into && into.byteLength >= expectedLength ? Buffer.from(into, 0, expectedLength) : Buffer.allocUnsafeSlow(Math.max(0, expectedLength));
+      out = into && into.byteLength >= expectedLength ? intoView(into, expectedLength) : Buffer.allocUnsafeSlow(Math.max(0, expectedLength));
       const n = dctx.decompress(out, data);
       if (n !== expectedLength) throw new Error(`frame holds ${n} bytes`);
     } else if (codec === 'gzip') {
@@ -65,4 +65,8 @@ export function decompressBlock(codec: Codec, data: Uint8Array, expectedLength: 
     throw new CairnError('archive-corrupt', `block decodes to ${out.length} bytes, index says ${expectedLength}`);
   }
   return out;
+}
+
+function intoView(into: ArrayBuffer | Buffer, length: number): Buffer {
+  return Buffer.isBuffer(into) ? into.subarray(0, length) : Buffer.from(into, 0, length);
 }

@@ -13,6 +13,7 @@ import type { DirectWrites } from './direct-writes.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
+import type { SharedSlab } from './shared-slab.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
 import type { WorkerHost } from './worker-host.ts';
 
@@ -70,7 +71,12 @@ export class BlockDecoder {
     private readonly open?: FrameOpener,
   ) {
     this.frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
-    this.maxInflight = pool.size * 4;
+    this.maxInflight = BlockDecoder.inflightWith(pool);
+  }
+
+  /** Blocks decoding at a time on `pool`: two per codec worker, and as many waiting their turn. */
+  static inflightWith(pool: Pick<CodecPool, 'size'>): number {
+    return pool.size * 4;
   }
 
   /** A buffer for a frame of `len` bytes (cutFrames' allocator). */
@@ -92,6 +98,8 @@ export class BlockDecoder {
   toReader: ((buf: ArrayBuffer) => void) | undefined;
   /** An unpack's small files are written by the codec workers that decode them (direct-writes.ts). */
   direct: DirectWrites | undefined;
+  /** Where an unpack's zstd blocks are decoded to, while it has free slots (shared-slab.ts): their slots come back from where they were delivered. */
+  slab: SharedSlab | undefined;
 
   async decode(frames: AsyncGenerator<Frame>): Promise<void> {
     for await (const f of frames) {
@@ -112,7 +120,8 @@ export class BlockDecoder {
         plain.copy(data);
         this.toReader?.(f.data.buffer as ArrayBuffer);
       } else if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
-      const out = this.spareOutputs.pop();
+      const slot = this.slab && this.index.codec === 'zstd' && b.uncompressedLength <= this.slab.slotSize ? this.slab.take() : undefined;
+      const out = slot === undefined ? this.spareOutputs.pop() : undefined;
       const block = f.block;
       const blocks = this.index.blocks;
       const plan = this.planOf(block);
@@ -128,7 +137,7 @@ export class BlockDecoder {
           expectedLength: b.uncompressedLength,
           hashInput: b.sha256 !== undefined,
           returnInput: this.index.codec !== 'none',
-          ...(out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
+          ...(slot !== undefined ? { slab: this.slab, outputAt: slot } : out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
           ...(checks ? { checks, native: this.native } : {}),
           ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token } } : {}),
         })

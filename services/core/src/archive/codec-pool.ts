@@ -4,6 +4,7 @@
  */
 import type { Codec } from './archive-types.ts';
 import { fromView, transferView, type TransferView } from './buffers.ts';
+import type { SharedSlab, SlabRef } from './shared-slab.ts';
 import type { PooledWorker, WorkerHost } from './worker-host.ts';
 
 interface CodecTask {
@@ -19,6 +20,9 @@ interface CodecTask {
   returnInput?: boolean;
   /** A buffer to decode into (zstd), transferred; a fresh one is allocated without it. */
   output?: ArrayBuffer;
+  /** Or a slot of a shared slab to decode into (zstd): the result's data is then a view of it. */
+  slab?: SharedSlab;
+  outputAt?: number;
   /**
    * Files in the output to check against their sha256 (decompress; content-checks.ts), transferred:
    * the first that does not match comes back as `mismatch`.
@@ -43,6 +47,8 @@ export interface CodecResult {
 
 export class CodecPool {
   private closed = false;
+  /** The workers each shared slab was sent to (they keep it until told to forget it). */
+  private readonly slabbed = new Map<string, Set<PooledWorker>>();
 
   private constructor(
     private readonly host: WorkerHost,
@@ -73,7 +79,8 @@ export class CodecPool {
     let w = this.workers[0]!;
     for (const c of this.workers) if (c.load < w.load) w = c;
     const view = transferView(task.data);
-    const r = await w.request<TransferView & Omit<CodecResult, 'data'>>(
+    const slab = task.slab ? this.slabRef(task.slab, w) : undefined;
+    const r = await w.request<TransferView & Omit<CodecResult, 'data'> & { shared?: boolean }>(
       'codec',
       {
         op: task.op,
@@ -85,20 +92,34 @@ export class CodecPool {
         hashOutput: task.hashOutput ?? false,
         returnInput: task.returnInput ?? false,
         output: task.output,
+        slab,
+        outputAt: task.outputAt,
         checks: task.checks,
         native: task.native,
         writes: task.writes,
       },
       [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : []), ...(task.writes ? [task.writes.buf] : [])],
     );
-    return { data: fromView(r), input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch, written: r.written };
+    const data = r.shared ? task.slab!.view(r.offset, r.length) : fromView(r);
+    return { data, input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch, written: r.written };
   }
 
-  /** Gives this operation's share of the codec workers back. */
+  /** Gives this operation's share of the codec workers back; they forget its slabs (after the tasks sent before). */
   release(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const [id, workers] of this.slabbed) for (const w of workers) w.request('forget-slab', { data: id }).catch(() => undefined);
+    this.slabbed.clear();
     this.host.releaseCodecs();
+  }
+
+  /** How worker `w` finds `slab`: the buffer itself only the first time. */
+  private slabRef(slab: SharedSlab, w: PooledWorker): SlabRef {
+    let sent = this.slabbed.get(slab.id);
+    if (!sent) this.slabbed.set(slab.id, (sent = new Set()));
+    if (sent.has(w)) return { id: slab.id };
+    sent.add(w);
+    return { id: slab.id, sab: slab.sab };
   }
 
   /**

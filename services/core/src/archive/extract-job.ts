@@ -23,13 +23,16 @@ export interface ExtractJobData {
   port: MessagePort;
   /** From the hash-ahead worker: the blocks it hashed, in, once it is started. */
   ahead: MessagePort;
+  /** The unpack's shared slab (shared-slab.ts), which blocks without a `buf` are in. */
+  slab?: SharedArrayBuffer;
 }
 
 /** A decoded block at tar offset `at`, `seq`-th of the messages. */
 export interface ExtractBlock {
   t: 'block';
   seq: number;
-  buf: ArrayBuffer;
+  /** The block's own buffer (transferred), or none: it is at `offset` in the unpack's shared slab. */
+  buf?: ArrayBuffer;
   offset: number;
   length: number;
   at: number;
@@ -53,6 +56,15 @@ export interface ExtractAck {
    * buffers holding it stay here until the record is whole.
    */
   bufs: ArrayBuffer[];
+  /** The same for blocks in the shared slab: their slots' offsets. */
+  slots: number[];
+}
+
+/** A block message's bytes: its own buffer, or its slot of the shared slab. */
+export function blockBytes(m: ExtractBlock, slab: SharedArrayBuffer | undefined): Buffer {
+  if (m.buf) return Buffer.from(m.buf, m.offset, m.length);
+  if (!slab) throw new Error('a block in a shared slab, but no slab was given');
+  return Buffer.from(slab, m.offset, m.length);
 }
 
 export interface ExtractJobResult {
@@ -92,15 +104,18 @@ export function runExtractJob(d: ExtractJobData): Promise<ExtractJobResult> {
       reject(err);
     };
     const held: ArrayBuffer[] = [];
+    const heldSlots: number[] = [];
     const handle = (m: ExtractMessage): void => {
       if (m.t === 'block') {
         if (m.run) ex.startRun(m.run.start, m.run.limit);
         ex.addPlan(decodePlan(m.plan));
         if (m.digests) ex.addDigests(m.digests);
-        ex.push(Buffer.from(m.buf, m.offset, m.length), m.at);
-        held.push(m.buf);
+        ex.push(blockBytes(m, d.slab), m.at);
+        if (m.buf) held.push(m.buf);
+        else heldSlots.push(m.offset);
         const bufs = ex.holding ? [] : held.splice(0);
-        d.port.postMessage({ t: 'ack', ...ex.stats, bufs } satisfies ExtractAck, bufs);
+        const slots = ex.holding ? [] : heldSlots.splice(0);
+        d.port.postMessage({ t: 'ack', ...ex.stats, bufs, slots } satisfies ExtractAck, bufs);
       } else {
         close();
         resolve(ex.finish());

@@ -10,7 +10,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { MessagePort } from 'node:worker_threads';
-import type { ExtractBlock } from './extract-job.ts';
+import { blockBytes, type ExtractBlock } from './extract-job.ts';
 
 /** A file to hash: its content is `size` bytes at tar offset `dataOffset`. */
 export interface HashAheadFile {
@@ -47,8 +47,8 @@ export class SpanningHashes {
   }
 }
 
-/** `port`: blocks from the main thread; `extractor`: where they go on to, with their digests. */
-export function runHashAheadJob(d: { port: MessagePort; extractor: MessagePort }): Promise<void> {
+/** `port`: blocks from the main thread; `extractor`: where they go on to, with their digests; `slab`: the unpack's shared slab. */
+export function runHashAheadJob(d: { port: MessagePort; extractor: MessagePort; slab?: SharedArrayBuffer }): Promise<void> {
   return new Promise((resolve) => {
     const hashes = new SpanningHashes();
     d.port.on('message', (m: HashAheadMessage) => {
@@ -59,9 +59,9 @@ export function runHashAheadJob(d: { port: MessagePort; extractor: MessagePort }
         return;
       }
       const b = m.block;
-      const digests = hashes.feed(m.files, b.at, Buffer.from(b.buf, b.offset, b.length));
+      const digests = hashes.feed(m.files, b.at, blockBytes(b, d.slab));
       if (digests.length) b.digests = digests;
-      d.extractor.postMessage(b, [b.buf]);
+      d.extractor.postMessage(b, b.buf ? [b.buf] : []);
     });
   });
 }

@@ -36,3 +36,9 @@ export function handled(bytes: number): void {
   since = 0;
   collector()?.({ type: 'minor' });
 }
+
+/** A full collection now (a thread let go of a large buffer it will not replace soon). */
+export function collectNow(): void {
+  since = 0;
+  collector()?.({ type: 'major' });
+}

@@ -40,10 +40,13 @@ import { nativeAddonPath } from './native-reads.ts';
 import { encodePlan } from './plan-wire.ts';
 import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
+import { SharedSlab } from './shared-slab.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
 const MAX_UNACKED = 4;
+/** Slots of the shared slab beyond the blocks decoding and unacknowledged: the extractor may hold a few (a record split between blocks). */
+const SPARE_SLOTS = 4;
 const PROGRESS_INTERVAL_MS = 250;
 
 /** onProgress, at most every PROGRESS_INTERVAL_MS unless forced (the final report). */
@@ -85,6 +88,8 @@ class ExtractorChannel {
   constructor(
     private readonly port: MessagePort,
     private readonly failure: Failure,
+    /** The unpack's shared slab: a block in it goes as its slot, not as a buffer. */
+    private readonly slab: SharedSlab | undefined,
     onAck: (m: ExtractAck) => void,
   ) {
     port.on('message', (m: ExtractAck) => {
@@ -106,7 +111,7 @@ class ExtractorChannel {
     const m: ExtractBlock = {
       t: 'block',
       seq: this.seq++,
-      buf: data.buffer as ArrayBuffer,
+      ...(this.slab?.slotOf(data) === undefined ? { buf: data.buffer as ArrayBuffer } : {}),
       offset: data.byteOffset,
       length: data.length,
       at,
@@ -118,7 +123,7 @@ class ExtractorChannel {
 
   /** Sends a block message from next() straight from here. */
   send(m: ExtractBlock): void {
-    this.port.postMessage(m satisfies ExtractMessage, [m.buf]);
+    this.port.postMessage(m satisfies ExtractMessage, m.buf ? [m.buf] : []);
   }
 
   /** After the last block (from here or through the hash-ahead worker): it is taken after them. */
@@ -193,6 +198,7 @@ class HashAhead {
     private readonly failure: Failure,
     /** The hash-ahead worker's port to the extract worker, handed over when it starts. */
     private readonly toExtractor: MessagePort,
+    private readonly slab: SharedSlab | undefined,
   ) {}
 
   /** Marks a block's files to hash ahead and returns them: before its message is made, which carries the marks. */
@@ -212,7 +218,7 @@ class HashAhead {
     if (!files.length && block.at >= this.until) return false;
     const { port } = await (this.worker ??= this.start());
     this.failure.throwIfFailed();
-    port.postMessage({ t: 'block', block, files } satisfies HashAheadMessage, [block.buf]);
+    port.postMessage({ t: 'block', block, files } satisfies HashAheadMessage, block.buf ? [block.buf] : []);
     return true;
   }
 
@@ -240,7 +246,8 @@ class HashAhead {
   private async start(): Promise<{ w: PooledWorker; port: MessagePort; job: Promise<unknown> }> {
     const w = await this.host.acquire();
     const { port1, port2 } = new MessageChannel();
-    const job = w.request('hash-ahead', { data: { port: port2, extractor: this.toExtractor } }, [port2, this.toExtractor]);
+    const data = { port: port2, extractor: this.toExtractor, ...(this.slab ? { slab: this.slab.sab } : {}) };
+    const job = w.request('hash-ahead', { data }, [port2, this.toExtractor]);
     job.catch(this.failure.fail);
     return { w, port: port1, job };
   }
@@ -274,6 +281,14 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   const host = sharedWorkerHost();
   const { jobs, pool } = await CodecPool.openWith(host, o.concurrency ?? defaultConcurrency());
   const extractor = jobs[0]!;
+  // zstd blocks are decoded into slots shared with the extract and hash-ahead workers (shared-slab.ts).
+  const slab =
+    index.codec === 'zstd'
+      ? SharedSlab.create(
+          index.blocks.reduce((n, b) => Math.max(n, b.uncompressedLength), 0),
+          o.sharedSlots ?? BlockDecoder.inflightWith(pool) + MAX_UNACKED + SPARE_SLOTS,
+        )
+      : undefined;
 
   const failure = new Failure();
   const onAbort = (): void => failure.fail(abortError(signal!));
@@ -284,9 +299,10 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
   const progress = new ProgressReporter(o.onProgress, plan);
   const native = nativeAddonPath();
   const { port1, port2 } = new MessageChannel();
-  const channel = new ExtractorChannel(port1, failure, (m) => {
+  const channel = new ExtractorChannel(port1, failure, slab, (m) => {
     decoder.direct?.acked();
     for (const buf of m.bufs) decoder.recycle(buf);
+    for (const at of m.slots) slab!.give(at);
     progress.update(m.bytesWritten, m.filesWritten);
   });
   // The hash-ahead worker's way to the extract worker (its end is handed over when it starts).
@@ -302,6 +318,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
         native,
         port: port2,
         ahead: aheadToExtractor.port2,
+        ...(slab ? { slab: slab.sab } : {}),
       } satisfies ExtractJobData,
     },
     [port2, aheadToExtractor.port2],
@@ -310,7 +327,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
 
   const runStarts = new Map(plan.runs.map((r) => [r.firstBlock, r]));
   const cursor = new PlanCursor(plan);
-  const ahead = new HashAhead(host, failure, aheadToExtractor.port1);
+  const ahead = new HashAhead(host, failure, aheadToExtractor.port1, slab);
   const decoder = new BlockDecoder(
     pool,
     index,
@@ -328,6 +345,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     },
     o.open,
   );
+  decoder.slab = slab;
 
   let archiveVerified = false;
   let result: ExtractJobResult;
