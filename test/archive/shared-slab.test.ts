@@ -64,11 +64,20 @@ describe('restores through the shared slab', () => {
     // Which way the blocks went: slots taken, slots given back, and blocks that found none free.
     const take = vi.spyOn(SharedSlab.prototype, 'take');
     const give = vi.spyOn(SharedSlab.prototype, 'give');
+    // Range reads by the store thread also cut the stored frames into a slab: the main thread
+    // makes a view of each frame's slot (the second slab an unpack creates).
+    const create = vi.spyOn(SharedSlab, 'create');
+    const view = vi.spyOn(SharedSlab.prototype, 'view');
     let n = 0;
     for (const sharedSlots of [undefined, MIN_SLOTS, 0]) {
-      for (const source of [() => ({ stream: fs.createReadStream(archive) }), () => fileSource(archive)]) {
+      for (const [how, source] of [
+        ['stream', () => ({ stream: fs.createReadStream(archive) })],
+        ['ranges', () => fileSource(archive)],
+      ] as const) {
         take.mockClear();
         give.mockClear();
+        create.mockClear();
+        view.mockClear();
         const target = path.join(work, `out-${n++}`);
         const u = await unpackArchive({ target, index: r.index, source: source(), ...(sharedSlots === undefined ? {} : { sharedSlots }) });
         expect(u.archiveVerified).toBe(true);
@@ -85,10 +94,13 @@ describe('restores through the shared slab', () => {
           if (sharedSlots === undefined) expect(slotted).toBeGreaterThan(r.index.blocks.length * 0.9);
           else expect(none).toBeGreaterThan(0);
         }
+        const frameSlab = create.mock.results[1]?.value as SharedSlab | undefined;
+        const frameViews = view.mock.contexts.filter((c) => c === frameSlab).length;
+        if (how === 'ranges' && sharedSlots !== 0) expect(frameViews).toBeGreaterThan(r.index.blocks.length * 0.9);
+        else expect(frameViews).toBe(0);
       }
     }
-    take.mockRestore();
-    give.mockRestore();
+    vi.restoreAllMocks();
 
     // A wrong sha256 in the index is still found, in a block decoded into a slot.
     const index = structuredClone(r.index);

@@ -308,8 +308,8 @@ export interface UnpackOptions {
   directWrites?: boolean;
   /**
    * Slots of the shared slab zstd blocks are decoded into (shared-slab.ts; default: the blocks
-   * decoding and unacknowledged, plus a few). When they are all in use, or with 0, a block goes
-   * in a buffer of its own.
+   * decoding and unacknowledged, plus a few). When they are all in use a block goes in a buffer of
+   * its own. 0: no slabs, for blocks or for the frames the store thread reads.
    */
   sharedSlots?: number;
 }

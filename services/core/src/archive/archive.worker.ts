@@ -27,7 +27,9 @@ interface CodecRequest {
   op: 'compress' | 'decompress';
   codec: Codec;
   level: number;
-  buf: ArrayBuffer;
+  /** The input's buffer (transferred), or its shared slab (`inSlab`). */
+  buf?: ArrayBuffer;
+  inSlab?: SlabRef;
   offset: number;
   length: number;
   expectedLength: number;
@@ -87,7 +89,7 @@ function nativeAt(path: string): NativeReads | undefined {
 }
 
 function runCodec(m: CodecRequest): void {
-  const input = Buffer.from(m.buf, m.offset, m.length);
+  const input = m.inSlab ? Buffer.from(slabOf(m.inSlab), m.offset, m.length) : Buffer.from(m.buf!, m.offset, m.length);
   const inputSha = m.hashInput ? createHash('sha256').update(input).digest('hex') : undefined;
   const sab = m.slab ? slabOf(m.slab) : undefined;
   const into = sab ? Buffer.from(sab, m.outputAt, m.expectedLength) : m.output;
@@ -107,7 +109,7 @@ function runCodec(m: CodecRequest): void {
     );
     return;
   }
-  if (out.buffer === m.buf) {
+  if (m.buf && out.buffer === m.buf) {
     reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written }, [m.buf, ...extra]);
     return;
   }

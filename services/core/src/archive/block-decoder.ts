@@ -13,12 +13,14 @@ import type { DirectWrites } from './direct-writes.ts';
 import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
-import type { SharedSlab } from './shared-slab.ts';
+import { SharedSlab } from './shared-slab.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
 import type { WorkerHost } from './worker-host.ts';
 
 /** Spare buffers kept for reuse, each way. */
 const MAX_SPARE = 8;
+/** Frame slots beyond those handed over and decoding: the store thread cuts the next ones while those wait. */
+const FRAME_SLOTS_SPARE = 4;
 
 /** The first error of an unpack or a verify (a failure anywhere, or the abort): the rest stop on it. */
 export class Failure {
@@ -52,7 +54,15 @@ export class Failure {
  * the codec workers, decoded blocks from where they were delivered (recycle).
  */
 export class BlockDecoder {
-  private readonly inflight: { result: Promise<CodecResult>; block: number; plan: PlanItem[]; checked: PlanItem[]; writes: PlanItem[] | undefined }[] = [];
+  private readonly inflight: {
+    result: Promise<CodecResult>;
+    block: number;
+    plan: PlanItem[];
+    checked: PlanItem[];
+    writes: PlanItem[] | undefined;
+    /** The frame's slot in the frame slab, given back once decoded. */
+    frameSlot: number | undefined;
+  }[] = [];
   private readonly spareFrames: ArrayBuffer[] = [];
   private readonly spareOutputs: ArrayBuffer[] = [];
   private readonly frameSize: number;
@@ -72,6 +82,16 @@ export class BlockDecoder {
   ) {
     this.frameSize = index.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
     this.maxInflight = BlockDecoder.inflightWith(pool);
+  }
+
+  /**
+   * A slab for frames read by the store thread, `window` of them handed over at a time (none for
+   * stored blocks, which are delivered in their frame's memory to the extract worker).
+   */
+  frameSlabFor(window: number): SharedSlab | undefined {
+    if (!this.frameSlabs || this.index.codec === 'none' || this.frameSize === 0) return undefined;
+    this.frameSlab = SharedSlab.create(this.frameSize, window + this.maxInflight + FRAME_SLOTS_SPARE);
+    return this.frameSlab;
   }
 
   /** Blocks decoding at a time on `pool`: two per codec worker, and as many waiting their turn. */
@@ -96,6 +116,11 @@ export class BlockDecoder {
   unverified = 0;
   /** Frames come from the store thread (threaded-frames.ts): their buffers go back to it, not to spareFrames. */
   toReader: ((buf: ArrayBuffer) => void) | undefined;
+  /** The store thread's frame slab (frames in its slots go to the codec workers as slots) and the way its slots go back. */
+  frameSlab: SharedSlab | undefined;
+  toReaderSlot: ((at: number) => void) | undefined;
+  /** Whether frames read by the store thread may go in a slab (an unpack's `sharedSlots` 0 says no). */
+  frameSlabs = true;
   /** An unpack's small files are written by the codec workers that decode them (direct-writes.ts). */
   direct: DirectWrites | undefined;
   /** Where an unpack's zstd blocks are decoded to, while it has free slots (shared-slab.ts): their slots come back from where they were delivered. */
@@ -107,6 +132,7 @@ export class BlockDecoder {
       if (!f.data) continue;
       const b = this.index.blocks[f.block]!;
       let data = f.data;
+      const inSlot = this.frameSlab?.slotOf(f.data);
       if (this.open) {
         let plain: Buffer;
         try {
@@ -118,8 +144,11 @@ export class BlockDecoder {
         // Into a buffer that owns its memory: it is transferred to a codec worker.
         data = this.allocFrame(plain.length);
         plain.copy(data);
-        this.toReader?.(f.data.buffer as ArrayBuffer);
+        if (inSlot !== undefined) this.toReaderSlot!(inSlot);
+        else this.toReader?.(f.data.buffer as ArrayBuffer);
       } else if (!selfVerifying(this.index.codec, b, f.data)) this.unverified++;
+      // A frame still in its slot is read there by the codec worker, and its slot given back once decoded.
+      const frameSlot = this.open ? undefined : inSlot;
       const slot = this.slab && this.index.codec === 'zstd' && b.uncompressedLength <= this.slab.slotSize ? this.slab.take() : undefined;
       const out = slot === undefined ? this.spareOutputs.pop() : undefined;
       const block = f.block;
@@ -136,7 +165,8 @@ export class BlockDecoder {
           data,
           expectedLength: b.uncompressedLength,
           hashInput: b.sha256 !== undefined,
-          returnInput: this.index.codec !== 'none',
+          returnInput: this.index.codec !== 'none' && frameSlot === undefined,
+          ...(frameSlot !== undefined ? { inputSlab: this.frameSlab } : {}),
           ...(slot !== undefined ? { slab: this.slab, outputAt: slot } : out && out.byteLength >= b.uncompressedLength ? { output: out } : {}),
           ...(checks ? { checks, native: this.native } : {}),
           ...(writes ? { writes: { buf: writes.buf, token: direct!.settings.token } } : {}),
@@ -146,7 +176,7 @@ export class BlockDecoder {
           throw blockError(err, blocks, block);
         });
       result.catch(this.failure.fail);
-      this.inflight.push({ result, block: f.block, plan, checked, writes: writes?.files });
+      this.inflight.push({ result, block: f.block, plan, checked, writes: writes?.files, frameSlot });
       if (this.inflight.length >= this.maxInflight) await this.deliverOne();
     }
   }
@@ -159,6 +189,7 @@ export class BlockDecoder {
   private async deliverOne(): Promise<void> {
     const x = this.inflight.shift()!;
     const out = await x.result;
+    if (x.frameSlot !== undefined) this.toReaderSlot!(x.frameSlot);
     this.failure.throwIfFailed();
     const b = this.index.blocks[x.block]!;
     if (b.sha256 && out.inputSha !== b.sha256)
@@ -225,17 +256,21 @@ export async function decodeRanges(o: {
   };
   const { thread } = o.source;
   if (thread) {
+    const window = decoder.maxInflight + 2;
+    const frameSlab = decoder.frameSlabFor(window);
     const reads = await ThreadedFrames.start(o.host, {
       ...thread,
       blocks: o.blocks,
       segments: o.ranges,
       settings: o.settings,
       hashWhole: o.hashWhole,
-      window: decoder.maxInflight + 2,
+      window,
+      ...(frameSlab ? { frameSlab } : {}),
     });
     failure.onFail(() => reads.destroy(failed()));
     if (failure.failed) reads.destroy(failed());
     decoder.toReader = reads.giveBack;
+    decoder.toReaderSlot = reads.giveBackSlot;
     await decoder.decode(tapped(reads.frames()));
     return reads.sha256;
   }

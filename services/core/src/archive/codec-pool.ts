@@ -20,6 +20,8 @@ interface CodecTask {
   returnInput?: boolean;
   /** A buffer to decode into (zstd), transferred; a fresh one is allocated without it. */
   output?: ArrayBuffer;
+  /** `data` is a view of this slab (shared-slab.ts): it is read there, not transferred. */
+  inputSlab?: SharedSlab;
   /** Or a slot of a shared slab to decode into (zstd): the result's data is then a view of it. */
   slab?: SharedSlab;
   outputAt?: number;
@@ -78,7 +80,9 @@ export class CodecPool {
   async run(task: CodecTask): Promise<CodecResult> {
     let w = this.workers[0]!;
     for (const c of this.workers) if (c.load < w.load) w = c;
-    const view = transferView(task.data);
+    const input = task.inputSlab
+      ? { inSlab: this.slabRef(task.inputSlab, w), offset: task.data.byteOffset, length: task.data.length }
+      : transferView(task.data);
     const slab = task.slab ? this.slabRef(task.slab, w) : undefined;
     const r = await w.request<TransferView & Omit<CodecResult, 'data'> & { shared?: boolean }>(
       'codec',
@@ -86,7 +90,7 @@ export class CodecPool {
         op: task.op,
         codec: task.codec,
         level: task.level,
-        ...view,
+        ...input,
         expectedLength: task.expectedLength ?? -1,
         hashInput: task.hashInput ?? false,
         hashOutput: task.hashOutput ?? false,
@@ -98,7 +102,12 @@ export class CodecPool {
         native: task.native,
         writes: task.writes,
       },
-      [view.buf, ...(task.output ? [task.output] : []), ...(task.checks ? [task.checks] : []), ...(task.writes ? [task.writes.buf] : [])],
+      [
+        ...('buf' in input ? [input.buf] : []),
+        ...(task.output ? [task.output] : []),
+        ...(task.checks ? [task.checks] : []),
+        ...(task.writes ? [task.writes.buf] : []),
+      ],
     );
     const data = r.shared ? task.slab!.view(r.offset, r.length) : fromView(r);
     return { data, input: r.input, inputSha: r.inputSha, outputSha: r.outputSha, mismatch: r.mismatch, written: r.written };

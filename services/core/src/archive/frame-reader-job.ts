@@ -20,7 +20,8 @@ import { Wakeup } from './async-queue.ts';
 import { rangeFrames, type Segment } from './block-source.ts';
 import { fileRangeReader } from './file-range-reader.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
-import { handled } from './thread-gc.ts';
+import { SharedSlab } from './shared-slab.ts';
+import { collectNow, handled } from './thread-gc.ts';
 import { serializeError, type SerializedError } from './worker-errors.ts';
 
 export interface FrameReaderJobData {
@@ -34,20 +35,24 @@ export interface FrameReaderJobData {
   /** Frames handed over and not yet taken, at most. */
   window: number;
   port: MessagePort;
+  /** The unpack's frame slab (shared-slab.ts): frames are cut into its slots while one is free. */
+  slab?: { sab: SharedArrayBuffer; slotSize: number };
 }
 
 /** Store thread -> main thread. */
 export type FrameReaderMessage =
-  | { t: 'frame'; block: number; buf: ArrayBuffer; length: number }
+  /** A frame in a buffer of its own (transferred), or at `at` in the frame slab. */
+  | { t: 'frame'; block: number; buf?: ArrayBuffer; at?: number; length: number }
   /** After the last frame; the whole archive's sha256 when asked for. */
   | { t: 'end'; sha256?: string }
   | { t: 'error'; error: SerializedError }
   | StoreErrorMessage;
 
-/** Main thread -> store thread: `taken` frames taken, and a frame buffer to reuse. */
+/** Main thread -> store thread: `taken` frames taken, and a frame buffer or slot to reuse. */
 export interface FrameReaderAck {
   taken: number;
   spare?: ArrayBuffer;
+  spareAt?: number;
 }
 
 const MAX_SPARE = 8;
@@ -69,9 +74,11 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   let outstanding = 0;
   const wakeup = new Wakeup();
   const stop = new AbortController();
+  const slab = d.slab ? SharedSlab.over(d.slab.sab, d.slab.slotSize) : undefined;
   port.on('message', (m: FrameReaderAck) => {
     outstanding -= m.taken;
     if (m.spare && spare.length < MAX_SPARE) spare.push(m.spare);
+    if (m.spareAt !== undefined) slab?.give(m.spareAt);
     wakeup.notify();
   });
   port.once('close', () => {
@@ -80,6 +87,8 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   });
   const frameSize = d.blocks.reduce((n, b) => Math.max(n, b.compressedLength), 0);
   const alloc = (len: number): Buffer => {
+    const at = slab && len <= slab.slotSize ? slab.take() : undefined;
+    if (at !== undefined) return slab!.view(at, len);
     const ab = spare.pop();
     return Buffer.from(ab && ab.byteLength >= len ? ab : new ArrayBuffer(frameSize), 0, len);
   };
@@ -104,12 +113,16 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
       const data = f.data!;
       // The stored bytes read for it are garbage now (the frame itself leaves by transfer).
       handled(data.length);
-      post({ t: 'frame', block: f.block, buf: data.buffer as ArrayBuffer, length: data.length }, [data.buffer as ArrayBuffer]);
+      const at = slab?.slotOf(data);
+      if (at !== undefined) post({ t: 'frame', block: f.block, at, length: data.length });
+      else post({ t: 'frame', block: f.block, buf: data.buffer as ArrayBuffer, length: data.length }, [data.buffer as ArrayBuffer]);
     }
     post(hash ? { t: 'end', sha256: hash.digest('hex') } : { t: 'end' });
   } catch (err) {
     post({ t: 'error', error: serializeError(err) });
   } finally {
     unrelay();
+    // This thread outlives the job: the slab it no longer holds is freed now, not at some later collection.
+    if (slab) setImmediate(collectNow);
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Fixed slots of one SharedArrayBuffer, for an unpack's decoded blocks. A block decoded into a
- * slot goes from the codec worker to the extract worker as a slot number: no ArrayBuffer enters
- * the main thread on its way. Each one that did (a transfer makes a new ArrayBuffer object in the
+ * Fixed slots of one SharedArrayBuffer, for an unpack's decoded blocks and its stored frames. A
+ * block decoded into a slot goes from the codec worker to the extract worker as a slot number, a
+ * frame from the store thread to a codec worker likewise: no ArrayBuffer enters the main thread. Each one that did (a transfer makes a new ArrayBuffer object in the
  * receiving thread, counted as external memory until the next collection) made V8 mark the main
  * thread's whole heap every few hundred milliseconds: with a service's heap, ~20 major collections
  * and ~3 CPU seconds of marking per 2 GiB restored (DESIGN §10). The other threads are each given
@@ -26,18 +26,23 @@ export class SharedSlab {
   private readonly free: number[] = [];
 
   private constructor(
+    sab: SharedArrayBuffer,
     readonly slotSize: number,
-    slots: number,
   ) {
-    this.sab = new SharedArrayBuffer(slotSize * slots);
-    for (let i = slots - 1; i >= 0; i--) this.free.push(i * slotSize);
+    this.sab = sab;
+    for (let i = Math.floor(sab.byteLength / slotSize) - 1; i >= 0; i--) this.free.push(i * slotSize);
   }
 
   /** A slab of up to `slots` slots of `slotSize` bytes, or undefined when fewer than MIN_SLOTS would fit (or are asked for). */
   static create(slotSize: number, slots: number): SharedSlab | undefined {
     if (slotSize <= 0) return undefined;
     const n = Math.min(slots, Math.floor(MAX_SLAB_BYTES / slotSize));
-    return n >= MIN_SLOTS ? new SharedSlab(slotSize, n) : undefined;
+    return n >= MIN_SLOTS ? new SharedSlab(new SharedArrayBuffer(slotSize * n), slotSize) : undefined;
+  }
+
+  /** Another thread's side of a slab made there, every slot free (the thread that hands them out keeps the free list). */
+  static over(sab: SharedArrayBuffer, slotSize: number): SharedSlab {
+    return new SharedSlab(sab, slotSize);
   }
 
   /** A free slot's byte offset, or undefined when all are in use (the caller falls back to a buffer of its own). */

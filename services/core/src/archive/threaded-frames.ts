@@ -10,11 +10,12 @@ import type { StoreRequestError } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
 import type { Frame } from './block-source.ts';
 import type { FrameReaderAck, FrameReaderJobData, FrameReaderMessage } from './frame-reader-job.ts';
+import type { SharedSlab } from './shared-slab.ts';
 import { deserializeError } from './worker-errors.ts';
 import type { WorkerHost } from './worker-host.ts';
 
-/** The job's data but its port, and where its store's failed requests are reported. */
-export type ThreadedReadsOptions = Omit<FrameReaderJobData, 'port'> & { onRequestError?: (e: StoreRequestError) => void };
+/** The job's data but its port and slab, where its store's failed requests are reported, and the slab to cut frames into. */
+export type ThreadedReadsOptions = Omit<FrameReaderJobData, 'port' | 'slab'> & { onRequestError?: (e: StoreRequestError) => void; frameSlab?: SharedSlab };
 
 /** What the job sends but its failed store requests (reported as they come, not queued). */
 type QueuedMessage = Exclude<FrameReaderMessage, { t: 'store-error' }>;
@@ -29,6 +30,7 @@ export class ThreadedFrames {
     private readonly host: WorkerHost,
     private readonly port: MessagePort,
     onRequestError: ((e: StoreRequestError) => void) | undefined,
+    private readonly slab: SharedSlab | undefined,
   ) {
     port.on('message', (m: FrameReaderMessage) => {
       if (m.t === 'store-error') onRequestError?.(m.error);
@@ -36,11 +38,11 @@ export class ThreadedFrames {
     });
   }
 
-  static async start(host: WorkerHost, { onRequestError, ...job }: ThreadedReadsOptions): Promise<ThreadedFrames> {
+  static async start(host: WorkerHost, { onRequestError, frameSlab, ...job }: ThreadedReadsOptions): Promise<ThreadedFrames> {
     const w = await host.acquireStoreThread();
     const { port1, port2 } = new MessageChannel();
-    const reads = new ThreadedFrames(host, port1, onRequestError);
-    const data: FrameReaderJobData = { ...job, port: port2 };
+    const reads = new ThreadedFrames(host, port1, onRequestError, frameSlab);
+    const data: FrameReaderJobData = { ...job, port: port2, ...(frameSlab ? { slab: { sab: frameSlab.sab, slotSize: frameSlab.slotSize } } : {}) };
     // The job ends by message ('end' or 'error'); a thread that dies ends it here.
     w.request('read-frames', { data }, [port2]).catch((err: unknown) => reads.queue.fail(err));
     return reads;
@@ -59,7 +61,7 @@ export class ThreadedFrames {
           return;
         }
         this.ack({ taken: 1 });
-        yield { block: m.block, data: Buffer.from(m.buf, 0, m.length) };
+        yield { block: m.block, data: m.buf ? Buffer.from(m.buf, 0, m.length) : this.slab!.view(m.at!, m.length) };
       }
     } finally {
       this.destroy();
@@ -69,6 +71,11 @@ export class ThreadedFrames {
   /** A frame's buffer, done with: back to the store thread for its next frame. */
   readonly giveBack = (buf: ArrayBuffer): void => {
     if (!this.closed) this.ack({ taken: 0, spare: buf });
+  };
+
+  /** The same for a frame in the frame slab: its slot. */
+  readonly giveBackSlot = (at: number): void => {
+    if (!this.closed) this.ack({ taken: 0, spareAt: at });
   };
 
   /** Stops the job (idempotent: its port closed, reads in flight aborted); a consumer waiting for a frame gets `err`. */

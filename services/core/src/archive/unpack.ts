@@ -346,6 +346,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     o.open,
   );
   decoder.slab = slab;
+  decoder.frameSlabs = o.sharedSlots !== 0;
 
   let archiveVerified = false;
   let result: ExtractJobResult;
