@@ -1,11 +1,12 @@
 /**
  * Fixed slots of one SharedArrayBuffer, for an unpack's decoded blocks and its stored frames. A
  * block decoded into a slot goes from the codec worker to the extract worker as a slot number, a
- * frame from the store thread to a codec worker likewise: no ArrayBuffer enters the main thread. Each one that did (a transfer makes a new ArrayBuffer object in the
- * receiving thread, counted as external memory until the next collection) made V8 mark the main
- * thread's whole heap every few hundred milliseconds: with a service's heap, ~20 major collections
- * and ~3 CPU seconds of marking per 2 GiB restored (DESIGN §10). The other threads are each given
- * the SharedArrayBuffer once and make views of its slots.
+ * frame from the store thread to a codec worker likewise: no ArrayBuffer enters the main thread.
+ * Each one that did (a transfer makes a new ArrayBuffer object in the receiving thread, counted as
+ * external memory until its next collection) made V8 mark the main thread's whole heap every few
+ * hundred milliseconds: with a service's heap, ~20 full collections and ~2 CPU seconds per 2 GiB
+ * restored (DESIGN §10). The other threads are each given the SharedArrayBuffer once and make
+ * views of its slots.
  */
 import { randomUUID } from 'node:crypto';
 
