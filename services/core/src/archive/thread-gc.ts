@@ -4,6 +4,8 @@
  * more for a node worker running two backups, measured). Its young generation is small and holds
  * only the few buffers in flight, so a scavenge every BYTES_PER_SCAVENGE costs well under a
  * millisecond, and one that comes before a buffer in flight has survived twice never promotes it.
+ * And a full collection on demand (collectNow), for a thread that let go of an unpack's shared
+ * slabs (shared-slab.ts): their memory is freed only once every thread that held one collected it.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
