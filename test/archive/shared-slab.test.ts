@@ -10,9 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { fileSource, unpackArchive } from '@cairn/core/archive/index.ts';
+import { loadNativeReads, nativeAddonPath } from '@cairn/core/archive/native-reads.ts';
 import { MIN_SLOTS, SharedSlab } from '@cairn/core/archive/shared-slab.ts';
 import { packToFile } from './helpers/archive.ts';
 
+const nativeCopy = loadNativeReads(nativeAddonPath())?.copyBytes !== undefined;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-slab-'));
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -96,7 +98,8 @@ describe('restores through the shared slab', () => {
         }
         const frameSlab = create.mock.results[1]?.value as SharedSlab | undefined;
         const frameViews = view.mock.contexts.filter((c) => c === frameSlab).length;
-        if (how === 'ranges' && sharedSlots !== 0) expect(frameViews).toBeGreaterThan(r.index.blocks.length * 0.9);
+        // The store thread uses the frame slab only with the native helper's copy (frame-reader-job.ts).
+        if (how === 'ranges' && sharedSlots !== 0 && nativeCopy) expect(frameViews).toBeGreaterThan(r.index.blocks.length * 0.9);
         else expect(frameViews).toBe(0);
       }
     }

@@ -833,6 +833,25 @@ static napi_value start_writeback(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number):
+ * void. memcpy between two views. Node 20's Buffer.copy into a SharedArrayBuffer (an unpack's
+ * frame slab) goes through V8's relaxed atomic copy, byte by byte when the two are not aligned
+ * alike: ~13 times slower than this (measured). */
+static napi_value copy_bytes(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  void *dst, *src;
+  size_t dst_len, src_len;
+  double dst_off, src_off, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || !typed(env, argv[0], &dst, &dst_len) ||
+      napi_get_value_double(env, argv[1], &dst_off) != napi_ok || !typed(env, argv[2], &src, &src_len) ||
+      napi_get_value_double(env, argv[3], &src_off) != napi_ok || napi_get_value_double(env, argv[4], &length) != napi_ok ||
+      dst_off < 0 || src_off < 0 || length < 0 || dst_off + length > (double)dst_len || src_off + length > (double)src_len)
+    return fail(env, "copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number), within both");
+  memcpy((uint8_t *)dst + (size_t)dst_off, (const uint8_t *)src + (size_t)src_off, (size_t)length);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, slots;
   if (napi_create_function(env, "readSmallFile", NAPI_AUTO_LENGTH, read_small_file, NULL, &fn) != napi_ok) return NULL;
@@ -859,6 +878,8 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_set_named_property(env, exports, "writeFile", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "startWriteback", NAPI_AUTO_LENGTH, start_writeback, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "startWriteback", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "copyBytes", NAPI_AUTO_LENGTH, copy_bytes, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "copyBytes", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "releaseFreeMemory", NAPI_AUTO_LENGTH, release_free_memory, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "releaseFreeMemory", fn) != napi_ok) return NULL;
   if (napi_create_int32(env, W_SLOTS, &slots) != napi_ok) return NULL;

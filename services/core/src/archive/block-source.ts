@@ -17,6 +17,11 @@ export interface Frame {
   data: Buffer | undefined;
 }
 
+/** Copies `length` bytes of `src` from `srcOffset` into `dst` at `dstOffset`. */
+export type FrameCopy = (dst: Buffer, dstOffset: number, src: Buffer, srcOffset: number, length: number) => void;
+
+const copyChunk: FrameCopy = (dst, dstOffset, src, srcOffset, length) => void src.copy(dst, dstOffset, srcOffset, srcOffset + length);
+
 export async function* cutFrames(
   stream: Readable,
   blocks: readonly ArchiveBlock[],
@@ -24,8 +29,10 @@ export async function* cutFrames(
   last: number,
   needed: (block: number) => boolean,
   hash?: Hash,
-  /** Buffer for a frame of `len` bytes; it must own its ArrayBuffer (it is transferred). */
+  /** Buffer for a frame of `len` bytes; it must own its ArrayBuffer (it is transferred), or be a slot of a frame slab. */
   alloc: (len: number) => Buffer = (len) => Buffer.allocUnsafeSlow(len),
+  /** Copies into a frame (a slot of a frame slab needs the native copy: shared-slab.ts). */
+  copy: FrameCopy = copyChunk,
 ): AsyncGenerator<Frame> {
   let i = first;
   let filled = 0;
@@ -39,7 +46,7 @@ export async function* cutFrames(
       const take = Math.min(b.compressedLength - filled, chunk.length - pos);
       if (want) {
         cur ??= alloc(b.compressedLength);
-        chunk.copy(cur, filled, pos, pos + take);
+        copy(cur, filled, chunk, pos, take);
         // Hashed from the copy, still in the cache: a quarter less CPU than hashing the chunk first.
         hash?.update(cur.subarray(filled, filled + take));
       } else hash?.update(chunk.subarray(pos, pos + take));
@@ -225,12 +232,18 @@ export class RangeReadAhead implements RangeSource {
  * The frames of the segments a RangeSource serves, in order. `hash` sees every stored byte
  * read (the whole archive's sha256 when the segments cover its own object).
  */
-export async function* rangeFrames(reads: RangeSource, blocks: readonly ArchiveBlock[], alloc?: (len: number) => Buffer, hash?: Hash): AsyncGenerator<Frame> {
+export async function* rangeFrames(
+  reads: RangeSource,
+  blocks: readonly ArchiveBlock[],
+  alloc?: (len: number) => Buffer,
+  hash?: Hash,
+  copy?: FrameCopy,
+): AsyncGenerator<Frame> {
   try {
     for (let r = await reads.next(); r; r = await reads.next()) {
       const { segment, stream } = r;
       try {
-        yield* cutFrames(stream, blocks, segment.firstBlock, segment.lastBlock, () => true, hash, alloc);
+        yield* cutFrames(stream, blocks, segment.firstBlock, segment.lastBlock, () => true, hash, alloc, copy);
       } catch (err) {
         throw segmentError(err, segment);
       }

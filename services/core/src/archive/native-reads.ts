@@ -61,6 +61,8 @@ export interface NativeReads {
    * not waiting (sync_file_range); 0 or the errno. Missing in older builds.
    */
   startWriteback?(fd: number, offset: number, length: number): number;
+  /** See cairn_native.c: memcpy of `length` bytes between two views (into a SharedArrayBuffer at full speed). Missing in older builds. */
+  copyBytes?(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
   /** See cairn_native.c: gives the C heap's free memory back to the system (glibc's malloc_trim); 1 if some was. Missing in older builds. */
   releaseFreeMemory?(): number;
 }

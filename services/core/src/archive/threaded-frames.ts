@@ -10,6 +10,7 @@ import type { StoreRequestError } from './archive-types.ts';
 import { AsyncQueue } from './async-queue.ts';
 import type { Frame } from './block-source.ts';
 import type { FrameReaderAck, FrameReaderJobData, FrameReaderMessage } from './frame-reader-job.ts';
+import { nativeAddonPath } from './native-reads.ts';
 import type { SharedSlab } from './shared-slab.ts';
 import { deserializeError } from './worker-errors.ts';
 import type { WorkerHost } from './worker-host.ts';
@@ -42,7 +43,8 @@ export class ThreadedFrames {
     const w = await host.acquireStoreThread();
     const { port1, port2 } = new MessageChannel();
     const reads = new ThreadedFrames(host, port1, onRequestError, frameSlab);
-    const data: FrameReaderJobData = { ...job, port: port2, ...(frameSlab ? { slab: { sab: frameSlab.sab, slotSize: frameSlab.slotSize } } : {}) };
+    const slab = frameSlab ? { slab: { sab: frameSlab.sab, slotSize: frameSlab.slotSize, native: nativeAddonPath() } } : {};
+    const data: FrameReaderJobData = { ...job, port: port2, ...slab };
     // The job ends by message ('end' or 'error'); a thread that dies ends it here.
     w.request('read-frames', { data }, [port2]).catch((err: unknown) => reads.queue.fail(err));
     return reads;
