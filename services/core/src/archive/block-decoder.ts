@@ -14,6 +14,7 @@ import type { PlanItem } from './extractor.ts';
 import { nativeAddonPath } from './native-reads.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
 import { SharedSlab } from './shared-slab.ts';
+import { collectNow } from './thread-gc.ts';
 import { ThreadedFrames } from './threaded-frames.ts';
 import type { WorkerHost } from './worker-host.ts';
 
@@ -92,6 +93,15 @@ export class BlockDecoder {
     if (!this.frameSlabs || this.index.codec === 'none' || this.frameSize === 0) return undefined;
     this.frameSlab = SharedSlab.create(this.frameSize, window + this.maxInflight + FRAME_SLOTS_SPARE);
     return this.frameSlab;
+  }
+
+  /**
+   * Once the unpack or verify ended. A slab's memory is freed once no thread holds it: the others
+   * let go of theirs (codec-pool.ts, frame-reader-job.ts), and this thread collects once the caller
+   * returned. It collects rarely now that blocks do not pass through it, and would keep the slabs.
+   */
+  collectSlabs(): void {
+    if (this.slab || this.frameSlab) setImmediate(collectNow);
   }
 
   /** Blocks decoding at a time on `pool`: two per codec worker, and as many waiting their turn. */

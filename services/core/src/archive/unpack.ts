@@ -41,7 +41,6 @@ import { encodePlan } from './plan-wire.ts';
 import { DEFAULT_RANGE_READS, splitSegments } from './parallel-range-reads.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
 import { SharedSlab } from './shared-slab.ts';
-import { collectNow } from './thread-gc.ts';
 import { PlanCursor, planExtraction, type Plan } from './unpack-plan.ts';
 import { defaultConcurrency, sharedWorkerHost, type PooledWorker, type WorkerHost } from './worker-host.ts';
 
@@ -378,10 +377,7 @@ export async function unpackArchive(o: UnpackOptions): Promise<UnpackResult> {
     host.discard(extractor);
     if (failure.failed) pool.destroy();
     else pool.release();
-    // The slabs' memory is freed once no thread holds them: the other threads let go of them
-    // (codec-pool.ts, frame-reader-job.ts), and this one collects once it returned. It collects
-    // rarely now that blocks do not pass through it, and would keep each restore's slabs a while.
-    if (slab || decoder.frameSlab) setImmediate(collectNow);
+    decoder.collectSlabs();
   }
   progress.update(result.bytesWritten, result.filesWritten, true);
   return { filesWritten: result.filesWritten, bytesWritten: result.bytesWritten, archiveVerified, warnings: result.warnings };

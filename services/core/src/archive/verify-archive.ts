@@ -241,6 +241,7 @@ export async function verifyAllFrames(index: ArchiveIndex | StreamedIndex, reade
     signal?.removeEventListener('abort', onAbort);
     if (failure.failed) pool.destroy();
     else pool.release();
+    decoder.collectSlabs();
   }
   if (blocksChecked !== blocks.length) throw new CairnError('archive-corrupt', `read ${blocksChecked} of ${blocks.length} blocks`);
   tar.finish();
