@@ -100,22 +100,20 @@ function runCodec(m: CodecRequest): void {
   // Written only from a block whose files all passed their checks.
   const written = m.writes && m.checks && !mismatch ? applyDirectWrites(out, m.checks, m.writes.buf, m.writes.token, helper) : undefined;
   const extra: ArrayBuffer[] = written ? [written] : [];
-  if (sab && out.buffer === sab) {
-    const back = m.returnInput ? m.buf : undefined;
-    reply(
-      m.id,
-      { shared: true, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written, input: back },
-      back ? [back, ...extra] : extra,
-    );
+  const results = { inputSha, outputSha, mismatch, written };
+  if (m.buf && out.buffer === m.buf) {
+    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, ...results }, [m.buf, ...extra]);
     return;
   }
-  if (m.buf && out.buffer === m.buf) {
-    reply(m.id, { buf: m.buf, offset: out.byteOffset, length: out.length, inputSha, outputSha, mismatch, written }, [m.buf, ...extra]);
+  const back = m.returnInput ? m.buf : undefined;
+  const transfer = back ? [back, ...extra] : extra;
+  // Decoded into a shared slot: only its place goes back.
+  if (sab && out.buffer === sab) {
+    reply(m.id, { shared: true, offset: out.byteOffset, length: out.length, ...results, input: back }, transfer);
     return;
   }
   const view = transferView(out);
-  const back = m.returnInput ? m.buf : undefined;
-  reply(m.id, { ...view, inputSha, outputSha, mismatch, written, input: back }, back ? [view.buf, back, ...extra] : [view.buf, ...extra]);
+  reply(m.id, { ...view, ...results, input: back }, [view.buf, ...transfer]);
 }
 
 port.on('message', (m: CodecRequest | JobRequest) => {

@@ -17,7 +17,7 @@ import { backupRangeReader } from '../domain/backup-range-reader.ts';
 import { openStore, relayRequestErrorsTo, type StoreErrorMessage } from '../storage/store-spec.ts';
 import type { ArchiveBlock, RangeReader, RangeReaderRecipe, RangeReadSettings } from './archive-types.ts';
 import { Wakeup } from './async-queue.ts';
-import { rangeFrames, type Segment } from './block-source.ts';
+import { rangeFrames, type FrameCopy, type Segment } from './block-source.ts';
 import { fileRangeReader } from './file-range-reader.ts';
 import { loadNativeReads } from './native-reads.ts';
 import { ParallelRangeReads } from './parallel-range-reads.ts';
@@ -80,9 +80,8 @@ export async function runFrameReaderJob(d: FrameReaderJobData): Promise<void> {
   const stop = new AbortController();
   // Node 20's Buffer.copy into a SharedArrayBuffer is V8's relaxed atomic copy, ~13 times slower
   // than memcpy when misaligned: the slab is used only with the native helper's copy.
-  const copyBytes = d.slab ? loadNativeReads(d.slab.native)?.copyBytes : undefined;
-  const slab = d.slab && copyBytes ? SharedSlab.over(d.slab.sab, d.slab.slotSize) : undefined;
-  const copy = copyBytes ? (dst: Buffer, at: number, src: Buffer, from: number, n: number): void => copyBytes(dst, at, src, from, n) : undefined;
+  const copy: FrameCopy | undefined = d.slab ? loadNativeReads(d.slab.native)?.copyBytes : undefined;
+  const slab = d.slab && copy ? SharedSlab.over(d.slab.sab, d.slab.slotSize) : undefined;
   port.on('message', (m: FrameReaderAck) => {
     outstanding -= m.taken;
     if (m.spare && spare.length < MAX_SPARE) spare.push(m.spare);
