@@ -37,6 +37,7 @@ import '../scripts/quiet-sdk.ts';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
@@ -50,6 +51,7 @@ import { freePort } from '../scripts/local-stack/process.ts';
 import { call, waitForJob as waitForJobTimes, waitForNode, type Api } from './cairn-api.ts';
 import { largeDataSet, smallDataSet, type DataSet } from './datasets.ts';
 import { ensureCommand, loadAverage, median, settle, warm } from './measure.ts';
+import { endedChildrenCpu, findDescendant, machineBusy, startCpu, treeCpu } from './process-cpu.ts';
 
 const ROOT = process.env.CAIRN_BENCH_DIR ?? '/var/tmp/cairn-bench';
 const REPS = Number(process.env.CAIRN_BENCH_REPS ?? 3);
@@ -110,6 +112,13 @@ function restic(args: string[], env: Record<string, string>, cwd?: string): numb
   return (performance.now() - t) / 1000;
 }
 
+/** CPU seconds over one timed step: the tool's own, the S3 server's, and the whole machine's (both cores, the kernel's threads too). */
+interface StepCpu {
+  own: number;
+  s3: number;
+  machine: number;
+}
+
 interface Runs {
   cairnBackup: number[];
   cairnRestore: number[];
@@ -117,11 +126,21 @@ interface Runs {
   resticRestore: number[];
   /** The `sync` right after each restic restore: restic returns with the restored data still in the page cache, Cairn once it is on disk. */
   resticRestoreSync: number[];
+  cpu: { cairnBackup: StepCpu[]; cairnRestore: StepCpu[]; resticBackup: StepCpu[]; resticRestore: StepCpu[] };
   lastBackup?: { id: string; storageKey: string; indexKey: string; sizeBytes: number };
 }
 
-async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: string; work: string; resticEnv: Record<string, string>; s3: string }) {
+async function benchSet(
+  set: DataSet,
+  tag: string,
+  ctx: { api: Api; nodeId: string; work: string; resticEnv: Record<string, string>; s3: string; cpu: { cairn: () => number; s3: () => number } },
+) {
   const { api, nodeId, work } = ctx;
+  // Cairn's CPU: its all-in-one process tree; restic's: the tool once it exited (spawnSync waits for it).
+  const meter = (own: () => number) => {
+    const stop = startCpu({ own, s3: ctx.cpu.s3, machine: machineBusy });
+    return (): StepCpu => stop();
+  };
   const expected = treeDigest(set.dir);
   const instance = await call(api, 'POST', '/v1/instances', {
     name: `bench-${tag}-${Date.now()}`,
@@ -129,14 +148,23 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
     tenant: 'bench',
     volumes: [{ name: 'data', hostPath: set.dir }],
   });
-  const runs: Runs = { cairnBackup: [], cairnRestore: [], resticBackup: [], resticRestore: [], resticRestoreSync: [] };
+  const runs: Runs = {
+    cairnBackup: [],
+    cairnRestore: [],
+    resticBackup: [],
+    resticRestore: [],
+    resticRestoreSync: [],
+    cpu: { cairnBackup: [], cairnRestore: [], resticBackup: [], resticRestore: [] },
+  };
 
   const cairn = async (rep: number) => {
     settle();
     warm(set.dir);
+    let cpu = meter(ctx.cpu.cairn);
     let t = performance.now();
     const started = await call(api, 'POST', `/v1/instances/${instance.id}/backups`, { kind: 'full' });
     runs.cairnBackup.push(await waitForJob(api, started.job.id, t));
+    runs.cpu.cairnBackup.push(cpu());
     const backup = await call(api, 'GET', `/v1/backups/${started.backup.id}`);
     runs.lastBackup = { id: backup.id, storageKey: backup.storageKey, indexKey: backup.indexKey, sizeBytes: backup.sizeBytes };
     const into = join(work, 'restores', `cairn-${tag}-${rep}`);
@@ -147,9 +175,11 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
       volumes: [{ name: 'data', hostPath: into }],
     });
     settle();
+    cpu = meter(ctx.cpu.cairn);
     t = performance.now();
     const restore = await call(api, 'POST', `/v1/backups/${backup.id}/restore`, { targetInstanceId: target.id });
     runs.cairnRestore.push(await waitForJob(api, restore.job.id, t));
+    runs.cpu.cairnRestore.push(cpu());
     if (treeDigest(into) !== expected) throw new Error(`Cairn's restore into ${into} differs from ${set.dir}`);
   };
 
@@ -158,10 +188,14 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
     restic(['init'], env);
     settle();
     warm(set.dir);
+    let cpu = meter(endedChildrenCpu);
     runs.resticBackup.push(restic(['backup', '--host', 'bench', '.'], env, set.dir));
+    runs.cpu.resticBackup.push(cpu());
     const into = join(work, 'restores', `restic-${tag}-${rep}`);
     settle();
+    cpu = meter(endedChildrenCpu);
     runs.resticRestore.push(restic(['restore', 'latest', '--target', into], env));
+    runs.cpu.resticRestore.push(cpu());
     // Not in the ratio: what it would take restic to have its restore on disk, as Cairn's is when its job ends.
     const t = performance.now();
     execFileSync('sync');
@@ -185,8 +219,20 @@ async function benchSet(set: DataSet, tag: string, ctx: { api: Api; nodeId: stri
         `restic backup ${runs.resticBackup.at(-1)!.toFixed(2)} s, restore ${runs.resticRestore.at(-1)!.toFixed(2)} s ` +
         `(then sync ${runs.resticRestoreSync.at(-1)!.toFixed(2)} s) (load ${loadAverage()})`,
     );
+    const c = runs.cpu;
+    console.log(
+      `    CPU s (own + s3rver, machine busy): Cairn backup ${cpuText(c.cairnBackup.at(-1)!, runs.cairnBackup.at(-1)!)}, ` +
+        `restore ${cpuText(c.cairnRestore.at(-1)!, runs.cairnRestore.at(-1)!)}; restic backup ${cpuText(c.resticBackup.at(-1)!, runs.resticBackup.at(-1)!)}, ` +
+        `restore ${cpuText(c.resticRestore.at(-1)!, runs.resticRestore.at(-1)!)}`,
+    );
   }
   return runs;
+}
+
+/** "12.1 + 4.0, 17.5 (91%)": own + s3rver CPU s, then the machine's busy CPU s and its share of both cores over the wall time. */
+function cpuText(c: StepCpu, seconds: number): string {
+  const share = (100 * c.machine) / (availableParallelism() * seconds);
+  return `${c.own.toFixed(1)} + ${c.s3.toFixed(1)}, ${c.machine.toFixed(1)} (${share.toFixed(0)}%)`;
 }
 
 /**
@@ -356,10 +402,14 @@ async function main(): Promise<void> {
     const version = spawnSync('restic', ['version'], { encoding: 'utf8' }).stdout.trim();
     console.log(`Cairn ${cairn.url} and ${version} on the fixed s3rver at ${stack.env.S3_ENDPOINT}; ${REPS} alternating runs per set (load ${loadAverage()})`);
 
+    const s3rverPid = findDescendant(process.pid, 's3rver/main.ts');
+    const cairnPid = cairn.child.pid!;
+    // An S3 server not started here (S3_ENDPOINT given) is not measured: its CPU shows only in the machine's.
+    const cpuMeters = { cairn: () => treeCpu(cairnPid), s3: () => (s3rverPid ? treeCpu(s3rverPid) : 0) };
     const results: { set: DataSet; runs: Runs; tag: string }[] = [];
     for (const [tag, set] of sets) {
       console.log(`${set.name}: ${set.files} files, ${(set.bytes / 1e6).toFixed(0)} MB`);
-      results.push({ set, tag, runs: await benchSet(set, tag, { api, nodeId, work, resticEnv, s3: stack.env.S3_ENDPOINT! }) });
+      results.push({ set, tag, runs: await benchSet(set, tag, { api, nodeId, work, resticEnv, s3: stack.env.S3_ENDPOINT!, cpu: cpuMeters }) });
     }
 
     console.log(`\nmedians of ${REPS} alternating runs (ratio restic / Cairn, > 1: Cairn faster; target ≥ 1.43), load ${loadAverage()}:`);
@@ -384,6 +434,20 @@ async function main(): Promise<void> {
       console.log(
         `  ${set.name}: sync ${median(runs.resticRestoreSync).toFixed(2)} s, restore + sync ${median(durable).toFixed(2)} s, ` +
           `against Cairn's restore ${(median(durable) / median(runs.cairnRestore)).toFixed(2)} (runs ${ratios})`,
+      );
+    }
+
+    // Whether the wall time was the two cores being full, and how the work was shared.
+    console.log(`\nCPU seconds, medians (own + s3rver; the machine's busy CPU s, and its share of ${availableParallelism()} cores over the wall time):`);
+    console.log('| data | Cairn backup | restic backup | Cairn restore | restic restore |');
+    console.log('| --- | --- | --- | --- | --- |');
+    for (const { set, runs } of results) {
+      const m = (cs: StepCpu[], walls: number[]): string =>
+        cpuText({ own: median(cs.map((c) => c.own)), s3: median(cs.map((c) => c.s3)), machine: median(cs.map((c) => c.machine)) }, median(walls));
+      const c = runs.cpu;
+      console.log(
+        `| ${set.name} | ${m(c.cairnBackup, runs.cairnBackup)} | ${m(c.resticBackup, runs.resticBackup)} | ` +
+          `${m(c.cairnRestore, runs.cairnRestore)} | ${m(c.resticRestore, runs.resticRestore)} |`,
       );
     }
 
