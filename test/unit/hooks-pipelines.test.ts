@@ -85,7 +85,20 @@ describe('hooks in the pipelines', () => {
     // Restore the backup: it holds what the pre hook wrote, not what the post hook wrote.
     const restoreId = newId();
     await s.records.jobs.create({ id: restoreId, type: 'restore', instanceId: s.instanceId, backupId, requestedBy: 'test' });
+    const stages: string[] = [];
+    const setProgress = s.records.jobs.setProgress.bind(s.records.jobs);
+    s.records.jobs.setProgress = async (id, p) => {
+      const stage = (p as { stage: string }).stage;
+      if (id === restoreId && stages.at(-1) !== stage) stages.push(stage);
+      return setProgress(id, p);
+    };
     expect(await s.run(restoreId, new RestoreJob(s.ctx))).toMatchObject({ status: 'succeeded' });
+    // The flush before the swap is a stage of its own, once the data is written (stages written in
+    // quick succession may be coalesced: only their order is certain).
+    const flushing = stages.indexOf('flushing');
+    expect(flushing).toBeGreaterThan(0);
+    expect(stages.slice(flushing + 1)).toContain('done');
+    expect(stages.slice(flushing)).not.toContain('restoring');
     expect(fs.readFileSync(path.join(s.volume, 'state.txt'), 'utf8')).toBe('quiesced\n');
     const hooks = (await s.records.jobs.get(jobId))!.hooks as { windows: { pre: { status: string }; post: { status: string }; quiescedMs: number }[] };
     expect(hooks.windows).toHaveLength(1);

@@ -165,7 +165,9 @@ export class RestoreJob implements JobWork<RestoreResult | RestoreDryRunResult> 
       });
 
       // The restored data on disk before the swap: once a rename is, the data it brings is too,
-      // so a crash can never leave restored files short with the replaced data gone.
+      // so a crash can never leave restored files short with the replaced data gone. A stage of
+      // its own: on a slow disk this wait is long, and the restore's counters already read 100%.
+      run.progress('flushing');
       await flushAhead.settled();
       await flushStaging(plans);
       // Past this point the target changes: the last chance to honour a cancel.
