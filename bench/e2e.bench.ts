@@ -137,10 +137,7 @@ async function benchSet(
 ) {
   const { api, nodeId, work } = ctx;
   // Cairn's CPU: its all-in-one process tree; restic's: the tool once it exited (spawnSync waits for it).
-  const meter = (own: () => number) => {
-    const stop = startCpu({ own, s3: ctx.cpu.s3, machine: machineBusy });
-    return (): StepCpu => stop();
-  };
+  const meter = (own: () => number) => startCpu({ own, s3: ctx.cpu.s3, machine: machineBusy });
   const expected = treeDigest(set.dir);
   const instance = await call(api, 'POST', '/v1/instances', {
     name: `bench-${tag}-${Date.now()}`,

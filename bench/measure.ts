@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { getHeapStatistics } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { transferView } from '../services/core/src/archive/buffers.ts';
+import { CLOCK_TICKS, procStat } from './process-cpu.ts';
 
 export interface Sample {
   seconds: number;
@@ -62,19 +63,11 @@ export interface ThreadCpu {
   sys: number;
 }
 
-const CLOCK_TICKS = 100;
-
 export function threadCpu(): Map<string, ThreadCpu> {
   const out = new Map<string, ThreadCpu>();
   for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { name, user: Number(f[11]) / CLOCK_TICKS, sys: Number(f[12]) / CLOCK_TICKS });
-    } catch {
-      // the thread ended
-    }
+    const stat = procStat(`/proc/self/task/${tid}/stat`);
+    if (stat) out.set(tid, { name: stat.comm, user: Number(stat.fields[11]) / CLOCK_TICKS, sys: Number(stat.fields[12]) / CLOCK_TICKS });
   }
   return out;
 }

@@ -1,57 +1,64 @@
 /**
- * CPU seconds from Linux /proc, for the end-to-end bench: a process tree's (every thread of a
- * process and of its descendants), this process's waited-for children's (a `spawnSync` tool once
+ * CPU seconds from Linux /proc, for the benches: a process's and a process tree's (every thread of
+ * a process and of its descendants), this process's waited-for children's (a `spawnSync` tool once
  * it exited), and the whole machine's busy time (every core, the kernel's own threads included:
  * writeback, the network stack). With them a run says whether its wall time was the cores being
  * full, and how the work was shared between a tool and the S3 server it talks to.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-const CLOCK_TICKS = 100;
+/** /proc's CPU times are in clock ticks (USER_HZ, 100 on Linux). */
+export const CLOCK_TICKS = 100;
 
-interface ProcessRow {
-  ppid: number;
-  /** user + system seconds of all its threads, itself only. */
-  cpu: number;
-  cmdline: string;
-}
-
-function statFields(pid: string): string[] | undefined {
+/**
+ * A /proc `stat` file (`/proc/<pid>/stat`, `/proc/self/task/<tid>/stat`): the command name, and
+ * the fields after it (state is [0], ppid [1], utime [11], stime [12]); undefined once it ended.
+ */
+export function procStat(path: string): { comm: string; fields: string[] } | undefined {
+  let stat: string;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces and parentheses): state is [0].
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    stat = readFileSync(path, 'utf8');
   } catch {
     return undefined; // it ended
   }
+  // The command name may hold spaces and parentheses: it ends at the last ')'.
+  const end = stat.lastIndexOf(')');
+  return { comm: stat.slice(stat.indexOf('(') + 1, end), fields: stat.slice(end + 2).split(' ') };
 }
 
-function processTable(): Map<number, ProcessRow> {
-  const rows = new Map<number, ProcessRow>();
+/** user + system seconds of a stat file's utime and stime. */
+function cpuOf(fields: string[]): number {
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** user + system CPU seconds so far of a running process (all its threads, itself only). */
+export function processCpu(pid: number): number {
+  const stat = procStat(`/proc/${pid}/stat`);
+  if (!stat) throw new Error(`process ${pid} is gone`);
+  return cpuOf(stat.fields);
+}
+
+/** Every process now: its parent and its own CPU seconds. */
+function processTable(): Map<number, { ppid: number; cpu: number }> {
+  const rows = new Map<number, { ppid: number; cpu: number }>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    const f = statFields(name);
-    if (!f) continue;
-    let cmdline = '';
-    try {
-      cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ');
-    } catch {
-      // it ended
-    }
-    rows.set(Number(name), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) / CLOCK_TICKS, cmdline });
+    const stat = procStat(`/proc/${name}/stat`);
+    if (stat) rows.set(Number(name), { ppid: Number(stat.fields[1]), cpu: cpuOf(stat.fields) });
   }
   return rows;
 }
 
-function descendants(root: number, rows: Map<number, ProcessRow>): number[] {
+/** `root` and every process under it, parents before their children. */
+function descendants(root: number, rows: Map<number, { ppid: number }>): number[] {
   const children = new Map<number, number[]>();
-  for (const [pid, r] of rows) children.set(r.ppid, [...(children.get(r.ppid) ?? []), pid]);
-  const out: number[] = [];
-  const walk = (pid: number): void => {
-    out.push(pid);
-    for (const c of children.get(pid) ?? []) walk(c);
-  };
-  walk(root);
+  for (const [pid, r] of rows) {
+    const list = children.get(r.ppid);
+    if (list) list.push(pid);
+    else children.set(r.ppid, [pid]);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
   return out;
 }
 
@@ -61,16 +68,21 @@ export function treeCpu(root: number): number {
   return descendants(root, rows).reduce((s, pid) => s + (rows.get(pid)?.cpu ?? 0), 0);
 }
 
-/** The pid of the first process under `root` whose command line contains `needle`. */
-export function findDescendant(root: number, needle: string): number | undefined {
-  const rows = processTable();
-  return descendants(root, rows).find((pid) => pid !== root && rows.get(pid)?.cmdline.includes(needle));
+/** `root` itself or the first process under it whose command line contains `marker`. */
+export function findDescendant(root: number, marker: string): number | undefined {
+  return descendants(root, processTable()).find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false; // it ended
+    }
+  });
 }
 
 /** CPU seconds of this process's children that ended and were waited for (a spawnSync'd tool counts once it returned). */
 export function endedChildrenCpu(): number {
-  const f = statFields('self')!;
-  return (Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
+  const { fields } = procStat('/proc/self/stat')!;
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
 }
 
 /** Busy CPU seconds of the whole machine so far, all cores (everything but idle and I/O wait). */
@@ -81,10 +93,8 @@ export function machineBusy(): number {
   return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLOCK_TICKS;
 }
 
-export type CpuMeters = Record<string, () => number>;
-
 /** Starts the meters; the returned function gives each one's CPU seconds since. */
-export function startCpu<M extends CpuMeters>(meters: M): () => Record<keyof M, number> {
+export function startCpu<M extends Record<string, () => number>>(meters: M): () => Record<keyof M, number> {
   const before = Object.fromEntries(Object.entries(meters).map(([k, f]) => [k, f()]));
   return () => Object.fromEntries(Object.entries(meters).map(([k, f]) => [k, f() - before[k]!])) as Record<keyof M, number>;
 }

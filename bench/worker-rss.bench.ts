@@ -32,6 +32,7 @@ import { freePort } from '../scripts/local-stack/process.ts';
 import { type Api, call, waitForJob, waitForNode } from './cairn-api.ts';
 import type { DataSet } from './datasets.ts';
 import { loadAverage, warm } from './measure.ts';
+import { findDescendant, processCpu } from './process-cpu.ts';
 
 export const WORKER_RSS_SCENARIOS = ['worker-rss'];
 const TARGET_MIB = 256;
@@ -73,31 +74,6 @@ function procFields(pid: number, file: 'status' | 'smaps_rollup'): Record<string
   const out: Record<string, number> = {};
   for (const m of readFileSync(`/proc/${pid}/${file}`, 'utf8').matchAll(/^(\w+):\s+(\d+)( kB)?$/gm)) out[m[1]!] = m[3] ? Number(m[2]) / 1024 : Number(m[2]);
   return out;
-}
-
-/** user + system CPU seconds of a process (all its threads), from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-}
-
-/** The first descendant of `pid` whose command line contains `marker` (npm → node). */
-function findDescendant(pid: number, marker: string): number | undefined {
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker)) return p;
-      for (const task of execFileSync('ls', [`/proc/${p}/task`], { encoding: 'utf8' })
-        .split('\n')
-        .filter(Boolean))
-        queue.push(...readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -221,7 +197,7 @@ async function runOnce(mode: Mode, ctx: Context): Promise<WorkerRssRun> {
     warm(ctx.small.set.dir);
     warm(ctx.large.set.dir);
     const sampler = sampleRss(worker.pid, `http://127.0.0.1:${ctx.workerEnv.WORKER_METRICS_PORT}/metrics`);
-    const cpu0 = cpuSeconds(worker.pid);
+    const cpu0 = processCpu(worker.pid);
     const t = performance.now();
     const [small, large] = await Promise.all(
       [ctx.small.instance, ctx.large.instance].map((id) => call(ctx.api, 'POST', `/v1/instances/${id}/backups`, { kind: 'full' })),
@@ -242,7 +218,7 @@ async function runOnce(mode: Mode, ctx: Context): Promise<WorkerRssRun> {
       idleMiB,
       peakMiB: procFields(worker.pid, 'status').VmHWM!,
       sampled,
-      cpuSeconds: cpuSeconds(worker.pid) - cpu0,
+      cpuSeconds: processCpu(worker.pid) - cpu0,
       smallSeconds: smallRun!.ran,
       largeSeconds: largeRun!.ran,
       wallSeconds,
