@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { Job } from './api-responses.ts';
 
 /** An error answered by the API, carrying its code and message (SPEC §11 error body). */
 export class ApiError extends Error {
@@ -19,9 +20,10 @@ export class UsageError extends Error {}
 /** How to point the CLI elsewhere; said in --help and whenever the gateway cannot be reached. */
 export const URL_HINT = 'point cairn at another gateway with --url URL, the CAIRN_URL variable, or cairn login --url URL --token T';
 
+/** An event of a job's stream: `state`, `progress` and `end` carry the job (an `error` event is thrown, as an ApiError). */
 export interface JobEvent {
   event: string;
-  data: any;
+  data: Job;
 }
 
 /** A thin client of the `/v1` API: JSON in and out, errors as ApiError, SSE as an async iterator. */
@@ -61,7 +63,7 @@ export class CairnClient {
     return res;
   }
 
-  async request<T = any>(method: string, route: string, body?: unknown): Promise<T> {
+  async request<T = unknown>(method: string, route: string, body?: unknown): Promise<T> {
     const res = await this.fetch(method, route, body);
     const text = await res.text();
     return (text ? JSON.parse(text) : null) as T;
@@ -92,7 +94,14 @@ export class CairnClient {
           if (line.startsWith('event:')) event = line.slice(6).trim();
           else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
         }
-        if (data.length) yield { event, data: JSON.parse(data.join('\n')) };
+        if (!data.length) continue;
+        const parsed = JSON.parse(data.join('\n'));
+        // The stream failed on the gateway (SPEC §11 error body); the job itself goes on.
+        if (event === 'error') {
+          const e = (parsed as { error?: { code?: string; message?: string } }).error;
+          throw new ApiError(503, e?.code ?? 'unavailable', `${e?.message ?? 'the event stream failed'}; job ${jobId} goes on: cairn jobs show ${jobId}`);
+        }
+        yield { event, data: parsed as Job };
       }
     }
   }

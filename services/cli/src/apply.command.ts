@@ -1,5 +1,6 @@
 import type { CairnClient } from './api-client.ts';
 import { UsageError } from './api-client.ts';
+import type { Page } from './api-responses.ts';
 import { readApplyFile } from './apply/apply-file.ts';
 import {
   type CurrentInstance,
@@ -17,15 +18,16 @@ import { printJson } from './output.ts';
 /** What the server has for the file's instances: all instances and nodes, and the policy and schedules apply compares. */
 async function fetchCurrent(client: CairnClient, wanted: { policy: boolean; schedules: boolean; name: string; tenant?: string }[]): Promise<CurrentState> {
   const instances = (await listAllInstances(client)) as unknown as CurrentInstance[];
-  const nodes = (await client.request('GET', '/v1/nodes')).items as CurrentNode[];
+  const nodes = (await client.request<Page<CurrentNode>>('GET', '/v1/nodes')).items;
   const policies = new Map<string, CurrentPolicy>();
   const schedules = new Map<string, CurrentSchedule[]>();
   for (const w of wanted) {
     const matches = instances.filter((i) => i.name === w.name && (w.tenant === undefined || i.tenant === w.tenant));
     if (matches.length !== 1) continue; // absent (created) or ambiguous (the plan says so)
     const id = matches[0]!.id;
-    if (w.policy) policies.set(id, await client.request('GET', `/v1/instances/${encodeURIComponent(id)}/policy`));
-    if (w.schedules) schedules.set(id, (await client.request('GET', `/v1/instances/${encodeURIComponent(id)}/schedules?limit=500`)).items);
+    if (w.policy) policies.set(id, await client.request<CurrentPolicy>('GET', `/v1/instances/${encodeURIComponent(id)}/policy`));
+    if (w.schedules)
+      schedules.set(id, (await client.request<Page<CurrentSchedule>>('GET', `/v1/instances/${encodeURIComponent(id)}/schedules?limit=500`)).items);
   }
   return { instances, nodes, policies, schedules };
 }
@@ -82,7 +84,8 @@ export async function applyCommand(client: CairnClient, o: Opts): Promise<number
     const id = ids.get(s.instance);
     const path = s.request.path.replace('{instance}', encodeURIComponent(id ?? ''));
     if (path.includes('/instances//')) throw new Error(`internal: ${s.object} needs its instance's id`);
-    const res = await client.request(s.request.method, path, s.request.body);
+    // What was written (an instance, policy or schedule): `id` is read after an instance's create only.
+    const res = await client.request<{ id: string; hookSecret?: string }>(s.request.method, path, s.request.body);
     if (s.object.startsWith('instance ') && s.action === 'create') ids.set(s.instance, res.id);
     if (!o.json) {
       printStep(s, (a) => DONE[a]);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { ApiError, type CairnClient, UsageError } from './api-client.ts';
+import type { Backup, BackupStarted, BatchDeleteResult, FileEntry, JobStarted, Page, RetentionPlan, Row } from './api-responses.ts';
 import { type Opts, enc, need, query, retentionFlags } from './cli-options.ts';
 import { resolveInstanceId } from './instance-ref.ts';
 import { finishJob } from './jobs.command.ts';
@@ -29,18 +30,7 @@ export const BACKUPS_USAGE = `  backup <instance> [--volume V]... [--kind auto|f
 const KINDS = ['auto', 'full', 'incremental'];
 const SIZES = ['storedBytes', 'reusedBytes', 'logicalBytes', 'exclusiveBytes'];
 
-type BackupRow = {
-  id: string;
-  status: string;
-  kind: string;
-  parentId: string | null;
-  storedBytes: number | null;
-  reusedBytes: number | null;
-  logicalBytes: number | null;
-  [key: string]: unknown;
-};
-
-const kindOf = (b: Pick<BackupRow, 'kind' | 'parentId'>) => (b.kind === 'incremental' ? `incremental on ${b.parentId}` : b.kind);
+const kindOf = (b: Pick<Backup, 'kind' | 'parentId'>) => (b.kind === 'incremental' ? `incremental on ${b.parentId}` : b.kind);
 /** ` "name"` and ` (pinned)` after a backup id in messages, when it has them. */
 const labelOf = (b: { name?: unknown; pinned?: unknown }) => `${typeof b.name === 'string' ? ` "${b.name}"` : ''}${b.pinned === true ? ' (pinned)' : ''}`;
 
@@ -54,7 +44,7 @@ async function backup(client: CairnClient, args: string[], o: Opts): Promise<num
     ...(o.note !== undefined ? { note: o.note } : {}),
     ...(o.pin ? { pinned: true } : {}),
   };
-  const res = await client.request('POST', `/v1/instances/${enc(id)}/backups`, body);
+  const res = await client.request<BackupStarted>('POST', `/v1/instances/${enc(id)}/backups`, body);
   console.error(`backup ${res.backup.id}${labelOf(res.backup)} queued, ${kindOf(res.backup)} (job ${res.job.id})`);
   if (o['no-wait']) {
     if (o.json) printJson(res);
@@ -62,7 +52,7 @@ async function backup(client: CairnClient, args: string[], o: Opts): Promise<num
     return 0;
   }
   const done = await followJob(client, res.job.id);
-  const finished: BackupRow = await client.request('GET', `/v1/backups/${enc(res.backup.id)}`);
+  const finished = await client.request<Backup>('GET', `/v1/backups/${enc(res.backup.id)}`);
   if (o.json) printJson({ backup: finished, job: await client.request('GET', `/v1/jobs/${enc(res.job.id)}`) });
   else {
     console.log(`job ${done.id} ${done.status}${done.error ? `: ${done.error}` : ''}`);
@@ -81,7 +71,7 @@ async function policy(client: CairnClient, args: string[], o: Opts): Promise<num
   if (hasKeeps && o['no-retention']) throw new UsageError('--no-retention excludes the --keep-*/--max-age-days flags');
   if (o.preview) {
     if (o['manual-limit'] !== undefined || o['no-retention']) throw new UsageError('--preview takes only --keep-*/--max-age-days and --tz');
-    const plan = await client.request('POST', `${route}/retention/preview`, {
+    const plan = await client.request<RetentionPlan>('POST', `${route}/retention/preview`, {
       ...(hasKeeps ? { retention: keeps } : {}),
       ...(o.tz ? { timezone: o.tz } : {}),
     });
@@ -101,11 +91,7 @@ async function policy(client: CairnClient, args: string[], o: Opts): Promise<num
 }
 
 /** A retention preview (instance or schedule) as a table: what is kept and why, what is deleted. */
-export function printRetentionPlan(plan: {
-  keep: { backupId: string; createdAt: string; reasons: { rule: string; bucket: string }[] }[];
-  drop: { backupId: string; createdAt: string; reason: string }[];
-  pinned?: string[];
-}): void {
+export function printRetentionPlan(plan: RetentionPlan): void {
   const rows = [
     ...plan.keep.map((k) => ({ backupId: k.backupId, createdAt: k.createdAt, action: 'keep', why: k.reasons.map((r) => `${r.rule} ${r.bucket}`).join(', ') })),
     ...plan.drop.map((d) => ({ ...d, action: 'delete', why: d.reason })),
@@ -123,7 +109,10 @@ export async function backupsCommand(client: CairnClient, command: string, args:
       if (o.pinned && o.unpinned) throw new UsageError('--pinned and --unpinned exclude each other');
       const id = await resolveInstanceId(client, need(args[0], 'instance'));
       const pinned = o.pinned ? 'true' : o.unpinned ? 'false' : undefined;
-      const page = await client.request('GET', `/v1/instances/${enc(id)}/backups${query({ status: o.status, namePrefix: o['name-prefix'], pinned })}`);
+      const page = await client.request<Page<Row>>(
+        'GET',
+        `/v1/instances/${enc(id)}/backups${query({ status: o.status, namePrefix: o['name-prefix'], pinned })}`,
+      );
       if (o.json) printJson(page);
       else {
         const columns = [
@@ -145,7 +134,7 @@ export async function backupsCommand(client: CairnClient, command: string, args:
       return 0;
     }
     case 'show': {
-      const b: BackupRow = await client.request('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}`);
+      const b = await client.request<Backup>('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}`);
       if (o.json) printJson(b);
       else {
         const columns = ['id', 'status', 'trigger', 'kind', 'parentId', 'createdAt', 'completedAt', ...SIZES, 'fileCount', 'name', 'pinned'];
@@ -159,7 +148,7 @@ export async function backupsCommand(client: CairnClient, command: string, args:
       const id = need(args[0], 'backup id');
       const value = o.clear ? null : need(args[1], command === 'name' ? 'name (or --clear)' : 'note text (or --clear)');
       if (o.clear && args[1] !== undefined) throw new UsageError(`give a ${command} or --clear, not both`);
-      const b = await client.request('PATCH', `/v1/backups/${enc(id)}`, { [command]: value });
+      const b = await client.request<Backup>('PATCH', `/v1/backups/${enc(id)}`, { [command]: value });
       if (o.json) printJson(b);
       else console.log(`backup ${b.id}${labelOf(b)}: ${command} ${value === null ? 'removed' : 'set'}`);
       return 0;
@@ -171,7 +160,7 @@ export async function backupsCommand(client: CairnClient, command: string, args:
       const results: unknown[] = [];
       for (const id of args) {
         try {
-          const b = await client.request('PATCH', `/v1/backups/${enc(id)}`, { pinned: command === 'pin' });
+          const b = await client.request<Backup>('PATCH', `/v1/backups/${enc(id)}`, { pinned: command === 'pin' });
           results.push(b);
           if (!o.json) console.log(`backup ${b.id}${labelOf(b)} ${command === 'pin' ? 'pinned' : 'unpinned'}`);
         } catch (err) {
@@ -187,7 +176,7 @@ export async function backupsCommand(client: CairnClient, command: string, args:
     case 'policy':
       return policy(client, args, o);
     case 'files': {
-      const page = await client.request('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}/files${query({ prefix: o.prefix })}`);
+      const page = await client.request<Page<FileEntry>>('GET', `/v1/backups/${enc(need(args[0], 'backup id'))}/files${query({ prefix: o.prefix })}`);
       if (o.json) printJson(page);
       else {
         const rows = page.items.map((e: { mode?: number }) => ({ ...e, mode: typeof e.mode === 'number' ? e.mode.toString(8).padStart(4, '0') : e.mode }));
@@ -221,21 +210,21 @@ export async function backupsCommand(client: CairnClient, command: string, args:
       };
       if (o['dry-run']) return printDryRun(client, backupId, body, o);
       if ((o.mode ?? 'replace') === 'replace' && !o.yes) await confirmReplace(client, backupId, body);
-      const res = await client.request('POST', `/v1/backups/${enc(backupId)}/restore`, body);
+      const res = await client.request<JobStarted>('POST', `/v1/backups/${enc(backupId)}/restore`, body);
       console.error(`restore queued (job ${res.job.id})`);
       return finishJob(client, res.job, o);
     }
     case 'delete': {
       if (!args.length) throw new UsageError('missing backup id');
-      const res = await client.request('POST', '/v1/backups/delete', { ids: args });
+      const res = await client.request<BatchDeleteResult>('POST', '/v1/backups/delete', { ids: args });
       if (o.json) printJson(res);
       else {
-        for (const r of res.results as { id: string; ok: boolean; error?: { message: string } }[]) {
+        for (const r of res.results) {
           if (r.ok) console.log(`backup ${r.id} deleted`);
           else console.error(`cairn: backup ${r.id}: ${r.error?.message ?? 'not deleted'}`);
         }
       }
-      return (res.results as { ok: boolean }[]).every((r) => r.ok) ? 0 : 1;
+      return res.results.every((r) => r.ok) ? 0 : 1;
     }
     default:
       throw new UsageError(`unknown command ${command}`);

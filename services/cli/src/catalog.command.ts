@@ -37,7 +37,7 @@ export async function catalogCommand(
   usage: (message: string) => Error,
 ): Promise<number> {
   if (a.sub !== 'rebuild') throw usage(a.sub ? `unknown catalog command ${a.sub}` : 'missing catalog command (rebuild)');
-  const report = (await client.request('POST', '/v1/admin/catalog/rebuild', { dryRun: a.dryRun })) as Report;
+  const report = await client.request<Report>('POST', '/v1/admin/catalog/rebuild', { dryRun: a.dryRun });
   if (a.json) {
     console.log(JSON.stringify(report, null, 2));
     return report.instances.skipped + report.backups.skipped ? 1 : 0;

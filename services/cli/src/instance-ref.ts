@@ -1,4 +1,5 @@
 import { ApiError, type CairnClient, UsageError } from './api-client.ts';
+import type { Page } from './api-responses.ts';
 
 export interface InstanceSummary {
   id: string;
@@ -14,7 +15,7 @@ export async function listAllInstances(client: CairnClient): Promise<InstanceSum
   let cursor: string | null = null;
   do {
     const q = new URLSearchParams({ limit: '500', ...(cursor ? { cursor } : {}) });
-    const page: { items: InstanceSummary[]; nextCursor: string | null } = await client.request('GET', `/v1/instances?${q}`);
+    const page: Page<InstanceSummary> = await client.request('GET', `/v1/instances?${q}`);
     all.push(...page.items);
     cursor = page.nextCursor;
   } while (cursor);

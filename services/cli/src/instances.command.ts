@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { type CairnClient, UsageError } from './api-client.ts';
+import type { Coverage, DeletedInstance, Instance, NodeDetail, Page, Row } from './api-responses.ts';
 import { type Opts, enc, need, query } from './cli-options.ts';
 import { type InstanceSummary, resolveInstanceId } from './instance-ref.ts';
 import { humanBytes, printJson, printTable } from './output.ts';
@@ -79,13 +80,13 @@ export async function instancesCommand(client: CairnClient, command: string, arg
   if (command === 'nodes') {
     const [sub = 'list', id] = args;
     if (sub === 'show') {
-      const node = await client.request('GET', `/v1/nodes/${enc(need(id, 'node id'))}`);
+      const node = await client.request<NodeDetail>('GET', `/v1/nodes/${enc(need(id, 'node id'))}`);
       if (o.json) printJson(node);
       else {
         printTable([node], ['id', 'status', 'heartbeatAgeSeconds', 'runningJobs', 'queuedJobs', 'version']);
         // capacity: {roots: {"/path": {freeBytes, totalBytes}}} from the node's last heartbeat.
-        const roots = (node.capacity as { roots?: Record<string, { freeBytes: number; totalBytes: number }> } | null)?.roots ?? {};
-        for (const root of node.volumeRoots as string[]) {
+        const roots = node.capacity?.roots ?? {};
+        for (const root of node.volumeRoots) {
           const c = roots[root];
           console.log(`root ${root}${c ? `: ${humanBytes(c.freeBytes)} free of ${humanBytes(c.totalBytes)}` : ''}`);
         }
@@ -93,20 +94,16 @@ export async function instancesCommand(client: CairnClient, command: string, arg
       return 0;
     }
     if (sub !== 'list') throw new UsageError(`unknown nodes command ${sub} (list, show)`);
-    const page = await client.request('GET', '/v1/nodes');
+    const page = await client.request<Page<Row>>('GET', '/v1/nodes');
     if (o.json) printJson(page);
     else printTable(page.items, ['id', 'status', 'heartbeatAgeSeconds', 'runningJobs', 'version']);
     return 0;
   }
   if (command === 'coverage') {
-    const coverage = await client.request('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(args[0], 'instance')))}/coverage`);
+    const coverage = await client.request<Coverage>('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(args[0], 'instance')))}/coverage`);
     if (o.json) printJson(coverage);
     else {
-      const rows = (coverage.volumes as Record<string, unknown>[]).map((v) => ({
-        ...v,
-        freeBytes: humanBytes(v.freeBytes as number | null),
-        totalBytes: humanBytes(v.totalBytes as number | null),
-      }));
+      const rows = coverage.volumes.map((v) => ({ ...v, freeBytes: humanBytes(v.freeBytes), totalBytes: humanBytes(v.totalBytes) }));
       printTable(rows, ['name', 'hostPath', 'covered', 'root', 'freeBytes', 'totalBytes', 'reason']);
     }
     return 0;
@@ -114,13 +111,13 @@ export async function instancesCommand(client: CairnClient, command: string, arg
   const [sub = 'list', ...rest] = command === 'register' ? ['create', ...args] : args;
   switch (sub) {
     case 'list': {
-      const page = await client.request('GET', `/v1/instances${query({ tenant: o.tenant, node: o.node, limit: '500' })}`);
+      const page = await client.request<Page<Row>>('GET', `/v1/instances${query({ tenant: o.tenant, node: o.node, limit: '500' })}`);
       if (o.json) printJson(page);
       else printTable(page.items, ['id', 'name', 'tenant', 'nodeId']);
       return 0;
     }
     case 'show': {
-      const instance = await client.request('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(rest[0], 'instance')))}`);
+      const instance = await client.request<Instance>('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(rest[0], 'instance')))}`);
       if (o.json) printJson(instance);
       else describeInstance(instance, 'is');
       return 0;
@@ -136,14 +133,14 @@ export async function instancesCommand(client: CairnClient, command: string, arg
         ...(o.tenant ? { tenant: o.tenant } : {}),
         ...(hooks ? { hooks } : {}),
       };
-      const instance = await client.request('POST', '/v1/instances', body);
+      const instance = await client.request<Instance>('POST', '/v1/instances', body);
       if (o.json) printJson(instance);
       else describeInstance(instance, 'created');
       return 0;
     }
     case 'update': {
       const id = await resolveInstanceId(client, need(rest[0], 'instance'));
-      const current = o.exclude?.length && !o.volume ? await client.request('GET', `/v1/instances/${enc(id)}`) : null;
+      const current = o.exclude?.length && !o.volume ? await client.request<Instance>('GET', `/v1/instances/${enc(id)}`) : null;
       const volumes = volumesFrom(o, current?.volumes ?? null);
       const hooks = await hooksFrom(o);
       const body = {
@@ -155,14 +152,14 @@ export async function instancesCommand(client: CairnClient, command: string, arg
       };
       if (!Object.keys(body).length)
         throw new UsageError('nothing to change: give --name, --node, --volume, --exclude, --hooks, --no-hooks or --rotate-hook-secret');
-      const instance = await client.request('PATCH', `/v1/instances/${enc(id)}`, body);
+      const instance = await client.request<Instance>('PATCH', `/v1/instances/${enc(id)}`, body);
       if (o.json) printJson(instance);
       else describeInstance(instance, 'updated');
       return 0;
     }
     case 'delete': {
       const id = await resolveInstanceId(client, need(rest[0], 'instance'));
-      const res = await client.request('DELETE', `/v1/instances/${enc(id)}${o.force ? '?force=true' : ''}`);
+      const res = await client.request<DeletedInstance>('DELETE', `/v1/instances/${enc(id)}${o.force ? '?force=true' : ''}`);
       if (o.json) printJson(res);
       else {
         const extra = res.deletedBackups ? ` with ${res.deletedBackups} backup(s)` : '';

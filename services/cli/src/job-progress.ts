@@ -1,5 +1,6 @@
 import { Presets, SingleBar } from 'cli-progress';
 import type { CairnClient } from './api-client.ts';
+import type { Job, JobProgress } from './api-responses.ts';
 import { humanBytes } from './output.ts';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
@@ -26,7 +27,7 @@ export async function followJob(
   jobId: string,
   out: NodeJS.WriteStream = process.stderr,
   stageOf: (job: { status: string; progress?: { stage?: string } | null }) => string = (job) => job.progress?.stage ?? job.status,
-): Promise<any> {
+): Promise<Job> {
   const bar = out.isTTY ? new SingleBar({ format: PROGRESS_FORMAT, stream: out, hideCursor: true }, Presets.shades_classic) : null;
   let started = false;
   const onInterrupt = () => {
@@ -35,12 +36,12 @@ export async function followJob(
     process.exit(130);
   };
   process.once('SIGINT', onInterrupt);
-  let last: any = null;
+  let last: Job | null = null;
   let lastStage = '';
   try {
     for await (const { event, data } of client.jobEvents(jobId)) {
       last = data;
-      const p = data.progress ?? {};
+      const p: Partial<JobProgress> = data.progress ?? {};
       const payload = {
         stage: stageOf(data),
         doneBytes: humanBytes(p.bytesDone ?? 0),
@@ -66,5 +67,5 @@ export async function followJob(
       bar.stop();
     }
   }
-  return last ?? (await client.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`));
+  return last ?? (await client.request<Job>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`));
 }

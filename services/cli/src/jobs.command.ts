@@ -1,4 +1,5 @@
 import { type CairnClient, UsageError } from './api-client.ts';
+import type { Job, Page, Row } from './api-responses.ts';
 import { type Opts, enc, need, query } from './cli-options.ts';
 import { resolveInstanceId } from './instance-ref.ts';
 import { followJob } from './job-progress.ts';
@@ -26,7 +27,7 @@ export async function finishJob(client: CairnClient, job: { id: string }, o: Pic
 }
 
 async function cancel(client: CairnClient, id: string, json: boolean): Promise<number> {
-  const job = await client.request('POST', `/v1/jobs/${enc(id)}/cancel`);
+  const job = await client.request<Job>('POST', `/v1/jobs/${enc(id)}/cancel`);
   if (json) printJson(job);
   else console.log(`job ${job.id}: ${job.status === 'cancelled' ? 'cancelled' : `${job.status}, cancel requested (it ends cancelled shortly)`}`);
   return 0;
@@ -45,7 +46,7 @@ export async function jobsCommand(client: CairnClient, command: string, args: st
   switch (sub) {
     case 'list': {
       const instance = o.instance ? await resolveInstanceId(client, o.instance) : undefined;
-      const page = await client.request('GET', `/v1/jobs${query({ instance, status: o.status, type: o.type, node: o.node })}`);
+      const page = await client.request<Page<Row>>('GET', `/v1/jobs${query({ instance, status: o.status, type: o.type, node: o.node })}`);
       if (o.json) printJson(page);
       else printTable(page.items, ['id', 'type', 'status', 'instanceId', 'nodeId', 'createdAt', 'error']);
       return 0;

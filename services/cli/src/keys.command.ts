@@ -20,7 +20,7 @@ export async function keysCommand(
   usage: (message: string) => Error,
 ): Promise<number> {
   if (a.sub !== 'rewrap') throw usage(a.sub ? `unknown keys command ${a.sub}` : 'missing keys command (rewrap)');
-  const r = (await client.request('POST', '/v1/admin/keys/rewrap', { dryRun: a.dryRun })) as RewrapReport;
+  const r = await client.request<RewrapReport>('POST', '/v1/admin/keys/rewrap', { dryRun: a.dryRun });
   if (a.json) console.log(JSON.stringify(r, null, 2));
   else {
     console.log(`${r.dryRun ? 'would re-wrap' : 're-wrapped'} ${r.rewrapped} data key(s) under ${r.activeKeyId}; ${r.alreadyActive} already under it`);

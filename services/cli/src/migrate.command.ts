@@ -1,4 +1,5 @@
 import type { CairnClient } from './api-client.ts';
+import type { Backup, Instance, JobStarted, MigrateJob } from './api-responses.ts';
 import { followJob } from './job-progress.ts';
 import { resolveInstanceId } from './instance-ref.ts';
 import { printJson } from './output.ts';
@@ -88,10 +89,10 @@ export async function migrateCommand(client: CairnClient, args: MigrateArgs, usa
   };
   const { route, body } = migrateRequest(a, usage);
   if (a.fromBackup && a.instance) {
-    const backup = await client.request('GET', `/v1/backups/${encodeURIComponent(a.fromBackup)}`);
+    const backup = await client.request<Backup>('GET', `/v1/backups/${encodeURIComponent(a.fromBackup)}`);
     if (backup.instanceId !== a.instance) throw usage(`backup ${a.fromBackup} is of instance ${backup.instanceId}, not ${a.instance}`);
   }
-  const { job } = await client.request('POST', route, body);
+  const { job } = await client.request<JobStarted<MigrateJob>>('POST', route, body);
   const what = a.toNode ? `move to node ${a.toNode}` : `copy into instance ${a.toInstance}`;
   console.error(`migrate queued: ${what} (job ${job.id})`);
   if (!a.wait) {
@@ -111,8 +112,8 @@ export async function migrateCommand(client: CairnClient, args: MigrateArgs, usa
   }
   console.log(`job ${done.id} succeeded`);
   if (a.toNode) {
-    const instance = await client.request('GET', `/v1/instances/${encodeURIComponent(job.params.sourceInstanceId ?? job.instanceId)}`);
-    const paths = (instance.volumes as { name: string; hostPath: string }[]).map((v) => `${v.name}=${v.hostPath}`).join(', ');
+    const instance = await client.request<Instance>('GET', `/v1/instances/${encodeURIComponent(job.params.sourceInstanceId ?? job.instanceId)}`);
+    const paths = instance.volumes.map((v) => `${v.name}=${v.hostPath}`).join(', ');
     console.log(`instance ${instance.id} is on node ${instance.nodeId}: ${paths}`);
   }
   return 0;

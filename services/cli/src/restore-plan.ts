@@ -1,6 +1,7 @@
 import readline from 'node:readline/promises';
 import type { RestoreChanges } from '@cairn/core/domain/restore-changes.ts';
 import { type CairnClient, UsageError } from './api-client.ts';
+import type { Job, JobStarted } from './api-responses.ts';
 import { type Opts, enc } from './cli-options.ts';
 import { followJob } from './job-progress.ts';
 import { printJson } from './output.ts';
@@ -19,18 +20,14 @@ export function describeChanges(changes: RestoreChanges, notes: string[] = []): 
 }
 
 /** A finished restore dry-run job, as the API shows it. */
-interface DryRunJob {
-  id: string;
-  status: string;
-  error?: string | null;
-  result?: { changes: RestoreChanges; notes?: string[] } | null;
-}
+type DryRunJob = Job & { result: { changes: RestoreChanges; notes?: string[] } | null };
 
 /** Runs a restore dry run with `body` and returns its finished job (progress on stderr). */
 export async function dryRunRestore(client: CairnClient, backupId: string, body: Record<string, unknown>): Promise<DryRunJob> {
-  const res = await client.request('POST', `/v1/backups/${enc(backupId)}/restore`, { ...body, dryRun: true });
+  const res = await client.request<JobStarted>('POST', `/v1/backups/${enc(backupId)}/restore`, { ...body, dryRun: true });
   const done = await followJob(client, res.job.id);
-  return done.result ? done : await client.request('GET', `/v1/jobs/${enc(res.job.id)}`);
+  // A restore job's result, once it has one, is the dry run's plan.
+  return done.result ? (done as DryRunJob) : await client.request<DryRunJob>('GET', `/v1/jobs/${enc(res.job.id)}`);
 }
 
 /** `restore --dry-run`: prints the plan (--json: the finished dry-run job); exit 0 when the dry run succeeded. */

@@ -1,4 +1,5 @@
 import { type CairnClient, UsageError } from './api-client.ts';
+import type { BackupStarted, DeletedSchedule, Page, RetentionPlan, Row } from './api-responses.ts';
 import { type Opts, csv, enc, need, retentionFlags } from './cli-options.ts';
 import { printRetentionPlan } from './backups.command.ts';
 import { resolveInstanceId } from './instance-ref.ts';
@@ -35,7 +36,7 @@ export async function schedulesCommand(client: CairnClient, command: string, arg
   const [sub, ...rest] = command === 'schedule' ? ['create', ...args] : SUBCOMMANDS.has(args[0] ?? '') ? args : ['list', ...args];
   switch (sub) {
     case 'list': {
-      const page = await client.request('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(rest[0], 'instance')))}/schedules`);
+      const page = await client.request<Page<Row>>('GET', `/v1/instances/${enc(await resolveInstanceId(client, need(rest[0], 'instance')))}/schedules`);
       if (o.json) printJson(page);
       else printSchedules(page.items);
       return 0;
@@ -50,13 +51,13 @@ export async function schedulesCommand(client: CairnClient, command: string, arg
         ...(o.volumes !== undefined ? { volumes: csv(o.volumes) } : {}),
         ...(enabled !== undefined ? { enabled } : {}),
       };
-      const schedule = await client.request('POST', `/v1/instances/${enc(id)}/schedules`, body);
+      const schedule = await client.request<Row>('POST', `/v1/instances/${enc(id)}/schedules`, body);
       if (o.json) printJson(schedule);
       else printSchedules([schedule]);
       return 0;
     }
     case 'show': {
-      const schedule = await client.request('GET', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}`);
+      const schedule = await client.request<Row>('GET', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}`);
       if (o.json) printJson(schedule);
       else printSchedules([schedule]);
       return 0;
@@ -73,19 +74,19 @@ export async function schedulesCommand(client: CairnClient, command: string, arg
         ...(enabled !== undefined ? { enabled } : {}),
       };
       if (!Object.keys(body).length) throw new UsageError('nothing to change: give --cron, --tz, --keep-*, --volumes, --all-volumes, --enable or --disable');
-      const schedule = await client.request('PATCH', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}`, body);
+      const schedule = await client.request<Row>('PATCH', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}`, body);
       if (o.json) printJson(schedule);
       else printSchedules([schedule]);
       return 0;
     }
     case 'run': {
-      const res = await client.request('POST', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}/run`);
+      const res = await client.request<BackupStarted>('POST', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}/run`);
       console.error(`backup ${res.backup.id} queued (job ${res.job.id})`);
       return finishJob(client, res.job, o);
     }
     case 'preview': {
       const retention = retentionFlags(o);
-      const plan = await client.request('POST', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}/retention/preview`, {
+      const plan = await client.request<RetentionPlan>('POST', `/v1/schedules/${enc(need(rest[0], 'schedule id'))}/retention/preview`, {
         ...(Object.keys(retention).length ? { retention } : {}),
       });
       if (o.json) printJson(plan);
@@ -94,7 +95,7 @@ export async function schedulesCommand(client: CairnClient, command: string, arg
     }
     case 'delete': {
       const id = need(rest[0], 'schedule id');
-      const res = await client.request('DELETE', `/v1/schedules/${enc(id)}`);
+      const res = await client.request<DeletedSchedule>('DELETE', `/v1/schedules/${enc(id)}`);
       if (o.json) printJson(res);
       else console.log(`schedule ${id} deleted; its ${res.keptBackups} backup(s) kept`);
       return 0;

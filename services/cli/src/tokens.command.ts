@@ -1,4 +1,5 @@
 import { type CairnClient, UsageError } from './api-client.ts';
+import type { CreatedToken, Page, Row } from './api-responses.ts';
 import { type Opts, enc, need, query } from './cli-options.ts';
 import { printJson, printTable } from './output.ts';
 
@@ -12,7 +13,7 @@ export async function tokensCommand(client: CairnClient, args: string[], o: Opts
   const [sub = 'list', id] = args;
   switch (sub) {
     case 'list': {
-      const page = await client.request('GET', `/v1/tokens${query({ includeRevoked: o['include-revoked'] ? 'true' : undefined, limit: '500' })}`);
+      const page = await client.request<Page<Row>>('GET', `/v1/tokens${query({ includeRevoked: o['include-revoked'] ? 'true' : undefined, limit: '500' })}`);
       if (o.json) printJson(page);
       else printTable(page.items, ['id', 'name', 'role', 'tenant', 'createdAt', 'lastUsedAt', 'revokedAt']);
       return 0;
@@ -20,7 +21,7 @@ export async function tokensCommand(client: CairnClient, args: string[], o: Opts
     case 'create': {
       const role = need(o.role, '--role (admin or member)');
       if (role !== 'admin' && role !== 'member') throw new UsageError('--role must be admin or member');
-      const token = await client.request('POST', '/v1/tokens', { name: need(o.name, '--name'), role, ...(o.tenant ? { tenant: o.tenant } : {}) });
+      const token = await client.request<CreatedToken>('POST', '/v1/tokens', { name: need(o.name, '--name'), role, ...(o.tenant ? { tenant: o.tenant } : {}) });
       if (o.json) printJson(token);
       else {
         console.error(`token ${token.id} (${token.role}${token.tenant ? ` of tenant ${token.tenant}` : ''}) created; its secret is shown only now:`);
@@ -29,7 +30,7 @@ export async function tokensCommand(client: CairnClient, args: string[], o: Opts
       return 0;
     }
     case 'revoke': {
-      const token = await client.request('DELETE', `/v1/tokens/${enc(need(id, 'token id'))}`);
+      const token = await client.request<{ id: string }>('DELETE', `/v1/tokens/${enc(need(id, 'token id'))}`);
       if (o.json) printJson(token);
       else console.log(`token ${token.id} revoked`);
       return 0;

@@ -1,4 +1,5 @@
 import type { CairnClient } from './api-client.ts';
+import type { JobStarted } from './api-responses.ts';
 import { followJob } from './job-progress.ts';
 import { humanBytes, printJson } from './output.ts';
 
@@ -39,7 +40,7 @@ export function verifyRequest(a: VerifyArgs, usage: (message: string) => Error):
  */
 export async function verifyCommand(client: CairnClient, a: VerifyArgs, usage: (message: string) => Error): Promise<number> {
   const { route, body } = verifyRequest(a, usage);
-  const res = await client.request('POST', route, body);
+  const res = await client.request<JobStarted>('POST', route, body);
   console.error(`verify queued (job ${res.job.id}, level ${String(body.level)})`);
   if (!a.wait) {
     if (a.json) printJson(res);
