@@ -8,9 +8,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeIndex, encodeIndex, packArchive, sharedWorkerHost, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
+import { CodecPool } from '@cairn/core/archive/codec-pool.ts';
 import { loadNativeReads, nativeAddonPath, Out } from '@cairn/core/archive/native-reads.ts';
+import { INLINE_BELOW } from '@cairn/core/archive/pack-reader.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
 
@@ -507,5 +509,48 @@ describe('jobs side by side in one process', () => {
     const r = await other;
     expect(r.sha256).toBe(alone.sha256);
     expect(r.index.entries).toEqual(alone.index.entries);
+  });
+});
+
+describe('small blocks', () => {
+  // Most are a directory's headers, a frame of their own: the reader compresses them itself.
+  it.each(['zstd', 'gzip', 'none'] as const)('%s: frames under INLINE_BELOW skip the codec threads, and the archive is whole', async (codec) => {
+    const files: Record<string, Buffer> = { 'big.bin': randomBytes(3 * MiB) };
+    for (let d = 0; d < 40; d++) for (let f = 0; f < 3; f++) files[`d${d}/f${f}.txt`] = Buffer.from(`file ${d}/${f} `.repeat(50 + d * f));
+    const dir = makeVolume(`small-blocks-${codec}`, files);
+    const chunks: Buffer[] = [];
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        chunks.push(c);
+        cb();
+      },
+    });
+    const run = vi.spyOn(CodecPool.prototype, 'run');
+    let r: PackResult;
+    let compressTasks: number;
+    try {
+      r = await packArchive({ volumes: [{ name: 'v', dir }], codec }, sink);
+      compressTasks = run.mock.calls.filter(([t]) => t.op === 'compress').length;
+    } finally {
+      run.mockRestore();
+    }
+    const blocks = r.index.blocks;
+    const small = blocks.filter((b) => b.uncompressedLength < INLINE_BELOW);
+    expect(small.length).toBeGreaterThan(40);
+    expect(compressTasks).toBe(codec === 'none' ? blocks.length : blocks.length - small.length);
+    const stored = Buffer.concat(chunks);
+    expect(createHash('sha256').update(stored).digest('hex')).toBe(r.sha256);
+    // Every frame where the table says, decoding to its length; GNU tar extracts the whole.
+    const archive = path.join(work, `small-blocks.${codec}`);
+    fs.writeFileSync(archive, stored);
+    for (const b of small.slice(0, 5)) {
+      const frame = stored.subarray(b.compressedOffset, b.compressedOffset + b.compressedLength);
+      const tool = codec === 'zstd' ? ['zstd', ['-dc']] : codec === 'gzip' ? ['gzip', ['-dc']] : ['cat', []];
+      expect(execFileSync(tool[0] as string, tool[1] as string[], { input: frame }).length).toBe(b.uncompressedLength);
+    }
+    const out = fs.mkdtempSync(path.join(work, 'x-'));
+    execFileSync('tar', ['-xf', archive, '-C', out, ...(codec === 'zstd' ? ['--zstd'] : codec === 'gzip' ? ['-z'] : [])]);
+    for (const [rel, data] of Object.entries(files)) expect(fs.readFileSync(path.join(out, 'v', rel)).equals(data), rel).toBe(true);
+    r.close();
   });
 });

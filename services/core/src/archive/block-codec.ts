@@ -16,20 +16,22 @@ const zstd = (zstdNs as unknown as { default?: typeof zstdNs }).default ?? zstdN
 
 export const DEFAULT_LEVEL: Record<Codec, number> = { zstd: 3, gzip: 6, none: 0 };
 
-let cctx: InstanceType<typeof zstd.CCtx> | undefined;
-let cctxLevel = Number.NaN;
+// One context per level: a pack's reader compresses its index entries at level 1 and its tiny
+// blocks at the archive's level, and a new context for every switch would cost more than either.
+const cctxs = new Map<number, InstanceType<typeof zstd.CCtx>>();
 let dctx: InstanceType<typeof zstd.DCtx> | undefined;
 let dest = Buffer.alloc(0);
 
 /** Returns the frame in a Buffer of its own, or `data` itself for `none`. */
 export function compressBlock(codec: Codec, level: number, data: Uint8Array): Buffer {
   if (codec === 'zstd') {
-    if (!cctx || cctxLevel !== level) {
+    let cctx = cctxs.get(level);
+    if (!cctx) {
       cctx = new zstd.CCtx();
       cctx.setParameter(zstd.CParameter.compressionLevel, level);
       // The frame checksum (xxh64) lets every block be verified on its own when decoded.
       cctx.setParameter(zstd.CParameter.checksumFlag, 1);
-      cctxLevel = level;
+      cctxs.set(level, cctx);
     }
     // Into one reused buffer, then an exact-size copy: a fresh compressBound()-sized buffer per
     // frame measured slower (page faults, and V8 counts it all as external memory).

@@ -51,7 +51,10 @@ const PROGRESS_INTERVAL_MS = 250;
 
 /** A block being compressed, or frames of other objects reused in its place (`frames`). */
 interface Slot {
+  /** A block in a codec thread. */
   result?: Promise<CodecResult>;
+  /** A block the reader compressed itself (INLINE_BELOW): no credit taken, no buffer to give back. */
+  ready?: Buffer;
   frames?: ReusedFrame[];
   length: number;
 }
@@ -154,6 +157,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     progress.bytesDone = m.bytesDone;
     progress.filesDone = m.filesDone;
     if (m.frames) return void queue.push({ frames: m.frames, length: m.length });
+    if (m.frame) return void queue.push({ ready: Buffer.from(m.buf, m.frame.offset, m.frame.length), length: m.length });
     if (m.length === 0) return;
     const result = pool.run({ op: 'compress', codec, level, data: Buffer.from(m.buf, 0, m.length), hashOutput: hashBlocks, returnInput: true });
     result.catch(fail);
@@ -174,7 +178,18 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
   const job = reader.request<PackReaderResult>(
     'pack-reader',
     {
-      data: { volumes, blockSize, control, port: port2, recycle: recycle.port2, scan: feed.port2, native, parent: parent?.data } satisfies PackReaderData,
+      data: {
+        volumes,
+        blockSize,
+        control,
+        port: port2,
+        recycle: recycle.port2,
+        scan: feed.port2,
+        native,
+        parent: parent?.data,
+        // codec none: the block's sha256 comes from a codec thread (hashOutput), so every block goes there.
+        inline: codec === 'none' ? undefined : { codec, level },
+      } satisfies PackReaderData,
     },
     [port2, recycle.port2, feed.port2],
   );
@@ -219,7 +234,8 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
         report(false);
         continue;
       }
-      const out = await next.value.result!;
+      const { ready, result } = next.value;
+      const out = ready ? { data: ready, input: undefined, outputSha: undefined } : await result!;
       const block: ArchiveBlock = {
         compressedOffset: storedBytes,
         compressedLength: out.data.length,
@@ -240,7 +256,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       }
       // The raw block goes back to the reader once its frame is written: a few blocks circulate.
       if (out.input) recycle.port1.postMessage(out.input, [out.input]);
-      credits.giveBack();
+      if (!ready) credits.giveBack();
       report(false);
     }
     if (failed !== undefined) throw failed;
