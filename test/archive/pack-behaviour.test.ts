@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeIndex, encodeIndex, packArchive, sharedWorkerHost, type ArchiveProgress, type PackResult } from '@cairn/core/archive/index.ts';
 import { CodecPool } from '@cairn/core/archive/codec-pool.ts';
 import { loadNativeReads, nativeAddonPath, Out } from '@cairn/core/archive/native-reads.ts';
-import { INLINE_BELOW } from '@cairn/core/archive/pack-reader.ts';
+import { INLINE_BELOW, inlineBelow } from '@cairn/core/archive/pack-reader.ts';
 import { isCairnError } from '@cairn/core/errors.ts';
 import { IS_ROOT } from './helpers/tree.ts';
 
@@ -163,6 +163,22 @@ describe('packArchive', () => {
     gate.release();
     const r = await p;
     expect(r.logicalBytes).toBe(48 * MiB);
+    expect(gate.written()).toBe(r.storedBytes);
+  });
+
+  it('stops reading while the sink is full, also when every frame is small (compressed by the reader)', async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 400; i++) files[`d${i}/f.txt`] = `file ${i}\n`;
+    const dir = makeVolume('backpressure-small', files);
+    const gate = gatedSink();
+    let filesDone = 0;
+    const p = packArchive({ volumes: [{ name: 'v', dir }], codec: 'zstd', onProgress: (x) => (filesDone = x.filesDone) }, gate.sink);
+    await new Promise((r) => setTimeout(r, 1500));
+    // Each directory starts a frame: 800 small frames, of which the reader may send a credit's worth.
+    expect(filesDone).toBeLessThanOrEqual(20);
+    gate.release();
+    const r = await p;
+    expect(r.index.totals.files).toBe(400);
     expect(gate.written()).toBe(r.storedBytes);
   });
 
@@ -514,10 +530,18 @@ describe('jobs side by side in one process', () => {
 
 describe('small blocks', () => {
   // Most are a directory's headers, a frame of their own: the reader compresses them itself.
-  it.each(['zstd', 'gzip', 'none'] as const)('%s: frames under INLINE_BELOW skip the codec threads, and the archive is whole', async (codec) => {
+  it.each([
+    ['zstd', MiB, 3],
+    ['gzip', MiB, 6],
+    ['none', MiB, 0],
+    // Small blocks: most end early, and only those under a sixteenth of one stay in the reader.
+    ['zstd', 64 * 1024, 3],
+    // A slow level: at most 4 KiB is compressed by the reader.
+    ['zstd', MiB, 12],
+  ] as const)('%s, %d-byte blocks, level %d: frames under inlineBelow skip the codec threads, and the archive is whole', async (codec, blockSize, level) => {
     const files: Record<string, Buffer> = { 'big.bin': randomBytes(3 * MiB) };
     for (let d = 0; d < 40; d++) for (let f = 0; f < 3; f++) files[`d${d}/f${f}.txt`] = Buffer.from(`file ${d}/${f} `.repeat(50 + d * f));
-    const dir = makeVolume(`small-blocks-${codec}`, files);
+    const dir = makeVolume(`small-blocks-${codec}-${blockSize}-${level}`, files);
     const chunks: Buffer[] = [];
     const sink = new Writable({
       write(c: Buffer, _e, cb) {
@@ -529,19 +553,22 @@ describe('small blocks', () => {
     let r: PackResult;
     let compressTasks: number;
     try {
-      r = await packArchive({ volumes: [{ name: 'v', dir }], codec }, sink);
+      r = await packArchive({ volumes: [{ name: 'v', dir }], codec, blockSize, level }, sink);
       compressTasks = run.mock.calls.filter(([t]) => t.op === 'compress').length;
     } finally {
       run.mockRestore();
     }
     const blocks = r.index.blocks;
-    const small = blocks.filter((b) => b.uncompressedLength < INLINE_BELOW);
+    const below = inlineBelow(blockSize, level);
+    expect(below).toBe(blockSize < MiB ? 4096 : level > 9 ? 4096 : INLINE_BELOW);
+    const small = blocks.filter((b) => b.uncompressedLength < below);
     expect(small.length).toBeGreaterThan(40);
+    expect(blocks.length - small.length).toBeGreaterThan(blockSize < MiB ? 40 : 2);
     expect(compressTasks).toBe(codec === 'none' ? blocks.length : blocks.length - small.length);
     const stored = Buffer.concat(chunks);
     expect(createHash('sha256').update(stored).digest('hex')).toBe(r.sha256);
     // Every frame where the table says, decoding to its length; GNU tar extracts the whole.
-    const archive = path.join(work, `small-blocks.${codec}`);
+    const archive = path.join(work, `small-blocks-${blockSize}-${level}.${codec}`);
     fs.writeFileSync(archive, stored);
     for (const b of small.slice(0, 5)) {
       const frame = stored.subarray(b.compressedOffset, b.compressedOffset + b.compressedLength);

@@ -16,8 +16,8 @@ const zstd = (zstdNs as unknown as { default?: typeof zstdNs }).default ?? zstdN
 
 export const DEFAULT_LEVEL: Record<Codec, number> = { zstd: 3, gzip: 6, none: 0 };
 
-// One context per level: a pack's reader compresses its index entries at level 1 and its tiny
-// blocks at the archive's level, and a new context for every switch would cost more than either.
+// A context per level, for the last two: a pack's reader compresses its index entries at level 1
+// and its small blocks at the archive's level, and a new context for every switch would cost more than either.
 const cctxs = new Map<number, InstanceType<typeof zstd.CCtx>>();
 let dctx: InstanceType<typeof zstd.DCtx> | undefined;
 let dest = Buffer.alloc(0);
@@ -27,6 +27,8 @@ export function compressBlock(codec: Codec, level: number, data: Uint8Array): Bu
   if (codec === 'zstd') {
     let cctx = cctxs.get(level);
     if (!cctx) {
+      // Two levels at most: a codec thread serves every pack of the process, whatever its level.
+      if (cctxs.size >= 2) cctxs.delete(cctxs.keys().next().value!);
       cctx = new zstd.CCtx();
       cctx.setParameter(zstd.CParameter.compressionLevel, level);
       // The frame checksum (xxh64) lets every block be verified on its own when decoded.

@@ -38,8 +38,8 @@ export interface PackReaderData {
   recycle: MessagePort;
   /** An incremental pack's parent (pack-reuse.ts). */
   parent: PackParentData | undefined;
-  /** The archive's codec (zstd or gzip) and level: blocks under INLINE_BELOW bytes are compressed here. */
-  inline: { codec: Exclude<Codec, 'none'>; level: number } | undefined;
+  /** The archive's codec (zstd or gzip) and level, and the size under which a block is compressed here (inlineBelow). */
+  inline: { codec: Exclude<Codec, 'none'>; level: number; below: number } | undefined;
 }
 
 /**
@@ -49,6 +49,15 @@ export interface PackReaderData {
  * thread (four messages) for microseconds of compression.
  */
 export const INLINE_BELOW = 64 * 1024;
+
+/**
+ * The size under which this pack's reader compresses a block itself: INLINE_BELOW, but at most a
+ * sixteenth of a block (with small blocks, most blocks end early, and the codec threads would sit
+ * idle) and 4 KiB at the slow levels above 9 (the reader must not stall on its own compression).
+ */
+export function inlineBelow(blockSize: number, level: number): number {
+  return Math.min(INLINE_BELOW, Math.floor(blockSize / 16), level > 9 ? 4096 : INLINE_BELOW);
+}
 
 export interface PackReaderBlock {
   t: 'block';
@@ -163,14 +172,16 @@ function frameShipper(d: PackReaderData, report: ReaderReport): ShipFrames {
  */
 function blockShipper(d: PackReaderData, ctrl: Int32Array, report: ReaderReport): ShipBlock {
   return (block, length) => {
-    if (d.inline && length < INLINE_BELOW) {
-      // Compressed now, without a credit: the block's buffer stays here and is written on at once.
+    // A credit for every frame, small ones too: it bounds what waits in the main thread for the
+    // sink (a tree of a million empty directories is a million small frames).
+    acquireCredit(ctrl);
+    if (d.inline && length < d.inline.below) {
+      // Compressed now: the block's buffer stays here and is written on at once.
       const frame = transferView(compressBlock(d.inline.codec, d.inline.level, block.subarray(0, length)));
       const msg: PackReaderBlock = { t: 'block', buf: frame.buf, length, frame: { offset: frame.offset, length: frame.length }, ...reportPart(report) };
       d.port.postMessage(msg, msg.entries ? [msg.buf, msg.entries] : [msg.buf]);
       return block;
     }
-    acquireCredit(ctrl);
     const msg: PackReaderBlock = { t: 'block', buf: block.buffer as ArrayBuffer, length, ...reportPart(report) };
     d.port.postMessage(msg, msg.entries ? [msg.buf, msg.entries] : [msg.buf]);
     const reused = receiveMessageOnPort(d.recycle)?.message as ArrayBuffer | undefined;

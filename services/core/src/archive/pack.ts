@@ -37,7 +37,7 @@ import type { PackParentData } from './pack-reuse.ts';
 import type { ReusedFrame } from './tar-block-writer.ts';
 import { CodecPool, type CodecResult } from './codec-pool.ts';
 import { nativeAddonPath } from './native-reads.ts';
-import type { PackReaderBlock, PackReaderData, PackReaderEnd, PackReaderResult } from './pack-reader.ts';
+import { inlineBelow, type PackReaderBlock, type PackReaderData, type PackReaderEnd, type PackReaderResult } from './pack-reader.ts';
 import { CTRL_ABORT, CTRL_CHUNKS, CTRL_CONSUMED, CTRL_CREDITS, CTRL_SLOTS, type PackScannerData, type PackScanTotals } from './pack-scanner.ts';
 import { sealFrame } from '../crypto/sealing.ts';
 import { ProgressLimiter } from './progress-limiter.ts';
@@ -53,7 +53,7 @@ const PROGRESS_INTERVAL_MS = 250;
 interface Slot {
   /** A block in a codec thread. */
   result?: Promise<CodecResult>;
-  /** A block the reader compressed itself (INLINE_BELOW): no credit taken, no buffer to give back. */
+  /** A block the reader compressed itself (inlineBelow): its credit comes back once written, no buffer does. */
   ready?: Buffer;
   frames?: ReusedFrame[];
   length: number;
@@ -188,7 +188,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
         native,
         parent: parent?.data,
         // codec none: the block's sha256 comes from a codec thread (hashOutput), so every block goes there.
-        inline: codec === 'none' ? undefined : { codec, level },
+        inline: codec === 'none' ? undefined : { codec, level, below: inlineBelow(blockSize, level) },
       } satisfies PackReaderData,
     },
     [port2, recycle.port2, feed.port2],
@@ -256,7 +256,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
       }
       // The raw block goes back to the reader once its frame is written: a few blocks circulate.
       if (out.input) recycle.port1.postMessage(out.input, [out.input]);
-      if (!ready) credits.giveBack();
+      credits.giveBack();
       report(false);
     }
     if (failed !== undefined) throw failed;
