@@ -182,6 +182,33 @@ describe('packArchive', () => {
     expect(gate.written()).toBe(r.storedBytes);
   });
 
+  it("stops reading while the sink is full, also when the frames are the parent backup's (an incremental pack)", async () => {
+    const files: Record<string, string | Buffer> = { 'a/first.bin': randomBytes(256 * 1024) };
+    for (let i = 0; i < 400; i++) files[`d${i}/f.txt`] = `file ${i}\n`;
+    const dir = makeVolume('backpressure-reuse', files);
+    const parent = await packArchive({ volumes: [{ name: 'v', dir }], codec: 'zstd' }, nullSink());
+    // A new first file: its frame waits for the gated sink, the 400 directories after it are the parent's frames.
+    fs.writeFileSync(path.join(dir, 'a/first.bin'), randomBytes(256 * 1024));
+    const gate = gatedSink();
+    let filesDone = 0;
+    const p = packArchive(
+      {
+        volumes: [{ name: 'v', dir }],
+        codec: 'zstd',
+        parent: { id: 'P', index: parent.index, objects: ['P'], rehashShare: 0 },
+        onProgress: (x) => (filesDone = x.filesDone),
+      },
+      gate.sink,
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(filesDone).toBeLessThanOrEqual(40);
+    gate.release();
+    const r = await p;
+    expect(r.index.totals.files).toBe(401);
+    expect(r.index.blocks.filter((b) => b.object === 'P').length).toBeGreaterThan(400);
+    parent.close();
+  });
+
   it('is cancelled promptly by its AbortSignal', async () => {
     const dir = makeVolume('abort', { 'big.bin': randomBytes(64 * MiB) });
     const ac = new AbortController();

@@ -158,9 +158,14 @@ function reportPart(report: ReaderReport): Pick<PackReaderBlock, 'entries' | 'en
   };
 }
 
-/** Sends reused frames in place of tar bytes; no block credit is needed (nothing to compress). */
-function frameShipper(d: PackReaderData, report: ReaderReport): ShipFrames {
+/**
+ * Sends reused frames in place of tar bytes. Nothing to compress, but they take a block credit
+ * too: they wait in the main thread behind a frame the sink has not taken yet, and an unchanged
+ * tree of many small files or directories is a message per parent frame.
+ */
+function frameShipper(d: PackReaderData, ctrl: Int32Array, report: ReaderReport): ShipFrames {
   return (frames, length) => {
+    acquireCredit(ctrl);
     const msg: PackReaderBlock = { t: 'block', buf: new ArrayBuffer(0), length, frames, ...reportPart(report) };
     d.port.postMessage(msg, msg.entries ? [msg.entries] : []);
   };
@@ -193,7 +198,7 @@ export function runPackReader(d: PackReaderData): PackReaderResult {
   const ctrl = new Int32Array(d.control);
   const report = new ReaderReport(d.volumes);
   const scan = new ScanInbox(d.scan, ctrl, report);
-  const out = new TarBlockWriter(d.blockSize, blockShipper(d, ctrl, report), frameShipper(d, report));
+  const out = new TarBlockWriter(d.blockSize, blockShipper(d, ctrl, report), frameShipper(d, ctrl, report));
   const frames = d.parent && new ParentFrames(d.parent);
   const emitter = new EntryEmitter(out, report, loadNativeReads(d.native), ctrl, frames?.chunkFrame);
   const incremental = d.parent && frames ? new IncrementalEmitter(emitter, out, report, d.parent, frames) : undefined;

@@ -231,6 +231,7 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
           reusedBytes += f.compressedLength;
           tarOffset += f.uncompressedLength;
         }
+        credits.giveBack();
         report(false);
         continue;
       }
