@@ -1,6 +1,7 @@
 /**
- * The block credits of the packs of one process: how many raw blocks each pack's reader may have
- * in flight (filled, queued, compressing, or waiting for their turn to be written).
+ * The block credits of the packs of one process: how many frames each pack's reader may have in
+ * flight (a block queued, compressing, or waiting for its turn to be written; a small block it
+ * compressed itself; a run of an incremental pack's reused frames).
  *
  * Why a budget per process, shared: on two busy cores the reader, the codec threads and the main
  * thread each wait on the run queue for milliseconds at a time, and with few blocks in flight

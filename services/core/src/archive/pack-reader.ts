@@ -43,10 +43,10 @@ export interface PackReaderData {
 }
 
 /**
- * Blocks smaller than this are compressed by the reader itself and sent as finished frames. Most
- * are a directory's headers, a frame of their own (format 2): ~1,000 in a pack of 100,000 small
- * files, each a few hundred bytes that cost a round trip through the main thread and a codec
- * thread (four messages) for microseconds of compression.
+ * At most, blocks smaller than this are compressed by the reader itself and sent as finished
+ * frames (inlineBelow). Most are a directory's headers, a frame of their own (format 2): ~1,000 in
+ * a pack of 100,000 small files, each a few hundred bytes that cost a round trip through the main
+ * thread and a codec thread (four messages) for microseconds of compression.
  */
 export const INLINE_BELOW = 64 * 1024;
 
@@ -76,7 +76,7 @@ export interface PackReaderBlock {
   filesDone: number;
   /** Frames of other objects standing for the next `length` tar bytes (`buf` is then empty). */
   frames?: ReusedFrame[];
-  /** `buf` holds the block's frame, compressed by the reader (INLINE_BELOW): its offset and length there. */
+  /** `buf` holds the block's frame, compressed by the reader (inlineBelow): its offset and length there. */
   frame?: { offset: number; length: number };
 }
 

@@ -49,7 +49,7 @@ const MIN_BLOCK_SIZE = 4096;
 const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 const PROGRESS_INTERVAL_MS = 250;
 
-/** A block being compressed, or frames of other objects reused in its place (`frames`). */
+/** A block being compressed, one the reader compressed (`ready`), or frames of other objects reused in its place (`frames`). */
 interface Slot {
   /** A block in a codec thread. */
   result?: Promise<CodecResult>;
