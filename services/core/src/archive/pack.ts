@@ -215,8 +215,9 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
     for (;;) {
       const next = await queue.next();
       if (next.done) break;
-      if (next.value.frames) {
-        for (const f of next.value.frames) {
+      const { frames, ready, result } = next.value;
+      if (frames) {
+        for (const f of frames) {
           const block: ArchiveBlock = {
             object: f.object,
             compressedOffset: f.compressedOffset,
@@ -231,32 +232,30 @@ export async function packArchive(options: PackOptions, sink: PackSink): Promise
           reusedBytes += f.compressedLength;
           tarOffset += f.uncompressedLength;
         }
-        credits.giveBack();
-        report(false);
-        continue;
-      }
-      const { ready, result } = next.value;
-      const out = ready ? { data: ready, input: undefined, outputSha: undefined } : await result!;
-      const block: ArchiveBlock = {
-        compressedOffset: storedBytes,
-        compressedLength: out.data.length,
-        uncompressedOffset: tarOffset,
-        uncompressedLength: next.value.length,
-      };
-      blocks.push(block);
-      tarOffset += next.value.length;
-      if (seal) {
-        // Sealed one frame late: whether a frame is the object's last is known only at the end.
-        if (held) await writeSealed(held, false);
-        held = { block, data: out.data };
       } else {
-        if (out.outputSha) block.sha256 = out.outputSha;
-        outHash.update(out.data);
-        storedBytes += out.data.length;
-        await writer.write(out.data, signal);
+        const out = ready ? { data: ready, input: undefined, outputSha: undefined } : await result!;
+        const block: ArchiveBlock = {
+          compressedOffset: storedBytes,
+          compressedLength: out.data.length,
+          uncompressedOffset: tarOffset,
+          uncompressedLength: next.value.length,
+        };
+        blocks.push(block);
+        tarOffset += next.value.length;
+        if (seal) {
+          // Sealed one frame late: whether a frame is the object's last is known only at the end.
+          if (held) await writeSealed(held, false);
+          held = { block, data: out.data };
+        } else {
+          if (out.outputSha) block.sha256 = out.outputSha;
+          outHash.update(out.data);
+          storedBytes += out.data.length;
+          await writer.write(out.data, signal);
+        }
+        // The raw block goes back to the reader once its frame is written: a few blocks circulate.
+        if (out.input) recycle.port1.postMessage(out.input, [out.input]);
       }
-      // The raw block goes back to the reader once its frame is written: a few blocks circulate.
-      if (out.input) recycle.port1.postMessage(out.input, [out.input]);
+      // Every slot took a block credit in the reader: a block, a frame it compressed, or a run of reused frames.
       credits.giveBack();
       report(false);
     }
